@@ -1,0 +1,473 @@
+"""Sync definitions: ``models/*.yml`` (CONTRACT.md, "A sync definition").
+
+Every file is parsed with line numbers, ``{{ env_var(...) }}`` is rendered, and every problem in every file is
+reported at once, each with file, line, dotted path and a hint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from sixtyfour_sync.config.yamlfile import LineMap, load_yaml
+from sixtyfour_sync.errors import ConfigError, ConfigProblem
+
+__all__ = [
+    "BOOKKEEPING_COLUMNS",
+    "MAX_CHUNK_ROWS",
+    "BudgetSpec",
+    "ModelFile",
+    "RefreshSpec",
+    "SourceSpec",
+    "StructField",
+    "SyncSpec",
+    "TargetSpec",
+    "build_api_config",
+    "load_models",
+    "parse_duration",
+]
+
+MAX_CHUNK_ROWS = 100_000
+BOOKKEEPING_COLUMNS = (
+    "_sixtyfour_status",
+    "_sixtyfour_enriched_at",
+    "_sixtyfour_task_id",
+    "_sixtyfour_input_hash",
+    "_sixtyfour_spec_hash",
+)
+
+# Canonical struct type names; the API accepts the aliases on the left.
+_TYPE_ALIASES = {
+    "str": "str",
+    "string": "str",
+    "int": "int",
+    "integer": "int",
+    "float": "float",
+    "bool": "bool",
+    "boolean": "bool",
+    "list": "list",
+    "list[str]": "list[str]",
+    "list[string]": "list[str]",
+    "list[int]": "list[int]",
+    "list[integer]": "list[int]",
+    "list[float]": "list[float]",
+    "list[bool]": "list[bool]",
+    "list[boolean]": "list[bool]",
+    "dict": "dict",
+}
+_TIERS = {
+    "people": ("micro", "low", "medium", "high", "xhigh", "scout"),
+    "company": ("micro", "low", "medium", "high"),
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | int | float) -> timedelta:
+    """``"90d"``, ``"12h"``, ``"30m"``, ``"45s"``, ``"2w"`` or a number of seconds, as a timedelta."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 90d, 12h or 30m")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    m = _DURATION_RE.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration; use a number and a unit: 90d, 12h, 30m, 45s, 2w")
+    return timedelta(seconds=int(m.group(1)) * _DURATION_UNITS[m.group(2)])
+
+
+def _identifier(value: str, what: str) -> str:
+    if not _FIELD_RE.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a safe column name: use letters, digits and _ "
+            "(not starting with a digit, at most 63 characters)"
+        )
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class StructField(_Strict):
+    """One output field: what to ask for and the type to cast the answer to."""
+
+    description: str = Field(min_length=1)
+    type: str = "str"
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, v: str) -> str:
+        canonical = _TYPE_ALIASES.get(v.strip().lower().replace(" ", ""))
+        if canonical is None:
+            raise ValueError(f"unknown type {v!r}; use one of: {', '.join(sorted(set(_TYPE_ALIASES)))}")
+        return canonical
+
+    @property
+    def is_json(self) -> bool:
+        """Lists and dicts are stored as JSON."""
+        return self.type.startswith("list") or self.type == "dict"
+
+
+class SourceSpec(_Strict):
+    """Where the rows come from: a table, a SQL query or a dbt model, and the key that identifies a row."""
+
+    table: str | None = None
+    schema_: str | None = Field(default=None, alias="schema")
+    database: str | None = None
+    sql: str | None = None
+    ref: str | None = None
+    key: list[str]
+    columns: list[str] | None = None
+    where: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("key")
+    @classmethod
+    def _key_names(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("the key needs at least one column")
+        if len(set(v)) != len(v):
+            raise ValueError("the key lists a column twice")
+        return [_identifier(k, "key column") for k in v]
+
+    @field_validator("columns")
+    @classmethod
+    def _column_names(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("columns is empty: list the columns to send, or leave it out to send all")
+        if len(set(v)) != len(v):
+            raise ValueError("columns lists a column twice")
+        return [_identifier(c, "column") for c in v]
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SourceSpec:
+        given = [k for k in ("table", "sql", "ref") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of table, sql or ref" + (f" (found {', '.join(given)})" if given else "")
+            )
+        if self.columns and set(self.columns) & set(self.key):
+            both = sorted(set(self.columns) & set(self.key))
+            raise ValueError(
+                f"{', '.join(both)} is the key: it is always sent to tie results back, leave it out of columns"
+            )
+        return self
+
+
+class TargetSpec(_Strict):
+    """Where enriched columns are written."""
+
+    table: str
+    schema_: str | None = Field(default=None, alias="schema")
+    database: str | None = None
+    prefix: str = ""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if v and not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$", v):
+            raise ValueError(f"prefix {v!r} must be letters, digits and _ (not starting with a digit)")
+        return v
+
+
+class RefreshSpec(_Strict):
+    """Which rows a run selects."""
+
+    when: Literal["missing", "changed", "stale", "always"] = "changed"
+    max_age: timedelta | None = None
+    retry_failed_after: timedelta | None = None
+    limit: Annotated[int, Field(gt=0)] | None = None
+
+    @field_validator("max_age", "retry_failed_after", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
+
+    @model_validator(mode="after")
+    def _stale_needs_age(self) -> RefreshSpec:
+        if self.when == "stale" and self.max_age is None:
+            raise ValueError("when: stale needs max_age (for example max_age: 90d)")
+        return self
+
+
+class BudgetSpec(_Strict):
+    """Spending limits for one run of the sync."""
+
+    max_cost_cents: Annotated[int, Field(ge=0)] | None = None
+    price_cents_per_row: Annotated[float, Field(ge=0)] | None = None
+
+
+class SyncSpec(_Strict):
+    """One sync: rows from a source, enriched by an endpoint, written to a target."""
+
+    name: str
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    enabled: bool = True
+    endpoint: Literal["people", "company"]
+    source: SourceSpec
+    struct: dict[str, StructField]
+    tier: str = "low"
+    field_confidence: bool = False
+    research_plan: str | None = None
+    webhook_url: str | None = None
+    target: TargetSpec
+    refresh: RefreshSpec = Field(default_factory=RefreshSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    chunk_rows: Annotated[int, Field(gt=0, le=MAX_CHUNK_ROWS)] = MAX_CHUNK_ROWS
+    profile: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(f"sync name {v!r}: use letters, digits, _, - and . (at most 128 characters)")
+        return v
+
+    @field_validator("struct", mode="before")
+    @classmethod
+    def _struct_forms(cls, v: Any) -> Any:
+        if not isinstance(v, Mapping):
+            return v
+        out: dict[Any, Any] = {}
+        for key, value in v.items():
+            out[key] = {"description": value} if isinstance(value, str) else value
+        return out
+
+    @field_validator("struct")
+    @classmethod
+    def _struct_fields(cls, v: dict[str, StructField]) -> dict[str, StructField]:
+        if not v:
+            raise ValueError("struct is empty: name at least one field to get back")
+        for name in v:
+            _identifier(name, "struct field")
+            if name.lower().startswith("_sixtyfour"):
+                raise ValueError(f"struct field {name!r}: names starting with _sixtyfour are reserved")
+        return v
+
+    @field_validator("tier")
+    @classmethod
+    def _tier(cls, v: str, info: ValidationInfo) -> str:
+        # a field validator (not a model one) so a bad tier is reported with every other problem
+        endpoint = info.data.get("endpoint")
+        tiers = _TIERS.get(endpoint or "", ())
+        if tiers and v not in tiers:
+            raise ValueError(f"tier {v!r} is not offered by the {endpoint} endpoint; use one of: {', '.join(tiers)}")
+        return v
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith("https://") or len(v) > 2083):
+            raise ValueError("webhook_url must be an https:// URL of at most 2083 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> SyncSpec:
+        tiers = _TIERS[self.endpoint]
+        if self.tier not in tiers:
+            raise ValueError(
+                f"tier {self.tier!r} is not offered by the {self.endpoint} endpoint; use one of: " + ", ".join(tiers)
+            )
+        lower_key = {k.lower() for k in self.source.key}
+        inputs = {c.lower() for c in (self.source.columns or [])}
+        for name in self.struct:
+            if name.lower() in lower_key or name.lower() in inputs:
+                raise ValueError(
+                    f"struct field {name!r} has the name of a source column; the result file would hold two "
+                    "columns of that name: rename the field"
+                )
+        for col in self.output_columns():
+            if col.lower() in lower_key:
+                raise ValueError(f"target column {col!r} would overwrite the key: change target.prefix")
+        return self
+
+    # -- derived -----------------------------------------------------------------------------------
+
+    def column_for(self, field: str) -> str:
+        """The target column that holds ``field``."""
+        return f"{self.target.prefix}{field}"
+
+    def output_columns(self) -> list[str]:
+        """Every column this sync owns in the target, in order: fields, confidences, bookkeeping."""
+        cols = [self.column_for(f) for f in self.struct]
+        if self.field_confidence:
+            cols += [self.column_for(f"{f}_confidence") for f in self.struct]
+        return cols + list(BOOKKEEPING_COLUMNS)
+
+    def spec_hash(self) -> str:
+        """Hash of what is asked (endpoint, struct, tier, options): a change re-enriches under ``changed``."""
+        spec = {
+            "endpoint": self.endpoint,
+            "struct": {k: {"description": f.description, "type": f.type} for k, f in sorted(self.struct.items())},
+            "tier": self.tier,
+            "field_confidence": self.field_confidence,
+            "research_plan": self.research_plan or None,
+        }
+        blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def build_api_config(sync: SyncSpec, input_columns: Sequence[str]) -> dict[str, Any]:
+    """The ``config`` object sent with each file: exactly what the API documents, nothing else.
+
+    ``input_columns`` are the columns that feed the enrichment; the key columns travel in the file too (to tie
+    results back) but are kept out of ``columns`` so they do not steer the research.
+    """
+    struct: dict[str, Any] = {}
+    for name, f in sync.struct.items():
+        struct[name] = f.description if f.type == "str" else {"description": f.description, "type": f.type}
+    config: dict[str, Any] = {"struct": struct, "tier": sync.tier}
+    if sync.field_confidence:
+        config["field_confidence"] = True
+    cols = [c for c in input_columns if c not in sync.source.key]
+    if cols:
+        config["columns"] = cols
+    if sync.research_plan:
+        config["research_plan"] = sync.research_plan
+    if sync.webhook_url:
+        config["webhook_url"] = sync.webhook_url
+    return config
+
+
+class ModelFile(_Strict):
+    """One models/*.yml file."""
+
+    version: int | None = None
+    profile: str | None = None
+    syncs: list[SyncSpec] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LoadedSync:
+    """A validated sync and where it was defined."""
+
+    spec: SyncSpec
+    file: Path
+    line: int | None
+    profile: str | None
+
+
+def _problems_from(exc: ValidationError, file: Path, lines: LineMap) -> list[ConfigProblem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # pydantic reports the alias-free field name for aliased fields
+        loc = tuple("schema" if p == "schema_" else p for p in loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        hint = None
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {loc[-1]!r}"
+            hint = "check the spelling; see models/ in the project for every key"
+        elif err["type"] == "missing":
+            msg = f"missing required key {loc[-1]!r}"
+        dotted = ".".join(str(p) for p in loc)
+        problems.append(ConfigProblem(str(file), dotted or None, msg, line=lines.line_for(loc), hint=hint))
+    return problems
+
+
+def _render(data: Any, file: Path, env: Mapping[str, str] | None) -> Any:
+    from sixtyfour_sync.config.envvars import render_env_vars
+
+    if env is None:
+        return render_env_vars(data, file=file)
+    return render_env_vars(data, file=file, env=env)
+
+
+def model_files(project_dir: Path) -> list[Path]:
+    """Every models/**/*.yml and *.yaml below the project, in a stable order."""
+    root = project_dir / "models"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
+
+
+def load_models(
+    project_dir: Path,
+    *,
+    files: Iterable[Path] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> list[LoadedSync]:
+    """Load and validate every sync; raise one ConfigError listing every problem in every file."""
+    paths = list(files) if files is not None else model_files(project_dir)
+    problems: list[ConfigProblem] = []
+    loaded: list[LoadedSync] = []
+    if not paths:
+        raise ConfigError(
+            problems=[
+                ConfigProblem(
+                    str(project_dir / "models"),
+                    None,
+                    "no sync definitions found",
+                    hint="create models/<name>.yml (see `sixtyfour-sync init`)",
+                )
+            ]
+        )
+    for path in paths:
+        try:
+            doc = load_yaml(path)
+            data = _render(doc.data, path, env)
+        except ConfigError as exc:
+            problems.extend(exc.problems or [ConfigProblem(str(path), None, str(exc))])
+            continue
+        if data is None:
+            problems.append(ConfigProblem(str(path), None, "the file is empty", hint="add a `syncs:` list"))
+            continue
+        if not isinstance(data, Mapping) or "syncs" not in data:
+            problems.append(ConfigProblem(str(path), None, "expected a mapping with a `syncs:` list", line=1))
+            continue
+        try:
+            model = ModelFile.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(_problems_from(exc, path, doc.lines))
+            continue
+        for i, spec in enumerate(model.syncs):
+            loaded.append(LoadedSync(spec, path, doc.lines.line_for(("syncs", i)), spec.profile or model.profile))
+    seen: dict[str, LoadedSync] = {}
+    for item in loaded:
+        first = seen.get(item.spec.name)
+        if first is not None:
+            problems.append(
+                ConfigProblem(
+                    str(item.file),
+                    "name",
+                    f"duplicate sync name {item.spec.name!r} (also defined in {first.file}:{first.line})",
+                    line=item.line,
+                    hint="sync names must be unique across models/",
+                )
+            )
+        else:
+            seen[item.spec.name] = item
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) in sync definitions:", problems=problems)
+    return loaded

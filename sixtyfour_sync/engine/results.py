@@ -1,0 +1,333 @@
+"""Parsing a result file into typed, keyed rows ready to merge.
+
+The API's exact column layout is not documented (sixtyfour-bulk-api.md, "Result files"), so columns are found
+by name, unknown ones are ignored, missing ones are reported, and nothing is trusted blindly:
+
+- CSV (optionally with a UTF-8 BOM and multi-line quoted fields), JSONL/NDJSON and JSON arrays are read with
+  pyarrow, every column as text, so a value that changes type half-way through a file cannot break the read.
+- Struct fields are cast to their declared types with DuckDB's ``TRY_CAST`` over the Arrow table (vectorised;
+  a value that does not cast becomes NULL and is counted, never a crash). Lists and dicts stay JSON text and
+  are checked with ``json_valid``.
+- Confidence comes from ``<field>_confidence`` columns, or from one JSON ``field_confidence`` column.
+- A row whose struct fields are all empty is a row the API could not enrich: status ``failed``.
+- Rows are tied back by the key columns that were sent in the file; the caller compares them with what was
+  sent (result keys never sent, sent keys not returned).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from sixtyfour_sync.config.models import StructField
+from sixtyfour_sync.errors import SixtyfourSyncError
+
+__all__ = ["ParsedResult", "ResultParseError", "parse_result", "read_result_table"]
+
+STATUS = "_sixtyfour_status"
+# A record may be as large as the whole file (100 MB limit): size blocks so none straddles two.
+_JSON_BLOCK = 16 << 20
+_MAX_OBJECT = 128 << 20
+
+
+class ResultParseError(SixtyfourSyncError):
+    """A result file cannot be read; the file is kept and its path is in the message."""
+
+
+@dataclass
+class ParsedResult:
+    """Typed rows of one result file.
+
+    ``table`` holds the key columns (cast to the sent key types), one column per struct field (named by the
+    field), ``<field>_confidence`` (int64) when asked, and ``_sixtyfour_status`` (``enriched``/``failed``).
+    """
+
+    table: pa.Table
+    rows_read: int
+    missing_columns: list[str] = field(default_factory=list)
+    extra_columns: list[str] = field(default_factory=list)
+    cast_failures: dict[str, int] = field(default_factory=dict)
+    duplicate_keys: int = 0
+    null_keys: int = 0
+
+    @property
+    def enriched(self) -> int:
+        """Rows with at least one struct value."""
+        total: int = pc.sum(pc.equal(self.table[STATUS], "enriched")).as_py() or 0
+        return total
+
+    @property
+    def failed(self) -> int:
+        """Rows the API could not enrich."""
+        rows: int = self.table.num_rows
+        return rows - self.enriched
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open("rb") as fh:
+        head = fh.read(1 << 20)
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[len(codecs.BOM_UTF8) :]
+    text = head.decode("utf-8", errors="replace")
+    reader = csv.reader(io.StringIO(text))
+    try:
+        return next(reader)
+    except StopIteration:
+        return []
+
+
+def read_result_table(path: Path, fmt: str) -> pa.Table:
+    """Read a result file with every column as text (NULL for empty CSV fields)."""
+    try:
+        if fmt == "csv":
+            header = _csv_header(path)
+            if not header:
+                return pa.table({})
+            if len(set(header)) != len(header):
+                dupes = sorted({h for h in header if header.count(h) > 1})
+                raise ResultParseError(f"result file {path} has duplicate columns: {', '.join(dupes)}")
+            return pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(use_threads=True, block_size=_JSON_BLOCK, encoding="utf8"),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={h: pa.string() for h in header},
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=True,
+                ),
+            )
+        if fmt in ("jsonl", "ndjson", "json"):
+            return _read_json_objects(path, array=fmt == "json")
+    except ResultParseError:
+        raise
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError, ValueError, duckdb.Error) as exc:
+        raise ResultParseError(
+            f"result file {path} ({fmt}) cannot be parsed: {exc}",
+            hint="the file is kept; rerun `sixtyfour-sync run` to download it again",
+        ) from exc
+    raise ResultParseError(f"result file {path}: unknown format {fmt!r} (expected csv, jsonl or json)")
+
+
+def _read_json_objects(path: Path, *, array: bool) -> pa.Table:
+    """JSON Lines or a JSON array, every field as text (nested values as JSON text).
+
+    pyarrow's JSON reader fixes each column's type from the first block and raises when a later row differs
+    (an ``employees`` of 7, then "n/a"); the API gives no such guarantee, so each object is read whole by
+    DuckDB and its fields extracted as text.
+    """
+    con = duckdb.connect(":memory:")
+    try:
+        fn = "read_json_objects" if array else "read_ndjson_objects"
+        fmt = ", format = 'auto'" if array else ""
+        con.execute(
+            f"CREATE TEMP TABLE j AS SELECT row_number() OVER () AS i, json AS o FROM "
+            f"{fn}({_sql_str(str(path))}{fmt}, maximum_object_size = {_MAX_OBJECT})"
+        )
+        if array and _one(con, "SELECT count(*) FROM j") == (1,):
+            # perhaps {"results": [...]}: an object wrapping the rows
+            for key in ("results", "rows", "data"):
+                path_sql = _sql_str("$." + key)
+                if _one(con, f"SELECT json_type(o, {path_sql}) FROM j") == ("ARRAY",):
+                    con.execute(
+                        "CREATE OR REPLACE TEMP TABLE j AS SELECT row_number() OVER () AS i, value AS o FROM "
+                        f"(SELECT unnest(json_extract(o, {_sql_str('$.' + key + '[*]')})) AS value FROM j)"
+                    )
+                    break
+        bad = _one(con, "SELECT count(*) FROM j WHERE json_type(o) <> 'OBJECT'")
+        if bad and bad[0]:
+            raise ResultParseError(f"result file {path}: {bad[0]} record(s) are not JSON objects")
+        names = [
+            r[0]
+            for r in con.execute(
+                "SELECT k FROM (SELECT unnest(json_keys(o)) AS k, i FROM j) GROUP BY k ORDER BY min(i), k"
+            ).fetchall()
+        ]
+        if not names:
+            return pa.table({})
+        cols = ", ".join(
+            f"json_extract_string(o, {_sql_str('$.' + json.dumps(n))}) AS {_q(n)}" for n in names
+        )
+        return con.sql(f"SELECT {cols} FROM j ORDER BY i").to_arrow_table()
+    finally:
+        con.close()
+
+
+def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Inline preview rows (dicts) as an all-text table."""
+    names: dict[str, None] = {}
+    for row in rows:
+        if not isinstance(row, Mapping):
+            raise ResultParseError("result rows must be JSON objects")
+        names.update(dict.fromkeys(row))
+    columns = {}
+    for name in names:
+        values = []
+        for row in rows:
+            v = row.get(name)
+            if v is None or isinstance(v, str):
+                values.append(v)
+            elif isinstance(v, (dict, list)):
+                values.append(json.dumps(v))
+            elif isinstance(v, bool):
+                values.append("true" if v else "false")
+            else:
+                values.append(str(v))
+        columns[name] = pa.array(values, pa.string())
+    return pa.table(columns) if columns else pa.table({})
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _cast_sql(expr: str, type_name: str) -> str:
+    blank = f"NULLIF(trim({expr}), '')"
+    if type_name == "int":
+        # "3.0" and "1e3" are integers the API may render as floats; round only when exact.
+        return (
+            f"COALESCE(TRY_CAST({blank} AS BIGINT), CASE WHEN TRY_CAST({blank} AS DOUBLE) = "
+            f"round(TRY_CAST({blank} AS DOUBLE)) THEN TRY_CAST(TRY_CAST({blank} AS DOUBLE) AS BIGINT) END)"
+        )
+    if type_name == "float":
+        return f"TRY_CAST({blank} AS DOUBLE)"
+    if type_name == "bool":
+        return f"TRY_CAST({blank} AS BOOLEAN)"
+    if type_name.startswith("list") or type_name == "dict":
+        return f"CASE WHEN json_valid({blank}) THEN {blank} END"
+    return f"NULLIF({expr}, '')"
+
+
+def parse_result(
+    source: Path | pa.Table,
+    *,
+    fmt: str = "csv",
+    key_types: Mapping[str, pa.DataType],
+    struct: Mapping[str, StructField],
+    field_confidence: bool,
+) -> ParsedResult:
+    """Read, type and classify a result file (or inline rows already read into a text table)."""
+    raw = source if isinstance(source, pa.Table) else read_result_table(source, fmt)
+    present = set(raw.column_names)
+    key = list(key_types)
+    missing = [k for k in key if k not in present]
+    if missing:
+        where = source if isinstance(source, Path) else "inline results"
+        raise ResultParseError(
+            f"{where}: the key column(s) {', '.join(missing)} are missing, so no row can be tied back; "
+            "nothing from this file was merged",
+            hint="the file is kept for inspection",
+        )
+    wanted = set(key) | set(struct)
+    conf_cols = {f"{f}_confidence" for f in struct}
+    if field_confidence:
+        wanted |= conf_cols | {"field_confidence"}
+    missing_fields = [f for f in struct if f not in present]
+    extra = [c for c in raw.column_names if c not in wanted and c not in conf_cols]
+
+    con = duckdb.connect(":memory:")
+    try:
+        # __i: the row's position in the file, so "last wins" is deterministic whatever DuckDB's parallelism.
+        con.register("raw", raw.append_column("__i", pa.array(range(raw.num_rows), pa.int64())))
+        select: list[str] = ["__i"]
+        for k, typ in key_types.items():
+            sql_type = _duck_type(typ)
+            select.append(f"TRY_CAST({_q(k)} AS {sql_type}) AS {_q(k)}")
+        for name, spec in struct.items():
+            expr = _cast_sql(_q(name), spec.type) if name in present else "NULL"
+            select.append(f"{expr} AS {_q(name)}")
+        if field_confidence:
+            for name in struct:
+                col = f"{name}_confidence"
+                if col in present:
+                    conf = f"TRY_CAST(TRY_CAST(NULLIF(trim({_q(col)}), '') AS DOUBLE) AS BIGINT)"
+                elif "field_confidence" in present:
+                    conf = (
+                        "TRY_CAST(TRY_CAST(json_extract_string(CASE WHEN json_valid(\"field_confidence\") "
+                        f"THEN \"field_confidence\" END, {_sql_str('$.' + json.dumps(name))}) AS DOUBLE) "
+                        "AS BIGINT)"
+                    )
+                else:
+                    conf = "NULL"
+                select.append(f"CASE WHEN {conf} BETWEEN 0 AND 100 THEN {conf} END AS {_q(col)}")
+        typed = con.sql("SELECT " + ", ".join(select) + " FROM raw").to_arrow_table()
+        con.register("typed", typed)
+
+        # Cast failures: a non-empty text value that became NULL.
+        failures: dict[str, int] = {}
+        checks = [
+            f"count(*) FILTER (WHERE NULLIF(trim(r.{_q(n)}), '') IS NOT NULL AND t.{_q(n)} IS NULL) AS {_q(n)}"
+            for n in struct
+            if n in present
+        ]
+        if checks:
+            row = _one(con, "SELECT " + ", ".join(checks) + " FROM raw r JOIN typed t USING (__i)")
+            if row:
+                failures = {n: int(v) for n, v in zip([n for n in struct if n in present], row, strict=True) if v}
+
+        any_value = " OR ".join(f"{_q(n)} IS NOT NULL" for n in struct) or "FALSE"
+        key_null = " OR ".join(f"{_q(k)} IS NULL" for k in key)
+        key_list = ", ".join(_q(k) for k in key)
+        counts = _one(
+            con,
+            f"SELECT count(*) FILTER (WHERE {key_null}), "
+            f"(SELECT count(*) FROM (SELECT DISTINCT {key_list} FROM typed WHERE NOT ({key_null}))) FROM typed",
+        )
+        null_keys = int(counts[0]) if counts else 0
+        duplicate_keys = typed.num_rows - null_keys - (int(counts[1]) if counts else 0)
+        # One row per key: an enriched row beats a failed one; among equals the last in the file wins.
+        table = con.sql(
+            f"SELECT * EXCLUDE (__i, __rank) FROM ("
+            f"  SELECT *, row_number() OVER (PARTITION BY {key_list} "
+            f"    ORDER BY CASE WHEN {any_value} THEN 0 ELSE 1 END, __i DESC) AS __rank"
+            f"  FROM (SELECT *, CASE WHEN {any_value} THEN 'enriched' ELSE 'failed' END AS {_q(STATUS)}"
+            f"        FROM typed) WHERE NOT ({key_null})"
+            f") WHERE __rank = 1 ORDER BY {key_list}"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return ParsedResult(
+        table=table,
+        rows_read=raw.num_rows,
+        missing_columns=missing_fields,
+        extra_columns=extra,
+        cast_failures=failures,
+        duplicate_keys=duplicate_keys,
+        null_keys=null_keys,
+    )
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...] | None:
+    # DuckDB 2.0 wants every execute() result drained before the connection does anything else.
+    rows = con.execute(sql).fetchall()
+    return rows[0] if rows else None
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _duck_type(typ: pa.DataType) -> str:
+    if pa.types.is_integer(typ):
+        return "BIGINT"
+    if pa.types.is_floating(typ):
+        return "DOUBLE"
+    if pa.types.is_boolean(typ):
+        return "BOOLEAN"
+    if pa.types.is_decimal(typ):
+        return f"DECIMAL({typ.precision}, {typ.scale})"
+    if pa.types.is_date(typ):
+        return "DATE"
+    if pa.types.is_timestamp(typ):
+        return "TIMESTAMPTZ" if typ.tz else "TIMESTAMP"
+    return "VARCHAR"

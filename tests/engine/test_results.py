@@ -1,0 +1,110 @@
+"""Result parsing: formats, BOM, multi-line fields, types, confidence, failed rows, odd layouts."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from sixtyfour_sync.config.models import StructField
+from sixtyfour_sync.engine.results import ResultParseError, parse_result, rows_to_table
+
+STRUCT = {
+    "email": StructField(description="email"),
+    "employees": StructField(description="n", type="int"),
+    "revenue": StructField(description="r", type="float"),
+    "public": StructField(description="p", type="bool"),
+    "tags": StructField(description="t", type="list[str]"),
+}
+KEYS = {"lead_id": pa.int64()}
+
+
+def _rows(parsed) -> dict[int, dict]:
+    return {r["lead_id"]: r for r in parsed.table.to_pylist()}
+
+
+def test_csv_with_bom_multiline_types_and_failed_rows(tmp_path: Path) -> None:
+    body = (
+        'lead_id,name,email,employees,revenue,public,tags,email_confidence,employees_confidence,notes\n'
+        '1,"Ann ""A"" Lee",ann@x.com,120,1.5,true,"[""a"",""b""]",90,80,"line one\nline two"\n'
+        '2,Bob,,,,,,,,\n'
+        '3,Cy,cy@y.io,3.0,2,no,not json,101,x,\n'
+    )
+    path = tmp_path / "r.csv"
+    path.write_bytes(codecs.BOM_UTF8 + body.encode())
+    parsed = parse_result(path, fmt="csv", key_types=KEYS, struct=STRUCT, field_confidence=True)
+    rows = _rows(parsed)
+    assert parsed.rows_read == 3
+    assert rows[1]["email"] == "ann@x.com"
+    assert rows[1]["employees"] == 120 and rows[1]["revenue"] == 1.5 and rows[1]["public"] is True
+    assert json.loads(rows[1]["tags"]) == ["a", "b"]
+    assert rows[1]["email_confidence"] == 90
+    assert rows[1]["_sixtyfour_status"] == "enriched"
+    assert rows[2]["_sixtyfour_status"] == "failed"
+    assert rows[2]["email"] is None
+    assert rows[3]["employees"] == 3 and rows[3]["public"] is False
+    assert rows[3]["tags"] is None  # invalid JSON is dropped and counted
+    assert rows[3]["email_confidence"] is None  # out of 0-100
+    assert parsed.cast_failures == {"tags": 1}
+    assert parsed.extra_columns == ["name", "notes"]
+    assert parsed.enriched == 2 and parsed.failed == 1
+
+
+def test_jsonl_and_missing_field_and_confidence_json(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    lines = [
+        {"lead_id": 5, "email": "e@x", "employees": 7, "field_confidence": {"email": 70}},
+        {"lead_id": 6, "email": None, "employees": "n/a"},
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    struct = {"email": STRUCT["email"], "employees": STRUCT["employees"], "title": StructField(description="t")}
+    parsed = parse_result(path, fmt="jsonl", key_types=KEYS, struct=struct, field_confidence=True)
+    rows = _rows(parsed)
+    assert parsed.missing_columns == ["title"]
+    assert rows[5]["email_confidence"] == 70 and rows[5]["employees_confidence"] is None
+    assert rows[6]["_sixtyfour_status"] == "failed"
+    assert parsed.cast_failures == {"employees": 1}
+
+
+def test_duplicate_and_null_keys_are_counted_and_resolved(tmp_path: Path) -> None:
+    table = rows_to_table(
+        [
+            {"lead_id": 1, "email": "old@x"},
+            {"lead_id": 1, "email": None},
+            {"lead_id": 1, "email": "new@x"},
+            {"lead_id": None, "email": "z@x"},
+        ]
+    )
+    parsed = parse_result(table, key_types=KEYS, struct={"email": STRUCT["email"]}, field_confidence=False)
+    assert parsed.duplicate_keys == 2 and parsed.null_keys == 1
+    assert parsed.table.to_pylist() == [{"lead_id": 1, "email": "new@x", "_sixtyfour_status": "enriched"}]
+
+
+def test_json_array_and_composite_string_key(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"results": [{"org": "a", "email": "x@a", "e": "1"}]}))
+    parsed = parse_result(
+        path,
+        fmt="json",
+        key_types={"org": pa.string(), "e": pa.int32()},
+        struct={"email": STRUCT["email"]},
+        field_confidence=False,
+    )
+    assert parsed.table.to_pylist() == [{"org": "a", "e": 1, "email": "x@a", "_sixtyfour_status": "enriched"}]
+
+
+def test_missing_key_column_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("id,email\n1,a@b\n")
+    with pytest.raises(ResultParseError, match=r"r\.csv.*lead_id"):
+        parse_result(path, fmt="csv", key_types=KEYS, struct={"email": STRUCT["email"]}, field_confidence=False)
+
+
+def test_unparseable_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"lead_id": 1}\n{broken\n')
+    with pytest.raises(ResultParseError, match="cannot be parsed"):
+        parse_result(path, fmt="jsonl", key_types=KEYS, struct={"email": STRUCT["email"]}, field_confidence=False)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -69,6 +71,149 @@ def cli(
     """Enrich warehouse rows with Sixtyfour's Bulk Intelligence API and upsert the results back."""
     configure_logging(log_format, debug=debug)
     ctx.obj = GlobalOptions(project_dir, profiles_dir, profile, target, debug, log_format)
+
+
+_select = click.option(
+    "--select",
+    "-s",
+    "select",
+    multiple=True,
+    help="Sync names (globs allowed) or tag:NAME; repeat or separate with spaces. Default: every enabled sync.",
+)
+
+
+def _common(opts: GlobalOptions) -> dict[str, Any]:
+    return {
+        "project_dir": opts.project_dir,
+        "profiles_dir": opts.profiles_dir,
+        "profile": opts.profile,
+        "target": opts.target,
+    }
+
+
+@cli.command()
+@_select
+@click.pass_obj
+def validate(opts: GlobalOptions, select: tuple[str, ...]) -> None:
+    """Check every profile, model, connection and target table; list every problem at once."""
+    from sixtyfour_sync.engine.api import validate as do_validate
+
+    report = do_validate(select=select or None, **_common(opts))
+    if opts.log_format == "json":
+        click.echo(
+            json.dumps({"ok": report.ok, "checked": report.checked, "problems": [vars(p) for p in report.problems]})
+        )
+    else:
+        for p in report.problems:
+            click.echo(f"error: {redact(str(p))}", err=True)
+        if report.ok:
+            click.echo(f"OK: {len(report.checked)} sync(s) valid: {', '.join(report.checked)}")
+        else:
+            click.echo(f"{len(report.problems)} problem(s) found.", err=True)
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@_select
+@click.option("--full-refresh", is_flag=True, help="Plan as if every row had to be enriched again.")
+@click.option("--max-cost-cents", type=click.IntRange(min=0), default=None, help="The budget to plan against.")
+@click.pass_obj
+def plan(opts: GlobalOptions, select: tuple[str, ...], full_refresh: bool, max_cost_cents: int | None) -> None:
+    """Dry run: rows that would be sent per sync and why, files, estimated cost. Calls no API."""
+    from sixtyfour_sync.engine.api import plan as do_plan
+    from sixtyfour_sync.ui import print_plans
+
+    plans = do_plan(select=select or None, full_refresh=full_refresh, max_cost_cents=max_cost_cents, **_common(opts))
+    print_plans(plans, opts.log_format)
+
+
+@cli.command()
+@_select
+@click.option("--full-refresh", is_flag=True, help="Enrich every selected row again (pays again).")
+@click.option(
+    "--max-cost-cents", type=click.IntRange(min=0), default=None, help="Stop before the estimate exceeds this."
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@click.option(
+    "--max-wait",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop waiting for jobs after this many seconds (exit 3; the next run picks them up).",
+)
+@click.pass_obj
+def run(
+    opts: GlobalOptions,
+    select: tuple[str, ...],
+    full_refresh: bool,
+    max_cost_cents: int | None,
+    yes: bool,
+    max_wait: float | None,
+) -> None:
+    """Finish unfinished jobs, then select, submit, poll, download, parse and upsert."""
+    from sixtyfour_sync.engine.api import plan as do_plan
+    from sixtyfour_sync.engine.api import run as do_run
+    from sixtyfour_sync.ui import RichReporter, make_reporter, print_run
+
+    if not yes and sys.stdin.isatty() and sys.stdout.isatty():
+        plans = do_plan(
+            select=select or None, full_refresh=full_refresh, max_cost_cents=max_cost_cents, **_common(opts)
+        )
+        rows = sum(p.rows for p in plans)
+        if rows:
+            known = [p.estimated_cost_cents for p in plans if p.rows and p.estimated_cost_cents is not None]
+            cost = (
+                f"about ${sum(known) / 100:,.2f}" if len(known) == sum(1 for p in plans if p.rows) else "cost unknown"
+            )
+            click.confirm(f"Send {rows:,} row(s) to Sixtyfour ({cost})?", abort=True)
+    reporter = make_reporter(opts.log_format)
+    try:
+        result = do_run(
+            select=select or None,
+            full_refresh=full_refresh,
+            max_cost_cents=max_cost_cents,
+            max_wait_seconds=max_wait,
+            reporter=reporter,
+            **_common(opts),
+        )
+    finally:
+        if isinstance(reporter, RichReporter):
+            reporter.close()
+    print_run(result, opts.log_format)
+    sys.exit(result.exit_code)
+
+
+@cli.command()
+@_select
+@click.option("--run", "run_id", default=None, help="One run's jobs (default: the latest runs).")
+@click.pass_obj
+def status(opts: GlobalOptions, select: tuple[str, ...], run_id: str | None) -> None:
+    """Runs and jobs from the ledger, with costs."""
+    from sixtyfour_sync.engine.api import status as do_status
+    from sixtyfour_sync.ui import print_status
+
+    report = do_status(run_id=run_id, select=select or None, **_common(opts))
+    print_status(report.runs, report.jobs, opts.log_format)
+
+
+@cli.command()
+@_select
+@click.option("--run", "run_id", default=None, help="Cancel this run's unfinished jobs (default: all unfinished).")
+@click.pass_obj
+def cancel(opts: GlobalOptions, select: tuple[str, ...], run_id: str | None) -> None:
+    """Cancel the unfinished jobs of a run."""
+    from sixtyfour_sync.engine.api import cancel as do_cancel
+
+    done = do_cancel(run_id=run_id, select=select or None, **_common(opts))
+    if opts.log_format == "json":
+        click.echo(json.dumps({"cancelled": done}))
+        return
+    if not done:
+        click.echo("No unfinished jobs to cancel.")
+    for d in done:
+        click.echo(f"{d['sync']}: task {d['task_id']}: {d.get('status') or 'error: ' + str(d.get('error'))}")
+    if any("error" in d for d in done):
+        sys.exit(1)
 
 
 def _register_commands() -> None:

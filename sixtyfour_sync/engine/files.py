@@ -16,9 +16,10 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -40,6 +41,8 @@ class ChunkFile:
     rows: int
     bytes: int
     content_hash: str
+    #: What ``describe`` said of the file's rows (before ``drop`` columns were removed).
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 def file_sha256(path: Path) -> str:
@@ -69,25 +72,38 @@ def _select_list(schema: pa.Schema) -> str:
 
 
 class _Writer:
-    def __init__(self, out_dir: Path, prefix: str, max_bytes: int) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        prefix: str,
+        max_bytes: int,
+        drop: Sequence[str],
+        describe: Callable[[pa.Table], Mapping[str, Any]] | None,
+    ) -> None:
         self.out_dir = out_dir
         self.prefix = prefix
         self.max_bytes = max_bytes
+        self.drop = set(drop)
+        self.describe = describe
         self.con = duckdb.connect(":memory:")
 
     def write(self, table: pa.Table) -> list[ChunkFile]:
         tmp = self.out_dir / f".{self.prefix}-{uuid.uuid4().hex}.jsonl.part"
         try:
-            self.con.register("chunk", table)
+            meta = self.describe(table) if self.describe is not None else {}
+            sent = table.select([n for n in table.column_names if n not in self.drop])
+            self.con.register("chunk", sent)
             target = "'" + str(tmp).replace("'", "''") + "'"
-            self.con.execute(f"COPY (SELECT {_select_list(table.schema)} FROM chunk) TO {target} (FORMAT json)")
+            self.con.execute(f"COPY (SELECT {_select_list(sent.schema)} FROM chunk) TO {target} (FORMAT json)")
             self.con.unregister("chunk")
             size = tmp.stat().st_size
             if size > self.max_bytes:
                 tmp.unlink()
                 if table.num_rows <= 1:
                     raise LimitExceededError(
-                        "a single row serialised to JSON", limit=self.max_bytes, actual=size,
+                        "a single row serialised to JSON",
+                        limit=self.max_bytes,
+                        actual=size,
                         hint="send fewer or shorter columns (source.columns)",
                     )
                 half = table.num_rows // 2
@@ -95,7 +111,7 @@ class _Writer:
             digest = file_sha256(tmp)
             final = self.out_dir / f"{self.prefix}-{digest[:16]}.jsonl"
             os.replace(tmp, final)
-            return [ChunkFile(final, table.num_rows, size, digest)]
+            return [ChunkFile(final, table.num_rows, size, digest, meta)]
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -110,13 +126,16 @@ def write_chunks(
     prefix: str,
     chunk_rows: int,
     max_bytes: int = MAX_FILE_BYTES,
+    drop: Sequence[str] = (),
+    describe: Callable[[pa.Table], Mapping[str, Any]] | None = None,
 ) -> Iterator[ChunkFile]:
     """Write batches as JSONL files of at most ``chunk_rows`` rows and ``max_bytes`` bytes, lazily.
 
-    Memory holds at most one file's rows at a time, whatever the total.
+    ``drop`` columns travel with the rows but are not written; ``describe`` sees each file's rows (with
+    them) and its answer is kept on the :class:`ChunkFile`. Memory holds at most one file's rows at a time.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(out_dir, re.sub(r"[^A-Za-z0-9_.-]", "_", prefix), max_bytes)
+    writer = _Writer(out_dir, re.sub(r"[^A-Za-z0-9_.-]", "_", prefix), max_bytes, drop, describe)
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     try:

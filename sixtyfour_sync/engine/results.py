@@ -155,9 +155,7 @@ def _read_json_objects(path: Path, *, array: bool) -> pa.Table:
         ]
         if not names:
             return pa.table({})
-        cols = ", ".join(
-            f"json_extract_string(o, {_sql_str('$.' + json.dumps(n))}) AS {_q(n)}" for n in names
-        )
+        cols = ", ".join(f"json_extract_string(o, {_sql_str('$.' + json.dumps(n))}) AS {_q(n)}" for n in names)
         return con.sql(f"SELECT {cols} FROM j ORDER BY i").to_arrow_table()
     finally:
         con.close()
@@ -253,8 +251,8 @@ def parse_result(
                     conf = f"TRY_CAST(TRY_CAST(NULLIF(trim({_q(col)}), '') AS DOUBLE) AS BIGINT)"
                 elif "field_confidence" in present:
                     conf = (
-                        "TRY_CAST(TRY_CAST(json_extract_string(CASE WHEN json_valid(\"field_confidence\") "
-                        f"THEN \"field_confidence\" END, {_sql_str('$.' + json.dumps(name))}) AS DOUBLE) "
+                        'TRY_CAST(TRY_CAST(json_extract_string(CASE WHEN json_valid("field_confidence") '
+                        f'THEN "field_confidence" END, {_sql_str("$." + json.dumps(name))}) AS DOUBLE) '
                         "AS BIGINT)"
                     )
                 else:

@@ -20,7 +20,7 @@ def _batches(n: int, size: int = 7) -> list[pa.RecordBatch]:
             pa.RecordBatch.from_pydict(
                 {
                     "id": ids,
-                    "name": [f"n{i}\n\"q\"" for i in ids],
+                    "name": [f'n{i}\n"q"' for i in ids],
                     "score": [float("nan") if i == 3 else i / 2 for i in ids],
                 }
             )

@@ -28,10 +28,10 @@ def _rows(parsed) -> dict[int, dict]:
 
 def test_csv_with_bom_multiline_types_and_failed_rows(tmp_path: Path) -> None:
     body = (
-        'lead_id,name,email,employees,revenue,public,tags,email_confidence,employees_confidence,notes\n'
+        "lead_id,name,email,employees,revenue,public,tags,email_confidence,employees_confidence,notes\n"
         '1,"Ann ""A"" Lee",ann@x.com,120,1.5,true,"[""a"",""b""]",90,80,"line one\nline two"\n'
-        '2,Bob,,,,,,,,\n'
-        '3,Cy,cy@y.io,3.0,2,no,not json,101,x,\n'
+        "2,Bob,,,,,,,,\n"
+        "3,Cy,cy@y.io,3.0,2,no,not json,101,x,\n"
     )
     path = tmp_path / "r.csv"
     path.write_bytes(codecs.BOM_UTF8 + body.encode())

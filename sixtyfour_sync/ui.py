@@ -1,0 +1,268 @@
+"""What people and schedulers see: progress while a run works, and the summaries at the end.
+
+On a terminal: rich progress bars (rows extracted, files submitted, jobs finished, rows merged). Otherwise, or
+with ``--log-format json``: one log line (or JSON object) per event, so a scheduler can follow and parse it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sixtyfour_sync.engine.runner import Reporter
+from sixtyfour_sync.engine.summary import RunResult, SyncPlan
+from sixtyfour_sync.logging import event
+
+__all__ = ["LogReporter", "RichReporter", "make_reporter", "print_plans", "print_run", "print_status"]
+
+log = logging.getLogger("sixtyfour_sync.progress")
+
+
+def _cents(v: float | None) -> str:
+    if v is None:
+        return "unknown"
+    return f"${v / 100:,.2f}"
+
+
+class LogReporter(Reporter):
+    """Plain progress lines (text or JSON logs), one per event."""
+
+    def on(self, event_name: str, sync: str, **data: Any) -> None:
+        if event_name == "plan":
+            event("sync.plan", f"{sync}: {data['rows']:,} row(s) to send in {data['files']} file(s)", sync=sync, **data)
+        elif event_name == "extracted":
+            event("sync.file_written", f"{sync}: wrote a file of {data['rows']:,} rows", sync=sync, **data)
+        elif event_name == "submitted":
+            what = "replayed" if data.get("replay") else "submitted"
+            event(
+                "sync.submitted", f"{sync}: {what} {data['rows']:,} rows as task {data['task_id']}", sync=sync, **data
+            )
+        elif event_name == "merged":
+            event("sync.merged", f"{sync}: merged {data['rows']:,} rows", sync=sync, **data)
+        elif event_name == "job_done":
+            event("sync.job_done", f"{sync}: a job ended {data['state']}", sync=sync, **data)
+        elif event_name == "note":
+            level = {"warning": logging.WARNING, "error": logging.ERROR}.get(str(data.get("level")), logging.INFO)
+            event("sync.note", f"{sync}: {data['message']}", level=level, sync=sync)
+
+
+class RichReporter(Reporter):
+    """Progress bars on a terminal."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[sync]}[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.tasks: dict[tuple[str, str], TaskID] = {}
+        self.lock = threading.Lock()
+        self.started = False
+
+    def _task(self, sync: str, name: str, total: float | None) -> TaskID:
+        key = (sync, name)
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(name, total=total, sync=sync)
+        return self.tasks[key]
+
+    def on(self, event_name: str, sync: str, **data: Any) -> None:
+        with self.lock:
+            if not self.started:
+                self.progress.start()
+                self.started = True
+            if event_name == "plan":
+                rows, files = data["rows"], data["files"]
+                self._task(sync, "rows extracted", rows)
+                self._task(sync, "files submitted", files)
+                self._task(sync, "jobs finished", files)
+                self._task(sync, "rows merged", rows)
+            elif event_name == "extracted":
+                self.progress.advance(self._task(sync, "rows extracted", None), data["rows"])
+            elif event_name == "submitted":
+                self.progress.advance(self._task(sync, "files submitted", None), 1)
+            elif event_name == "job_done":
+                self.progress.advance(self._task(sync, "jobs finished", None), 1)
+            elif event_name == "merged":
+                self.progress.advance(self._task(sync, "rows merged", None), data["rows"])
+            elif event_name == "note":
+                style = {"warning": "yellow", "error": "red"}.get(str(data.get("level")), "dim")
+                self.progress.console.print(f"[{style}]{sync}: {data['message']}[/]", highlight=False)
+
+    def close(self) -> None:
+        """Stop drawing."""
+        if self.started:
+            self.progress.stop()
+
+
+def make_reporter(log_format: str, stream: TextIO | None = None) -> Reporter:
+    """Bars on an interactive terminal with text logs; plain events otherwise."""
+    out = stream or sys.stderr
+    if log_format == "text" and out.isatty():
+        return RichReporter()
+    return LogReporter()
+
+
+def _console(log_format: str) -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def print_plans(plans: Sequence[SyncPlan], log_format: str) -> None:
+    """The ``plan`` report."""
+    if log_format == "json":
+        print(json.dumps({"plans": [_plan_dict(p) for p in plans]}, default=str))
+        return
+    console = _console(log_format)
+    table = Table(title="sixtyfour-sync plan (no API call made)", show_lines=False)
+    for col in (
+        "sync",
+        "target",
+        "new",
+        "changed",
+        "stale",
+        "failed retry",
+        "refresh",
+        "rows",
+        "files",
+        "est. cost",
+        "budget",
+    ):
+        table.add_column(col, justify="right" if col not in ("sync", "target") else "left")
+    for p in plans:
+        r = p.rows_by_reason
+        table.add_row(
+            p.name,
+            p.target + ("" if p.target_exists else " (new)"),
+            *(f"{r.get(k, 0):,}" for k in ("new", "changed", "stale", "failed_retry", "refresh")),
+            f"{p.rows:,}",
+            str(p.files),
+            _cents(p.estimated_cost_cents),
+            "-" if p.budget_cents is None else _cents(p.budget_cents) + (" OVER" if p.over_budget else ""),
+        )
+    console.print(table)
+    for p in plans:
+        notes = []
+        if p.price_cents_per_row is None and p.rows:
+            notes.append(
+                "price per row unknown until the first submission (set budget.price_cents_per_row to plan costs)"
+            )
+        elif p.price_cents_per_row is not None:
+            notes.append(f"{p.price_cents_per_row:g} cents/row ({p.price_source})")
+        if p.unfinished_jobs:
+            notes.append(f"{p.unfinished_jobs} unfinished job(s) will be finished first")
+        if p.key_problems:
+            notes.append(p.key_problems)
+        if p.new_columns:
+            notes.append(f"adds column(s) {', '.join(p.new_columns)}")
+        if p.over_budget:
+            notes.append("the run stops at the budget: not every row would be sent")
+        for n in notes:
+            console.print(f"  {p.name}: {n}")
+
+
+def _plan_dict(p: SyncPlan) -> dict[str, Any]:
+    d = dict(vars(p))
+    d["rows"] = p.rows
+    d["over_budget"] = p.over_budget
+    return d
+
+
+def print_run(result: RunResult, log_format: str) -> None:
+    """The summary every run ends with: rows, jobs, cost, fill rate per field."""
+    if log_format == "json":
+        print(json.dumps({"event": "run.summary", **result.to_dict()}, default=str))
+        return
+    console = _console(log_format)
+    table = Table(title=f"run {result.run_id}: {result.status} in {result.duration_seconds:,.1f}s")
+    for col in (
+        "sync",
+        "status",
+        "selected",
+        "sent",
+        "enriched",
+        "failed",
+        "not returned",
+        "jobs",
+        "est. cost",
+        "charged",
+    ):
+        table.add_column(col, justify="left" if col in ("sync", "status") else "right")
+    for s in result.syncs:
+        table.add_row(
+            s.name,
+            s.status,
+            f"{s.rows_selected:,}",
+            f"{s.rows_sent:,}",
+            f"{s.rows_enriched:,}",
+            f"{s.rows_failed:,}",
+            f"{s.rows_not_returned:,}",
+            str(len(s.jobs)),
+            _cents(s.estimated_cost_cents),
+            _cents(s.charged_cents),
+        )
+    console.print(table)
+    for s in result.syncs:
+        if s.fill_rate:
+            rates = ", ".join(f"{k} {v:.0%}" for k, v in s.fill_rate.items())
+            console.print(f"  {s.name} fill rate: {rates}")
+        if s.resumed_jobs:
+            console.print(f"  {s.name}: finished {s.resumed_jobs} job(s) left by an earlier run")
+        for w in s.warnings:
+            console.print(f"  [yellow]{s.name}: {w}[/]")
+        for e in s.errors:
+            console.print(f"  [red]{s.name}: {e}[/]")
+
+
+def print_status(runs: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]], log_format: str) -> None:
+    """The ``status`` report."""
+    if log_format == "json":
+        print(json.dumps({"runs": list(runs), "jobs": list(jobs)}, default=str))
+        return
+    console = _console(log_format)
+    if not runs and not jobs:
+        console.print("No runs recorded yet.")
+        return
+    t = Table(title="runs")
+    for col in ("run", "status", "syncs", "started", "sent", "enriched", "failed", "est. cost", "charged"):
+        t.add_column(col)
+    for r in runs:
+        t.add_row(
+            str(r.get("run_id")),
+            str(r.get("status")),
+            str(r.get("syncs")),
+            str(r.get("started_at"))[:19],
+            f"{int(r.get('rows_sent') or 0):,}",
+            f"{int(r.get('rows_enriched') or 0):,}",
+            f"{int(r.get('rows_failed') or 0):,}",
+            _cents(r.get("estimated_cost_cents")),
+            _cents(r.get("charged_cents")),
+        )
+    console.print(t)
+    if jobs:
+        j = Table(title="jobs")
+        for col in ("run", "sync", "file", "rows", "state", "task", "est. cost", "charged", "error"):
+            j.add_column(col)
+        for row in jobs:
+            j.add_row(
+                str(row.get("run_id")),
+                str(row.get("sync_name")),
+                str(row.get("file_name")),
+                f"{int(row.get('rows') or 0):,}",
+                str(row.get("state")),
+                str(row.get("task_id") or "-"),
+                _cents(row.get("estimated_cost_cents")),
+                _cents(row.get("charged_cents")),
+                (str(row.get("error") or ""))[:80],
+            )
+        console.print(j)

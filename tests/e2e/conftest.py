@@ -1,0 +1,87 @@
+"""End-to-end fixtures: a project directory, a warehouse with leads, and the emulator on a real socket."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sixtyfour_sync.emulator import Emulator, EmulatorSettings
+
+API_KEY = "sk-e2e-test-key-9f8e7d6c5b4a"
+
+MODEL = """\
+syncs:
+  - name: enrich_leads
+    tags: [daily]
+    endpoint: people
+    source:
+      table: leads
+      key: lead_id
+      columns: [first_name, last_name, company, domain]
+    struct:
+      email: The individual's email address
+      title: The individual's job title
+      employee_count: {{description: Employees at their company, type: int}}
+    tier: low
+    field_confidence: true
+    target:
+      table: leads_enriched
+    refresh:
+      when: {when}
+{extra}    chunk_rows: {chunk_rows}
+"""
+
+FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "John", "Margaret", "Ken"]
+LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Backus", "Hamilton", "Thompson"]
+COMPANIES = [("Acme", "acme.com"), ("Globex", "globex.io"), ("Initech", "initech.net"), ("Umbrella", "umbrella.co")]
+
+
+def lead_rows(n: int, start: int = 1) -> list[tuple[Any, ...]]:
+    """Deterministic leads."""
+    rows = []
+    for i in range(start, start + n):
+        company, domain = COMPANIES[i % len(COMPANIES)]
+        rows.append((i, FIRST[i % 10], LAST[(i * 7) % 10], company, domain, "US" if i % 3 else "DE"))
+    return rows
+
+
+@dataclass
+class E2EProject:
+    """A project directory wired to an emulator."""
+
+    dir: Path
+    emulator: Emulator
+    url: str
+    env: dict[str, str]
+
+    def write_model(self, *, when: str = "changed", chunk_rows: int = 100_000, extra: str = "") -> None:
+        (self.dir / "models").mkdir(exist_ok=True)
+        text = MODEL.format(when=when, chunk_rows=chunk_rows, extra=textwrap.indent(extra, "    ") if extra else "")
+        (self.dir / "models" / "leads.yml").write_text(text)
+
+
+@pytest.fixture
+def emulator_settings() -> EmulatorSettings:
+    return EmulatorSettings(api_keys=frozenset({API_KEY}), job_seconds=0.2, failure_rate=0.1, seed=7)
+
+
+@pytest.fixture
+def emulator(emulator_settings: EmulatorSettings) -> Iterator[tuple[Emulator, str]]:
+    emu = Emulator(emulator_settings)
+    with emu.serve(host="127.0.0.1", port=0) as server:
+        yield emu, server.url
+
+
+@pytest.fixture
+def project(tmp_path: Path, emulator: tuple[Emulator, str], monkeypatch: pytest.MonkeyPatch) -> E2EProject:
+    emu, url = emulator
+    monkeypatch.setenv("SIXTYFOUR_SYNC_POLL_INTERVAL", "0.05")
+    env = {"SIXTYFOUR_API_KEY": API_KEY, "SIXTYFOUR_API_URL": url, "SIXTYFOUR_SYNC_POLL_INTERVAL": "0.05"}
+    p = E2EProject(tmp_path, emu, url, env)
+    p.write_model()
+    return p

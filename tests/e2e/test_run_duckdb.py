@@ -1,0 +1,117 @@
+"""The whole pipeline on DuckDB against the emulator over a real socket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from sixtyfour_sync.engine import api
+from tests.e2e.conftest import API_KEY, E2EProject, lead_rows
+
+
+def _setup_duckdb(project: E2EProject, rows: int) -> Path:
+    db = project.dir / "wh.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute(
+        "CREATE TABLE leads (lead_id BIGINT, first_name VARCHAR, last_name VARCHAR, company VARCHAR, "
+        "domain VARCHAR, country VARCHAR)"
+    )
+    con.executemany("INSERT INTO leads VALUES (?, ?, ?, ?, ?, ?)", lead_rows(rows))
+    con.close()
+    (project.dir / "profiles.yml").write_text(
+        "sixtyfour:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: wh.duckdb\n"
+    )
+    return db
+
+
+def _run(project: E2EProject, **kw: object) -> api.RunResult:
+    return api.run(project.dir, api_key=API_KEY, api_url=project.url, env=project.env, **kw)  # type: ignore[arg-type]
+
+
+def _target(db: Path) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(
+            "SELECT lead_id, email, title, employee_count, email_confidence, _sixtyfour_status "
+            "FROM leads_enriched ORDER BY lead_id"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def test_first_run_then_nothing_to_do(project: E2EProject) -> None:
+    db = _setup_duckdb(project, 250)
+    project.write_model(chunk_rows=100)
+    result = _run(project)
+    assert result.exit_code == 0, result.to_dict()
+    s = result.syncs[0]
+    assert s.rows_by_reason == {"new": 250}
+    assert s.rows_sent == 250
+    assert len(s.jobs) == 3
+    assert s.rows_enriched + s.rows_failed == 250
+    assert s.rows_failed > 0  # the emulator fails ~10% of rows
+    assert s.estimated_cost_cents > 0
+    rows = _target(db)
+    assert len(rows) == 250
+    enriched = [r for r in rows if r[5] == "enriched"]
+    assert all(r[1] and "@" in r[1] for r in enriched)
+    assert all(r[1] is None for r in rows if r[5] == "failed")
+    submissions = len(project.emulator.submissions)
+
+    again = _run(project)
+    assert again.exit_code == 0
+    assert again.syncs[0].status == "nothing_to_do"
+    assert len(project.emulator.submissions) == submissions  # no API call at all
+
+
+def test_plan_counts_without_calling_the_api(project: E2EProject) -> None:
+    _setup_duckdb(project, 40)
+    plans = api.plan(project.dir, env=project.env)
+    assert plans[0].rows_by_reason == {"new": 40}
+    assert plans[0].files == 1
+    assert not project.emulator.submissions
+    con = duckdb.connect(str(project.dir / "wh.duckdb"), read_only=True)
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    con.close()
+    assert tables == {"leads"}  # plan created nothing
+
+
+def test_changed_inputs_are_sent_again_and_only_they(project: E2EProject) -> None:
+    db = _setup_duckdb(project, 30)
+    assert _run(project).exit_code == 0
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE leads SET company = 'Hooli', domain = 'hooli.xyz' WHERE lead_id IN (3, 4)")
+    con.close()
+    result = _run(project)
+    assert result.syncs[0].rows_by_reason == {"changed": 2}
+    after = {r[0]: r for r in _target(db)}
+    for lead in (3, 4):
+        email, status = after[lead][1], after[lead][5]
+        if status == "enriched":
+            assert email.endswith("@hooli.xyz")
+        else:  # a row the API could not enrich keeps what an earlier run found
+            assert email is None or not email.endswith("@hooli.xyz")
+
+
+def test_budget_stops_before_spending(project: E2EProject) -> None:
+    _setup_duckdb(project, 300)
+    project.write_model(chunk_rows=100, extra="budget:\n  max_cost_cents: 250\n  price_cents_per_row: 2\n")
+    result = _run(project)
+    s = result.syncs[0]
+    assert s.status == "budget"
+    assert result.exit_code == 1
+    assert s.rows_sent == 100  # the second file would have gone over 250 cents
+    assert len(project.emulator.submissions) == 1
+
+
+@pytest.mark.parametrize("when", ["missing"])
+def test_missing_mode_ignores_changes(project: E2EProject, when: str) -> None:
+    db = _setup_duckdb(project, 10)
+    project.write_model(when=when)
+    assert _run(project).exit_code == 0
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE leads SET company = 'Hooli' WHERE lead_id = 3")
+    con.close()
+    assert _run(project).syncs[0].status == "nothing_to_do"

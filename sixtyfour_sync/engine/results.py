@@ -17,6 +17,7 @@ by name, unknown ones are ignored, missing ones are reported, and nothing is tru
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import json
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sixtyfour_sync.config.models import StructField
+from sixtyfour_sync.engine.localdb import local_duckdb
 from sixtyfour_sync.errors import SixtyfourSyncError
 
 __all__ = ["ParsedResult", "ResultParseError", "parse_result", "read_result_table"]
@@ -126,7 +128,7 @@ def _read_json_objects(path: Path, *, array: bool) -> pa.Table:
     (an ``employees`` of 7, then "n/a"); the API gives no such guarantee, so each object is read whole by
     DuckDB and its fields extracted as text.
     """
-    con = duckdb.connect(":memory:")
+    con = local_duckdb()
     try:
         fn = "read_json_objects" if array else "read_ndjson_objects"
         fmt = ", format = 'auto'" if array else ""
@@ -158,7 +160,7 @@ def _read_json_objects(path: Path, *, array: bool) -> pa.Table:
         cols = ", ".join(f"json_extract_string(o, {_sql_str('$.' + json.dumps(n))}) AS {_q(n)}" for n in names)
         return con.sql(f"SELECT {cols} FROM j ORDER BY i").to_arrow_table()
     finally:
-        con.close()
+        con.execute("DROP TABLE IF EXISTS j")
 
 
 def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -213,8 +215,13 @@ def parse_result(
     key_types: Mapping[str, pa.DataType],
     struct: Mapping[str, StructField],
     field_confidence: bool,
+    carry: Sequence[str] = (),
 ) -> ParsedResult:
-    """Read, type and classify a result file (or inline rows already read into a text table)."""
+    """Read, type and classify a result file (or inline rows already read into a text table).
+
+    ``carry`` names columns passed through as text when the result has them (such as the input hash that
+    was uploaded alongside the rows).
+    """
     raw = source if isinstance(source, pa.Table) else read_result_table(source, fmt)
     present = set(raw.column_names)
     key = list(key_types)
@@ -226,14 +233,14 @@ def parse_result(
             "nothing from this file was merged",
             hint="the file is kept for inspection",
         )
-    wanted = set(key) | set(struct)
+    wanted = set(key) | set(struct) | set(carry)
     conf_cols = {f"{f}_confidence" for f in struct}
     if field_confidence:
         wanted |= conf_cols | {"field_confidence"}
     missing_fields = [f for f in struct if f not in present]
     extra = [c for c in raw.column_names if c not in wanted and c not in conf_cols]
 
-    con = duckdb.connect(":memory:")
+    con = local_duckdb()
     try:
         # __i: the row's position in the file, so "last wins" is deterministic whatever DuckDB's parallelism.
         con.register("raw", raw.append_column("__i", pa.array(range(raw.num_rows), pa.int64())))
@@ -258,6 +265,9 @@ def parse_result(
                 else:
                     conf = "NULL"
                 select.append(f"CASE WHEN {conf} BETWEEN 0 AND 100 THEN {conf} END AS {_q(col)}")
+        for name in carry:
+            if name in present and name not in key_types and name not in struct:
+                select.append(_q(name))
         typed = con.sql("SELECT " + ", ".join(select) + " FROM raw").to_arrow_table()
         con.register("typed", typed)
 
@@ -293,7 +303,9 @@ def parse_result(
             f") WHERE __rank = 1 ORDER BY {key_list}"
         ).to_arrow_table()
     finally:
-        con.close()
+        for name in ("raw", "typed"):
+            with contextlib.suppress(duckdb.Error):
+                con.unregister(name)
     return ParsedResult(
         table=table,
         rows_read=raw.num_rows,

@@ -48,6 +48,7 @@ from sixtyfour_sync.api.errors import ApiError, DownloadError
 from sixtyfour_sync.config.models import BOOKKEEPING_COLUMNS, LoadedSync, SyncSpec, build_api_config
 from sixtyfour_sync.engine.files import ChunkFile, idempotency_key, write_chunks
 from sixtyfour_sync.engine.ledger import ACTIVE_STATES, Job, Ledger, utcnow
+from sixtyfour_sync.engine.localdb import local_duckdb, registered
 from sixtyfour_sync.engine.results import ResultParseError, parse_result
 from sixtyfour_sync.engine.select import (
     HASH_COLUMN,
@@ -955,59 +956,63 @@ class SyncRunner:
         """Key and input hash of the rows in the submitted file (None when the file is not here)."""
         if tracked.file is None or not tracked.file.is_file():
             return None
-        con = duckdb.connect(":memory:")
-        try:
-            path = "'" + str(tracked.file).replace("'", "''") + "'"
-            cols = []
-            for k, t in self.key_types.items():
-                cols.append(f"TRY_CAST(json_extract_string(json, {_jpath(k)}) AS {_duck_type(t)}) AS {_dq(k)}")
-            cols.append(f"json_extract_string(json, {_jpath(HASH_COLUMN)}) AS {_dq(HASH_COLUMN)}")
-            return con.sql(
-                f"SELECT {', '.join(cols)} FROM read_ndjson_objects({path}, maximum_object_size = 134217728)"
-            ).to_arrow_table()
-        finally:
-            con.close()
+        path = "'" + str(tracked.file).replace("'", "''") + "'"
+        cols = [
+            f"TRY_CAST(json_extract_string(json, {_jpath(k)}) AS {_duck_type(t)}) AS {_dq(k)}"
+            for k, t in self.key_types.items()
+        ]
+        cols.append(f"json_extract_string(json, {_jpath(HASH_COLUMN)}) AS {_dq(HASH_COLUMN)}")
+        sql = f"SELECT {', '.join(cols)} FROM read_ndjson_objects({path}, maximum_object_size = 134217728)"
+        return local_duckdb().sql(sql).to_arrow_table()
 
     def _merge_file(self, tracked: _Tracked, path: Path, fmt: str) -> dict[str, int]:
         spec = self.spec
         key = list(spec.source.key)
         parsed = parse_result(
-            path, fmt=fmt, key_types=self.key_types, struct=spec.struct, field_confidence=spec.field_confidence
+            path,
+            fmt=fmt,
+            key_types=self.key_types,
+            struct=spec.struct,
+            field_confidence=spec.field_confidence,
+            carry=[HASH_COLUMN],
         )
         if parsed.missing_columns:
             msg = f"{tracked.file_name}: the result has no column(s) {', '.join(parsed.missing_columns)}; left empty"
             self.result.warnings.append(msg)
         sent = self._sent_rows(tracked)
-        con = duckdb.connect(":memory:")
-        try:
-            con.register("res", parsed.table)
-            on = " AND ".join(f"r.{_dq(k)} = s.{_dq(k)}" for k in key)
-            if sent is not None:
-                con.register("sent", sent)
+        on = " AND ".join(f"r.{_dq(k)} = s.{_dq(k)}" for k in key)
+        if sent is not None:
+            res = parsed.table.drop_columns([HASH_COLUMN]) if HASH_COLUMN in parsed.table.column_names else parsed.table
+            with registered(res, sent) as (con, (r_name, s_name)):
                 unexpected = _scalar(
-                    con, f"SELECT count(*) FROM res r WHERE NOT EXISTS (SELECT 1 FROM sent s WHERE {on})"
+                    con, f"SELECT count(*) FROM {r_name} r WHERE NOT EXISTS (SELECT 1 FROM {s_name} s WHERE {on})"
                 )
-                # rows the API returned for keys we sent, with the hash we sent
+                # rows the API returned for keys that were sent, with the hash that was sent
                 returned = con.sql(
-                    f"SELECT r.*, s.{_dq(HASH_COLUMN)} AS __hash FROM res r JOIN sent s ON {on}"
+                    f"SELECT r.*, s.{_dq(HASH_COLUMN)} AS __hash FROM {r_name} r JOIN {s_name} s ON {on}"
                 ).to_arrow_table()
                 missing = con.sql(
-                    f"SELECT s.* FROM sent s WHERE NOT EXISTS (SELECT 1 FROM res r WHERE {on}) "
+                    f"SELECT s.* FROM {s_name} s WHERE NOT EXISTS (SELECT 1 FROM {r_name} r WHERE {on}) "
                     f"QUALIFY row_number() OVER (PARTITION BY {', '.join('s.' + _dq(k) for k in key)}) = 1"
                 ).to_arrow_table()
+        else:
+            # Resumed on another machine: the file that was sent is gone. The result carries the input hash
+            # (it was an uploaded column); without it the rows count as changed on the next run.
+            unexpected = 0
+            table = parsed.table
+            if HASH_COLUMN in table.column_names:
+                returned = table.rename_columns([c if c != HASH_COLUMN else "__hash" for c in table.column_names])
+                note = "the submitted file is not on this machine: result keys were not checked against it"
             else:
-                unexpected = 0
-                carried = HASH_COLUMN in self._result_columns(path, fmt)
-                returned = parsed.table.append_column("__hash", pa.nulls(parsed.table.num_rows, pa.string()))
-                missing = pa.table(
-                    {k: pa.array([], t) for k, t in self.key_types.items()} | {HASH_COLUMN: pa.array([], pa.string())}
+                returned = table.append_column("__hash", pa.nulls(table.num_rows, pa.string()))
+                note = (
+                    "the submitted file is not on this machine and the result has no input hashes: "
+                    "these rows count as changed next run"
                 )
-                note = "the submitted file is not on this machine: result keys were not checked against it" + (
-                    "" if carried else "; input hashes are unknown, so these rows count as changed next run"
-                )
-                self.result.warnings.append(f"{tracked.file_name}: {note}")
-        finally:
-            con.close()
+            missing = pa.table(
+                {k: pa.array([], t) for k, t in self.key_types.items()} | {HASH_COLUMN: pa.array([], pa.string())}
+            )
+            self.result.warnings.append(f"{tracked.file_name}: {note}")
         now = utcnow()
         task = tracked.task_id
 
@@ -1092,15 +1097,6 @@ class SyncRunner:
         if parsed.duplicate_keys:
             r.warnings.append(f"{tracked.file_name}: {parsed.duplicate_keys} duplicate result row(s) were folded")
         return counts
-
-    @staticmethod
-    def _result_columns(path: Path, fmt: str) -> list[str]:
-        from sixtyfour_sync.engine.results import read_result_table
-
-        try:
-            return list(read_result_table(path, fmt).column_names)
-        except ResultParseError:
-            return []
 
     # ------------------------------------------------------------------ stopping
 

@@ -14,6 +14,13 @@ from sixtyfour_sync.emulator import Emulator, EmulatorSettings
 
 API_KEY = "sk-e2e-test-key-9f8e7d6c5b4a"
 
+
+def unique_key() -> str:
+    """A fresh API key: the client paces submissions per key per process, so tests must not share one."""
+    import uuid
+
+    return f"sk-e2e-{uuid.uuid4().hex}"
+
 MODEL = """\
 syncs:
   - name: enrich_leads
@@ -58,6 +65,7 @@ class E2EProject:
     emulator: Emulator
     url: str
     env: dict[str, str]
+    api_key: str
 
     def write_model(self, *, when: str = "changed", chunk_rows: int = 100_000, extra: str = "") -> None:
         (self.dir / "models").mkdir(exist_ok=True)
@@ -66,8 +74,13 @@ class E2EProject:
 
 
 @pytest.fixture
-def emulator_settings() -> EmulatorSettings:
-    return EmulatorSettings(api_keys=frozenset({API_KEY}), job_seconds=0.2, failure_rate=0.1, seed=7)
+def api_key() -> str:
+    return unique_key()
+
+
+@pytest.fixture
+def emulator_settings(api_key: str) -> EmulatorSettings:
+    return EmulatorSettings(api_keys=frozenset({api_key}), job_seconds=0.2, failure_rate=0.1, seed=7)
 
 
 @pytest.fixture
@@ -78,10 +91,12 @@ def emulator(emulator_settings: EmulatorSettings) -> Iterator[tuple[Emulator, st
 
 
 @pytest.fixture
-def project(tmp_path: Path, emulator: tuple[Emulator, str], monkeypatch: pytest.MonkeyPatch) -> E2EProject:
+def project(
+    tmp_path: Path, emulator: tuple[Emulator, str], api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> E2EProject:
     emu, url = emulator
     monkeypatch.setenv("SIXTYFOUR_SYNC_POLL_INTERVAL", "0.05")
-    env = {"SIXTYFOUR_API_KEY": API_KEY, "SIXTYFOUR_API_URL": url, "SIXTYFOUR_SYNC_POLL_INTERVAL": "0.05"}
-    p = E2EProject(tmp_path, emu, url, env)
+    env = {"SIXTYFOUR_API_KEY": api_key, "SIXTYFOUR_API_URL": url, "SIXTYFOUR_SYNC_POLL_INTERVAL": "0.05"}
+    p = E2EProject(tmp_path, emu, url, env, api_key)
     p.write_model()
     return p

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from sixtyfour_sync.engine import api
-from tests.e2e.conftest import API_KEY, E2EProject, lead_rows
+from tests.e2e.conftest import E2EProject, lead_rows
 
 
 def _setup_duckdb(project: E2EProject, rows: int) -> Path:
@@ -27,7 +27,7 @@ def _setup_duckdb(project: E2EProject, rows: int) -> Path:
 
 
 def _run(project: E2EProject, **kw: object) -> api.RunResult:
-    return api.run(project.dir, api_key=API_KEY, api_url=project.url, env=project.env, **kw)  # type: ignore[arg-type]
+    return api.run(project.dir, api_key=project.api_key, api_url=project.url, env=project.env, **kw)  # type: ignore[arg-type]
 
 
 def _target(db: Path) -> list[tuple]:

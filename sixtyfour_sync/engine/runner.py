@@ -1065,6 +1065,7 @@ class SyncRunner:
         }
 
         def ledger_write(session: Session) -> None:
+            failpoint("merging")  # inside the transaction: a crash here must leave the target as it was
             self.ledger.set_job(
                 tracked.job_id,
                 "merged",

@@ -21,6 +21,7 @@ def unique_key() -> str:
 
     return f"sk-e2e-{uuid.uuid4().hex}"
 
+
 MODEL = """\
 syncs:
   - name: enrich_leads

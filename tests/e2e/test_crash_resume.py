@@ -22,8 +22,10 @@ from tests.e2e.conftest import E2EProject
 from tests.e2e.test_run_duckdb import _setup_duckdb
 
 POINTS = ["written", "submitting", "submitted", "completed", "downloaded", "merging", "merged"]
-COLUMNS = "lead_id, email, title, employee_count, email_confidence, title_confidence, _sixtyfour_status, " \
+COLUMNS = (
+    "lead_id, email, title, employee_count, email_confidence, title_confidence, _sixtyfour_status, "
     "_sixtyfour_input_hash, _sixtyfour_spec_hash"
+)
 
 
 def _cli(project: E2EProject, *args: str, failpoint: str | None = None) -> subprocess.CompletedProcess[str]:

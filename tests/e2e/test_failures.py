@@ -47,7 +47,9 @@ def test_402_stops_cleanly_and_keeps_what_was_done(project: E2EProject) -> None:
 
 def test_a_failed_job_is_recorded_and_partial(tmp_path: Path, project: E2EProject) -> None:
     emu = Emulator(
-        EmulatorSettings(api_keys=frozenset({project.api_key}), job_seconds=0.1, faults=FaultSettings(job_failure_rate=1.0))
+        EmulatorSettings(
+            api_keys=frozenset({project.api_key}), job_seconds=0.1, faults=FaultSettings(job_failure_rate=1.0)
+        )
     )
     with emu.serve() as server:
         db = _setup_duckdb(project, 20)
@@ -89,7 +91,9 @@ def test_grown_struct_adds_columns_and_re_enriches(project: E2EProject) -> None:
     db = _setup_duckdb(project, 10)
     assert _run(project).exit_code == 0
     text = (project.dir / "models" / "leads.yml").read_text()
-    text = text.replace("      title: The individual's job title\n", "      title: The individual's job title\n      phone: Phone\n")
+    text = text.replace(
+        "      title: The individual's job title\n", "      title: The individual's job title\n      phone: Phone\n"
+    )
     (project.dir / "models" / "leads.yml").write_text(text)
     plan = api.plan(project.dir, env=project.env)[0]
     assert plan.rows_by_reason == {"changed": 10}
@@ -113,7 +117,9 @@ def test_failed_rows_keep_earlier_values(project: E2EProject) -> None:
         assert row[1] == before[lead][1]  # the email an earlier run found is kept
 
 
-def test_unknown_and_missing_result_keys_are_counted_not_merged(project: E2EProject, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_and_missing_result_keys_are_counted_not_merged(
+    project: E2EProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sixtyfour_sync.engine import results
 
     db = _setup_duckdb(project, 5)

@@ -216,6 +216,24 @@ def cancel(opts: GlobalOptions, select: tuple[str, ...], run_id: str | None) -> 
         sys.exit(1)
 
 
+@cli.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="sixtyfour-demo",
+    show_default=True,
+    help="Where to write the demo project (replaced if it holds an earlier demo).",
+)
+@click.option("--job-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Emulated job time.")
+@click.pass_obj
+def demo(opts: GlobalOptions, directory: Path, job_seconds: float) -> None:
+    """The whole pipeline on sample data: DuckDB and the in-process emulator; no key, no network."""
+    from sixtyfour_sync.demo import run_demo
+
+    sys.exit(run_demo(directory, log_format=opts.log_format, job_seconds=job_seconds))
+
+
 def _register_commands() -> None:
     from sixtyfour_sync.emulator.cli import emulator_command
 

@@ -58,6 +58,8 @@ def configure_logging(fmt: str = "text", *, debug: bool = False, stream: TextIO 
     # httpx logs every request at INFO: keep that for --debug only.
     for name in ("httpx", "httpcore", "werkzeug"):
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
+    # The engine reports each submission itself; the client's own lines are for --debug.
+    logging.getLogger("sixtyfour_sync.api").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def event(name: str, message: str, level: int = logging.INFO, **fields: Any) -> None:

@@ -115,7 +115,11 @@ def make_reporter(log_format: str, stream: TextIO | None = None) -> Reporter:
 
 
 def _console(log_format: str) -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    # Piped into a log or CI, a report is still read by a person: give tables room rather than 80 columns.
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)
+    return console
 
 
 def print_plans(plans: Sequence[SyncPlan], log_format: str) -> None:

@@ -49,7 +49,7 @@ def make_sample(
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Deterministic, plausible sample rows: (companies, leads)."""
     rng = random.Random(seed)
-    company_rows = []
+    company_rows: list[tuple[Any, ...]] = []
     seen: set[str] = set()
     while len(company_rows) < companies:
         name = f"{rng.choice(WORDS_A)} {rng.choice(WORDS_B)}"
@@ -62,7 +62,7 @@ def make_sample(
         city, country = rng.choice(CITIES)
         # a few accounts without a domain, so the example's `where domain is not null` has work to do
         company_rows.append((len(company_rows) + 1, name, None if rng.random() < 0.03 else domain, city, country))
-    lead_rows = []
+    lead_rows: list[tuple[Any, ...]] = []
     for i in range(1, leads + 1):
         company = rng.choice(company_rows)
         city, country = (company[3], company[4]) if rng.random() < 0.8 else rng.choice(CITIES)

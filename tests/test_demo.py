@@ -49,5 +49,5 @@ def test_repo_models_are_the_packaged_examples() -> None:
     packaged = ROOT / "sixtyfour_sync" / "examples" / "models"
     names = sorted(p.name for p in packaged.glob("*.yml"))
     assert names == sorted(p.name for p in (ROOT / "models").glob("*.yml"))
-    match, mismatch, errors = filecmp.cmpfiles(packaged, ROOT / "models", names, shallow=False)
+    _, mismatch, errors = filecmp.cmpfiles(packaged, ROOT / "models", names, shallow=False)
     assert not mismatch and not errors

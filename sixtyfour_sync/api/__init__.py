@@ -1,0 +1,117 @@
+"""The Sixtyfour Bulk Intelligence API client: submit, poll, download, verify webhooks.
+
+The engine talks to the API only through :class:`SixtyfourClient`; it never builds URLs or parses JSON.
+"""
+
+from __future__ import annotations
+
+from sixtyfour_sync.api.client import (
+    API_URL_ENV,
+    DEFAULT_BASE_URL,
+    SixtyfourClient,
+    validate_idempotency_key,
+)
+from sixtyfour_sync.api.errors import (
+    ApiConnectionError,
+    ApiError,
+    ApiTimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    DownloadError,
+    FatalApiError,
+    InsufficientCreditsError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    RetryableApiError,
+    ServerError,
+    UnexpectedResponseError,
+    UnprocessableEntityError,
+    WebhookSignatureError,
+)
+from sixtyfour_sync.api.models import (
+    TERMINAL_STATUSES,
+    Balance,
+    BlockProgress,
+    CancelResult,
+    JobStatus,
+    LiveStatus,
+    ResultDownload,
+    ResultFile,
+    SignedUrl,
+    SubmitResult,
+    final_result,
+    is_terminal_status,
+    normalize_status,
+)
+from sixtyfour_sync.api.poll import JobPoller
+from sixtyfour_sync.api.ratelimit import KeyLimiter, Reservation, SubmissionLimiter, shared_limiter
+from sixtyfour_sync.api.retry import RetryPolicy, backoff_delay, parse_retry_after, should_retry
+from sixtyfour_sync.api.schema import (
+    MAX_CONFIG_CHARS,
+    MAX_FILE_BYTES,
+    MAX_FILE_ROWS,
+    FileCheck,
+    check_upload_file,
+    encode_config,
+    validate_config,
+)
+from sixtyfour_sync.api.webhooks import sign_payload, verify_webhook_signature
+
+__all__ = [
+    "API_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "MAX_CONFIG_CHARS",
+    "MAX_FILE_BYTES",
+    "MAX_FILE_ROWS",
+    "TERMINAL_STATUSES",
+    "ApiConnectionError",
+    "ApiError",
+    "ApiTimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "Balance",
+    "BlockProgress",
+    "CancelResult",
+    "ConflictError",
+    "DownloadError",
+    "FatalApiError",
+    "FileCheck",
+    "InsufficientCreditsError",
+    "JobPoller",
+    "JobStatus",
+    "KeyLimiter",
+    "LiveStatus",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "Reservation",
+    "ResultDownload",
+    "ResultFile",
+    "RetryPolicy",
+    "RetryableApiError",
+    "ServerError",
+    "SignedUrl",
+    "SixtyfourClient",
+    "SubmissionLimiter",
+    "SubmitResult",
+    "UnexpectedResponseError",
+    "UnprocessableEntityError",
+    "WebhookSignatureError",
+    "backoff_delay",
+    "check_upload_file",
+    "encode_config",
+    "final_result",
+    "is_terminal_status",
+    "normalize_status",
+    "parse_retry_after",
+    "shared_limiter",
+    "should_retry",
+    "sign_payload",
+    "validate_config",
+    "validate_idempotency_key",
+    "verify_webhook_signature",
+]

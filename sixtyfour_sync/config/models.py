@@ -78,6 +78,11 @@ _TIERS = {
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+#: Top-level keys of dbt's own YAML files, which sit in the same models/ folder inside a dbt project.
+_DBT_KEYS = {
+    "version", "models", "sources", "seeds", "snapshots", "macros", "exposures", "metrics", "semantic_models",
+    "saved_queries", "unit_tests", "data_tests", "groups", "analyses",
+}  # fmt: skip
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -443,6 +448,8 @@ def load_models(
         if data is None:
             problems.append(ConfigProblem(str(path), None, "the file is empty", hint="add a `syncs:` list"))
             continue
+        if isinstance(data, Mapping) and "syncs" not in data and set(map(str, data)) & _DBT_KEYS:
+            continue  # a dbt properties file (models/ is shared with dbt inside a dbt project)
         if not isinstance(data, Mapping) or "syncs" not in data:
             problems.append(ConfigProblem(str(path), None, "expected a mapping with a `syncs:` list", line=1))
             continue

@@ -1,11 +1,174 @@
-"""``sixtyfour-sync emulator``: placeholder until the emulator lands."""
+"""``sixtyfour-sync emulator``: serve the local Sixtyfour API emulator until Ctrl-C."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
 import click
+
+from sixtyfour_sync.emulator.settings import EmulatorSettings, FaultSettings
+
+__all__ = ["emulator_command"]
+
+_RATE = click.FloatRange(0.0, 1.0)
 
 
 @click.command("emulator")
-def emulator_command() -> None:
-    """Serve the local Sixtyfour API emulator."""
-    raise click.UsageError("the emulator is not available yet")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=8064,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    help="An accepted API key (repeatable). Default: $SIXTYFOUR_API_KEY; none accepts any key.",
+)
+@click.option("--high-tier-key", "high_tier_keys", multiple=True, help="A key allowed tier 'high' (repeatable).")
+@click.option(
+    "--balance-cents",
+    default=10_000_000,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Starting balance of each organisation (key), in cents.",
+)
+@click.option(
+    "--job-seconds",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    help="Seconds from submission to completion.",
+)
+@click.option(
+    "--failure-rate", default=0.05, show_default=True, type=_RATE, help="Share of rows whose enrichment fails."
+)
+@click.option(
+    "--rate-limit-per-minute",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Submissions per rolling minute per key.",
+)
+@click.option(
+    "--preview-max-rows",
+    default=25,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Outputs up to this many rows carry an inline preview.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the generated values.")
+@click.option(
+    "--webhook-secret",
+    envvar="SIXTYFOUR_WEBHOOK_SECRET",
+    default=None,
+    help="Webhook signing secret (sk_whsec_ + 64 hex). Default: $SIXTYFOUR_WEBHOOK_SECRET.",
+)
+@click.option("--allow-insecure-webhooks", is_flag=True, help="Allow http:// webhook URLs to loopback addresses.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep uploads and outputs here (default: a temporary directory removed on exit).",
+)
+@click.option("--error-5xx-rate", default=0.0, type=_RATE, help="Fault: share of requests answered 500/503.")
+@click.option("--burst-429-rate", default=0.0, type=_RATE, help="Fault: share of requests answered 429.")
+@click.option("--drop-connection-rate", default=0.0, type=_RATE, help="Fault: share of connections dropped.")
+@click.option("--slow-response-seconds", default=0.0, type=click.FloatRange(0.0), help="Fault: added delay.")
+@click.option("--slow-response-rate", default=0.0, type=_RATE, help="Fault: share of requests delayed.")
+@click.option("--truncate-download-rate", default=0.0, type=_RATE, help="Fault: share of downloads cut short.")
+@click.option("--job-failure-rate", default=0.0, type=_RATE, help="Fault: share of jobs that fail.")
+@click.option("--job-cancel-rate", default=0.0, type=_RATE, help="Fault: share of jobs cancelled by the server.")
+@click.option("--fault-seed", default=0, type=int, help="Seed of the random faults.")
+def emulator_command(
+    host: str,
+    port: int,
+    api_keys: tuple[str, ...],
+    high_tier_keys: tuple[str, ...],
+    balance_cents: int,
+    job_seconds: float,
+    failure_rate: float,
+    rate_limit_per_minute: int,
+    preview_max_rows: int,
+    seed: int,
+    webhook_secret: str | None,
+    allow_insecure_webhooks: bool,
+    data_dir: Path | None,
+    error_5xx_rate: float,
+    burst_429_rate: float,
+    drop_connection_rate: float,
+    slow_response_seconds: float,
+    slow_response_rate: float,
+    truncate_download_rate: float,
+    job_failure_rate: float,
+    job_cancel_rate: float,
+    fault_seed: int,
+) -> None:
+    """Serve the local Sixtyfour API emulator (for development, tests and the demo)."""
+    keys = set(api_keys)
+    if not keys and os.environ.get("SIXTYFOUR_API_KEY"):
+        keys.add(os.environ["SIXTYFOUR_API_KEY"])
+    try:
+        faults = FaultSettings(
+            error_5xx_rate=error_5xx_rate,
+            burst_429_rate=burst_429_rate,
+            drop_connection_rate=drop_connection_rate,
+            slow_response_seconds=slow_response_seconds,
+            slow_response_rate=slow_response_rate,
+            truncate_download_rate=truncate_download_rate,
+            job_failure_rate=job_failure_rate,
+            job_cancel_rate=job_cancel_rate,
+            seed=fault_seed,
+        )
+        settings = EmulatorSettings(
+            api_keys=frozenset(keys),
+            high_tier_keys=frozenset(high_tier_keys),
+            balance_cents=balance_cents,
+            job_seconds=job_seconds,
+            failure_rate=failure_rate,
+            rate_limit_per_minute=rate_limit_per_minute,
+            preview_max_rows=preview_max_rows,
+            seed=seed,
+            webhook_secret=webhook_secret or None,
+            allow_insecure_webhooks=allow_insecure_webhooks,
+            data_dir=data_dir,
+            faults=faults,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # Imported here: every sixtyfour-sync command loads this module, few of them serve.
+    from sixtyfour_sync.emulator.core import Emulator
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    emulator = Emulator(settings)
+    try:
+        with emulator.serve(host=host, port=port) as server:
+            if keys:
+                click.echo(f"Sixtyfour API emulator on {server.url} (accepting {len(keys)} API key(s))")
+            else:
+                click.echo(f"Sixtyfour API emulator on {server.url} (no keys configured: any non-empty key works)")
+            click.echo(f"export SIXTYFOUR_API_URL={server.url}")
+            click.echo("Press Ctrl-C to stop.")
+            try:
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {host}:{port}: {exc}") from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo("Emulator stopped.")

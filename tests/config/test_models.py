@@ -161,3 +161,14 @@ def test_no_models_is_an_error_with_a_hint(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("90d", 90 * 86400), ("12h", 43200), ("2w", 1209600), (30, 30)])
 def test_durations(text: str | int, seconds: int) -> None:
     assert parse_duration(text).total_seconds() == seconds
+
+
+def test_dbt_properties_files_in_models_are_left_to_dbt(tmp_path: Path) -> None:
+    _write(tmp_path, "a.yml", GOOD)
+    _write(tmp_path, "schema.yml", "version: 2\nmodels:\n  - name: stg_leads\n    description: x\n")
+    _write(tmp_path, "other.yml", "colour: blue\n")
+    with pytest.raises(ConfigError) as info:
+        load_models(tmp_path)
+    assert [p.file.endswith("other.yml") for p in info.value.problems] == [True]
+    (tmp_path / "models" / "other.yml").unlink()
+    assert [s.spec.name for s in load_models(tmp_path)] == ["enrich_leads"]

@@ -1,0 +1,176 @@
+"""Settings of the local API emulator: prices, limits, timings and fault injection."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+__all__ = [
+    "COMPANY_ONLY_KEYS",
+    "CONFIG_KEYS",
+    "CREDITS_PER_CENT",
+    "DEFAULT_PRICES_CENTS",
+    "TIERS",
+    "EmulatorSettings",
+    "FaultSettings",
+]
+
+#: Tiers each endpoint accepts.
+TIERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "people": ("micro", "low", "medium", "high", "xhigh", "scout"),
+        "company": ("micro", "low", "medium", "high"),
+    }
+)
+#: Keys the config schema allows on every endpoint, and the ones only ``company`` allows.
+CONFIG_KEYS = (
+    "struct",
+    "tier",
+    "field_confidence",
+    "webhook_url",
+    "columns",
+    "research_plan",
+    "result_formats",
+    "save_json",
+)
+COMPANY_ONLY_KEYS = ("find_people", "people_focus_prompt", "lead_struct", "full_org_chart")
+DEFAULT_PRICES_CENTS: Mapping[str, int] = MappingProxyType(
+    {"micro": 1, "low": 2, "medium": 5, "high": 20, "xhigh": 40, "scout": 3}
+)
+#: The emulator's exchange rate: 1 credit = 1 US dollar = 100 cents.
+CREDITS_PER_CENT = 0.01
+
+_WEBHOOK_SECRET = re.compile(r"^sk_whsec_[0-9a-f]{64}$")
+
+
+def _check_rate(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1, got {value}")
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """Random, seeded faults applied to API requests (the admin endpoints are never affected).
+
+    Rates are probabilities per request (0 disables). Drops on a submission happen after the job
+    was accepted, so the client sees a lost response for work that did start: only an
+    Idempotency-Key replay avoids paying twice.
+    """
+
+    error_5xx_rate: float = 0.0
+    burst_429_rate: float = 0.0
+    drop_connection_rate: float = 0.0
+    slow_response_seconds: float = 0.0
+    slow_response_rate: float = 0.0
+    truncate_download_rate: float = 0.0
+    job_failure_rate: float = 0.0
+    job_cancel_rate: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "error_5xx_rate",
+            "burst_429_rate",
+            "drop_connection_rate",
+            "slow_response_rate",
+            "truncate_download_rate",
+            "job_failure_rate",
+            "job_cancel_rate",
+        ):
+            _check_rate(name, getattr(self, name))
+        if self.slow_response_seconds < 0:
+            raise ValueError("slow_response_seconds must not be negative")
+
+    @property
+    def any_request_faults(self) -> bool:
+        """True when some per-request fault can fire."""
+        return any(
+            (
+                self.error_5xx_rate,
+                self.burst_429_rate,
+                self.drop_connection_rate,
+                self.slow_response_rate and self.slow_response_seconds,
+                self.truncate_download_rate,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class EmulatorSettings:
+    """Everything the emulator can be told. Defaults follow the documented API limits."""
+
+    #: Accepted API keys; empty accepts any non-empty key (each key is then its own organisation).
+    api_keys: frozenset[str] = frozenset()
+    #: Keys whose organisation may use tier ``high`` (403 otherwise).
+    high_tier_keys: frozenset[str] = frozenset()
+    #: Starting balance of every organisation (key), in cents.
+    balance_cents: int = 10_000_000
+    #: Per-row price of each tier, in cents.
+    prices_cents: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PRICES_CENTS))
+    #: Seconds from submission to completion (0: complete at the first poll).
+    job_seconds: float = 2.0
+    #: Lifetime of signed download links.
+    download_ttl_seconds: int = 900
+    #: Share of rows whose enrichment fails (deterministic per row and seed).
+    failure_rate: float = 0.05
+    #: Final outputs with at most this many rows carry an inline ``results`` preview.
+    preview_max_rows: int = 25
+    #: Accepted submissions per rolling 60 s per key (replays and rejected requests excluded).
+    rate_limit_per_minute: int = 10
+    #: All API requests per rolling 60 s per key (the documented general limit); 0 disables.
+    request_limit_per_minute: int = 500
+    #: Signing secret for webhook deliveries (``sk_whsec_`` + 64 hex); None sends them unsigned.
+    webhook_secret: str | None = None
+    #: Allow ``http://`` webhook URLs to loopback addresses (never to anything else).
+    allow_insecure_webhooks: bool = False
+    #: Deliveries per event before giving up, and the first retry delay (doubling each time).
+    webhook_max_attempts: int = 5
+    webhook_retry_seconds: float = 1.0
+    webhook_timeout_seconds: float = 10.0
+    #: Seed of the generated values (not of the faults: see FaultSettings.seed).
+    seed: int = 0
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    #: The clock everything time-based reads (jobs, links, rate limits, idempotency).
+    clock: Callable[[], float] = time.time
+    #: Where uploads and outputs live; None: a temporary directory removed when serving stops.
+    data_dir: Path | None = None
+    #: Documented limits, settable so tests need not upload 100 MB.
+    max_rows: int = 100_000
+    max_file_bytes: int = 100_000_000
+    max_config_chars: int = 300_000
+    #: How long an Idempotency-Key is remembered.
+    idempotency_ttl_seconds: int = 86_400
+
+    def __post_init__(self) -> None:
+        _check_rate("failure_rate", self.failure_rate)
+        missing = [t for t in DEFAULT_PRICES_CENTS if t not in self.prices_cents]
+        if missing:
+            raise ValueError(f"prices_cents lacks a price for tier(s): {', '.join(missing)}")
+        if any(p < 0 for p in self.prices_cents.values()):
+            raise ValueError("prices_cents must not be negative")
+        if self.webhook_secret is not None and not _WEBHOOK_SECRET.match(self.webhook_secret):
+            raise ValueError("webhook_secret must be 'sk_whsec_' followed by 64 lower-case hex digits")
+        if "" in self.api_keys:
+            raise ValueError("api_keys must not contain an empty key")
+        for name in ("job_seconds", "webhook_retry_seconds", "webhook_timeout_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        for name in ("download_ttl_seconds", "max_rows", "max_file_bytes", "max_config_chars"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.rate_limit_per_minute <= 0:
+            raise ValueError("rate_limit_per_minute must be positive")
+        if self.webhook_max_attempts < 1:
+            raise ValueError("webhook_max_attempts must be at least 1")
+
+    def __repr__(self) -> str:
+        # Keys and the webhook secret are credentials: never show them.
+        return (
+            f"EmulatorSettings(api_keys=<{len(self.api_keys)} keys>, job_seconds={self.job_seconds}, "
+            f"failure_rate={self.failure_rate}, rate_limit_per_minute={self.rate_limit_per_minute}, "
+            f"seed={self.seed}, faults={self.faults})"
+        )

@@ -31,6 +31,7 @@ class GlobalOptions:
     target: str | None
     debug: bool
     log_format: str
+    dbt_project_dir: Path | None = None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -48,6 +49,12 @@ class GlobalOptions:
     default=None,
     help="Directory holding profiles.yml (before SIXTYFOUR_SYNC_PROFILES_DIR and DBT_PROFILES_DIR).",
 )
+@click.option(
+    "--dbt-project-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The dbt project (dbt_project.yml, target/manifest.json) when it is not the project directory.",
+)
 @click.option("--profile", default=None, help="Profile name in profiles.yml.")
 @click.option("--target", default=None, help="Target (output) name within the profile.")
 @click.option("--debug", is_flag=True, help="Verbose logs and full tracebacks.")
@@ -63,6 +70,7 @@ def cli(
     ctx: click.Context,
     project_dir: Path,
     profiles_dir: Path | None,
+    dbt_project_dir: Path | None,
     profile: str | None,
     target: str | None,
     debug: bool,
@@ -70,7 +78,7 @@ def cli(
 ) -> None:
     """Enrich warehouse rows with Sixtyfour's Bulk Intelligence API and upsert the results back."""
     configure_logging(log_format, debug=debug)
-    ctx.obj = GlobalOptions(project_dir, profiles_dir, profile, target, debug, log_format)
+    ctx.obj = GlobalOptions(project_dir, profiles_dir, profile, target, debug, log_format, dbt_project_dir)
 
 
 _select = click.option(
@@ -88,6 +96,7 @@ def _common(opts: GlobalOptions) -> dict[str, Any]:
         "profiles_dir": opts.profiles_dir,
         "profile": opts.profile,
         "target": opts.target,
+        "dbt_project_dir": opts.dbt_project_dir,
     }
 
 
@@ -141,6 +150,11 @@ def plan(opts: GlobalOptions, select: tuple[str, ...], full_refresh: bool, max_c
     default=None,
     help="Stop waiting for jobs after this many seconds (exit 3; the next run picks them up).",
 )
+@click.option(
+    "--only-rebuilt",
+    is_flag=True,
+    help="Only syncs whose source.ref model succeeded in the last dbt invocation (target/run_results.json).",
+)
 @click.pass_obj
 def run(
     opts: GlobalOptions,
@@ -149,6 +163,7 @@ def run(
     max_cost_cents: int | None,
     yes: bool,
     max_wait: float | None,
+    only_rebuilt: bool,
 ) -> None:
     """Finish unfinished jobs, then select, submit, poll, download, parse and upsert."""
     from sixtyfour_sync.engine.api import plan as do_plan
@@ -173,6 +188,7 @@ def run(
             full_refresh=full_refresh,
             max_cost_cents=max_cost_cents,
             max_wait_seconds=max_wait,
+            only_rebuilt=only_rebuilt,
             reporter=reporter,
             **_common(opts),
         )
@@ -214,6 +230,72 @@ def cancel(opts: GlobalOptions, select: tuple[str, ...], run_id: str | None) -> 
         click.echo(f"{d['sync']}: task {d['task_id']}: {d.get('status') or 'error: ' + str(d.get('error'))}")
     if any("error" in d for d in done):
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--warehouse", type=click.Choice(["duckdb", "postgres", "snowflake", "sqlalchemy"]), default=None)
+@click.option("--endpoint", type=click.Choice(["people", "company"]), default=None)
+@click.option("--sync-name", default=None, help="Name of the sync (default enrich_<table>).")
+@click.option("--table", default=None, help="Source table.")
+@click.option("--key", default=None, help="Key column of the source table.")
+@click.option("--columns", default=None, help="Comma-separated input columns (default: all but the key).")
+@click.option("--schema", default=None, help="Warehouse schema.")
+@click.option("--database", default=None, help="Database name (postgres, snowflake).")
+@click.option("--host", default=None, help="Host (postgres).")
+@click.option("--user", default=None, help="User (postgres, snowflake).")
+@click.option("--account", default=None, help="Account (snowflake).")
+@click.option("--path", "duckdb_path", default=None, help="DuckDB file (duckdb).")
+@click.option("--no-input", is_flag=True, help="Never prompt: use the flags and defaults (for scripts).")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def init(directory: Path, no_input: bool, force: bool, **flags: Any) -> None:
+    """Scaffold profiles.yml and a commented models file, interactively or from flags."""
+    from sixtyfour_sync.scaffold import InitAnswers, write_project
+
+    interactive = not no_input and sys.stdin.isatty()
+    a = InitAnswers()
+
+    def ask(name: str, prompt: str, default: str, choices: list[str] | None = None) -> str:
+        given = flags.get(name)
+        if given is not None:
+            return str(given)
+        if not interactive:
+            return default
+        kind = click.Choice(choices) if choices else str
+        return str(click.prompt(prompt, default=default, type=kind))
+
+    a.warehouse = ask("warehouse", "Warehouse", "duckdb", ["duckdb", "postgres", "snowflake", "sqlalchemy"])
+    if a.warehouse == "duckdb":
+        a.duckdb_path = ask("duckdb_path", "DuckDB file", "warehouse.duckdb")
+    elif a.warehouse == "postgres":
+        a.host = ask("host", "Host", "localhost")
+        a.user = ask("user", "User", "postgres")
+        a.database = ask("database", "Database", "analytics")
+    elif a.warehouse == "snowflake":
+        a.account = ask("account", "Account (orgname-accountname)", "myorg-myaccount")
+        a.user = ask("user", "User", "ENRICH")
+        a.database = ask("database", "Database", "ANALYTICS")
+    a.schema = ask("schema", "Schema", {"duckdb": "main", "postgres": "public"}.get(a.warehouse, "analytics"))
+    a.endpoint = ask("endpoint", "Endpoint", "people", ["people", "company"])
+    a.table = ask("table", "Source table", "leads" if a.endpoint == "people" else "companies")
+    a.key = ask("key", "Key column", "lead_id" if a.endpoint == "people" else "company_id")
+    cols = ask("columns", "Input columns, comma-separated (empty: all but the key)", "")
+    a.columns = [c.strip() for c in cols.split(",") if c.strip()]
+    a.sync_name = ask("sync_name", "Sync name", f"enrich_{a.table}")
+    for path in write_project(directory, a, force=force):
+        click.echo(f"wrote {path}")
+    click.echo(f"next: cd {directory} && sixtyfour-sync validate && sixtyfour-sync plan")
+
+
+@cli.command("dbt-sources")
+@_select
+@click.option("--name", "source_name", default="sixtyfour", show_default=True, help="The dbt source name.")
+@click.pass_obj
+def dbt_sources(opts: GlobalOptions, select: tuple[str, ...], source_name: str) -> None:
+    """Print a dbt sources YAML for the target tables, so dbt models can source() them."""
+    from sixtyfour_sync.engine.api import dbt_sources as make
+
+    click.echo(make(select=select or None, source_name=source_name, **_common(opts)), nl=False)
 
 
 @cli.command()

@@ -26,7 +26,7 @@ from sixtyfour_sync.engine.summary import RunResult, SyncPlan, SyncResult
 from sixtyfour_sync.errors import ConfigError, ConfigProblem, SixtyfourSyncError
 from sixtyfour_sync.warehouse.base import Adapter, TableRef
 
-__all__ = ["ValidationReport", "cancel", "plan", "run", "status", "validate"]
+__all__ = ["ValidationReport", "cancel", "dbt_sources", "plan", "run", "status", "validate"]
 
 API_KEY_ENV = "SIXTYFOUR_API_KEY"
 
@@ -37,6 +37,7 @@ def _project(
     profile: str | None,
     target: str | None,
     env: Mapping[str, str] | None,
+    dbt_project_dir: Path | str | None = None,
 ) -> Project:
     return Project.load(
         Path(project_dir),
@@ -44,6 +45,7 @@ def _project(
         profile=profile,
         target=target,
         env=env,
+        dbt_project_dir=Path(dbt_project_dir) if dbt_project_dir else None,
     )
 
 
@@ -53,7 +55,7 @@ def _ref_table(project: Project, loaded: LoadedSync) -> TableRef | None:
         return None
     from sixtyfour_sync.dbt import resolve_ref
 
-    return resolve_ref(project.project_dir, ref, file=loaded.file)
+    return resolve_ref(project.dbt_dir or project.project_dir, ref, file=loaded.file)
 
 
 def _client(api_key: str | None, api_url: str | None, env: Mapping[str, str]) -> SixtyfourClient:
@@ -87,11 +89,12 @@ def validate(
     profile: str | None = None,
     target: str | None = None,
     env: Mapping[str, str] | None = None,
+    dbt_project_dir: Path | str | None = None,
 ) -> ValidationReport:
     """Load every profile and model, connect, and check sources and targets; list every problem."""
     report = ValidationReport()
     try:
-        project = _project(project_dir, profiles_dir, profile, target, env)
+        project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
     except ConfigError as exc:
         report.problems.extend(exc.problems or [ConfigProblem(None, None, str(exc))])
         return report
@@ -151,9 +154,10 @@ def plan(
     profile: str | None = None,
     target: str | None = None,
     env: Mapping[str, str] | None = None,
+    dbt_project_dir: Path | str | None = None,
 ) -> list[SyncPlan]:
     """What ``run`` would send and spend, per sync. Creates nothing and calls no API."""
-    project = _project(project_dir, profiles_dir, profile, target, env)
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
     with project:
         return [
             plan_sync(
@@ -183,12 +187,32 @@ def run(
     reporter: Reporter | None = None,
     env: Mapping[str, str] | None = None,
     client: SixtyfourClient | None = None,
+    dbt_project_dir: Path | str | None = None,
+    only_rebuilt: bool = False,
 ) -> RunResult:
-    """Finish unfinished jobs, then select, submit, poll, download, parse and upsert; return the outcome."""
+    """Finish unfinished jobs, then select, submit, poll, download, parse and upsert; return the outcome.
+
+    ``only_rebuilt`` keeps only the syncs whose ``source.ref`` model succeeded in the last dbt invocation
+    (``target/run_results.json``): the recipe ``dbt build && sixtyfour-sync run --only-rebuilt``.
+    """
     env_map = os.environ if env is None else env
     started = time.monotonic()
-    project = _project(project_dir, profiles_dir, profile, target, env)
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
     syncs = project.select(select)
+    skipped: list[SyncResult] = []
+    if only_rebuilt:
+        from sixtyfour_sync.dbt import rebuilt_models
+
+        rebuilt = rebuilt_models(project.dbt_dir or project.project_dir)
+        kept = [s for s in syncs if s.spec.source.ref and s.spec.source.ref in rebuilt]
+        skipped = [
+            SyncResult(
+                s.spec.name, status="skipped", warnings=["skipped: its dbt model was not rebuilt in the last dbt run"]
+            )
+            for s in syncs
+            if s not in kept
+        ]
+        syncs = kept
     own_client = client is None
     api = client or _client(api_key, api_url, env_map)
     settings = EngineSettings(
@@ -198,6 +222,7 @@ def run(
     )
     budget = Budget(None if max_cost_cents is None else float(max_cost_cents))
     result = RunResult(new_run_id())
+    result.syncs.extend(skipped)
     ledgers: dict[int, Ledger] = {}
     try:
         with project:
@@ -215,7 +240,8 @@ def run(
                 )
                 if result.syncs[-1].status == "no_credits":
                     # Out of credits: the other syncs would be refused too.
-                    for rest in syncs[len(result.syncs) :]:
+                    done = {r.name for r in result.syncs}
+                    for rest in [s for s in syncs if s.spec.name not in done]:
                         result.syncs.append(
                             SyncResult(rest.spec.name, status="skipped", errors=["skipped: out of credits"])
                         )
@@ -304,9 +330,10 @@ def status(
     target: str | None = None,
     env: Mapping[str, str] | None = None,
     limit: int = 10,
+    dbt_project_dir: Path | str | None = None,
 ) -> StatusReport:
     """The latest runs (or one run) and their jobs, with costs, from the ledger."""
-    project = _project(project_dir, profiles_dir, profile, target, env)
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
     runs: list[dict[str, Any]] = []
     jobs: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
@@ -342,10 +369,11 @@ def cancel(
     api_key: str | None = None,
     api_url: str | None = None,
     env: Mapping[str, str] | None = None,
+    dbt_project_dir: Path | str | None = None,
 ) -> list[dict[str, Any]]:
     """Cancel the unfinished (submitted) jobs of a run (default: every unfinished job)."""
     env_map = os.environ if env is None else env
-    project = _project(project_dir, profiles_dir, profile, target, env)
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
     out: list[dict[str, Any]] = []
     with project, _client(api_key, api_url, env_map) as api:
         seen: set[int] = set()
@@ -369,3 +397,28 @@ def cancel(
                 except SixtyfourSyncError as exc:
                     out.append({"job_id": job.job_id, "task_id": job.task_id, "sync": job.sync_name, "error": str(exc)})
     return out
+
+
+def dbt_sources(
+    project_dir: Path | str = ".",
+    *,
+    select: Sequence[str] | None = None,
+    profiles_dir: Path | str | None = None,
+    profile: str | None = None,
+    target: str | None = None,
+    env: Mapping[str, str] | None = None,
+    dbt_project_dir: Path | str | None = None,
+    source_name: str = "sixtyfour",
+) -> str:
+    """A dbt sources YAML for the target tables (schemas from the profiles; no connection is made)."""
+    from sixtyfour_sync.dbt import sources_yaml
+
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
+    syncs = project.select(select)
+    schema_for: dict[str, str | None] = {}
+    database_for: dict[str, str | None] = {}
+    for s in syncs:
+        config = project.target_for(s).config
+        schema_for[s.spec.name] = getattr(config, "schema", None)
+        database_for[s.spec.name] = getattr(config, "database", None) if config.type == "snowflake" else None
+    return sources_yaml(syncs, schema_for=schema_for, database_for=database_for, source_name=source_name)

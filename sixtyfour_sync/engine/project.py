@@ -57,6 +57,8 @@ class Project:
     env: Mapping[str, str] | None = None
     syncs: list[LoadedSync] = field(default_factory=list)
     dbt_profile: str | None = None
+    #: Where dbt_project.yml and target/ are (the project directory unless --dbt-project-dir says otherwise).
+    dbt_dir: Path | None = None
     _targets: dict[str | None, ResolvedTarget] = field(default_factory=dict, repr=False)
     _adapters: dict[tuple[str, str], Adapter] = field(default_factory=dict, repr=False)
 
@@ -69,17 +71,25 @@ class Project:
         profile: str | None = None,
         target: str | None = None,
         env: Mapping[str, str] | None = None,
+        dbt_project_dir: Path | None = None,
     ) -> Project:
         """Load and validate every sync definition (raising one error listing every problem)."""
         project_dir = project_dir.resolve()
+        dbt_dir = (dbt_project_dir or project_dir).resolve()
         dbt_profile = None
-        dbt_project = project_dir / "dbt_project.yml"
+        dbt_project = dbt_dir / "dbt_project.yml"
+        if dbt_project_dir is not None and not dbt_project.is_file():
+            raise ConfigError(
+                problems=[
+                    ConfigProblem(str(dbt_project), None, "no dbt_project.yml here", hint="check --dbt-project-dir")
+                ]
+            )
         if dbt_project.is_file():
             data = load_yaml(dbt_project).data
             if isinstance(data, Mapping) and isinstance(data.get("profile"), str):
                 dbt_profile = data["profile"]
         syncs = load_models(project_dir, env=env)
-        return cls(project_dir, profiles_dir, profile, target, env, syncs, dbt_profile)
+        return cls(project_dir, profiles_dir, profile, target, env, syncs, dbt_profile, dbt_dir)
 
     def profile_for(self, sync: LoadedSync) -> str | None:
         """``--profile``, else the model file's ``profile:``, else dbt_project.yml's, else the default."""

@@ -1,0 +1,145 @@
+"""``sixtyfour-sync init``: a profiles.yml and a commented sync definition to start from."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sixtyfour_sync.errors import ConfigError
+
+__all__ = ["InitAnswers", "render_model", "render_profiles", "write_project"]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+DEFAULT_STRUCT = {
+    "people": {
+        "email": "The individual's work email address",
+        "title": "The individual's current job title",
+        "linkedin": "LinkedIn profile URL for the person",
+    },
+    "company": {
+        "industry": "The company's primary industry",
+        "employee_count": "Number of employees",
+        "headquarters": "The city and country of the headquarters",
+    },
+}
+
+
+@dataclass
+class InitAnswers:
+    """Everything ``init`` asks; every field has a flag."""
+
+    warehouse: str = "duckdb"
+    profile: str = "sixtyfour"
+    duckdb_path: str = "warehouse.duckdb"
+    host: str = "localhost"
+    port: int = 5432
+    user: str = ""
+    database: str = ""
+    schema: str = ""
+    account: str = ""
+    url: str = ""
+    sync_name: str = "enrich_leads"
+    endpoint: str = "people"
+    table: str = "leads"
+    key: str = "lead_id"
+    columns: list[str] = field(default_factory=list)
+    target_table: str = ""
+    tier: str = "low"
+
+    def check(self) -> None:
+        """Reject names that could not be used as identifiers."""
+        for what, value in (("table", self.table), ("key", self.key), ("target table", self.target_table)):
+            if value and not _NAME.match(value):
+                raise ConfigError(f"init: {what} {value!r} is not a plain identifier (letters, digits, _)")
+        for c in self.columns:
+            if not _NAME.match(c):
+                raise ConfigError(f"init: column {c!r} is not a plain identifier (letters, digits, _)")
+        if self.warehouse not in ("duckdb", "postgres", "snowflake", "sqlalchemy"):
+            raise ConfigError(
+                f"init: unknown warehouse {self.warehouse!r}; use duckdb, postgres, snowflake or sqlalchemy"
+            )
+        if self.endpoint not in ("people", "company"):
+            raise ConfigError(f"init: unknown endpoint {self.endpoint!r}; use people or company")
+
+
+def render_profiles(a: InitAnswers) -> str:
+    """profiles.yml for the chosen warehouse; secrets come from environment variables."""
+    head = f"# Warehouse connection in dbt's profiles.yml format. Secrets come from environment variables.\n{a.profile}:\n  target: dev\n  outputs:\n    dev:\n"
+    if a.warehouse == "duckdb":
+        body = f"      type: duckdb\n      path: {a.duckdb_path}        # relative to the project directory\n      schema: {a.schema or 'main'}\n"
+    elif a.warehouse == "postgres":
+        body = (
+            f"      type: postgres\n      host: {a.host}\n      port: {a.port}\n      user: {a.user or 'postgres'}\n"
+            "      password: \"{{ env_var('PGPASSWORD', '') }}\"\n"
+            f"      dbname: {a.database or 'analytics'}\n      schema: {a.schema or 'public'}\n"
+        )
+    elif a.warehouse == "snowflake":
+        body = (
+            f"      type: snowflake\n      account: {a.account or 'myorg-myaccount'}\n      user: {a.user or 'ENRICH'}\n"
+            "      password: \"{{ env_var('SNOWFLAKE_PASSWORD') }}\"   # or private_key_path + private_key_passphrase\n"
+            f"      database: {a.database or 'ANALYTICS'}\n      warehouse: TRANSFORMING\n"
+            f"      schema: {a.schema or 'MARTS'}\n      role: TRANSFORMER\n"
+        )
+    else:
+        body = (
+            "      type: sqlalchemy\n"
+            "      url: \"{{ env_var('DATABASE_URL') }}\"   # e.g. mysql+pymysql://user:pass@host/db\n"
+            f"      schema: {a.schema or 'analytics'}\n"
+        )
+    return head + body
+
+
+def render_model(a: InitAnswers) -> str:
+    """A commented models/<sync>.yml."""
+    target = a.target_table or f"{a.table}_enriched"
+    if a.columns:
+        cols_line = f"      columns: [{', '.join(a.columns)}]   # the inputs sent for research\n"
+    else:
+        cols_line = "      # columns: [first_name, last_name, company, domain]   # default: every column but the key\n"
+    struct = "".join(f"      {k}: {v}\n" for k, v in DEFAULT_STRUCT[a.endpoint].items())
+    tiers = "micro | low | medium | high" + (" | xhigh | scout" if a.endpoint == "people" else "")
+    return (
+        "# A sync: rows from the source, enriched by Sixtyfour, written to the target.\n"
+        "# `sixtyfour-sync validate` checks this file, `plan` shows what a run would send and cost.\n"
+        "syncs:\n"
+        f"  - name: {a.sync_name}\n"
+        "    tags: [daily]\n"
+        f"    endpoint: {a.endpoint}                 # people | company\n"
+        "    source:\n"
+        f'      table: {a.table}                  # or  sql: "select ..."  or  ref: a_dbt_model\n'
+        f"      key: {a.key}                      # a column (or a list) that identifies a row\n"
+        f"{cols_line}"
+        "      # where: \"country = 'US'\"\n"
+        "    struct:                          # what to get back: one target column per field\n"
+        f"{struct}"
+        "      # score: {description: A 0-100 fit score, type: int}   # str int float bool list[str] dict ...\n"
+        f"    tier: {a.tier}                        # {tiers}\n"
+        "    field_confidence: true           # adds <field>_confidence (0-100)\n"
+        "    target:\n"
+        f"      table: {target}\n"
+        "    refresh:\n"
+        "      when: changed                  # missing | changed | stale | always\n"
+        "      max_age: 90d\n"
+        "      retry_failed_after: 30d\n"
+        "    budget:\n"
+        "      max_cost_cents: 10000          # never submit more than $100 of estimated work per run\n"
+    )
+
+
+def write_project(directory: Path, answers: InitAnswers, *, force: bool = False) -> list[Path]:
+    """Write profiles.yml and models/<sync>.yml; existing files are kept unless ``force``."""
+    answers.check()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "models").mkdir(exist_ok=True)
+    written = []
+    for path, text in (
+        (directory / "profiles.yml", render_profiles(answers)),
+        (directory / "models" / f"{answers.sync_name}.yml", render_model(answers)),
+    ):
+        if path.exists() and not force:
+            raise ConfigError(f"{path} exists", hint="pass --force to overwrite it, or choose another directory")
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written

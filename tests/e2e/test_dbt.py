@@ -1,0 +1,118 @@
+"""A real dbt project: dbt builds a model, the sync reads it through the manifest, dbt sources the result.
+
+`dbt build && sixtyfour-sync run --only-rebuilt`, then `sixtyfour-sync dbt-sources` lets a downstream dbt model
+select from the enriched table, and that model builds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from tests.conftest import IN_CI
+from tests.e2e.conftest import E2EProject
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dbt_project"
+DBT = Path(sys.executable).parent / "dbt"
+
+
+def _require_dbt() -> None:
+    if not DBT.exists():
+        if IN_CI:
+            pytest.fail("dbt is not installed; CI=true requires the test extras", pytrace=False)
+        pytest.skip("dbt is not installed (pip install -e '.[test]')")
+
+
+def _dbt(project_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
+    return subprocess.run(
+        [str(DBT), *args, "--profiles-dir", str(project_dir), "--project-dir", str(project_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=project_dir,
+    )
+
+
+def _sync(project: E2EProject, project_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sixtyfour_sync", "--project-dir", str(project_dir), *args],
+        env={**os.environ, **project.env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_dbt_build_sync_and_a_downstream_model(project: E2EProject, tmp_path: Path) -> None:
+    _require_dbt()
+    d = tmp_path / "dbt_project"
+    shutil.copytree(FIXTURE, d)
+    (d / "profiles.yml").write_text(
+        "sf_fixture:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: wh.duckdb\n      schema: main\n"
+    )
+    # before dbt has run, the ref cannot resolve: the error says what to do
+    early = _sync(project, d, "plan")
+    assert early.returncode == 1
+    assert "dbt compile" in early.stderr
+
+    built = _dbt(d, "build")
+    assert built.returncode == 0, built.stdout[-3000:]
+
+    # only syncs whose model was rebuilt run; the profile comes from dbt_project.yml
+    ran = _sync(project, d, "run", "--only-rebuilt", "--yes")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "enrich_stg_leads" in ran.stdout
+
+    sources = _sync(project, d, "dbt-sources")
+    assert sources.returncode == 0, sources.stderr
+    doc = yaml.safe_load(sources.stdout)
+    table = doc["sources"][0]["tables"][0]
+    assert table["name"] == "leads_enriched"
+    assert {"name": "email", "description": "The individual's work email address"} in table["columns"]
+    (d / "models" / "sixtyfour_sources.yml").write_text(sources.stdout)
+    (d / "models" / "lead_emails.sql").write_text(
+        "select lead_id, email, email_confidence\n"
+        "from {{ source('sixtyfour', 'leads_enriched') }}\n"
+        "where _sixtyfour_status = 'enriched'\n"
+    )
+    downstream = _dbt(d, "build", "--select", "lead_emails", "source:sixtyfour")
+    assert downstream.returncode == 0, downstream.stdout[-3000:]
+
+    con = duckdb.connect(str(d / "wh.duckdb"), read_only=True)
+    try:
+        staged = con.execute("SELECT count(*) FROM stg_leads").fetchall()[0][0]
+        enriched = con.execute("SELECT count(*) FROM leads_enriched").fetchall()[0][0]
+        emails = con.execute("SELECT count(*) FROM lead_emails WHERE email LIKE '%@%'").fetchall()[0][0]
+    finally:
+        con.close()
+    assert staged == 27  # 30 seeded, 3 test accounts filtered by the model
+    assert enriched == staged
+    assert 0 < emails <= staged
+
+
+def test_only_rebuilt_skips_syncs_whose_model_did_not_build(project: E2EProject, tmp_path: Path) -> None:
+    d = tmp_path / "p"
+    (d / "target").mkdir(parents=True)
+    shutil.copy(FIXTURE / "dbt_project.yml", d / "dbt_project.yml")
+    shutil.copytree(FIXTURE / "models", d / "models")
+    (d / "profiles.yml").write_text(
+        "sf_fixture:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: wh.duckdb\n"
+    )
+    (d / "target" / "run_results.json").write_text(
+        '{"results": [{"unique_id": "model.sf_fixture.stg_leads", "status": "error"}]}'
+    )
+    out = _sync(project, d, "--log-format", "json", "run", "--only-rebuilt", "--yes")
+    assert out.returncode == 0, out.stderr
+    summary = yaml.safe_load(out.stdout.splitlines()[-1])
+    assert summary["syncs"][0]["status"] == "skipped"
+    assert not project.emulator.submissions

@@ -66,9 +66,15 @@ class InitAnswers:
 
 def render_profiles(a: InitAnswers) -> str:
     """profiles.yml for the chosen warehouse; secrets come from environment variables."""
-    head = f"# Warehouse connection in dbt's profiles.yml format. Secrets come from environment variables.\n{a.profile}:\n  target: dev\n  outputs:\n    dev:\n"
+    head = (
+        "# Warehouse connection in dbt's profiles.yml format. Secrets come from environment variables.\n"
+        f"{a.profile}:\n  target: dev\n  outputs:\n    dev:\n"
+    )
     if a.warehouse == "duckdb":
-        body = f"      type: duckdb\n      path: {a.duckdb_path}        # relative to the project directory\n      schema: {a.schema or 'main'}\n"
+        body = (
+            f"      type: duckdb\n      path: {a.duckdb_path}        # relative to the project directory\n"
+            f"      schema: {a.schema or 'main'}\n"
+        )
     elif a.warehouse == "postgres":
         body = (
             f"      type: postgres\n      host: {a.host}\n      port: {a.port}\n      user: {a.user or 'postgres'}\n"
@@ -78,7 +84,8 @@ def render_profiles(a: InitAnswers) -> str:
     elif a.warehouse == "snowflake":
         body = (
             f"      type: snowflake\n      account: {a.account or 'myorg-myaccount'}\n      user: {a.user or 'ENRICH'}\n"
-            "      password: \"{{ env_var('SNOWFLAKE_PASSWORD') }}\"   # or private_key_path + private_key_passphrase\n"
+            "      password: \"{{ env_var('SNOWFLAKE_PASSWORD') }}\"\n"
+            "      # or key-pair auth: private_key_path + private_key_passphrase\n"
             f"      database: {a.database or 'ANALYTICS'}\n      warehouse: TRANSFORMING\n"
             f"      schema: {a.schema or 'MARTS'}\n      role: TRANSFORMER\n"
         )

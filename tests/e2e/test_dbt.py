@@ -58,7 +58,8 @@ def test_dbt_build_sync_and_a_downstream_model(project: E2EProject, tmp_path: Pa
     d = tmp_path / "dbt_project"
     shutil.copytree(FIXTURE, d)
     (d / "profiles.yml").write_text(
-        "sf_fixture:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: wh.duckdb\n      schema: main\n"
+        "sf_fixture:\n  target: dev\n  outputs:\n    dev:\n"
+        "      type: duckdb\n      path: wh.duckdb\n      schema: main\n"
     )
     # before dbt has run, the ref cannot resolve: the error says what to do
     early = _sync(project, d, "plan")

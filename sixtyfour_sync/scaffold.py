@@ -83,7 +83,8 @@ def render_profiles(a: InitAnswers) -> str:
         )
     elif a.warehouse == "snowflake":
         body = (
-            f"      type: snowflake\n      account: {a.account or 'myorg-myaccount'}\n      user: {a.user or 'ENRICH'}\n"
+            f"      type: snowflake\n      account: {a.account or 'myorg-myaccount'}\n"
+            f"      user: {a.user or 'ENRICH'}\n"
             "      password: \"{{ env_var('SNOWFLAKE_PASSWORD') }}\"\n"
             "      # or key-pair auth: private_key_path + private_key_passphrase\n"
             f"      database: {a.database or 'ANALYTICS'}\n      warehouse: TRANSFORMING\n"

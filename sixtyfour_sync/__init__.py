@@ -1,6 +1,14 @@
-"""sixtyfour-sync: enrich warehouse rows with Sixtyfour's Bulk Intelligence API, safely and resumably."""
+"""sixtyfour-sync: enrich warehouse rows with Sixtyfour's Bulk Intelligence API, safely and resumably.
+
+The Python API (for orchestrators) mirrors the commands::
+
+    from sixtyfour_sync import plan, run
+    result = run("path/to/project", select=["tag:daily"], max_cost_cents=50_000)
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sixtyfour_sync._redact import install_log_redaction
 
@@ -8,4 +16,15 @@ __version__ = "0.1.0"
 
 install_log_redaction()
 
-__all__ = ["__version__"]
+_API = ("cancel", "dbt_sources", "plan", "run", "status", "validate")
+
+__all__ = ["__version__", "cancel", "dbt_sources", "plan", "run", "status", "validate"]
+
+
+def __getattr__(name: str) -> Any:
+    # The engine (pyarrow, duckdb...) loads on first use, so `sixtyfour-sync --help` stays fast.
+    if name in _API:
+        from sixtyfour_sync.engine import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'sixtyfour_sync' has no attribute {name!r}")

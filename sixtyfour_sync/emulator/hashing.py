@@ -127,7 +127,7 @@ def combine(acc: int, value: int) -> int:
     return mix64((acc * _P + value) & MASK64)
 
 
-def combine_vec(acc: U64, value: U64) -> U64:
+def combine_vec(acc: U64, value: U64 | np.uint64) -> U64:
     """Fold an array of hashes into an accumulator array."""
     return mix64_vec(acc * np.uint64(_P) + value)
 

@@ -62,6 +62,7 @@ def _make_duckdb(project: Path, rows: int) -> None:
     con.close()
     (project / "profiles.yml").write_text(
         "sixtyfour:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: wh.duckdb\n"
+        + os.environ.get("BENCH_DUCKDB_EXTRA", "")
     )
 
 

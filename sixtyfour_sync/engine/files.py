@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
+from sixtyfour_sync.engine.localdb import local_duckdb
 from sixtyfour_sync.errors import LimitExceededError
 
 __all__ = ["MAX_FILE_BYTES", "ChunkFile", "file_sha256", "idempotency_key", "write_chunks"]
@@ -85,17 +85,20 @@ class _Writer:
         self.max_bytes = max_bytes
         self.drop = set(drop)
         self.describe = describe
-        self.con = duckdb.connect(":memory:")
+        self.con = local_duckdb()
 
     def write(self, table: pa.Table) -> list[ChunkFile]:
         tmp = self.out_dir / f".{self.prefix}-{uuid.uuid4().hex}.jsonl.part"
         try:
             meta = self.describe(table) if self.describe is not None else {}
             sent = table.select([n for n in table.column_names if n not in self.drop])
-            self.con.register("chunk", sent)
-            target = "'" + str(tmp).replace("'", "''") + "'"
-            self.con.execute(f"COPY (SELECT {_select_list(sent.schema)} FROM chunk) TO {target} (FORMAT json)")
-            self.con.unregister("chunk")
+            name = f"chunk_{uuid.uuid4().hex[:12]}"
+            self.con.register(name, sent)
+            try:
+                target = "'" + str(tmp).replace("'", "''") + "'"
+                self.con.execute(f"COPY (SELECT {_select_list(sent.schema)} FROM {name}) TO {target} (FORMAT json)")
+            finally:
+                self.con.unregister(name)
             size = tmp.stat().st_size
             if size > self.max_bytes:
                 tmp.unlink()
@@ -116,7 +119,7 @@ class _Writer:
             tmp.unlink(missing_ok=True)
 
     def close(self) -> None:
-        self.con.close()
+        """Nothing to release: the connection is the thread's shared one."""
 
 
 def write_chunks(

@@ -40,7 +40,7 @@ __all__ = ["ParsedResult", "ResultParseError", "parse_result", "read_result_tabl
 STATUS = "_sixtyfour_status"
 # A record may be as large as the whole file (100 MB limit): size blocks so none straddles two.
 _JSON_BLOCK = 16 << 20
-_MAX_OBJECT = 128 << 20
+_MAX_OBJECT = 32 << 20  # a single record; DuckDB buffers twice this
 
 
 class ResultParseError(SixtyfourSyncError):

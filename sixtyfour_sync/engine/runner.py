@@ -321,6 +321,8 @@ class _Tracked:
     resumed: bool = False
     #: Cents held against the budget from submission until the API's estimate replaces them.
     reserved: float = 0.0
+    #: Whether this file holds one of the extraction thread's `files_ahead` slots.
+    holds_slot: bool = False
 
 
 class SyncRunner:
@@ -696,7 +698,9 @@ class SyncRunner:
         tracked.outcome = JobOutcome(job_id, chunk.path.name, chunk.rows, "written")
         self.result.jobs.append(tracked.outcome)
         self.jobs[job_id] = tracked
-        self._slots.release()
+        # The producer's slot is given back when the API has answered, so extraction stays at most
+        # `files_ahead` files ahead of the submissions (which the limiter paces) instead of racing to the end.
+        tracked.holds_slot = True
         self._submit(tracked)
 
     def _is_deliberate(self, chunk: ChunkFile) -> bool:
@@ -734,6 +738,9 @@ class SyncRunner:
         )
 
     def _on_submitted(self, tracked: _Tracked, value: SubmitResult | BaseException) -> None:
+        if tracked.holds_slot:
+            tracked.holds_slot = False
+            self._slots.release()
         if isinstance(value, BaseException):
             self._submit_failed(tracked, value)
             return
@@ -928,8 +935,10 @@ class SyncRunner:
                 return
         try:
             counts = self._merge_file(tracked, path, fmt or "csv")
-        except (ResultParseError, SixtyfourSyncError) as exc:
-            msg = f"merging the result of {tracked.task_id} failed: {exc}"
+        except Exception as exc:  # the job is paid for: keep it `downloaded` for the next run, whatever broke
+            if not isinstance(exc, (ResultParseError, SixtyfourSyncError)):
+                log.debug("merge failed", exc_info=True)
+            msg = f"merging the result of {tracked.task_id} failed: {exc}; the next run tries again"
             self.result.errors.append(msg)
             self.ledger.set_job(tracked.job_id, error=msg[:2000])
             tracked.state = "merge_failed"
@@ -962,7 +971,7 @@ class SyncRunner:
             for k, t in self.key_types.items()
         ]
         cols.append(f"json_extract_string(json, {_jpath(HASH_COLUMN)}) AS {_dq(HASH_COLUMN)}")
-        sql = f"SELECT {', '.join(cols)} FROM read_ndjson_objects({path}, maximum_object_size = 134217728)"
+        sql = f"SELECT {', '.join(cols)} FROM read_ndjson_objects({path}, maximum_object_size = 33554432)"
         return local_duckdb().sql(sql).to_arrow_table()
 
     def _merge_file(self, tracked: _Tracked, path: Path, fmt: str) -> dict[str, int]:

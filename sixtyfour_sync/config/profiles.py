@@ -1,0 +1,520 @@
+"""``profiles.yml`` in dbt's format: finding it, picking the profile and target, validating the output.
+
+Lookup order (CONTRACT.md): ``--profiles-dir``, ``SIXTYFOUR_SYNC_PROFILES_DIR``, ``DBT_PROFILES_DIR``, the
+project directory, ``~/.dbt/``. A directory given explicitly (flag or variable) must hold a
+``profiles.yml``; the project directory and ``~/.dbt/`` are only tried. The profile is ``--profile``, else
+the model file's ``profile:``, else ``dbt_project.yml``'s ``profile:``, else ``sixtyfour``; the target is
+``--target``, else the profile's ``target:`` (else its only output).
+
+``{{ env_var('NAME') }}`` is rendered in the chosen profile only, so an unset variable used by another
+profile does not break this one. A relative DuckDB ``path`` resolves against the project directory, as
+dbt resolves it against the directory it runs in.
+
+Each output is validated by a pydantic model chosen by ``type:`` with unknown keys rejected, except the
+dbt keys this tool accepts and ignores (:data:`IGNORED_DBT_KEYS`). Passwords, private-key passphrases,
+tokens and SQLAlchemy URLs are held as :class:`~sixtyfour_sync._redact.Secret`: they never print.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from sixtyfour_sync._redact import Secret
+from sixtyfour_sync.config.envvars import render_env_vars
+from sixtyfour_sync.config.yamlfile import LineMap, load_yaml
+from sixtyfour_sync.errors import ConfigError, ConfigProblem
+
+__all__ = [
+    "DEFAULT_PROFILE",
+    "IGNORED_DBT_KEYS",
+    "DuckDBTarget",
+    "PostgresTarget",
+    "ResolvedTarget",
+    "SnowflakeTarget",
+    "SqlAlchemyTarget",
+    "TargetConfig",
+    "find_profiles_file",
+    "load_target",
+    "parse_target_config",
+]
+
+DEFAULT_PROFILE = "sixtyfour"
+PROFILES_FILE = "profiles.yml"
+
+#: dbt keys that are valid in a dbt profile but mean nothing here: accepted and ignored.
+IGNORED_DBT_KEYS: frozenset[str] = frozenset(
+    {
+        "threads",
+        "keepalives_idle",
+        "search_path",
+        "retries",
+        "connect_retries",
+        "connect_timeout",
+        "retry_on_database_errors",
+        "retry_all",
+        "client_session_keep_alive",
+        "query_tag",
+        "reuse_connections",
+        "insecure_mode",
+        "use_colors",
+        "send_anonymous_usage_stats",
+        "extensions",
+        "settings",
+        "module_paths",
+        "plugins",
+        "attach",
+        "external_root",
+        "filesystems",
+        "secrets",
+        "disable_transactions",
+        "keep_open",
+        "remote",
+        "use_credential_provider",
+        "role",
+        "sslcert",
+        "sslkey",
+        "sslrootcert",
+        "sslcrl",
+        "application_name",
+    }
+)
+
+# Keys some targets use for real even though they are in the ignore list above.
+_USED_KEYS: dict[str, set[str]] = {
+    "duckdb": {"extensions", "settings"},
+    "postgres": {"role", "sslcert", "sslkey", "sslrootcert", "connect_timeout", "application_name"},
+    "snowflake": {"role", "connect_timeout", "query_tag"},
+    "sqlalchemy": set(),
+}
+
+# dbt's defaults where the warehouse has a conventional schema; elsewhere the connection's default.
+_DEFAULT_SCHEMA = {"duckdb": "main", "postgres": "public"}
+
+_UNSUPPORTED_TYPES = {
+    "redshift": "postgresql+psycopg2://... (Redshift speaks the PostgreSQL protocol) or a redshift+ URL",
+    "bigquery": "bigquery://project/dataset (pip install sqlalchemy-bigquery)",
+    "databricks": "databricks://... (pip install databricks-sqlalchemy)",
+    "mysql": "mysql+pymysql://user:pass@host:3306/db (pip install 'sixtyfour-sync[mysql]')",
+    "sqlite": "sqlite:///path/to/file.db",
+    "trino": "trino://user@host:8080/catalog (pip install trino)",
+    "sqlserver": "mssql+pyodbc://...",
+}
+
+
+def _to_secret(value: Any) -> Any:
+    if value is None or isinstance(value, Secret):
+        return value
+    if isinstance(value, (str, int, float)):
+        return Secret(str(value))
+    return value
+
+
+SecretStr = Annotated[
+    Secret,
+    BeforeValidator(_to_secret),
+    PlainSerializer(lambda s: str(s), return_type=str),
+]
+
+
+# ``schema`` shadows a deprecated BaseModel classmethod; the key is dbt's, so the field keeps the name.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message='Field name "schema"', category=UserWarning)
+
+    class _Target(BaseModel):
+        """Keys every output has."""
+
+        model_config = ConfigDict(
+            extra="forbid", frozen=True, arbitrary_types_allowed=True, populate_by_name=True, str_strip_whitespace=True
+        )
+
+        schema: str | None = None  # type: ignore[assignment]
+        """The schema of the target tables (and of the ledger unless ``ledger_schema`` is set)."""
+        ledger_schema: str | None = None
+        """Where ``_sixtyfour_sync_runs``/``_sixtyfour_sync_jobs`` live; default: ``schema``."""
+
+        @model_validator(mode="before")
+        @classmethod
+        def _drop_ignored(cls, data: Any) -> Any:
+            if isinstance(data, Mapping):
+                kind = str(data.get("type", ""))
+                used = _USED_KEYS.get(kind, set())
+                out = {k: v for k, v in data.items() if k not in IGNORED_DBT_KEYS or k in used}
+                if out.get("schema") is None and kind in _DEFAULT_SCHEMA:
+                    out["schema"] = _DEFAULT_SCHEMA[kind]
+                return out
+            return data
+
+        def describe(self) -> str:
+            """Where this target points, safe to print."""
+            return f"{getattr(self, 'type', '?')} (schema {self.schema})"
+
+
+class DuckDBTarget(_Target):
+    """``type: duckdb``: a DuckDB file (or ``:memory:``), the embedded default."""
+
+    type: Literal["duckdb"]
+    path: str = ":memory:"
+    """Database file; relative paths resolve against the project directory."""
+    database: str | None = None
+    """Accepted for dbt compatibility; must match the file's catalog name when given."""
+    extensions: list[str] = Field(default_factory=list)
+    """Extensions to LOAD (they must be installed already: no network at run time)."""
+    settings: dict[str, Any] = Field(default_factory=dict)
+    """``SET key = value`` applied on connect (memory_limit, threads...)."""
+    read_only: bool = False
+    """Open the file read-only (selection/plan only; upserts will fail)."""
+
+    def resolved_path(self, project_dir: Path | None) -> str:
+        """The file path to open: relative paths are taken from ``project_dir`` (or the cwd)."""
+        if self.path == ":memory:" or self.path.startswith(("md:", "motherduck:")):
+            return self.path
+        p = Path(self.path).expanduser()
+        if not p.is_absolute():
+            p = (project_dir or Path.cwd()) / p
+        return str(p)
+
+    def describe(self) -> str:
+        """Where this target points, safe to print."""
+        return f"duckdb {self.path} (schema {self.schema})"
+
+
+class PostgresTarget(_Target):
+    """``type: postgres``: dbt-postgres's keys."""
+
+    type: Literal["postgres"]
+    host: str
+    port: int = Field(5432, ge=1, le=65535)
+    user: str
+    password: SecretStr | None = Field(None, alias="pass")
+    dbname: str = Field(alias="database")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    sslcert: str | None = None
+    sslkey: str | None = None
+    sslrootcert: str | None = None
+    connect_timeout: int = Field(10, ge=1)
+    """Seconds to wait for the server before giving up."""
+    role: str | None = None
+    """``SET ROLE`` after connecting."""
+    application_name: str = "sixtyfour-sync"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dbname_alias(cls, data: Any) -> Any:
+        # dbt accepts both dbname and database; pydantic's alias takes one, so fold them here.
+        if isinstance(data, Mapping) and "dbname" in data:
+            data = dict(data)
+            if "database" in data and data["database"] != data["dbname"]:
+                raise ValueError("both dbname and database are set and differ; keep one")
+            data["database"] = data.pop("dbname")
+        return data
+
+    def describe(self) -> str:
+        """Where this target points, safe to print (no password)."""
+        return f"postgres {self.user}@{self.host}:{self.port}/{self.dbname} (schema {self.schema})"
+
+
+class SnowflakeTarget(_Target):
+    """``type: snowflake``: dbt-snowflake's keys."""
+
+    type: Literal["snowflake"]
+    account: str
+    user: str
+    password: SecretStr | None = None
+    private_key_path: str | None = None
+    private_key: SecretStr | None = None
+    """An inline PEM private key (dbt-snowflake's ``private_key``)."""
+    private_key_passphrase: SecretStr | None = None
+    authenticator: str | None = None
+    """``snowflake`` (default), ``externalbrowser``, ``oauth``, ``username_password_mfa``, or an Okta URL."""
+    token: SecretStr | None = None
+    """OAuth token when ``authenticator: oauth``."""
+    role: str | None = None
+    database: str
+    warehouse: str | None = None
+    connect_timeout: int | None = None
+    query_tag: str | None = None
+
+    @model_validator(mode="after")
+    def _auth(self) -> SnowflakeTarget:
+        if not (self.password or self.private_key_path or self.private_key or self.authenticator):
+            raise ValueError(
+                "no credentials: set password, private_key_path (+ private_key_passphrase) or authenticator"
+            )
+        if self.authenticator == "oauth" and not self.token:
+            raise ValueError("authenticator: oauth needs token")
+        return self
+
+    def describe(self) -> str:
+        """Where this target points, safe to print."""
+        return f"snowflake {self.user}@{self.account}/{self.database} (schema {self.schema})"
+
+
+class SqlAlchemyTarget(_Target):
+    """``type: sqlalchemy``: any SQLAlchemy URL (MySQL/MariaDB, SQLite, Redshift, BigQuery...)."""
+
+    type: Literal["sqlalchemy"]
+    url: SecretStr
+    """The SQLAlchemy URL; it may hold a password, so it is never printed unmasked."""
+    connect_args: dict[str, Any] = Field(default_factory=dict)
+    """Passed to the DBAPI ``connect()``."""
+
+    @field_validator("url")
+    @classmethod
+    def _parse_url(cls, v: Secret) -> Secret:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(v.get())
+        except ArgumentError:
+            raise ValueError("not a valid SQLAlchemy URL (expected dialect+driver://user:pass@host/db)") from None
+        return v
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url.get()).render_as_string(hide_password=True)
+
+    def describe(self) -> str:
+        """Where this target points, safe to print (password masked)."""
+        return f"sqlalchemy {self.display_url} (schema {self.schema})"
+
+
+TargetConfig = Annotated[
+    Union[DuckDBTarget, PostgresTarget, SnowflakeTarget, SqlAlchemyTarget],  # noqa: UP007 - runtime union
+    Field(discriminator="type"),
+]
+_TARGET_ADAPTER: TypeAdapter[Any] = TypeAdapter(TargetConfig)
+_TYPES = ("duckdb", "postgres", "snowflake", "sqlalchemy")
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    """The chosen profile output and where it came from."""
+
+    profile: str
+    target: str
+    file: Path
+    config: TargetConfig
+    #: The project directory (relative DuckDB paths resolve against it).
+    project_dir: Path | None = None
+
+    def describe(self) -> str:
+        """``profile.target (type ...)`` - safe to print."""
+        return f"{self.profile}.{self.target}: {self.config.describe()}"
+
+
+def _problems_from_validation(
+    exc: ValidationError, file: Path, prefix: tuple[str | int, ...], lines: LineMap | None
+) -> list[ConfigProblem]:
+    out: list[ConfigProblem] = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        kind = None
+        # The discriminated union adds the type name as the first location part.
+        if loc and loc[0] in _TYPES:
+            kind, loc = loc[0], loc[1:]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        hint = None
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {loc[-1]!r}"
+            hint = "check the spelling against profiles.example.yml"
+        elif err["type"] == "missing":
+            msg = f"missing required key {loc[-1]!r}"
+            if kind == "postgres" and loc == ("database",):
+                # PostgresTarget.dbname is read from `database`, its alias; dbt users write dbname.
+                msg = "missing required key 'dbname' (or 'database')"
+        full = (*prefix, *loc)
+        out.append(
+            ConfigProblem(
+                str(file),
+                ".".join(str(p) for p in full),
+                msg,
+                line=lines.line_for(full) if lines else None,
+                hint=hint,
+            )
+        )
+    return out
+
+
+def parse_target_config(
+    data: Mapping[str, Any],
+    *,
+    file: Path | str = "<profiles.yml>",
+    where: tuple[str | int, ...] = (),
+    lines: LineMap | None = None,
+) -> TargetConfig:
+    """Validate one output mapping into its target config; ConfigError listing every problem."""
+    path = Path(file)
+    if not isinstance(data, Mapping):
+        raise ConfigError(problems=[ConfigProblem(str(file), ".".join(map(str, where)) or None, "must be a mapping")])
+    kind = data.get("type")
+    if kind not in _TYPES:
+        dotted = ".".join(str(p) for p in (*where, "type"))
+        line = lines.line_for((*where, "type")) if lines else None
+        if kind is None:
+            msg, hint = "missing required key 'type'", f"one of: {', '.join(_TYPES)}"
+        elif str(kind) in _UNSUPPORTED_TYPES:
+            msg = f"type {kind!r} has no native adapter"
+            hint = f"use type: sqlalchemy with url: {_UNSUPPORTED_TYPES[str(kind)]}"
+        else:
+            msg, hint = f"unknown type {kind!r}", f"one of: {', '.join(_TYPES)}"
+        raise ConfigError(problems=[ConfigProblem(str(file), dotted, msg, line=line, hint=hint)])
+    try:
+        config: TargetConfig = _TARGET_ADAPTER.validate_python(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(problems=_problems_from_validation(exc, path, where, lines)) from None
+    return config
+
+
+def find_profiles_file(
+    *,
+    project_dir: Path,
+    profiles_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+) -> Path:
+    """Where ``profiles.yml`` is, in the documented lookup order; ConfigError listing what was tried."""
+    env = os.environ if env is None else env
+    explicit: list[tuple[str, str | Path | None]] = [
+        ("--profiles-dir", profiles_dir),
+        ("SIXTYFOUR_SYNC_PROFILES_DIR", env.get("SIXTYFOUR_SYNC_PROFILES_DIR") or None),
+        ("DBT_PROFILES_DIR", env.get("DBT_PROFILES_DIR") or None),
+    ]
+    for source, directory in explicit:
+        if directory is None:
+            continue
+        candidate = Path(directory).expanduser() / PROFILES_FILE
+        if candidate.is_file():
+            return candidate
+        raise ConfigError(
+            problems=[
+                ConfigProblem(
+                    str(candidate),
+                    None,
+                    f"no {PROFILES_FILE} in {Path(directory).expanduser()} (from {source})",
+                    hint=f"create it (see profiles.example.yml) or fix {source}",
+                )
+            ]
+        )
+    tried = []
+    for directory in (project_dir, (home or Path.home()) / ".dbt"):
+        candidate = directory.expanduser() / PROFILES_FILE
+        tried.append(str(candidate))
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        problems=[
+            ConfigProblem(
+                None,
+                None,
+                f"no {PROFILES_FILE} found (tried {', '.join(tried)})",
+                hint="create one (see profiles.example.yml), or pass --profiles-dir / set "
+                "SIXTYFOUR_SYNC_PROFILES_DIR or DBT_PROFILES_DIR",
+            )
+        ]
+    )
+
+
+def load_target(
+    *,
+    project_dir: Path,
+    profiles_dir: Path | None = None,
+    profile: str | None = None,
+    target: str | None = None,
+    default_profile: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ResolvedTarget:
+    """Find profiles.yml, pick the profile and target, render env vars and validate the output.
+
+    ``profile`` is the ``--profile`` flag; ``default_profile`` the model file's or dbt_project.yml's
+    ``profile:`` (the caller resolves which); both unset means ``sixtyfour``.
+    """
+    env_map = os.environ if env is None else env
+    file = find_profiles_file(project_dir=project_dir, profiles_dir=profiles_dir, env=env_map)
+    doc = load_yaml(file)
+    data = doc.data
+    name = str(file)
+    if not isinstance(data, Mapping):
+        raise ConfigError(problems=[ConfigProblem(name, None, "must be a mapping of profile names")])
+    profile_name = profile or default_profile or DEFAULT_PROFILE
+    profiles = [k for k, v in data.items() if k != "config" and isinstance(v, Mapping)]
+    if profile_name not in data or not isinstance(data[profile_name], Mapping):
+        raise ConfigError(
+            problems=[
+                ConfigProblem(
+                    name,
+                    None,
+                    f"profile {profile_name!r} not found in {file}; "
+                    f"available: {', '.join(map(str, profiles)) or 'none'}",
+                    hint="pass --profile, or set profile: in dbt_project.yml or the model file",
+                )
+            ]
+        )
+    prof = data[profile_name]
+    outputs = prof.get("outputs")
+    if not isinstance(outputs, Mapping) or not outputs:
+        raise ConfigError(
+            problems=[
+                ConfigProblem(
+                    name,
+                    f"{profile_name}.outputs",
+                    "the profile has no outputs",
+                    line=doc.lines.line_for((profile_name,)),
+                    hint="add outputs: {dev: {type: duckdb, path: warehouse.duckdb}}",
+                )
+            ]
+        )
+    # Render only what is used, so variables of other profiles and targets need not be set.
+    target_name = target or render_env_vars(prof.get("target"), file=file, env=env_map, path=(profile_name, "target"))
+    if target_name is None and len(outputs) == 1:
+        target_name = next(iter(outputs))
+    if target_name is None:
+        raise ConfigError(
+            problems=[
+                ConfigProblem(
+                    name,
+                    profile_name,
+                    f"profile {profile_name!r} has no target: and several outputs ({', '.join(map(str, outputs))})",
+                    line=doc.lines.line_for((profile_name,)),
+                    hint="pass --target or set target: in the profile",
+                )
+            ]
+        )
+    target_name = str(target_name)
+    if target_name not in outputs:
+        raise ConfigError(
+            problems=[
+                ConfigProblem(
+                    name,
+                    f"{profile_name}.outputs",
+                    f"target {target_name!r} not found in profile {profile_name!r}; "
+                    f"available: {', '.join(map(str, outputs))}",
+                    line=doc.lines.line_for((profile_name, "outputs")),
+                    hint="pass --target with one of them, or fix target: in the profile",
+                )
+            ]
+        )
+    where = (profile_name, "outputs", target_name)
+    output = render_env_vars(outputs[target_name], file=file, env=env_map, path=where)
+    config = parse_target_config(output, file=file, where=where, lines=doc.lines)
+    return ResolvedTarget(profile=profile_name, target=target_name, file=file, config=config, project_dir=project_dir)

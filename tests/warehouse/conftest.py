@@ -1,0 +1,188 @@
+"""The ``backend`` fixture: one connected adapter per warehouse, on a fresh, uniquely named schema/database.
+
+Backends: duckdb (a file in tmp_path), postgres (a new schema in db ``test``), mariadb (a new database, via
+the SQLAlchemy adapter and pymysql), sqlite (a file in tmp_path, via the SQLAlchemy adapter) and snowflake
+(fakesnow, in process). postgres and mariadb skip locally when their server is down and fail under CI=true;
+a backend whose adapter module is not importable is skipped with "adapter not available".
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sixtyfour_sync.config.profiles import parse_target_config
+from sixtyfour_sync.errors import MissingDriverError, WarehouseError
+from sixtyfour_sync.warehouse import Adapter, adapter_class, connect
+
+
+def _load_require_service() -> Callable[[str, str, int], None]:
+    # tests/ is not a package and every conftest is named "conftest": load the root one by path.
+    path = Path(__file__).resolve().parents[1] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_sixtyfour_tests_root_conftest", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fn: Callable[[str, str, int], None] = module.require_service
+    return fn
+
+
+require_service = _load_require_service()
+
+BACKENDS = ["duckdb", "postgres", "mariadb", "sqlite", "snowflake"]
+_ADAPTER_TYPE = {
+    "duckdb": "duckdb",
+    "postgres": "postgres",
+    "mariadb": "sqlalchemy",
+    "sqlite": "sqlalchemy",
+    "snowflake": "snowflake",
+}
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
+
+
+def unique(prefix: str) -> str:
+    """A short, unique, lower-case identifier."""
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def _require_adapter(kind: str) -> None:
+    try:
+        adapter_class(kind)
+    except (WarehouseError, MissingDriverError, ImportError) as exc:
+        pytest.skip(f"adapter not available ({exc})")
+
+
+@pytest.fixture
+def pg_config() -> dict[str, Any]:
+    """Connection keys for the local PostgreSQL (skips locally when it is down)."""
+    require_service("postgres", PG_HOST, PG_PORT)
+    return {"type": "postgres", "host": PG_HOST, "port": PG_PORT, "user": "postgres", "dbname": "test"}
+
+
+def _duckdb(tmp_path: Path) -> Iterator[Adapter]:
+    schema = unique("sync")
+    adapter = connect(parse_target_config({"type": "duckdb", "path": str(tmp_path / "w.duckdb"), "schema": schema}))
+    try:
+        adapter.ensure_schema(schema)
+        yield adapter
+    finally:
+        adapter.close()
+
+
+def _postgres() -> Iterator[Adapter]:
+    require_service("postgres", PG_HOST, PG_PORT)
+    _require_adapter("postgres")
+    schema = unique("w")
+    adapter = connect(
+        parse_target_config(
+            {
+                "type": "postgres",
+                "host": PG_HOST,
+                "port": PG_PORT,
+                "user": "postgres",
+                "dbname": "test",
+                "schema": schema,
+            }
+        )
+    )
+    try:
+        adapter.ensure_schema(schema)
+        yield adapter
+    finally:
+        try:
+            with adapter.session() as s:
+                s.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            adapter.close()
+
+
+def _mariadb() -> Iterator[Adapter]:
+    require_service("mariadb", MARIADB_HOST, MARIADB_PORT)
+    _require_adapter("sqlalchemy")
+    import pymysql
+
+    db = unique("w")
+    root = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root", password="", autocommit=True)
+    try:
+        with root.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{db}`")
+        adapter = connect(
+            parse_target_config(
+                {"type": "sqlalchemy", "url": f"mysql+pymysql://root@{MARIADB_HOST}:{MARIADB_PORT}/{db}", "schema": db}
+            )
+        )
+        try:
+            yield adapter
+        finally:
+            adapter.close()
+    finally:
+        with root.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+        root.close()
+
+
+def _sqlite(tmp_path: Path) -> Iterator[Adapter]:
+    _require_adapter("sqlalchemy")
+    adapter = connect(parse_target_config({"type": "sqlalchemy", "url": f"sqlite:///{tmp_path / 'x.db'}"}))
+    try:
+        yield adapter
+    finally:
+        adapter.close()
+
+
+def _snowflake() -> Iterator[Adapter]:
+    _require_adapter("snowflake")
+    try:
+        import fakesnow
+    except ImportError as exc:  # pragma: no cover - the test extra installs it
+        pytest.skip(f"fakesnow not installed ({exc})")
+    with fakesnow.patch():
+        adapter = connect(
+            parse_target_config(
+                {
+                    "type": "snowflake",
+                    "account": "fakesnow",
+                    "user": "tester",
+                    "password": "not-a-real-password",
+                    "database": unique("DB").upper(),
+                    "schema": unique("S").upper(),
+                }
+            )
+        )
+        try:
+            schema = adapter.default_schema
+            if schema:
+                adapter.ensure_schema(schema)
+            yield adapter
+        finally:
+            adapter.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """The name of the backend under test (duckdb, postgres, mariadb, sqlite, snowflake)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def backend(backend_name: str, tmp_path: Path) -> Iterator[Adapter]:
+    """A connected adapter on a fresh, uniquely named schema/database, dropped afterwards."""
+    if backend_name == "duckdb":
+        yield from _duckdb(tmp_path)
+    elif backend_name == "postgres":
+        yield from _postgres()
+    elif backend_name == "mariadb":
+        yield from _mariadb()
+    elif backend_name == "sqlite":
+        yield from _sqlite(tmp_path)
+    elif backend_name == "snowflake":
+        yield from _snowflake()
+    else:  # pragma: no cover
+        raise AssertionError(backend_name)

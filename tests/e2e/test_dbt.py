@@ -7,16 +7,19 @@ select from the enriched table, and that model builds.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 import yaml
 
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, require_service
 from tests.e2e.conftest import E2EProject
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dbt_project"
@@ -53,14 +56,55 @@ def _sync(project: E2EProject, project_dir: Path, *args: str) -> subprocess.Comp
     )
 
 
-def test_dbt_build_sync_and_a_downstream_model(project: E2EProject, tmp_path: Path) -> None:
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """(kind, profile output YAML) for the dbt project; postgres gets a schema of its own."""
+    if request.param == "duckdb":
+        yield "duckdb", "      type: duckdb\n      path: wh.duckdb\n      schema: main\n"
+        return
+    require_service("postgres", "127.0.0.1", 5432)
+    import psycopg
+
+    schema = f"dbt_{uuid.uuid4().hex[:10]}"
+    try:
+        yield (
+            "postgres",
+            (
+                "      type: postgres\n      host: 127.0.0.1\n      port: 5432\n      user: postgres\n"
+                f"      password: ''\n      dbname: test\n      schema: {schema}\n      threads: 1\n"
+            ),
+        )
+    finally:
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as con:
+            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _counts(kind: str, d: Path, profile: str) -> tuple[int, int, int]:
+    queries = (
+        "SELECT count(*) FROM stg_leads",
+        "SELECT count(*) FROM leads_enriched",
+        "SELECT count(*) FROM lead_emails WHERE email LIKE '%@%'",
+    )
+    if kind == "duckdb":
+        con = duckdb.connect(str(d / "wh.duckdb"), read_only=True)
+        try:
+            return tuple(con.execute(q).fetchall()[0][0] for q in queries)  # type: ignore[return-value]
+        finally:
+            con.close()
+    import psycopg
+
+    schema = re.search(r"schema: (\S+)", profile).group(1)  # type: ignore[union-attr]
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test") as con:
+        con.execute(f'SET search_path = "{schema}"')
+        return tuple(con.execute(q).fetchone()[0] for q in queries)  # type: ignore[return-value,index]
+
+
+def test_dbt_build_sync_and_a_downstream_model(project: E2EProject, tmp_path: Path, warehouse: tuple[str, str]) -> None:
     _require_dbt()
+    kind, profile = warehouse
     d = tmp_path / "dbt_project"
     shutil.copytree(FIXTURE, d)
-    (d / "profiles.yml").write_text(
-        "sf_fixture:\n  target: dev\n  outputs:\n    dev:\n"
-        "      type: duckdb\n      path: wh.duckdb\n      schema: main\n"
-    )
+    (d / "profiles.yml").write_text("sf_fixture:\n  target: dev\n  outputs:\n    dev:\n" + profile)
     # before dbt has run, the ref cannot resolve: the error says what to do
     early = _sync(project, d, "plan")
     assert early.returncode == 1
@@ -89,13 +133,7 @@ def test_dbt_build_sync_and_a_downstream_model(project: E2EProject, tmp_path: Pa
     downstream = _dbt(d, "build", "--select", "lead_emails", "source:sixtyfour")
     assert downstream.returncode == 0, downstream.stdout[-3000:]
 
-    con = duckdb.connect(str(d / "wh.duckdb"), read_only=True)
-    try:
-        staged = con.execute("SELECT count(*) FROM stg_leads").fetchall()[0][0]
-        enriched = con.execute("SELECT count(*) FROM leads_enriched").fetchall()[0][0]
-        emails = con.execute("SELECT count(*) FROM lead_emails WHERE email LIKE '%@%'").fetchall()[0][0]
-    finally:
-        con.close()
+    staged, enriched, emails = _counts(kind, d, profile)
     assert staged == 27  # 30 seeded, 3 test accounts filtered by the model
     assert enriched == staged
     assert 0 < emails <= staged

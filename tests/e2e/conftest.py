@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,6 +75,28 @@ class E2EProject:
         (self.dir / "models").mkdir(exist_ok=True)
         text = MODEL.format(when=when, chunk_rows=chunk_rows, extra=textwrap.indent(extra, "    ") if extra else "")
         (self.dir / "models" / "leads.yml").write_text(text)
+
+
+def run_cli(
+    project: E2EProject,
+    *args: str,
+    project_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+    failpoint: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`sixtyfour-sync --project-dir DIR ARGS` in a child process, with the project's API environment."""
+    full = {**os.environ, **project.env, **(env or {})}
+    full.pop("SIXTYFOUR_SYNC_FAILPOINT", None)
+    if failpoint:
+        full["SIXTYFOUR_SYNC_FAILPOINT"] = failpoint
+    return subprocess.run(
+        [sys.executable, "-m", "sixtyfour_sync", "--project-dir", str(project_dir or project.dir), *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture

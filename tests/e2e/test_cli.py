@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
-import sys
 
 import duckdb
 import pytest
 
 from sixtyfour_sync.engine import api
-from tests.e2e.conftest import E2EProject
+from tests.e2e.conftest import E2EProject, run_cli
 from tests.e2e.test_run_duckdb import _setup_duckdb
 
 
 def _cli(project: E2EProject, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, **project.env, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "sixtyfour_sync", "--project-dir", str(project.dir), *args],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli(project, *args, env=env)
 
 
 def test_validate_ok_and_every_problem_listed(project: E2EProject) -> None:

@@ -7,18 +7,16 @@ Idempotency-Key replay.
 from __future__ import annotations
 
 import collections
-import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from sixtyfour_sync.engine import api
-from tests.e2e.conftest import E2EProject
+from tests.e2e.conftest import E2EProject, run_cli
 from tests.e2e.test_run_duckdb import _setup_duckdb
 
 POINTS = ["written", "submitting", "submitted", "completed", "downloaded", "merging", "merged"]
@@ -29,18 +27,7 @@ COLUMNS = (
 
 
 def _cli(project: E2EProject, *args: str, failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **project.env}
-    env.pop("SIXTYFOUR_SYNC_FAILPOINT", None)
-    if failpoint:
-        env["SIXTYFOUR_SYNC_FAILPOINT"] = failpoint
-    return subprocess.run(
-        [sys.executable, "-m", "sixtyfour_sync", "--project-dir", str(project.dir), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli(project, *args, failpoint=failpoint)
 
 
 def _table(db: Path) -> list[tuple]:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import IN_CI, require_service
-from tests.e2e.conftest import E2EProject
+from tests.e2e.conftest import E2EProject, run_cli
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dbt_project"
 DBT = Path(sys.executable).parent / "dbt"
@@ -46,14 +46,7 @@ def _dbt(project_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _sync(project: E2EProject, project_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sixtyfour_sync", "--project-dir", str(project_dir), *args],
-        env={**os.environ, **project.env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli(project, *args, project_dir=project_dir)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

@@ -17,7 +17,7 @@ import pytest
 from sixtyfour_sync.emulator import Emulator, EmulatorSettings
 from sixtyfour_sync.engine import api
 from tests.conftest import require_service
-from tests.e2e.conftest import E2EProject, lead_rows
+from tests.e2e.conftest import E2EProject, lead_rows, run_cli
 
 psycopg = pytest.importorskip("psycopg")
 DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
@@ -81,12 +81,9 @@ def test_postgres_first_run_second_run_and_changes(project: E2EProject, pg_schem
 
 def test_postgres_crash_after_submission_then_resume(project: E2EProject, pg_schema: str) -> None:
     project.write_model(chunk_rows=100)
-    env = {**os.environ, **project.env, "SIXTYFOUR_SYNC_FAILPOINT": "submitted"}
-    cmd = [sys.executable, "-m", "sixtyfour_sync", "--project-dir", str(project.dir), "run", "--yes"]
-    crashed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    crashed = run_cli(project, "run", "--yes", failpoint="submitted")
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
-    env.pop("SIXTYFOUR_SYNC_FAILPOINT")
-    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    resumed = run_cli(project, "run", "--yes")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert re.search(r"finished [1-3] job\(s\) left by an earlier run", resumed.stdout)
     fresh = collections.Counter(

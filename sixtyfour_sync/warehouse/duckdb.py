@@ -295,3 +295,18 @@ class DuckDBAdapter(Adapter):
     def _drop_stage(self, session: Session, stage: str) -> None:
         assert isinstance(session, _DuckDBSession)
         session.con.unregister(stage.strip('"'))
+
+    def update_from_sql(self, table: TableRef, stage: str, key: Sequence[str], set_cols: Sequence[str]) -> str:
+        """``UPDATE ... FROM`` the staged rows in the target's physical (rowid) order.
+
+        DuckDB 2.0 slows down by up to 200x when an update touches a large share of a table's rows (but not
+        all) in random order with many columns: 50,000 of 200,000 rows took 70 s, the same rows sorted by
+        rowid 0.2-0.8 s. So the staged rows are joined to the target first and applied in rowid order.
+        """
+        target = self.table_sql(table)
+        sets = ", ".join(f"{self.quote(c, what='column')} = s.{self.quote(c, what='column')}" for c in set_cols)
+        return (
+            f"UPDATE {target} AS t SET {sets} FROM (SELECT t2.rowid AS _sixtyfour_rowid, s0.* FROM {stage} AS s0 "
+            f"JOIN {target} AS t2 ON {self._key_join(key, 't2', 's0')} ORDER BY t2.rowid) AS s "
+            "WHERE t.rowid = s._sixtyfour_rowid"
+        )

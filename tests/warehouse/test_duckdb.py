@@ -50,9 +50,12 @@ def test_exact_ddl(sql_only: DuckDBAdapter) -> None:
 
 def test_exact_upsert_sql(sql_only: DuckDBAdapter) -> None:
     table = TableRef("leads_enriched")
+    # applied in the target's rowid order: DuckDB 2.0's partial multi-column UPDATE is up to 200x slower otherwise
     assert sql_only.update_from_sql(table, '"stage"', ["org_id", "email"], ["title", "_sixtyfour_status"]) == (
         'UPDATE "analytics"."leads_enriched" AS t SET "title" = s."title", "_sixtyfour_status" = s."_sixtyfour_status" '
-        'FROM "stage" AS s WHERE t."org_id" = s."org_id" AND t."email" = s."email"'
+        'FROM (SELECT t2.rowid AS _sixtyfour_rowid, s0.* FROM "stage" AS s0 JOIN "analytics"."leads_enriched" AS t2 '
+        'ON t2."org_id" = s0."org_id" AND t2."email" = s0."email" ORDER BY t2.rowid) AS s '
+        "WHERE t.rowid = s._sixtyfour_rowid"
     )
     assert sql_only.insert_missing_sql(table, '"stage"', ["lead_id"], ["title"]) == (
         'INSERT INTO "analytics"."leads_enriched" ("lead_id", "title") SELECT s."lead_id", s."title" FROM "stage" AS s '

@@ -71,5 +71,5 @@ def test_every_problem_is_reported_with_file_and_key() -> None:
 
 
 def test_uses_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("W1_ENV_PROBE", "from-env")
-    assert render_env_vars("{{ env_var('W1_ENV_PROBE') }}", file="m.yml") == "from-env"
+    monkeypatch.setenv("SF_ENV_PROBE", "from-env")
+    assert render_env_vars("{{ env_var('SF_ENV_PROBE') }}", file="m.yml") == "from-env"

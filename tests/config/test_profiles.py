@@ -32,7 +32,7 @@ sixtyfour:
       host: 127.0.0.1
       port: 5432
       user: postgres
-      password: "{{ env_var('W1_PGPASSWORD') }}"
+      password: "{{ env_var('SF_TEST_PGPASSWORD') }}"
       dbname: test
       schema: public
       threads: 4
@@ -101,7 +101,7 @@ def test_default_profile_and_target(tmp_path: Path) -> None:
 
 def test_flags_win_over_file_defaults(tmp_path: Path) -> None:
     write(tmp_path)
-    resolved = load_target(project_dir=tmp_path, target="pg", env={"W1_PGPASSWORD": "hunter22"})
+    resolved = load_target(project_dir=tmp_path, target="pg", env={"SF_TEST_PGPASSWORD": "hunter22"})
     assert isinstance(resolved.config, PostgresTarget)
     assert resolved.config.password is not None and resolved.config.password.get() == "hunter22"
     assert "hunter22" not in repr(resolved) and "hunter22" not in resolved.describe()
@@ -128,8 +128,8 @@ def test_unknown_target_lists_available(tmp_path: Path) -> None:
 
 def test_env_vars_of_other_targets_need_not_be_set(tmp_path: Path) -> None:
     write(tmp_path)
-    assert load_target(project_dir=tmp_path, env={}).target == "dev"  # pg's W1_PGPASSWORD is unset: fine
-    with pytest.raises(ConfigError, match="'W1_PGPASSWORD' is not set"):
+    assert load_target(project_dir=tmp_path, env={}).target == "dev"  # pg's SF_TEST_PGPASSWORD is unset: fine
+    with pytest.raises(ConfigError, match="'SF_TEST_PGPASSWORD' is not set"):
         load_target(project_dir=tmp_path, target="pg", env={})
 
 

@@ -124,8 +124,8 @@ def test_connection_error_names_the_server_but_not_the_password() -> None:
 
 
 def test_wrong_database_is_reported(pg_config: dict[str, Any]) -> None:
-    with pytest.raises(WarehouseError, match="no_such_db_w1"):
-        connect(parse_target_config({**pg_config, "dbname": "no_such_db_w1"}))
+    with pytest.raises(WarehouseError, match="no_such_db_sf"):
+        connect(parse_target_config({**pg_config, "dbname": "no_such_db_sf"}))
 
 
 # ---------------------------------------------------------------------------------------------- reading

@@ -225,7 +225,7 @@ def sf() -> Iterator[SnowflakeAdapter]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with fakesnow.patch():
-            schema = f"w2_{uuid.uuid4().hex[:10]}"
+            schema = f"sf_{uuid.uuid4().hex[:10]}"
             adapter = connect(
                 parse_target_config(
                     {

@@ -35,7 +35,7 @@ from sixtyfour_sync.warehouse.sqlalchemy import (
 def _root_require_service() -> Callable[[str, str, int], None]:
     # tests/ is not a package: load the shared helper from the root conftest by path.
     path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_sixtyfour_root_conftest_w2", path)
+    spec = importlib.util.spec_from_file_location("_sixtyfour_root_conftest_sqlalchemy", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -339,7 +339,7 @@ def mariadb() -> Iterator[SqlAlchemyAdapter]:
     require_service("mariadb", MARIADB_HOST, MARIADB_PORT)
     import pymysql
 
-    db = unique("w2")
+    db = unique("sa")
     root = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root", password="", autocommit=True)
     try:
         with root.cursor() as cur:

@@ -8,9 +8,8 @@ a backend whose adapter module is not importable is skipped with "adapter not av
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,7 @@ import pytest
 from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.errors import MissingDriverError, WarehouseError
 from sixtyfour_sync.warehouse import Adapter, adapter_class, connect
-
-
-def _load_require_service() -> Callable[[str, str, int], None]:
-    # tests/ is not a package and every conftest is named "conftest": load the root one by path.
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_sixtyfour_tests_root_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    fn: Callable[[str, str, int], None] = module.require_service
-    return fn
-
-
-require_service = _load_require_service()
+from tests.conftest import require_service
 
 BACKENDS = ["duckdb", "postgres", "mariadb", "sqlite", "snowflake"]
 _ADAPTER_TYPE = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib.util
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,20 +29,8 @@ from sixtyfour_sync.warehouse.sqlalchemy import (
     arrow_from_rows,
     rows_to_batches,
 )
+from tests.conftest import require_service
 
-
-def _root_require_service() -> Callable[[str, str, int], None]:
-    # tests/ is not a package: load the shared helper from the root conftest by path.
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_sixtyfour_root_conftest_sqlalchemy", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    fn: Callable[[str, str, int], None] = module.require_service
-    return fn
-
-
-require_service = _root_require_service()
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,6 +312,18 @@ def _run_counts(result: RunResult) -> dict[str, Any]:
     }
 
 
+def _ledgers(project: Project, select: Sequence[str] | None) -> Iterator[Ledger]:
+    """The existing ledger of each warehouse the selected syncs use, once each."""
+    seen: set[int] = set()
+    for loaded in project.select(select):
+        adapter = project.adapter_for(loaded)
+        if id(adapter) not in seen:
+            seen.add(id(adapter))
+            ledger = Ledger(adapter)
+            if ledger.exists():
+                yield ledger
+
+
 @dataclass
 class StatusReport:
     """Runs and jobs from the ledger."""
@@ -336,16 +348,8 @@ def status(
     project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
     runs: list[dict[str, Any]] = []
     jobs: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
     with project:
-        for loaded in project.select(select):
-            resolved = project.target_for(loaded)
-            if (resolved.profile, resolved.target) in seen:
-                continue
-            seen.add((resolved.profile, resolved.target))
-            ledger = Ledger(project.adapter_for(loaded))
-            if not ledger.exists():
-                continue
+        for ledger in _ledgers(project, select):
             these = ledger.list_runs(limit=10_000)
             these = [r for r in these if r["run_id"] == run_id] if run_id else these[:limit]
             runs.extend(these)
@@ -376,15 +380,7 @@ def cancel(
     project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
     out: list[dict[str, Any]] = []
     with project, _client(api_key, api_url, env_map) as api:
-        seen: set[int] = set()
-        for loaded in project.select(select):
-            adapter = project.adapter_for(loaded)
-            if id(adapter) in seen:
-                continue
-            seen.add(id(adapter))
-            ledger = Ledger(adapter)
-            if not ledger.exists():
-                continue
+        for ledger in _ledgers(project, select):
             for job in ledger.jobs_for(run_id=run_id, states=("submitted",)):
                 if not job.task_id:
                     continue

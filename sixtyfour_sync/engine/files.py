@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from sixtyfour_sync.engine.localdb import local_duckdb
+from sixtyfour_sync.engine.localdb import ident, literal, local_duckdb
 from sixtyfour_sync.errors import LimitExceededError
 
 __all__ = ["MAX_FILE_BYTES", "ChunkFile", "file_sha256", "idempotency_key", "write_chunks"]
@@ -63,7 +63,7 @@ def idempotency_key(sync_name: str, spec_hash: str, content_hash: str) -> str:
 def _select_list(schema: pa.Schema) -> str:
     parts = []
     for f in schema:
-        q = '"' + f.name.replace('"', '""') + '"'
+        q = ident(f.name)
         if pa.types.is_floating(f.type):
             parts.append(f"CASE WHEN isnan({q}) OR isinf({q}) THEN NULL ELSE {q} END AS {q}")
         else:
@@ -95,7 +95,7 @@ class _Writer:
             name = f"chunk_{uuid.uuid4().hex[:12]}"
             self.con.register(name, sent)
             try:
-                target = "'" + str(tmp).replace("'", "''") + "'"
+                target = literal(str(tmp))
                 self.con.execute(f"COPY (SELECT {_select_list(sent.schema)} FROM {name}) TO {target} (FORMAT json)")
             finally:
                 self.con.unregister(name)

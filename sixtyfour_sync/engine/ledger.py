@@ -341,17 +341,6 @@ class Ledger:
         with self.adapter.session() as s:
             return s.select(self.jobs, {"run_id": run_id} if run_id else None, order_by=["created_at", "job_id"])
 
-    def find_by_content(self, sync_name: str, spec_hash: str, content_hash: str) -> Job | None:
-        """A job for the same file asked the same way, if one was recorded (newest)."""
-        with self.adapter.session() as s:
-            rows = s.select(
-                self.jobs,
-                {"sync_name": sync_name, "spec_hash": spec_hash, "content_hash": content_hash},
-                columns=_JOB_READ,
-                order_by=["created_at DESC"],
-            )
-        return Job.from_row(rows[0]) if rows else None
-
     def price_per_row(self, endpoint: str, tier_spec_hash: str | None = None) -> float | None:
         """The per-row price learned from earlier estimates for the same question (newest first)."""
         a = self.adapter

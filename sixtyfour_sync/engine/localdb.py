@@ -14,17 +14,19 @@ number of rows.
 from __future__ import annotations
 
 import atexit
+import json
 import shutil
 import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-__all__ = ["local_duckdb", "registered"]
+__all__ = ["duck_type", "fetch_one", "ident", "json_path", "literal", "local_duckdb", "registered"]
 
 _local = threading.local()
 _root_lock = threading.Lock()
@@ -71,3 +73,41 @@ def registered(*tables: pa.Table) -> Iterator[tuple[duckdb.DuckDBPyConnection, l
     finally:
         for name in names:
             con.unregister(name)
+
+
+def ident(name: str) -> str:
+    """A quoted DuckDB identifier (for names read from files, which are not validated like YAML's)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: str) -> str:
+    """A DuckDB string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def json_path(name: str) -> str:
+    """The JSON path literal of a top-level key, safe for any key."""
+    return literal("$." + json.dumps(name))
+
+
+def fetch_one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...] | None:
+    """The first row of a query; the result is drained, as DuckDB 2.0 wants before the next statement."""
+    rows = con.execute(sql).fetchall()
+    return rows[0] if rows else None
+
+
+def duck_type(typ: pa.DataType) -> str:
+    """The DuckDB type an Arrow key column is cast back to."""
+    if pa.types.is_integer(typ):
+        return "BIGINT"
+    if pa.types.is_floating(typ):
+        return "DOUBLE"
+    if pa.types.is_boolean(typ):
+        return "BOOLEAN"
+    if pa.types.is_decimal(typ):
+        return f"DECIMAL({typ.precision}, {typ.scale})"
+    if pa.types.is_date(typ):
+        return "DATE"
+    if pa.types.is_timestamp(typ):
+        return "TIMESTAMPTZ" if typ.tz else "TIMESTAMP"
+    return "VARCHAR"

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sixtyfour_sync.config.models import StructField
-from sixtyfour_sync.engine.localdb import local_duckdb
+from sixtyfour_sync.engine.localdb import duck_type, fetch_one, ident, json_path, literal, local_duckdb
 from sixtyfour_sync.errors import SixtyfourSyncError
 
 __all__ = ["ParsedResult", "ResultParseError", "parse_result", "read_result_table"]
@@ -134,19 +134,19 @@ def _read_json_objects(path: Path, *, array: bool) -> pa.Table:
         fmt = ", format = 'auto'" if array else ""
         con.execute(
             f"CREATE TEMP TABLE j AS SELECT row_number() OVER () AS i, json AS o FROM "
-            f"{fn}({_sql_str(str(path))}{fmt}, maximum_object_size = {_MAX_OBJECT})"
+            f"{fn}({literal(str(path))}{fmt}, maximum_object_size = {_MAX_OBJECT})"
         )
-        if array and _one(con, "SELECT count(*) FROM j") == (1,):
+        if array and fetch_one(con, "SELECT count(*) FROM j") == (1,):
             # perhaps {"results": [...]}: an object wrapping the rows
             for key in ("results", "rows", "data"):
-                path_sql = _sql_str("$." + key)
-                if _one(con, f"SELECT json_type(o, {path_sql}) FROM j") == ("ARRAY",):
+                path_sql = literal("$." + key)
+                if fetch_one(con, f"SELECT json_type(o, {path_sql}) FROM j") == ("ARRAY",):
                     con.execute(
                         "CREATE OR REPLACE TEMP TABLE j AS SELECT row_number() OVER () AS i, value AS o FROM "
-                        f"(SELECT unnest(json_extract(o, {_sql_str('$.' + key + '[*]')})) AS value FROM j)"
+                        f"(SELECT unnest(json_extract(o, {literal('$.' + key + '[*]')})) AS value FROM j)"
                     )
                     break
-        bad = _one(con, "SELECT count(*) FROM j WHERE json_type(o) <> 'OBJECT'")
+        bad = fetch_one(con, "SELECT count(*) FROM j WHERE json_type(o) <> 'OBJECT'")
         if bad and bad[0]:
             raise ResultParseError(f"result file {path}: {bad[0]} record(s) are not JSON objects")
         names = [
@@ -157,7 +157,7 @@ def _read_json_objects(path: Path, *, array: bool) -> pa.Table:
         ]
         if not names:
             return pa.table({})
-        cols = ", ".join(f"json_extract_string(o, {_sql_str('$.' + json.dumps(n))}) AS {_q(n)}" for n in names)
+        cols = ", ".join(f"json_extract_string(o, {json_path(n)}) AS {ident(n)}" for n in names)
         return con.sql(f"SELECT {cols} FROM j ORDER BY i").to_arrow_table()
     finally:
         con.execute("DROP TABLE IF EXISTS j")
@@ -185,10 +185,6 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
                 values.append(str(v))
         columns[name] = pa.array(values, pa.string())
     return pa.table(columns) if columns else pa.table({})
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _cast_sql(expr: str, type_name: str) -> str:
@@ -246,47 +242,47 @@ def parse_result(
         con.register("raw", raw.append_column("__i", pa.array(range(raw.num_rows), pa.int64())))
         select: list[str] = ["__i"]
         for k, typ in key_types.items():
-            sql_type = _duck_type(typ)
-            select.append(f"TRY_CAST({_q(k)} AS {sql_type}) AS {_q(k)}")
+            sql_type = duck_type(typ)
+            select.append(f"TRY_CAST({ident(k)} AS {sql_type}) AS {ident(k)}")
         for name, spec in struct.items():
-            expr = _cast_sql(_q(name), spec.type) if name in present else "NULL"
-            select.append(f"{expr} AS {_q(name)}")
+            expr = _cast_sql(ident(name), spec.type) if name in present else "NULL"
+            select.append(f"{expr} AS {ident(name)}")
         if field_confidence:
             for name in struct:
                 col = f"{name}_confidence"
                 if col in present:
-                    conf = f"TRY_CAST(TRY_CAST(NULLIF(trim({_q(col)}), '') AS DOUBLE) AS BIGINT)"
+                    conf = f"TRY_CAST(TRY_CAST(NULLIF(trim({ident(col)}), '') AS DOUBLE) AS BIGINT)"
                 elif "field_confidence" in present:
                     conf = (
                         'TRY_CAST(TRY_CAST(json_extract_string(CASE WHEN json_valid("field_confidence") '
-                        f'THEN "field_confidence" END, {_sql_str("$." + json.dumps(name))}) AS DOUBLE) '
+                        f'THEN "field_confidence" END, {json_path(name)}) AS DOUBLE) '
                         "AS BIGINT)"
                     )
                 else:
                     conf = "NULL"
-                select.append(f"CASE WHEN {conf} BETWEEN 0 AND 100 THEN {conf} END AS {_q(col)}")
+                select.append(f"CASE WHEN {conf} BETWEEN 0 AND 100 THEN {conf} END AS {ident(col)}")
         for name in carry:
             if name in present and name not in key_types and name not in struct:
-                select.append(_q(name))
+                select.append(ident(name))
         typed = con.sql("SELECT " + ", ".join(select) + " FROM raw").to_arrow_table()
         con.register("typed", typed)
 
         # Cast failures: a non-empty text value that became NULL.
         failures: dict[str, int] = {}
         checks = [
-            f"count(*) FILTER (WHERE NULLIF(trim(r.{_q(n)}), '') IS NOT NULL AND t.{_q(n)} IS NULL) AS {_q(n)}"
+            f"count(*) FILTER (WHERE NULLIF(trim(r.{ident(n)}), '') IS NOT NULL AND t.{ident(n)} IS NULL) AS {ident(n)}"
             for n in struct
             if n in present
         ]
         if checks:
-            row = _one(con, "SELECT " + ", ".join(checks) + " FROM raw r JOIN typed t USING (__i)")
+            row = fetch_one(con, "SELECT " + ", ".join(checks) + " FROM raw r JOIN typed t USING (__i)")
             if row:
                 failures = {n: int(v) for n, v in zip([n for n in struct if n in present], row, strict=True) if v}
 
-        any_value = " OR ".join(f"{_q(n)} IS NOT NULL" for n in struct) or "FALSE"
-        key_null = " OR ".join(f"{_q(k)} IS NULL" for k in key)
-        key_list = ", ".join(_q(k) for k in key)
-        counts = _one(
+        any_value = " OR ".join(f"{ident(n)} IS NOT NULL" for n in struct) or "FALSE"
+        key_null = " OR ".join(f"{ident(k)} IS NULL" for k in key)
+        key_list = ", ".join(ident(k) for k in key)
+        counts = fetch_one(
             con,
             f"SELECT count(*) FILTER (WHERE {key_null}), "
             f"(SELECT count(*) FROM (SELECT DISTINCT {key_list} FROM typed WHERE NOT ({key_null}))) FROM typed",
@@ -298,7 +294,7 @@ def parse_result(
             f"SELECT * EXCLUDE (__i, __rank) FROM ("
             f"  SELECT *, row_number() OVER (PARTITION BY {key_list} "
             f"    ORDER BY CASE WHEN {any_value} THEN 0 ELSE 1 END, __i DESC) AS __rank"
-            f"  FROM (SELECT *, CASE WHEN {any_value} THEN 'enriched' ELSE 'failed' END AS {_q(STATUS)}"
+            f"  FROM (SELECT *, CASE WHEN {any_value} THEN 'enriched' ELSE 'failed' END AS {ident(STATUS)}"
             f"        FROM typed) WHERE NOT ({key_null})"
             f") WHERE __rank = 1 ORDER BY {key_list}"
         ).to_arrow_table()
@@ -315,29 +311,3 @@ def parse_result(
         duplicate_keys=duplicate_keys,
         null_keys=null_keys,
     )
-
-
-def _one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...] | None:
-    # DuckDB 2.0 wants every execute() result drained before the connection does anything else.
-    rows = con.execute(sql).fetchall()
-    return rows[0] if rows else None
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _duck_type(typ: pa.DataType) -> str:
-    if pa.types.is_integer(typ):
-        return "BIGINT"
-    if pa.types.is_floating(typ):
-        return "DOUBLE"
-    if pa.types.is_boolean(typ):
-        return "BOOLEAN"
-    if pa.types.is_decimal(typ):
-        return f"DECIMAL({typ.precision}, {typ.scale})"
-    if pa.types.is_date(typ):
-        return "DATE"
-    if pa.types.is_timestamp(typ):
-        return "TIMESTAMPTZ" if typ.tz else "TIMESTAMP"
-    return "VARCHAR"

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import queue
-import shutil
 import signal
 import threading
 import time
@@ -48,7 +47,7 @@ from sixtyfour_sync.api.errors import ApiError, DownloadError
 from sixtyfour_sync.config.models import BOOKKEEPING_COLUMNS, LoadedSync, SyncSpec, build_api_config
 from sixtyfour_sync.engine.files import ChunkFile, idempotency_key, write_chunks
 from sixtyfour_sync.engine.ledger import ACTIVE_STATES, Job, Ledger, utcnow
-from sixtyfour_sync.engine.localdb import local_duckdb, registered
+from sixtyfour_sync.engine.localdb import duck_type, fetch_one, ident, json_path, literal, local_duckdb, registered
 from sixtyfour_sync.engine.results import ResultParseError, parse_result
 from sixtyfour_sync.engine.select import (
     HASH_COLUMN,
@@ -389,7 +388,7 @@ class SyncRunner:
             if self.stop_reason is None:
                 self._run_new(source_sql)
         except SixtyfourSyncError as exc:
-            self._fail(str(exc), status="failed")
+            self._stop("failed", str(exc))
             raise
         finally:
             self._producer_stop.set()
@@ -628,9 +627,9 @@ class SyncRunner:
         elif kind == "producer_error":
             self._producer_stop.set()
             if isinstance(payload, SixtyfourSyncError):
-                self._fail(str(payload), status="failed")
+                self._stop("failed", str(payload))
             else:
-                self._fail(f"reading the source failed: {type(payload).__name__}: {payload}", status="failed")
+                self._stop("failed", f"reading the source failed: {type(payload).__name__}: {payload}")
         elif kind == "api":
             tracked, what, value = payload
             tracked.busy = False
@@ -965,12 +964,12 @@ class SyncRunner:
         """Key and input hash of the rows in the submitted file (None when the file is not here)."""
         if tracked.file is None or not tracked.file.is_file():
             return None
-        path = "'" + str(tracked.file).replace("'", "''") + "'"
+        path = literal(str(tracked.file))
         cols = [
-            f"TRY_CAST(json_extract_string(json, {_jpath(k)}) AS {_duck_type(t)}) AS {_dq(k)}"
+            f"TRY_CAST(json_extract_string(json, {json_path(k)}) AS {duck_type(t)}) AS {ident(k)}"
             for k, t in self.key_types.items()
         ]
-        cols.append(f"json_extract_string(json, {_jpath(HASH_COLUMN)}) AS {_dq(HASH_COLUMN)}")
+        cols.append(f"json_extract_string(json, {json_path(HASH_COLUMN)}) AS {ident(HASH_COLUMN)}")
         sql = f"SELECT {', '.join(cols)} FROM read_ndjson_objects({path}, maximum_object_size = 33554432)"
         return local_duckdb().sql(sql).to_arrow_table()
 
@@ -989,20 +988,20 @@ class SyncRunner:
             msg = f"{tracked.file_name}: the result has no column(s) {', '.join(parsed.missing_columns)}; left empty"
             self.result.warnings.append(msg)
         sent = self._sent_rows(tracked)
-        on = " AND ".join(f"r.{_dq(k)} = s.{_dq(k)}" for k in key)
+        on = " AND ".join(f"r.{ident(k)} = s.{ident(k)}" for k in key)
         if sent is not None:
             res = parsed.table.drop_columns([HASH_COLUMN]) if HASH_COLUMN in parsed.table.column_names else parsed.table
             with registered(res, sent) as (con, (r_name, s_name)):
-                unexpected = _scalar(
+                unexpected = _count(
                     con, f"SELECT count(*) FROM {r_name} r WHERE NOT EXISTS (SELECT 1 FROM {s_name} s WHERE {on})"
                 )
                 # rows the API returned for keys that were sent, with the hash that was sent
                 returned = con.sql(
-                    f"SELECT r.*, s.{_dq(HASH_COLUMN)} AS __hash FROM {r_name} r JOIN {s_name} s ON {on}"
+                    f"SELECT r.*, s.{ident(HASH_COLUMN)} AS __hash FROM {r_name} r JOIN {s_name} s ON {on}"
                 ).to_arrow_table()
                 missing = con.sql(
                     f"SELECT s.* FROM {s_name} s WHERE NOT EXISTS (SELECT 1 FROM {r_name} r WHERE {on}) "
-                    f"QUALIFY row_number() OVER (PARTITION BY {', '.join('s.' + _dq(k) for k in key)}) = 1"
+                    f"QUALIFY row_number() OVER (PARTITION BY {', '.join('s.' + ident(k) for k in key)}) = 1"
                 ).to_arrow_table()
         else:
             # Resumed on another machine: the file that was sent is gone. The result carries the input hash
@@ -1120,40 +1119,12 @@ class SyncRunner:
             self.result.status = status
         self.stop_reason = status
 
-    def _fail(self, message: str, *, status: str) -> None:
-        self._stop(status, message)
-
     def _finish_status(self) -> None:
         r = self.result
         if r.status == "ok" and any(j.state in ("failed", "cancelled") for j in r.jobs):
             r.status = "partial"
 
 
-# --------------------------------------------------------------------------------------------------
-# small SQL helpers for the in-memory DuckDB used on local files
-
-
-def _dq(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _jpath(name: str) -> str:
-    import json
-
-    return "'" + ("$." + json.dumps(name)).replace("'", "''") + "'"
-
-
-def _duck_type(t: pa.DataType) -> str:
-    from sixtyfour_sync.engine.results import _duck_type as dt
-
-    return dt(t)
-
-
-def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
-    rows = con.execute(sql).fetchall()
-    return int(rows[0][0]) if rows else 0
-
-
-def clean_state_dir(state_dir: Path) -> None:
-    """Remove local work files (never needed once every job is merged)."""
-    shutil.rmtree(state_dir, ignore_errors=True)
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = fetch_one(con, sql)
+    return int(row[0]) if row else 0

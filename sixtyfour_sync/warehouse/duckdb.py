@@ -205,10 +205,10 @@ class DuckDBAdapter(Adapter):
         schema = table.schema if table.schema is not None else self.default_schema
         return schema
 
-    def table_exists(self, table: TableRef) -> bool:
-        """Whether ``table`` exists (a table or a view) in its catalog and schema."""
+    def _catalog_filter(self, table: TableRef) -> tuple[str, list[Any]]:
+        """The information_schema predicate for ``table``: name, schema and catalog, case-insensitively."""
         self.validate_identifier(table.name, what="table name")
-        sql = "SELECT 1 FROM information_schema.tables WHERE lower(table_name) = lower(?)"
+        sql = "lower(table_name) = lower(?)"
         params: list[Any] = [table.name]
         schema = self._lookup_schema(table)
         if schema is not None:
@@ -219,24 +219,18 @@ class DuckDBAdapter(Adapter):
             params.append(table.database)
         else:
             sql += " AND table_catalog = current_database()"
+        return sql, params
+
+    def table_exists(self, table: TableRef) -> bool:
+        """Whether ``table`` exists (a table or a view) in its catalog and schema."""
+        where, params = self._catalog_filter(table)
         with self.session() as s:
-            return bool(s.fetchall(sql, params))
+            return bool(s.fetchall(f"SELECT 1 FROM information_schema.tables WHERE {where}", params))
 
     def get_columns(self, table: TableRef) -> dict[str, LogicalType | str]:
         """Columns in order: stored name -> logical type (or DuckDB's type name)."""
-        self.validate_identifier(table.name, what="table name")
-        sql = "SELECT column_name, data_type FROM information_schema.columns WHERE lower(table_name) = lower(?)"
-        params: list[Any] = [table.name]
-        schema = self._lookup_schema(table)
-        if schema is not None:
-            sql += " AND lower(table_schema) = lower(?)"
-            params.append(schema)
-        if table.database:
-            sql += " AND lower(table_catalog) = lower(?)"
-            params.append(table.database)
-        else:
-            sql += " AND table_catalog = current_database()"
-        sql += " ORDER BY ordinal_position"
+        where, params = self._catalog_filter(table)
+        sql = f"SELECT column_name, data_type FROM information_schema.columns WHERE {where} ORDER BY ordinal_position"
         with self.session() as s:
             rows = s.fetchall(sql, params)
         return {str(n): self.logical_type_of(str(t)) for n, t in rows}

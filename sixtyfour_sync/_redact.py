@@ -16,7 +16,15 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["RedactingFilter", "Secret", "install_log_redaction", "redact", "redact_url", "register_secret"]
+__all__ = [
+    "RedactingFilter",
+    "Secret",
+    "install_log_redaction",
+    "redact",
+    "redact_url",
+    "register_secret",
+    "sanitize",
+]
 
 _MASK = "***"
 _registered: set[str] = set()
@@ -42,6 +50,22 @@ def redact(text: str) -> str:
         if s in text:
             text = text.replace(s, _MASK)
     return _URL_QUERY.sub(lambda m: f"{m.group(1)}?{_MASK}", text)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffd]")
+
+
+def sanitize(text: object, limit: int = 500) -> str:
+    """``text`` made safe to store and print anywhere (the ledger, JSON logs, a terminal).
+
+    Secrets and signed URLs are masked, NUL and other control characters (which some warehouses refuse in
+    text) are replaced, runs of whitespace are folded, and the result is cut to ``limit`` characters.
+    """
+    cleaned = _CONTROL.sub("?", redact(str(text)))
+    cleaned = " ".join(cleaned.split())
+    if len(cleaned) > limit:
+        cleaned = cleaned[: max(0, limit - 3)] + "..."
+    return cleaned
 
 
 def redact_url(url: object) -> str:

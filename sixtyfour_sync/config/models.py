@@ -494,6 +494,37 @@ def load_models(
             )
         else:
             seen[item.spec.name] = item
+    problems.extend(_shared_target_problems(list(seen.values())))
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in sync definitions:", problems=problems)
     return loaded
+
+
+def _shared_target_problems(syncs: Sequence[LoadedSync]) -> list[ConfigProblem]:
+    """Two syncs writing one target table must keep their columns apart with distinct ``target.prefix``es.
+
+    Their struct columns and their bookkeeping (status, hashes) would otherwise overwrite each other, and
+    every run would select every row of both again.
+    """
+    owners: dict[tuple[str, ...], LoadedSync] = {}
+    problems = []
+    for item in syncs:
+        t = item.spec.target
+        where = (item.profile or "", (t.database or "").lower(), (t.schema_ or "").lower(), t.table.lower())
+        key = (*where, t.prefix.lower())
+        first = owners.get(key)
+        if first is None:
+            owners[key] = item
+            continue
+        problems.append(
+            ConfigProblem(
+                str(item.file),
+                f"{item.spec.name}.target",
+                f"syncs {first.spec.name!r} ({first.file}:{first.line}) and {item.spec.name!r} both write table "
+                f"{t.table!r} with target.prefix {t.prefix!r}: their columns and bookkeeping would overwrite each "
+                "other",
+                line=item.line,
+                hint="give each sync sharing the table its own target.prefix (e.g. prefix: co_), or its own table",
+            )
+        )
+    return problems

@@ -117,7 +117,7 @@ _REASONS: Mapping[tuple[JobState, JobState], str] = {
     (S.COMPLETED, S.LOST): "404",
     (S.DOWNLOADED, S.MERGED): "merge",
     (S.DOWNLOADED, S.RESULT_UNREADABLE): "unreadable",
-    (S.DOWNLOADED, S.COMPLETED): "local file gone",
+    (S.DOWNLOADED, S.COMPLETED): "download again",
     (S.LOST, S.SUBMITTED): "found again",
     (S.LOST, S.COMPLETED): "found completed",
     (S.LOST, S.FAILED): "found failed",

@@ -23,7 +23,7 @@ from werkzeug.wrappers import Request, Response
 
 from sixtyfour_sync.emulator.accounts import Accounts, IdempotencyHit, Org
 from sixtyfour_sync.emulator.models import Job
-from sixtyfour_sync.emulator.responses import DOCUMENTED_DETAILS, error, json_response
+from sixtyfour_sync.emulator.responses import DOCUMENTED_DETAILS, HashingFile, error, json_response
 from sixtyfour_sync.emulator.settings import CREDITS_PER_CENT, EmulatorSettings
 from sixtyfour_sync.emulator.uploads import FORMATS, ParsedUpload, UploadError, parse_upload
 from sixtyfour_sync.emulator.validation import check_columns, parse_config, validate_config
@@ -117,7 +117,7 @@ class SubmitHandler:
         storage, config_text = self._read_parts(request)
         upload = Path(storage.stream.name)
         storage.stream.flush()
-        digest = _sha256(upload)
+        digest = storage.stream.hexdigest() if isinstance(storage.stream, HashingFile) else _sha256(upload)
         record["file_sha256"] = digest
         with org.submit_lock:  # one submission at a time per organisation: replays stay exact
             now = self.settings.clock()

@@ -276,8 +276,11 @@ class SyncRunner:
         ctx, d = self.ctx, self.driver
         state = t.state
         if state in (S.WRITTEN, S.SUBMITTING):
-            if t.file is None and not self._rebuild(t, selection):
-                return
+            if t.file is None:
+                if not self._rebuild(t, selection):
+                    return
+            else:
+                t.sent = self._sent_rows(t, selection)
             d.submit(t)
         elif state in (S.SUBMITTED, S.LOST):
             t.sent = self._sent_rows(t, selection)

@@ -204,6 +204,7 @@ def run(
     stop: StopToken | None = None,
     retry_lost: bool = False,
     retry_unreadable: bool = False,
+    submit_retry_seconds: float | None = None,
 ) -> RunResult:
     """Finish unfinished jobs, then select, submit, poll, download, parse and upsert; return the outcome.
 
@@ -240,6 +241,8 @@ def run(
         retry_lost=retry_lost,
         retry_unreadable=retry_unreadable,
     )
+    if submit_retry_seconds is not None:
+        settings.submit_retry_seconds = submit_retry_seconds
     budget = Budget(None if max_cost_cents is None else float(max_cost_cents))
     result = RunResult(new_run_id())
     result.syncs.extend(skipped)
@@ -273,8 +276,10 @@ def run(
                         )
                         break
             except ApiKeyRefusedError as exc:
+                # Not a crash: every job is kept as it was; the run reports it and ends (exit 1).
                 result.error = str(exc)
-                raise
+                if exc.hint:
+                    result.error += f" ({exc.hint})"
             except BaseException as exc:
                 result.error = f"{type(exc).__name__}: {exc}"
                 raise
@@ -345,6 +350,24 @@ def _run_one(
 ) -> SyncResult:
     name = loaded.spec.name
     ledger = recorder.ledger
+    runner = SyncRunner(
+        loaded=loaded,
+        adapter=adapter,
+        ledger=ledger,
+        client=api,
+        run_id=recorder.run_id,
+        settings=settings,
+        budget=budget,
+        recorder=recorder,
+        stop=stop,
+        reporter=reporter,
+        ref_table=_ref_table(project, loaded),
+        full_refresh=full_refresh,
+    )
+    try:
+        runner.prepare()  # local checks first: a sync that cannot work writes nothing
+    except SixtyfourSyncError as exc:
+        return SyncResult(name, status="failed", errors=[str(exc)])
     ledger.ensure()
     lease_adapter, own = _sibling(adapter)
     lease = Lease(Ledger(lease_adapter, schema=ledger.schema), name, recorder.run_id)
@@ -355,21 +378,7 @@ def _run_one(
             return SyncResult(name, status="failed", errors=[str(exc)])
         ledger.close_stale_runs([recorder.run_id], _run_alive(ledger))
         ledger.drop_orphan_keys()
-        runner = SyncRunner(
-            loaded=loaded,
-            adapter=adapter,
-            ledger=ledger,
-            client=api,
-            run_id=recorder.run_id,
-            settings=settings,
-            budget=budget,
-            recorder=recorder,
-            stop=stop,
-            lease=lease,
-            reporter=reporter,
-            ref_table=_ref_table(project, loaded),
-            full_refresh=full_refresh,
-        )
+        runner.ctx.lease = lease
         try:
             return runner.run()
         except ApiKeyRefusedError:

@@ -10,7 +10,8 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -122,27 +123,41 @@ def _console(log_format: str) -> Console:
     return console
 
 
-def print_plans(plans: Sequence[SyncPlan], log_format: str) -> None:
+def _table(title: str, columns: Sequence[str], left: Sequence[str] = ()) -> Table:
+    """A table whose long cells fold onto more lines on a narrow terminal instead of being cut ("enrich...");
+    numbers are right-aligned, the columns named in ``left`` left-aligned."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col in left else "right", overflow="fold")
+    return table
+
+
+def when(value: Any) -> str:
+    """A ledger timestamp with its zone: ``2026-12-01 09:10:26 UTC`` (naive values are UTC, as written)."""
+    if value is None or value == "":
+        return "-"
+    moment: Any = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        stamp: datetime = moment.astimezone(timezone.utc)
+        return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return str(value)
+
+
+def print_plans(plans: Sequence[SyncPlan], log_format: str, console: Console | None = None) -> None:
     """The ``plan`` report."""
     if log_format == "json":
         print(json.dumps({"plans": [_plan_dict(p) for p in plans]}, default=str))
         return
-    console = _console(log_format)
-    table = Table(title="sixtyfour-sync plan (no API call made)", show_lines=False)
-    for col in (
-        "sync",
-        "target",
-        "new",
-        "changed",
-        "stale",
-        "failed retry",
-        "refresh",
-        "rows",
-        "files",
-        "est. cost",
-        "budget",
-    ):
-        table.add_column(col, justify="right" if col not in ("sync", "target") else "left")
+    console = console or _console(log_format)
+    columns = ("sync", "target", "new", "changed", "stale", "failed retry", "refresh", "rows", "files")
+    table = _table("sixtyfour-sync plan (no API call made)", (*columns, "est. cost", "budget"), ("sync", "target"))
     for p in plans:
         r = p.rows_by_reason
         table.add_row(
@@ -182,26 +197,16 @@ def _plan_dict(p: SyncPlan) -> dict[str, Any]:
     return d
 
 
-def print_run(result: RunResult, log_format: str) -> None:
+def print_run(result: RunResult, log_format: str, console: Console | None = None) -> None:
     """The summary every run ends with: rows, jobs, cost, fill rate per field."""
     if log_format == "json":
         print(json.dumps({"event": "run.summary", **result.to_dict()}, default=str))
         return
-    console = _console(log_format)
-    table = Table(title=f"run {result.run_id}: {result.status} in {result.duration_seconds:,.1f}s")
-    for col in (
-        "sync",
-        "status",
-        "selected",
-        "sent",
-        "enriched",
-        "failed",
-        "not returned",
-        "jobs",
-        "est. cost",
-        "charged",
-    ):
-        table.add_column(col, justify="left" if col in ("sync", "status") else "right")
+    console = console or _console(log_format)
+    columns = ("sync", "status", "selected", "sent", "enriched", "failed", "not returned", "jobs", "est. cost")
+    table = _table(
+        f"run {result.run_id}: {result.status} in {result.duration_seconds:,.1f}s", (*columns, "charged"), columns[:2]
+    )
     for s in result.syncs:
         table.add_row(
             s.name,
@@ -228,45 +233,62 @@ def print_run(result: RunResult, log_format: str) -> None:
             console.print(f"  [red]{s.name}: {e}[/]")
 
 
-def print_status(runs: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]], log_format: str) -> None:
-    """The ``status`` report."""
+def _charged(row: Mapping[str, Any]) -> str:
+    # a cancelled job is not charged: say $0, not "unknown"
+    if row.get("charged_cents") is None and str(row.get("state")) in ("cancelled", "canceled"):
+        return _cents(0)
+    return _cents(row.get("charged_cents"))
+
+
+def _count(row: Mapping[str, Any], key: str) -> str:
+    return f"{int(row.get(key) or 0):,}"
+
+
+def print_status(
+    runs: Sequence[dict[str, Any]],
+    jobs: Sequence[dict[str, Any]],
+    log_format: str,
+    *,
+    wide: bool = False,
+    console: Console | None = None,
+) -> None:
+    """The ``status`` report: runs, then jobs; ``wide`` shows full task ids, files, timestamps and errors."""
     if log_format == "json":
         print(json.dumps({"runs": list(runs), "jobs": list(jobs)}, default=str))
         return
-    console = _console(log_format)
+    console = console or _console(log_format)
     if not runs and not jobs:
         console.print("No runs recorded yet.")
         return
-    t = Table(title="runs")
-    for col in ("run", "status", "syncs", "started", "sent", "enriched", "failed", "est. cost", "charged"):
-        t.add_column(col)
+    cols = ["run", "status", "syncs", "started", "sent", "enriched", "failed", "est. cost", "charged"]
+    t = _table("runs", [*cols, *(["finished", "error"] if wide else [])], ("run", "status", "syncs", "started"))
     for r in runs:
-        t.add_row(
-            str(r.get("run_id")),
-            str(r.get("status")),
-            str(r.get("syncs")),
-            str(r.get("started_at"))[:19],
-            f"{int(r.get('rows_sent') or 0):,}",
-            f"{int(r.get('rows_enriched') or 0):,}",
-            f"{int(r.get('rows_failed') or 0):,}",
-            _cents(r.get("estimated_cost_cents")),
-            _cents(r.get("charged_cents")),
-        )
+        cells = [str(r.get("run_id")), str(r.get("status")), str(r.get("syncs")), when(r.get("started_at"))]
+        cells += [_count(r, "rows_sent"), _count(r, "rows_enriched"), _count(r, "rows_failed")]
+        cells += [_cents(r.get("estimated_cost_cents")), _charged(r)]
+        if wide:
+            cells += [when(r.get("finished_at")), str(r.get("error") or "")]
+        t.add_row(*cells)
     console.print(t)
-    if jobs:
-        j = Table(title="jobs")
-        for col in ("run", "sync", "file", "rows", "state", "task", "est. cost", "charged", "error"):
-            j.add_column(col)
-        for row in jobs:
-            j.add_row(
-                str(row.get("run_id")),
-                str(row.get("sync_name")),
-                str(row.get("file_name")),
-                f"{int(row.get('rows') or 0):,}",
-                str(row.get("state")),
-                str(row.get("task_id") or "-"),
-                _cents(row.get("estimated_cost_cents")),
-                _cents(row.get("charged_cents")),
-                (str(row.get("error") or ""))[:80],
-            )
-        console.print(j)
+    if not jobs:
+        return
+    cols = ["run", "sync", "file", "rows", "state", "task", "est. cost", "charged", "updated", "error"]
+    j = _table("jobs", cols, ("run", "sync", "file", "state", "task", "updated", "error"))
+    for row in jobs:
+        task = str(row.get("task_id") or "-")
+        error = str(row.get("error") or "")
+        j.add_row(
+            str(row.get("run_id")),
+            str(row.get("sync_name")),
+            str(row.get("file_name")),
+            _count(row, "rows"),
+            str(row.get("state")),
+            task if wide or len(task) <= 13 else task[:8] + "…",
+            _cents(row.get("estimated_cost_cents")),
+            _charged(row),
+            when(row.get("updated_at") or row.get("created_at")),
+            error if wide or len(error) <= 80 else error[:79] + "…",
+        )
+    console.print(j)
+    if not wide and any(len(str(r.get("task_id") or "")) > 13 for r in jobs):
+        console.print("  (task ids shortened: --wide shows them whole)")

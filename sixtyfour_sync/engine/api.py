@@ -19,6 +19,7 @@ from typing import Any
 from sixtyfour_sync.api import SixtyfourClient
 from sixtyfour_sync.api.poll import poll_interval_from_env
 from sixtyfour_sync.config.models import LoadedSync
+from sixtyfour_sync.engine.checks import check_sync
 from sixtyfour_sync.engine.ledger import ACTIVE_STATES, LeaseHeldError, Ledger, new_run_id
 from sixtyfour_sync.engine.project import Project
 from sixtyfour_sync.engine.runner import Budget, EngineSettings, Reporter, SyncRunner, plan_sync, target_ref
@@ -38,6 +39,8 @@ def _project(
     target: str | None,
     env: Mapping[str, str] | None,
     dbt_project_dir: Path | str | None = None,
+    vars: Mapping[str, Any] | None = None,
+    target_path: Path | str | None = None,
 ) -> Project:
     return Project.load(
         Path(project_dir),
@@ -46,16 +49,31 @@ def _project(
         target=target,
         env=env,
         dbt_project_dir=Path(dbt_project_dir) if dbt_project_dir else None,
+        vars=vars,
+        target_path=target_path,
     )
 
 
 def _ref_table(project: Project, loaded: LoadedSync) -> TableRef | None:
-    ref = loaded.spec.source.ref
-    if not ref:
-        return None
-    from sixtyfour_sync.dbt import resolve_ref
+    from sixtyfour_sync.engine.checks import ref_table
 
-    return resolve_ref(project.dbt_dir or project.project_dir, ref, file=loaded.file)
+    return ref_table(project, loaded)
+
+
+def _only_rebuilt(project: Project, syncs: list[LoadedSync]) -> tuple[list[LoadedSync], list[SyncResult]]:
+    """The syncs whose source.ref model succeeded in the last dbt invocation, and the others as skipped."""
+    from sixtyfour_sync.dbt import rebuilt_models
+
+    rebuilt = rebuilt_models(project.dbt_dir or project.project_dir, target_dir=project.target_dir)
+    kept = [s for s in syncs if s.spec.source.ref and s.spec.source.ref in rebuilt]
+    skipped = [
+        SyncResult(
+            s.spec.name, status="skipped", warnings=["skipped: its dbt model was not rebuilt in the last dbt run"]
+        )
+        for s in syncs
+        if s not in kept
+    ]
+    return kept, skipped
 
 
 def _client(api_key: str | None, api_url: str | None, env: Mapping[str, str]) -> SixtyfourClient:
@@ -90,16 +108,19 @@ def validate(
     target: str | None = None,
     env: Mapping[str, str] | None = None,
     dbt_project_dir: Path | str | None = None,
+    exclude: Sequence[str] | None = None,
+    vars: Mapping[str, Any] | None = None,
+    target_path: Path | str | None = None,
 ) -> ValidationReport:
     """Load every profile and model, connect, and check sources and targets; list every problem."""
     report = ValidationReport()
     try:
-        project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
+        project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
     except ConfigError as exc:
         report.problems.extend(exc.problems or [ConfigProblem(None, None, str(exc))])
         return report
     with project:
-        syncs = project.select(select)
+        syncs = project.select(select, exclude)
         report.problems.extend(project.check_targets(syncs))
         if report.problems:
             return report
@@ -107,7 +128,7 @@ def validate(
             where = str(loaded.file)
             try:
                 adapter = project.adapter_for(loaded)
-                plan_sync(adapter, loaded, ref_table=_ref_table(project, loaded))
+                plan_sync(adapter, loaded, ref_table=check_sync(project, loaded, adapter))
                 _check_target(adapter, loaded)
                 report.checked.append(loaded.spec.name)
             except ConfigError as exc:
@@ -155,19 +176,39 @@ def plan(
     target: str | None = None,
     env: Mapping[str, str] | None = None,
     dbt_project_dir: Path | str | None = None,
+    exclude: Sequence[str] | None = None,
+    only_rebuilt: bool = False,
+    vars: Mapping[str, Any] | None = None,
+    target_path: Path | str | None = None,
 ) -> list[SyncPlan]:
-    """What ``run`` would send and spend, per sync. Creates nothing and calls no API."""
-    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
+    """What ``run`` would send and spend, per sync. Creates nothing and calls no API.
+
+    Every sync is checked first (:func:`~sixtyfour_sync.engine.checks.check_sync`): one ConfigError lists the
+    problems of all of them.
+    """
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
     with project:
+        syncs = project.select(select, exclude)
+        if only_rebuilt:
+            syncs, _ = _only_rebuilt(project, syncs)
+        problems: list[ConfigProblem] = []
+        refs: dict[str, TableRef | None] = {}
+        for s in syncs:
+            try:
+                refs[s.spec.name] = check_sync(project, s, project.adapter_for(s))
+            except ConfigError as exc:
+                problems.extend(exc.problems or [ConfigProblem(str(s.file), s.spec.name, str(exc), line=s.line)])
+        if problems:
+            raise ConfigError(f"{len(problems)} problem(s) found:", problems=problems)
         return [
             plan_sync(
                 project.adapter_for(s),
                 s,
-                ref_table=_ref_table(project, s),
+                ref_table=refs[s.spec.name],
                 full_refresh=full_refresh,
                 budget_cents=max_cost_cents,
             )
-            for s in project.select(select)
+            for s in syncs
         ]
 
 
@@ -189,30 +230,24 @@ def run(
     client: SixtyfourClient | None = None,
     dbt_project_dir: Path | str | None = None,
     only_rebuilt: bool = False,
+    exclude: Sequence[str] | None = None,
+    fail_fast: bool = False,
+    vars: Mapping[str, Any] | None = None,
+    target_path: Path | str | None = None,
 ) -> RunResult:
     """Finish unfinished jobs, then select, submit, poll, download, parse and upsert; return the outcome.
 
     ``only_rebuilt`` keeps only the syncs whose ``source.ref`` model succeeded in the last dbt invocation
     (``target/run_results.json``): the recipe ``dbt build && sixtyfour-sync run --only-rebuilt``.
+    A sync that fails does not stop the others unless ``fail_fast``; the result's exit code is the worst.
     """
     env_map = os.environ if env is None else env
     started = time.monotonic()
-    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
-    syncs = project.select(select)
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
+    syncs = project.select(select, exclude)
     skipped: list[SyncResult] = []
     if only_rebuilt:
-        from sixtyfour_sync.dbt import rebuilt_models
-
-        rebuilt = rebuilt_models(project.dbt_dir or project.project_dir)
-        kept = [s for s in syncs if s.spec.source.ref and s.spec.source.ref in rebuilt]
-        skipped = [
-            SyncResult(
-                s.spec.name, status="skipped", warnings=["skipped: its dbt model was not rebuilt in the last dbt run"]
-            )
-            for s in syncs
-            if s not in kept
-        ]
-        syncs = kept
+        syncs, skipped = _only_rebuilt(project, syncs)
     own_client = client is None
     api = client or _client(api_key, api_url, env_map)
     settings = EngineSettings(
@@ -238,13 +273,13 @@ def run(
                         project, loaded, adapter, ledger, api, result.run_id, settings, budget, reporter, full_refresh
                     )
                 )
-                if result.syncs[-1].status == "no_credits":
-                    # Out of credits: the other syncs would be refused too.
+                last = result.syncs[-1].status
+                if last == "no_credits" or (fail_fast and last in ("failed", "budget")):
+                    # Out of credits: the other syncs would be refused too. --fail-fast: stop at the first failure.
+                    why = "out of credits" if last == "no_credits" else f"--fail-fast after {loaded.spec.name} failed"
                     done = {r.name for r in result.syncs}
                     for rest in [s for s in syncs if s.spec.name not in done]:
-                        result.syncs.append(
-                            SyncResult(rest.spec.name, status="skipped", errors=["skipped: out of credits"])
-                        )
+                        result.syncs.append(SyncResult(rest.spec.name, status="skipped", errors=[f"skipped: {why}"]))
                     break
             result.duration_seconds = time.monotonic() - started
             for ledger in ledgers.values():
@@ -273,6 +308,10 @@ def _run_one(
     except LeaseHeldError as exc:
         return SyncResult(name, status="failed", errors=[str(exc)])
     try:
+        try:
+            ref = check_sync(project, loaded, adapter)
+        except ConfigError as exc:
+            return SyncResult(name, status="failed", errors=[str(p) for p in exc.problems] or [str(exc)])
         runner = SyncRunner(
             loaded=loaded,
             adapter=adapter,
@@ -283,7 +322,7 @@ def _run_one(
             settings=settings,
             budget=budget,
             reporter=reporter,
-            ref_table=_ref_table(project, loaded),
+            ref_table=ref,
             full_refresh=full_refresh,
         )
         try:
@@ -343,9 +382,10 @@ def status(
     env: Mapping[str, str] | None = None,
     limit: int = 10,
     dbt_project_dir: Path | str | None = None,
+    vars: Mapping[str, Any] | None = None,
 ) -> StatusReport:
     """The latest runs (or one run) and their jobs, with costs, from the ledger."""
-    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars)
     runs: list[dict[str, Any]] = []
     jobs: list[dict[str, Any]] = []
     with project:
@@ -374,10 +414,11 @@ def cancel(
     api_url: str | None = None,
     env: Mapping[str, str] | None = None,
     dbt_project_dir: Path | str | None = None,
+    vars: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Cancel the unfinished (submitted) jobs of a run (default: every unfinished job)."""
     env_map = os.environ if env is None else env
-    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars)
     out: list[dict[str, Any]] = []
     with project, _client(api_key, api_url, env_map) as api:
         for ledger in _ledgers(project, select):
@@ -405,16 +446,17 @@ def dbt_sources(
     env: Mapping[str, str] | None = None,
     dbt_project_dir: Path | str | None = None,
     source_name: str = "sixtyfour",
+    exclude: Sequence[str] | None = None,
+    schema: str | None = None,
+    vars: Mapping[str, Any] | None = None,
 ) -> str:
-    """A dbt sources YAML for the target tables (schemas from the profiles; no connection is made)."""
-    from sixtyfour_sync.dbt import sources_yaml
+    """A dbt sources YAML for the target tables; no connection is made.
 
-    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
-    syncs = project.select(select)
-    schema_for: dict[str, str | None] = {}
-    database_for: dict[str, str | None] = {}
-    for s in syncs:
-        config = project.target_for(s).config
-        schema_for[s.spec.name] = getattr(config, "schema", None)
-        database_for[s.spec.name] = getattr(config, "database", None) if config.type == "snowflake" else None
-    return sources_yaml(syncs, schema_for=schema_for, database_for=database_for, source_name=source_name)
+    Targets that follow the profile's schema get ``schema`` (default ``{{ target.schema }}``, dbt's current
+    target), so the file works for every dbt target.
+    """
+    from sixtyfour_sync.dbt import TARGET_SCHEMA, sources_yaml
+
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars)
+    syncs = project.select(select, exclude)
+    return sources_yaml(syncs, source_name=source_name, schema=schema or TARGET_SCHEMA)

@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
@@ -123,13 +124,29 @@ def _console(log_format: str) -> Console:
     return console
 
 
-def _table(title: str, columns: Sequence[str], left: Sequence[str] = ()) -> Table:
-    """A table whose long cells fold onto more lines on a narrow terminal instead of being cut ("enrich...");
-    numbers are right-aligned, the columns named in ``left`` left-aligned."""
+#: Below this width, tables keep only their essential columns (the others are in --wide or JSON output).
+NARROW = 100
+
+
+@dataclass(frozen=True)
+class Col:
+    """A table column: text columns fold long cells onto more lines, numbers stay whole and right-aligned;
+    ``narrow=False`` columns are left out on a narrow terminal."""
+
+    name: str
+    number: bool = True
+    narrow: bool = True
+
+
+def _grid(console: Console, title: str, cols: Sequence[Col], rows: Sequence[Sequence[str]], wide: bool = False) -> None:
+    keep = [i for i, c in enumerate(cols) if wide or c.narrow or console.width >= NARROW]
     table = Table(title=title)
-    for col in columns:
-        table.add_column(col, justify="left" if col in left else "right", overflow="fold")
-    return table
+    for i in keep:
+        c = cols[i]
+        table.add_column(c.name, justify="right" if c.number else "left", overflow="fold", no_wrap=c.number)
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
+    console.print(table)
 
 
 def when(value: Any) -> str:
@@ -156,22 +173,28 @@ def print_plans(plans: Sequence[SyncPlan], log_format: str, console: Console | N
         print(json.dumps({"plans": [_plan_dict(p) for p in plans]}, default=str))
         return
     console = console or _console(log_format)
-    columns = ("sync", "target", "new", "changed", "stale", "failed retry", "refresh", "rows", "files")
-    table = _table("sixtyfour-sync plan (no API call made)", (*columns, "est. cost", "budget"), ("sync", "target"))
+    reasons = ("new", "changed", "stale", "failed_retry", "refresh")
+    cols = [Col("sync", number=False), Col("target", number=False)]
+    cols += [Col(k.replace("_", " "), narrow=False) for k in reasons]
+    cols += [Col("rows")]
+    cols += [Col("files", narrow=False), Col("est. cost"), Col("budget", narrow=False)]
+    rows = []
     for p in plans:
         r = p.rows_by_reason
-        table.add_row(
-            p.name,
-            p.target + ("" if p.target_exists else " (new)"),
-            *(f"{r.get(k, 0):,}" for k in ("new", "changed", "stale", "failed_retry", "refresh")),
-            f"{p.rows:,}",
-            str(p.files),
-            _cents(p.estimated_cost_cents),
-            "-" if p.budget_cents is None else _cents(p.budget_cents) + (" OVER" if p.over_budget else ""),
-        )
-    console.print(table)
+        cells = [p.name, p.target + ("" if p.target_exists else " (new)")]
+        cells += [f"{r.get(k, 0):,}" for k in reasons] + [f"{p.rows:,}"]
+        cells += [str(p.files), _cents(p.estimated_cost_cents)]
+        cells += ["-" if p.budget_cents is None else _cents(p.budget_cents) + (" OVER" if p.over_budget else "")]
+        rows.append(cells)
+    _grid(console, "sixtyfour-sync plan (no API call made)", cols, rows)
     for p in plans:
         notes = []
+        if console.width < NARROW and p.rows:  # the reason columns did not fit: say it in words
+            why = ", ".join(
+                f"{k.replace('_', ' ')} {p.rows_by_reason[k]:,}" for k in reasons if p.rows_by_reason.get(k)
+            )
+            budget = "" if p.budget_cents is None else f", budget {_cents(p.budget_cents)}"
+            notes.append(f"{why}; {p.files} file(s){budget}")
         if p.price_cents_per_row is None and p.rows:
             notes.append(
                 "price per row unknown until the first submission (set budget.price_cents_per_row to plan costs)"
@@ -203,24 +226,15 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
         print(json.dumps({"event": "run.summary", **result.to_dict()}, default=str))
         return
     console = console or _console(log_format)
-    columns = ("sync", "status", "selected", "sent", "enriched", "failed", "not returned", "jobs", "est. cost")
-    table = _table(
-        f"run {result.run_id}: {result.status} in {result.duration_seconds:,.1f}s", (*columns, "charged"), columns[:2]
-    )
-    for s in result.syncs:
-        table.add_row(
-            s.name,
-            s.status,
-            f"{s.rows_selected:,}",
-            f"{s.rows_sent:,}",
-            f"{s.rows_enriched:,}",
-            f"{s.rows_failed:,}",
-            f"{s.rows_not_returned:,}",
-            str(len(s.jobs)),
-            _cents(s.estimated_cost_cents),
-            _cents(s.charged_cents),
-        )
-    console.print(table)
+    cols = [Col("sync", number=False), Col("status", number=False), Col("selected", narrow=False), Col("sent")]
+    cols += [Col("enriched"), Col("failed"), Col("not returned", narrow=False), Col("jobs", narrow=False)]
+    cols += [Col("est. cost", narrow=False), Col("charged")]
+    rows = [
+        [s.name, s.status, f"{s.rows_selected:,}", f"{s.rows_sent:,}", f"{s.rows_enriched:,}", f"{s.rows_failed:,}",
+         f"{s.rows_not_returned:,}", str(len(s.jobs)), _cents(s.estimated_cost_cents), _cents(s.charged_cents)]
+        for s in result.syncs
+    ]  # fmt: skip
+    _grid(console, f"run {result.run_id}: {result.status} in {result.duration_seconds:,.1f}s", cols, rows)
     for s in result.syncs:
         if s.fill_rate:
             rates = ", ".join(f"{k} {v:.0%}" for k, v in s.fill_rate.items())
@@ -260,35 +274,44 @@ def print_status(
     if not runs and not jobs:
         console.print("No runs recorded yet.")
         return
-    cols = ["run", "status", "syncs", "started", "sent", "enriched", "failed", "est. cost", "charged"]
-    t = _table("runs", [*cols, *(["finished", "error"] if wide else [])], ("run", "status", "syncs", "started"))
+    cols = [Col("run", number=False), Col("status", number=False), Col("syncs", number=False, narrow=False)]
+    cols += [Col("started", number=False), Col("sent"), Col("enriched"), Col("failed", narrow=False)]
+    cols += [Col("est. cost", narrow=False), Col("charged")]
+    if wide:
+        cols += [Col("finished", number=False), Col("error", number=False)]
+    rows = []
     for r in runs:
         cells = [str(r.get("run_id")), str(r.get("status")), str(r.get("syncs")), when(r.get("started_at"))]
         cells += [_count(r, "rows_sent"), _count(r, "rows_enriched"), _count(r, "rows_failed")]
         cells += [_cents(r.get("estimated_cost_cents")), _charged(r)]
         if wide:
             cells += [when(r.get("finished_at")), str(r.get("error") or "")]
-        t.add_row(*cells)
-    console.print(t)
+        rows.append(cells)
+    if rows:
+        _grid(console, "runs", cols, rows, wide)
     if not jobs:
         return
-    cols = ["run", "sync", "file", "rows", "state", "task", "est. cost", "charged", "updated", "error"]
-    j = _table("jobs", cols, ("run", "sync", "file", "state", "task", "updated", "error"))
+    cols = [Col("run", number=False), Col("sync", number=False), Col("file", number=False, narrow=False)]
+    cols += [Col("rows"), Col("state", number=False), Col("task", number=False), Col("est. cost", narrow=False)]
+    cols += [Col("charged"), Col("updated", number=False, narrow=False), Col("error", number=False, narrow=False)]
+    rows = []
     for row in jobs:
         task = str(row.get("task_id") or "-")
         error = str(row.get("error") or "")
-        j.add_row(
-            str(row.get("run_id")),
-            str(row.get("sync_name")),
-            str(row.get("file_name")),
-            _count(row, "rows"),
-            str(row.get("state")),
-            task if wide or len(task) <= 13 else task[:8] + "…",
-            _cents(row.get("estimated_cost_cents")),
-            _charged(row),
-            when(row.get("updated_at") or row.get("created_at")),
-            error if wide or len(error) <= 80 else error[:79] + "…",
+        rows.append(
+            [
+                str(row.get("run_id")),
+                str(row.get("sync_name")),
+                str(row.get("file_name")),
+                _count(row, "rows"),
+                str(row.get("state")),
+                task if wide or len(task) <= 13 else task[:8] + "…",
+                _cents(row.get("estimated_cost_cents")),
+                _charged(row),
+                when(row.get("updated_at") or row.get("created_at")),
+                error if wide or len(error) <= 80 else error[:79] + "…",
+            ]
         )
-    console.print(j)
+    _grid(console, "jobs", cols, rows, wide)
     if not wide and any(len(str(r.get("task_id") or "")) > 13 for r in jobs):
         console.print("  (task ids shortened: --wide shows them whole)")

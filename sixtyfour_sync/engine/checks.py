@@ -49,7 +49,8 @@ def list_tables(adapter: Adapter, schema: str | None, database: str | None = Non
         params.append(adapter.normalize_identifier(schema))
     with adapter.session() as s:
         rows = s.fetchall(sql, params)
-    return sorted({adapter.denormalize_identifier(str(r[0])) for r in rows})
+    names = {adapter.denormalize_identifier(str(r[0])) for r in rows}
+    return sorted(n for n in names if not n.lower().startswith("_sixtyfour_sync_"))  # the ledger's own tables
 
 
 def _schemas(adapter: Adapter) -> list[str]:
@@ -100,22 +101,26 @@ def _table_problems(
 
 
 def _column_problems(adapter: Adapter, loaded: LoadedSync, columns: Mapping[str, Any]) -> list[ConfigProblem]:
+    """Key and input columns missing from the source: one problem per key (key, columns), naming what exists."""
     spec = loaded.spec
     available = list(columns)
     problems = []
-    wanted = [("key", k) for k in spec.source.key] + [("columns", c) for c in spec.source.columns or []]
-    for key, name in wanted:
-        if adapter.find_column(available, name) is None:
-            near = similar(name, available, 3)
-            problems.append(
-                _problem(
-                    loaded,
-                    ("source", key),
-                    f"{'key column' if key == 'key' else 'column'} {name!r} is not in the source"
-                    + (f" (did you mean {', '.join(near)}?)" if near else ""),
-                    hint=f"source columns: {_few(available, 30)}",
-                )
+    for key, wanted in (("key", spec.source.key), ("columns", spec.source.columns or [])):
+        missing = [c for c in wanted if adapter.find_column(available, c) is None]
+        if not missing:
+            continue
+        what = "key column" if key == "key" else "column"
+        near = sorted({n for c in missing for n in similar(c, available, 2)})
+        names = ", ".join(repr(c) for c in missing)
+        problems.append(
+            _problem(
+                loaded,
+                ("source", key),
+                f"{what}{'s' if len(missing) > 1 else ''} {names} {'are' if len(missing) > 1 else 'is'} not in "
+                f"the source" + (f" (similar: {', '.join(near)})" if near else ""),
+                hint=f"source columns: {_few(available, 30)}",
             )
+        )
     return problems
 
 

@@ -278,7 +278,7 @@ def debug(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...]
 
     checks = run_checks(select=_sel(select), exclude=_sel(exclude), target_path=opts.target_path, **opts.common())
     print_checks(checks, opts.log_format)
-    if any(not c.ok for c in checks):
+    if any(c.ok is False for c in checks):
         sys.exit(1)
 
 

@@ -564,7 +564,10 @@ def load_models(
     for path in paths:
         try:
             doc = load_yaml(path)
-            data = _render(doc.data, path, env, vars, doc.lines)
+            raw = doc.data
+            if isinstance(raw, Mapping) and "syncs" not in raw and set(map(str, raw)) & _DBT_KEYS:
+                continue  # a dbt properties file (models/ is shared with dbt): its Jinja is dbt's, not ours
+            data = _render(raw, path, env, vars, doc.lines)
         except ConfigError as exc:
             problems.extend(exc.problems or [ConfigProblem(str(path), None, str(exc))])
             continue

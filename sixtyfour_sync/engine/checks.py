@@ -25,7 +25,7 @@ __all__ = ["check_sync", "list_tables", "manifest_mismatch", "ref_table", "simil
 def similar(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     """The candidates closest to ``name`` (case-insensitive), best first."""
     pool = {c.lower(): c for c in candidates}
-    close = difflib.get_close_matches(name.lower(), list(pool), n=n, cutoff=0.5)
+    close = difflib.get_close_matches(name.lower(), list(pool), n=n, cutoff=0.6)
     prefix = [c for k, c in pool.items() if k.startswith(name.lower()[:4]) and c not in close]
     return [pool[c] for c in close] + prefix[: max(0, n - len(close))]
 
@@ -110,7 +110,7 @@ def _column_problems(adapter: Adapter, loaded: LoadedSync, columns: Mapping[str,
         if not missing:
             continue
         what = "key column" if key == "key" else "column"
-        near = sorted({n for c in missing for n in similar(c, available, 2)})
+        near = list(dict.fromkeys(n for c in missing for n in similar(c, available, 2)))
         names = ", ".join(repr(c) for c in missing)
         problems.append(
             _problem(

@@ -55,8 +55,9 @@ def test_the_schema_accepts_the_example_models_and_the_scaffold_and_rejects_typo
     for endpoint in ("people", "company"):
         model = yaml.safe_load(render_model(InitAnswers(endpoint=endpoint)))
         assert not list(validator.iter_errors(model))
-    bad = {"syncs": [{"name": "x", "endpoint": "people", "source": {"table": "t", "key": "id", "colums": ["a"]},
-                      "struct": {"e": "E"}, "target": {"table": "o"}, "refresh": {"max_age": "ninety days"}}]}  # fmt: skip
+    sync = {"name": "x", "endpoint": "people", "source": {"table": "t", "key": "id", "colums": ["a"]}}
+    sync |= {"struct": {"e": "E"}, "target": {"table": "o"}, "refresh": {"max_age": "ninety days"}}
+    bad = {"syncs": [sync]}
     messages = " ".join(e.message for e in validator.iter_errors(bad))
     assert "colums" in messages and "ninety days" in messages
 

@@ -84,11 +84,11 @@ def test_a_word_matching_nothing_is_an_error_listing_what_exists() -> None:
     text = str(info.value)
     assert "--select matched no sync for: tag:monthly" in text
     assert "enrich_contacts" in text and "weekly" in text
-    with pytest.raises(ConfigError, match="--exclude matched no sync for: enrich_lead$|--exclude matched no sync"):
+    with pytest.raises(ConfigError, match="--exclude matched no sync for: enrich_lead "):
         names(None, ["enrich_lead"])
 
 
 @pytest.mark.parametrize("word", ["+enrich_leads", "enrich_leads+", "@enrich_leads", "config.x:y"])
 def test_graph_operators_and_unknown_methods_are_refused(word: str) -> None:
-    with pytest.raises(ConfigError, match="graph operators|unknown method"):
+    with pytest.raises(ConfigError, match=r"graph operators|unknown method"):
         names([word])

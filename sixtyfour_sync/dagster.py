@@ -18,7 +18,8 @@ it by default (``meta.dagster.asset_key``, else ``[config.schema, name]`` with a
 read from the manifest when it is there.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: dagster reads the asset function's ``context`` annotation at
+# definition time and refuses it as a string.
 
 import logging
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ from typing import Any
 
 try:
     import dagster as dg
+    from dagster import AssetExecutionContext
 except ImportError as exc:  # pragma: no cover - exercised only without dagster installed
     from sixtyfour_sync.errors import MissingDriverError
 
@@ -144,7 +146,7 @@ def _make_asset(
         tags={f"sixtyfour/{t}": "" for t in spec.tags},
         metadata={"target_table": spec.target.table, "endpoint": spec.endpoint, "tier": spec.tier},
     )
-    def _sync_asset(context: dg.AssetExecutionContext) -> dg.MaterializeResult[Any]:
+    def _sync_asset(context: AssetExecutionContext) -> dg.MaterializeResult[Any]:
         from sixtyfour_sync.engine.api import run
 
         handler = _ToContext(context.log)

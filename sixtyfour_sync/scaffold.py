@@ -125,7 +125,7 @@ def render_model(a: InitAnswers) -> str:
     tiers = "micro | low | medium | high" + (" | xhigh | scout" if a.endpoint == "people" else "")
     return (
         SCHEMA_COMMENT + "# A sync: rows from the source, enriched by Sixtyfour, written to the target.\n"
-        "# Every key is described in docs/config.md (or `sixtyfour-sync schema`).\n"
+        "# `sixtyfour-sync schema` prints the JSON Schema of this file: every key, with what it does.\n"
         "# `sixtyfour-sync validate` checks this file, `plan` shows what a run would send and cost.\n"
         "syncs:\n"
         f"  - name: {a.sync_name}\n"

@@ -502,6 +502,32 @@ class LoadedSync:
         return self.lines.line_for(("syncs", self.index, *path)) or self.line
 
 
+def _keys_at(loc: tuple[str | int, ...]) -> list[str]:
+    """The keys the model at ``loc`` (a location in a models file) accepts, by their YAML names."""
+    import typing
+
+    model: Any = ModelFile
+    in_mapping = False
+    for part in loc:
+        if isinstance(part, int) or model is None or in_mapping:
+            in_mapping = False
+            continue
+        field = model.model_fields.get("schema_" if part == "schema" else str(part))
+        if field is None:
+            return []
+        model = None
+        in_mapping = typing.get_origin(field.annotation) is dict
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        candidates += [a for c in list(candidates) for a in typing.get_args(c)]
+        for c in candidates:
+            if isinstance(c, type) and issubclass(c, BaseModel):
+                model = c
+                break
+    if model is None:
+        return []
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
 def _problems_from(exc: ValidationError, file: Path, lines: LineMap) -> list[ConfigProblem]:
     problems = []
     for err in exc.errors():
@@ -512,7 +538,7 @@ def _problems_from(exc: ValidationError, file: Path, lines: LineMap) -> list[Con
         hint = None
         if err["type"] == "extra_forbidden":
             msg = f"unknown key {loc[-1]!r}"
-            hint = "check the spelling; every key is in docs/config.md (or `sixtyfour-sync schema`)"
+            hint = f"check the spelling; keys here: {', '.join(_keys_at(loc[:-1]))}"
         elif err["type"] == "missing":
             msg = f"missing required key {loc[-1]!r}"
         dotted = ".".join(str(p) for p in loc)

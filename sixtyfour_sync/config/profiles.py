@@ -329,6 +329,21 @@ class ResolvedTarget:
         return f"{self.profile}.{self.target}: {self.config.describe()}"
 
 
+def _keys_of(kind: str) -> list[str]:
+    """The keys an output of ``type: kind`` takes (by their YAML names)."""
+    import typing
+
+    for cls in typing.get_args(typing.get_args(TargetConfig)[0]):
+        fields = getattr(cls, "model_fields", {})
+        if "type" in fields and kind in typing.get_args(fields["type"].annotation):
+            return sorted(
+                name if not f.alias or f.alias == name else f"{name} (or {f.alias})"
+                for name, f in fields.items()
+                if name != "type"
+            )
+    return []
+
+
 def _problems_from_validation(
     exc: ValidationError, file: Path, prefix: tuple[str | int, ...], lines: LineMap | None
 ) -> list[ConfigProblem]:
@@ -343,7 +358,7 @@ def _problems_from_validation(
         hint = None
         if err["type"] == "extra_forbidden":
             msg = f"unknown key {loc[-1]!r}"
-            hint = "check the spelling; every key of each type is in docs/config.md"
+            hint = f"check the spelling; keys of type {kind}: {', '.join(_keys_of(str(kind)))}" if kind else None
         elif err["type"] == "missing":
             msg = f"missing required key {loc[-1]!r}"
             if kind == "postgres" and loc == ("database",):

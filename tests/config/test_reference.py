@@ -66,3 +66,26 @@ def test_the_scaffold_points_editors_at_the_schema() -> None:
     first = render_model(InitAnswers()).splitlines()[0]
     assert first == f"# yaml-language-server: $schema={SCHEMA_URL}"
     assert json.loads(schema_text())["$id"] == SCHEMA_URL
+
+
+def test_unknown_key_hints_list_the_keys_that_exist_there(tmp_path: Path) -> None:
+    from sixtyfour_sync.config.models import load_models
+    from sixtyfour_sync.config.profiles import load_target
+    from sixtyfour_sync.errors import ConfigError
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.yml").write_text(
+        "syncs:\n  - name: a\n    endpoint: people\n    source: {table: t, key: id, colums: [x]}\n"
+        "    struct: {e: {description: E, kind: int}}\n    target: {table: o}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_models(tmp_path)
+    hints = {p.path: p.hint for p in info.value.problems}
+    assert "table, schema, database, sql, ref, key, columns, where" in (hints["syncs.0.source.colums"] or "")
+    assert "description, type" in (hints["syncs.0.struct.e.kind"] or "")
+    (tmp_path / "profiles.yml").write_text("sixtyfour:\n  outputs:\n    dev: {type: postgres, host: h, user: u, "
+                                           "dbname: d, passwrd: x}\n")  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load_target(project_dir=tmp_path, env={})
+    [problem] = info.value.problems
+    assert "password (or pass)" in (problem.hint or "") and "profiles.example" not in (problem.hint or "")

@@ -100,16 +100,17 @@ def _manifest(project: Any, syncs: Sequence[Any]) -> list[Check]:
         node = find_node(manifest, s.spec.source.ref)
         if node is None:
             out.append(
-                Check(f"dbt manifest ({s.spec.name})", False, f"no model {s.spec.source.ref!r} in {path}",
+                Check("dbt manifest", False, f"{s.spec.name}: no model {s.spec.source.ref!r} in {path}",
                       "check source.ref, then run `dbt compile`")
             )  # fmt: skip
             continue
         reason = manifest_mismatch(node, manifest, project.target_for(s))
         relation = ".".join(str(node.get(k)) for k in ("database", "schema", "alias") if node.get(k))
         if reason:
-            out.append(Check(f"dbt manifest ({s.spec.name})", False, reason, "rerun `dbt compile` for this target"))
+            hint = "run `dbt compile` (or build) for this target, or pass the --target dbt used"
+            out.append(Check("dbt manifest", False, f"{s.spec.name}: {reason}", hint))
         else:
-            out.append(Check(f"dbt manifest ({s.spec.name})", True, f"{s.spec.source.ref} -> {relation} ({path})"))
+            out.append(Check("dbt manifest", True, f"{s.spec.name}: {s.spec.source.ref} -> {relation} ({path})"))
     return out
 
 

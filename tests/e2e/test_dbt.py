@@ -173,7 +173,7 @@ def test_a_manifest_built_for_another_target_is_a_located_error(project: E2EProj
     built = _dbt(d, "build", "--target", "ci", "--target-path", "target_ci")
     assert built.returncode == 0, built.stdout[-2000:]
     debug = _sync(project, d, "debug", "--target", "ci", "--target-path", "target_ci")
-    assert "OK  dbt manifest (enrich_stg_leads)  stg_leads -> wh.ci.stg_leads" in debug.stdout, debug.stdout
+    assert "OK  dbt manifest              enrich_stg_leads: stg_leads -> wh.ci.stg_leads" in debug.stdout, debug.stdout
     ran = run_cli(project, "run", "--yes", "--target", "ci", project_dir=d, env={"DBT_TARGET_PATH": "target_ci"})
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert (d / "target_ci" / "sixtyfour_run_results.json").is_file()

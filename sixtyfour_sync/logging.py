@@ -54,6 +54,8 @@ def configure_logging(fmt: str = "text", *, debug: bool = False, stream: TextIO 
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # Python warnings would print plain text on stderr: under json they become log records (JSON lines) too.
+    logging.captureWarnings(fmt == "json")
     # httpx logs every request at INFO: keep that for --debug only.
     for name in ("httpx", "httpcore", "werkzeug"):
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)

@@ -46,6 +46,7 @@ __all__ = [
     "IGNORED_DBT_KEYS",
     "DuckDBTarget",
     "PostgresTarget",
+    "QuotingConfig",
     "ResolvedTarget",
     "SnowflakeTarget",
     "SqlAlchemyTarget",
@@ -53,6 +54,7 @@ __all__ = [
     "find_profiles_file",
     "load_target",
     "parse_target_config",
+    "quoting_from_dbt_project",
 ]
 
 DEFAULT_PROFILE = "sixtyfour"
@@ -230,6 +232,35 @@ class PostgresTarget(_Target):
         return f"postgres {self.user}@{self.host}:{self.port}/{self.dbname} (schema {self.schema})"
 
 
+class QuotingConfig(BaseModel):
+    """dbt's ``quoting:`` (dbt_project.yml, or a Snowflake output here): which names are quoted as written.
+
+    A part set to false folds as an unquoted name would (Snowflake: upper case); true keeps it exactly.
+    ``column`` has no dbt project key; it stands for dbt's per-column ``quote:`` (default false on
+    Snowflake). Unset parts keep the warehouse's dbt default.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database: bool | None = None
+    schema_: bool | None = Field(None, alias="schema")
+    identifier: bool | None = None
+    column: bool | None = None
+    snowflake_ignore_case: bool | None = None
+    """dbt Fusion's key; accepted and ignored (QUOTED_IDENTIFIERS_IGNORE_CASE is the account's business)."""
+
+
+def quoting_from_dbt_project(data: Mapping[str, Any] | None) -> QuotingConfig | None:
+    """The ``quoting:`` block of a parsed dbt_project.yml (None when it has none)."""
+    block = (data or {}).get("quoting")
+    if not isinstance(block, Mapping):
+        return None
+    return QuotingConfig.model_validate({k: v for k, v in block.items() if k in _QUOTING_KEYS})
+
+
+_QUOTING_KEYS = frozenset({"database", "schema", "identifier", "column", "snowflake_ignore_case"})
+
+
 class SnowflakeTarget(_Target):
     """``type: snowflake``: dbt-snowflake's keys."""
 
@@ -242,14 +273,25 @@ class SnowflakeTarget(_Target):
     """An inline PEM private key (dbt-snowflake's ``private_key``)."""
     private_key_passphrase: SecretStr | None = None
     authenticator: str | None = None
-    """``snowflake`` (default), ``externalbrowser``, ``oauth``, ``username_password_mfa``, or an Okta URL."""
+    """``snowflake`` (default), ``externalbrowser``, ``oauth``, ``oauth_client_credentials``,
+    ``username_password_mfa``, or an Okta URL."""
     token: SecretStr | None = None
-    """OAuth token when ``authenticator: oauth``."""
+    """With ``authenticator: oauth``: the access token, or the refresh token when the client id/secret are set."""
+    oauth_client_id: str | None = None
+    """The OAuth integration's client id (dbt-snowflake's key)."""
+    oauth_client_secret: SecretStr | None = None
+    """The OAuth integration's client secret."""
+    oauth_token_request_url: str | None = None
+    """Where tokens are requested; default ``https://<account>.snowflakecomputing.com/oauth/token-request``."""
+    host: str | None = None
+    """The account's host when it is not ``<account>.snowflakecomputing.com`` (private link)."""
     role: str | None = None
     database: str
     warehouse: str | None = None
     connect_timeout: int | None = None
     query_tag: str | None = None
+    quoting: QuotingConfig | None = None
+    """dbt's ``quoting:`` for this target (dbt_project.yml's applies when this is unset)."""
 
     @model_validator(mode="after")
     def _auth(self) -> SnowflakeTarget:
@@ -257,8 +299,21 @@ class SnowflakeTarget(_Target):
             raise ValueError(
                 "no credentials: set password, private_key_path (+ private_key_passphrase) or authenticator"
             )
-        if self.authenticator == "oauth" and not self.token:
-            raise ValueError("authenticator: oauth needs token")
+        auth = (self.authenticator or "").lower()
+        has_id, has_secret = bool(self.oauth_client_id), self.oauth_client_secret is not None
+        if (has_id or has_secret) and auth not in ("oauth", "oauth_client_credentials"):
+            raise ValueError(
+                "oauth_client_id/oauth_client_secret are set but authenticator is not oauth "
+                "(or oauth_client_credentials)"
+            )
+        if has_id != has_secret:
+            raise ValueError("oauth_client_id and oauth_client_secret go together: set both or neither")
+        if auth == "oauth" and not self.token:
+            raise ValueError(
+                "authenticator: oauth needs token (an access token, or a refresh token with oauth_client_id/secret)"
+            )
+        if auth == "oauth_client_credentials" and not has_id:
+            raise ValueError("authenticator: oauth_client_credentials needs oauth_client_id and oauth_client_secret")
         return self
 
     def describe(self) -> str:
@@ -317,6 +372,8 @@ class ResolvedTarget:
     config: TargetConfig
     #: The project directory (relative DuckDB paths resolve against it).
     project_dir: Path | None = None
+    #: dbt_project.yml's ``quoting:`` (see :func:`quoting_from_dbt_project`); a Snowflake output's own wins.
+    quoting: QuotingConfig | None = None
 
     def describe(self) -> str:
         """``profile.target (type ...)`` - safe to print."""

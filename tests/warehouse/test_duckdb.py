@@ -15,6 +15,7 @@ from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.errors import ConfigError, WarehouseError
 from sixtyfour_sync.warehouse import Column, LogicalType, TableRef, UpsertPart, connect
 from sixtyfour_sync.warehouse.duckdb import DuckDBAdapter
+from sixtyfour_sync.warehouse.sql import upsert
 
 
 @pytest.fixture
@@ -31,12 +32,12 @@ def test_exact_ddl(sql_only: DuckDBAdapter) -> None:
         [Column("email", LogicalType.TEXT), Column("tags", LogicalType.JSON), Column("at", LogicalType.TIMESTAMP)],
     )
     assert sql == (
-        'CREATE TABLE "analytics"."leads_enriched" ("lead_id" BIGINT NOT NULL, "email" VARCHAR, "tags" JSON, '
-        '"at" TIMESTAMPTZ, PRIMARY KEY ("lead_id"))'
+        'CREATE TABLE IF NOT EXISTS "analytics"."leads_enriched" ("lead_id" BIGINT NOT NULL, "email" VARCHAR, '
+        '"tags" JSON, "at" TIMESTAMPTZ, PRIMARY KEY ("lead_id"))'
     )
     assert (
         sql_only.add_column_sql(table, Column("score", LogicalType.DOUBLE))
-        == 'ALTER TABLE "analytics"."leads_enriched" ADD COLUMN "score" DOUBLE'
+        == 'ALTER TABLE "analytics"."leads_enriched" ADD COLUMN IF NOT EXISTS "score" DOUBLE'
     )
     assert [sql_only.sql_type(t) for t in LogicalType] == [
         "VARCHAR",
@@ -51,13 +52,14 @@ def test_exact_ddl(sql_only: DuckDBAdapter) -> None:
 def test_exact_upsert_sql(sql_only: DuckDBAdapter) -> None:
     table = TableRef("leads_enriched")
     # applied in the target's rowid order: DuckDB 2.0's partial multi-column UPDATE is up to 200x slower otherwise
-    assert sql_only.update_from_sql(table, '"stage"', ["org_id", "email"], ["title", "_sixtyfour_status"]) == (
+    names = sql_only.names
+    assert upsert.update_from_sql(names, table, '"stage"', ["org_id", "email"], ["title", "_sixtyfour_status"]) == (
         'UPDATE "analytics"."leads_enriched" AS t SET "title" = s."title", "_sixtyfour_status" = s."_sixtyfour_status" '
         'FROM (SELECT t2.rowid AS _sixtyfour_rowid, s0.* FROM "stage" AS s0 JOIN "analytics"."leads_enriched" AS t2 '
         'ON t2."org_id" = s0."org_id" AND t2."email" = s0."email" ORDER BY t2.rowid) AS s '
         "WHERE t.rowid = s._sixtyfour_rowid"
     )
-    assert sql_only.insert_missing_sql(table, '"stage"', ["lead_id"], ["title"]) == (
+    assert upsert.insert_missing_sql(names, table, '"stage"', ["lead_id"], ["title"]) == (
         'INSERT INTO "analytics"."leads_enriched" ("lead_id", "title") SELECT s."lead_id", s."title" FROM "stage" AS s '
         'WHERE NOT EXISTS (SELECT 1 FROM "analytics"."leads_enriched" AS t WHERE t."lead_id" = s."lead_id")'
     )

@@ -17,6 +17,7 @@ from sixtyfour_sync.errors import WarehouseError
 from sixtyfour_sync.warehouse import Column, LogicalType, TableRef, UpsertPart, connect
 from sixtyfour_sync.warehouse.base import convert_qmark
 from sixtyfour_sync.warehouse.postgres import PostgresAdapter
+from sixtyfour_sync.warehouse.sql import upsert
 
 UTC = dt.timezone.utc
 
@@ -56,8 +57,8 @@ def test_exact_ddl(sql_only: PostgresAdapter) -> None:
         [Column("tags", LogicalType.JSON), Column("score", LogicalType.DOUBLE), Column("at", LogicalType.TIMESTAMP)],
     )
     assert sql == (
-        'CREATE TABLE "crm"."leads_enriched" ("org_id" BIGINT NOT NULL, "email" TEXT NOT NULL, "tags" JSONB, '
-        '"score" DOUBLE PRECISION, "at" TIMESTAMPTZ, PRIMARY KEY ("org_id", "email"))'
+        'CREATE TABLE IF NOT EXISTS "crm"."leads_enriched" ("org_id" BIGINT NOT NULL, "email" TEXT NOT NULL, '
+        '"tags" JSONB, "score" DOUBLE PRECISION, "at" TIMESTAMPTZ, PRIMARY KEY ("org_id", "email"))'
     )
     assert [sql_only.sql_type(t) for t in LogicalType] == [
         "TEXT",
@@ -71,10 +72,11 @@ def test_exact_ddl(sql_only: PostgresAdapter) -> None:
 
 def test_exact_upsert_and_selection_sql(sql_only: PostgresAdapter) -> None:
     table = TableRef("leads_enriched")
-    assert sql_only.update_from_sql(table, '"stg"', ["lead_id"], ["email"]) == (
+    names = sql_only.names
+    assert upsert.update_from_sql(names, table, '"stg"', ["lead_id"], ["email"]) == (
         'UPDATE "crm"."leads_enriched" AS t SET "email" = s."email" FROM "stg" AS s WHERE t."lead_id" = s."lead_id"'
     )
-    assert sql_only.insert_missing_sql(table, '"stg"', ["lead_id"], ["email"]) == (
+    assert upsert.insert_missing_sql(names, table, '"stg"', ["lead_id"], ["email"]) == (
         'INSERT INTO "crm"."leads_enriched" ("lead_id", "email") SELECT s."lead_id", s."email" FROM "stg" AS s '
         'WHERE NOT EXISTS (SELECT 1 FROM "crm"."leads_enriched" AS t WHERE t."lead_id" = s."lead_id")'
     )

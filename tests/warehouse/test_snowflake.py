@@ -23,6 +23,7 @@ from sixtyfour_sync.errors import ConfigError, DataError, MissingDriverError, Wa
 from sixtyfour_sync.warehouse import connect
 from sixtyfour_sync.warehouse.base import Column, LogicalType, TableRef, UpsertPart
 from sixtyfour_sync.warehouse.snowflake import SnowflakeAdapter, arrow_batches, connect_kwargs
+from sixtyfour_sync.warehouse.snowflake_auth import SESSION_PARAMETERS
 from sixtyfour_sync.warehouse.sqlalchemy import arrow_from_rows
 
 fakesnow = pytest.importorskip("fakesnow")
@@ -75,7 +76,17 @@ def test_connect_kwargs_password() -> None:
     assert kw["database"] == "analytics" and kw["schema"] == "enriched"
     assert kw["warehouse"] == "transforming" and kw["role"] == "loader_role"
     assert kw["paramstyle"] == "qmark" and kw["autocommit"] is False
-    assert kw["session_parameters"] == {"TIMEZONE": "UTC", "QUERY_TAG": "nightly"}
+    assert kw["session_parameters"] == {**SESSION_PARAMETERS, "QUERY_TAG": "nightly"}
+    # The row hash casts values to text: every output format is pinned, whatever the account says.
+    params = kw["session_parameters"]
+    assert params["TIMEZONE"] == "UTC"
+    assert (
+        params["TIMESTAMP_TZ_OUTPUT_FORMAT"]
+        == params["TIMESTAMP_LTZ_OUTPUT_FORMAT"]
+        == ("YYYY-MM-DD HH24:MI:SS.FF9 TZH:TZM")
+    )
+    assert params["TIMESTAMP_NTZ_OUTPUT_FORMAT"] == "YYYY-MM-DD HH24:MI:SS.FF9"
+    assert params["DATE_OUTPUT_FORMAT"] == "YYYY-MM-DD" and params["TIMESTAMP_INPUT_FORMAT"] == "AUTO"
 
 
 def test_connect_kwargs_key_pair_relative_to_project(tmp_path: Path) -> None:
@@ -108,12 +119,13 @@ def test_repr_and_describe_hold_no_secret() -> None:
     assert a.describe() == "snowflake loader@acme-xy12345/analytics (schema enriched)"
 
 
-def test_identifiers_fold_to_upper_case() -> None:
-    a = SnowflakeAdapter(_cfg())
+def test_identifiers_fold_to_upper_case_as_dbt_snowflake_does() -> None:
+    a = SnowflakeAdapter(_cfg(schema="dbt_John"))
     assert a.quote("lead_id") == '"LEAD_ID"'
-    assert a.quote("LeadId") == '"LeadId"'  # mixed case is taken as exactly spelled
+    assert a.quote("firstName") == '"FIRSTNAME"'  # dbt-snowflake does not quote: the name folds
     assert a.quote("price$usd") == '"PRICE$USD"'
-    assert a.table_sql(T) == '"ENRICHED"."LEADS_ENRICHED"'
+    assert a.table_sql(T) == '"DBT_JOHN"."LEADS_ENRICHED"'
+    assert a.create_schema_sql("dbt_John") == 'CREATE SCHEMA IF NOT EXISTS "DBT_JOHN"'
     assert a.denormalize_identifier("LEAD_ID") == "lead_id"
     assert a.sql_type(LogicalType.JSON) == "VARIANT" and a.sql_type(LogicalType.TIMESTAMP) == "TIMESTAMP_TZ"
 

@@ -450,7 +450,8 @@ class Adapter(SqlMethods, ABC, Generic[ConfigT]):
             data = data.append_column(flag, data.column(guard.when))
             guards[col] = Guard(when=flag)
             decide.append((flag, guard))
-        return PreparedPart(data, part.key, part.set_columns, guards, False, part.duplicates_dropped), decide
+        flags = (*part.flag_columns, *(flag for flag, _ in decide))
+        return PreparedPart(data, part.key, part.set_columns, guards, False, part.duplicates_dropped, flags), decide
 
     def stage_name(self) -> str:
         """A unique name for a staging relation."""

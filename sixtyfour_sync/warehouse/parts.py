@@ -30,21 +30,8 @@ class PreparedPart:
     guards: Mapping[str, Guard] = field(default_factory=dict)
     insert_only: bool = False
     duplicates_dropped: int = 0
-
-    @property
-    def extra_columns(self) -> tuple[str, ...]:
-        """Staged columns that are neither key nor set columns (guard inputs)."""
-        written = {*self.key, *self.set_columns}
-        return tuple(c for c in self.data.column_names if c not in written)
-
-    @property
-    def flag_columns(self) -> tuple[str, ...]:
-        """The guards' boolean ``when`` columns (staged, never written)."""
-        out: list[str] = []
-        for g in self.guards.values():
-            if g.when not in out:
-                out.append(g.when)
-        return tuple(out)
+    #: Staged boolean columns that exist only in the stage (the guards' ``when`` columns).
+    flag_columns: tuple[str, ...] = ()
 
 
 def _check_guards(table: TableRef, key: Sequence[str], set_cols: Sequence[str], part: UpsertPart) -> list[str]:
@@ -111,7 +98,15 @@ def prepare_part(names: Names, table: TableRef, key: Sequence[str], part: Upsert
     _null_key_check(data, table, key)
     data, dropped = dedupe_last(data, key)
     data = json_columns_to_text(data)
-    return PreparedPart(data, tuple(key), tuple(set_cols), dict(part.guards), part.insert_only, dropped)
+    return PreparedPart(
+        data,
+        tuple(key),
+        tuple(set_cols),
+        dict(part.guards),
+        part.insert_only,
+        dropped,
+        tuple(dict.fromkeys(flags)),
+    )
 
 
 def apply_insert_guards(part: PreparedPart) -> pa.Table:

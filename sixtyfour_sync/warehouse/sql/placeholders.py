@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from sqlglot import Token, TokenType
 from sqlglot.dialects.dialect import Dialect as SqlglotDialect
 from sqlglot.errors import TokenError
-from sqlglot import Token, TokenType
 
 __all__ = ["convert_qmark", "count_qmarks", "placeholder_positions"]
 

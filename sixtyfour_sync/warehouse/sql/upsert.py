@@ -41,12 +41,14 @@ def _condition(names: Names, guard: Guard, s: str, t: str) -> str:
     return f"{cond} AND ({t}.{nb} IS NULL OR {s}.{nb} >= {t}.{nb})"
 
 
-def _update_value(names: Names, col: str, guards: Guards, s: str, t: str) -> str:
+def _update_value(names: Names, col: str, guards: Guards, s: str, t: str, staged: str | None = None) -> str:
+    """The value an existing row gets; ``staged`` replaces ``s.col`` (e.g. parsed as JSON)."""
     q = names.quote(col, what="column")
+    value = staged or f"{s}.{q}"
     guard = guards.get(col)
     if guard is None:
-        return f"{s}.{q}"
-    return f"CASE WHEN {_condition(names, guard, s, t)} THEN {s}.{q} ELSE {t}.{q} END"
+        return value
+    return f"CASE WHEN {_condition(names, guard, s, t)} THEN {value} ELSE {t}.{q} END"
 
 
 def _insert_value(names: Names, col: str, guards: Guards, s: str) -> str:
@@ -170,31 +172,42 @@ def merge_sql(
     """One MERGE from the deduplicated stage (Snowflake); only ``set_cols`` are written.
 
     The source keeps the last staged row per key (real Snowflake rejects a MERGE where a target row matches
-    two source rows); ``json_cols`` are parsed with the dialect's ``parse_json`` (VARIANT).
+    two source rows); ``json_cols`` are parsed with the dialect's ``parse_json`` (VARIANT). With guards the
+    source LEFT JOINs the target and decides each guarded value there - for a row with no match the stored
+    side is NULL, so the same expression is the insert value - and the MERGE itself only copies values.
     """
     g = guards or {}
+    target = names.table(table)
     qk = [names.quote(k, what="key column") for k in key]
-    select = [*qk]
+    src = "s0" if g else None
+    select = [f"{src}.{k}" if src else k for k in qk]
     for c in set_cols:
         q = names.quote(c, what="column")
-        select.append(f"{_staged(names, c, json_cols)} AS {q}" if c in json_cols else q)
-    extra: list[str] = []
-    for guard in g.values():
-        for name in (guard.when, guard.not_below):
-            if name is not None and name not in set_cols and name not in key and name not in extra:
-                extra.append(name)
-    select += [names.quote(e, what="guard column") for e in extra]
-    source = (
-        f"SELECT {', '.join(select)} FROM {stage} "
-        f'QUALIFY ROW_NUMBER() OVER (PARTITION BY {", ".join(qk)} ORDER BY "{SEQ}" DESC) = 1'
-    )
-    sql = f"MERGE INTO {names.table(table)} AS t USING ({source}) AS s ON {names.key_join(key, 't', 's')}"
+        if c in g:
+            value = _update_value(names, c, g, "s0", "t0", _staged(names, c, json_cols, "s0."))
+            select.append(f"{value} AS {q}")
+        elif src:
+            select.append(f"{_staged(names, c, json_cols, 's0.')} AS {q}")
+        else:
+            select.append(f"{_staged(names, c, json_cols)} AS {q}" if c in json_cols else q)
+    seq = f'"{SEQ}"'
+    if src:
+        join = names.key_join(key, "t0", "s0")
+        source = (
+            f"SELECT {', '.join(select)} FROM {stage} AS s0 LEFT JOIN {target} AS t0 ON {join} "
+            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join('s0.' + k for k in qk)} ORDER BY s0.{seq} DESC) = 1"
+        )
+    else:
+        source = (
+            f"SELECT {', '.join(select)} FROM {stage} "
+            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(qk)} ORDER BY {seq} DESC) = 1"
+        )
+    sql = f"MERGE INTO {target} AS t USING ({source}) AS s ON {names.key_join(key, 't', 's')}"
     if set_cols:
-        sets = ", ".join(f"{names.quote(c, what='column')} = {_update_value(names, c, g, 's', 't')}" for c in set_cols)
+        sets = ", ".join(f"{names.quote(c, what='column')} = s.{names.quote(c, what='column')}" for c in set_cols)
         sql += f" WHEN MATCHED THEN UPDATE SET {sets}"
     cols = [*qk, *(names.quote(c, what="column") for c in set_cols)]
-    values = [f"s.{k}" for k in qk] + [_insert_value(names, c, g, "s") for c in set_cols]
-    sql += f" WHEN NOT MATCHED THEN INSERT ({', '.join(cols)}) VALUES ({', '.join(values)})"
+    sql += f" WHEN NOT MATCHED THEN INSERT ({', '.join(cols)}) VALUES ({', '.join('s.' + c for c in cols)})"
     return sql
 
 

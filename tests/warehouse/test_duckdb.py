@@ -169,3 +169,34 @@ def test_upsert_100k_rows_is_fast(tmp_path: Path) -> None:
         elapsed = time.perf_counter() - start
     assert (result.inserted, result.updated) == (0, n)
     assert elapsed < 5, f"100k-row upsert took {elapsed:.2f}s"
+
+
+def test_every_cursor_runs_in_utc_whatever_the_profile_or_process_says(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = parse_target_config(
+        {"type": "duckdb", "path": str(tmp_path / "w.duckdb"), "settings": {"TimeZone": "Asia/Kolkata"}}
+    )
+    with caplog.at_level("WARNING"), connect(cfg) as adapter:
+        assert isinstance(adapter, DuckDBAdapter)
+        adapter.connection().execute("SET GLOBAL TimeZone = 'America/New_York'")  # what new cursors start from
+        sql = "SELECT current_setting('TimeZone') AS tz, CAST(TIMESTAMPTZ '2024-01-01 00:00:00+00' AS VARCHAR) AS ts"
+        streamed = [r for b in adapter.stream(sql) for r in b.to_pylist()]
+        with adapter.sibling() as sibling, sibling.session() as s:
+            from_sibling = s.fetchall(sql)
+        with adapter.session() as s:
+            from_session = s.fetchall(sql)
+    assert streamed == [{"tz": "UTC", "ts": "2024-01-01 00:00:00+00"}]
+    assert from_sibling == from_session == [("UTC", "2024-01-01 00:00:00+00")]
+    assert "settings.TimeZone is ignored" in caplog.text
+
+
+def test_a_sibling_shares_the_database_instance_and_closing_it_keeps_the_parent(tmp_path: Path) -> None:
+    with connect(parse_target_config({"type": "duckdb", "path": str(tmp_path / "w.duckdb")})) as adapter:
+        sibling = adapter.sibling()
+        sibling.ensure_table(TableRef("t"), [Column("id", LogicalType.BIGINT)], [])
+        with sibling.session() as s:
+            s.insert(TableRef("t"), [{"id": 1}])
+        sibling.close()
+        with adapter.session() as s:
+            assert s.fetchall('SELECT id FROM "main"."t"') == [(1,)]

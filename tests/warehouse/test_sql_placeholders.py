@@ -38,8 +38,10 @@ def test_jsonb_operators_are_not_placeholders() -> None:
     )
     assert count_qmarks(sql, "postgres") == 1
     assert convert_qmark(sql, dialect="postgres").endswith("AND id = %s AND (data->'k') ? 'x'")
-    # Where a value goes, ? is a placeholder.
+    # Where a value goes, ? is a placeholder, also where sqlglot reads it together with what follows.
     assert count_qmarks("SELECT ?, f(?), x IN (?, ?) FROM t WHERE a = ? LIMIT ?", "postgres") == 6
+    assert convert_qmark("SELECT ?::int, ?||'x', a ?| b", dialect="postgres") == "SELECT %s::int, %s||'x', a ?| b"
+    assert convert_qmark("SELECT ?::int", dialect="duckdb") == "SELECT %s::int"
 
 
 def test_mysql_backticks_hash_comments_and_backslash_escapes() -> None:

@@ -5,8 +5,8 @@ paramstyle gets them rewritten here. Only real placeholders are touched: sqlglot
 dialect's strings and comments (PostgreSQL ``$$``/``$tag$`` quoting, ``E'...'`` escapes, standard strings in
 which a backslash is a character, nested block comments; MySQL backslash escapes, backticks and ``#``
 comments; Snowflake ``$$`` strings). PostgreSQL's jsonb operators ``?``, ``?|`` and ``?&`` are not
-placeholders: ``?|``/``?&`` are tokens of their own, and a lone ``?`` right after an operand (a name, a
-literal, a closing bracket) is the key-exists operator; a placeholder always stands where an operand goes.
+placeholders: right after an operand (a name, a literal, a closing bracket) a ``?`` is an operator; a
+placeholder always stands where an operand goes (``x = ?``, ``(?, ?)``, ``?::int``).
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ _OPERAND_END = frozenset(
 )
 
 
+#: Tokens that may start with ? but hold no placeholder (quoted text and names).
+_NOT_PLACEHOLDERS = _OPERAND_END - {TokenType.R_PAREN, TokenType.R_BRACKET}
+
+
 @lru_cache(maxsize=16)
 def _dialect(name: str) -> SqlglotDialect:
     return SqlglotDialect.get_or_raise(name or None)
@@ -60,8 +64,10 @@ def placeholder_positions(sql: str, dialect: str = "") -> tuple[int, ...]:
     out: list[int] = []
     previous: Token | None = None
     for tok in tokens:
+        # sqlglot folds a ? into the operator after it in some spellings (`?::int`, `?||`): a token that
+        # starts with ? is a placeholder wherever an operand goes.
         operator = jsonb_operator and previous is not None and previous.token_type in _OPERAND_END
-        if tok.token_type == TokenType.PLACEHOLDER and tok.text == "?" and not operator:
+        if tok.text.startswith("?") and not operator and tok.token_type not in _NOT_PLACEHOLDERS:
             out.append(tok.start)
         previous = tok
     return tuple(out)

@@ -13,7 +13,7 @@ The layer, one module per job:
 - :mod:`.session` and :mod:`.adapter`: the I/O every backend shares; :mod:`.facade`: the SQL methods an
   adapter offers the engine;
 - one module per backend: :mod:`.duckdb`, :mod:`.postgres` (+ :mod:`.postgres_copy`), :mod:`.snowflake`
-  (+ :mod:`.snowflake_auth`), :mod:`.sqlalchemy` (generic, MySQL/MariaDB, SQLite).
+  (+ :mod:`.snowflake_auth`, :mod:`.snowflake_arrow`), :mod:`.sqlalchemy` (generic, MySQL/MariaDB, SQLite).
 """
 
 from __future__ import annotations

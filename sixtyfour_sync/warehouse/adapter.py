@@ -31,7 +31,7 @@ from sixtyfour_sync._redact import redact
 from sixtyfour_sync.errors import DataError, WarehouseError
 from sixtyfour_sync.warehouse.dialect import GENERIC, Dialect
 from sixtyfour_sync.warehouse.facade import SqlMethods
-from sixtyfour_sync.warehouse.parts import PreparedPart, apply_insert_guards, prepare_part
+from sixtyfour_sync.warehouse.parts import PreparedPart, apply_insert_guards, guards_decided_in_stage, prepare_part
 from sixtyfour_sync.warehouse.session import Session
 from sixtyfour_sync.warehouse.sql import catalog, ddl, select, upsert
 from sixtyfour_sync.warehouse.sql.identifiers import Names
@@ -39,7 +39,6 @@ from sixtyfour_sync.warehouse.types import (
     Capabilities,
     Column,
     EnsureResult,
-    Guard,
     KeyReport,
     LogicalType,
     Quoting,
@@ -405,7 +404,7 @@ class Adapter(SqlMethods, ABC, Generic[ConfigT]):
         with self._errors(f"upserting into {table}"):
             if part.insert_only:
                 return UpsertResult(inserted=self._insert_new(session, table, apply_insert_guards(part))) + dropped
-            part, decide = self._guards_for_dialect(part)
+            part, decide = guards_decided_in_stage(part, self.dialect)
             stage = self._stage(session, table, part)
             try:
                 for flag, guard in decide:
@@ -430,28 +429,6 @@ class Adapter(SqlMethods, ABC, Generic[ConfigT]):
         if inserted < 0:
             raise WarehouseError(f"{self.type}: the driver did not report the inserted row count")
         return inserted
-
-    def _guards_for_dialect(self, part: PreparedPart) -> tuple[PreparedPart, list[tuple[str, Guard]]]:
-        """Where SET assignments may see each other (MySQL), ``not_below`` guards get decided in the stage.
-
-        Each such guard gets a flag column (a copy of its ``when``) that one UPDATE of the stage ANDs with
-        the comparison; the upsert then tests only the flag.
-        """
-        needs = {c: g for c, g in part.guards.items() if g.not_below is not None}
-        if self.dialect.assignments_see_old_values or not needs:
-            return part, []
-        data = part.data
-        guards = dict(part.guards)
-        decide: list[tuple[str, Guard]] = []
-        for i, (col, guard) in enumerate(needs.items()):
-            flag = f"__sixtyfour_guard_{i}"
-            while flag in data.column_names:
-                flag += "_"
-            data = data.append_column(flag, data.column(guard.when))
-            guards[col] = Guard(when=flag)
-            decide.append((flag, guard))
-        flags = (*part.flag_columns, *(flag for flag, _ in decide))
-        return PreparedPart(data, part.key, part.set_columns, guards, False, part.duplicates_dropped, flags), decide
 
     def stage_name(self) -> str:
         """A unique name for a staging relation."""

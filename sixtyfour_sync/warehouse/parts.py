@@ -14,10 +14,11 @@ import pyarrow.compute as pc
 
 from sixtyfour_sync.errors import DataError
 from sixtyfour_sync.warehouse.arrow import dedupe_last, json_columns_to_text
+from sixtyfour_sync.warehouse.dialect import Dialect
 from sixtyfour_sync.warehouse.sql.identifiers import Names
 from sixtyfour_sync.warehouse.types import Guard, TableRef, UpsertPart
 
-__all__ = ["PreparedPart", "apply_insert_guards", "prepare_part"]
+__all__ = ["PreparedPart", "apply_insert_guards", "guards_decided_in_stage", "prepare_part"]
 
 
 @dataclass(frozen=True)
@@ -121,3 +122,27 @@ def apply_insert_guards(part: PreparedPart) -> pa.Table:
         values = data.column(i)
         data = data.set_column(i, data.schema.field(i), pc.if_else(when, values, pa.scalar(None, values.type)))
     return data.select([*part.key, *part.set_columns])
+
+
+def guards_decided_in_stage(part: PreparedPart, dialect: Dialect) -> tuple[PreparedPart, list[tuple[str, Guard]]]:
+    """Where SET assignments may see each other (MySQL), ``not_below`` guards get decided in the stage.
+
+    Each such guard gets a flag column (a copy of its ``when``) that one UPDATE of the stage ANDs with the
+    comparison; the upsert then tests only the flag. Returns the part to stage and the (flag, guard) pairs
+    to decide; elsewhere the part unchanged and no pairs.
+    """
+    needs = {c: g for c, g in part.guards.items() if g.not_below is not None}
+    if dialect.assignments_see_old_values or not needs:
+        return part, []
+    data = part.data
+    guards = dict(part.guards)
+    decide: list[tuple[str, Guard]] = []
+    for i, (col, guard) in enumerate(needs.items()):
+        flag = f"__sixtyfour_guard_{i}"
+        while flag in data.column_names:
+            flag += "_"
+        data = data.append_column(flag, data.column(guard.when))
+        guards[col] = Guard(when=flag)
+        decide.append((flag, guard))
+    flags = (*part.flag_columns, *(flag for flag, _ in decide))
+    return PreparedPart(data, part.key, part.set_columns, guards, False, part.duplicates_dropped, flags), decide

@@ -47,15 +47,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sixtyfour_sync.config.profiles import SnowflakeTarget
 from sixtyfour_sync.errors import ConfigError, DataError, MissingDriverError, WarehouseError
 from sixtyfour_sync.warehouse.adapter import Adapter
-from sixtyfour_sync.warehouse.arrow import conform_batches, rows_to_batches
 from sixtyfour_sync.warehouse.dialect import SNOWFLAKE, Dialect
 from sixtyfour_sync.warehouse.parts import PreparedPart, apply_insert_guards, prepare_part
 from sixtyfour_sync.warehouse.session import Session
+from sixtyfour_sync.warehouse.snowflake_arrow import arrow_batches, parquet_ready, result_types, stage_type
 from sixtyfour_sync.warehouse.snowflake_auth import INSTALL_HINT, OAuthTokens, connect_kwargs, load_private_key
 from sixtyfour_sync.warehouse.sql import catalog, upsert
 from sixtyfour_sync.warehouse.types import Capabilities, LogicalType, Quoting, TableRef, UpsertPart, UpsertResult
@@ -68,65 +67,6 @@ __all__ = ["SnowflakeAdapter", "arrow_batches", "connect_kwargs", "load_private_
 log = logging.getLogger("sixtyfour_sync.warehouse.snowflake")
 
 _JSON_TYPES = frozenset({"VARIANT", "OBJECT", "ARRAY"})
-_MAX_PRECISION = 38
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading
-
-
-def result_types(description: Sequence[Any]) -> list[pa.DataType | None]:
-    """The Arrow type each result column is cast to, from the cursor's metadata (None: the first batch's).
-
-    NUMBER(p, 0) is int64 whatever width a chunk used; timestamps are microseconds, zoned ones in UTC.
-    """
-    try:
-        from snowflake.connector.constants import FIELD_ID_TO_NAME
-    except ImportError:  # pragma: no cover - the connector is installed when a cursor exists
-        return [None for _ in description]
-    out: list[pa.DataType | None] = []
-    for col in description:
-        code = getattr(col, "type_code", None)
-        name = FIELD_ID_TO_NAME.get(code, "") if isinstance(code, int) else ""
-        scale = getattr(col, "scale", None)
-        if name == "FIXED":
-            out.append(pa.int64() if not scale else None)
-        elif name in ("TIMESTAMP_TZ", "TIMESTAMP_LTZ"):
-            out.append(pa.timestamp("us", tz="UTC"))
-        elif name in ("TIMESTAMP_NTZ", "TIMESTAMP"):
-            out.append(pa.timestamp("us"))
-        else:
-            out.append(
-                {"REAL": pa.float64(), "TEXT": pa.string(), "BOOLEAN": pa.bool_(), "VARIANT": pa.string()}.get(name)
-            )
-    return out
-
-
-def arrow_batches(cursor: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """Yield an executed cursor's result as Arrow batches of at most ``batch_rows`` rows, one schema.
-
-    ``fetch_arrow_batches`` hands over the result chunk by chunk as Snowflake serves them; each is
-    re-sliced (zero copy) and cast to the types from the result metadata. A cursor without it is read
-    with ``fetchmany`` and converted.
-    """
-    fetch = getattr(cursor, "fetch_arrow_batches", None)
-    if not callable(fetch):
-        names = [str(d[0]) for d in cursor.description or ()]
-        yield from rows_to_batches(cursor.fetchmany, names, batch_rows)
-        return
-    try:
-        # Without it each chunk picks its own timestamp unit (ns, or us for dates outside 1677-2262).
-        tables = fetch(force_microsecond_precision=True)
-    except TypeError:
-        tables = fetch()
-    description = list(getattr(cursor, "description", None) or ())
-    wanted = result_types(description) if description else None
-
-    def sliced() -> Iterator[pa.RecordBatch]:
-        for table in tables:
-            yield from table.to_batches(max_chunksize=batch_rows)
-
-    yield from conform_batches(sliced(), wanted)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -335,47 +275,6 @@ class SnowflakeAdapter(Adapter[SnowflakeTarget]):
             cur.close()
 
     # ------------------------------------------------------------------------------ staging
-    @staticmethod
-    def _stage_type(t: pa.DataType) -> str:
-        if pa.types.is_boolean(t):
-            return "BOOLEAN"
-        if pa.types.is_integer(t):
-            return "NUMBER(38,0)"
-        if pa.types.is_floating(t):
-            return "DOUBLE"
-        if pa.types.is_decimal(t):
-            return f"NUMBER({min(t.precision, _MAX_PRECISION)},{min(t.scale, _MAX_PRECISION)})"
-        if pa.types.is_timestamp(t):
-            return "TIMESTAMP_TZ"
-        if pa.types.is_date(t):
-            return "DATE"
-        if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-            return "BINARY"
-        return "VARCHAR"
-
-    @staticmethod
-    def _parquet_ready(data: pa.Table, names: Sequence[str]) -> pa.Table:
-        """Stored spellings, UTC timestamps, decimals within 38 digits, text where Parquet has no type."""
-        arrays: list[pa.ChunkedArray] = []
-        for fld, col in zip(data.schema, data.columns, strict=True):
-            t = col.type
-            if pa.types.is_timestamp(t):
-                col = pc.assume_timezone(col, "UTC") if t.tz is None else col.cast(pa.timestamp(t.unit, tz="UTC"))
-            elif pa.types.is_null(t) or pa.types.is_large_string(t):
-                col = col.cast(pa.string())
-            elif pa.types.is_decimal(t) and (t.precision > _MAX_PRECISION or pa.types.is_decimal256(t)):
-                want = pa.decimal128(_MAX_PRECISION, min(t.scale, _MAX_PRECISION))
-                try:
-                    col = col.cast(want)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise DataError(
-                        f"snowflake: column {fld.name!r} holds decimals beyond 38 digits ({exc})",
-                        hint="round it or cast it to text before the upsert",
-                    ) from None
-            arrays.append(col)
-        out = pa.Table.from_arrays(arrays, names=list(names))
-        return out.append_column(upsert.SEQ, pa.array(range(out.num_rows), pa.int64()))
-
     def _stage_ref(self, table: TableRef, name: str) -> tuple[str, str]:
         """(the staging table's SQL name, its table stage ``@...%NAME``)."""
         ref = TableRef(name, schema=self.names.schema_of(table), database=table.database)
@@ -398,9 +297,9 @@ class SnowflakeAdapter(Adapter[SnowflakeTarget]):
         stored = [self.normalize_identifier(c) for c in data.column_names]
         stage_sql, stage_at = self._stage_ref(table, name)
         created.append(stage_sql)
-        ready = self._parquet_ready(data, stored)
+        ready = parquet_ready(data, stored)
         cols = ", ".join(
-            f"{self.quote(c, what='column')} {self._stage_type(f.type)}"
+            f"{self.quote(c, what='column')} {stage_type(f.type)}"
             for c, f in zip(data.column_names, ready.schema, strict=False)
         )
         path = workdir / f"{name.lower()}.parquet"

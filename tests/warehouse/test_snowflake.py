@@ -29,6 +29,7 @@ from sixtyfour_sync.errors import ConfigError, DataError, MissingDriverError, Wa
 from sixtyfour_sync.warehouse import connect
 from sixtyfour_sync.warehouse.base import Column, LogicalType, TableRef, UpsertPart
 from sixtyfour_sync.warehouse.snowflake import SnowflakeAdapter, arrow_batches, connect_kwargs
+from sixtyfour_sync.warehouse.snowflake_arrow import parquet_ready, stage_type
 from sixtyfour_sync.warehouse.snowflake_auth import SESSION_PARAMETERS, OAuthTokens
 from sixtyfour_sync.warehouse.sqlalchemy import arrow_from_rows
 
@@ -588,13 +589,13 @@ def test_result_chunks_are_cast_to_the_result_metadata_types() -> None:
 
 
 def test_decimals_are_capped_at_38_digits() -> None:
-    assert SnowflakeAdapter._stage_type(pa.decimal256(50, 10)) == "NUMBER(38,10)"
+    assert stage_type(pa.decimal256(50, 10)) == "NUMBER(38,10)"
     fits = pa.table({"d": pa.array([decimal.Decimal("12.5")], pa.decimal256(50, 10))})
-    ready = SnowflakeAdapter._parquet_ready(fits, ["D"])
+    ready = parquet_ready(fits, ["D"])
     assert ready.schema.field("D").type == pa.decimal128(38, 10)
     too_big = pa.table({"d": pa.array([decimal.Decimal(10) ** 45], pa.decimal256(50, 0))})
     with pytest.raises(DataError, match="beyond 38 digits"):
-        SnowflakeAdapter._parquet_ready(too_big, ["D"])
+        parquet_ready(too_big, ["D"])
 
 
 def test_timestamps_are_bound_as_utc_iso_text() -> None:

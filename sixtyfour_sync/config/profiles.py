@@ -500,11 +500,14 @@ def load_target(
     target: str | None = None,
     default_profile: str | None = None,
     env: Mapping[str, str] | None = None,
+    dbt_project_dir: Path | None = None,
 ) -> ResolvedTarget:
     """Find profiles.yml, pick the profile and target, render env vars and validate the output.
 
     ``profile`` is the ``--profile`` flag; ``default_profile`` the model file's or dbt_project.yml's
-    ``profile:`` (the caller resolves which); both unset means ``sixtyfour``.
+    ``profile:`` (the caller resolves which); both unset means ``sixtyfour``. The ``quoting:`` of the
+    dbt_project.yml in ``dbt_project_dir`` (default: the project directory), when there is one, comes along
+    in :attr:`ResolvedTarget.quoting`.
     """
     env_map = os.environ if env is None else env
     file = find_profiles_file(project_dir=project_dir, profiles_dir=profiles_dir, env=env_map)
@@ -574,4 +577,20 @@ def load_target(
     where = (profile_name, "outputs", target_name)
     output = render_env_vars(outputs[target_name], file=file, env=env_map, path=where)
     config = parse_target_config(output, file=file, where=where, lines=doc.lines)
-    return ResolvedTarget(profile=profile_name, target=target_name, file=file, config=config, project_dir=project_dir)
+    quoting = _dbt_project_quoting(dbt_project_dir or project_dir)
+    return ResolvedTarget(
+        profile=profile_name, target=target_name, file=file, config=config, project_dir=project_dir, quoting=quoting
+    )
+
+
+def _dbt_project_quoting(directory: Path) -> QuotingConfig | None:
+    """dbt_project.yml's ``quoting:`` (None without the file or the block); ConfigError when it is invalid."""
+    path = directory / "dbt_project.yml"
+    if not path.is_file():
+        return None
+    doc = load_yaml(path)
+    data = doc.data if isinstance(doc.data, Mapping) else None
+    try:
+        return quoting_from_dbt_project(data)
+    except ValidationError as exc:
+        raise ConfigError(problems=_problems_from_validation(exc, path, ("quoting",), doc.lines)) from None

@@ -43,6 +43,7 @@ import logging
 import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -57,6 +58,7 @@ from sixtyfour_sync.warehouse.session import Session
 from sixtyfour_sync.warehouse.snowflake_arrow import arrow_batches, parquet_ready, result_types, stage_type
 from sixtyfour_sync.warehouse.snowflake_auth import INSTALL_HINT, OAuthTokens, connect_kwargs, load_private_key
 from sixtyfour_sync.warehouse.sql import catalog, upsert
+from sixtyfour_sync.warehouse.sql.identifiers import Names
 from sixtyfour_sync.warehouse.types import Capabilities, LogicalType, Quoting, TableRef, UpsertPart, UpsertResult
 
 if TYPE_CHECKING:
@@ -247,6 +249,48 @@ class SnowflakeAdapter(Adapter[SnowflakeTarget]):
         return super().adapt_value(value)
 
     # ------------------------------------------------------------------------------ catalog
+    def _legacy_names(self) -> Names:
+        """How an earlier version spelled names: all-lower-case folded, any other quoted as written."""
+        return Names(replace(self.dialect, default_quoting=Quoting()), None, self.default_schema)
+
+    def table_exists(self, table: TableRef) -> bool:
+        """Whether the table exists under its folded name; a table spelled as written instead is an error.
+
+        An earlier version quoted mixed-case names as written, so ``target.table: LeadsEnriched`` may exist as
+        ``"LeadsEnriched"``; creating ``LEADSENRICHED`` beside it would send every row again.
+        """
+        if super().table_exists(table):
+            return True
+        legacy = self._legacy_names()
+        if legacy.table(table) != self.table_sql(table):
+            sql, params = catalog.information_schema_tables_sql(legacy, table)
+            with self.session() as s:
+                if s.fetchall(sql, params):
+                    raise ConfigError(
+                        f"snowflake: table {table} is not found as {self.table_sql(table)}, but "
+                        f"{legacy.table(table)} (a case-sensitive name an earlier version created) exists",
+                        hint="keep using it with quoting: {schema: true, identifier: true} in profiles.yml or "
+                        "dbt_project.yml, or rename it to the upper-case names dbt-snowflake uses",
+                    )
+        return False
+
+    def schema_exists(self, schema: str) -> bool:
+        """Whether the schema exists under its folded name; one spelled as written instead is an error."""
+        if super().schema_exists(schema):
+            return True
+        legacy = self._legacy_names()
+        if legacy.normalize(schema, "schema") != self.normalize_identifier(schema, "schema"):
+            sql, params = catalog.schemata_sql(legacy, schema)
+            with self.session() as s:
+                if s.fetchall(sql, params):
+                    raise ConfigError(
+                        f'snowflake: schema {schema!r} is not found as "{self.normalize_identifier(schema, "schema")}"'
+                        f', but "{schema}" (a case-sensitive name an earlier version created) exists',
+                        hint="keep using it with quoting: {schema: true} in profiles.yml or dbt_project.yml; "
+                        "dbt-snowflake itself uses the upper-case name",
+                    )
+        return False
+
     def get_columns(self, table: TableRef) -> dict[str, LogicalType | str]:
         """Columns from ``information_schema.columns``, with NUMBER's scale so BIGINT is recognised."""
         sql, params = catalog.snowflake_columns_sql(self.names, table)

@@ -12,6 +12,7 @@ import datetime as dt
 import decimal
 import http.server
 import json
+import re
 import sys
 import threading
 import uuid
@@ -618,3 +619,46 @@ def test_stream_runs_on_its_own_connection_while_ddl_runs_on_the_main_one(sf: Sn
     sf.ensure_table(TableRef("other"), KEY, COLS)  # DDL on the main connection mid-stream
     rest = list(stream)
     assert first.num_rows + sum(b.num_rows for b in rest) == 50
+
+
+def test_names_an_earlier_version_created_as_written_are_not_silently_abandoned() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fakesnow.patch():
+            database = f"DB_{uuid.uuid4().hex[:8].upper()}"
+            base = {"type": "snowflake", "account": "fakesnow", "user": "u", "password": "p", "database": database}
+            old = connect(parse_target_config({**base, "schema": "ENRICHED"}))
+            with old.session() as s:
+                s.execute('CREATE SCHEMA IF NOT EXISTS "dbt_John"')
+                s.execute('CREATE TABLE "dbt_John"."LEADS_ENRICHED" ("LEAD_ID" NUMBER(38,0))')
+                s.execute('CREATE TABLE "ENRICHED"."LeadsEnriched" ("LEAD_ID" NUMBER(38,0))')
+            old.close()
+            folded = connect(parse_target_config({**base, "schema": "dbt_John"}))
+            try:
+                with pytest.raises(ConfigError, match="case-sensitive name") as info:
+                    folded.table_exists(T)
+                assert "quoting" in str(info.value.hint)
+                with pytest.raises(ConfigError, match="case-sensitive name") as info:
+                    folded.schema_exists("dbt_John")
+                assert "quoting: {schema: true}" in str(info.value.hint)
+            finally:
+                folded.close()
+            mixed = connect(parse_target_config({**base, "schema": "ENRICHED"}))
+            try:
+                with pytest.raises(ConfigError, match=re.escape('"ENRICHED"."LeadsEnriched"')):
+                    mixed.table_exists(TableRef("LeadsEnriched"))
+                assert not mixed.table_exists(TableRef("brand_new"))
+            finally:
+                mixed.close()
+            # fakesnow cannot open a session on a quoted schema name; our SQL names the schema in full anyway.
+            import snowflake.connector
+
+            conn = snowflake.connector.connect(**connect_kwargs(parse_target_config({**base, "schema": "ENRICHED"})))
+            kept = SnowflakeAdapter(
+                parse_target_config({**base, "schema": "dbt_John", "quoting": {"schema": True}}), connection=conn
+            )
+            try:
+                assert kept.table_exists(T) and kept.schema_exists("dbt_John")
+            finally:
+                kept.close()
+                conn.close()

@@ -62,7 +62,8 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
 
 
 def stop_emulator(proc: subprocess.Popen[str]) -> dict[str, float]:
-    """Stop it and read its CPU seconds and peak RSS from the kernel."""
+    """Stop it: its peak RSS (``VmHWM``) read just before, its CPU seconds from the kernel after."""
+    peak = st.vm_hwm_mb(proc.pid)
     proc.terminate()
     try:
         _, status, usage = os.wait4(proc.pid, 0)
@@ -73,7 +74,7 @@ def stop_emulator(proc: subprocess.Popen[str]) -> dict[str, float]:
         proc.stdout.close()
     return {
         "emulator_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-        "emulator_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "emulator_peak_rss_mb": peak if peak is not None else round(usage.ru_maxrss / 1024, 1),
     }
 
 

@@ -1,0 +1,69 @@
+"""Draw seconds and peak RSS against rows for the engine, the raw stages and the script, from pipeline JSON.
+
+    python bench/plot_pipeline.py docs/benchmarks-pipeline.json --out docs/benchmarks.png
+
+One column per backend; the top row is wall seconds, the bottom row peak RSS of the measured process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+STYLES = {
+    "engine": {"color": "#1f77b4", "marker": "o", "label": "sixtyfour-sync (engine)"},
+    "raw": {"color": "#2ca02c", "marker": "s", "label": "raw stages"},
+    "script": {"color": "#d62728", "marker": "^", "label": "hand-written pandas script"},
+}
+
+
+def plot(data: dict[str, Any], out: Path, title: str | None = None) -> None:
+    """Write the PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = data["results"]
+    backends = sorted({r["backend"] for r in results})
+    fig, axes = plt.subplots(2, len(backends), figsize=(5.5 * len(backends), 7.5), squeeze=False)
+    for col, backend in enumerate(backends):
+        for thing, style in STYLES.items():
+            points = sorted((r["rows"], r) for r in results if r["backend"] == backend and r["thing"] == thing)
+            if not points:
+                continue
+            xs = [p[0] for p in points]
+            axes[0][col].plot(xs, [p[1]["wall_s"] for p in points], **style)
+            axes[1][col].plot(xs, [p[1]["peak_rss_mb"] for p in points], **style)
+        axes[0][col].set_title(backend)
+        axes[0][col].set_ylabel("wall seconds")
+        axes[1][col].set_ylabel("peak RSS, MB")
+        for row in (0, 1):
+            ax = axes[row][col]
+            ax.set_xlabel("rows")
+            ax.grid(True, alpha=0.3)
+            ax.set_ylim(bottom=0)
+            ax.ticklabel_format(axis="x", style="plain")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1e6:g}M"))
+    axes[0][0].legend(loc="upper left", fontsize=8)
+    meta = data.get("meta", {})
+    fig.suptitle(title or f"Pipeline, jobs instant (measured {meta.get('measured_at', '?')}, {meta.get('cpus')} CPUs)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("json", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.png"))
+    parser.add_argument("--title", default=None)
+    args = parser.parse_args()
+    plot(json.loads(args.json.read_text()), args.out, args.title)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
 """The whole pipeline at scale: the raw stages, the hand-written script and the engine, side by side.
 
     python bench/pipeline.py [--backends duckdb postgres] [--rows 250000 1000000 5000000]
-                             [--things raw script engine] [--json bench/out/pipeline.json]
+                             [--things raw script engine] [--repeat 1] [--json bench/out/pipeline.json]
 
 For each backend and size, one source table of that many leads, then each measured thing (see
 bench/pipeline_stages.py) in a child process of its own, against an emulator in a process of its own
@@ -239,6 +239,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", choices=["duckdb", "postgres"], default=["duckdb", "postgres"])
     parser.add_argument("--rows", type=int, nargs="+", default=[250_000, 1_000_000, 5_000_000])
     parser.add_argument("--things", nargs="+", choices=THINGS, default=list(THINGS))
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each thing; the median run (by wall) is shown")
     parser.add_argument("--json", type=Path, default=None, help="write every result (and the ratios) here")
     parser.add_argument("--work", type=Path, default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -258,7 +259,10 @@ def main() -> None:
                 source = make_source(backend, rows, work)
                 try:
                     for thing in args.things:
-                        r = measure(thing, backend, rows, source, work)
+                        runs = [measure(thing, backend, rows, source, work) for _ in range(args.repeat)]
+                        r = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]  # the median run
+                        if len(runs) > 1:
+                            r["walls_s"] = [x["wall_s"] for x in runs]
                         results.append(r)
                         print(_fmt(r), flush=True)
                         if args.json:

@@ -1,6 +1,6 @@
 """Draw seconds and peak RSS against rows for the engine, the raw stages and the script, from pipeline JSON.
 
-    python bench/plot_pipeline.py docs/benchmarks-pipeline.json --out docs/benchmarks.png
+    python bench/plot_pipeline.py docs/benchmarks-pipeline.json --out docs/benchmarks.png [--markdown]
 
 One column per backend; the top row is wall seconds, the bottom row peak RSS of the measured process.
 """
@@ -55,14 +55,46 @@ def plot(data: dict[str, Any], out: Path, title: str | None = None) -> None:
     fig.savefig(out, dpi=110)
 
 
+def markdown(data: dict[str, Any]) -> str:
+    """The results as the Markdown table of docs/benchmarks.md, then the ratios."""
+    lines = [
+        "| backend | rows | thing | wall s | CPU s | peak RSS MB | rows/s | rows/s excl. API | API s "
+        "| emulator CPU s / peak MB | load avg |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    order = {t: i for i, t in enumerate(STYLES)}
+    for r in sorted(data["results"], key=lambda r: (r["backend"], r["rows"], order.get(r["thing"], 9))):
+        excl = f"{r['rows_per_s_excl_api']:,}" if r.get("rows_per_s_excl_api") else ""
+        lines.append(
+            f"| {r['backend']} | {r['rows']:,} | {r['thing']} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} "
+            f"| {r['peak_rss_mb']:.0f} | {r['rows_per_s']:,} | {excl} | {r['api_s']:.2f} "
+            f"| {r.get('emulator_cpu_s', 0):.2f} / {r.get('emulator_peak_rss_mb', 0):.0f} "
+            f"| {r['load_avg_start']:.1f}-{r['load_avg_end']:.1f} |"
+        )
+    lines += [
+        "",
+        "| backend | rows | engine/raw wall | engine/raw CPU | script/engine wall |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for e in data.get("ratios", []):
+        cells = [e.get(k) for k in ("engine_over_raw_wall", "engine_over_raw_cpu", "script_over_engine_wall")]
+        shown = " | ".join(f"{c}x" if c is not None else "" for c in cells)
+        lines.append(f"| {e['backend']} | {e['rows']:,} | {shown} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("json", type=Path)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.png"))
     parser.add_argument("--title", default=None)
+    parser.add_argument("--markdown", action="store_true", help="also print the Markdown tables")
     args = parser.parse_args()
-    plot(json.loads(args.json.read_text()), args.out, args.title)
+    data = json.loads(args.json.read_text())
+    plot(data, args.out, args.title)
     print(f"wrote {args.out}")
+    if args.markdown:
+        print(markdown(data))
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@
 
 For each backend and size, one source table of that many leads, then each measured thing (see
 bench/pipeline_stages.py) in a child process of its own, against an emulator in a process of its own
-(``--job-seconds 0``, no submission or request limit, 5% of rows fail). DuckDB things each get a fresh copy
-of the same database file; PostgreSQL things share a ``bench_<hex>`` schema, each writing its own table.
+(``--job-seconds 0``, no submission or request limit, 5% of rows fail). Every run starts as a first run:
+DuckDB things each get a fresh copy of the same database file; in PostgreSQL everything but the source is
+dropped from the ``bench_<hex>`` schema before each run.
 The engine runs through the Python API with the client's 10-submissions-a-minute limiter relaxed to
 10,000 (``SixtyfourClient(..., limiter=SubmissionLimiter(limit=10_000))``); real runs keep the default.
 
@@ -22,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -102,6 +104,22 @@ def make_source(backend: str, rows: int, work: Path) -> dict[str, Any]:
     return {"schema": schema, "source": f'"{schema}".leads'}
 
 
+def reset_postgres(source: dict[str, Any]) -> None:
+    """Drop everything but the source in the schema, so each run starts as the first (no target, no ledger)."""
+    if "schema" not in source:
+        return
+    import psycopg
+
+    schema = source["schema"]
+    with psycopg.connect(st.PG_DSN, autocommit=True) as con:
+        tables = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_name <> 'leads'",
+            [schema],
+        ).fetchall()
+        for (name,) in tables:
+            con.execute(f'DROP TABLE IF EXISTS "{schema}"."{name}" CASCADE')
+
+
 def drop_source(source: dict[str, Any]) -> None:
     """Remove a PostgreSQL schema (DuckDB files go with the work directory)."""
     if "schema" not in source:
@@ -153,7 +171,8 @@ def _struct() -> dict[str, Any]:
 
 
 def measure(thing: str, backend: str, rows: int, source: dict[str, Any], work: Path) -> dict[str, Any]:
-    """One measured thing in its own child process, with its own emulator."""
+    """One measured thing in its own child process, with its own emulator, on a fresh copy of the data."""
+    reset_postgres(source)
     thing_dir = work / f"{backend}-{rows}-{thing}"
     shutil.rmtree(thing_dir, ignore_errors=True)
     thing_dir.mkdir(parents=True)
@@ -247,6 +266,8 @@ def main() -> None:
     if args.child:
         st.child(args.child)
         return
+    # On SIGTERM, unwind: the finally blocks stop the emulators and drop the PostgreSQL schemas.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = args.work or Path(tempfile.mkdtemp(prefix="sf-bench-pipeline-"))
     work.mkdir(parents=True, exist_ok=True)
     print("engine: sixtyfour_sync.run with SixtyfourClient(..., limiter=SubmissionLimiter(limit=10_000));")

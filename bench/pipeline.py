@@ -296,6 +296,8 @@ def main() -> None:
     print()
     for entry in ratios(results):
         parts = [f"{k} {v}x" for k, v in entry.items() if k not in ("backend", "rows")]
+        if not parts:
+            continue
         print(f"{entry['backend']:8} {entry['rows']:>9,}  " + ", ".join(parts))
     if args.json:
         _write(args.json, results)

@@ -109,7 +109,10 @@ class Emulator:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._owns_data_dir = False
         (self.data_dir / "uploads").mkdir(exist_ok=True)
-        self._submit = SubmitHandler(s, self._accounts, self.data_dir, self._register, self._find)
+        # Parsing an upload and generating an output take turns: memory holds one file's working set, not
+        # one per request in flight (the engine uploads while earlier jobs complete).
+        self._heavy = threading.BoundedSemaphore(1)
+        self._submit = SubmitHandler(s, self._accounts, self.data_dir, self._register, self._find, self._heavy)
         self._webhooks = WebhookSender(s, self._render_for_webhook, self._stop, self.webhook_deliveries, self._lock)
         self.on_job_finished(self._webhooks.job_finished)
 
@@ -399,7 +402,8 @@ class Emulator:
     def _produce(self, job: Job) -> None:
         s = self.settings
         options = OutputOptions(s.seed, s.failure_rate, s.preview_max_rows, self._carried())
-        job.files, job.failed_rows = produce_outputs(job, options, s.clock())
+        with self._heavy:
+            job.files, job.failed_rows = produce_outputs(job, options, s.clock())
 
     # ------------------------------------------------------------------ WSGI
 

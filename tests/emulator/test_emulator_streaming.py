@@ -113,7 +113,7 @@ def test_a_long_line_is_one_piece(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_csv_in_blocks_with_multiline_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(uploads, "_BLOCK", 1 << 10)
+    monkeypatch.setattr(uploads, "_CSV_BLOCK", 1 << 10)
     lines = "".join(f'{i},"line one\nline two {i}",x\n' for i in range(200))
     got = _parse(tmp_path, "id,text,other\n" + lines, "rows.csv")
     assert len(got) == 200 and got[150] == {"id": "150", "text": "line one\nline two 150", "other": "x"}

@@ -39,7 +39,9 @@ class LogReporter(Reporter):
     """Plain progress lines (text or JSON logs), one per event."""
 
     def on(self, event_name: str, sync: str, **data: Any) -> None:
-        if event_name == "plan":
+        if event_name == "scan":
+            event("sync.scan", f"{sync}: reading {data['source_rows']:,} source row(s)", sync=sync, **data)
+        elif event_name == "plan":
             event("sync.plan", f"{sync}: {data['rows']:,} row(s) to send in {data['files']} file(s)", sync=sync, **data)
         elif event_name == "extracted":
             event("sync.file_written", f"{sync}: wrote a file of {data['rows']:,} rows", sync=sync, **data)
@@ -85,12 +87,22 @@ class RichReporter(Reporter):
             if not self.started:
                 self.progress.start()
                 self.started = True
-            if event_name == "plan":
+            if event_name == "scan":
+                self._task(sync, "source rows read", data["source_rows"])
+                for name in ("rows extracted", "files submitted", "jobs finished", "rows merged"):
+                    self._task(sync, name, None)
+            elif event_name == "scanned":
+                self.progress.advance(self._task(sync, "source rows read", None), data["rows"])
+            elif event_name == "plan":
+                # the pass is over: the totals are known now
                 rows, files = data["rows"], data["files"]
-                self._task(sync, "rows extracted", rows)
-                self._task(sync, "files submitted", files)
-                self._task(sync, "jobs finished", files)
-                self._task(sync, "rows merged", rows)
+                for name, total in (
+                    ("rows extracted", rows),
+                    ("files submitted", files),
+                    ("jobs finished", files),
+                    ("rows merged", rows),
+                ):
+                    self.progress.update(self._task(sync, name, total), total=total)
             elif event_name == "extracted":
                 self.progress.advance(self._task(sync, "rows extracted", None), data["rows"])
             elif event_name == "submitted":

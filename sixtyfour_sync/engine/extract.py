@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,17 @@ import pyarrow.compute as pc
 from sixtyfour_sync.engine.files import ChunkFile, write_chunks
 from sixtyfour_sync.engine.select import (
     DELIBERATE,
+    EXISTS_COLUMN,
     HASH_COLUMN,
     KEY_HASH_COLUMN,
+    KEY_ROWS_COLUMN,
     REASON_COLUMN,
     Selection,
     rebuild_sql,
 )
-from sixtyfour_sync.warehouse.base import Adapter
+from sixtyfour_sync.warehouse.base import Adapter, KeyReport
 
-__all__ = ["Producer", "denormalize", "rebuild_file"]
+__all__ = ["Producer", "ScanStats", "denormalize", "rebuild_file"]
 
 
 def denormalize(adapter: Adapter, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -46,19 +49,89 @@ def _describe(table: pa.Table) -> dict[str, Any]:
     return {"reasons": counts, "deliberate": any(r in DELIBERATE for r in counts)}
 
 
+@dataclass
+class ScanStats:
+    """What one pass over the source found: rows by reason, and the NULL and duplicated keys it skipped."""
+
+    key: tuple[str, ...]
+    source_rows: int = 0
+    rows_by_reason: dict[str, int] = field(default_factory=dict)
+    null_key_rows: int = 0
+    duplicate_rows: int = 0
+    duplicate_keys: int = 0
+    null_samples: list[tuple[Any, ...]] = field(default_factory=list)
+    duplicate_samples: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    limited: bool = False
+    _last_duplicate: tuple[Any, ...] | None = None
+
+    def skip_bad_keys(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """``batch`` without its rows of NULL or duplicated keys, which are counted (with a few samples)."""
+        nulls = None
+        for k in self.key:
+            m = pc.is_null(batch.column(k))
+            nulls = m if nulls is None else pc.or_(nulls, m)
+        dup = pc.not_equal(batch.column(KEY_ROWS_COLUMN), 1)
+        bad = pc.or_(nulls, dup) if nulls is not None else dup
+        if not pc.any(bad).as_py():
+            return batch
+        n_null = int(pc.sum(nulls).as_py() or 0) if nulls is not None else 0
+        dups = batch.filter(pc.and_(dup, pc.invert(nulls)) if nulls is not None else dup)
+        self.null_key_rows += n_null
+        if n_null and len(self.null_samples) < 20:
+            sample = batch.filter(nulls).select(list(self.key)).slice(0, 20 - len(self.null_samples))
+            self.null_samples.extend(tuple(r.values()) for r in sample.to_pylist())
+        if dups.num_rows:
+            self.duplicate_rows += dups.num_rows
+            groups = dups.select(list(self.key)).group_by(list(self.key)).aggregate([([], "count_all")])
+            # The rows of one key are adjacent (the selection is in key order): a key split across two batches
+            # is the last key of one and the first of the next, and is counted once.
+            for row in groups.to_pylist():
+                n = int(row.pop("count_all"))
+                values = tuple(row[c] for c in self.key)
+                if values in self.duplicate_samples:
+                    self.duplicate_samples[values] += n
+                elif len(self.duplicate_samples) < 20:
+                    self.duplicate_samples[values] = n
+                elif values != self._last_duplicate:
+                    self.duplicate_keys += 1
+            last = dups.slice(dups.num_rows - 1).select(list(self.key)).to_pylist()[0]
+            self._last_duplicate = tuple(last[c] for c in self.key)
+        return batch.filter(pc.invert(bad))
+
+    def count(self, batch: pa.RecordBatch) -> None:
+        """Count a batch's rows by reason."""
+        for item in pc.value_counts(batch.column(REASON_COLUMN)).to_pylist():
+            name = str(item["values"])
+            self.rows_by_reason[name] = self.rows_by_reason.get(name, 0) + int(item["counts"])
+
+    def report(self) -> KeyReport:
+        """The key report of the pass (as :meth:`Adapter.key_report` gives it, without a second scan)."""
+        samples = sorted(self.duplicate_samples.items(), key=lambda kv: -kv[1])
+        return KeyReport(
+            key=self.key,
+            total_rows=self.source_rows,
+            null_key_rows=self.null_key_rows,
+            duplicate_keys=self.duplicate_keys + len(self.duplicate_samples),
+            duplicate_rows=self.duplicate_rows,
+            null_samples=tuple(self.null_samples),
+            duplicate_samples=tuple((k, n) for k, n in samples),
+        )
+
+
 class Producer:
     """Streams a selection into files on a thread; the owner takes them from :attr:`events`.
 
-    Events are ``("file", ChunkFile)``, ``("producer_error", exception)`` and ``("producer_done", None)``.
-    Each file holds a slot until :meth:`release` is called for it (when the API has answered), so extraction
-    runs at most ``files_ahead`` files ahead.
+    Events are ``("file", ChunkFile)``, ``("scanned", rows)``, ``("producer_error", exception)`` and
+    ``("producer_done", None)``. Each file holds a slot until :meth:`release` is called for it (when the API
+    has answered), so extraction runs at most ``files_ahead`` files ahead. ``selections`` are read one after
+    the other (the buckets of a big source), ``limit`` caps the rows sent.
     """
 
     def __init__(
         self,
         *,
         adapter_factory: Callable[[], Adapter],
-        selection: Selection,
+        selections: list[Selection],
         out_dir: Path,
         prefix: str,
         chunk_rows: int,
@@ -66,9 +139,11 @@ class Producer:
         files_ahead: int,
         events: queue.Queue[tuple[str, Any]],
         owns_adapter: bool,
+        stats: ScanStats,
+        limit: int | None = None,
     ) -> None:
         self._factory = adapter_factory
-        self._selection = selection
+        self._selections = selections
         self._out_dir = out_dir
         self._prefix = prefix
         self._chunk_rows = chunk_rows
@@ -77,8 +152,9 @@ class Producer:
         self._owns_adapter = owns_adapter
         self._slots = threading.Semaphore(max(1, files_ahead))
         self._stop = threading.Event()
+        self.stats = stats
+        self._limit = limit
         self.done = False
-        self.rows_read = 0
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -100,23 +176,34 @@ class Producer:
             self._thread.join(timeout)
 
     def _batches(self, adapter: Adapter) -> Iterator[pa.RecordBatch]:
-        sel = self._selection
-        for batch in adapter.stream(sel.sql, list(sel.params), batch_rows=self._batch_rows):
-            if self._stop.is_set():
-                return
-            self.rows_read += batch.num_rows
-            yield denormalize(adapter, batch)
+        left = self._limit
+        for sel in self._selections:
+            for raw in adapter.stream(sel.sql, list(sel.params), batch_rows=self._batch_rows):
+                if self._stop.is_set():
+                    return
+                batch = self.stats.skip_bad_keys(denormalize(adapter, raw))
+                if left is not None and batch.num_rows >= left:
+                    batch = batch.slice(0, left)
+                    self.stats.limited = True
+                self.stats.count(batch)
+                self._events.put(("scanned", raw.num_rows))
+                if batch.num_rows:
+                    yield batch
+                if left is not None:
+                    left -= batch.num_rows
+                    if left <= 0:
+                        return
 
     def _run(self) -> None:
         adapter = self._factory()
         try:
-            keep = [*self._selection.key, KEY_HASH_COLUMN, HASH_COLUMN]
+            keep = [*self._selections[0].key, KEY_HASH_COLUMN, HASH_COLUMN, EXISTS_COLUMN]
             for chunk in write_chunks(
                 self._batches(adapter),
                 out_dir=self._out_dir,
                 prefix=self._prefix,
                 chunk_rows=self._chunk_rows,
-                drop=[REASON_COLUMN, KEY_HASH_COLUMN],
+                drop=[REASON_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, EXISTS_COLUMN],
                 describe=_describe,
                 keep=keep,
             ):

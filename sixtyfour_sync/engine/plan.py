@@ -171,7 +171,8 @@ def plan_sync(
     report = adapter.key_report(source_sql, spec.source.key)
     with adapter.session() as s:
         counts = {
-            str(r): int(n) for r, n in s.fetchall(count_by_reason_sql(adapter, selection), list(selection.params))
+            str(r): int(n)
+            for r, n in s.fetchall(count_by_reason_sql(adapter, selection, spec.refresh.limit), list(selection.params))
         }
     price = resolve_price(spec, ledger, prices)
     rows = sum(counts.values())

@@ -43,6 +43,19 @@ _JSON_BLOCK = 16 << 20
 _MAX_OBJECT = 32 << 20  # a single record; DuckDB buffers twice this
 
 
+def max_object_size(path: Path) -> int:
+    """DuckDB's ``maximum_object_size`` for a JSON file: no record is larger than the file itself.
+
+    DuckDB allocates twice this per read, and the process's in-memory DuckDB shares one memory limit
+    between threads: sizing it to the file keeps small files from reserving 64 MB each.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return _MAX_OBJECT
+    return max(1 << 16, min(_MAX_OBJECT, size + 1))
+
+
 class ResultParseError(SixtyfourSyncError):
     """A result file cannot be read; the file is kept and its path is in the message."""
 
@@ -134,7 +147,7 @@ def _read_json_objects(path: Path, *, array: bool) -> pa.Table:
         fmt = ", format = 'auto'" if array else ""
         con.execute(
             f"CREATE TEMP TABLE j AS SELECT row_number() OVER () AS i, json AS o FROM "
-            f"{fn}({literal(str(path))}{fmt}, maximum_object_size = {_MAX_OBJECT})"
+            f"{fn}({literal(str(path))}{fmt}, maximum_object_size = {max_object_size(path)})"
         )
         if array and fetch_one(con, "SELECT count(*) FROM j") == (1,):
             # perhaps {"results": [...]}: an object wrapping the rows

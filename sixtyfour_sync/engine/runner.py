@@ -32,7 +32,7 @@ from sixtyfour_sync.api.schema import validate_config
 from sixtyfour_sync.config.models import LoadedSync, build_api_config
 from sixtyfour_sync.engine.budget import Budget, fit_file
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder, SyncContext
-from sixtyfour_sync.engine.extract import Producer, denormalize, rebuild_file
+from sixtyfour_sync.engine.extract import Producer, ScanStats, denormalize, rebuild_file
 from sixtyfour_sync.engine.files import ChunkFile, head_chunk, tail_chunk
 from sixtyfour_sync.engine.jobs import JobDriver, Tracked, failpoint
 from sixtyfour_sync.engine.keys import idempotency_key, salt_for
@@ -40,13 +40,14 @@ from sixtyfour_sync.engine.lease import Lease
 from sixtyfour_sync.engine.ledger import KEY_HASH, Job, Ledger
 from sixtyfour_sync.engine.localdb import duck_type, ident, json_path, literal, local_duckdb
 from sixtyfour_sync.engine.plan import owned_columns, plan_sync, resolve_inputs, resolve_price, target_ref
+from sixtyfour_sync.engine.results import max_object_size
 from sixtyfour_sync.engine.scheduler import Scheduler, StopToken
 from sixtyfour_sync.engine.select import (
     HASH_COLUMN,
     KEY_HASH_COLUMN,
     Selection,
+    bucket_count,
     build_selection,
-    count_by_reason_sql,
     source_relation_sql,
 )
 from sixtyfour_sync.engine.states import ACTIVE, HELD, HOLDS_ROWS, JobState
@@ -120,6 +121,7 @@ class SyncRunner:
         self.inputs: list[str] = []
         self.source_sql = ""
         self.producer: Producer | None = None
+        self.scan: ScanStats | None = None
         #: Files waiting for the price to be learned (the first, one-row file is in flight), with whether
         #: each holds an extraction slot.
         self.waiting_files: list[tuple[ChunkFile, bool]] = []
@@ -207,7 +209,8 @@ class SyncRunner:
             out[k] = arrow.get(lt, pa.string()) if isinstance(lt, LogicalType) else pa.string()
         return out
 
-    def _selection(self, *, held: bool) -> Selection:
+    def _selections(self, *, held: bool, buckets: int = 1) -> list[Selection]:
+        """The selection, as ``buckets`` queries over disjoint sets of keys (one when the dialect sorts all)."""
         ctx = self.ctx
         a = ctx.adapter
         exists = a.table_exists(ctx.target)
@@ -217,17 +220,24 @@ class SyncRunner:
         held_keys = None
         if held and ctx.ledger.exists():
             held_keys = ctx.ledger.held_keys_sql(ctx.name, sorted(HOLDS_ROWS))
-        return build_selection(
-            a,
-            ctx.spec,
-            source_sql=self.source_sql,
-            inputs=self.inputs,
-            target=ctx.target,
-            target_columns=columns,
-            spec_hash=ctx.spec_hash,
-            full_refresh=self.full_refresh,
-            held_keys=held_keys,
-        )
+        return [
+            build_selection(
+                a,
+                ctx.spec,
+                source_sql=self.source_sql,
+                inputs=self.inputs,
+                target=ctx.target,
+                target_columns=columns,
+                spec_hash=ctx.spec_hash,
+                full_refresh=self.full_refresh,
+                held_keys=held_keys,
+                bucket=(b, buckets) if buckets > 1 else None,
+            )
+            for b in range(buckets)
+        ]
+
+    def _selection(self, *, held: bool) -> Selection:
+        return self._selections(held=held)[0]
 
     # ------------------------------------------------------------------ resume
 
@@ -349,7 +359,7 @@ class SyncRunner:
                 for k, typ in ctx.key_types.items()
             ]
             cols.append(f"json_extract_string(json, {json_path(HASH_COLUMN)}) AS {ident(HASH_COLUMN)}")
-            source = f"read_ndjson_objects({literal(str(t.file))}, maximum_object_size = 33554432)"
+            source = f"read_ndjson_objects({literal(str(t.file))}, maximum_object_size = {max_object_size(t.file)})"
             sql = f"SELECT {', '.join(cols)} FROM {source}"
             return local_duckdb().sql(sql).to_arrow_table()
         a = ctx.adapter
@@ -369,28 +379,23 @@ class SyncRunner:
     # ------------------------------------------------------------------ new rows
 
     def _run_new(self) -> None:
+        """One pass over the source: select, check keys and count as the rows stream into files."""
         ctx, spec = self.ctx, self.ctx.spec
-        selection = self._selection(held=True)
-        report = ctx.adapter.key_report(self.source_sql, spec.source.key)
-        if not report.ok:
-            self.result.warnings.append(report.describe())
-            ctx.note(report.describe(), "warning")
-        with ctx.adapter.session() as s:
-            counts = {
-                str(r): int(n)
-                for r, n in s.fetchall(count_by_reason_sql(ctx.adapter, selection), list(selection.params))
-            }
-        self.result.rows_by_reason = counts
-        total = sum(counts.values())
-        ctx.reporter.on("plan", spec.name, rows=total, files=math.ceil(total / spec.chunk_rows) if total else 0)
-        if total == 0:
+        a = ctx.adapter
+        with a.session() as s:
+            row = s.fetchone(f"SELECT COUNT(*) FROM ({self.source_sql}) {a.subquery_alias('n')}")
+        source_rows = int(row[0]) if row and row[0] is not None else 0
+        if source_rows == 0:
             if not self.result.jobs:
                 self.result.status = "nothing_to_do"
             return
+        selections = self._selections(held=True, buckets=bucket_count(a, source_rows))
+        self.scan = ScanStats(tuple(spec.source.key), source_rows=source_rows)
+        ctx.reporter.on("scan", spec.name, source_rows=source_rows)
         ctx.ledger.ensure()
         self.producer = Producer(
             adapter_factory=self._extract_factory(),
-            selection=selection,
+            selections=selections,
             out_dir=ctx.files_dir,
             prefix=spec.name,
             chunk_rows=spec.chunk_rows,
@@ -398,9 +403,25 @@ class SyncRunner:
             files_ahead=ctx.settings.files_ahead,
             events=ctx.scheduler.events,
             owns_adapter=self.extract_adapter is not None,
+            stats=self.scan,
+            limit=spec.refresh.limit,
         )
         self.producer.start()
         self._loop()
+        self._scan_done()
+
+    def _scan_done(self) -> None:
+        """Report what the pass found (keys skipped, rows by reason) once the producer has finished."""
+        if self.scan is None:
+            return
+        ctx, r = self.ctx, self.result
+        report = self.scan.report()
+        if not report.ok and report.describe() not in r.warnings:
+            r.warnings.append(report.describe())
+            ctx.note(report.describe(), "warning")
+        r.rows_by_reason = dict(self.scan.rows_by_reason)
+        if not r.rows_selected and not r.jobs and r.status == "ok":
+            r.status = "nothing_to_do"
 
     def _extract_factory(self) -> Any:
         if self.extract_adapter is not None:
@@ -557,9 +578,16 @@ class SyncRunner:
     def _handle(self, kind: str, payload: Any) -> None:
         if kind == "file":
             self._on_file(payload)
+        elif kind == "scanned":
+            self.ctx.reporter.on("scanned", self.ctx.name, rows=payload)
         elif kind == "producer_done":
             if self.producer is not None:
                 self.producer.done = True
+            if self.scan is not None:
+                total = sum(self.scan.rows_by_reason.values())
+                files = math.ceil(total / self.ctx.spec.chunk_rows) if total else 0
+                self.ctx.reporter.on("plan", self.ctx.name, rows=total, files=files)
+                self._scan_done()
         elif kind == "producer_error":
             if self.producer is not None:
                 self.producer.stop()

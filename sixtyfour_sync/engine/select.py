@@ -1,9 +1,9 @@
 """Choosing the rows a run sends, in SQL, inside the warehouse.
 
-The source (a table, a query or a dbt model, with its ``where``) is first cleaned of rows whose key is NULL
-or duplicated (reported, never sent). Each remaining row gets a hash of its input columns, computed by the
-warehouse, and is joined to the target's bookkeeping columns. Only the rows that need work come back,
-labelled with the reason:
+The source (a table, a query or a dbt model, with its ``where``) is read once. Each row gets a hash of its
+input columns and of its key, computed by the warehouse, a count of the rows that share its key (a NULL or
+duplicated key is reported and never sent), and is joined to the target's bookkeeping columns. Only the
+rows that need work come back (and those with a bad key, to be counted), labelled with the reason:
 
 - ``new``: never enriched (no target row, or a target row the sync never wrote);
 - ``changed``: the input hash or the spec hash differs from what was enriched;
@@ -25,14 +25,19 @@ from typing import Any
 
 from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.warehouse.base import Adapter, LogicalType, TableRef
+from sixtyfour_sync.warehouse.sql.identifiers import strip_sql
 
 __all__ = [
     "DELIBERATE",
+    "EXISTS_COLUMN",
     "HASH_COLUMN",
     "KEY_HASH_COLUMN",
+    "KEY_ROWS_COLUMN",
     "REASONS",
     "REASON_COLUMN",
     "Selection",
+    "bucket_count",
+    "bucket_predicate",
     "build_selection",
     "count_by_reason_sql",
     "rebuild_sql",
@@ -42,6 +47,10 @@ __all__ = [
 HASH_COLUMN = "_sixtyfour_input_hash"
 KEY_HASH_COLUMN = "_sixtyfour_key_hash"
 REASON_COLUMN = "_sixtyfour_reason"
+#: Whether the target already has a row for the key (a file of rows it has none of is inserted, not upserted).
+EXISTS_COLUMN = "_sixtyfour_in_target"
+#: How many source rows share the key (a NULL or duplicated key is never sent).
+KEY_ROWS_COLUMN = "_sixtyfour_key_rows"
 REASONS = ("new", "changed", "stale", "failed_retry", "refresh")
 #: Reasons that ask a question again on purpose: their files get a run-specific Idempotency-Key.
 DELIBERATE = frozenset({"stale", "failed_retry", "refresh"})
@@ -51,9 +60,12 @@ DELIBERATE = frozenset({"stale", "failed_retry", "refresh"})
 class Selection:
     """The SQL of a selection and what it returns.
 
-    ``sql`` returns the key columns, the inputs, the input hash (carried in the file, not researched), the
-    key hash and the reason; ``hashed_sql`` is the cleaned source with both hashes, before the join with the
-    target, which a resume uses to rebuild a lost file from the warehouse by its key hashes.
+    ``sql`` returns, in key order, the key columns, the inputs, the input hash (carried in the file, not
+    researched), the key hash, the reason, whether the target already has a row for the key, and how many
+    source rows share the key. It returns every row that needs work, and also every row whose key is NULL
+    or duplicated (never sent: the reader drops and reports them), so one pass over the source both selects
+    and checks keys. ``hashed_sql`` is the source with both hashes, before the join with the target, which
+    a resume uses to rebuild a lost file by its key hashes. Parameters are :attr:`params`, in order.
     """
 
     sql: str
@@ -79,6 +91,23 @@ def source_relation_sql(adapter: Adapter, sync: SyncSpec, ref_table: TableRef | 
     return adapter.source_sql(table=table, where=src.where)
 
 
+def bucket_predicate(adapter: Adapter, alias: str, key: Sequence[str], bucket: tuple[int, int] | None) -> str:
+    """``hash(key) % n = b`` on ``alias``'s key, or "" (no buckets, or the dialect has no cheap hash)."""
+    template = adapter.dialect.bucket_hash
+    if bucket is None or template is None or bucket[1] <= 1:
+        return ""
+    b, n = bucket
+    cols = ", ".join(f"{alias}.{adapter.quote(k, what='key column')}" for k in key)
+    return f"({template.format(cols)} % {int(n)}) = {int(b)}"
+
+
+def bucket_count(adapter: Adapter, source_rows: int, rows_per_bucket: int = 250_000) -> int:
+    """How many buckets to read a source of ``source_rows`` rows in (1 where the dialect sorts it all)."""
+    if adapter.dialect.bucket_hash is None or source_rows <= rows_per_bucket:
+        return 1
+    return -(-source_rows // rows_per_bucket)
+
+
 def build_selection(
     adapter: Adapter,
     sync: SyncSpec,
@@ -89,14 +118,15 @@ def build_selection(
     target_columns: Mapping[str, LogicalType | str] | None,
     spec_hash: str,
     full_refresh: bool = False,
-    limit: int | None = None,
     held_keys: tuple[str, Sequence[Any]] | None = None,
+    bucket: tuple[int, int] | None = None,
 ) -> Selection:
     """The selection query for a sync (``target_columns`` None: the target table does not exist yet).
 
     ``held_keys`` is SQL (and its parameters) returning key hashes that unfinished or held jobs own: those
     rows are left out, so a row is never in two jobs at once and a held job's rows are not bought again.
-    Parameters of the returned SQL are those of ``held_keys``, in order (:attr:`Selection.params`).
+    ``bucket`` ``(b, n)`` restricts the selection to the keys that hash to bucket ``b`` of ``n``, so a big
+    source is sorted a bucket at a time (see :func:`bucket_count`).
     """
     q = adapter.quote
     key = list(sync.source.key)
@@ -104,78 +134,84 @@ def build_selection(
     input_cols = "".join(f", c.{q(c, what='source column')}" for c in inputs)
     row_hash = adapter.row_hash_sql(list(inputs) or key, alias="c")
     key_hash = adapter.row_hash_sql(key, alias="c")
-    clean = adapter.clean_source_sql(source_sql, key)
+    inner = strip_sql(source_sql)
+    where_bucket = bucket_predicate(adapter, "c", key, bucket)
     hashed = (
-        f"SELECT {key_cols}{input_cols}, {row_hash} AS {q(HASH_COLUMN)}, {key_hash} AS {q(KEY_HASH_COLUMN)} "
-        f"FROM ({clean}) {adapter.subquery_alias('c')}"
+        f"SELECT {key_cols}{input_cols}, {row_hash} AS {q(HASH_COLUMN)}, {key_hash} AS {q(KEY_HASH_COLUMN)}, "
+        f"COUNT(*) OVER (PARTITION BY {key_cols}) AS {q(KEY_ROWS_COLUMN)} "
+        f"FROM ({inner}) {adapter.subquery_alias('c')}" + (f" WHERE {where_bucket}" if where_bucket else "")
     )
-    out_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN])
+    out_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN])
     hold = ""
     params: list[Any] = []
     if held_keys is not None:
         held_sql, held_params = held_keys
         hold = f" AND s.{q(KEY_HASH_COLUMN)} NOT IN ({held_sql})"
         params = list(held_params)
+    bad_key = " OR ".join([f"r.{q(KEY_ROWS_COLUMN)} <> 1", *(f"r.{q(k)} IS NULL" for k in key)])
+    order = ", ".join(f"r.{q(k)}" for k in key)
 
     if target_columns is None:
         reason = "'refresh'" if (full_refresh or sync.refresh.when == "always") else "'new'"
-        sql = f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)} FROM ({hashed}) {adapter.subquery_alias('s')}" + (
-            f" WHERE 1 = 1{hold}" if hold else ""
+        rows = (
+            f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {adapter.dialect.false_literal} AS "
+            f"{q(EXISTS_COLUMN)} FROM ({hashed}) {adapter.subquery_alias('s')}"
+            + (f" WHERE 1 = 1{hold}" if hold else "")
         )
-        order = ", ".join(f"{q(k)}" for k in key)
-        sql = f"SELECT * FROM ({sql}) {adapter.subquery_alias('r')}"
-    else:
+        sql = f"SELECT * FROM ({rows}) {adapter.subquery_alias('r')} ORDER BY {order}"
+        return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, params=tuple(params))
 
-        def col(name: str) -> str:
-            stored = adapter.find_column(target_columns, name)
-            return "NULL" if stored is None else f"t.{adapter.quote_char}{stored}{adapter.quote_char}"
+    def col(name: str) -> str:
+        stored = adapter.find_column(target_columns, name)
+        return "NULL" if stored is None else f"t.{adapter.quote_char}{stored}{adapter.quote_char}"
 
-        status, at = col(sync.bookkeeping("status")), col(sync.bookkeeping("enriched_at"))
-        in_hash, sp_hash = col(sync.bookkeeping("input_hash")), col(sync.bookkeeping("spec_hash"))
-        first_key = col(key[0])
-        spec_lit = "'" + spec_hash.replace("'", "''") + "'"
-        is_new = f"({first_key} IS NULL OR {status} IS NULL)"
-        changed = (
-            f"({in_hash} IS NULL OR {in_hash} <> s.{q(HASH_COLUMN)} OR {sp_hash} IS NULL OR {sp_hash} <> {spec_lit})"
-        )
+    status, at = col(sync.bookkeeping("status")), col(sync.bookkeeping("enriched_at"))
+    in_hash, sp_hash = col(sync.bookkeeping("input_hash")), col(sync.bookkeeping("spec_hash"))
+    first_key = col(key[0])
+    spec_lit = "'" + spec_hash.replace("'", "''") + "'"
+    is_new = f"({first_key} IS NULL OR {status} IS NULL)"
+    changed = f"({in_hash} IS NULL OR {in_hash} <> s.{q(HASH_COLUMN)} OR {sp_hash} IS NULL OR {sp_hash} <> {spec_lit})"
 
-        def older_than(seconds: float) -> str:
-            if at == "NULL":
-                return "TRUE"
-            return f"({at} IS NULL OR {adapter.age_seconds_sql(at)} > {int(seconds)})"
+    def older_than(seconds: float) -> str:
+        if at == "NULL":
+            return "TRUE"
+        return f"({at} IS NULL OR {adapter.age_seconds_sql(at)} > {int(seconds)})"
 
-        refresh = sync.refresh
-        retry = (
-            f"({status} = 'failed' AND {older_than(refresh.retry_failed_after.total_seconds())})"
-            if refresh.retry_failed_after is not None
-            else "FALSE"
-        )
-        stale = (
-            f"({status} = 'enriched' AND {older_than(refresh.max_age.total_seconds())})"
-            if refresh.max_age is not None
-            else "FALSE"
-        )
-        when = "always" if full_refresh else refresh.when
-        cases = [f"WHEN {is_new} THEN 'new'"]
-        if when in ("changed",):
-            cases.append(f"WHEN {changed} THEN 'changed'")
-        if when in ("changed", "stale"):
-            cases.append(f"WHEN {stale} THEN 'stale'")
-        cases.append(f"WHEN {retry} THEN 'failed_retry'")
-        fallback = "'refresh'" if when == "always" else "NULL"
-        reason = f"CASE {' '.join(cases)} ELSE {fallback} END"
-        on = " AND ".join(f"t.{q(k)} = s.{q(k)}" if col(k) != "NULL" else "FALSE" for k in key)
-        where = f" WHERE 1 = 1{hold}" if hold else ""
-        inner = (
-            f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)} FROM ({hashed}) {adapter.subquery_alias('s')} "
-            f"LEFT JOIN {adapter.table_sql(target)} t ON {on}{where}"
-        )
-        sql = f"SELECT * FROM ({inner}) {adapter.subquery_alias('r')} WHERE r.{q(REASON_COLUMN)} IS NOT NULL"
-        order = ", ".join(f"r.{q(k)}" for k in key)
-    sql += f" ORDER BY {order}"
-    n = limit if limit is not None else sync.refresh.limit
-    if n is not None:
-        sql = adapter.limit_sql(sql, n)
+    refresh = sync.refresh
+    retry = (
+        f"({status} = 'failed' AND {older_than(refresh.retry_failed_after.total_seconds())})"
+        if refresh.retry_failed_after is not None
+        else "FALSE"
+    )
+    stale = (
+        f"({status} = 'enriched' AND {older_than(refresh.max_age.total_seconds())})"
+        if refresh.max_age is not None
+        else "FALSE"
+    )
+    when = "always" if full_refresh else refresh.when
+    cases = [f"WHEN {is_new} THEN 'new'"]
+    if when in ("changed",):
+        cases.append(f"WHEN {changed} THEN 'changed'")
+    if when in ("changed", "stale"):
+        cases.append(f"WHEN {stale} THEN 'stale'")
+    cases.append(f"WHEN {retry} THEN 'failed_retry'")
+    fallback = "'refresh'" if when == "always" else "NULL"
+    reason = f"CASE {' '.join(cases)} ELSE {fallback} END"
+    on = " AND ".join(f"t.{q(k)} = s.{q(k)}" if col(k) != "NULL" else "FALSE" for k in key)
+    target_sql = adapter.table_sql(target)
+    t_bucket = bucket_predicate(adapter, "t0", key, bucket)
+    if t_bucket:  # the target's side of the join is cut to the same bucket, so each join stays small
+        target_sql = f"(SELECT * FROM {target_sql} {adapter.subquery_alias('t0')} WHERE {t_bucket})"
+    exists = f"({first_key} IS NOT NULL)" if first_key != "NULL" else adapter.dialect.false_literal
+    where = f" WHERE 1 = 1{hold}" if hold else ""
+    joined = (
+        f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {exists} AS {q(EXISTS_COLUMN)} "
+        f"FROM ({hashed}) {adapter.subquery_alias('s')} LEFT JOIN {target_sql} t ON {on}{where}"
+    )
+    sql = (
+        f"SELECT * FROM ({joined}) {adapter.subquery_alias('r')} "
+        f"WHERE r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key} ORDER BY {order}"
+    )
     return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, params=tuple(params))
 
 
@@ -189,14 +225,19 @@ def rebuild_sql(adapter: Adapter, selection: Selection, key_hashes_sql: str) -> 
     order = ", ".join(f"h.{q(k)}" for k in selection.key)
     return (
         f"SELECT {cols} FROM ({selection.hashed_sql}) {adapter.subquery_alias('h')} "
-        f"WHERE h.{q(KEY_HASH_COLUMN)} IN ({key_hashes_sql}) ORDER BY {order}"
+        f"WHERE h.{q(KEY_HASH_COLUMN)} IN ({key_hashes_sql}) AND h.{q(KEY_ROWS_COLUMN)} = 1 ORDER BY {order}"
     )
 
 
-def count_by_reason_sql(adapter: Adapter, selection: Selection) -> str:
-    """``SELECT reason, count(*)`` over a selection, for ``plan``."""
+def count_by_reason_sql(adapter: Adapter, selection: Selection, limit: int | None = None) -> str:
+    """``SELECT reason, count(*)`` over the rows a run would send (good keys only; at most ``limit``), for
+    ``plan``."""
     q = adapter.quote
+    good = " AND ".join([f"x.{q(KEY_ROWS_COLUMN)} = 1", *(f"x.{q(k)} IS NOT NULL" for k in selection.key)])
+    rows = f"SELECT x.{q(REASON_COLUMN)} FROM ({selection.sql}) {adapter.subquery_alias('x')} WHERE {good}"
+    if limit is not None:
+        rows = adapter.limit_sql(rows, limit)
     return (
-        f"SELECT x.{q(REASON_COLUMN)}, COUNT(*) FROM ({selection.sql}) {adapter.subquery_alias('x')} "
-        f"GROUP BY x.{q(REASON_COLUMN)}"
+        f"SELECT y.{q(REASON_COLUMN)}, COUNT(*) FROM ({rows}) {adapter.subquery_alias('y')} "
+        f"GROUP BY y.{q(REASON_COLUMN)}"
     )

@@ -78,6 +78,10 @@ class Dialect:
     insert_if_absent: InsertIfAbsentStyle = "not_exists"
     #: How staged JSON text becomes the native JSON type in a MERGE or INSERT ... SELECT (``{}``: the text).
     parse_json: str = "{}"
+    #: A cheap, deterministic hash of ``{}`` (comma-separated expressions) for splitting a selection into
+    #: buckets that are sorted one at a time; None: the warehouse sorts the whole selection itself (its own
+    #: memory, not this process's).
+    bucket_hash: str | None = None
 
     def type_name(self, t: LogicalType, *, key: bool = False) -> str:
         """The column type for a logical type (a key column may need another one)."""
@@ -107,6 +111,7 @@ DUCKDB = Dialect(
     add_column_if_not_exists=True,
     update_style="rowid",
     insert_if_absent="on_conflict",
+    bucket_hash="hash({})",
 )
 
 POSTGRES = Dialect(

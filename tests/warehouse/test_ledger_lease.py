@@ -165,6 +165,8 @@ def test_a_duplicate_lease_row_held_by_another_run_is_seen(backend: Adapter) -> 
     from sixtyfour_sync.engine.ledger import _LEASE_COLUMNS
     from sixtyfour_sync.warehouse import Column, LogicalType
 
+    if backend.dialect.insert_if_absent == "on_conflict":
+        pytest.skip("the lease row is inserted with ON CONFLICT here, which needs (and has) the primary key")
     ledger = _ledger(backend)
     with backend.session() as s:  # the lease table as real Snowflake keeps it: no key enforced
         s.execute(f"DROP TABLE {backend.table_sql(ledger.leases)}")

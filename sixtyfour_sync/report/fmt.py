@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from html import escape
 
-__all__ = ["cell", "count", "duration", "e", "money", "pct", "stamp", "when", "zone"]
+__all__ = ["axis_pattern", "cell", "count", "duration", "e", "money", "pct", "stamp", "when", "zone"]
 
 
 def e(v: object) -> str:
@@ -52,11 +52,21 @@ def when(dt: datetime | None, tz: tzinfo | None) -> str:
     return dt.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def stamp(dt: datetime | None, tz: tzinfo | None) -> str:
-    """A short label for chart axes: ``06-01 14:03``."""
+def stamp(dt: datetime | None, tz: tzinfo | None, pattern: str = "%m-%d %H:%M") -> str:
+    """A short label for chart axes: ``06-01 14:03`` (or ``pattern``)."""
     if dt is None:
         return "?"
-    return dt.astimezone(tz).strftime("%m-%d %H:%M")
+    return dt.astimezone(tz).strftime(pattern)
+
+
+def axis_pattern(times: list[datetime]) -> str:
+    """Labels that tell runs apart: seconds for runs within an hour, the date for runs over a year."""
+    if len(times) < 2:
+        return "%Y-%m-%d %H:%M"
+    span = (max(times) - min(times)).total_seconds()
+    if span < 3600:
+        return "%H:%M:%S"
+    return "%m-%d %H:%M" if span < 300 * 86400 else "%Y-%m-%d"
 
 
 def zone(dt: datetime) -> str:

@@ -12,7 +12,7 @@ from datetime import tzinfo
 
 from sixtyfour_sync._redact import sanitize
 from sixtyfour_sync.report import charts
-from sixtyfour_sync.report.fmt import cell, count, duration, e, money, stamp, when, zone
+from sixtyfour_sync.report.fmt import axis_pattern, cell, count, duration, e, money, stamp, when, zone
 from sixtyfour_sync.report.model import Report, RunRow
 from sixtyfour_sync.report.render_sync import render_sync
 from sixtyfour_sync.report.style import CSS
@@ -83,10 +83,11 @@ def _run_title(run: RunRow, tz: tzinfo | None) -> str:
 
 
 def _runs_charts(runs: list[RunRow], tz: tzinfo | None) -> str:
+    pattern = axis_pattern([r.started_at for r in runs if r.started_at is not None])
     rows = [
         charts.BarGroup(
             r.run_id,
-            stamp(r.started_at, tz),
+            stamp(r.started_at, tz, pattern),
             (
                 (
                     charts.Segment("enriched", r.rows_enriched, f"{r.rows_enriched:,} enriched"),
@@ -101,7 +102,7 @@ def _runs_charts(runs: list[RunRow], tz: tzinfo | None) -> str:
     costs = [
         charts.BarGroup(
             r.run_id,
-            stamp(r.started_at, tz),
+            stamp(r.started_at, tz, pattern),
             (
                 (charts.Segment("estimated", r.estimated_cents, f"estimated {money(r.estimated_cents)}"),),
                 (

@@ -345,14 +345,13 @@ def collect_report(
     found = False
     for adapter, group in by_adapter.values():
         warehouses.append(sanitize(adapter.describe(), 200))
-        ledger: Ledger | None = Ledger(adapter)
-        if ledger is not None and ledger.exists():
+        ledger = Ledger(adapter)
+        has_ledger = ledger.exists()
+        if has_ledger:
             found = True
             runs.extend(collect_runs(adapter, ledger, [s.spec.name for s in group], run_limit))
-        else:
-            ledger = None
         for loaded in group:
-            sections[loaded.spec.name] = collect_sync(adapter, ledger, loaded)
+            sections[loaded.spec.name] = collect_sync(adapter, ledger if has_ledger else None, loaded)
     merged = _merge_runs(runs)[:run_limit]
     return Report(
         project=_project_name(project),

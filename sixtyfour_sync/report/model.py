@@ -5,7 +5,7 @@ Everything here is pure and immutable, so a page can be rendered (and tested) wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 __all__ = [
@@ -62,11 +62,6 @@ class RunRow:
         if self.started_at is None or self.finished_at is None:
             return None
         return max(0.0, (self.finished_at - self.started_at).total_seconds())
-
-    @property
-    def total_charged_cents(self) -> float:
-        """Everything its jobs were charged, during the run and after."""
-        return self.charged_cents + self.charged_later_cents
 
 
 @dataclass(frozen=True)
@@ -187,7 +182,6 @@ class Report:
     #: How many recent runs were asked for (the page says when there may be more).
     run_limit: int = 0
     version: str = ""
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def rows_enriched(self) -> int:

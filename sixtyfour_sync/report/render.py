@@ -79,7 +79,8 @@ def _header(r: Report) -> str:
 
 
 def _run_title(run: RunRow, tz: tzinfo | None) -> str:
-    return f"{run.run_id} ({run.status}), started {when(run.started_at, tz)}"
+    replays = f", {run.replays:,} answered from an earlier job ($0)" if run.replays else ""
+    return f"{run.run_id} ({run.status}), started {when(run.started_at, tz)}: {run.jobs:,} file(s){replays}"
 
 
 def _runs_charts(runs: list[RunRow], tz: tzinfo | None) -> str:
@@ -219,7 +220,6 @@ def render_html(report: Report) -> str:
     syncs = "".join(render_sync(s, i, tz) for i, s in enumerate(report.syncs, start=1))
     if not report.syncs:
         syncs = '<section class="sync"><p class="empty">No sync selected.</p></section>'
-    notes = "".join(f'<p class="note">{e(n)}</p>' for n in report.notes)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -230,7 +230,6 @@ def render_html(report: Report) -> str:
         f"<style>{CSS}</style></head><body>"
         + _header(report)
         + "<main>"
-        + notes
         + _runs(report)
         + syncs
         + "</main>"

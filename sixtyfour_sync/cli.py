@@ -428,7 +428,14 @@ def dbt_sources(
     show_default=True,
     help="Where to write the HTML page (replaced atomically).",
 )
-@click.option("--runs", "run_limit", type=click.IntRange(min=1), default=100, show_default=True, help="How many of the latest runs to show.")
+@click.option(
+    "--runs",
+    "run_limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="How many of the latest runs to show.",
+)
 @click.pass_obj
 def report(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], out: Path, run_limit: int) -> None:
     """One self-contained HTML page: runs, costs, fill rates, confidences, statuses, tiers, held jobs, errors."""

@@ -1,5 +1,6 @@
-"""The end-to-end fixtures (a project wired to the emulator on a real socket), shared with tests/e2e."""
+"""Fixtures shared with tests/e2e (a project wired to the emulator, ``wh``) and tests/warehouse (``backend``)."""
 
 from __future__ import annotations
 
-from tests.e2e.conftest import api_key, emulator, emulator_settings, project  # noqa: F401 - the fixtures
+from tests.e2e.conftest import api_key, emulator, emulator_settings, project, wh  # noqa: F401 - the fixtures
+from tests.warehouse.conftest import backend, backend_name  # noqa: F401 - the fixtures

@@ -21,7 +21,6 @@ from sixtyfour_sync.report import queries
 from sixtyfour_sync.report.collect import collect_runs, collect_sync
 from sixtyfour_sync.warehouse import Adapter, Column, LogicalType, TableRef, UpsertPart
 from sixtyfour_sync.warehouse.duckdb import DuckDBAdapter
-from tests.warehouse.conftest import backend, backend_name  # noqa: F401 - the fixtures
 
 T0 = datetime(2025, 5, 1, 12, 0, tzinfo=timezone.utc)
 SPEC = SyncSpec.model_validate(
@@ -153,7 +152,7 @@ def write_target(adapter: Adapter) -> TableRef:
     return target
 
 
-def test_runs_carry_their_jobs_rows_and_money_with_later_charges_apart(backend: Adapter) -> None:  # noqa: F811
+def test_runs_carry_their_jobs_rows_and_money_with_later_charges_apart(backend: Adapter) -> None:
     ledger = write_ledger(backend)
     runs = collect_runs(backend, ledger, ["leads_x"], limit=10)
     assert [r.run_id for r in runs] == ["B", "A"]  # newest first; C is another sync's, D only looks alike
@@ -170,7 +169,7 @@ def test_runs_carry_their_jobs_rows_and_money_with_later_charges_apart(backend: 
     assert [r.run_id for r in collect_runs(backend, ledger, ["leads_x"], limit=1)] == ["B"]
 
 
-def test_a_sync_section_from_the_target_and_the_ledger(backend: Adapter) -> None:  # noqa: F811
+def test_a_sync_section_from_the_target_and_the_ledger(backend: Adapter) -> None:
     ledger = write_ledger(backend)
     write_target(backend)
     s = collect_sync(backend, ledger, LOADED)
@@ -198,7 +197,7 @@ def test_a_sync_section_from_the_target_and_the_ledger(backend: Adapter) -> None
     assert "topsecret" not in s.errors[1].message and "X-Amz" not in s.errors[1].message
 
 
-def test_a_target_not_created_yet_and_a_ledger_not_created_yet(backend: Adapter) -> None:  # noqa: F811
+def test_a_target_not_created_yet_and_a_ledger_not_created_yet(backend: Adapter) -> None:
     s = collect_sync(backend, None, LOADED)
     assert not s.target_exists and s.rows == 0 and s.fields == () and s.tier_jobs == ()
 

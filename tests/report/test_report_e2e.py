@@ -13,7 +13,7 @@ import pytest
 
 from sixtyfour_sync.emulator import EmulatorSettings
 from tests.e2e.conftest import E2EProject, run_cli
-from tests.e2e.warehouses import Warehouse, wh  # noqa: F401 - the fixture
+from tests.e2e.warehouses import Warehouse
 from tests.report import scenario
 from tests.report.htmltree import Node, parse
 
@@ -33,7 +33,7 @@ def _money(cents: float) -> str:
     return f"${cents / 100:,.2f}"
 
 
-def test_the_page_shows_what_the_ledger_and_the_target_hold(project: E2EProject, wh: Warehouse) -> None:  # noqa: F811
+def test_the_page_shows_what_the_ledger_and_the_target_hold(project: E2EProject, wh: Warehouse) -> None:
     sc = scenario.three_runs(project, wh)
     out = project.dir / "out" / "report.html"
     res = run_cli(project, "report", "--out", str(out))
@@ -119,7 +119,7 @@ def test_the_page_shows_what_the_ledger_and_the_target_hold(project: E2EProject,
     assert project.api_key not in out.read_text(encoding="utf-8")
 
 
-def test_report_before_any_run_and_in_json(project: E2EProject, wh: Warehouse, tmp_path: Path) -> None:  # noqa: F811
+def test_report_before_any_run_and_in_json(project: E2EProject, wh: Warehouse, tmp_path: Path) -> None:
     from tests.e2e.warehouses import setup_leads
 
     setup_leads(wh, 5)

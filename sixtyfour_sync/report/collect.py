@@ -37,7 +37,8 @@ from sixtyfour_sync.warehouse.base import Adapter
 
 __all__ = ["collect_report", "collect_runs", "collect_sync"]
 
-log = logging.getLogger("sixtyfour_sync.report")
+#: The package's own logger: it carries the redacting filter (see ``_redact.REDACTED_LOGGERS``).
+log = logging.getLogger("sixtyfour_sync")
 
 #: At most this many held jobs and recent errors are listed per sync.
 MAX_HELD = 100

@@ -225,3 +225,36 @@ def test_exact_sql_quotes_every_identifier() -> None:
     assert params == ["%,a!_b,%", "%,c,%"]
     with pytest.raises(Exception, match="not a safe identifier"):
         queries.target_stats_sql(a, TableRef("t"), queries.TargetColumns('x"; DROP TABLE t; --', ()))
+
+
+def test_a_run_over_two_warehouses_is_one_row() -> None:
+    from sixtyfour_sync.report.collect import _merge_runs
+    from sixtyfour_sync.report.model import RunRow
+
+    a = RunRow("R", "success", ("leads",), T0, _at(10), jobs=1, rows_sent=5, charged_cents=1.5, error=None)
+    b = RunRow("R", "success", ("companies",), T0, _at(30), jobs=2, rows_sent=7, charged_later_cents=2.0, error="x")
+    older = RunRow("Q", "failed", ("leads",), _at(-100), _at(-90))
+    merged = _merge_runs([older, a, b])
+    assert [r.run_id for r in merged] == ["R", "Q"]
+    r = merged[0]
+    assert (r.syncs, r.jobs, r.rows_sent, r.finished_at, r.error) == (("leads", "companies"), 3, 12, _at(30), "x")
+    assert (r.charged_cents, r.charged_later_cents) == (1.5, 2.0)
+
+
+def test_an_unreadable_target_is_reported_on_the_page_not_raised(tmp_path: Path) -> None:
+    from sixtyfour_sync.warehouse import connect
+
+    adapter = connect(parse_target_config({"type": "duckdb", "path": str(tmp_path / "w.duckdb")}))
+    try:
+        ledger = write_ledger(adapter)
+        with adapter.session() as s:  # another tool turned a confidence column into free text
+            s.execute(
+                'CREATE TABLE "leads_enriched" (lead_id BIGINT, email VARCHAR, email_confidence VARCHAR, '
+                "_sixtyfour_status VARCHAR)"
+            )
+            s.execute("INSERT INTO \"leads_enriched\" VALUES (1, 'a@x.com', 'very high', 'enriched')")
+        s_report = collect_sync(adapter, ledger, LOADED)
+    finally:
+        adapter.close()
+    assert s_report.problem is not None and s_report.problem.startswith("the target could not be read")
+    assert s_report.tier_jobs and s_report.attention  # the ledger's part is still there

@@ -166,6 +166,7 @@ REDACTED_LOGGERS = (
     "sixtyfour_sync.engine.lease",
     "sixtyfour_sync.progress",
     "sixtyfour_sync.warehouse",
+    "sixtyfour_sync.warehouse.duckdb",
     "sixtyfour_sync.warehouse.snowflake",
     "sixtyfour_sync.webhooks",
     "httpx",

@@ -15,6 +15,7 @@ the real SIGKILL at random instants is tests/e2e/test_chaos.py. CI runs a few ex
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shutil
 import tempfile
@@ -72,6 +73,8 @@ def test_money_invariants_hold_after_any_sequence(
     steps: list[tuple[str, Any]], rows: int, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = unique_key()
+    if os.environ.get("SIXTYFOUR_SYNC_PROPERTY_TRACE"):
+        print("steps:", steps, "rows:", rows, "chunk:", chunk, flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="sf-prop-"))
     emu = Emulator(EmulatorSettings(api_keys=frozenset({key}), job_seconds=0.2, failure_rate=0.1, seed=11))
     try:
@@ -97,10 +100,8 @@ def test_money_invariants_hold_after_any_sequence(
 
                     monkeypatch.setattr("sixtyfour_sync.engine.jobs.failpoint", crash)
                     monkeypatch.setattr("sixtyfour_sync.engine.runner.failpoint", crash)
-                    try:
+                    with contextlib.suppress(SimulatedCrash):
                         run()
-                    except SimulatedCrash:
-                        pass
                     monkeypatch.undo()
                 elif op == "leave_running":
                     run(max_wait_seconds=0.05)

@@ -37,16 +37,22 @@ def _marks(n: int) -> str:
 def runs_sql(a: Adapter, runs: TableRef, names: Sequence[str], limit: int) -> tuple[str, list[object]]:
     """The latest ``limit`` runs whose sync list names one of ``names``, newest first.
 
-    ``syncs`` is a comma-separated list: it is matched as ``',' || syncs || ','`` LIKE ``'%,name,%'``, with
-    LIKE's ``_`` and ``%`` escaped (sync names hold ``_``). Some warehouses compare case-insensitively, so
-    callers still check membership exactly on the rows read.
+    ``syncs`` is a comma-separated list: a name is the whole list, its first, last or a middle item
+    (``= ?``, ``LIKE 'name,%'``, ``LIKE '%,name'``, ``LIKE '%,name,%'``, with LIKE's ``_`` and ``%`` escaped:
+    sync names hold ``_``). Some warehouses compare case-insensitively, so callers still check membership
+    exactly on the rows read.
     """
     q = a.quote
     cols = ", ".join(q(c) for c in RUN_COLUMNS)
-    listed = a.concat_sql(["','", q("syncs"), "','"])
-    where = " OR ".join(f"{listed} LIKE ? ESCAPE '!'" for _ in names) or "1 = 0"
+    s = q("syncs")
+    one = f"({s} = ? OR {s} LIKE ? ESCAPE '!' OR {s} LIKE ? ESCAPE '!' OR {s} LIKE ? ESCAPE '!')"
+    where = " OR ".join(one for _ in names) or "1 = 0"
     sql = f"SELECT {cols} FROM {a.table_sql(runs)} WHERE {where} ORDER BY {q('started_at')} DESC"
-    return a.limit_sql(sql, limit), [f"%,{_like(n)},%" for n in names]
+    params: list[object] = []
+    for n in names:
+        p = _like(n)
+        params += [n, f"{p},%", f"%,{p}", f"%,{p},%"]
+    return a.limit_sql(sql, limit), params
 
 
 def _like(text: str) -> str:

@@ -92,6 +92,8 @@ def write_ledger(adapter: Adapter) -> Ledger:
         _run("C", "other", 500, 510),
         _run("D", "leadsyx", 600, 610),  # '%,leads_x,%' would match this if LIKE's _ were not escaped
         _run("E", "LEADS_X", 700, 710),  # another sync: MariaDB's LIKE matches it (case-insensitive)
+        _run("F", "a,leads_x,b", 260, 270),  # the name in the middle of the list, and last
+        _run("G", "other,leads_x", 250, 255),
     ]
     jobs = [
         _job("j1", "A", "merged", 10, task_id="t1", rows_enriched=8, rows_failed=2, charged_cents=8.0,
@@ -155,8 +157,10 @@ def write_target(adapter: Adapter) -> TableRef:
 def test_runs_carry_their_jobs_rows_and_money_with_later_charges_apart(backend: Adapter) -> None:
     ledger = write_ledger(backend)
     runs = collect_runs(backend, ledger, ["leads_x"], limit=10)
-    assert [r.run_id for r in runs] == ["B", "A"]  # newest first; C is another sync's, D only looks alike
-    b, a = runs
+    # newest first; C is another sync's, D and E only look alike
+    assert [r.run_id for r in runs] == ["B", "F", "G", "A"]
+    b, f, _, a = runs
+    assert (f.jobs, f.rows_sent, f.charged_cents) == (0, 0, 0.0)
     assert (a.jobs, a.rows_sent, a.rows_enriched, a.rows_failed) == (3, 22, 13, 2)
     assert a.estimated_cents == pytest.approx(22.0)
     assert a.charged_cents == pytest.approx(8.0)  # j1 completed while A ran
@@ -217,12 +221,12 @@ def test_exact_sql_quotes_every_identifier() -> None:
     )
     assert params == []
     sql, params = queries.runs_sql(a, TableRef("_sixtyfour_sync_runs"), ["a_b", "c"], 5)
+    one = """("syncs" = ? OR "syncs" LIKE ? ESCAPE '!' OR "syncs" LIKE ? ESCAPE '!' OR "syncs" LIKE ? ESCAPE '!')"""
     assert sql == (
         'SELECT "run_id", "status", "syncs", "started_at", "finished_at", "jobs_resumed", "error" '
-        """FROM "main"."_sixtyfour_sync_runs" WHERE (',' || "syncs" || ',') LIKE ? ESCAPE '!' """
-        """OR (',' || "syncs" || ',') LIKE ? ESCAPE '!' ORDER BY "started_at" DESC LIMIT 5"""
+        f'FROM "main"."_sixtyfour_sync_runs" WHERE {one} OR {one} ORDER BY "started_at" DESC LIMIT 5'
     )
-    assert params == ["%,a!_b,%", "%,c,%"]
+    assert params == ["a_b", "a!_b,%", "%,a!_b", "%,a!_b,%", "c", "c,%", "%,c", "%,c,%"]
     with pytest.raises(Exception, match="not a safe identifier"):
         queries.target_stats_sql(a, TableRef("t"), queries.TargetColumns('x"; DROP TABLE t; --', ()))
 

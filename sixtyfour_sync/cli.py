@@ -419,6 +419,43 @@ def dbt_sources(
 
 @cli.command()
 @global_options
+@selection_options
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+    help="Where to write the HTML page (replaced atomically).",
+)
+@click.option(
+    "--runs",
+    "run_limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="How many of the latest runs to show.",
+)
+@click.pass_obj
+def report(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], out: Path, run_limit: int) -> None:
+    """One self-contained HTML page: runs, costs, fill rates, confidences, statuses, tiers, held jobs, errors."""
+    from sixtyfour_sync.report import write_report
+
+    path, shown = write_report(
+        select=_sel(select), exclude=_sel(exclude), out=out, run_limit=run_limit, **opts.common()
+    )
+    _say(
+        opts,
+        "report.written",
+        f"wrote {path} ({len(shown.runs)} run(s), {len(shown.syncs)} sync(s))",
+        path=str(path),
+        runs=len(shown.runs),
+        syncs=[s.name for s in shown.syncs],
+    )
+
+
+@cli.command()
+@global_options
 @click.option(
     "--dir",
     "directory",

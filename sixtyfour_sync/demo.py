@@ -153,6 +153,8 @@ def run_demo(directory: Path, *, log_format: str = "text", job_seconds: float = 
 
     from sixtyfour_sync.emulator import Emulator, EmulatorSettings
     from sixtyfour_sync.engine import api
+    from sixtyfour_sync.logging import event
+    from sixtyfour_sync.report import write_report
     from sixtyfour_sync.ui import RichReporter, make_reporter, print_plans, print_run
 
     console = Console(highlight=False)
@@ -193,6 +195,10 @@ def run_demo(directory: Path, *, log_format: str = "text", job_seconds: float = 
         again = api.run(directory, api_key=key, api_url=server.url)
         sent = len(emulator.submissions) - before
         say(f"  {', '.join(f'{s.name}: {s.status}' for s in again.syncs)}; submissions to the API this time: {sent}")
+        page, _ = write_report(directory, out=directory / "report.html")
+        say(f"\n[bold]4. report[/]: runs, costs, fill rates and confidences on one page: {page}")
+        if log_format == "json":
+            event("demo.report", f"wrote {page}", path=str(page))
         say(
             f"\nNext: cd {directory} && sixtyfour-sync status   "
             "(or edit models/ and run `sixtyfour-sync plan`, with the emulator: `sixtyfour-sync emulator`)"

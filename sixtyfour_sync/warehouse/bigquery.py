@@ -1,0 +1,781 @@
+"""BigQuery through ``google-cloud-bigquery`` (the ``bigquery`` extra).
+
+Connection: dbt-bigquery's keys (see :class:`~sixtyfour_sync.config.profiles.BigQueryTarget`). Every
+statement is a query job (standard SQL, ``?`` parameters bound as typed query parameters, ``None`` as a
+``NULL`` literal), with the profile's ``priority``, ``maximum_bytes_billed`` and
+``job_execution_timeout_seconds``. Table and dataset metadata come from the REST API, not from
+``INFORMATION_SCHEMA`` queries (no job, nothing billed).
+
+Names: a project, dataset and table are quoted with backticks exactly as written (BigQuery compares
+them case-sensitively); columns are case-insensitive, so an existing column is found whatever its case.
+
+Transactions: an :meth:`Adapter.session` is a BigQuery multi-statement transaction spanning several
+query jobs in one BigQuery *session*. The transaction begins (``BEGIN TRANSACTION`` in the adapter's
+session, created by that first job) right before the first DML statement and ends with ``COMMIT`` or
+``ROLLBACK``; a session that only reads, or only runs DDL, needs none. DDL runs outside the
+transaction (BigQuery refuses DDL on permanent tables inside one), so ``transactional_ddl`` is False.
+
+Upsert, in three steps, like Snowflake's:
+
+1. Outside the transaction each part is written to a Parquet file and loaded by a load job into a
+   staging table ``_sixtyfour_stage_<hex>`` (created with a one-day expiration, so a crash leaves
+   nothing behind for long; dropped when the upsert ends).
+2. In one transaction: per part one ``MERGE`` with explicit columns (``PARSE_JSON`` for JSON columns,
+   per-column guards as ``CASE``), or an ``INSERT ... SELECT`` for an insert-only part; then
+   ``before_commit`` (the ledger); then ``COMMIT``. Any failure rolls all of it back.
+3. The staging tables are deleted.
+
+Reading: a query job's result pages, each converted to Arrow by the client (REST ``getQueryResults``),
+or through the Storage Read API with ``storage_api: true``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import decimal
+import json
+import logging
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sixtyfour_sync.errors import ConfigError, MissingDriverError, UnsafeIdentifierError, WarehouseError
+from sixtyfour_sync.warehouse import cloud_sql
+from sixtyfour_sync.warehouse.base import (
+    Adapter,
+    Capabilities,
+    Column,
+    EnsureResult,
+    LogicalType,
+    Session,
+    TableRef,
+    UpsertPart,
+    UpsertResult,
+    _literal_spans,
+)
+
+if TYPE_CHECKING:
+    from sixtyfour_sync.config.profiles import BigQueryTarget, TargetConfig
+
+__all__ = ["BigQueryAdapter", "bind_params", "credentials_for", "is_dml", "parquet_ready", "stage_schema"]
+
+log = logging.getLogger("sixtyfour_sync.warehouse.bigquery")
+
+_INSTALL_HINT = "pip install 'sixtyfour-sync[bigquery]'"
+_PROJECT_RE = re.compile(r"(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]*[a-z0-9]")
+_DML_RE = re.compile(r"^\s*(?:\(\s*)*(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
+_TRUNCATE_RE = re.compile(r"^\s*TRUNCATE\b", re.IGNORECASE)
+_STAGE_TTL = dt.timedelta(days=1)
+_TYPE_NAMES: dict[LogicalType, str] = {
+    LogicalType.TEXT: "STRING",
+    LogicalType.BIGINT: "INT64",
+    LogicalType.DOUBLE: "FLOAT64",
+    LogicalType.BOOLEAN: "BOOL",
+    LogicalType.JSON: "JSON",
+    LogicalType.TIMESTAMP: "TIMESTAMP",
+}
+# The REST API reports legacy names (INTEGER, FLOAT, BOOLEAN) for the standard SQL types.
+_FROM_API: dict[str, LogicalType] = {
+    "STRING": LogicalType.TEXT,
+    "INTEGER": LogicalType.BIGINT,
+    "INT64": LogicalType.BIGINT,
+    "FLOAT": LogicalType.DOUBLE,
+    "FLOAT64": LogicalType.DOUBLE,
+    "BOOLEAN": LogicalType.BOOLEAN,
+    "BOOL": LogicalType.BOOLEAN,
+    "JSON": LogicalType.JSON,
+    "TIMESTAMP": LogicalType.TIMESTAMP,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def is_dml(sql: str) -> bool:
+    """Whether a statement changes rows (and so must run inside the session's transaction)."""
+    return bool(_DML_RE.match(sql) or _TRUNCATE_RE.match(sql))
+
+
+def _param_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "BOOL"
+    if isinstance(value, int):
+        return "INT64"
+    if isinstance(value, float):
+        return "FLOAT64"
+    if isinstance(value, decimal.Decimal):
+        return "BIGNUMERIC"
+    if isinstance(value, bytes):
+        return "BYTES"
+    if isinstance(value, dt.datetime):
+        return "TIMESTAMP"
+    if isinstance(value, dt.date):
+        return "DATE"
+    return "STRING"
+
+
+def bind_params(sql: str, params: Sequence[Any]) -> tuple[str, list[tuple[str, Any]]]:
+    """``?`` placeholders as BigQuery positional parameters ``(type, value)``; ``None`` becomes ``NULL``.
+
+    A NULL query parameter needs a type, and BigQuery refuses to assign a NULL STRING to an INT64
+    column: a ``NULL`` literal coerces to any type. Naive datetimes are taken as UTC.
+    """
+    positions = cloud_sql.qmark_positions(sql, _literal_spans(sql))
+    if len(positions) != len(params):
+        raise ValueError(f"the statement has {len(positions)} placeholder(s) but {len(params)} value(s) were given")
+    keep_at, rendered, out = [], [], []
+    for pos, value in zip(positions, params, strict=True):
+        if value is None:
+            keep_at.append(pos)
+            rendered.append("NULL")
+            continue
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        out.append((_param_type(value), value))
+    return cloud_sql.substitute_qmarks(sql, keep_at, rendered), out
+
+
+def stage_type(t: pa.DataType) -> str:
+    """The BigQuery type a staged Arrow column loads into."""
+    if pa.types.is_boolean(t):
+        return "BOOL"
+    if pa.types.is_integer(t):
+        return "INT64"
+    if pa.types.is_floating(t):
+        return "FLOAT64"
+    if pa.types.is_decimal(t):
+        return "BIGNUMERIC" if t.precision > 38 or t.scale > 9 else "NUMERIC"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "BYTES"
+    return "STRING"
+
+
+def stage_schema(data: pa.Table) -> list[tuple[str, str]]:
+    """``(name, BigQuery type)`` of each staged column."""
+    return [(f.name, stage_type(f.type)) for f in data.schema]
+
+
+def parquet_ready(data: pa.Table) -> pa.Table:
+    """UTC microsecond timestamps, plain strings and no NULL-typed columns, as a Parquet load wants."""
+    arrays = []
+    for col in data.columns:
+        t = col.type
+        if pa.types.is_timestamp(t):
+            col = pc.assume_timezone(col, "UTC") if t.tz is None else col
+            col = col.cast(pa.timestamp("us", tz="UTC"), safe=False)
+        elif pa.types.is_null(t) or pa.types.is_large_string(t):
+            col = col.cast(pa.string())
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, names=data.column_names)
+
+
+def _secret(value: object) -> str | None:
+    get = getattr(value, "get", None)
+    return None if value is None else str(get()) if callable(get) else str(value)
+
+
+def credentials_for(config: BigQueryTarget, *, project_dir: Path | None = None) -> Any:
+    """google-auth credentials for a profile's ``method`` (impersonated when the profile says so)."""
+    scopes = config.scopes or [
+        "https://www.googleapis.com/auth/bigquery",
+        "https://www.googleapis.com/auth/cloud-platform",
+    ]
+    try:
+        import google.auth
+        from google.auth.credentials import AnonymousCredentials
+        from google.oauth2 import credentials as user_credentials
+        from google.oauth2 import service_account
+    except ImportError as exc:  # pragma: no cover - google-auth comes with the client
+        raise MissingDriverError("BigQuery needs google-auth", hint=_INSTALL_HINT) from exc
+    creds: Any
+    if config.method == "anonymous":
+        return AnonymousCredentials()  # type: ignore[no-untyped-call]
+    if config.method == "service-account":
+        path = Path(str(config.keyfile)).expanduser()
+        if not path.is_absolute() and project_dir is not None:
+            path = project_dir / path
+        try:
+            creds = service_account.Credentials.from_service_account_file(str(path), scopes=scopes)  # type: ignore[no-untyped-call]
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"bigquery: keyfile {str(path)!r} cannot be used: {getattr(exc, 'strerror', None) or exc}",
+                hint="point keyfile at a service-account JSON key (relative paths start at the project directory)",
+            ) from None
+    elif config.method == "service-account-json":
+        try:
+            info = json.loads(_secret(config.keyfile_json) or "{}")
+            creds = service_account.Credentials.from_service_account_info(info, scopes=scopes)  # type: ignore[no-untyped-call]
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(
+                f"bigquery: keyfile_json is not a service-account key ({type(exc).__name__})",
+                hint="paste the whole JSON key under keyfile_json",
+            ) from None
+    elif config.method == "oauth-secrets":
+        creds = user_credentials.Credentials(  # type: ignore[no-untyped-call]
+            token=_secret(config.token),
+            refresh_token=_secret(config.refresh_token),
+            client_id=config.client_id,
+            client_secret=_secret(config.client_secret),
+            token_uri=config.token_uri,
+            scopes=scopes,
+        )
+    else:
+        try:
+            creds, _ = google.auth.default(scopes=scopes)  # type: ignore[no-untyped-call]
+        except google.auth.exceptions.DefaultCredentialsError as exc:
+            raise ConfigError(
+                "bigquery: method oauth found no application default credentials",
+                hint="run `gcloud auth application-default login`, or use method: service-account with keyfile",
+            ) from exc
+    if config.impersonate_service_account:
+        from google.auth import impersonated_credentials
+
+        creds = impersonated_credentials.Credentials(  # type: ignore[no-untyped-call]
+            source_credentials=creds, target_principal=config.impersonate_service_account, target_scopes=scopes
+        )
+    return creds
+
+
+# --------------------------------------------------------------------------------------------------
+# Session
+
+
+class _BigQuerySession(Session):
+    """One multi-statement transaction, begun lazily before the first DML statement."""
+
+    adapter: BigQueryAdapter
+
+    def __init__(self, adapter: BigQueryAdapter) -> None:
+        super().__init__(adapter)
+        self.in_transaction = False
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        if is_dml(sql) and not self.in_transaction:
+            self.adapter._run("BEGIN TRANSACTION", (), session=True)
+            self.in_transaction = True
+        job = self.adapter._run(sql, params, session=self.in_transaction)
+        if not is_dml(sql):
+            return -1
+        return int(job.num_dml_affected_rows or 0)
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
+        job = self.adapter._run(sql, params, session=self.in_transaction)
+        rows = job.result()
+        names = [f.name for f in rows.schema]
+        return names, [tuple(r.values()) for r in rows]
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        for row in rows:
+            self._execute(sql, row)
+
+    def insert(self, table: TableRef, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows with multi-row ``VALUES`` (one job per 500 rows, not one per row)."""
+        if not rows:
+            return
+        a = self.adapter
+        cols = list(rows[0].keys())
+        if any(list(r.keys()) != cols for r in rows):
+            raise ValueError(f"insert into {table}: every row must have the same columns {cols}")
+        names = ", ".join(a.quote(c, what=f"column of {table}") for c in cols)
+        one = "(" + ", ".join("?" for _ in cols) + ")"
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            sql = f"INSERT INTO {a.table_sql(table)} ({names}) VALUES " + ", ".join(one for _ in chunk)
+            params = [a.adapt_value(r[c]) for r in chunk for c in cols]
+            with a._errors("running SQL", sql):
+                self._execute(sql, params)
+
+    def _commit(self) -> None:
+        if self.in_transaction:
+            self.in_transaction = False
+            self.adapter._run("COMMIT TRANSACTION", (), session=True)
+
+    def _rollback(self) -> None:
+        if self.in_transaction:
+            self.in_transaction = False
+            self.adapter._run("ROLLBACK TRANSACTION", (), session=True)
+
+    def upsert(self, table: TableRef, key: Sequence[str], parts: Sequence[UpsertPart]) -> UpsertResult:
+        """Refused: staging needs DDL and a load job, which cannot run inside a BigQuery transaction."""
+        raise WarehouseError(
+            "bigquery: upsert inside an open session is not possible (staging runs outside transactions)",
+            hint="call adapter.upsert(..., before_commit=...) to write the ledger in the same transaction",
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Adapter
+
+
+class BigQueryAdapter(Adapter):
+    """A BigQuery dataset (see the module docstring for names, transactions and the upsert)."""
+
+    type: ClassVar[str] = "bigquery"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        upsert="merge",
+        staging="parquet_load_job",
+        json_type="JSON",
+        identifier_case="preserve",
+        max_identifier_length=300,
+        transactional_ddl=False,
+    )
+    identifiers_case_insensitive: ClassVar[bool] = True
+    text_cast_type: ClassVar[str] = "STRING"
+    quote_char: ClassVar[str] = "`"
+
+    config: BigQueryTarget | None
+
+    def __init__(
+        self, config: TargetConfig | None = None, *, project_dir: Path | None = None, client: Any = None
+    ) -> None:
+        super().__init__(config, project_dir=project_dir)
+        self._client: Any = client
+        self._owns_client = client is None
+        self._bq_session: str | None = None
+        self._last_job: Any = None
+        #: Whether this API reports a MERGE's inserted/updated counts (``dmlStats``); None until seen.
+        self._merge_reports_stats = False
+        self._errors_cache: tuple[builtins.type[BaseException], ...] | None = None
+
+    # ------------------------------------------------------------------------------ connection
+    @property
+    def cfg(self) -> BigQueryTarget:
+        """The profile output (an adapter without one cannot connect)."""
+        if self.config is None:
+            raise ConfigError("bigquery: no target configuration to connect with")
+        return self.config
+
+    @property
+    def project(self) -> str:
+        """The project holding the target dataset."""
+        return self.cfg.project
+
+    def client(self) -> Any:
+        """The ``google.cloud.bigquery.Client`` (created on first use)."""
+        if self._closed:
+            raise WarehouseError("bigquery: the connection is closed")
+        if self._client is None:
+            try:
+                from google.api_core.client_options import ClientOptions
+                from google.cloud import bigquery
+            except ImportError as exc:
+                raise MissingDriverError(
+                    "the BigQuery client (google-cloud-bigquery) is not installed", hint=_INSTALL_HINT
+                ) from exc
+            cfg = self.cfg
+            options = ClientOptions(api_endpoint=cfg.api_endpoint) if cfg.api_endpoint else None
+            creds = credentials_for(cfg, project_dir=self.project_dir)
+            with self._errors("connecting"):
+                self._client = bigquery.Client(
+                    project=cfg.execution_project or cfg.project,
+                    credentials=creds,
+                    location=cfg.location,
+                    client_options=options,
+                )
+        return self._client
+
+    def open(self) -> None:
+        """Check now that the credentials work and the project answers (lists one dataset)."""
+        with self._errors("connecting"):
+            list(self.client().list_datasets(project=self.project, max_results=1))
+
+    def sibling(self) -> BigQueryAdapter:
+        """A new adapter on its own client and BigQuery session, for another thread."""
+        return BigQueryAdapter(self.config, project_dir=self.project_dir)
+
+    def close(self) -> None:
+        """End the BigQuery session (best effort) and close the client this adapter created."""
+        if self._client is not None and not self._closed:
+            if self._bq_session is not None:
+                try:
+                    self._run("CALL BQ.ABORT_SESSION()", (), session=True)
+                except Exception:  # an idle session also ends by itself after 24 hours
+                    log.debug("ending the BigQuery session failed", exc_info=True)
+            if self._owns_client:
+                try:
+                    self._client.close()
+                except Exception:  # closing must not mask the error that led here
+                    log.debug("closing the BigQuery client failed", exc_info=True)
+        self._client = None
+        self._bq_session = None
+        super().close()
+
+    def describe(self) -> str:
+        """Project, dataset and endpoint (never a secret)."""
+        return self.cfg.describe() if self.config is not None else "bigquery (no target)"
+
+    def _driver_errors(self) -> tuple[builtins.type[BaseException], ...]:
+        if self._errors_cache is None:
+            try:
+                from google.api_core import exceptions as gexc
+                from google.auth import exceptions as aexc
+            except ImportError:
+                return ()
+            self._errors_cache = (gexc.GoogleAPIError, aexc.GoogleAuthError, TimeoutError)
+        return self._errors_cache
+
+    def _job_config(self, params: Sequence[tuple[str, Any]], *, session: bool) -> Any:
+        from google.cloud import bigquery
+
+        cfg = self.cfg
+        job = bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter(None, t, v) for t, v in params],
+            priority=bigquery.QueryPriority.BATCH if cfg.priority == "batch" else bigquery.QueryPriority.INTERACTIVE,
+            maximum_bytes_billed=cfg.maximum_bytes_billed,
+            use_legacy_sql=False,
+        )
+        if cfg.job_execution_timeout_seconds:
+            job.job_timeout_ms = cfg.job_execution_timeout_seconds * 1000
+        if session:
+            if self._bq_session is None:
+                job.create_session = True
+            else:
+                job.connection_properties = [bigquery.ConnectionProperty("session_id", self._bq_session)]
+        return job
+
+    def _run(self, sql: str, params: Sequence[Any], *, session: bool) -> Any:
+        """Run one statement as a query job and wait for it; ``session`` runs it in the adapter's session."""
+        bound_sql, bound = bind_params(sql, [self.adapt_value(v) for v in params])
+        cfg = self.cfg
+        job = self.client().query(
+            bound_sql,
+            job_config=self._job_config(bound, session=session),
+            project=cfg.execution_project or cfg.project,
+            location=cfg.location,
+            timeout=cfg.job_creation_timeout_seconds,
+        )
+        job.result(timeout=cfg.job_execution_timeout_seconds)
+        self._last_job = job
+        if session and self._bq_session is None and job.session_info is not None:
+            self._bq_session = job.session_info.session_id
+        return job
+
+    def _open_session(self) -> Session:
+        self.client()
+        return _BigQuerySession(self)
+
+    # ------------------------------------------------------------------------------ names
+    def validate_project(self, name: str, *, what: str) -> str:
+        """A project id (lower-case letters, digits, hyphens; optionally ``domain:``-scoped)."""
+        if not isinstance(name, str) or not _PROJECT_RE.fullmatch(name) or len(name) > 63 + 64:
+            raise UnsafeIdentifierError(
+                f"{what}: {name!r} is not a valid BigQuery project id",
+                hint="use the project id (lower-case letters, digits and '-'), not its display name",
+            )
+        return name
+
+    def table_sql(self, table: TableRef) -> str:
+        """```project`.`dataset`.`table``` with each part quoted as written (BigQuery keeps their case)."""
+        project = self.validate_project(table.database or self.project, what=f"project of table {table}")
+        dataset = table.schema if table.schema is not None else self.default_schema
+        if not dataset:
+            raise ConfigError(f"bigquery: table {table} has no dataset and the profile sets none")
+        return f"`{project}`.{self.quote(dataset, what=f'dataset of table {table}')}.{self.quote(table.name)}"
+
+    def _ref(self, table: TableRef) -> str:
+        """``project.dataset.table`` for the API (validated)."""
+        self.table_sql(table)
+        dataset = table.schema if table.schema is not None else self.default_schema
+        return f"{table.database or self.project}.{dataset}.{table.name}"
+
+    # ------------------------------------------------------------------------------ types, time, hashing
+    def _type_names(self) -> Mapping[LogicalType, str]:
+        return _TYPE_NAMES
+
+    def logical_type_of(self, raw: str) -> LogicalType | str:
+        """Map the API's type names (``INTEGER``, ``FLOAT``...) to logical types."""
+        return _FROM_API.get(raw.upper(), raw)
+
+    def md5_sql(self, expr: str) -> str:
+        """Lower-case hex MD5 (BigQuery's ``MD5`` returns BYTES)."""
+        return f"TO_HEX(MD5({expr}))"
+
+    def text_sql(self, expr: str) -> str:
+        """Text for hashing: ``TO_JSON_STRING`` works on every type (JSON too) and writes timestamps in UTC."""
+        return f"TO_JSON_STRING({expr})"
+
+    def now_sql(self) -> str:
+        """The current timestamp (always UTC in BigQuery)."""
+        return "CURRENT_TIMESTAMP()"
+
+    def now_epoch_sql(self) -> str:
+        """BigQuery's clock as epoch seconds (microsecond precision)."""
+        return "UNIX_MICROS(CURRENT_TIMESTAMP()) / 1000000"
+
+    def age_seconds_sql(self, column_sql: str) -> str:
+        """Seconds since the timestamp expression."""
+        return f"(UNIX_MICROS(CURRENT_TIMESTAMP()) - UNIX_MICROS({column_sql})) / 1000000"
+
+    # ------------------------------------------------------------------------------ DDL and metadata
+    def create_table_sql(self, table: TableRef, key: Sequence[Column], columns: Sequence[Column]) -> str:
+        """``CREATE TABLE IF NOT EXISTS`` with the key NOT NULL (BigQuery enforces no primary key)."""
+        defs = [self.column_def_sql(k, not_null=True) for k in key] + [self.column_def_sql(c) for c in columns]
+        return f"CREATE TABLE IF NOT EXISTS {self.table_sql(table)} ({', '.join(defs)})"
+
+    def add_column_sql(self, table: TableRef, column: Column) -> str:
+        """``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` (two first runs may race)."""
+        return f"ALTER TABLE {self.table_sql(table)} ADD COLUMN IF NOT EXISTS {self.column_def_sql(column)}"
+
+    def ensure_table(self, table: TableRef, key: Sequence[Column], columns: Sequence[Column]) -> EnsureResult:
+        """Create or extend the table (see :meth:`Adapter.ensure_table`), then check the API sees new columns.
+
+        Some BigQuery-compatible servers (bqemulator) apply ``ALTER TABLE ... ADD COLUMN`` without
+        updating the table's metadata; a column missing there is added to the schema with
+        ``tables.patch``. On BigQuery itself the metadata already has it and nothing more is sent.
+        """
+        result = super().ensure_table(table, key, columns)
+        if not result.added_columns:
+            return result
+        found = self._get_table(table)
+        if found is None:  # pragma: no cover - it was just created or altered
+            return result
+        present = {f.name.lower() for f in found.schema}
+        lagging = [c for c in columns if c.name in result.added_columns and c.name.lower() not in present]
+        if not lagging:
+            return result
+        from google.cloud import bigquery
+
+        found.schema = [*found.schema, *(bigquery.SchemaField(c.name, self.sql_type(c.type)) for c in lagging)]
+        with self._errors(f"adding columns to {table}"):
+            self.client().update_table(found, ["schema"])
+        return replace(result, columns=self.get_columns(table))
+
+    def schema_exists(self, schema: str) -> bool:
+        """Whether the dataset exists (``datasets.get``)."""
+        from google.api_core.exceptions import NotFound
+
+        self.validate_identifier(schema, what="dataset")
+        with self._errors(f"looking up dataset {schema}"):
+            try:
+                self.client().get_dataset(f"{self.project}.{schema}")
+            except NotFound:
+                return False
+        return True
+
+    def ensure_schema(self, schema: str | None = None) -> None:
+        """Create the dataset (in the profile's ``location``) when it does not exist."""
+        from google.cloud import bigquery
+
+        name = schema or self.default_schema
+        if not name:
+            return
+        self.validate_identifier(name, what="dataset")
+        dataset = bigquery.Dataset(f"{self.project}.{name}")
+        if self.cfg.location:
+            dataset.location = self.cfg.location
+        with self._errors(f"creating dataset {name}"):
+            self.client().create_dataset(dataset, exists_ok=True)
+
+    def _get_table(self, table: TableRef) -> Any:
+        from google.api_core.exceptions import NotFound
+
+        ref = self._ref(table)
+        with self._errors(f"looking up table {table}"):
+            try:
+                return self.client().get_table(ref)
+            except NotFound:
+                return None
+
+    def table_exists(self, table: TableRef) -> bool:
+        """Whether the table (or view) exists (``tables.get``, exact case)."""
+        return self._get_table(table) is not None
+
+    def get_columns(self, table: TableRef) -> dict[str, LogicalType | str]:
+        """The table's columns in order, names as stored -> logical type (or the API's type name)."""
+        found = self._get_table(table)
+        if found is None:
+            return {}
+        return {f.name: self.logical_type_of(str(f.field_type)) for f in found.schema}
+
+    def insert_if_absent_sql(self, table: TableRef, columns: Sequence[str], key_columns: Sequence[str]) -> str:
+        """One INSERT of one row (``?`` per column, in order) that does nothing when the key exists.
+
+        Values are cast to the stored column types, so a NULL (bound as a ``NULL`` literal) keeps its type.
+        """
+        if not key_columns or any(k not in columns for k in key_columns):
+            raise ValueError("insert_if_absent_sql: the key columns must be among the columns")
+        stored = self.get_columns(table)
+        selects = []
+        for c in columns:
+            name = self.find_column(stored, c)
+            raw = stored.get(name or "", LogicalType.TEXT)
+            sql_type = self.sql_type(raw) if isinstance(raw, LogicalType) else raw
+            selects.append(f"CAST(? AS {sql_type}) AS {self.quote(c, what=f'column of {table}')}")
+        target = self.table_sql(table)
+        names = ", ".join(self.quote(c) for c in columns)
+        match = " AND ".join(f"t.{self.quote(k)} = v.{self.quote(k)}" for k in key_columns)
+        return (
+            f"INSERT INTO {target} ({names}) SELECT {', '.join('v.' + self.quote(c) for c in columns)} "
+            f"FROM (SELECT {', '.join(selects)}) AS v WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {match})"
+        )
+
+    # ------------------------------------------------------------------------------ reading
+    def _storage_client(self) -> Any:
+        if not self.cfg.storage_api:
+            return None
+        try:
+            from google.cloud import bigquery_storage
+        except ImportError as exc:
+            raise MissingDriverError(
+                "storage_api: true needs google-cloud-bigquery-storage",
+                hint="pip install google-cloud-bigquery-storage, or set storage_api: false",
+            ) from exc
+        return bigquery_storage.BigQueryReadClient(credentials=self.client()._credentials)
+
+    def stream(self, sql: str, params: Sequence[Any] = (), *, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
+        """Run a SELECT as its own job (outside any transaction) and yield its result pages as Arrow."""
+        if batch_rows < 1:
+            raise ValueError("batch_rows must be at least 1")
+        with self._errors("reading rows", sql):
+            job = self._run(sql, params, session=False)
+            rows = job.result(page_size=batch_rows, timeout=self.cfg.job_execution_timeout_seconds)
+            for batch in rows.to_arrow_iterable(bqstorage_client=self._storage_client()):
+                for offset in range(0, batch.num_rows, batch_rows):
+                    yield batch.slice(offset, batch_rows)
+
+    # ------------------------------------------------------------------------------ upsert
+    def _load_stage(self, table: TableRef, data: pa.Table, workdir: Path, created: list[str]) -> str:
+        """Create a staging table and fill it with one Parquet load job; return its SQL name."""
+        import pyarrow.parquet as pq
+        from google.cloud import bigquery
+
+        name = f"_sixtyfour_stage_{uuid.uuid4().hex[:12]}"
+        stage = TableRef(name, schema=table.schema, database=table.database)
+        ref = self._ref(stage)
+        created.append(ref)
+        ready = parquet_ready(data)
+        spec = bigquery.Table(ref, schema=[bigquery.SchemaField(n, t) for n, t in stage_schema(ready)])
+        spec.expires = dt.datetime.now(dt.timezone.utc) + _STAGE_TTL
+        path = workdir / f"{name}.parquet"
+        pq.write_table(ready, path)
+        load = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+        )
+        client = self.client()
+        try:
+            with self._errors(f"staging rows for {table}"):
+                client.create_table(spec)
+                with path.open("rb") as fh:
+                    job = client.load_table_from_file(fh, ref, job_config=load, location=self.cfg.location)
+                job.result(timeout=self.cfg.job_execution_timeout_seconds)
+        finally:
+            path.unlink(missing_ok=True)
+        if job.output_rows is not None and int(job.output_rows) != data.num_rows:
+            raise WarehouseError(f"bigquery: staging {table} loaded {job.output_rows:,} of {data.num_rows:,} rows")
+        return self.table_sql(stage)
+
+    def _apply_part(
+        self,
+        s: _BigQuerySession,
+        table: TableRef,
+        key: Sequence[str],
+        part: cloud_sql.PreparedPart,
+        stage: str,
+        json_cols: frozenset[str],
+    ) -> UpsertResult:
+        """Write one staged part inside the open transaction; return what it inserted and updated."""
+        target = self.table_sql(table)
+        args: dict[str, Any] = {
+            "target": target,
+            "source": stage,
+            "key": key,
+            "set_columns": part.set_columns,
+            "guards": part.guards,
+            "quote": self.quote,
+            "json_columns": json_cols,
+            "parse_json": "PARSE_JSON",
+        }
+        dropped = part.duplicates_dropped
+        if part.insert_only:
+            inserted = s.execute_count(cloud_sql.insert_select_sql(**args))
+            return UpsertResult(inserted=inserted, duplicates_dropped=dropped)
+        matched = None
+        if not self._merge_reports_stats:
+            # Until a MERGE has shown that the API reports inserted/updated counts, count the matches first.
+            on = " AND ".join(f"t.{self.quote(k)} = s.{self.quote(k)}" for k in key)
+            count_sql = f"SELECT COUNT(*) FROM {stage} AS s WHERE EXISTS (SELECT 1 FROM {target} AS t WHERE {on})"
+            matched = int(s.fetchall(count_sql)[0][0])
+        sql = cloud_sql.merge_sql(**args)
+        with self._errors(f"merging into {table}", sql):
+            s._execute(sql)
+        job = self._last_job
+        stats = getattr(job, "dml_stats", None)
+        if stats is not None:
+            self._merge_reports_stats = True
+            inserted, updated = int(stats.inserted_row_count or 0), int(stats.updated_row_count or 0)
+        else:
+            n = part.data.num_rows
+            matched = n if matched is None else matched
+            inserted, updated = n - matched, int(job.num_dml_affected_rows or 0) - (n - matched)
+        return UpsertResult(inserted=inserted, updated=updated, duplicates_dropped=dropped)
+
+    def upsert(
+        self,
+        table: TableRef,
+        key: Sequence[str],
+        parts: Sequence[UpsertPart],
+        *,
+        before_commit: Callable[[Session], None] | None = None,
+    ) -> UpsertResult:
+        """Stage every part (outside the transaction), then MERGE all + ``before_commit`` in ONE transaction."""
+        if self._session is not None:
+            raise WarehouseError(
+                "bigquery: upsert called inside an open session; staging cannot run inside a transaction",
+                hint="call adapter.upsert(..., before_commit=...) outside any session",
+            )
+        prepared = [
+            cloud_sql.prepare_part(p, key, table, lambda n, w: self.validate_identifier(n, what=w)) for p in parts
+        ]
+        existing = self.get_columns(table) if any(p.data.num_rows for p in prepared) else {}
+        json_stored = {n for n, t in existing.items() if t is LogicalType.JSON}
+        stages: list[str] = []
+        try:
+            staged: list[tuple[cloud_sql.PreparedPart, str]] = []
+            with tempfile.TemporaryDirectory(prefix="sixtyfour-bq-") as tmp:
+                for p in prepared:
+                    stage = self._load_stage(table, p.data, Path(tmp), stages) if p.data.num_rows else ""
+                    staged.append((p, stage))
+            result = UpsertResult()
+            with self.session() as s:
+                assert isinstance(s, _BigQuerySession)
+                for p, stage in staged:
+                    if not stage:
+                        result += UpsertResult(duplicates_dropped=p.duplicates_dropped)
+                        continue
+                    json_cols = frozenset(
+                        c for c in p.set_columns if (self.find_column(existing, c) or "") in json_stored
+                    )
+                    result += self._apply_part(s, table, key, p, stage, json_cols)
+                if before_commit is not None:
+                    before_commit(s)
+            return result
+        finally:
+            self._drop_stages(stages)
+
+    def _drop_stages(self, stages: Sequence[str]) -> None:
+        if not stages or self._client is None:
+            return
+        for ref in stages:
+            try:
+                self._client.delete_table(ref, not_found_ok=True)
+            except Exception:  # a leftover staging table expires by itself within a day
+                log.warning("could not delete staging table %s; it expires within a day", ref)
+
+    def _upsert_in_session(
+        self, session: Session, table: TableRef, key: Sequence[str], parts: Sequence[UpsertPart]
+    ) -> UpsertResult:
+        return session.upsert(table, key, parts)

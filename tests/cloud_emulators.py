@@ -30,6 +30,10 @@ from tests.conftest import IN_CI, port_open
 BQ_PROJECT = "sync-test-project"
 DATABRICKS_TOKEN = "dapi-local-emulator-token"
 
+#: minilake hands SQL to DuckDB untranslated: the Databricks functions the adapter uses that DuckDB lacks
+#: are defined as DuckDB macros with Databricks' meaning.
+DUCKDB_SHIMS = ("CREATE OR REPLACE TEMP MACRO unix_micros(ts) AS epoch_us(ts)",)
+
 _BQ_LAUNCHER = """
 import sys
 from bqemulator.storage import engine
@@ -103,6 +107,19 @@ class DatabricksEmulator:
         return f"/sql/1.0/warehouses/{self.warehouse_id}"
 
 
+def _databricks_statement(emu: DatabricksEmulator, sql: str) -> None:
+    response = httpx.post(
+        f"{emu.url}/api/2.0/sql/statements",
+        json={"statement": sql, "warehouse_id": emu.warehouse_id, "wait_timeout": "30s"},
+        headers={"Authorization": f"Bearer {emu.token}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    state = response.json()["status"]["state"]
+    if state != "SUCCEEDED":
+        raise RuntimeError(f"minilake: {sql!r} ended {state}: {response.text[:500]}")
+
+
 @pytest.fixture(scope="session")
 def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
     """bqemulator in a child process on an ephemeral port."""
@@ -160,6 +177,9 @@ def databricks_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Da
             timeout=30,
         )
         response.raise_for_status()
-        yield DatabricksEmulator(url, str(response.json()["id"]))
+        emu = DatabricksEmulator(url, str(response.json()["id"]))
+        for sql in DUCKDB_SHIMS:
+            _databricks_statement(emu, sql)
+        yield emu
     finally:
         _stop(proc)

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
-import decimal
-import json
 import logging
 import re
 import tempfile
@@ -45,7 +43,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sixtyfour_sync.errors import ConfigError, MissingDriverError, UnsafeIdentifierError, WarehouseError
 from sixtyfour_sync.warehouse import cloud_sql
@@ -59,13 +56,21 @@ from sixtyfour_sync.warehouse.base import (
     TableRef,
     UpsertPart,
     UpsertResult,
-    _literal_spans,
+)
+from sixtyfour_sync.warehouse.bigquery_auth import credentials_for
+from sixtyfour_sync.warehouse.bigquery_session import BigQuerySession
+from sixtyfour_sync.warehouse.bigquery_sql import (
+    FROM_API,
+    TYPE_NAMES,
+    bind_params,
+    parquet_ready,
+    stage_schema,
 )
 
 if TYPE_CHECKING:
     from sixtyfour_sync.config.profiles import BigQueryTarget, TargetConfig
 
-__all__ = ["BigQueryAdapter", "bind_params", "credentials_for", "is_dml", "parquet_ready", "stage_schema"]
+__all__ = ["BigQueryAdapter"]
 
 log = logging.getLogger("sixtyfour_sync.warehouse.bigquery")
 
@@ -74,248 +79,6 @@ _PROJECT_RE = re.compile(r"(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]*[a-z0-9]
 _DML_RE = re.compile(r"^\s*(?:\(\s*)*(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 _TRUNCATE_RE = re.compile(r"^\s*TRUNCATE\b", re.IGNORECASE)
 _STAGE_TTL = dt.timedelta(days=1)
-_TYPE_NAMES: dict[LogicalType, str] = {
-    LogicalType.TEXT: "STRING",
-    LogicalType.BIGINT: "INT64",
-    LogicalType.DOUBLE: "FLOAT64",
-    LogicalType.BOOLEAN: "BOOL",
-    LogicalType.JSON: "JSON",
-    LogicalType.TIMESTAMP: "TIMESTAMP",
-}
-# The REST API reports legacy names (INTEGER, FLOAT, BOOLEAN) for the standard SQL types.
-_FROM_API: dict[str, LogicalType] = {
-    "STRING": LogicalType.TEXT,
-    "INTEGER": LogicalType.BIGINT,
-    "INT64": LogicalType.BIGINT,
-    "FLOAT": LogicalType.DOUBLE,
-    "FLOAT64": LogicalType.DOUBLE,
-    "BOOLEAN": LogicalType.BOOLEAN,
-    "BOOL": LogicalType.BOOLEAN,
-    "JSON": LogicalType.JSON,
-    "TIMESTAMP": LogicalType.TIMESTAMP,
-}
-
-
-# --------------------------------------------------------------------------------------------------
-# Pure helpers
-
-
-def is_dml(sql: str) -> bool:
-    """Whether a statement changes rows (and so must run inside the session's transaction)."""
-    return bool(_DML_RE.match(sql) or _TRUNCATE_RE.match(sql))
-
-
-def _param_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "BOOL"
-    if isinstance(value, int):
-        return "INT64"
-    if isinstance(value, float):
-        return "FLOAT64"
-    if isinstance(value, decimal.Decimal):
-        return "BIGNUMERIC"
-    if isinstance(value, bytes):
-        return "BYTES"
-    if isinstance(value, dt.datetime):
-        return "TIMESTAMP"
-    if isinstance(value, dt.date):
-        return "DATE"
-    return "STRING"
-
-
-def bind_params(sql: str, params: Sequence[Any]) -> tuple[str, list[tuple[str, Any]]]:
-    """``?`` placeholders as BigQuery positional parameters ``(type, value)``; ``None`` becomes ``NULL``.
-
-    A NULL query parameter needs a type, and BigQuery refuses to assign a NULL STRING to an INT64
-    column: a ``NULL`` literal coerces to any type. Naive datetimes are taken as UTC.
-    """
-    positions = cloud_sql.qmark_positions(sql, _literal_spans(sql))
-    if len(positions) != len(params):
-        raise ValueError(f"the statement has {len(positions)} placeholder(s) but {len(params)} value(s) were given")
-    keep_at, rendered, out = [], [], []
-    for pos, value in zip(positions, params, strict=True):
-        if value is None:
-            keep_at.append(pos)
-            rendered.append("NULL")
-            continue
-        if isinstance(value, dt.datetime) and value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        out.append((_param_type(value), value))
-    return cloud_sql.substitute_qmarks(sql, keep_at, rendered), out
-
-
-def stage_type(t: pa.DataType) -> str:
-    """The BigQuery type a staged Arrow column loads into."""
-    if pa.types.is_boolean(t):
-        return "BOOL"
-    if pa.types.is_integer(t):
-        return "INT64"
-    if pa.types.is_floating(t):
-        return "FLOAT64"
-    if pa.types.is_decimal(t):
-        return "BIGNUMERIC" if t.precision > 38 or t.scale > 9 else "NUMERIC"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMP"
-    if pa.types.is_date(t):
-        return "DATE"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return "BYTES"
-    return "STRING"
-
-
-def stage_schema(data: pa.Table) -> list[tuple[str, str]]:
-    """``(name, BigQuery type)`` of each staged column."""
-    return [(f.name, stage_type(f.type)) for f in data.schema]
-
-
-def parquet_ready(data: pa.Table) -> pa.Table:
-    """UTC microsecond timestamps, plain strings and no NULL-typed columns, as a Parquet load wants."""
-    arrays = []
-    for col in data.columns:
-        t = col.type
-        if pa.types.is_timestamp(t):
-            col = pc.assume_timezone(col, "UTC") if t.tz is None else col
-            col = col.cast(pa.timestamp("us", tz="UTC"), safe=False)
-        elif pa.types.is_null(t) or pa.types.is_large_string(t):
-            col = col.cast(pa.string())
-        arrays.append(col)
-    return pa.Table.from_arrays(arrays, names=data.column_names)
-
-
-def _secret(value: object) -> str | None:
-    get = getattr(value, "get", None)
-    return None if value is None else str(get()) if callable(get) else str(value)
-
-
-def credentials_for(config: BigQueryTarget, *, project_dir: Path | None = None) -> Any:
-    """google-auth credentials for a profile's ``method`` (impersonated when the profile says so)."""
-    scopes = config.scopes or [
-        "https://www.googleapis.com/auth/bigquery",
-        "https://www.googleapis.com/auth/cloud-platform",
-    ]
-    try:
-        import google.auth
-        from google.auth.credentials import AnonymousCredentials
-        from google.oauth2 import credentials as user_credentials
-        from google.oauth2 import service_account
-    except ImportError as exc:  # pragma: no cover - google-auth comes with the client
-        raise MissingDriverError("BigQuery needs google-auth", hint=_INSTALL_HINT) from exc
-    creds: Any
-    if config.method == "anonymous":
-        return AnonymousCredentials()  # type: ignore[no-untyped-call]
-    if config.method == "service-account":
-        path = Path(str(config.keyfile)).expanduser()
-        if not path.is_absolute() and project_dir is not None:
-            path = project_dir / path
-        try:
-            creds = service_account.Credentials.from_service_account_file(str(path), scopes=scopes)  # type: ignore[no-untyped-call]
-        except (OSError, ValueError) as exc:
-            raise ConfigError(
-                f"bigquery: keyfile {str(path)!r} cannot be used: {getattr(exc, 'strerror', None) or exc}",
-                hint="point keyfile at a service-account JSON key (relative paths start at the project directory)",
-            ) from None
-    elif config.method == "service-account-json":
-        try:
-            info = json.loads(_secret(config.keyfile_json) or "{}")
-            creds = service_account.Credentials.from_service_account_info(info, scopes=scopes)  # type: ignore[no-untyped-call]
-        except (ValueError, KeyError) as exc:
-            raise ConfigError(
-                f"bigquery: keyfile_json is not a service-account key ({type(exc).__name__})",
-                hint="paste the whole JSON key under keyfile_json",
-            ) from None
-    elif config.method == "oauth-secrets":
-        creds = user_credentials.Credentials(  # type: ignore[no-untyped-call]
-            token=_secret(config.token),
-            refresh_token=_secret(config.refresh_token),
-            client_id=config.client_id,
-            client_secret=_secret(config.client_secret),
-            token_uri=config.token_uri,
-            scopes=scopes,
-        )
-    else:
-        try:
-            creds, _ = google.auth.default(scopes=scopes)  # type: ignore[no-untyped-call]
-        except google.auth.exceptions.DefaultCredentialsError as exc:
-            raise ConfigError(
-                "bigquery: method oauth found no application default credentials",
-                hint="run `gcloud auth application-default login`, or use method: service-account with keyfile",
-            ) from exc
-    if config.impersonate_service_account:
-        from google.auth import impersonated_credentials
-
-        creds = impersonated_credentials.Credentials(  # type: ignore[no-untyped-call]
-            source_credentials=creds, target_principal=config.impersonate_service_account, target_scopes=scopes
-        )
-    return creds
-
-
-# --------------------------------------------------------------------------------------------------
-# Session
-
-
-class _BigQuerySession(Session):
-    """One multi-statement transaction, begun lazily before the first DML statement."""
-
-    adapter: BigQueryAdapter
-
-    def __init__(self, adapter: BigQueryAdapter) -> None:
-        super().__init__(adapter)
-        self.in_transaction = False
-
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        if is_dml(sql) and not self.in_transaction:
-            self.adapter._run("BEGIN TRANSACTION", (), session=True)
-            self.in_transaction = True
-        job = self.adapter._run(sql, params, session=self.in_transaction)
-        if not is_dml(sql):
-            return -1
-        return int(job.num_dml_affected_rows or 0)
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
-        job = self.adapter._run(sql, params, session=self.in_transaction)
-        rows = job.result()
-        names = [f.name for f in rows.schema]
-        return names, [tuple(r.values()) for r in rows]
-
-    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        for row in rows:
-            self._execute(sql, row)
-
-    def insert(self, table: TableRef, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert rows with multi-row ``VALUES`` (one job per 500 rows, not one per row)."""
-        if not rows:
-            return
-        a = self.adapter
-        cols = list(rows[0].keys())
-        if any(list(r.keys()) != cols for r in rows):
-            raise ValueError(f"insert into {table}: every row must have the same columns {cols}")
-        names = ", ".join(a.quote(c, what=f"column of {table}") for c in cols)
-        one = "(" + ", ".join("?" for _ in cols) + ")"
-        for start in range(0, len(rows), 500):
-            chunk = rows[start : start + 500]
-            sql = f"INSERT INTO {a.table_sql(table)} ({names}) VALUES " + ", ".join(one for _ in chunk)
-            params = [a.adapt_value(r[c]) for r in chunk for c in cols]
-            with a._errors("running SQL", sql):
-                self._execute(sql, params)
-
-    def _commit(self) -> None:
-        if self.in_transaction:
-            self.in_transaction = False
-            self.adapter._run("COMMIT TRANSACTION", (), session=True)
-
-    def _rollback(self) -> None:
-        if self.in_transaction:
-            self.in_transaction = False
-            self.adapter._run("ROLLBACK TRANSACTION", (), session=True)
-
-    def upsert(self, table: TableRef, key: Sequence[str], parts: Sequence[UpsertPart]) -> UpsertResult:
-        """Refused: staging needs DDL and a load job, which cannot run inside a BigQuery transaction."""
-        raise WarehouseError(
-            "bigquery: upsert inside an open session is not possible (staging runs outside transactions)",
-            hint="call adapter.upsert(..., before_commit=...) to write the ledger in the same transaction",
-        )
-
-
 # --------------------------------------------------------------------------------------------------
 # Adapter
 
@@ -465,7 +228,7 @@ class BigQueryAdapter(Adapter):
 
     def _open_session(self) -> Session:
         self.client()
-        return _BigQuerySession(self)
+        return BigQuerySession(self)
 
     # ------------------------------------------------------------------------------ names
     def validate_project(self, name: str, *, what: str) -> str:
@@ -493,11 +256,11 @@ class BigQueryAdapter(Adapter):
 
     # ------------------------------------------------------------------------------ types, time, hashing
     def _type_names(self) -> Mapping[LogicalType, str]:
-        return _TYPE_NAMES
+        return TYPE_NAMES
 
     def logical_type_of(self, raw: str) -> LogicalType | str:
         """Map the API's type names (``INTEGER``, ``FLOAT``...) to logical types."""
-        return _FROM_API.get(raw.upper(), raw)
+        return FROM_API.get(raw.upper(), raw)
 
     def md5_sql(self, expr: str) -> str:
         """Lower-case hex MD5 (BigQuery's ``MD5`` returns BYTES)."""
@@ -633,7 +396,7 @@ class BigQueryAdapter(Adapter):
                 "storage_api: true needs google-cloud-bigquery-storage",
                 hint="pip install google-cloud-bigquery-storage, or set storage_api: false",
             ) from exc
-        return bigquery_storage.BigQueryReadClient(credentials=self.client()._credentials)
+        return bigquery_storage.BigQueryReadClient(credentials=self.client()._credentials)  # type: ignore[no-untyped-call]
 
     def stream(self, sql: str, params: Sequence[Any] = (), *, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
         """Run a SELECT as its own job (outside any transaction) and yield its result pages as Arrow."""
@@ -680,7 +443,7 @@ class BigQueryAdapter(Adapter):
 
     def _apply_part(
         self,
-        s: _BigQuerySession,
+        s: BigQuerySession,
         table: TableRef,
         key: Sequence[str],
         part: cloud_sql.PreparedPart,
@@ -751,7 +514,7 @@ class BigQueryAdapter(Adapter):
                     staged.append((p, stage))
             result = UpsertResult()
             with self.session() as s:
-                assert isinstance(s, _BigQuerySession)
+                assert isinstance(s, BigQuerySession)
                 for p, stage in staged:
                     if not stage:
                         result += UpsertResult(duplicates_dropped=p.duplicates_dropped)

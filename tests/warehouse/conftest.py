@@ -3,8 +3,8 @@
 Backends: duckdb (a file in tmp_path), postgres (a new schema in db ``test``), mariadb (a new database, via
 the SQLAlchemy adapter and pymysql), sqlite (a file in tmp_path, via the SQLAlchemy adapter) and snowflake
 (fakesnow, in process), bigquery (bqemulator) and databricks (minilake), each a local server on an
-ephemeral port (tests/cloud_emulators.py). postgres and mariadb skip locally when their server is down and fail under CI=true;
-a backend whose adapter module is not importable is skipped with "adapter not available".
+ephemeral port (tests/cloud_emulators.py). postgres and mariadb skip locally when their server is down and
+fail under CI=true; a backend whose adapter module is not importable is skipped with "adapter not available".
 """
 
 from __future__ import annotations

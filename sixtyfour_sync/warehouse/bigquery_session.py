@@ -1,0 +1,82 @@
+"""The BigQuery session: one multi-statement transaction over several query jobs (I/O through the adapter).
+
+The transaction begins (``BEGIN TRANSACTION``, in the adapter's BigQuery session) right before the first
+DML statement, so a session that only reads or runs DDL starts none; ``COMMIT``/``ROLLBACK`` end it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sixtyfour_sync.errors import WarehouseError
+from sixtyfour_sync.warehouse.base import Session, TableRef, UpsertPart, UpsertResult
+from sixtyfour_sync.warehouse.bigquery_sql import is_dml
+
+if TYPE_CHECKING:
+    from sixtyfour_sync.warehouse.bigquery import BigQueryAdapter
+
+__all__ = ["BigQuerySession"]
+
+
+class BigQuerySession(Session):
+    """One multi-statement transaction, begun lazily before the first DML statement."""
+
+    adapter: BigQueryAdapter
+
+    def __init__(self, adapter: BigQueryAdapter) -> None:
+        super().__init__(adapter)
+        self.in_transaction = False
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        if is_dml(sql) and not self.in_transaction:
+            self.adapter._run("BEGIN TRANSACTION", (), session=True)
+            self.in_transaction = True
+        job = self.adapter._run(sql, params, session=self.in_transaction)
+        if not is_dml(sql):
+            return -1
+        return int(job.num_dml_affected_rows or 0)
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
+        job = self.adapter._run(sql, params, session=self.in_transaction)
+        rows = job.result()
+        names = [f.name for f in rows.schema]
+        return names, [tuple(r.values()) for r in rows]
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        for row in rows:
+            self._execute(sql, row)
+
+    def insert(self, table: TableRef, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows with multi-row ``VALUES`` (one job per 500 rows, not one per row)."""
+        if not rows:
+            return
+        a = self.adapter
+        cols = list(rows[0].keys())
+        if any(list(r.keys()) != cols for r in rows):
+            raise ValueError(f"insert into {table}: every row must have the same columns {cols}")
+        names = ", ".join(a.quote(c, what=f"column of {table}") for c in cols)
+        one = "(" + ", ".join("?" for _ in cols) + ")"
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            sql = f"INSERT INTO {a.table_sql(table)} ({names}) VALUES " + ", ".join(one for _ in chunk)
+            params = [a.adapt_value(r[c]) for r in chunk for c in cols]
+            with a._errors("running SQL", sql):
+                self._execute(sql, params)
+
+    def _commit(self) -> None:
+        if self.in_transaction:
+            self.in_transaction = False
+            self.adapter._run("COMMIT TRANSACTION", (), session=True)
+
+    def _rollback(self) -> None:
+        if self.in_transaction:
+            self.in_transaction = False
+            self.adapter._run("ROLLBACK TRANSACTION", (), session=True)
+
+    def upsert(self, table: TableRef, key: Sequence[str], parts: Sequence[UpsertPart]) -> UpsertResult:
+        """Refused: staging needs DDL and a load job, which cannot run inside a BigQuery transaction."""
+        raise WarehouseError(
+            "bigquery: upsert inside an open session is not possible (staging runs outside transactions)",
+            hint="call adapter.upsert(..., before_commit=...) to write the ledger in the same transaction",
+        )

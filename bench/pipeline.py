@@ -1,12 +1,18 @@
-"""The whole pipeline at scale: rows/s and peak memory of `run` against the emulator.
+"""The whole pipeline at scale: the raw stages, the hand-written script and the engine, side by side.
 
-    python bench/pipeline.py --rows 100000 1000000 [--backend duckdb|postgres] [--out bench/out/pipeline.json]
+    python bench/pipeline.py [--backends duckdb postgres] [--rows 250000 1000000 5000000]
+                             [--things raw script engine] [--json bench/out/pipeline.json]
 
-For each row count: a fresh warehouse with that many leads, the emulator in its own process (so its memory is
-not counted), and `sixtyfour-sync run` in a child process whose peak RSS is read from the kernel
-(its own ``ru_maxrss``). Memory must not grow with the row count: the engine holds one file (at most 100,000 rows) at a
-time. The API's own pace (10 files a minute) is the real limit in production; the emulator's jobs take
-``--job-seconds`` here, so the numbers measure the engine, not the API.
+For each backend and size, one source table of that many leads, then each measured thing (see
+bench/pipeline_stages.py) in a child process of its own, against an emulator in a process of its own
+(``--job-seconds 0``, no submission or request limit, 5% of rows fail). DuckDB things each get a fresh copy
+of the same database file; PostgreSQL things share a ``bench_<hex>`` schema, each writing its own table.
+The engine runs through the Python API with the client's 10-submissions-a-minute limiter relaxed to
+10,000 (``SixtyfourClient(..., limiter=SubmissionLimiter(limit=10_000))``); real runs keep the default.
+
+Printed per row: wall and CPU seconds, peak RSS, rows/s, rows/s excluding the time an API request was in
+flight, the emulator's own CPU and peak RSS, and the 1-minute load average at start and end; then the
+ratios engine/raw and script/engine. ``bench/plot_pipeline.py`` draws docs/benchmarks.png from the JSON.
 """
 
 from __future__ import annotations
@@ -15,101 +21,39 @@ import argparse
 import json
 import os
 import re
-import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pipeline_stages as st
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = """\
-syncs:
-  - name: bench_leads
-    endpoint: people
-    source:
-      table: leads
-      key: lead_id
-      columns: [first_name, last_name, company, domain, city]
-    struct:
-      email: Work email
-      title: Job title
-      employee_count: {description: Employees, type: int}
-    field_confidence: true
-    target:
-      table: leads_enriched
-    chunk_rows: 100000
-"""
+THINGS = ("raw", "script", "engine")
+POLL_SECONDS = 0.1
 
 
-def _make_duckdb(project: Path, rows: int) -> None:
-    import duckdb
-
-    con = duckdb.connect(str(project / "wh.duckdb"))
-    con.execute(
-        f"""
-        CREATE TABLE leads AS
-        SELECT i AS lead_id,
-               ['Ada','Grace','Alan','Edsger','Barbara','Donald','Frances','Ken'][1 + i % 8] AS first_name,
-               ['Lovelace','Hopper','Turing','Dijkstra','Liskov','Knuth'][1 + (i * 7) % 6] AS last_name,
-               'Company ' || (i % 5000) AS company,
-               'company' || (i % 5000) || '.com' AS domain,
-               ['Austin','Berlin','Paris','Tokyo'][1 + i % 4] AS city
-        FROM range(1, {rows + 1}) t(i)
-        """
-    )
-    con.close()
-    (project / "profiles.yml").write_text(
-        "sixtyfour:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: wh.duckdb\n"
-        + os.environ.get("BENCH_DUCKDB_EXTRA", "")
-    )
+# --------------------------------------------------------------------------------------------- emulator
 
 
-def _make_postgres(project: Path, rows: int) -> str:
-    import psycopg
-
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as con:
-        con.execute(f'CREATE SCHEMA "{schema}"')
-        con.execute(
-            f"""
-            CREATE TABLE "{schema}".leads AS
-            SELECT i::bigint AS lead_id,
-                   (ARRAY['Ada','Grace','Alan','Edsger','Barbara','Donald','Frances','Ken'])[1 + i % 8] AS first_name,
-                   (ARRAY['Lovelace','Hopper','Turing','Dijkstra','Liskov','Knuth'])[1 + (i * 7) % 6] AS last_name,
-                   'Company ' || (i % 5000) AS company,
-                   'company' || (i % 5000) || '.com' AS domain,
-                   (ARRAY['Austin','Berlin','Paris','Tokyo'])[1 + i % 4] AS city
-            FROM generate_series(1, {rows}) AS t(i)
-            """
-        )
-    (project / "profiles.yml").write_text(
-        "sixtyfour:\n  target: pg\n  outputs:\n    pg:\n      type: postgres\n      host: 127.0.0.1\n"
-        f"      user: postgres\n      dbname: test\n      schema: {schema}\n"
-    )
-    return schema
-
-
-def _drop_postgres(schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True) as con:
-        con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def _start_emulator(job_seconds: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sixtyfour_sync", "emulator", "--port", "0", "--api-key", "bench-key",
-         "--job-seconds", str(job_seconds), "--rate-limit-per-minute", "1000", "--failure-rate", "0.05"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def start_emulator() -> tuple[subprocess.Popen[str], str]:
+    """The emulator in its own process: jobs instant, no submission or request limit."""
+    cmd = [sys.executable, "-m", "sixtyfour_sync", "emulator", "--port", "0", "--api-key", st.API_KEY]
+    cmd += ["--job-seconds", "0", "--rate-limit-per-minute", "0", "--request-limit-per-minute", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     assert proc.stdout is not None
-    deadline = time.time() + 30
-    while time.time() < deadline:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
         m = re.search(r"(http://127\.0\.0\.1:\d+)", line)
         if m:
             return proc, m.group(1)
@@ -117,69 +61,232 @@ def _start_emulator(job_seconds: float) -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError("the emulator did not start")
 
 
-def _child(project: str, url: str) -> None:
-    from sixtyfour_sync.engine import api
-
-    started = time.perf_counter()
-    result = api.run(project, api_key="bench-key", api_url=url)
-    elapsed = time.perf_counter() - started
-    s = result.syncs[0]
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": elapsed, "exit_code": result.exit_code, "rows_sent": s.rows_sent,
-                      "rows_merged": s.rows_merged, "jobs": len(s.jobs), "peak_rss_mb": round(peak_kb / 1024, 1)}))
-
-
-def measure(rows: int, backend: str, job_seconds: float) -> dict[str, object]:
-    project = Path(tempfile.mkdtemp(prefix="sf-bench-"))
-    (project / "models").mkdir()
-    (project / "models" / "bench.yml").write_text(MODEL)
-    schema = _make_postgres(project, rows) if backend == "postgres" else None
-    if backend == "duckdb":
-        _make_duckdb(project, rows)
-    emulator, url = _start_emulator(job_seconds)
+def stop_emulator(proc: subprocess.Popen[str]) -> dict[str, float]:
+    """Stop it and read its CPU seconds and peak RSS from the kernel."""
+    proc.terminate()
     try:
-        env = {**os.environ, "SIXTYFOUR_SYNC_POLL_INTERVAL": "0.2"}
-        out = subprocess.run([sys.executable, __file__, "--child", str(project), url], env=env, capture_output=True,
-                             text=True, check=False)
-        if out.returncode != 0:
-            raise RuntimeError(out.stderr[-2000:])
-        data = json.loads(out.stdout.strip().splitlines()[-1])
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:  # pragma: no cover - already reaped
+        return {}
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.stdout is not None:
+        proc.stdout.close()
+    return {
+        "emulator_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "emulator_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    }
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+def make_source(backend: str, rows: int, work: Path) -> dict[str, Any]:
+    """The source table of ``rows`` leads: a DuckDB file, or a PostgreSQL schema."""
+    if backend == "duckdb":
+        import duckdb
+
+        db = work / f"base-{rows}.duckdb"
+        con = duckdb.connect(str(db))
+        con.execute(f"CREATE TABLE leads AS {st.SOURCE_SELECT.format(rows=rows)}")
+        con.close()
+        return {"db": str(db), "source": "leads"}
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(st.PG_DSN, autocommit=True) as con:
+        con.execute(f'CREATE SCHEMA "{schema}"')
+        con.execute(f'CREATE TABLE "{schema}".leads AS {st.PG_SOURCE_SELECT.format(rows=rows)}')
+        con.execute(f'ALTER TABLE "{schema}".leads ADD PRIMARY KEY (lead_id)')
+        con.execute(f'VACUUM ANALYZE "{schema}".leads')
+    return {"schema": schema, "source": f'"{schema}".leads'}
+
+
+def drop_source(source: dict[str, Any]) -> None:
+    """Remove a PostgreSQL schema (DuckDB files go with the work directory)."""
+    if "schema" not in source:
+        return
+    import psycopg
+
+    with psycopg.connect(st.PG_DSN, autocommit=True) as con:
+        con.execute(f'DROP SCHEMA IF EXISTS "{source["schema"]}" CASCADE')
+
+
+def result_files(rows: int, work: Path) -> list[str]:
+    """The emulator's final CSVs for the source rows (for the raw parse and upsert; not timed)."""
+    import duckdb
+
+    out = work / f"results-{rows}"
+    if out.exists():
+        return sorted(str(p) for p in out.glob("*.csv"))
+    out.mkdir()
+    con = duckdb.connect(":memory:")
+    proc, url = start_emulator()
+    config = json.dumps({"struct": _struct(), "field_confidence": True, "columns": st.COLUMNS})
+    try:
+        with httpx.Client(base_url=url, headers={"x-api-key": st.API_KEY}, timeout=600) as http:
+            for i, start in enumerate(range(0, rows, 100_000)):
+                part = out / f"part-{i:04d}.jsonl"
+                select = st.SOURCE_SELECT.format(rows=rows)
+                con.execute(
+                    f"COPY (SELECT lead_id, {', '.join(st.COLUMNS)} FROM ({select}) "
+                    f"WHERE lead_id > {start} AND lead_id <= {start + 100_000}) TO '{part}' (FORMAT json)"
+                )
+                with part.open("rb") as fh:
+                    r = http.post("/bulk-intelligence/people", files={"file": (part.name, fh)}, data={"config": config})
+                r.raise_for_status()
+                status = http.get(f"/job-status/{r.json()['task_id']}").json()
+                final = max(status["results"], key=lambda e: e["block_number"])
+                (out / f"part-{i:04d}.csv").write_bytes(http.get(final["download_url"]).content)
+                part.unlink()
     finally:
-        emulator.terminate()
-        emulator.wait(timeout=30)
-        if schema:
-            _drop_postgres(schema)
-    data.update({
+        stop_emulator(proc)
+        con.close()
+    return sorted(str(p) for p in out.glob("*.csv"))
+
+
+def _struct() -> dict[str, Any]:
+    return {"email": "Work email", "title": "Job title", "employee_count": {"description": "Employees", "type": "int"}}
+
+
+# --------------------------------------------------------------------------------------------- measuring
+
+
+def measure(thing: str, backend: str, rows: int, source: dict[str, Any], work: Path) -> dict[str, Any]:
+    """One measured thing in its own child process, with its own emulator."""
+    thing_dir = work / f"{backend}-{rows}-{thing}"
+    shutil.rmtree(thing_dir, ignore_errors=True)
+    thing_dir.mkdir(parents=True)
+    spec: dict[str, Any] = {
+        "thing": thing,
         "backend": backend,
         "rows": rows,
-        "rows_per_second": round(rows / data["seconds"]),
-        "job_seconds": job_seconds,
-    })
-    return data
+        "work": str(thing_dir),
+        "poll_seconds": POLL_SECONDS,
+        "source": source["source"],
+        "schema": source.get("schema"),
+    }
+    if backend == "duckdb":
+        db = thing_dir / "wh.duckdb"
+        shutil.copyfile(source["db"], db)
+        spec["db"] = str(db)
+    if thing == "raw":
+        spec["result_files"] = result_files(rows, work)
+    proc, spec["url"] = start_emulator()
+    load_start = os.getloadavg()[0]
+    try:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+        )
+    finally:
+        emulator = stop_emulator(proc)
+    if out.returncode != 0:
+        raise RuntimeError(f"{thing} on {backend} at {rows:,} rows failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    shutil.rmtree(thing_dir, ignore_errors=True)
+    active = result["wall_s"] - result["api_s"]
+    result.update(
+        thing=thing,
+        backend=backend,
+        rows=rows,
+        rows_per_s=round(rows / result["wall_s"]),
+        rows_per_s_excl_api=round(rows / active) if active > 0 else None,
+        load_avg_start=round(load_start, 2),
+        load_avg_end=round(os.getloadavg()[0], 2),
+        **emulator,
+    )
+    return result
+
+
+def _fmt(r: dict[str, Any]) -> str:
+    excl = f"{r['rows_per_s_excl_api']:>10,}" if r.get("rows_per_s_excl_api") else f"{'':>10}"
+    return (
+        f"{r['backend']:8} {r['rows']:>9,} {r['thing']:6} {r['wall_s']:8.2f} {r['cpu_s']:8.2f} "
+        f"{r['peak_rss_mb']:8.1f} {r['rows_per_s']:>9,} {excl} {r['api_s']:7.2f} "
+        f"{r.get('emulator_cpu_s', 0):7.2f} {r.get('emulator_peak_rss_mb', 0):7.1f} "
+        f"{r['load_avg_start']:5.2f}/{r['load_avg_end']:<5.2f}"
+    )
+
+
+HEADER = (
+    f"{'backend':8} {'rows':>9} {'thing':6} {'wall s':>8} {'CPU s':>8} {'RSS MB':>8} {'rows/s':>9} "
+    f"{'excl. API':>10} {'API s':>7} {'emu CPU':>7} {'emu MB':>7} {'load':>11}"
+)
+
+
+def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """engine/raw (wall, CPU) and script/engine (wall) per backend and size."""
+    out = []
+    keys = sorted({(r["backend"], r["rows"]) for r in results})
+    for backend, rows in keys:
+        by = {r["thing"]: r for r in results if r["backend"] == backend and r["rows"] == rows}
+        entry: dict[str, Any] = {"backend": backend, "rows": rows}
+        if "engine" in by and "raw" in by:
+            entry["engine_over_raw_wall"] = round(by["engine"]["wall_s"] / by["raw"]["wall_s"], 2)
+            entry["engine_over_raw_cpu"] = round(by["engine"]["cpu_s"] / by["raw"]["cpu_s"], 2)
+        if "engine" in by and "script" in by:
+            entry["script_over_engine_wall"] = round(by["script"]["wall_s"] / by["engine"]["wall_s"], 2)
+        out.append(entry)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--backend", choices=["duckdb", "postgres"], default="duckdb")
-    parser.add_argument("--job-seconds", type=float, default=1.0)
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--child", nargs=2, metavar=("PROJECT", "URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--backends", nargs="+", choices=["duckdb", "postgres"], default=["duckdb", "postgres"])
+    parser.add_argument("--rows", type=int, nargs="+", default=[250_000, 1_000_000, 5_000_000])
+    parser.add_argument("--things", nargs="+", choices=THINGS, default=list(THINGS))
+    parser.add_argument("--json", type=Path, default=None, help="write every result (and the ratios) here")
+    parser.add_argument("--work", type=Path, default=None, help="work directory (default: a temporary one)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(*args.child)
+        st.child(args.child)
         return
-    results = []
-    for n in sorted(args.rows):
-        r = measure(n, args.backend, args.job_seconds)
-        results.append(r)
-        print(f"{args.backend:9} {n:>10,} rows  {r['seconds']:7.1f} s  {r['rows_per_second']:>9,} rows/s  "
-              f"peak RSS {r['peak_rss_mb']:7.1f} MB  jobs {r['jobs']}  exit {r['exit_code']}", flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+    work = args.work or Path(tempfile.mkdtemp(prefix="sf-bench-pipeline-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print("engine: sixtyfour_sync.run with SixtyfourClient(..., limiter=SubmissionLimiter(limit=10_000));")
+    print("emulator: its own process, --job-seconds 0, no rate limits; CPU and RSS are each process's own.")
+    print(HEADER, flush=True)
+    results: list[dict[str, Any]] = []
+    try:
+        for backend in args.backends:
+            for rows in sorted(args.rows):
+                source = make_source(backend, rows, work)
+                try:
+                    for thing in args.things:
+                        r = measure(thing, backend, rows, source, work)
+                        results.append(r)
+                        print(_fmt(r), flush=True)
+                        if args.json:
+                            _write(args.json, results)
+                finally:
+                    drop_source(source)
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print()
+    for entry in ratios(results):
+        parts = [f"{k} {v}x" for k, v in entry.items() if k not in ("backend", "rows")]
+        print(f"{entry['backend']:8} {entry['rows']:>9,}  " + ", ".join(parts))
+    if args.json:
+        _write(args.json, results)
+
+
+def _write(path: Path, results: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "engine_limiter": "SubmissionLimiter(limit=10_000)",
+        "emulator": "--job-seconds 0 --rate-limit-per-minute 0 --request-limit-per-minute 0",
+        "poll_seconds": POLL_SECONDS,
+    }
+    path.write_text(json.dumps({"meta": meta, "results": results, "ratios": ratios(results)}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

@@ -4,8 +4,9 @@ Three tools, used at the boundaries:
 
 - :class:`Secret` holds a credential; its ``str``/``repr`` never show the value.
 - :func:`redact_url` turns a signed URL into something safe to print (scheme, host, path only).
-- :class:`RedactingFilter` scrubs every registered secret and every signed query string from log
-  records, including those emitted by httpx/httpcore, which log full request URLs.
+- :class:`RedactingFilter` scrubs every registered secret, every signed query string and the path of every
+  signed download link from log records, on the package's loggers and on httpx/httpcore's, which log full
+  request URLs.
 """
 
 from __future__ import annotations
@@ -16,10 +17,21 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["RedactingFilter", "Secret", "install_log_redaction", "redact", "redact_url", "register_secret"]
+__all__ = [
+    "RedactingFilter",
+    "Secret",
+    "install_log_redaction",
+    "redact",
+    "redact_url",
+    "redacting_filter",
+    "register_link_path",
+    "register_secret",
+    "sanitize",
+]
 
 _MASK = "***"
 _registered: set[str] = set()
+_link_paths: dict[str, None] = {}
 _lock = threading.Lock()
 # A query string carrying a signature or token: anything after '?' in an http(s) URL.
 _URL_QUERY = re.compile(r"(https?://[^\s'\"<>?#]+)\?[^\s'\"<>#]*")
@@ -32,16 +44,49 @@ def register_secret(value: str | None) -> None:
             _registered.add(value)
 
 
+def register_link_path(path: str) -> None:
+    """Remember the path of a signed download link: it may carry a token, so logs show it masked.
+
+    The most recent 2,000 paths are kept (a long-lived process sees many links; old ones have expired).
+    """
+    if path and len(path) >= 8:
+        with _lock:
+            if path in _link_paths:
+                return
+            _link_paths[path] = None
+            while len(_link_paths) > 2000:
+                del _link_paths[next(iter(_link_paths))]
+
+
 def redact(text: str) -> str:
-    """Return ``text`` with registered secrets and URL query strings masked."""
+    """Return ``text`` with registered secrets, signed link paths and URL query strings masked."""
     if not text:
         return text
     with _lock:
         secrets = sorted(_registered, key=len, reverse=True)
+        paths = [p for p in _link_paths if p in text]
     for s in secrets:
         if s in text:
             text = text.replace(s, _MASK)
+    for p in sorted(paths, key=len, reverse=True):
+        text = text.replace(p, "/" + _MASK)
     return _URL_QUERY.sub(lambda m: f"{m.group(1)}?{_MASK}", text)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffd]")
+
+
+def sanitize(text: object, limit: int = 500) -> str:
+    """``text`` made safe to store and print anywhere (the ledger, JSON logs, a terminal).
+
+    Secrets and signed URLs are masked, NUL and other control characters (which some warehouses refuse in
+    text) are replaced, runs of whitespace are folded, and the result is cut to ``limit`` characters.
+    """
+    cleaned = _CONTROL.sub("?", redact(str(text)))
+    cleaned = " ".join(cleaned.split())
+    if len(cleaned) > limit:
+        cleaned = cleaned[: max(0, limit - 3)] + "..."
+    return cleaned
 
 
 def redact_url(url: object) -> str:
@@ -110,27 +155,42 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-_installed = False
+#: Every logger this package logs on, and those of the HTTP stack it drives (httpx logs whole request URLs at
+#: INFO, signed links included). A filter on a logger does not reach its children, so each is named.
+REDACTED_LOGGERS = (
+    "sixtyfour_sync",
+    "sixtyfour_sync.api",
+    "sixtyfour_sync.cli",
+    "sixtyfour_sync.emulator",
+    "sixtyfour_sync.engine",
+    "sixtyfour_sync.engine.lease",
+    "sixtyfour_sync.progress",
+    "sixtyfour_sync.warehouse",
+    "sixtyfour_sync.warehouse.snowflake",
+    "sixtyfour_sync.webhooks",
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "werkzeug",
+)
+_FILTER = RedactingFilter()
 
 
 def install_log_redaction() -> None:
-    """Scrub secrets from every log record this process creates (idempotent).
+    """Put the redacting filter on the package's loggers and the HTTP stack's (idempotent).
 
-    Logger filters do not reach child loggers (``httpcore.http11``...), and httpx logs whole request
-    URLs, signed query strings included, at INFO. So redaction happens in the log record factory: every
-    record, from any library, is cleaned when it is made, before any handler sees it.
+    The process-wide log record factory is left alone, so importing the package changes nothing in the
+    logging of an orchestrator (Airflow, Dagster) that imports it; their own records are theirs.
     """
-    global _installed
-    with _lock:
-        if _installed:
-            return
-        _installed = True
-    previous = logging.getLogRecordFactory()
-    flt = RedactingFilter()
+    for name in REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
 
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
-        flt.filter(record)
-        return record
 
-    logging.setLogRecordFactory(factory)
+def redacting_filter() -> RedactingFilter:
+    """The filter itself, for handlers the package installs (the CLI's)."""
+    return _FILTER

@@ -155,6 +155,16 @@ def plan(opts: GlobalOptions, select: tuple[str, ...], full_refresh: bool, max_c
     is_flag=True,
     help="Only syncs whose source.ref model succeeded in the last dbt invocation (target/run_results.json).",
 )
+@click.option(
+    "--retry-lost",
+    is_flag=True,
+    help="Look for lost jobs again (the API answered 404) and ask the rows of those still unknown again.",
+)
+@click.option(
+    "--retry-unreadable",
+    is_flag=True,
+    help="Download unreadable results again; ask the rows of those still unreadable again.",
+)
 @click.pass_obj
 def run(
     opts: GlobalOptions,
@@ -164,10 +174,17 @@ def run(
     yes: bool,
     max_wait: float | None,
     only_rebuilt: bool,
+    retry_lost: bool,
+    retry_unreadable: bool,
 ) -> None:
-    """Finish unfinished jobs, then select, submit, poll, download, parse and upsert."""
+    """Finish unfinished jobs, then select, submit, poll, download, parse and upsert.
+
+    Ctrl-C (or SIGTERM) stops submitting, records the calls under way and exits 130 (143); the next run picks
+    up the jobs in flight. A second Ctrl-C exits at once.
+    """
     from sixtyfour_sync.engine.api import plan as do_plan
     from sixtyfour_sync.engine.api import run as do_run
+    from sixtyfour_sync.engine.scheduler import StopToken, handle_signals
     from sixtyfour_sync.ui import RichReporter, make_reporter, print_run
 
     if not yes and sys.stdin.isatty() and sys.stdout.isatty():
@@ -182,16 +199,27 @@ def run(
             )
             click.confirm(f"Send {rows:,} row(s) to Sixtyfour ({cost})?", abort=True)
     reporter = make_reporter(opts.log_format)
-    try:
-        result = do_run(
-            select=select or None,
-            full_refresh=full_refresh,
-            max_cost_cents=max_cost_cents,
-            max_wait_seconds=max_wait,
-            only_rebuilt=only_rebuilt,
-            reporter=reporter,
-            **_common(opts),
+    token = StopToken()
+
+    def stopping(name: str) -> None:
+        log.warning(
+            "%s: finishing the calls under way, submitting nothing more (press Ctrl-C again to quit at once)", name
         )
+
+    try:
+        with handle_signals(token, stopping):
+            result = do_run(
+                select=select or None,
+                full_refresh=full_refresh,
+                max_cost_cents=max_cost_cents,
+                max_wait_seconds=max_wait,
+                only_rebuilt=only_rebuilt,
+                reporter=reporter,
+                stop=token,
+                retry_lost=retry_lost,
+                retry_unreadable=retry_unreadable,
+                **_common(opts),
+            )
     finally:
         if isinstance(reporter, RichReporter):
             reporter.close()

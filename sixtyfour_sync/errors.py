@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "ApiKeyRefusedError",
     "BudgetExceededError",
     "ConfigError",
     "ConfigProblem",
@@ -122,3 +123,9 @@ class DataError(WarehouseError):
 
 class BudgetExceededError(SixtyfourSyncError):
     """Submitting more work would exceed the run's budget; nothing more was submitted."""
+
+
+class ApiKeyRefusedError(SixtyfourSyncError):
+    """The API refused the key (401/403) while jobs were in flight: they are kept for a run with a valid key."""
+
+    hint = "export a valid SIXTYFOUR_API_KEY (the one that submitted the jobs) and run again"

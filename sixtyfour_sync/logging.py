@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from sixtyfour_sync._redact import install_log_redaction, redact
+from sixtyfour_sync._redact import install_log_redaction, redact, redacting_filter
 
 __all__ = ["JsonFormatter", "configure_logging", "event"]
 
@@ -45,6 +45,7 @@ def configure_logging(fmt: str = "text", *, debug: bool = False, stream: TextIO 
     """Set up the root handler once for the CLI: text or JSON lines, secrets redacted."""
     install_log_redaction()
     handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(redacting_filter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

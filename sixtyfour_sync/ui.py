@@ -26,9 +26,10 @@ __all__ = ["LogReporter", "RichReporter", "make_reporter", "print_plans", "print
 log = logging.getLogger("sixtyfour_sync.progress")
 
 
-def _cents(v: float | None) -> str:
+def _cents(v: float | None, state: str | None = None) -> str:
     if v is None:
-        return "unknown"
+        # nothing is ever charged for a job the API did not run to completion
+        return "$0.00" if state in ("cancelled", "rejected", "failed", "abandoned") else "unknown"
     return f"${v / 100:,.2f}"
 
 
@@ -220,12 +221,27 @@ def print_run(result: RunResult, log_format: str) -> None:
         if s.fill_rate:
             rates = ", ".join(f"{k} {v:.0%}" for k, v in s.fill_rate.items())
             console.print(f"  {s.name} fill rate: {rates}")
+        if s.replays:
+            console.print(f"  {s.name}: {s.replays} file(s) answered by an earlier job (replay: $0 new charge)")
         if s.resumed_jobs:
-            console.print(f"  {s.name}: finished {s.resumed_jobs} job(s) left by an earlier run")
+            r = s.resumed
+            console.print(
+                f"  {s.name}: picked up {r.jobs} job(s) left by earlier runs: {r.rows_merged:,} row(s) merged, "
+                f"{_cents(r.charged_cents)} charged for them (not counted above)"
+            )
+        for j in s.jobs_in_flight:
+            console.print(
+                f"  [yellow]{s.name}: {j.file_name} is {j.state} (task {j.task_id or '-'}): "
+                "the next `sixtyfour-sync run` picks it up[/]"
+            )
+        for j in s.jobs_needing_attention:
+            console.print(f"  [red]{s.name}: {j.file_name} needs attention ({j.state}, task {j.task_id}): {j.error}[/]")
         for w in s.warnings:
             console.print(f"  [yellow]{s.name}: {w}[/]")
         for e in s.errors:
             console.print(f"  [red]{s.name}: {e}[/]")
+    if result.error:
+        console.print(f"[red]{result.error}[/]")
 
 
 def print_status(runs: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]], log_format: str) -> None:
@@ -265,8 +281,8 @@ def print_status(runs: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]],
                 f"{int(row.get('rows') or 0):,}",
                 str(row.get("state")),
                 str(row.get("task_id") or "-"),
-                _cents(row.get("estimated_cost_cents")),
-                _cents(row.get("charged_cents")),
+                _cents(row.get("estimated_cost_cents"), str(row.get("state"))),
+                _cents(row.get("charged_cents"), str(row.get("state"))) + (" (replay)" if row.get("replay_of") else ""),
                 (str(row.get("error") or ""))[:80],
             )
         console.print(j)

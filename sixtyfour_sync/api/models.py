@@ -6,13 +6,15 @@ never crash a run. ``raw`` keeps the full answer for the ledger and for debuggin
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from sixtyfour_sync._redact import redact_url
+from sixtyfour_sync._redact import redact_url, register_link_path
 
 __all__ = [
     "RUNNING",
@@ -94,6 +96,8 @@ class SignedUrl:
 
     def __init__(self, url: str) -> None:
         self._url = url
+        with contextlib.suppress(ValueError):
+            register_link_path(urlsplit(url).path)
 
     def get(self) -> str:
         """The full URL, for the download request only."""

@@ -323,18 +323,37 @@ class SyncSpec(_Strict):
         """The target column that holds ``field``."""
         return f"{self.target.prefix}{field}"
 
+    def bookkeeping(self, name: str) -> str:
+        """The target column of one bookkeeping value (``status``, ``enriched_at``, ``task_id``...).
+
+        Bookkeeping is per sync: ``_sixtyfour_<name>`` without a ``target.prefix``, ``_sixtyfour_<prefix><name>``
+        with one, so two syncs that share a target table (kept apart by their prefixes) never overwrite each
+        other's hashes and statuses.
+        """
+        return f"_sixtyfour_{self.target.prefix}{name}"
+
+    def bookkeeping_columns(self) -> list[str]:
+        """This sync's bookkeeping columns, in the order of :data:`BOOKKEEPING_COLUMNS`."""
+        return [self.bookkeeping(c.removeprefix("_sixtyfour_")) for c in BOOKKEEPING_COLUMNS]
+
     def output_columns(self) -> list[str]:
         """Every column this sync owns in the target, in order: fields, confidences, bookkeeping."""
         cols = [self.column_for(f) for f in self.struct]
         if self.field_confidence:
             cols += [self.column_for(f"{f}_confidence") for f in self.struct]
-        return cols + list(BOOKKEEPING_COLUMNS)
+        return cols + self.bookkeeping_columns()
 
-    def spec_hash(self) -> str:
-        """Hash of what is asked (endpoint, struct, tier, options): a change re-enriches under ``changed``."""
+    def spec_hash(self, fields: Iterable[str] | None = None) -> str:
+        """Hash of what is asked (endpoint, struct, tier, options): a change re-enriches under ``changed``.
+
+        With ``fields``, the hash of the question as far as those fields were answered: a result that lacked a
+        requested column is stamped with it, so the next run does not take the missing fields as answered.
+        """
+        wanted = set(self.struct) if fields is None else set(fields)
+        struct = {k: f for k, f in self.struct.items() if k in wanted}
         spec = {
             "endpoint": self.endpoint,
-            "struct": {k: {"description": f.description, "type": f.type} for k, f in sorted(self.struct.items())},
+            "struct": {k: {"description": f.description, "type": f.type} for k, f in sorted(struct.items())},
             "tier": self.tier,
             "field_confidence": self.field_confidence,
             "research_plan": self.research_plan or None,
@@ -475,6 +494,37 @@ def load_models(
             )
         else:
             seen[item.spec.name] = item
+    problems.extend(_shared_target_problems(list(seen.values())))
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in sync definitions:", problems=problems)
     return loaded
+
+
+def _shared_target_problems(syncs: Sequence[LoadedSync]) -> list[ConfigProblem]:
+    """Two syncs writing one target table must keep their columns apart with distinct ``target.prefix``es.
+
+    Their struct columns and their bookkeeping (status, hashes) would otherwise overwrite each other, and
+    every run would select every row of both again.
+    """
+    owners: dict[tuple[str, ...], LoadedSync] = {}
+    problems = []
+    for item in syncs:
+        t = item.spec.target
+        where = (item.profile or "", (t.database or "").lower(), (t.schema_ or "").lower(), t.table.lower())
+        key = (*where, t.prefix.lower())
+        first = owners.get(key)
+        if first is None:
+            owners[key] = item
+            continue
+        problems.append(
+            ConfigProblem(
+                str(item.file),
+                f"{item.spec.name}.target",
+                f"syncs {first.spec.name!r} ({first.file}:{first.line}) and {item.spec.name!r} both write table "
+                f"{t.table!r} with target.prefix {t.prefix!r}: their columns and bookkeeping would overwrite each "
+                "other",
+                line=item.line,
+                hint="give each sync sharing the table its own target.prefix (e.g. prefix: co_), or its own table",
+            )
+        )
+    return problems

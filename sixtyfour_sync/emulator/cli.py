@@ -54,8 +54,33 @@ _RATE = click.FloatRange(0.0, 1.0)
     "--rate-limit-per-minute",
     default=10,
     show_default=True,
-    type=click.IntRange(1),
-    help="Submissions per rolling minute per key.",
+    type=click.IntRange(0),
+    help="Submissions per rolling minute per organisation (0: no limit).",
+)
+@click.option(
+    "--request-limit-per-minute",
+    default=500,
+    show_default=True,
+    type=click.IntRange(0),
+    help="API requests per rolling minute per key (0: no limit).",
+)
+@click.option(
+    "--idempotency-ttl-seconds",
+    default=86_400.0,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    help="How long Idempotency-Keys are remembered (0: never; every submission starts a job).",
+)
+@click.option(
+    "--strip-carried-columns",
+    is_flag=True,
+    help="Outputs leave out uploaded columns that are not in the config's `columns`.",
+)
+@click.option(
+    "--keep-carried-column",
+    "keep_carried_columns",
+    multiple=True,
+    help="With --strip-carried-columns: a carried column that still comes back (repeatable).",
 )
 @click.option(
     "--preview-max-rows",
@@ -96,6 +121,10 @@ def emulator_command(
     job_seconds: float,
     failure_rate: float,
     rate_limit_per_minute: int,
+    request_limit_per_minute: int,
+    idempotency_ttl_seconds: float,
+    strip_carried_columns: bool,
+    keep_carried_columns: tuple[str, ...],
     preview_max_rows: int,
     seed: int,
     webhook_secret: str | None,
@@ -134,6 +163,10 @@ def emulator_command(
             job_seconds=job_seconds,
             failure_rate=failure_rate,
             rate_limit_per_minute=rate_limit_per_minute,
+            request_limit_per_minute=request_limit_per_minute,
+            idempotency_ttl_seconds=idempotency_ttl_seconds,
+            strip_carried_columns=strip_carried_columns,
+            keep_carried_columns=frozenset(keep_carried_columns),
             preview_max_rows=preview_max_rows,
             seed=seed,
             webhook_secret=webhook_secret or None,

@@ -51,7 +51,7 @@ class Job:
     run_id: str
     endpoint: str
     tier: str
-    key_id: str
+    org_id: str
     row_count: int
     price_cents: int
     estimate_cents: int
@@ -72,6 +72,11 @@ class Job:
     files: list[ResultFile] = field(default_factory=list)
     # Links whose expiry is at or before this instant are refused (expire_links).
     links_expire_before: float = 0.0
+    #: Test controls: the API lost track of the job (404 everywhere), columns dropped from the final
+    #: output, bytes that replace it.
+    lost: bool = False
+    dropped_columns: tuple[str, ...] = ()
+    corrupt_bytes: bytes | None = field(default=None, repr=False)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
@@ -109,6 +114,9 @@ class Job:
             "error": self.error,
             "idempotency_key": self.idempotency_key,
             "file_sha256": self.file_sha256,
+            "lost": self.lost,
+            "dropped_columns": list(self.dropped_columns),
+            "corrupted": self.corrupt_bytes is not None,
             "created_at": self.created_at,
             "closed_at": self.closed_at,
             "files": [

@@ -1,4 +1,8 @@
-"""Serving an :class:`Emulator` over real HTTP with werkzeug, in daemon threads."""
+"""Serving any WSGI application over real HTTP with werkzeug, in daemon threads, with an optional ticker.
+
+The server knows nothing of what it serves: the emulator passes itself (a WSGI callable) and the
+function that advances its jobs, which a background thread calls every ``tick_seconds``.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,18 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-if TYPE_CHECKING:
-    from sixtyfour_sync.emulator.core import Emulator
-
-__all__ = ["EmulatorServer", "serve"]
+__all__ = ["EmulatorServer", "WSGIApp", "serve"]
 
 log = logging.getLogger("sixtyfour_sync.emulator")
 _TICK_SECONDS = 0.05
+
+#: A WSGI application: ``app(environ, start_response) -> iterable of bytes``.
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
 
 class _Handler(WSGIRequestHandler):
@@ -47,36 +51,38 @@ class _Handler(WSGIRequestHandler):
 
 
 class EmulatorServer:
-    """A running emulator: ``url``, ``host``, ``port``; ``stop()`` (or leaving ``serve()``) ends it."""
+    """A running server: ``url``, ``host``, ``port``; ``stop()`` (or leaving ``serve()``) ends it."""
 
-    def __init__(self, emulator: Emulator, httpd: BaseWSGIServer) -> None:
-        self.emulator = emulator
+    def __init__(self, app: WSGIApp, httpd: BaseWSGIServer, tick: Callable[[], None] | None = None) -> None:
+        self.app = app
         self._httpd = httpd
         self.host = str(httpd.server_address[0])
         self.port = int(httpd.server_address[1])
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"http://{host}:{self.port}"
+        self._tick = tick
         self._stopped = threading.Event()
         self._serve_thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="emulator-http", daemon=True
         )
-        self._tick_thread = threading.Thread(target=self._tick, name="emulator-jobs", daemon=True)
+        self._tick_thread = threading.Thread(target=self._ticker, name="emulator-jobs", daemon=True)
 
     def __repr__(self) -> str:
         return f"EmulatorServer(url={self.url!r})"
 
     def start(self) -> None:
-        """Start answering requests and advancing jobs."""
+        """Start answering requests (and ticking)."""
         self._serve_thread.start()
-        self._tick_thread.start()
+        if self._tick is not None:
+            self._tick_thread.start()
 
-    def _tick(self) -> None:
-        # Jobs finish on their own (webhooks need that), not only when somebody polls.
+    def _ticker(self) -> None:
+        assert self._tick is not None
         while not self._stopped.wait(_TICK_SECONDS):
             try:
-                self.emulator.advance()
+                self._tick()
             except Exception:  # keep ticking: one broken job must not stall the others
-                log.exception("emulator: advancing jobs failed")
+                log.exception("emulator: background tick failed")
 
     def stop(self) -> None:
         """Stop serving, close open connections and wait for the threads."""
@@ -85,7 +91,8 @@ class EmulatorServer:
         self._stopped.set()
         self._httpd.shutdown()
         self._serve_thread.join(timeout=5)
-        self._tick_thread.join(timeout=5)
+        if self._tick_thread.is_alive():
+            self._tick_thread.join(timeout=5)
         for conn in list(getattr(self._httpd, "open_connections", ())):
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
@@ -98,22 +105,19 @@ class EmulatorServer:
 
 
 @contextlib.contextmanager
-def serve(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> Iterator[EmulatorServer]:
-    """Serve ``emulator`` on host:port (0: a free port) until the block exits, then clean up."""
+def serve(
+    app: WSGIApp, host: str = "127.0.0.1", port: int = 0, *, tick: Callable[[], None] | None = None
+) -> Iterator[EmulatorServer]:
+    """Serve ``app`` on host:port (0: a free port) until the block exits; ``tick`` runs in the background."""
     try:
-        httpd = make_server(host, port, emulator, threaded=True, request_handler=_Handler)
+        httpd = make_server(host, port, app, threaded=True, request_handler=_Handler)
     except SystemExit as exc:  # werkzeug exits the process when it cannot bind
         raise OSError(f"cannot listen on {host}:{port}") from exc
     httpd.open_connections = set()  # type: ignore[attr-defined]
-    emulator._stop.clear()
-    (emulator.data_dir / "uploads").mkdir(parents=True, exist_ok=True)
-    server = EmulatorServer(emulator, httpd)
-    emulator._base_url = server.url
+    server = EmulatorServer(app, httpd, tick)
     server.start()
     log.debug("emulator: serving on %s", server.url)
     try:
         yield server
     finally:
         server.stop()
-        emulator._base_url = None
-        emulator.close()

@@ -119,7 +119,8 @@ class EmulatorSettings:
     failure_rate: float = 0.05
     #: Final outputs with at most this many rows carry an inline ``results`` preview.
     preview_max_rows: int = 25
-    #: Accepted submissions per rolling 60 s per key (replays and rejected requests excluded).
+    #: Accepted submissions per rolling 60 s per organisation (replays and rejected requests excluded);
+    #: 0 disables the limit (benchmarks).
     rate_limit_per_minute: int = 10
     #: All API requests per rolling 60 s per key (the documented general limit); 0 disables.
     request_limit_per_minute: int = 500
@@ -142,8 +143,11 @@ class EmulatorSettings:
     max_rows: int = 100_000
     max_file_bytes: int = 100_000_000
     max_config_chars: int = 300_000
-    #: How long an Idempotency-Key is remembered.
-    idempotency_ttl_seconds: int = 86_400
+    #: How long an Idempotency-Key is remembered; 0: never (every submission starts a new job).
+    idempotency_ttl_seconds: float = 86_400
+    #: Outputs leave out the carried columns (uploaded, not in ``columns``) except ``keep_carried_columns``.
+    strip_carried_columns: bool = False
+    keep_carried_columns: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         _check_rate("failure_rate", self.failure_rate)
@@ -162,8 +166,9 @@ class EmulatorSettings:
         for name in ("download_ttl_seconds", "max_rows", "max_file_bytes", "max_config_chars"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        if self.rate_limit_per_minute <= 0:
-            raise ValueError("rate_limit_per_minute must be positive")
+        for name in ("rate_limit_per_minute", "request_limit_per_minute", "idempotency_ttl_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
         if self.webhook_max_attempts < 1:
             raise ValueError("webhook_max_attempts must be at least 1")
 

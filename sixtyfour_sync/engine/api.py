@@ -9,6 +9,7 @@ Orchestrators (Airflow, Dagster, cron) call these directly::
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,19 +17,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sixtyfour_sync.api import SixtyfourClient
+from sixtyfour_sync.api import ConflictError, NotFoundError, SixtyfourClient
 from sixtyfour_sync.api.poll import poll_interval_from_env
 from sixtyfour_sync.config.models import LoadedSync
-from sixtyfour_sync.engine.ledger import ACTIVE_STATES, LeaseHeldError, Ledger, new_run_id
+from sixtyfour_sync.engine.budget import Budget
+from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder
+from sixtyfour_sync.engine.lease import Lease, LeaseHeldError, pid_alive
+from sixtyfour_sync.engine.ledger import Job, Ledger, new_run_id
+from sixtyfour_sync.engine.plan import owned_columns, plan_sync, target_ref
 from sixtyfour_sync.engine.project import Project
-from sixtyfour_sync.engine.runner import Budget, EngineSettings, Reporter, SyncRunner, plan_sync, target_ref
+from sixtyfour_sync.engine.runner import SyncRunner
+from sixtyfour_sync.engine.scheduler import StopToken
+from sixtyfour_sync.engine.states import ACTIVE, HELD, JobState
 from sixtyfour_sync.engine.summary import RunResult, SyncPlan, SyncResult
-from sixtyfour_sync.errors import ConfigError, ConfigProblem, SixtyfourSyncError
+from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError, ConfigProblem, SixtyfourSyncError
 from sixtyfour_sync.warehouse.base import Adapter, TableRef
 
 __all__ = ["ValidationReport", "cancel", "dbt_sources", "plan", "run", "status", "validate"]
 
 API_KEY_ENV = "SIXTYFOUR_API_KEY"
+log = logging.getLogger("sixtyfour_sync.engine")
+S = JobState
+
+
+def _no_guard() -> None:
+    return None
 
 
 def _project(
@@ -122,7 +135,6 @@ def validate(
 
 
 def _check_target(adapter: Adapter, loaded: LoadedSync) -> None:
-    from sixtyfour_sync.engine.runner import owned_columns
     from sixtyfour_sync.errors import DataError
 
     target = target_ref(loaded.spec)
@@ -189,11 +201,16 @@ def run(
     client: SixtyfourClient | None = None,
     dbt_project_dir: Path | str | None = None,
     only_rebuilt: bool = False,
+    stop: StopToken | None = None,
+    retry_lost: bool = False,
+    retry_unreadable: bool = False,
 ) -> RunResult:
     """Finish unfinished jobs, then select, submit, poll, download, parse and upsert; return the outcome.
 
     ``only_rebuilt`` keeps only the syncs whose ``source.ref`` model succeeded in the last dbt invocation
-    (``target/run_results.json``): the recipe ``dbt build && sixtyfour-sync run --only-rebuilt``.
+    (``target/run_results.json``): the recipe ``dbt build && sixtyfour-sync run --only-rebuilt``. ``stop`` lets
+    a caller ask the run to stop (the CLI sets it on Ctrl-C/SIGTERM): nothing more is submitted, calls under
+    way are recorded, and the run ends ``interrupted``.
     """
     env_map = os.environ if env is None else env
     started = time.monotonic()
@@ -215,86 +232,166 @@ def run(
         syncs = kept
     own_client = client is None
     api = client or _client(api_key, api_url, env_map)
+    token = stop or StopToken()
     settings = EngineSettings(
         state_dir=Path(state_dir) if state_dir else project.project_dir / ".sixtyfour",
         poll_interval=poll_interval_from_env(),
         max_wait_seconds=max_wait_seconds,
+        retry_lost=retry_lost,
+        retry_unreadable=retry_unreadable,
     )
     budget = Budget(None if max_cost_cents is None else float(max_cost_cents))
     result = RunResult(new_run_id())
     result.syncs.extend(skipped)
-    ledgers: dict[int, Ledger] = {}
+    names = [s.spec.name for s in syncs]
+    recorders: dict[int, RunRecorder] = {}
     try:
         with project:
-            for loaded in syncs:
-                adapter = project.adapter_for(loaded)
-                ledger = ledgers.get(id(adapter))
-                if ledger is None:
-                    ledger = ledgers[id(adapter)] = Ledger(adapter)
-                    ledger.ensure()
-                    ledger.start_run(result.run_id, "run", [s.spec.name for s in syncs])
-                result.syncs.append(
-                    _run_one(
-                        project, loaded, adapter, ledger, api, result.run_id, settings, budget, reporter, full_refresh
+            try:
+                if syncs:
+                    _check_key(api)
+                for loaded in syncs:
+                    if token.requested:
+                        result.syncs.append(SyncResult(loaded.spec.name, status="skipped", errors=[token.reason or ""]))
+                        continue
+                    adapter = project.adapter_for(loaded)
+                    recorder = recorders.get(id(adapter))
+                    if recorder is None:
+                        recorder = recorders[id(adapter)] = RunRecorder(Ledger(adapter), result.run_id, "run", names)
+                    one = _run_one(
+                        project, loaded, adapter, recorder, api, settings, budget, reporter, full_refresh, token
                     )
-                )
-                if result.syncs[-1].status == "no_credits":
-                    # Out of credits: the other syncs would be refused too.
-                    done = {r.name for r in result.syncs}
-                    for rest in [s for s in syncs if s.spec.name not in done]:
-                        result.syncs.append(
-                            SyncResult(rest.spec.name, status="skipped", errors=["skipped: out of credits"])
+                    result.syncs.append(one)
+                    if one.status == "no_credits" or result.error:
+                        # Out of credits, or the key was refused: the other syncs would be refused too.
+                        why = "out of credits" if one.status == "no_credits" else "the API refused the key"
+                        done = {r.name for r in result.syncs}
+                        result.syncs.extend(
+                            SyncResult(r.spec.name, status="skipped", errors=[f"skipped: {why}"])
+                            for r in syncs
+                            if r.spec.name not in done
                         )
-                    break
-            result.duration_seconds = time.monotonic() - started
-            for ledger in ledgers.values():
-                ledger.finish_run(result.run_id, result.status, _run_counts(result), result.error)
+                        break
+            except ApiKeyRefusedError as exc:
+                result.error = str(exc)
+                raise
+            except BaseException as exc:
+                result.error = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                result.duration_seconds = time.monotonic() - started
+                if token.requested:
+                    result.interrupted_exit = token.exit_code
+                for recorder in recorders.values():
+                    _close_run(recorder, result)
     finally:
         if own_client:
             api.close()
     return result
 
 
+def _check_key(api: SixtyfourClient) -> None:
+    """Ask the API whether it takes the key before anything is written (GET /check-balance)."""
+    from sixtyfour_sync.api import AuthenticationError, PermissionDeniedError
+    from sixtyfour_sync.api.errors import ApiError
+
+    try:
+        api.check_balance()
+    except (AuthenticationError, PermissionDeniedError) as exc:
+        raise ConfigError(
+            f"the API refused the key: {exc}; nothing was sent or written",
+            hint=f"check {API_KEY_ENV} (`sixtyfour-sync debug` tests it)",
+        ) from exc
+    except ApiError as exc:  # the balance is only a courtesy check: the submission itself will tell
+        log.info("checking the balance failed (%s); going on", exc)
+
+
+def _close_run(recorder: RunRecorder, result: RunResult) -> None:
+    """Record the run's outcome in a ledger where the run left a row (always, even after a crash)."""
+    if not recorder.opened:
+        return
+    status = result.status
+    if result.error and result.interrupted_exit is None and status != "failed":
+        status = "crashed"
+    try:
+        recorder.ledger.close_run(result.run_id, status, _run_counts(result), result.error)
+    except SixtyfourSyncError as exc:
+        log.warning("recording the end of run %s failed: %s", result.run_id, exc)
+
+
+def _sibling(adapter: Adapter) -> tuple[Adapter, bool]:
+    """A connection of its own to the same warehouse (for the lease's renewals), and whether it is new."""
+    make = getattr(adapter, "sibling", None)
+    if make is not None:
+        return make(), True
+    if adapter.config is None:
+        return adapter, False
+    other = type(adapter).from_target(adapter.config, project_dir=adapter.project_dir)
+    other.open()
+    return other, True
+
+
 def _run_one(
     project: Project,
     loaded: LoadedSync,
     adapter: Adapter,
-    ledger: Ledger,
+    recorder: RunRecorder,
     api: SixtyfourClient,
-    run_id: str,
     settings: EngineSettings,
     budget: Budget,
     reporter: Reporter | None,
     full_refresh: bool,
+    stop: StopToken,
 ) -> SyncResult:
     name = loaded.spec.name
+    ledger = recorder.ledger
+    ledger.ensure()
+    lease_adapter, own = _sibling(adapter)
+    lease = Lease(Ledger(lease_adapter, schema=ledger.schema), name, recorder.run_id)
     try:
-        ledger.acquire(name, run_id)
-    except LeaseHeldError as exc:
-        return SyncResult(name, status="failed", errors=[str(exc)])
-    try:
+        try:
+            lease.acquire()
+        except LeaseHeldError as exc:
+            return SyncResult(name, status="failed", errors=[str(exc)])
+        ledger.close_stale_runs([recorder.run_id], _run_alive(ledger))
+        ledger.drop_orphan_keys()
         runner = SyncRunner(
             loaded=loaded,
             adapter=adapter,
-            extract_adapter=None,
             ledger=ledger,
             client=api,
-            run_id=run_id,
+            run_id=recorder.run_id,
             settings=settings,
             budget=budget,
+            recorder=recorder,
+            stop=stop,
+            lease=lease,
             reporter=reporter,
             ref_table=_ref_table(project, loaded),
             full_refresh=full_refresh,
         )
         try:
             return runner.run()
+        except ApiKeyRefusedError:
+            raise
         except SixtyfourSyncError as exc:
             runner.result.status = "failed"
             if str(exc) not in runner.result.errors:
                 runner.result.errors.append(str(exc))
             return runner.result
     finally:
-        ledger.release([name], run_id)
+        lease.release()
+        if own:
+            lease_adapter.close()
+
+
+def _run_alive(ledger: Ledger) -> Any:
+    def alive(row: Mapping[str, Any]) -> bool:
+        if row.get("host") == ledger.host:
+            return pid_alive(int(row.get("pid") or 0))
+        return True  # another machine's run: its leases expire by themselves; its row is closed by that run
+
+    return alive
 
 
 def _run_counts(result: RunResult) -> dict[str, Any]:
@@ -306,7 +403,8 @@ def _run_counts(result: RunResult) -> dict[str, Any]:
         "rows_failed": sum(x.rows_failed for x in s),
         "rows_not_returned": sum(x.rows_not_returned for x in s),
         "rows_unexpected": sum(x.rows_unexpected for x in s),
-        "jobs": sum(len(x.jobs) for x in s),
+        "jobs": sum(len([j for j in x.jobs if not j.resumed]) for x in s),
+        "jobs_resumed": sum(x.resumed_jobs for x in s),
         "estimated_cost_cents": result.estimated_cost_cents,
         "charged_cents": result.charged_cents,
     }
@@ -355,7 +453,9 @@ def status(
             runs.extend(these)
             ids = {r["run_id"] for r in these}
             jobs.extend(
-                j for j in ledger.job_rows() if j["run_id"] in ids or (not run_id and j["state"] in ACTIVE_STATES)
+                j
+                for j in ledger.job_rows()
+                if j["run_id"] in ids or (not run_id and j["state"] in {x.value for x in ACTIVE | HELD})
             )
     if run_id and not runs:
         raise ConfigError(f"run {run_id!r} is not in the ledger", hint="`sixtyfour-sync status` lists the recent runs")
@@ -375,24 +475,62 @@ def cancel(
     env: Mapping[str, str] | None = None,
     dbt_project_dir: Path | str | None = None,
 ) -> list[dict[str, Any]]:
-    """Cancel the unfinished (submitted) jobs of a run (default: every unfinished job)."""
+    """Cancel the unfinished jobs of a run (default: every unfinished job), holding each sync's lease.
+
+    A running job is moved to ``cancelling`` before the API is asked, then to ``cancelled``; a job the API
+    already finished stays for the next run to merge. A file never sent is cancelled without a call. A job
+    whose submission may be under way is left alone (it may have reached the API). Jobs of a sync that another
+    run is working on are not touched: stop that run first.
+    """
     env_map = os.environ if env is None else env
     project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
     out: list[dict[str, Any]] = []
     with project, _client(api_key, api_url, env_map) as api:
         for ledger in _ledgers(project, select):
-            for job in ledger.jobs_for(run_id=run_id, states=("submitted",)):
-                if not job.task_id:
-                    continue
+            by_sync: dict[str, list[Job]] = {}
+            for job in ledger.jobs_for(run_id=run_id, states=[S.WRITTEN, S.SUBMITTING, S.SUBMITTED]):
+                by_sync.setdefault(job.sync_name, []).append(job)
+            for sync_name, jobs in by_sync.items():
+                lease = Lease(ledger, sync_name, f"cancel-{new_run_id()}", renew_every=15.0)
                 try:
-                    answer = api.cancel(job.task_id)
-                    ledger.set_job(job.job_id, "cancelled", api_status=answer.status)
-                    out.append(
-                        {"job_id": job.job_id, "task_id": job.task_id, "sync": job.sync_name, "status": "cancelled"}
-                    )
-                except SixtyfourSyncError as exc:
-                    out.append({"job_id": job.job_id, "task_id": job.task_id, "sync": job.sync_name, "error": str(exc)})
+                    lease.acquire()
+                except LeaseHeldError as exc:
+                    out.extend(_row(j, error=f"not cancelled: {exc}") for j in jobs)
+                    continue
+                ledger.guard = lease.check
+                try:
+                    for job in jobs:
+                        out.append(_cancel_job(ledger, api, job))
+                finally:
+                    ledger.guard = _no_guard
+                    lease.release()
     return out
+
+
+def _row(job: Job, **values: Any) -> dict[str, Any]:
+    return {"job_id": job.job_id, "task_id": job.task_id, "sync": job.sync_name, **values}
+
+
+def _cancel_job(ledger: Ledger, api: SixtyfourClient, job: Job) -> dict[str, Any]:
+    if job.state is S.WRITTEN:
+        ledger.transition(job.job_id, S.WRITTEN, S.CANCELLED, charged_cents=0.0, error="cancelled before it was sent")
+        return _row(job, status="cancelled")
+    if job.state is S.SUBMITTING or not job.task_id:
+        return _row(job, error="its submission may have reached the API: left for the next run, which finishes it")
+    ledger.transition(job.job_id, S.SUBMITTED, S.CANCELLING)
+    try:
+        answer = api.cancel(job.task_id)
+    except ConflictError as exc:  # already finished: the next run merges what it paid for
+        ledger.transition(job.job_id, S.CANCELLING, S.SUBMITTED, error=f"not cancelled: {exc}")
+        return _row(job, error=f"not cancelled: the job already ended ({exc}); the next run merges it")
+    except NotFoundError as exc:
+        ledger.transition(job.job_id, S.CANCELLING, S.LOST, error=f"job-status answered 404 on cancel: {exc}")
+        return _row(job, error=f"the API does not know the job ({exc}); marked lost")
+    except SixtyfourSyncError as exc:
+        ledger.transition(job.job_id, S.CANCELLING, S.SUBMITTED, error=f"cancel failed: {exc}")
+        return _row(job, error=str(exc))
+    ledger.transition(job.job_id, S.CANCELLING, S.CANCELLED, api_status=answer.status, charged_cents=0.0)
+    return _row(job, status="cancelled")
 
 
 def dbt_sources(

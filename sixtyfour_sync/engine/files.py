@@ -5,9 +5,9 @@ serialised by an in-memory DuckDB (``COPY ... TO (FORMAT json)``): vectorised, a
 loop over ``to_pylist()``, and the same for every source warehouse. NaN and infinities, which JSON cannot
 carry, are sent as null.
 
-A file's name and its Idempotency-Key derive from its content hash, so the same rows asked the same way give
-the same key: a retry, a resumed run or a run on another machine that rebuilds an identical file is answered
-with the original job instead of paying again.
+A file's name derives from its content hash, and its Idempotency-Key from that hash and the question
+(:mod:`sixtyfour_sync.engine.keys`). Each file also keeps, in memory, the columns the merge needs later (the
+key, its hash, the input hash), so nothing has to read the uploaded file again.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pyarrow as pa
 from sixtyfour_sync.engine.localdb import ident, literal, local_duckdb
 from sixtyfour_sync.errors import LimitExceededError
 
-__all__ = ["MAX_FILE_BYTES", "ChunkFile", "file_sha256", "idempotency_key", "write_chunks"]
+__all__ = ["MAX_FILE_BYTES", "ChunkFile", "file_sha256", "head_chunk", "tail_chunk", "write_chunks"]
 
 #: The API's limit is 100 MB; keep a margin for the multipart envelope.
 MAX_FILE_BYTES = 100 * 1000 * 1000 - 64 * 1024
@@ -43,6 +43,8 @@ class ChunkFile:
     content_hash: str
     #: What ``describe`` said of the file's rows (before ``drop`` columns were removed).
     meta: Mapping[str, Any] = field(default_factory=dict)
+    #: The ``keep`` columns of the file's rows, in file order (the key, its hash, the input hash...).
+    kept: pa.Table | None = field(default=None, repr=False)
 
 
 def file_sha256(path: Path) -> str:
@@ -52,12 +54,6 @@ def file_sha256(path: Path) -> str:
         while block := fh.read(_HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
-
-
-def idempotency_key(sync_name: str, spec_hash: str, content_hash: str) -> str:
-    """A deterministic Idempotency-Key (at most 255 visible ASCII characters)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", sync_name)[:100]
-    return f"sixtyfour-sync:{safe}:{spec_hash[:32]}:{content_hash[:64]}"
 
 
 def _select_list(schema: pa.Schema) -> str:
@@ -79,12 +75,14 @@ class _Writer:
         max_bytes: int,
         drop: Sequence[str],
         describe: Callable[[pa.Table], Mapping[str, Any]] | None,
+        keep: Sequence[str] = (),
     ) -> None:
         self.out_dir = out_dir
         self.prefix = prefix
         self.max_bytes = max_bytes
         self.drop = set(drop)
         self.describe = describe
+        self.keep = list(keep)
         self.con = local_duckdb()
 
     def write(self, table: pa.Table) -> list[ChunkFile]:
@@ -114,7 +112,8 @@ class _Writer:
             digest = file_sha256(tmp)
             final = self.out_dir / f"{self.prefix}-{digest[:16]}.jsonl"
             os.replace(tmp, final)
-            return [ChunkFile(final, table.num_rows, size, digest, meta)]
+            kept = table.select(self.keep).combine_chunks() if self.keep else None
+            return [ChunkFile(final, table.num_rows, size, digest, meta, kept)]
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -131,14 +130,16 @@ def write_chunks(
     max_bytes: int = MAX_FILE_BYTES,
     drop: Sequence[str] = (),
     describe: Callable[[pa.Table], Mapping[str, Any]] | None = None,
+    keep: Sequence[str] = (),
 ) -> Iterator[ChunkFile]:
     """Write batches as JSONL files of at most ``chunk_rows`` rows and ``max_bytes`` bytes, lazily.
 
     ``drop`` columns travel with the rows but are not written; ``describe`` sees each file's rows (with
-    them) and its answer is kept on the :class:`ChunkFile`. Memory holds at most one file's rows at a time.
+    them) and its answer is kept on the :class:`ChunkFile`, as are the ``keep`` columns. Memory holds at
+    most one file's rows at a time.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(out_dir, re.sub(r"[^A-Za-z0-9_.-]", "_", prefix), max_bytes, drop, describe)
+    writer = _Writer(out_dir, re.sub(r"[^A-Za-z0-9_.-]", "_", prefix), max_bytes, drop, describe, keep)
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     try:
@@ -156,3 +157,47 @@ def write_chunks(
             yield from writer.write(pa.Table.from_batches(pending))
     finally:
         writer.close()
+
+
+def head_chunk(chunk: ChunkFile, rows: int) -> ChunkFile:
+    """A new file holding the first ``rows`` rows of ``chunk`` (one JSON object per line), beside it.
+
+    Used when only part of a file fits the budget: the rest is not sent.
+    """
+    if not 0 < rows < chunk.rows:
+        raise ValueError(f"head_chunk: rows must be between 1 and {chunk.rows - 1}")
+    tmp = chunk.path.with_name(f".{chunk.path.stem}-head-{uuid.uuid4().hex[:8]}.jsonl.part")
+    try:
+        with chunk.path.open("rb") as src, tmp.open("wb") as out:
+            for _ in range(rows):
+                line = src.readline()
+                if not line:
+                    raise ValueError(f"{chunk.path.name} has fewer than {rows} lines")
+                out.write(line)
+        digest = file_sha256(tmp)
+        final = chunk.path.with_name(f"{chunk.path.stem.rsplit('-', 1)[0]}-{digest[:16]}.jsonl")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    kept = chunk.kept.slice(0, rows) if chunk.kept is not None else None
+    return ChunkFile(final, rows, final.stat().st_size, digest, dict(chunk.meta), kept)
+
+
+def tail_chunk(chunk: ChunkFile, skip: int) -> ChunkFile:
+    """A new file holding the rows of ``chunk`` after the first ``skip``, beside it."""
+    if not 0 < skip < chunk.rows:
+        raise ValueError(f"tail_chunk: skip must be between 1 and {chunk.rows - 1}")
+    tmp = chunk.path.with_name(f".{chunk.path.stem}-tail-{uuid.uuid4().hex[:8]}.jsonl.part")
+    try:
+        with chunk.path.open("rb") as src, tmp.open("wb") as out:
+            for _ in range(skip):
+                src.readline()
+            while block := src.read(_HASH_BLOCK):
+                out.write(block)
+        digest = file_sha256(tmp)
+        final = chunk.path.with_name(f"{chunk.path.stem.rsplit('-', 1)[0]}-{digest[:16]}.jsonl")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    kept = chunk.kept.slice(skip) if chunk.kept is not None else None
+    return ChunkFile(final, chunk.rows - skip, final.stat().st_size, digest, dict(chunk.meta), kept)

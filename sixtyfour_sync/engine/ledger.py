@@ -1,23 +1,18 @@
 """The ledger: what every run did and where every submitted file stands, kept in the warehouse.
 
-Three tables live in the ledger schema (the target's schema unless the profile sets ``ledger_schema``), so a
-scheduled job on a throwaway machine resumes where the last one stopped:
+Tables in the ledger schema (the target's schema unless the profile sets ``ledger_schema``), so a scheduled
+job on a throwaway machine resumes where the last one stopped:
 
 - ``_sixtyfour_sync_runs``: one row per run (counts, costs, outcome);
-- ``_sixtyfour_sync_jobs``: one row per file, moving through the states below, each transition committed
-  before the next side effect;
-- ``_sixtyfour_sync_leases``: one row per sync while a run holds it, so two runs never submit the same rows.
-
-File states::
-
-    written -> submitting -> submitted -> completed -> downloaded -> merged
-                  |              |             \\-> failed (the API failed or cancelled the job)
-                  |              \\-> cancelled
-                  \\-> rejected (the API refused it: 4xx; nothing was charged)
-    abandoned: a file written on another machine that never reached the API
-
-Timestamps are stored as UTC timestamps for people and as epoch seconds where the engine compares them, so
-no driver's time zone handling can change an answer.
+- ``_sixtyfour_sync_jobs``: one row per file, moving through :class:`~sixtyfour_sync.engine.states.JobState`;
+  every move is a compare-and-set on the state the writer expects, committed before the side effect that
+  follows it. A lost race raises :class:`LedgerConflictError`: it is never a silent overwrite;
+- ``_sixtyfour_sync_job_keys``: the row keys of each unfinished file (a hash of the key, computed by the
+  warehouse, and the hash of the inputs that were sent), written with the job row before it is submitted, so
+  another machine can rebuild a lost file, a selection can leave out rows that a job still holds, and a merge
+  knows what was sent. They are deleted when the job ends;
+- ``_sixtyfour_sync_prices``: per-row prices learned from the API's estimates, per endpoint and tier;
+- ``_sixtyfour_sync_leases``: see :mod:`sixtyfour_sync.engine.lease`.
 """
 
 from __future__ import annotations
@@ -26,33 +21,45 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
+import pyarrow as pa
+
 from sixtyfour_sync import __version__
+from sixtyfour_sync._redact import sanitize
+from sixtyfour_sync.engine.states import ACTIVE, FREED, HELD, TERMINAL, JobState, check_transition
 from sixtyfour_sync.errors import SixtyfourSyncError
-from sixtyfour_sync.warehouse.base import Adapter, Column, LogicalType, Session, TableRef
+from sixtyfour_sync.warehouse.base import Adapter, Column, LogicalType, Session, TableRef, UpsertPart
 
 __all__ = [
     "ACTIVE_STATES",
     "JOBS_TABLE",
+    "JOB_KEYS_TABLE",
+    "KEY_HASH",
     "LEASES_TABLE",
+    "PRICES_TABLE",
     "RUNS_TABLE",
-    "LeaseHeldError",
+    "Job",
     "Ledger",
+    "LedgerConflictError",
     "new_run_id",
     "utcnow",
 ]
 
 RUNS_TABLE = "_sixtyfour_sync_runs"
 JOBS_TABLE = "_sixtyfour_sync_jobs"
+JOB_KEYS_TABLE = "_sixtyfour_sync_job_keys"
+PRICES_TABLE = "_sixtyfour_sync_prices"
 LEASES_TABLE = "_sixtyfour_sync_leases"
+#: The column of a selection (and of the job keys) holding the warehouse's hash of a row's key.
+KEY_HASH = "_sixtyfour_key_hash"
+INPUT_HASH = "_sixtyfour_input_hash"
 
-#: Jobs a later run must finish before selecting new rows.
-ACTIVE_STATES = ("written", "submitting", "submitted", "completed", "downloaded")
-FINAL_STATES = ("merged", "failed", "cancelled", "rejected", "abandoned")
+#: Jobs a later run must finish before selecting new rows (kept for callers of the old name).
+ACTIVE_STATES = tuple(s.value for s in ACTIVE)
 
 T, B, D, TS = LogicalType.TEXT, LogicalType.BIGINT, LogicalType.DOUBLE, LogicalType.TIMESTAMP
 
@@ -69,6 +76,7 @@ _RUN_COLUMNS = [
     Column("rows_not_returned", B),
     Column("rows_unexpected", B),
     Column("jobs", B),
+    Column("jobs_resumed", B),
     Column("estimated_cost_cents", D),
     Column("charged_cents", D),
     Column("host", T),
@@ -80,9 +88,12 @@ _JOB_COLUMNS = [
     Column("run_id", T),
     Column("sync_name", T),
     Column("endpoint", T),
+    Column("tier", T),
     Column("spec_hash", T),
     Column("content_hash", T),
     Column("idempotency_key", T),
+    Column("salt", T),
+    Column("reasons", T),
     Column("file_name", T),
     Column("rows", B),
     Column("bytes", B),
@@ -90,14 +101,17 @@ _JOB_COLUMNS = [
     Column("task_id", T),
     Column("api_status", T),
     Column("replay", B),
+    Column("replay_of", T),
     Column("estimated_cost_cents", D),
     Column("charged_cents", D),
+    Column("api_charge_cents", D),
     Column("result_file", T),
     Column("result_format", T),
     Column("rows_enriched", B),
     Column("rows_failed", B),
     Column("rows_not_returned", B),
     Column("rows_unexpected", B),
+    Column("missing_columns", T),
     Column("error", T),
     Column("created_at", TS),
     Column("submitting_at", TS),
@@ -105,19 +119,31 @@ _JOB_COLUMNS = [
     Column("completed_at", TS),
     Column("downloaded_at", TS),
     Column("merged_at", TS),
+    Column("ended_at", TS),
     Column("updated_at", TS),
     Column("updated_epoch", D),
 ]
+#: The lease of each sync: who holds it and until when, on the warehouse's clock (see engine/lease.py).
 _LEASE_COLUMNS = [
     Column("run_id", T),
     Column("host", T),
     Column("pid", B),
     Column("acquired_at", TS),
     Column("expires_epoch", D),
+    Column("renewed_epoch", D),
 ]
+_KEY_COLUMNS = [Column("job_id", T), Column(KEY_HASH, T), Column(INPUT_HASH, T)]
+_PRICE_COLUMNS = [
+    Column("price_cents_per_row", D),
+    Column("learned_at", TS),
+    Column("job_id", T),
+    Column("sync_name", T),
+]
+#: The timestamp column stamped when a job enters a state (the ``<state>_at`` columns).
+_STAMPS = {c.name for c in _JOB_COLUMNS if c.name.endswith("_at")}
 
-#: How long a lease lives without a heartbeat.
-LEASE_SECONDS = 600.0
+#: Longest error text stored in the ledger.
+MAX_ERROR = 1000
 
 
 def utcnow() -> datetime:
@@ -130,33 +156,42 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
-class LeaseHeldError(SixtyfourSyncError):
-    """Another run holds the sync; this run does not submit its rows."""
+class LedgerConflictError(SixtyfourSyncError):
+    """A ledger row was not in the state the writer expected: another process moved it first."""
 
 
 @dataclass(frozen=True)
 class Job:
-    """A ledger row of ``_sixtyfour_sync_jobs`` (the columns that the engine reads back)."""
+    """A row of ``_sixtyfour_sync_jobs``."""
 
     job_id: str
     run_id: str
     sync_name: str
-    state: str
+    state: JobState
     spec_hash: str
     content_hash: str
     idempotency_key: str
     file_name: str
     rows: int
-    task_id: str | None
-    estimated_cost_cents: float | None
-    charged_cents: float | None
-    result_file: str | None
-    result_format: str | None
-    error: str | None
+    endpoint: str | None = None
+    tier: str | None = None
+    salt: str | None = None
+    reasons: str | None = None
+    task_id: str | None = None
+    replay: bool = False
+    replay_of: str | None = None
+    estimated_cost_cents: float | None = None
+    charged_cents: float | None = None
+    api_charge_cents: float | None = None
+    result_file: str | None = None
+    result_format: str | None = None
+    missing_columns: str | None = None
+    error: str | None = None
+    created_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
-        """Build from a ``select`` row."""
+        """Build from a ``select`` row (unknown columns are ignored)."""
 
         def num(v: Any) -> float | None:
             return None if v is None else float(v)
@@ -165,51 +200,52 @@ class Job:
             job_id=str(row["job_id"]),
             run_id=str(row["run_id"]),
             sync_name=str(row["sync_name"]),
-            state=str(row["state"]),
+            state=JobState(str(row["state"])),
             spec_hash=str(row["spec_hash"]),
             content_hash=str(row["content_hash"]),
             idempotency_key=str(row["idempotency_key"]),
             file_name=str(row["file_name"]),
             rows=int(row["rows"] or 0),
-            task_id=row["task_id"],
-            estimated_cost_cents=num(row["estimated_cost_cents"]),
-            charged_cents=num(row["charged_cents"]),
-            result_file=row["result_file"],
-            result_format=row["result_format"],
-            error=row["error"],
+            endpoint=row.get("endpoint"),
+            tier=row.get("tier"),
+            salt=row.get("salt"),
+            reasons=row.get("reasons"),
+            task_id=row.get("task_id"),
+            replay=bool(row.get("replay") or 0),
+            replay_of=row.get("replay_of"),
+            estimated_cost_cents=num(row.get("estimated_cost_cents")),
+            charged_cents=num(row.get("charged_cents")),
+            api_charge_cents=num(row.get("api_charge_cents")),
+            result_file=row.get("result_file"),
+            result_format=row.get("result_format"),
+            missing_columns=row.get("missing_columns"),
+            error=row.get("error"),
+            created_at=row.get("created_at"),
         )
 
 
-_JOB_READ = [
-    "job_id",
-    "run_id",
-    "sync_name",
-    "state",
-    "spec_hash",
-    "content_hash",
-    "idempotency_key",
-    "file_name",
-    "rows",
-    "task_id",
-    "estimated_cost_cents",
-    "charged_cents",
-    "result_file",
-    "result_format",
-    "error",
-]
+_JOB_READ = [f.name for f in fields(Job)]
 
 
 class Ledger:
-    """Reads and writes the ledger tables through one adapter."""
+    """Reads and writes the ledger tables through one adapter.
+
+    ``guard`` is called before every write; the engine passes its lease check, so a run that lost its lease
+    stops before its next side effect.
+    """
 
     def __init__(self, adapter: Adapter, schema: str | None = None) -> None:
         self.adapter = adapter
         self.schema = schema if schema is not None else adapter.ledger_schema
         self.runs = TableRef(RUNS_TABLE, self.schema)
         self.jobs = TableRef(JOBS_TABLE, self.schema)
+        self.keys = TableRef(JOB_KEYS_TABLE, self.schema)
+        self.prices = TableRef(PRICES_TABLE, self.schema)
         self.leases = TableRef(LEASES_TABLE, self.schema)
         self.host = socket.gethostname()
         self.pid = os.getpid()
+        self.guard: Callable[[], None] = _no_guard
+        self._ensured = False
 
     # -- setup ---------------------------------------------------------------------------------------
 
@@ -219,38 +255,56 @@ class Ledger:
 
     def ensure(self) -> None:
         """Create the ledger tables (and their schema) when missing; add columns new versions need."""
-        if self.schema:
-            self.adapter.ensure_schema(self.schema)
-        self.adapter.ensure_table(self.runs, [Column("run_id", T, nullable=False)], _RUN_COLUMNS)
-        self.adapter.ensure_table(self.jobs, [Column("job_id", T, nullable=False)], _JOB_COLUMNS)
-        self.adapter.ensure_table(self.leases, [Column("sync_name", T, nullable=False)], _LEASE_COLUMNS)
+        if self._ensured:
+            return
+        a = self.adapter
+        if self.schema and not a.schema_exists(self.schema):
+            a.ensure_schema(self.schema)
+        a.ensure_table(self.runs, [Column("run_id", T, nullable=False)], _RUN_COLUMNS)
+        a.ensure_table(self.jobs, [Column("job_id", T, nullable=False)], _JOB_COLUMNS)
+        a.ensure_table(
+            self.prices, [Column("endpoint", T, nullable=False), Column("tier", T, nullable=False)], _PRICE_COLUMNS
+        )
+        a.ensure_table(self.leases, [Column("sync_name", T, nullable=False)], _LEASE_COLUMNS)
+        # No primary key on the job keys: they are only ever read by job, and an index over millions of hashes
+        # would cost more memory than the rows themselves.
+        if not a.table_exists(self.keys):
+            with a.session() as s:
+                s.execute(a.create_table_sql(self.keys, [], _KEY_COLUMNS))
+        self._ensured = True
 
     # -- runs ----------------------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, command: str, syncs: Sequence[str]) -> None:
-        """Record the start of a run."""
-        with self.adapter.session() as s:
-            s.insert(
-                self.runs,
-                [
-                    {
-                        "run_id": run_id,
-                        "command": command,
-                        "status": "running",
-                        "syncs": ",".join(syncs),
-                        "started_at": utcnow(),
-                        "host": self.host,
-                        "pid": self.pid,
-                        "version": __version__,
-                    }
-                ],
-            )
+    def open_run(self, run_id: str, command: str, syncs: Sequence[str], session: Session | None = None) -> None:
+        """Record the start of a run (status ``running``)."""
+        row = {
+            "run_id": run_id,
+            "command": command,
+            "status": "running",
+            "syncs": ",".join(syncs),
+            "started_at": utcnow(),
+            "host": self.host,
+            "pid": self.pid,
+            "version": __version__,
+        }
+        with self._session(session) as s:
+            s.insert(self.runs, [row])
 
-    def finish_run(self, run_id: str, status: str, counts: Mapping[str, Any], error: str | None = None) -> None:
+    def close_run(self, run_id: str, status: str, counts: Mapping[str, Any], error: str | None = None) -> None:
         """Record the outcome and totals of a run."""
-        values = {"status": status, "finished_at": utcnow(), "error": error, **counts}
+        values = {
+            "status": status,
+            "finished_at": utcnow(),
+            "error": None if error is None else sanitize(error, MAX_ERROR),
+            **counts,
+        }
         with self.adapter.session() as s:
             s.update(self.runs, values, {"run_id": run_id})
+
+    def run_exists(self, run_id: str) -> bool:
+        """Whether a run row was written."""
+        with self.adapter.session() as s:
+            return bool(s.select(self.runs, {"run_id": run_id}, columns=["run_id"]))
 
     def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The most recent runs, newest first."""
@@ -258,70 +312,149 @@ class Ledger:
             rows = s.select(self.runs, order_by=["started_at DESC"])
         return rows[:limit]
 
+    def close_stale_runs(self, live_run_ids: Sequence[str], alive: Callable[[Mapping[str, Any]], bool]) -> list[str]:
+        """Mark runs left ``running`` by a process that is gone as ``crashed``; return their ids."""
+        closed = []
+        with self.adapter.session() as s:
+            rows = s.select(self.runs, {"status": "running"}, columns=["run_id", "host", "pid"])
+        for row in rows:
+            if row["run_id"] in live_run_ids or alive(row):
+                continue
+            with self.adapter.session() as s:
+                n = s.update(
+                    self.runs,
+                    {"status": "crashed", "finished_at": utcnow(), "error": "the process stopped before the run ended"},
+                    {"run_id": row["run_id"], "status": "running"},
+                )
+            if n:
+                closed.append(str(row["run_id"]))
+        return closed
+
     # -- jobs ----------------------------------------------------------------------------------------
 
-    def add_job(
-        self,
-        session: Session | None,
-        *,
-        job_id: str,
-        run_id: str,
-        sync_name: str,
-        endpoint: str,
-        spec_hash: str,
-        content_hash: str,
-        idempotency_key: str,
-        file_name: str,
-        rows: int,
-        nbytes: int,
-    ) -> None:
-        """Record a file that was written (state ``written``)."""
+    def add_job(self, job: Job, keys: pa.Table) -> None:
+        """Record a new job in state ``written``, its row keys first.
+
+        The keys go in their own transaction (a bulk load, which on some warehouses cannot share a transaction
+        with other statements), then the job row: keys left without a job by a crash in between are ignored and
+        cleaned up later (:meth:`drop_orphan_keys`).
+        """
+        if job.state is not JobState.WRITTEN:
+            raise ValueError("a new job starts as written")
+        self.guard()
+        if keys.num_rows:
+            data = pa.table(
+                {
+                    "job_id": pa.array([job.job_id] * keys.num_rows, pa.string()),
+                    KEY_HASH: keys.column(KEY_HASH).cast(pa.string()),
+                    INPUT_HASH: keys.column(INPUT_HASH).cast(pa.string()),
+                }
+            )
+            self.adapter.upsert(self.keys, ["job_id", KEY_HASH], [UpsertPart(data, [INPUT_HASH])])
         now = utcnow()
-        row = {
-            "job_id": job_id,
-            "run_id": run_id,
-            "sync_name": sync_name,
-            "endpoint": endpoint,
-            "spec_hash": spec_hash,
-            "content_hash": content_hash,
-            "idempotency_key": idempotency_key,
-            "file_name": file_name,
-            "rows": rows,
-            "bytes": nbytes,
-            "state": "written",
+        row: dict[str, Any] = {
+            "job_id": job.job_id,
+            "run_id": job.run_id,
+            "sync_name": job.sync_name,
+            "endpoint": job.endpoint,
+            "tier": job.tier,
+            "spec_hash": job.spec_hash,
+            "content_hash": job.content_hash,
+            "idempotency_key": job.idempotency_key,
+            "salt": job.salt,
+            "reasons": job.reasons,
+            "file_name": job.file_name,
+            "rows": job.rows,
+            "bytes": 0,
+            "state": JobState.WRITTEN.value,
+            "replay": 0,
             "created_at": now,
             "updated_at": now,
             "updated_epoch": time.time(),
         }
-        if session is not None:
-            session.insert(self.jobs, [row])
-        else:
-            with self.adapter.session() as s:
-                s.insert(self.jobs, [row])
+        with self.adapter.session() as s:
+            s.insert(self.jobs, [row])
 
-    def set_job(self, job_id: str, state: str | None = None, session: Session | None = None, **values: Any) -> None:
-        """Move a job to ``state`` (stamping ``<state>_at``) and/or record values; committed on return."""
+    def drop_orphan_keys(self) -> None:
+        """Delete row keys whose job row was never written (a crash between the two writes of :meth:`add_job`)."""
+        a = self.adapter
+        q = a.quote
+        sql = (
+            f"DELETE FROM {a.table_sql(self.keys)} WHERE {q('job_id')} NOT IN "
+            f"(SELECT {q('job_id')} FROM {a.table_sql(self.jobs)})"
+        )
+        with a.session() as s:
+            s.execute(sql)
+
+    def transition(
+        self,
+        job_id: str,
+        expected: JobState,
+        new: JobState,
+        *,
+        session: Session | None = None,
+        **values: Any,
+    ) -> None:
+        """Move a job from ``expected`` to ``new`` (stamping ``<new>_at``) with ``values``, as a compare-and-set.
+
+        Raises :class:`~sixtyfour_sync.engine.states.IllegalTransitionError` for a move the state machine
+        does not allow and :class:`LedgerConflictError` when the row was not in ``expected``.
+        """
+        check_transition(expected, new)
         data = dict(values)
+        data["state"] = new.value
+        stamp = f"{new.value}_at"
         now = utcnow()
-        if state is not None:
-            data["state"] = state
-            stamp = f"{state}_at"
-            if stamp in {c.name for c in _JOB_COLUMNS}:
-                data[stamp] = now
-        data["updated_at"] = now
+        if stamp in _STAMPS:
+            data[stamp] = now
+        if new in TERMINAL or new in HELD:
+            data["ended_at"] = now
+        self._write(job_id, expected, data, session)
+        if new not in ACTIVE and new not in HELD:
+            # A job that ended keeps no row keys: nothing needs its rows any more.
+            with self._session(session) as s:
+                s.delete(self.keys, {"job_id": job_id})
+
+    def annotate(self, job_id: str, state: JobState, *, session: Session | None = None, **values: Any) -> None:
+        """Record values on a job that must still be in ``state`` (compare-and-set, no move)."""
+        self._write(job_id, state, dict(values), session)
+
+    def _write(self, job_id: str, expected: JobState, data: dict[str, Any], session: Session | None) -> None:
+        self.guard()
+        if "error" in data and data["error"] is not None:
+            data["error"] = sanitize(data["error"], MAX_ERROR)
+        data["updated_at"] = utcnow()
         data["updated_epoch"] = time.time()
-        if session is not None:
-            session.update(self.jobs, data, {"job_id": job_id})
-        else:
-            with self.adapter.session() as s:
-                s.update(self.jobs, data, {"job_id": job_id})
+        with self._session(session) as s:
+            n = s.update(self.jobs, data, {"job_id": job_id, "state": expected.value})
+        if n == 0:
+            actual = self.job(job_id)
+            now = "gone" if actual is None else actual.state.value
+            raise LedgerConflictError(
+                f"job {job_id} was expected to be {expected.value} but is {now}: another run or `cancel` changed it",
+                hint="`sixtyfour-sync status` shows the job; run again to pick it up from where it is",
+            )
+
+    def discard_job(self, job_id: str, expected: JobState) -> bool:
+        """Delete a job that never became work (its submission was refused); True when deleted."""
+        self.guard()
+        with self.adapter.session() as s:
+            n = s.delete(self.jobs, {"job_id": job_id, "state": expected.value})
+            s.delete(self.keys, {"job_id": job_id})
+        return n != 0
+
+    def job(self, job_id: str) -> Job | None:
+        """One job, or None."""
+        with self.adapter.session() as s:
+            rows = s.select(self.jobs, {"job_id": job_id}, columns=_JOB_READ)
+        return Job.from_row(rows[0]) if rows else None
 
     def jobs_for(
         self,
         *,
         sync_name: str | None = None,
         run_id: str | None = None,
-        states: Sequence[str] | None = None,
+        states: Sequence[JobState | str] | None = None,
     ) -> list[Job]:
         """Jobs filtered by sync, run and states, oldest first."""
         where: dict[str, Any] = {}
@@ -333,109 +466,107 @@ class Ledger:
             rows = s.select(self.jobs, where, columns=_JOB_READ, order_by=["created_at", "job_id"])
         jobs = [Job.from_row(r) for r in rows]
         if states is not None:
-            jobs = [j for j in jobs if j.state in states]
+            wanted = {JobState(s) for s in states}
+            jobs = [j for j in jobs if j.state in wanted]
         return jobs
+
+    def job_by_task(self, task_id: str) -> Job | None:
+        """The earliest job that the API answered with ``task_id`` (not counting replays of it)."""
+        with self.adapter.session() as s:
+            rows = s.select(self.jobs, {"task_id": task_id}, columns=_JOB_READ, order_by=["created_at", "job_id"])
+        jobs = [Job.from_row(r) for r in rows]
+        originals = [j for j in jobs if not j.replay_of] or jobs
+        return originals[0] if originals else None
+
+    def dead_job_for(self, sync_name: str, spec_hash: str, content_hash: str) -> Job | None:
+        """The latest job that asked this exact question and ended without merging (rows free to ask again)."""
+        where = {"sync_name": sync_name, "spec_hash": spec_hash, "content_hash": content_hash}
+        with self.adapter.session() as s:
+            rows = s.select(self.jobs, where, columns=_JOB_READ, order_by=["created_at", "job_id"])
+        dead = [Job.from_row(r) for r in rows if r["state"] in {f.value for f in FREED}]
+        return dead[-1] if dead else None
 
     def job_rows(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Every column of the jobs (of one run, or all), oldest first: for ``status``."""
         with self.adapter.session() as s:
             return s.select(self.jobs, {"run_id": run_id} if run_id else None, order_by=["created_at", "job_id"])
 
-    def price_per_row(self, endpoint: str, tier_spec_hash: str | None = None) -> float | None:
-        """The per-row price learned from earlier estimates for the same question (newest first)."""
+    def job_keys(self, job_id: str) -> pa.Table:
+        """The key hashes and sent input hashes of a job (empty when the job ended)."""
         a = self.adapter
         sql = (
-            f"SELECT {a.quote('estimated_cost_cents')}, {a.quote('rows')} FROM {a.table_sql(self.jobs)} "
-            f"WHERE {a.quote('endpoint')} = ? AND {a.quote('estimated_cost_cents')} IS NOT NULL "
-            f"AND {a.quote('rows')} > 0"
+            f"SELECT {a.quote(KEY_HASH)}, {a.quote(INPUT_HASH)} FROM {a.table_sql(self.keys)} "
+            f"WHERE {a.quote('job_id')} = ?"
         )
-        params: list[Any] = [endpoint]
-        if tier_spec_hash is not None:
-            sql += f" AND {a.quote('spec_hash')} = ?"
-            params.append(tier_spec_hash)
-        sql += f" ORDER BY {a.quote('updated_epoch')} DESC"
         with a.session() as s:
-            rows = s.fetchall(sql, params)
-        for cents, rows_ in rows:
-            if cents is not None and rows_:
-                return float(cents) / float(rows_)
+            rows = s.fetchall(sql, [job_id])
+        return pa.table(
+            {
+                KEY_HASH: pa.array([r[0] for r in rows], pa.string()),
+                INPUT_HASH: pa.array([r[1] for r in rows], pa.string()),
+            }
+        )
+
+    def held_keys_sql(self, sync_name: str, states: Sequence[JobState]) -> tuple[str, list[Any]] | None:
+        """SQL returning the key hashes that jobs of ``sync_name`` in ``states`` hold, or None when none do."""
+        jobs = self.jobs_for(sync_name=sync_name, states=states)
+        if not jobs:
+            return None
+        a = self.adapter
+        marks = ", ".join("?" for _ in jobs)
+        sql = f"SELECT {a.quote(KEY_HASH)} FROM {a.table_sql(self.keys)} WHERE {a.quote('job_id')} IN ({marks})"
+        return sql, [j.job_id for j in jobs]
+
+    # -- prices --------------------------------------------------------------------------------------
+
+    def learned_price(self, endpoint: str, tier: str) -> tuple[float, datetime | None] | None:
+        """The per-row price learned for an endpoint and tier, and when, or None."""
+        with self.adapter.session() as s:
+            rows = s.select(
+                self.prices,
+                {"endpoint": endpoint, "tier": tier},
+                columns=["price_cents_per_row", "learned_at"],
+            )
+        if not rows or rows[0]["price_cents_per_row"] is None:
+            return None
+        return float(rows[0]["price_cents_per_row"]), rows[0]["learned_at"]
+
+    def learn_price(self, endpoint: str, tier: str, price: float, *, job_id: str, sync_name: str) -> None:
+        """Remember the per-row price an estimate showed (the newest estimate wins)."""
+        data = pa.table(
+            {
+                "endpoint": [endpoint],
+                "tier": [tier],
+                "price_cents_per_row": pa.array([float(price)], pa.float64()),
+                "learned_at": pa.array([utcnow()], pa.timestamp("us", tz="UTC")),
+                "job_id": [job_id],
+                "sync_name": [sync_name],
+            }
+        )
+        self.adapter.upsert(
+            self.prices,
+            ["endpoint", "tier"],
+            [UpsertPart(data, ["price_cents_per_row", "learned_at", "job_id", "sync_name"])],
+        )
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _session(self, session: Session | None) -> Any:
+        return _Joined(session) if session is not None else self.adapter.session()
+
+
+class _Joined:
+    """A context manager handing back a session that someone else commits."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def __enter__(self) -> Session:
+        return self.session
+
+    def __exit__(self, *exc: object) -> None:
         return None
 
-    # -- leases --------------------------------------------------------------------------------------
 
-    def acquire(self, sync_name: str, run_id: str) -> None:
-        """Take the sync's lease or raise :class:`LeaseHeldError` saying who holds it and until when.
-
-        A lease is free when it expired, or when its holder ran on this host and that process is gone
-        (a run killed mid-way need not wait for the expiry).
-        """
-        a = self.adapter
-        now = time.time()
-        q = a.quote
-        take = (
-            f"UPDATE {a.table_sql(self.leases)} SET {q('run_id')} = ?, {q('host')} = ?, {q('pid')} = ?, "
-            f"{q('acquired_at')} = ?, {q('expires_epoch')} = ? WHERE {q('sync_name')} = ? AND {q('run_id')} = ?"
-        )
-        with a.session() as s:
-            rows = s.select(self.leases, {"sync_name": sync_name}, columns=["run_id", "host", "pid", "expires_epoch"])
-            if not rows:
-                s.insert(
-                    self.leases,
-                    [
-                        {
-                            "sync_name": sync_name,
-                            "run_id": run_id,
-                            "host": self.host,
-                            "pid": self.pid,
-                            "acquired_at": utcnow(),
-                            "expires_epoch": now + LEASE_SECONDS,
-                        }
-                    ],
-                )
-                return
-            holder = rows[0]
-            expired = float(holder["expires_epoch"] or 0) < now
-            dead = holder["host"] == self.host and not _pid_alive(int(holder["pid"] or 0))
-            mine = holder["run_id"] == run_id
-            if not (expired or dead or mine):
-                left = int(float(holder["expires_epoch"]) - now)
-                raise LeaseHeldError(
-                    f"sync {sync_name!r} is being run by run {holder['run_id']} (host {holder['host']}, "
-                    f"pid {holder['pid']}); its lease expires in {left}s",
-                    hint="wait for that run to finish; if it died on another machine, the lease frees itself "
-                    f"after {int(LEASE_SECONDS)}s",
-                )
-            changed = s.execute_count(
-                take, [run_id, self.host, self.pid, utcnow(), now + LEASE_SECONDS, sync_name, holder["run_id"]]
-            )
-            if changed == 0:
-                raise LeaseHeldError(f"sync {sync_name!r} was taken by another run just now")
-
-    def heartbeat(self, sync_names: Sequence[str], run_id: str) -> None:
-        """Extend the leases this run holds."""
-        a = self.adapter
-        sql = (
-            f"UPDATE {a.table_sql(self.leases)} SET {a.quote('expires_epoch')} = ? "
-            f"WHERE {a.quote('sync_name')} = ? AND {a.quote('run_id')} = ?"
-        )
-        with a.session() as s:
-            for name in sync_names:
-                s.execute(sql, [time.time() + LEASE_SECONDS, name, run_id])
-
-    def release(self, sync_names: Sequence[str], run_id: str) -> None:
-        """Give the leases back."""
-        with self.adapter.session() as s:
-            for name in sync_names:
-                s.delete(self.leases, {"sync_name": name, "run_id": run_id})
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _no_guard() -> None:
+    return None

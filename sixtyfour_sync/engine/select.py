@@ -21,24 +21,46 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.warehouse.base import Adapter, LogicalType, TableRef
 
-__all__ = ["HASH_COLUMN", "REASONS", "REASON_COLUMN", "Selection", "build_selection", "source_relation_sql"]
+__all__ = [
+    "DELIBERATE",
+    "HASH_COLUMN",
+    "KEY_HASH_COLUMN",
+    "REASONS",
+    "REASON_COLUMN",
+    "Selection",
+    "build_selection",
+    "count_by_reason_sql",
+    "rebuild_sql",
+    "source_relation_sql",
+]
 
 HASH_COLUMN = "_sixtyfour_input_hash"
+KEY_HASH_COLUMN = "_sixtyfour_key_hash"
 REASON_COLUMN = "_sixtyfour_reason"
 REASONS = ("new", "changed", "stale", "failed_retry", "refresh")
+#: Reasons that ask a question again on purpose: their files get a run-specific Idempotency-Key.
+DELIBERATE = frozenset({"stale", "failed_retry", "refresh"})
 
 
 @dataclass(frozen=True)
 class Selection:
-    """The SQL of a selection and what it returns."""
+    """The SQL of a selection and what it returns.
+
+    ``sql`` returns the key columns, the inputs, the input hash (carried in the file, not researched), the
+    key hash and the reason; ``hashed_sql`` is the cleaned source with both hashes, before the join with the
+    target, which a resume uses to rebuild a lost file from the warehouse by its key hashes.
+    """
 
     sql: str
     key: list[str]
     inputs: list[str]
+    hashed_sql: str = ""
+    params: tuple[Any, ...] = ()
 
     @property
     def sent_columns(self) -> list[str]:
@@ -68,31 +90,48 @@ def build_selection(
     spec_hash: str,
     full_refresh: bool = False,
     limit: int | None = None,
+    held_keys: tuple[str, Sequence[Any]] | None = None,
 ) -> Selection:
-    """The selection query for a sync (``target_columns`` None: the target table does not exist yet)."""
+    """The selection query for a sync (``target_columns`` None: the target table does not exist yet).
+
+    ``held_keys`` is SQL (and its parameters) returning key hashes that unfinished or held jobs own: those
+    rows are left out, so a row is never in two jobs at once and a held job's rows are not bought again.
+    Parameters of the returned SQL are those of ``held_keys``, in order (:attr:`Selection.params`).
+    """
     q = adapter.quote
     key = list(sync.source.key)
     key_cols = ", ".join(f"c.{q(k, what='key column')}" for k in key)
     input_cols = "".join(f", c.{q(c, what='source column')}" for c in inputs)
     row_hash = adapter.row_hash_sql(list(inputs) or key, alias="c")
+    key_hash = adapter.row_hash_sql(key, alias="c")
     clean = adapter.clean_source_sql(source_sql, key)
     hashed = (
-        f"SELECT {key_cols}{input_cols}, {row_hash} AS {q(HASH_COLUMN)} FROM ({clean}) {adapter.subquery_alias('c')}"
+        f"SELECT {key_cols}{input_cols}, {row_hash} AS {q(HASH_COLUMN)}, {key_hash} AS {q(KEY_HASH_COLUMN)} "
+        f"FROM ({clean}) {adapter.subquery_alias('c')}"
     )
-    out_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN])
-    order = ", ".join(f"s.{q(k)}" for k in key)
+    out_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN])
+    hold = ""
+    params: list[Any] = []
+    if held_keys is not None:
+        held_sql, held_params = held_keys
+        hold = f" AND s.{q(KEY_HASH_COLUMN)} NOT IN ({held_sql})"
+        params = list(held_params)
 
     if target_columns is None:
         reason = "'refresh'" if (full_refresh or sync.refresh.when == "always") else "'new'"
-        sql = f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)} FROM ({hashed}) {adapter.subquery_alias('s')}"
+        sql = f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)} FROM ({hashed}) {adapter.subquery_alias('s')}" + (
+            f" WHERE 1 = 1{hold}" if hold else ""
+        )
+        order = ", ".join(f"{q(k)}" for k in key)
+        sql = f"SELECT * FROM ({sql}) {adapter.subquery_alias('r')}"
     else:
 
         def col(name: str) -> str:
             stored = adapter.find_column(target_columns, name)
             return "NULL" if stored is None else f"t.{adapter.quote_char}{stored}{adapter.quote_char}"
 
-        status, at = col("_sixtyfour_status"), col("_sixtyfour_enriched_at")
-        in_hash, sp_hash = col("_sixtyfour_input_hash"), col("_sixtyfour_spec_hash")
+        status, at = col(sync.bookkeeping("status")), col(sync.bookkeeping("enriched_at"))
+        in_hash, sp_hash = col(sync.bookkeeping("input_hash")), col(sync.bookkeeping("spec_hash"))
         first_key = col(key[0])
         spec_lit = "'" + spec_hash.replace("'", "''") + "'"
         is_new = f"({first_key} IS NULL OR {status} IS NULL)"
@@ -126,9 +165,10 @@ def build_selection(
         fallback = "'refresh'" if when == "always" else "NULL"
         reason = f"CASE {' '.join(cases)} ELSE {fallback} END"
         on = " AND ".join(f"t.{q(k)} = s.{q(k)}" if col(k) != "NULL" else "FALSE" for k in key)
+        where = f" WHERE 1 = 1{hold}" if hold else ""
         inner = (
             f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)} FROM ({hashed}) {adapter.subquery_alias('s')} "
-            f"LEFT JOIN {adapter.table_sql(target)} t ON {on}"
+            f"LEFT JOIN {adapter.table_sql(target)} t ON {on}{where}"
         )
         sql = f"SELECT * FROM ({inner}) {adapter.subquery_alias('r')} WHERE r.{q(REASON_COLUMN)} IS NOT NULL"
         order = ", ".join(f"r.{q(k)}" for k in key)
@@ -136,7 +176,21 @@ def build_selection(
     n = limit if limit is not None else sync.refresh.limit
     if n is not None:
         sql = adapter.limit_sql(sql, n)
-    return Selection(sql=sql, key=key, inputs=list(inputs))
+    return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, params=tuple(params))
+
+
+def rebuild_sql(adapter: Adapter, selection: Selection, key_hashes_sql: str) -> str:
+    """The rows of a lost file, rebuilt from the source: the hashed source rows whose key hash is listed.
+
+    Ordered by key, as the selection orders them, so an unchanged source gives the same file again.
+    """
+    q = adapter.quote
+    cols = ", ".join(f"h.{q(c)}" for c in [*selection.key, *selection.inputs, HASH_COLUMN, KEY_HASH_COLUMN])
+    order = ", ".join(f"h.{q(k)}" for k in selection.key)
+    return (
+        f"SELECT {cols} FROM ({selection.hashed_sql}) {adapter.subquery_alias('h')} "
+        f"WHERE h.{q(KEY_HASH_COLUMN)} IN ({key_hashes_sql}) ORDER BY {order}"
+    )
 
 
 def count_by_reason_sql(adapter: Adapter, selection: Selection) -> str:

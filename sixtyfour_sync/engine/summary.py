@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["JobOutcome", "RunResult", "SyncPlan", "SyncResult"]
+__all__ = ["JobOutcome", "ResumedWork", "RunResult", "SyncPlan", "SyncResult"]
 
 
 @dataclass
@@ -24,6 +24,8 @@ class SyncPlan:
     estimated_cost_cents: float | None = None
     budget_cents: int | None = None
     unfinished_jobs: int = 0
+    #: Jobs that need a person (lost, refused on resume, unreadable result): their rows are not sent.
+    held_jobs: int = 0
     key_problems: str = ""
     target_exists: bool = False
     new_columns: list[str] = field(default_factory=list)
@@ -53,13 +55,31 @@ class JobOutcome:
     state: str
     task_id: str | None = None
     replay: bool = False
+    #: The earlier job whose answer a replay returned ($0 new charge).
+    replay_of: str | None = None
     estimated_cost_cents: float | None = None
     charged_cents: float | None = None
     rows_enriched: int = 0
     rows_failed: int = 0
     rows_not_returned: int = 0
     rows_unexpected: int = 0
+    missing_columns: list[str] = field(default_factory=list)
     error: str | None = None
+    #: Started by an earlier run and finished (or moved on) by this one.
+    resumed: bool = False
+
+
+@dataclass
+class ResumedWork:
+    """What this run did for jobs that earlier runs left unfinished (kept apart from this run's own work)."""
+
+    jobs: int = 0
+    rows_enriched: int = 0
+    rows_failed: int = 0
+    rows_not_returned: int = 0
+    rows_unexpected: int = 0
+    rows_merged: int = 0
+    charged_cents: float = 0.0
 
 
 @dataclass
@@ -67,7 +87,7 @@ class SyncResult:
     """The outcome of one sync in a run."""
 
     name: str
-    status: str = "ok"  # ok | nothing_to_do | partial | failed | budget | no_credits | skipped
+    status: str = "ok"  # ok | nothing_to_do | partial | failed | budget | no_credits | interrupted | skipped
     rows_by_reason: dict[str, int] = field(default_factory=dict)
     rows_sent: int = 0
     rows_enriched: int = 0
@@ -82,7 +102,30 @@ class SyncResult:
     returned: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    resumed_jobs: int = 0
+    resumed: ResumedWork = field(default_factory=ResumedWork)
+    #: Submissions the API answered with an earlier job ($0 new charge).
+    replays: int = 0
+    #: Rows merged from a result that lacked a requested column (asked again next run).
+    incomplete_rows: int = 0
+
+    @property
+    def resumed_jobs(self) -> int:
+        """Jobs left by earlier runs that this run picked up."""
+        return self.resumed.jobs
+
+    @property
+    def jobs_in_flight(self) -> list[JobOutcome]:
+        """Jobs still unfinished when the run ended (the next run picks them up)."""
+        return [
+            j
+            for j in self.jobs
+            if j.state in ("written", "submitting", "submitted", "cancelling", "completed", "downloaded")
+        ]
+
+    @property
+    def jobs_needing_attention(self) -> list[JobOutcome]:
+        """Jobs held for a person: lost, refused on resume, or with an unreadable result."""
+        return [j for j in self.jobs if j.state in ("lost", "needs_attention", "result_unreadable")]
 
     @property
     def rows_selected(self) -> int:
@@ -112,8 +155,16 @@ class SyncResult:
             "estimated_cost_cents": self.estimated_cost_cents,
             "charged_cents": self.charged_cents,
             "fill_rate": {k: round(v, 4) for k, v in self.fill_rate.items()},
-            "jobs": [vars(j) for j in self.jobs],
+            "jobs": [vars(j) for j in self.jobs if not j.resumed],
+            "replays": self.replays,
+            "incomplete_rows": self.incomplete_rows,
+            "resumed": {**vars(self.resumed), "job_list": [vars(j) for j in self.jobs if j.resumed]},
             "resumed_jobs": self.resumed_jobs,
+            "jobs_in_flight": [j.task_id or j.job_id for j in self.jobs_in_flight],
+            "jobs_needing_attention": [
+                {"job_id": j.job_id, "task_id": j.task_id, "state": j.state, "error": j.error}
+                for j in self.jobs_needing_attention
+            ],
             "errors": list(self.errors),
             "warnings": list(self.warnings),
         }
@@ -127,10 +178,14 @@ class RunResult:
     syncs: list[SyncResult] = field(default_factory=list)
     duration_seconds: float = 0.0
     error: str | None = None
+    #: Set when the run was asked to stop (Ctrl-C, SIGTERM): its exit code (130/143).
+    interrupted_exit: int | None = None
 
     @property
     def status(self) -> str:
-        """``success``, ``partial`` or ``failed`` (CONTRACT.md's exit codes 0, 3, 1)."""
+        """``success``, ``partial``, ``failed`` or ``interrupted`` (exit codes 0, 3, 1, 130/143)."""
+        if self.interrupted_exit is not None:
+            return "interrupted"
         if self.error or any(s.status in ("failed", "budget", "no_credits") for s in self.syncs):
             return "failed"
         if any(s.status == "partial" for s in self.syncs):
@@ -139,7 +194,9 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 success, 1 failure, 3 partial success."""
+        """0 success, 1 failure, 3 partial success, 130/143 interrupted."""
+        if self.interrupted_exit is not None:
+            return self.interrupted_exit
         return {"success": 0, "failed": 1, "partial": 3}[self.status]
 
     @property
@@ -149,8 +206,13 @@ class RunResult:
 
     @property
     def charged_cents(self) -> float:
-        """Sum of the charges of the jobs completed in this run."""
+        """Sum of the charges of the jobs this run submitted and saw complete."""
         return sum(s.charged_cents for s in self.syncs)
+
+    @property
+    def resumed_charged_cents(self) -> float:
+        """Charges of jobs earlier runs submitted and this run saw complete."""
+        return sum(s.resumed.charged_cents for s in self.syncs)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly form."""
@@ -161,6 +223,7 @@ class RunResult:
             "duration_seconds": round(self.duration_seconds, 3),
             "estimated_cost_cents": self.estimated_cost_cents,
             "charged_cents": self.charged_cents,
+            "resumed_charged_cents": self.resumed_charged_cents,
             "error": self.error,
             "syncs": [s.to_dict() for s in self.syncs],
         }

@@ -496,7 +496,8 @@ class MySQLAdapter(SqlAlchemyAdapter):
             type_sql = "VARCHAR(255)" if k.type in (LogicalType.TEXT, LogicalType.JSON) else self.sql_type(k.type)
             defs.append(f"{self.quote(k.name, what='key column')} {type_sql} NOT NULL")
         defs += [self.column_def_sql(c) for c in columns]
-        defs.append("PRIMARY KEY (" + ", ".join(self.quote(k.name, what="key column") for k in key) + ")")
+        if key:
+            defs.append("PRIMARY KEY (" + ", ".join(self.quote(k.name, what="key column") for k in key) + ")")
         return f"CREATE TABLE {self.table_sql(table)} ({', '.join(defs)})"
 
     def _stage_table_sql(self, name: str, table: TableRef) -> str:

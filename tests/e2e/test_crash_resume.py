@@ -67,6 +67,7 @@ def test_killed_run_then_run_again_equals_a_clean_run(project: E2EProject, tmp_p
 
 def test_two_runs_at_once_do_not_both_submit(project: E2EProject) -> None:
     from sixtyfour_sync.config.profiles import load_target
+    from sixtyfour_sync.engine.lease import Lease
     from sixtyfour_sync.engine.ledger import Ledger
     from sixtyfour_sync.warehouse import connect
 
@@ -75,9 +76,8 @@ def test_two_runs_at_once_do_not_both_submit(project: E2EProject) -> None:
     with connect(target, project_dir=project.dir) as adapter:
         ledger = Ledger(adapter)
         ledger.ensure()
-        ledger.acquire("enrich_leads", "another-run")  # held by a live process (this one)
-        result = api.run(project.dir, api_key=project.api_key, api_url=project.url, env=project.env)
+        with Lease(ledger, "enrich_leads", "another-run"):  # held by a live process (this one)
+            result = api.run(project.dir, api_key=project.api_key, api_url=project.url, env=project.env)
         assert result.exit_code == 1
         assert "is being run by run another-run" in result.syncs[0].errors[0]
         assert not project.emulator.submissions
-        ledger.release(["enrich_leads"], "another-run")

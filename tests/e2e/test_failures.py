@@ -58,7 +58,8 @@ def test_a_failed_job_is_recorded_and_partial(tmp_path: Path, project: E2EProjec
     assert s.status == "partial"
     assert result.exit_code == 3
     assert [j[0] for j in _jobs(db)] == ["failed"]
-    assert not _query(db, "SELECT count(*) FROM leads_enriched WHERE _sixtyfour_status IS NOT NULL")[0][0]
+    # nothing was paid for, so nothing changed in the warehouse beyond the ledger: no target table yet
+    assert not _query(db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'leads_enriched'")[0][0]
     # A failed job is not retried blindly: the rows were never enriched, so the next run asks again.
     with emu.serve() as server:
         assert api.plan(project.dir, env=project.env)[0].rows_by_reason == {"new": 20}
@@ -138,7 +139,7 @@ def test_unknown_and_missing_result_keys_are_counted_not_merged(
         parsed.table = pa.Table.from_pylist(rows, schema=t.schema)
         return parsed
 
-    monkeypatch.setattr("sixtyfour_sync.engine.runner.parse_result", tampered)
+    monkeypatch.setattr("sixtyfour_sync.engine.jobs.parse_result", tampered)
     result = _run(project)
     s = result.syncs[0]
     assert s.rows_unexpected == 1

@@ -102,8 +102,10 @@ def test_budget_stops_before_spending(project: E2EProject) -> None:
     s = result.syncs[0]
     assert s.status == "budget"
     assert result.exit_code == 1
-    assert s.rows_sent == 100  # the second file would have gone over 250 cents
-    assert len(project.emulator.submissions) == 1
+    # the first file (200 cents) fits; of the second only the 25 rows that fit the 50 cents left are sent
+    assert s.rows_sent == 125
+    assert s.estimated_cost_cents <= 250
+    assert len(project.emulator.submissions) == 2
 
 
 @pytest.mark.parametrize("when", ["missing"])

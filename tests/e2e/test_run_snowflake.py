@@ -32,7 +32,7 @@ def test_snowflake_run_then_nothing_to_do(project: E2EProject) -> None:
             f"      user: loader\n      password: not-a-real-password\n      database: {db}\n      schema: {schema}\n"
         )
         first = api.run(project.dir, api_key=project.api_key, api_url=project.url, env=project.env)
-        assert first.exit_code == 0, first.to_dict()
+        assert first.exit_code == 0, (first.syncs[0].errors, first.error)
         assert first.syncs[0].rows_sent == 40
         again = api.run(project.dir, api_key=project.api_key, api_url=project.url, env=project.env)
         assert again.syncs[0].status == "nothing_to_do"

@@ -66,9 +66,15 @@ def _read_lines(stream: IO[str], into: queue.Queue[str]) -> None:
 
 @pytest.fixture
 def emulator_process() -> Iterator[tuple[subprocess.Popen[str], str, queue.Queue[str]]]:
+    with _cli(["--job-seconds", "0"]) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def _cli(args: list[str]) -> Iterator[tuple[subprocess.Popen[str], str, queue.Queue[str]]]:
     env = dict(os.environ, SIXTYFOUR_API_KEY="cli-secret-key-123")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sixtyfour_sync", "emulator", "--port", "0", "--job-seconds", "0"],
+        [sys.executable, "-m", "sixtyfour_sync", "emulator", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -160,3 +166,27 @@ def test_cli_rejects_bad_settings() -> None:
     )
     assert result.returncode == 2
     assert "sk_whsec_" in result.stderr
+
+
+def test_cli_test_control_flags() -> None:
+    args = ["--job-seconds", "0", "--rate-limit-per-minute", "0", "--request-limit-per-minute", "0"]
+    args += ["--idempotency-ttl-seconds", "0", "--strip-carried-columns", "--keep-carried-column", "lead_id"]
+    csv = "lead_id,first_name,last_name,note\n1,Ada,Lovelace,carried\n"
+    config = json.dumps({"struct": {"email": "e"}, "columns": ["first_name", "last_name"]})
+    with _cli(args) as (_, url, _), httpx.Client(base_url=url, headers={"x-api-key": "cli-secret-key-123"}) as c:
+        task_ids = set()
+        for _ in range(12):  # past the default 10 a minute, under one Idempotency-Key
+            r = c.post(
+                "/bulk-intelligence/people",
+                files={"file": ("leads.csv", csv.encode())},
+                data={"config": config},
+                headers={"Idempotency-Key": "same"},
+            )
+            assert r.status_code == 200 and "already_started" not in r.json()
+            task_ids.add(r.json()["task_id"])
+        assert len(task_ids) == 12
+        status = c.get(f"/job-status/{task_ids.pop()}").json()
+        final = max(status["results"], key=lambda e: e["block_number"])
+        header = c.get(final["download_url"]).content.decode("utf-8-sig").splitlines()[0]
+        assert header == '"lead_id","first_name","last_name","email"'
+        assert c.post(f"{url}/_emulator/forget-idempotency-keys").json() == {"forgotten": 0}

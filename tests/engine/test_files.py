@@ -8,7 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from sixtyfour_sync.engine.files import file_sha256, idempotency_key, write_chunks
+from sixtyfour_sync.engine.files import file_sha256, write_chunks
+from sixtyfour_sync.engine.keys import idempotency_key
 from sixtyfour_sync.errors import LimitExceededError
 
 

@@ -1,0 +1,160 @@
+"""A completed job's result files, generated a slice at a time and written as CSV while generated.
+
+Three stage outputs (docs/emulator.md): block 1 the upload as received, block 2 the enriched columns
+alone, block 3 the final output (uploaded columns, struct fields, confidences). Memory holds one slice
+of rows (``SLICE_ROWS``), never the whole file: the parsed upload is read batch by batch from its
+Arrow IPC file and each slice's CSV is written before the next one is generated.
+
+Test controls change the final output: columns dropped from it (``drop_columns``) or its bytes
+replaced (``corrupt_bytes``); either also changes or removes its inline preview.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from sixtyfour_sync.emulator.generate import OutputPlan, generate_table, make_plan, parse_struct, preview_value
+from sixtyfour_sync.emulator.models import Job, ResultFile
+from sixtyfour_sync.emulator.uploads import iter_parsed
+
+__all__ = ["SLICE_ROWS", "OutputOptions", "produce_outputs"]
+
+#: Rows generated at a time: bounds the generator's temporaries whatever the file size.
+SLICE_ROWS = 16_384
+#: And bytes of input per slice, for wide rows.
+SLICE_BYTES = 16 << 20
+_CSV_BOM = b"\xef\xbb\xbf"
+CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson", "json": "application/json"}
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """The emulator settings that shape every output."""
+
+    seed: int
+    failure_rate: float
+    preview_max_rows: int
+    #: None: every uploaded column comes back; else only the feeding ones and these carried ones.
+    carried: Collection[str] | None = None
+
+
+class _CsvSink:
+    """A CSV file written batch by batch: UTF-8 BOM, header once, every text value quoted."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = pa.OSFile(str(path), "wb")
+        self._file.write(_CSV_BOM)
+        self._writer: pacsv.CSVWriter | None = None
+        self.schema: pa.Schema | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self.schema = table.schema
+            self._writer = pacsv.CSVWriter(self._file, table.schema)
+        elif table.schema != self.schema:
+            table = table.cast(self.schema)
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self, schema: pa.Schema) -> None:
+        if self._writer is None:  # no rows at all: still a header
+            self._writer = pacsv.CSVWriter(self._file, schema)
+        self._writer.close()
+        self._file.close()
+
+
+def _slices(path: Path) -> Iterator[pa.Table]:
+    """The parsed upload in tables of about SLICE_ROWS rows (or SLICE_BYTES bytes)."""
+    pending: list[pa.RecordBatch] = []
+    rows = size = 0
+    for batch in iter_parsed(path):
+        pending.append(batch)
+        rows += batch.num_rows
+        size += batch.nbytes
+        if rows >= SLICE_ROWS or size >= SLICE_BYTES:
+            yield pa.Table.from_batches(pending)
+            pending, rows, size = [], 0, 0
+    if pending:
+        yield pa.Table.from_batches(pending)
+
+
+def _plan(job: Job, columns: Sequence[str], options: OutputOptions) -> OutputPlan:
+    config = job.config
+    return make_plan(
+        columns,
+        config.get("struct"),
+        endpoint=job.endpoint,
+        field_confidence=bool(config.get("field_confidence", False)),
+        columns=config.get("columns"),
+        carried=options.carried,
+    )
+
+
+def produce_outputs(job: Job, options: OutputOptions, now: float) -> tuple[list[ResultFile], int]:
+    """Write the job's result files under its directory; return them and how many rows failed."""
+    job_dir = job.upload_path.parent
+    parsed = job_dir / "parsed.arrow"
+    with pa.OSFile(str(parsed), "rb") as source:
+        schema = pa.ipc.open_file(source).schema
+    plan = _plan(job, schema.names, options)
+    struct_names = [s.name for s in plan.specs]
+    dropped = set(job.dropped_columns)
+    research = _CsvSink(job_dir / "block_2_research.csv")
+    final = _CsvSink(job_dir / "block_3_enriched.csv")
+    want_preview = job.row_count <= options.preview_max_rows and job.corrupt_bytes is None
+    preview_tables: list[pa.Table] = []
+    failed_rows = 0
+    try:
+        for table in _slices(parsed):
+            out, failed = generate_table(plan, table, seed=options.seed, failure_rate=options.failure_rate)
+            failed_rows += failed
+            research.write(out.select(struct_names))
+            if dropped:
+                out = out.drop_columns([c for c in out.column_names if c in dropped])
+            final.write(out)
+            if want_preview:
+                preview_tables.append(out)
+    finally:
+        empty = generate_table(plan, schema.empty_table(), seed=options.seed, failure_rate=options.failure_rate)[0]
+        research.close(empty.select(struct_names).schema)
+        final.close(empty.drop_columns([c for c in empty.column_names if c in dropped]).schema)
+    if job.corrupt_bytes is not None:
+        final.path.write_bytes(job.corrupt_bytes)
+    files = [
+        ResultFile(
+            1,
+            f"block_1_input{job.upload_path.suffix}",
+            job.upload_path,
+            job.row_count,
+            CONTENT_TYPES[job.upload_format],
+            now,
+        ),
+        ResultFile(2, research.path.name, research.path, research.rows, "text/csv", now),
+        ResultFile(3, final.path.name, final.path, final.rows, "text/csv", now),
+    ]
+    if want_preview:
+        files[2].preview = _preview(plan, preview_tables)
+    for f in files:
+        f.file_size = f.path.stat().st_size
+    return files, failed_rows
+
+
+def _preview(plan: OutputPlan, tables: list[pa.Table]) -> list[dict[str, Any]]:
+    kinds = {s.name: s.kind for s in plan.specs}
+    rows: list[dict[str, Any]] = []
+    for table in tables:
+        rows.extend({k: preview_value(kinds.get(k, "str"), v) for k, v in row.items()} for row in table.to_pylist())
+    return rows
+
+
+def struct_field_names(job: Job) -> list[str]:
+    """The struct fields of a job's config (people without a struct get the defaults)."""
+    return [name for name, _ in parse_struct(job.config.get("struct"), job.endpoint)]

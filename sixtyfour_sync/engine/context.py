@@ -1,0 +1,111 @@
+"""What one sync's run shares between its parts: settings, the warehouse, the ledger, the API, the outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from sixtyfour_sync.api import SixtyfourClient
+from sixtyfour_sync.config.models import LoadedSync, SyncSpec
+from sixtyfour_sync.engine.budget import Budget
+from sixtyfour_sync.engine.lease import Lease
+from sixtyfour_sync.engine.ledger import Ledger
+from sixtyfour_sync.engine.scheduler import Scheduler, StopToken
+from sixtyfour_sync.engine.summary import SyncResult
+from sixtyfour_sync.warehouse.base import Adapter, TableRef
+
+__all__ = ["EngineSettings", "Reporter", "RunRecorder", "SyncContext"]
+
+
+class Reporter:
+    """Receives progress events; the CLI draws bars or prints lines. The default does nothing."""
+
+    def on(self, event_name: str, sync: str, **data: Any) -> None:
+        """One event: ``plan``, ``extracted``, ``file``, ``submitted``, ``job_done``, ``merged``, ``note``."""
+
+
+@dataclass
+class EngineSettings:
+    """Knobs of a run that are not in the sync definitions."""
+
+    state_dir: Path
+    poll_interval: float | None = None
+    max_wait_seconds: float | None = None
+    api_workers: int = 4
+    files_ahead: int = 2
+    batch_rows: int = 50_000
+    keep_files: bool = False
+    #: Poll lost jobs again, and release the rows of those still unknown and of refused resumptions.
+    retry_lost: bool = False
+    #: Download unreadable results again, and release the rows of those still unreadable.
+    retry_unreadable: bool = False
+    #: How long one file keeps retrying its submission (429, 5xx) within a run before the next run takes over.
+    submit_retry_seconds: float = 900.0
+    #: Per-row prices given in the project (``prices:``), per (endpoint, tier).
+    prices: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+class RunRecorder:
+    """The run's row in one ledger, written only once the run has done something a ledger must remember.
+
+    A run that was refused before its first request was accepted (a bad key, a config the API rejects,
+    402 on the first file) changes nothing in the ledger.
+    """
+
+    def __init__(self, ledger: Ledger, run_id: str, command: str, syncs: list[str]) -> None:
+        self.ledger = ledger
+        self.run_id = run_id
+        self.command = command
+        self.syncs = syncs
+        self.opened = False
+
+    def ensure(self) -> None:
+        """Write the run row now, if it is not written yet."""
+        if not self.opened:
+            self.ledger.ensure()
+            self.ledger.open_run(self.run_id, self.command, self.syncs)
+            self.opened = True
+
+
+@dataclass
+class SyncContext:
+    """Everything the parts of one sync's run share."""
+
+    loaded: LoadedSync
+    adapter: Adapter
+    ledger: Ledger
+    client: SixtyfourClient
+    run_id: str
+    settings: EngineSettings
+    budget: Budget
+    reporter: Reporter
+    recorder: RunRecorder
+    stop: StopToken
+    scheduler: Scheduler
+    lease: Lease | None
+    result: SyncResult
+    target: TableRef
+    spec_hash: str
+    key_types: dict[str, pa.DataType] = field(default_factory=dict)
+    api_config: dict[str, Any] = field(default_factory=dict)
+    files_dir: Path = Path()
+    results_dir: Path = Path()
+    #: Whether the target table has been created and has every column this sync owns.
+    target_ready: bool = False
+
+    @property
+    def spec(self) -> SyncSpec:
+        """The sync definition."""
+        return self.loaded.spec
+
+    @property
+    def name(self) -> str:
+        """The sync's name."""
+        return self.loaded.spec.name
+
+    def note(self, message: str, level: str = "info") -> None:
+        """Tell the user something about this sync as it happens."""
+        self.reporter.on("note", self.name, message=message, level=level)

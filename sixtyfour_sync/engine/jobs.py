@@ -1,0 +1,619 @@
+"""Driving one job through its states: submit, poll, download, merge, each move recorded first.
+
+Every move is a compare-and-set in the ledger (:meth:`Ledger.transition`) made on the main thread before the
+side effect that follows it; the API calls run on worker threads and come back as events
+(:mod:`sixtyfour_sync.engine.scheduler`). Money rules kept here:
+
+- a file refused by the API is not charged: it never became work, so before the run's first accepted request
+  it leaves no trace in the ledger, and afterwards it is recorded ``rejected``;
+- a replay of another job's Idempotency-Key is booked as a replay ($0 new charge), never as a second charge;
+- 401/403 while polling or downloading stop the run and leave every job as it was (a valid key finishes them);
+  a 404 on job-status makes the job ``lost``, its rows held until ``run --retry-lost``;
+- 429/5xx on a submission keep the job ``submitting`` and try again later in the same run, with its key;
+- a result that cannot be read is downloaded once more, then the job is ``result_unreadable`` (its rows held)
+  and the other jobs go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from sixtyfour_sync._redact import sanitize
+from sixtyfour_sync.api import (
+    AuthenticationError,
+    ConflictError,
+    FatalApiError,
+    InsufficientCreditsError,
+    JobPoller,
+    JobStatus,
+    NotFoundError,
+    PermissionDeniedError,
+    ResultDownload,
+    RetryableApiError,
+    SubmitResult,
+    UnprocessableEntityError,
+)
+from sixtyfour_sync.api.errors import ApiError, DownloadError
+from sixtyfour_sync.engine.context import SyncContext
+from sixtyfour_sync.engine.ledger import Job, utcnow
+from sixtyfour_sync.engine.merge import MergePlan, counts, plan_merge
+from sixtyfour_sync.engine.plan import arrow_to_logical, owned_columns
+from sixtyfour_sync.engine.results import ResultParseError, parse_result
+from sixtyfour_sync.engine.select import HASH_COLUMN
+from sixtyfour_sync.engine.states import JobState
+from sixtyfour_sync.engine.summary import JobOutcome
+from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError, WarehouseError
+from sixtyfour_sync.warehouse.base import Column, Session
+
+__all__ = ["JobDriver", "Tracked", "Unreadable"]
+
+log = logging.getLogger("sixtyfour_sync.engine")
+S = JobState
+FAILPOINT_ENV = "SIXTYFOUR_SYNC_FAILPOINT"
+
+
+def failpoint(name: str) -> None:
+    """Testing aid: ``SIXTYFOUR_SYNC_FAILPOINT=<name>`` kills the process with SIGKILL at that point."""
+    wanted = os.environ.get(FAILPOINT_ENV)
+    if wanted and wanted == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class Tracked:
+    """A job this run is working on: its ledger row, plus what only this process knows."""
+
+    job: Job
+    state: JobState
+    outcome: JobOutcome
+    file: Path | None = None
+    #: What was sent: key columns and the input hash, in file order (None: not known here).
+    sent: pa.Table | None = None
+    resumed: bool = False
+    task_id: str | None = None
+    status: JobStatus | None = None
+    poller: JobPoller | None = None
+    #: The next call to make and when (monotonic seconds): "poll", "submit" or "download".
+    action: str | None = None
+    due: float = 0.0
+    busy: bool = False
+    estimate: float | None = None
+    replay_of: str | None = None
+    #: Cents held against the budget from submission until the API's estimate replaces them.
+    reserved: float = 0.0
+    #: Whether this file holds one of the extraction thread's slots.
+    holds_slot: bool = False
+    failing_since: float | None = None
+    attempts: int = 0
+    downloads: int = 0
+    redownloaded: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def job_id(self) -> str:
+        """The ledger's id of the job."""
+        return self.job.job_id
+
+    @property
+    def label(self) -> str:
+        """How messages name the job."""
+        return f"{self.job.file_name} (task {self.task_id})" if self.task_id else self.job.file_name
+
+
+@dataclass
+class Unreadable(Exception):
+    """A downloaded result that could not be parsed (raised on a worker, handled on the main thread)."""
+
+    download: ResultDownload
+    error: ResultParseError
+
+
+class Host(Protocol):
+    """What the driver asks of the sync runner that owns it."""
+
+    price: float | None
+
+    def spend(self, cents: float) -> None:
+        """Hold (or give back) budget."""
+
+    def release_slot(self) -> None:
+        """Give an extraction slot back."""
+
+    def stop_sync(self, status: str, message: str) -> None:
+        """Stop submitting for this sync."""
+
+    def price_known(self) -> None:
+        """The per-row price was just learned."""
+
+
+class JobDriver:
+    """Moves tracked jobs through the state machine for one sync."""
+
+    def __init__(self, ctx: SyncContext, host: Host) -> None:
+        self.ctx = ctx
+        self.host = host
+        self.jobs: dict[str, Tracked] = {}
+        self.accepted_any = False
+        #: Set when the API refused the key: the run stops, every job stays as it is.
+        self.key_refused: ApiKeyRefusedError | None = None
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def move(self, t: Tracked, new: JobState, *, session: Session | None = None, **values: Any) -> None:
+        """Record ``t``'s move to ``new`` (compare-and-set on its current state), then adopt it."""
+        self.ctx.ledger.transition(t.job_id, t.state, new, session=session, **values)
+        t.state = new
+        t.outcome.state = new.value
+
+    def partial(self, message: str) -> None:
+        """Record an error that leaves the sync partly done (exit 3)."""
+        r = self.ctx.result
+        r.errors.append(message)
+        if r.status in ("ok", "nothing_to_do"):
+            r.status = "partial"
+
+    def track(self, t: Tracked) -> Tracked:
+        """Start following a job."""
+        self.jobs[t.job_id] = t
+        self.ctx.result.jobs.append(t.outcome)
+        return t
+
+    def waiting(self) -> list[Tracked]:
+        """Jobs with something left to do in this run."""
+        return [t for t in self.jobs.values() if t.busy or t.action is not None]
+
+    def due(self, now: float) -> list[Tracked]:
+        """Jobs whose next call is due."""
+        return [t for t in self.jobs.values() if not t.busy and t.action is not None and t.due <= now]
+
+    def next_due(self) -> float | None:
+        """When the next call is due (monotonic), or None."""
+        times = [t.due for t in self.jobs.values() if not t.busy and t.action is not None]
+        return min(times) if times else None
+
+    def dispatch_due(self, now: float, *, stopping: bool) -> None:
+        """Make every call that is due (none once the run is stopping)."""
+        if stopping:
+            return
+        for t in self.due(now):
+            action, t.action = t.action, None
+            if action == "poll":
+                self.poll(t)
+            elif action == "submit":
+                self.submit(t)
+            elif action == "download":
+                self.download(t)
+            elif action == "cancel":
+                self.cancel(t)
+
+    def handle(self, t: Tracked, what: str, value: Any) -> None:
+        """An API call's answer (or exception) for ``t``."""
+        t.busy = False
+        handler = {
+            "submitted": self.on_submitted,
+            "polled": self.on_polled,
+            "downloaded": self.on_downloaded,
+            "cancelled": self.on_cancelled,
+        }[what]
+        handler(t, value)
+
+    def _later(self, t: Tracked, action: str, delay: float) -> None:
+        t.action = action
+        t.due = time.monotonic() + max(0.0, delay)
+
+    # ------------------------------------------------------------------ submit
+
+    def submit(self, t: Tracked) -> None:
+        """Send ``t``'s file (recording ``submitting`` first); the answer arrives as an event."""
+        ctx = self.ctx
+        if ctx.lease is not None:
+            ctx.lease.confirm()
+        if t.file is None:
+            raise RuntimeError(f"job {t.job_id}: no file to submit")
+        if t.state is S.WRITTEN:
+            self.move(t, S.SUBMITTING)
+            failpoint("submitting")
+        path, key, spec = t.file, t.job.idempotency_key, ctx.spec
+        config = ctx.api_config
+        t.busy = True
+        t.attempts += 1
+        ctx.scheduler.call("submitted", t, lambda: ctx.client.submit(spec.endpoint, path, config, key))
+
+    def on_submitted(self, t: Tracked, value: SubmitResult | BaseException) -> None:
+        """Record the API's answer to a submission."""
+        ctx = self.ctx
+        if t.holds_slot:
+            t.holds_slot = False
+            self.host.release_slot()
+        if isinstance(value, BaseException):
+            self._submit_failed(t, value)
+            return
+        t.failing_since = None
+        replay_of: str | None = None
+        if value.is_replay:
+            earlier = ctx.ledger.job_by_task(value.task_id)
+            if earlier is not None and earlier.job_id != t.job_id:
+                replay_of = earlier.job_id
+        if replay_of is not None:
+            estimate: float | None = 0.0  # the earlier job is the one that pays
+        elif value.estimated_cost_cents is not None:
+            estimate = float(value.estimated_cost_cents)
+        elif value.estimated_cost_credits is not None:
+            estimate = float(value.estimated_cost_credits) * 100.0
+        else:  # our own earlier attempt, whose answer was lost: the original upload's estimate stands
+            price = self.host.price
+            estimate = t.job.estimated_cost_cents or (None if price is None else round(price * t.job.rows, 2))
+        ctx.recorder.ensure()
+        self.accepted_any = True
+        t.task_id, t.estimate, t.replay_of = value.task_id, estimate, replay_of
+        self.move(
+            t,
+            S.SUBMITTED,
+            task_id=value.task_id,
+            replay=int(value.is_replay),
+            replay_of=replay_of,
+            estimated_cost_cents=estimate,
+            api_status=value.status,
+        )
+        failpoint("submitted")
+        if value.estimated_cost_cents is not None and t.job.rows and replay_of is None:
+            price = value.estimated_cost_cents / t.job.rows
+            ctx.ledger.learn_price(ctx.spec.endpoint, ctx.spec.tier, price, job_id=t.job_id, sync_name=ctx.name)
+            self.host.price = price
+            self.host.price_known()
+        self.host.spend((estimate or 0.0) - t.reserved)
+        t.reserved = 0.0
+        o = t.outcome
+        o.task_id, o.replay, o.replay_of, o.estimated_cost_cents = value.task_id, value.is_replay, replay_of, estimate
+        if not t.resumed:
+            ctx.result.rows_sent += t.job.rows
+            ctx.result.estimated_cost_cents += estimate or 0.0
+            if value.is_replay:
+                ctx.result.replays += 1
+        ctx.reporter.on("submitted", ctx.name, rows=t.job.rows, replay=value.is_replay, task_id=value.task_id)
+        t.poller = JobPoller(initial=ctx.settings.poll_interval)
+        self._later(t, "poll", t.poller.next_delay(None) or 0.0)
+
+    def _submit_failed(self, t: Tracked, exc: BaseException) -> None:
+        ctx = self.ctx
+        if isinstance(exc, RetryableApiError):
+            now = time.monotonic()
+            t.failing_since = t.failing_since or now
+            if now - t.failing_since > ctx.settings.submit_retry_seconds:
+                self.partial(
+                    f"submitting {t.label} failed for {now - t.failing_since:.0f}s ({exc}); it stays `submitting` "
+                    "and the next run sends it again with the same Idempotency-Key"
+                )
+                return
+            wait = exc.retry_after if exc.retry_after is not None else min(300.0, 15.0 * 2 ** min(t.attempts, 4))
+            ctx.note(f"submitting {t.label} failed ({exc}); trying again in {wait:.0f}s", "warning")
+            self._later(t, "submit", max(wait, 1.0))
+            return
+        if isinstance(exc, (AuthenticationError, PermissionDeniedError)) and t.resumed:
+            # A job being resent with its stored key: it may have been accepted by the API under another key.
+            self.key_refused = ApiKeyRefusedError(
+                f"the API refused the key while resending {t.label} ({exc}); jobs in flight are kept and the "
+                "next run with a valid key finishes them"
+            )
+            return
+        if isinstance(exc, (ConflictError, UnprocessableEntityError)) and t.resumed:
+            self.move(
+                t,
+                S.NEEDS_ATTENTION,
+                error=f"the API refused to resume this file under its Idempotency-Key: {exc}. The rebuilt file "
+                "probably differs from the one first sent (the source changed). Its rows are held: "
+                "`sixtyfour-sync run --retry-lost` asks them again as a new question",
+            )
+            self.host.spend(-t.reserved)
+            t.reserved = 0.0
+            self.partial(f"{t.label}: needs attention: the API refused its stored Idempotency-Key ({exc})")
+            return
+        if isinstance(exc, (FatalApiError, InsufficientCreditsError, ConfigError)):
+            self._refused(t, exc)
+            return
+        raise exc
+
+    def _refused(self, t: Tracked, exc: BaseException) -> None:
+        """The API (or the local checks) refused the file: nothing was charged."""
+        ctx = self.ctx
+        self.host.spend(-t.reserved)
+        t.reserved = 0.0
+        if not self.accepted_any and not t.resumed:
+            ctx.ledger.discard_job(t.job_id, t.state)
+            t.state = S.REJECTED
+            t.outcome.state = S.REJECTED.value
+        else:
+            self.move(t, S.REJECTED, error=str(exc))
+        t.outcome.error = sanitize(exc)
+        if isinstance(exc, InsufficientCreditsError):
+            self.host.stop_sync(
+                "no_credits",
+                f"the API answered 402 (insufficient credits) for {t.job.file_name}; nothing was charged for it and "
+                "nothing more was submitted. Jobs already running are finished.",
+            )
+        elif isinstance(exc, AuthenticationError):
+            self.host.stop_sync("failed", f"the API refused the key: {exc}")
+        else:
+            self.host.stop_sync("failed", f"the API refused {t.job.file_name}: {exc}")
+
+    # ------------------------------------------------------------------ poll
+
+    def poll(self, t: Tracked) -> None:
+        """Ask for the job's status; the answer arrives as an event."""
+        task = t.task_id
+        assert task is not None
+        t.busy = True
+        self.ctx.scheduler.call("polled", t, lambda: self.ctx.client.job_status(task))
+
+    def _refused_key(self, t: Tracked, exc: BaseException, doing: str) -> None:
+        self.key_refused = ApiKeyRefusedError(
+            f"the API key was refused while {doing} {t.label} ({exc}); jobs in flight are kept and the next run "
+            "with a valid key finishes them"
+        )
+
+    def on_polled(self, t: Tracked, value: JobStatus | BaseException) -> None:
+        """Record what the job's status says."""
+        if isinstance(value, BaseException):
+            if isinstance(value, (AuthenticationError, PermissionDeniedError)):
+                self._refused_key(t, value, "polling")
+            elif isinstance(value, NotFoundError):
+                self._lost(t, value)
+            elif isinstance(value, (ApiError, OSError)):
+                delay = t.poller.next_delay(None) if t.poller else 5.0
+                log.warning("polling %s failed (%s); trying again", t.task_id, value)
+                self._later(t, "poll", max(delay or 5.0, 5.0))
+            else:
+                raise value
+            return
+        assert t.poller is not None
+        if t.state is S.LOST and not value.is_terminal:
+            self.move(t, S.SUBMITTED, error=None)
+        delay = t.poller.next_delay(value)
+        if delay is not None:
+            self._later(t, "poll", delay)
+            return
+        self._ended(t, value)
+
+    def _lost(self, t: Tracked, exc: BaseException) -> None:
+        if t.state is S.LOST:  # looked for again with --retry-lost, still unknown: release its rows
+            self.move(
+                t, S.ABANDONED, error=f"still unknown to the API after --retry-lost ({exc}); its rows are asked again"
+            )
+            self.partial(f"{t.label}: still lost; released: its rows are asked again next run")
+            return
+        self.move(
+            t,
+            S.LOST,
+            error=f"job-status answered 404 ({exc}): the API does not know this task for this key. Its rows are "
+            "held; with the key that submitted it, `sixtyfour-sync run --retry-lost` looks again, and asks the rows "
+            "again if it is still unknown",
+        )
+        self.partial(f"{t.label}: lost (the API answered 404); its rows are held: see `sixtyfour-sync status`")
+
+    def _ended(self, t: Tracked, status: JobStatus) -> None:
+        ctx = self.ctx
+        if status.is_completed:
+            api_charge: float | None = None if status.charge_amount_cents is None else float(status.charge_amount_cents)
+            if api_charge is None and status.charge_credits is not None:
+                api_charge = status.charge_credits * 100.0
+            charge = 0.0 if t.replay_of else (None if api_charge is None else float(api_charge))
+            t.status = status
+            self.move(
+                t,
+                S.COMPLETED,
+                api_status=status.status,
+                charged_cents=charge,
+                api_charge_cents=None if api_charge is None else float(api_charge),
+            )
+            failpoint("completed")
+            t.outcome.charged_cents = charge
+            if charge:
+                if t.resumed:
+                    ctx.result.resumed.charged_cents += charge
+                else:
+                    ctx.result.charged_cents += charge
+            self.download(t)
+            return
+        state = S.CANCELLED if status.status in ("cancelled", "canceled") else S.FAILED
+        message = status.error or f"the job ended {status.status}"
+        self.move(t, state, api_status=status.status, charged_cents=0.0, error=message)
+        t.outcome.charged_cents = 0.0
+        t.outcome.error = sanitize(message)
+        ctx.reporter.on("job_done", ctx.name, state=state.value, rows=t.job.rows)
+        self.partial(f"{t.label}: the job ended {status.status}: {message}; its rows are asked again next run")
+
+    # ------------------------------------------------------------------ cancel (stopping a job on purpose)
+
+    def cancel(self, t: Tracked) -> None:
+        """Ask the API to cancel (recording ``cancelling`` first)."""
+        if t.state is S.SUBMITTED:
+            self.move(t, S.CANCELLING)
+        task = t.task_id
+        assert task is not None
+        t.busy = True
+        self.ctx.scheduler.call("cancelled", t, lambda: self.ctx.client.cancel(task))
+
+    def on_cancelled(self, t: Tracked, value: Any) -> None:
+        """Whatever the answer, polling tells how the job ended."""
+        if isinstance(value, (AuthenticationError, PermissionDeniedError)):
+            self._refused_key(t, value, "cancelling")
+            return
+        if isinstance(value, NotFoundError):
+            self._lost(t, value)
+            return
+        if isinstance(value, BaseException) and not isinstance(value, ApiError):
+            raise value
+        t.poller = JobPoller(initial=self.ctx.settings.poll_interval)
+        self._later(t, "poll", 0.0)
+
+    # ------------------------------------------------------------------ download and merge
+
+    def download(self, t: Tracked, *, local: Path | None = None, fmt: str = "csv") -> None:
+        """Download (unless ``local`` is the result already on disk) and parse on a worker; the main thread
+        records and merges it."""
+        ctx = self.ctx
+        dest = ctx.results_dir / f"{t.job_id}.result"
+        source: JobStatus | str = t.status if t.status is not None else (t.task_id or "")
+        sent, spec, key_types = t.sent, ctx.spec, ctx.key_types
+        task_id, label = t.task_id, t.job.file_name
+
+        def work() -> tuple[ResultDownload, MergePlan]:
+            if local is not None:
+                got = ResultDownload(local, fmt, "local", None, None)
+            else:
+                got = ctx.client.download_result(source, dest)
+                final = got.path.with_name(f"{t.job_id}.{got.format}")
+                if got.path != final:
+                    os.replace(got.path, final)
+                got = ResultDownload(final, got.format, got.source, got.row_count, got.block_number)
+            try:
+                parsed = parse_result(
+                    got.path,
+                    fmt=got.format,
+                    key_types=key_types,
+                    struct=spec.struct,
+                    field_confidence=spec.field_confidence,
+                    carry=[HASH_COLUMN],
+                )
+            except ResultParseError as exc:
+                raise Unreadable(got, exc) from exc
+            return got, plan_merge(spec, parsed, sent, task_id=task_id, now=utcnow(), file_label=label)
+
+        t.busy = True
+        t.downloads += 1
+        ctx.scheduler.call("downloaded", t, work)
+
+    def on_downloaded(self, t: Tracked, value: tuple[ResultDownload, MergePlan] | BaseException) -> None:
+        """Record the download, then merge (or hold a result that cannot be read)."""
+        ctx = self.ctx
+        if isinstance(value, Unreadable):
+            self._unreadable(t, value)
+            return
+        if isinstance(value, BaseException):
+            if isinstance(value, (AuthenticationError, PermissionDeniedError)):
+                self._refused_key(t, value, "downloading the result of")
+            elif isinstance(value, NotFoundError):
+                self._lost(t, value)
+            elif isinstance(value, (DownloadError, ApiError, OSError)):
+                if t.downloads < 3:
+                    log.warning("downloading the result of %s failed (%s); trying again", t.label, value)
+                    self._later(t, "download", 10.0 * t.downloads)
+                else:
+                    msg = (
+                        f"downloading the result of {t.label} failed: {value}; the job is paid for and kept, "
+                        "the next run tries again"
+                    )
+                    ctx.ledger.annotate(t.job_id, t.state, error=msg)
+                    self.partial(msg)
+            else:
+                raise value
+            return
+        got, plan = value
+        if t.state is not S.DOWNLOADED:
+            self.move(t, S.DOWNLOADED, result_file=got.path.name, result_format=got.format)
+        failpoint("downloaded")
+        self.merge(t, got.path, plan)
+
+    def _unreadable(self, t: Tracked, failure: Unreadable) -> None:
+        ctx = self.ctx
+        got, error = failure.download, failure.error
+        if t.state is not S.DOWNLOADED:
+            self.move(t, S.DOWNLOADED, result_file=got.path.name, result_format=got.format)
+        if not t.redownloaded:
+            # Perhaps the copy is damaged: fetch a fresh one once before deciding.
+            t.redownloaded = True
+            got.path.unlink(missing_ok=True)
+            self.move(t, S.COMPLETED, error=f"the result could not be read ({error}); downloading it again")
+            t.status = None
+            self.download(t)
+            return
+        message = (
+            f"the paid result of task {t.task_id} cannot be read: {error}. The file is kept as "
+            f"{got.path}; its rows are held (not asked again). `sixtyfour-sync run --retry-unreadable` downloads it "
+            "again; if it still cannot be read, its rows are asked again"
+        )
+        self.move(t, S.RESULT_UNREADABLE, error=message)
+        if t.extra.get("retrying_unreadable"):
+            self.move(
+                t, S.ABANDONED, error=f"still unreadable after --retry-unreadable ({error}); its rows are asked again"
+            )
+            ctx.reporter.on("job_done", ctx.name, state=S.ABANDONED.value, rows=t.job.rows)
+            self.partial(f"{t.label}: still unreadable; released: its rows are asked again next run")
+            return
+        t.outcome.error = sanitize(message)
+        ctx.reporter.on("job_done", ctx.name, state=S.RESULT_UNREADABLE.value, rows=t.job.rows)
+        self.partial(f"{t.label}: result unreadable ({sanitize(error, 200)}); see `sixtyfour-sync status`")
+
+    def ensure_target(self) -> None:
+        """Create the target table or add this sync's columns: only once a paid result is to be merged."""
+        ctx = self.ctx
+        if ctx.target_ready:
+            return
+        key = [Column(k, arrow_to_logical(t), nullable=False) for k, t in ctx.key_types.items()]
+        if ctx.target.schema and not ctx.adapter.schema_exists(ctx.target.schema):
+            ctx.adapter.ensure_schema(ctx.target.schema)
+        res = ctx.adapter.ensure_table(ctx.target, key, owned_columns(ctx.spec))
+        if res.created:
+            ctx.note(f"created target table {ctx.target}")
+        elif res.added_columns:
+            ctx.note(f"added columns {', '.join(res.added_columns)} to {ctx.target}")
+        ctx.target_ready = True
+
+    def merge(self, t: Tracked, path: Path, plan: MergePlan) -> None:
+        """Upsert the result and record ``merged`` in one transaction; a warehouse failure keeps it downloaded."""
+        ctx = self.ctx
+        r = ctx.result
+
+        def ledger_write(session: Session) -> None:
+            failpoint("merging")  # inside the transaction: a crash here must leave the target as it was
+            self.move(
+                t, S.MERGED, session=session, missing_columns=",".join(plan.missing_columns) or None, **counts(plan)
+            )
+
+        try:
+            self.ensure_target()
+            ctx.adapter.upsert(ctx.target, list(ctx.spec.source.key), plan.parts, before_commit=ledger_write)
+        except (WarehouseError, pa.ArrowException) as exc:
+            msg = (
+                f"merging the result of {t.label} failed: {exc}; the job is paid for and kept, the next run tries again"
+            )
+            t.state = S.DOWNLOADED  # the transaction rolled back: the ledger still says downloaded
+            t.outcome.state = S.DOWNLOADED.value
+            ctx.ledger.annotate(t.job_id, S.DOWNLOADED, error=msg)
+            self.partial(msg)
+            return
+        failpoint("merged")
+        o = t.outcome
+        o.rows_enriched, o.rows_failed = plan.enriched, plan.failed
+        o.rows_not_returned, o.rows_unexpected = plan.not_returned, plan.unexpected
+        o.missing_columns = list(plan.missing_columns)
+        bucket = r.resumed if t.resumed else r
+        bucket.rows_enriched += plan.enriched
+        bucket.rows_failed += plan.failed
+        bucket.rows_not_returned += plan.not_returned
+        bucket.rows_unexpected += plan.unexpected
+        bucket.rows_merged += plan.rows
+        if not t.resumed:
+            r.returned += plan.returned
+            for f, n in plan.filled.items():
+                r.filled[f] = r.filled.get(f, 0) + n
+        if plan.missing_columns:
+            r.incomplete_rows += plan.enriched
+            if r.status in ("ok", "nothing_to_do"):
+                r.status = "partial"
+        r.warnings.extend(plan.warnings)
+        ctx.reporter.on("merged", ctx.name, rows=plan.rows)
+        ctx.reporter.on("job_done", ctx.name, state="merged", rows=t.job.rows)
+        if not ctx.settings.keep_files:
+            if t.file is not None:
+                t.file.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)

@@ -1,0 +1,186 @@
+"""From a parsed result to the rows written into the target: reconcile with what was sent, then shape.
+
+Pure work on Arrow tables (with the process's in-memory DuckDB for joins), so it runs on a download worker;
+only :func:`apply_merge` touches the warehouse, on the thread that owns its connection, in one transaction
+with the ledger write.
+
+- A result row is merged only when its key was sent in that file, and it gets the input hash that was sent
+  (so a row whose inputs changed since is asked again next run); result keys never sent are counted, not
+  merged; sent keys that came back without a row are marked ``failed``.
+- Enriched rows write the struct fields, confidences and bookkeeping; failed rows write only bookkeeping, so
+  a value an earlier run found is kept.
+- A result that lacked a requested column is stamped with the spec hash of the fields it did answer, so the
+  next run does not take the missing fields as answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sixtyfour_sync.config.models import SyncSpec
+from sixtyfour_sync.engine.localdb import ident, registered
+from sixtyfour_sync.engine.results import ParsedResult
+from sixtyfour_sync.engine.select import HASH_COLUMN
+from sixtyfour_sync.warehouse.base import Adapter, Session, TableRef, UpsertPart, UpsertResult
+
+__all__ = ["MergePlan", "apply_merge", "plan_merge", "reconcile"]
+
+_HASH = "__sent_hash"
+
+
+@dataclass
+class Reconciled:
+    """A result set against what was sent."""
+
+    returned: pa.Table  # result rows whose key was sent, with the sent hash in ``__sent_hash``
+    missing: pa.Table  # sent rows (key + sent hash) that came back without a row
+    unexpected: int  # result rows whose key was never sent
+    note: str | None = None
+
+
+@dataclass
+class MergePlan:
+    """Everything a merge writes, and the counts it reports."""
+
+    parts: list[UpsertPart]
+    enriched: int
+    failed: int
+    not_returned: int
+    unexpected: int
+    returned: int
+    filled: dict[str, int]
+    missing_columns: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        """Rows written into the target."""
+        return self.enriched + self.failed + self.not_returned
+
+
+def reconcile(parsed: ParsedResult, sent: pa.Table | None, key: list[str]) -> Reconciled:
+    """Tie result rows back to the rows that were sent (``sent``: key columns + the input hash)."""
+    table = parsed.table
+    if sent is None:
+        # Nothing is known of what was sent (a ledger from an older version, and the file is gone): trust the
+        # hash the result carried back, or leave it empty so the rows count as changed next run.
+        if HASH_COLUMN in table.column_names:
+            returned = table.rename_columns([_HASH if c == HASH_COLUMN else c for c in table.column_names])
+            note = "what was sent is not known here: result keys were not checked against it"
+        else:
+            returned = table.append_column(_HASH, pa.nulls(table.num_rows, pa.string()))
+            note = "what was sent is not known here and the result has no input hashes: the rows count as changed"
+        missing = pa.table(
+            {k: pa.array([], table.schema.field(k).type) for k in key} | {_HASH: pa.array([], pa.string())}
+        )
+        return Reconciled(returned, missing, 0, note)
+    res = table.drop_columns([HASH_COLUMN]) if HASH_COLUMN in table.column_names else table
+    sent = sent.select([*key, HASH_COLUMN])
+    on = " AND ".join(f"r.{ident(k)} = s.{ident(k)}" for k in key)
+    with registered(res, sent) as (con, (r_name, s_name)):
+        returned = con.sql(
+            f"SELECT r.*, s.{ident(HASH_COLUMN)} AS {ident(_HASH)} FROM {r_name} r JOIN {s_name} s ON {on}"
+        ).to_arrow_table()
+        missing = con.sql(
+            f"SELECT {', '.join('s.' + ident(k) for k in key)}, s.{ident(HASH_COLUMN)} AS {ident(_HASH)} "
+            f"FROM {s_name} s WHERE NOT EXISTS (SELECT 1 FROM {r_name} r WHERE {on})"
+        ).to_arrow_table()
+    unexpected = res.num_rows - returned.num_rows
+    return Reconciled(returned, missing, max(0, unexpected))
+
+
+def plan_merge(
+    spec: SyncSpec,
+    parsed: ParsedResult,
+    sent: pa.Table | None,
+    *,
+    task_id: str | None,
+    now: datetime,
+    file_label: str,
+) -> MergePlan:
+    """Reconcile a parsed result with what was sent and shape the parts to upsert."""
+    key = list(spec.source.key)
+    rec = reconcile(parsed, sent, key)
+    returned = rec.returned
+    answered = [f for f in spec.struct if f not in parsed.missing_columns]
+    stamp = spec.spec_hash(answered)
+    bk = spec.bookkeeping
+
+    def bookkeeping(t: pa.Table, status: pa.Array | pa.ChunkedArray, hashes: pa.Array | pa.ChunkedArray) -> pa.Table:
+        n = t.num_rows
+        t = t.append_column(bk("status"), status)
+        t = t.append_column(bk("enriched_at"), pa.array([now] * n, pa.timestamp("us", tz="UTC")))
+        t = t.append_column(bk("task_id"), pa.array([task_id] * n, pa.string()))
+        t = t.append_column(bk("input_hash"), hashes)
+        return t.append_column(bk("spec_hash"), pa.array([stamp] * n, pa.string()))
+
+    status = returned.column("_sixtyfour_status")
+    is_enriched = pc.equal(status, "enriched")
+    enriched = returned.filter(is_enriched)
+    failed = returned.filter(pc.invert(is_enriched))
+    values = list(spec.struct)
+    if spec.field_confidence:
+        values += [f"{f}_confidence" for f in spec.struct]
+    book = spec.bookkeeping_columns()
+    parts: list[UpsertPart] = []
+    if enriched.num_rows:
+        cols = {k: enriched.column(k) for k in key} | {spec.column_for(c): enriched.column(c) for c in values}
+        data = bookkeeping(pa.table(cols), enriched.column("_sixtyfour_status"), enriched.column(_HASH))
+        parts.append(UpsertPart(data, [spec.column_for(c) for c in values] + book))
+    for rows in (failed, rec.missing):
+        if rows.num_rows:
+            data = pa.table({k: rows.column(k) for k in key})
+            data = bookkeeping(data, pa.array(["failed"] * rows.num_rows, pa.string()), rows.column(_HASH))
+            parts.append(UpsertPart(data, book))
+    warnings = []
+    if rec.note:
+        warnings.append(f"{file_label}: {rec.note}")
+    if parsed.missing_columns:
+        warnings.append(
+            f"{file_label}: the result has no column(s) {', '.join(parsed.missing_columns)}; "
+            f"{enriched.num_rows:,} row(s) are incomplete and those fields are asked again next run"
+        )
+    if rec.unexpected:
+        warnings.append(f"{file_label}: {rec.unexpected} result row(s) had keys that were never sent; not merged")
+    if rec.missing.num_rows:
+        warnings.append(f"{file_label}: {rec.missing.num_rows} sent row(s) came back without a result; marked failed")
+    if parsed.duplicate_keys:
+        warnings.append(f"{file_label}: {parsed.duplicate_keys} duplicate result row(s) were folded")
+    filled = {f: int(pc.sum(pc.is_valid(returned.column(f))).as_py() or 0) for f in spec.struct}
+    return MergePlan(
+        parts=parts,
+        enriched=enriched.num_rows,
+        failed=failed.num_rows,
+        not_returned=rec.missing.num_rows,
+        unexpected=rec.unexpected,
+        returned=returned.num_rows,
+        filled=filled,
+        missing_columns=list(parsed.missing_columns),
+        warnings=warnings,
+    )
+
+
+def apply_merge(
+    adapter: Adapter,
+    target: TableRef,
+    key: list[str],
+    plan: MergePlan,
+    before_commit: Callable[[Session], None],
+) -> UpsertResult:
+    """Upsert the plan's parts and run ``before_commit`` (the ledger write) in ONE transaction."""
+    return adapter.upsert(target, key, plan.parts, before_commit=before_commit)
+
+
+def counts(plan: MergePlan) -> Mapping[str, int]:
+    """The row counts a merge records in the ledger."""
+    return {
+        "rows_enriched": plan.enriched,
+        "rows_failed": plan.failed,
+        "rows_not_returned": plan.not_returned,
+        "rows_unexpected": plan.unexpected,
+    }

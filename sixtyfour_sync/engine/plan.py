@@ -1,0 +1,205 @@
+"""What a sync reads and writes, and what a run of it would send: shared by ``plan``, ``validate`` and ``run``.
+
+Nothing here writes anything or calls the API.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from sixtyfour_sync.config.models import LoadedSync, SyncSpec
+from sixtyfour_sync.engine.ledger import Ledger
+from sixtyfour_sync.engine.select import build_selection, count_by_reason_sql, source_relation_sql
+from sixtyfour_sync.engine.states import ACTIVE, HELD
+from sixtyfour_sync.engine.summary import SyncPlan
+from sixtyfour_sync.errors import ConfigError, ConfigProblem
+from sixtyfour_sync.warehouse.base import Adapter, Column, LogicalType, TableRef
+
+__all__ = [
+    "Price",
+    "arrow_to_logical",
+    "owned_columns",
+    "plan_sync",
+    "query_columns",
+    "resolve_inputs",
+    "resolve_price",
+    "target_ref",
+]
+
+_FIELD_TYPES = {
+    "str": LogicalType.TEXT,
+    "int": LogicalType.BIGINT,
+    "float": LogicalType.DOUBLE,
+    "bool": LogicalType.BOOLEAN,
+}
+
+
+def arrow_to_logical(t: pa.DataType) -> LogicalType:
+    """The logical type a key column of Arrow type ``t`` gets in a new target table."""
+    if pa.types.is_integer(t):
+        return LogicalType.BIGINT
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return LogicalType.DOUBLE
+    if pa.types.is_boolean(t):
+        return LogicalType.BOOLEAN
+    if pa.types.is_timestamp(t):
+        return LogicalType.TIMESTAMP
+    return LogicalType.TEXT
+
+
+def owned_columns(spec: SyncSpec) -> list[Column]:
+    """The columns a sync owns in its target: fields, confidences, its own bookkeeping."""
+    cols = [
+        Column(spec.column_for(n), LogicalType.JSON if f.is_json else _FIELD_TYPES[f.type])
+        for n, f in spec.struct.items()
+    ]
+    if spec.field_confidence:
+        cols += [Column(spec.column_for(f"{n}_confidence"), LogicalType.BIGINT) for n in spec.struct]
+    cols += [
+        Column(spec.bookkeeping("status"), LogicalType.TEXT),
+        Column(spec.bookkeeping("enriched_at"), LogicalType.TIMESTAMP),
+        Column(spec.bookkeeping("task_id"), LogicalType.TEXT),
+        Column(spec.bookkeeping("input_hash"), LogicalType.TEXT),
+        Column(spec.bookkeeping("spec_hash"), LogicalType.TEXT),
+    ]
+    return cols
+
+
+def target_ref(spec: SyncSpec) -> TableRef:
+    """The sync's target table."""
+    return TableRef(spec.target.table, spec.target.schema_, spec.target.database)
+
+
+def query_columns(adapter: Adapter, sql: str) -> list[str]:
+    """The column names a query returns (run with LIMIT 0)."""
+    with adapter.session() as s:
+        names, _ = s._query(adapter.limit_sql(f"SELECT * FROM ({sql}) {adapter.subquery_alias('q')}", 0))
+    return [adapter.denormalize_identifier(n) for n in names]
+
+
+def resolve_inputs(adapter: Adapter, loaded: LoadedSync, source_sql: str) -> list[str]:
+    """The input columns of a sync: ``source.columns``, or every source column but the key and bookkeeping."""
+    spec = loaded.spec
+    available = query_columns(adapter, source_sql)
+    lower = {c.lower(): c for c in available}
+    problems = []
+
+    def problem(path: str, message: str, hint: str) -> None:
+        problems.append(ConfigProblem(str(loaded.file), f"{spec.name}.{path}", message, line=loaded.line, hint=hint))
+
+    listing = f"source columns: {', '.join(available)}"
+    for k in spec.source.key:
+        if k.lower() not in lower:
+            problem("source.key", f"key column {k!r} is not in the source", listing)
+    if spec.source.columns:
+        for c in spec.source.columns:
+            if c.lower() not in lower:
+                problem("source.columns", f"column {c!r} is not in the source", listing)
+        inputs = list(spec.source.columns)
+    else:
+        keys = {k.lower() for k in spec.source.key}
+        inputs = [c for c in available if c.lower() not in keys and not c.lower().startswith("_sixtyfour")]
+    clash = [f for f in spec.struct if f.lower() in {i.lower() for i in inputs}]
+    if clash:
+        problem(
+            "struct",
+            f"struct field(s) {', '.join(clash)} have the name of a source column that is sent",
+            "rename the field, or list source.columns without that column",
+        )
+    if problems:
+        raise ConfigError(problems=problems)
+    return inputs
+
+
+@dataclass(frozen=True)
+class Price:
+    """A per-row price and where it came from."""
+
+    cents_per_row: float
+    source: str
+
+
+def resolve_price(spec: SyncSpec, ledger: Ledger | None, prices: dict[tuple[str, str], float] | None) -> Price | None:
+    """The per-row price to plan with: the sync's ``budget.price_cents_per_row``, the project's ``prices:``,
+    what the ledger learned for the endpoint and tier, or None when nothing is known."""
+    if spec.budget.price_cents_per_row is not None:
+        return Price(spec.budget.price_cents_per_row, "budget.price_cents_per_row")
+    if prices and (spec.endpoint, spec.tier) in prices:
+        return Price(prices[(spec.endpoint, spec.tier)], "prices: in the project")
+    if ledger is not None and ledger.exists():
+        learned = ledger.learned_price(spec.endpoint, spec.tier)
+        if learned is not None:
+            price, when = learned
+            date = "" if when is None else f" on {str(when)[:10]}"
+            return Price(price, f"learned from the API's estimate{date}")
+    return None
+
+
+def plan_sync(
+    adapter: Adapter,
+    loaded: LoadedSync,
+    *,
+    ref_table: TableRef | None = None,
+    full_refresh: bool = False,
+    budget_cents: float | None = None,
+    prices: dict[tuple[str, str], float] | None = None,
+) -> SyncPlan:
+    """What a run would send for one sync and what it would cost; creates nothing, calls no API."""
+    spec = loaded.spec
+    target = target_ref(spec)
+    source_sql = source_relation_sql(adapter, spec, ref_table)
+    inputs = resolve_inputs(adapter, loaded, source_sql)
+    exists = adapter.table_exists(target)
+    columns = adapter.get_columns(target) if exists else None
+    ledger = Ledger(adapter)
+    has_ledger = ledger.exists()
+    held = ledger.held_keys_sql(spec.name, sorted(ACTIVE | HELD)) if has_ledger else None
+    selection = build_selection(
+        adapter,
+        spec,
+        source_sql=source_sql,
+        inputs=inputs,
+        target=target,
+        target_columns=columns,
+        spec_hash=spec.spec_hash(),
+        full_refresh=full_refresh,
+        held_keys=held,
+    )
+    report = adapter.key_report(source_sql, spec.source.key)
+    with adapter.session() as s:
+        counts = {
+            str(r): int(n) for r, n in s.fetchall(count_by_reason_sql(adapter, selection), list(selection.params))
+        }
+    price = resolve_price(spec, ledger, prices)
+    rows = sum(counts.values())
+    unfinished = held_jobs = 0
+    if has_ledger:
+        unfinished = len(ledger.jobs_for(sync_name=spec.name, states=sorted(ACTIVE)))
+        held_jobs = len(ledger.jobs_for(sync_name=spec.name, states=sorted(HELD)))
+    limit = budget_cents if budget_cents is not None else spec.budget.max_cost_cents
+    if spec.budget.max_cost_cents is not None and budget_cents is not None:
+        limit = min(budget_cents, spec.budget.max_cost_cents)
+    new_cols = []
+    if columns is not None:
+        new_cols = [c.name for c in owned_columns(spec) if adapter.find_column(columns, c.name) is None]
+    return SyncPlan(
+        name=spec.name,
+        endpoint=spec.endpoint,
+        tier=spec.tier,
+        target=str(target),
+        rows_by_reason=counts,
+        files=math.ceil(rows / spec.chunk_rows) if rows else 0,
+        chunk_rows=spec.chunk_rows,
+        price_cents_per_row=None if price is None else price.cents_per_row,
+        price_source=None if price is None else price.source,
+        estimated_cost_cents=None if price is None else round(price.cents_per_row * rows, 2),
+        budget_cents=None if limit is None else int(limit),
+        unfinished_jobs=unfinished,
+        held_jobs=held_jobs,
+        key_problems=report.describe(),
+        target_exists=exists,
+        new_columns=new_cols,
+    )

@@ -1,0 +1,118 @@
+"""Threads and time: API calls on worker threads, their answers back to the main thread as events.
+
+The main thread owns the warehouse connection and the ledger. Worker threads only call the API (and parse
+results, which needs no warehouse); each call's answer, or its exception, comes back through one queue, so
+every ledger write happens on the main thread, in order.
+
+:class:`StopToken` is how a run is asked to stop (Ctrl-C, SIGTERM, an orchestrator): it stops submitting,
+lets the calls under way finish and be recorded, and then returns.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["Scheduler", "StopToken", "handle_signals"]
+
+
+class StopToken:
+    """A request to stop, with why (and the signal, when one asked)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: str | None = None
+        self.signum: int | None = None
+
+    def request(self, reason: str, signum: int | None = None) -> None:
+        """Ask every runner using this token to stop."""
+        if not self._event.is_set():
+            self.reason, self.signum = reason, signum
+        self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._event.is_set()
+
+    @property
+    def exit_code(self) -> int:
+        """130 after SIGINT, 143 after SIGTERM (128 + the signal), 130 otherwise."""
+        return 128 + (self.signum or signal.SIGINT)
+
+
+@contextmanager
+def handle_signals(token: StopToken, on_first: Callable[[str], None] | None = None) -> Iterator[StopToken]:
+    """While the block runs, the first SIGINT/SIGTERM asks ``token`` to stop; a second one exits at once.
+
+    Only the main thread can install handlers; elsewhere this does nothing (the caller's token still works).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield token
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: Any) -> None:
+        if token.requested:
+            # A second signal: the ledger is safe at every instant, so leave now.
+            os._exit(128 + signum)
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        token.request(f"stopped by {name}", signum)
+        if on_first is not None:
+            on_first(name)
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield token
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class Scheduler:
+    """A pool of API workers whose results come back as events, plus a queue for other producers."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix=name)
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    def call(self, what: str, subject: Any, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on a worker; its value or exception comes back as ``("api", (subject, what, value))``."""
+        with self._lock:
+            self._busy += 1
+
+        def done(fut: Future[Any]) -> None:
+            with self._lock:
+                self._busy -= 1
+            if fut.cancelled():
+                return
+            exc = fut.exception()
+            self.events.put(("api", (subject, what, exc if exc is not None else fut.result())))
+
+        self._pool.submit(fn).add_done_callback(done)
+
+    @property
+    def busy(self) -> int:
+        """Calls under way."""
+        with self._lock:
+            return self._busy
+
+    def next_event(self, timeout: float) -> tuple[str, Any] | None:
+        """The next event, or None after ``timeout`` seconds."""
+        try:
+            return self.events.get(timeout=max(0.01, timeout))
+        except queue.Empty:
+            return None
+
+    def shutdown(self) -> None:
+        """Wait for calls under way; drop the ones not started."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

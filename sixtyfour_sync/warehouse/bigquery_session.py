@@ -6,6 +6,7 @@ DML statement, so a session that only reads or runs DDL starts none; ``COMMIT``/
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,11 @@ if TYPE_CHECKING:
     from sixtyfour_sync.warehouse.bigquery import BigQueryAdapter
 
 __all__ = ["BigQuerySession"]
+
+#: Held from BEGIN to COMMIT/ROLLBACK: a process runs one BigQuery transaction at a time (the lease thread's
+#: renewals wait for the main thread's upsert). BigQuery aborts one of two concurrent transactions that
+#: touch the same table, and some compatible servers (bqemulator) have a single server-wide transaction.
+_TRANSACTION_LOCK = threading.RLock()
 
 
 class BigQuerySession(Session):
@@ -30,7 +36,12 @@ class BigQuerySession(Session):
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         if is_dml(sql) and not self.in_transaction:
-            self.adapter._run("BEGIN TRANSACTION", (), session=True)
+            _TRANSACTION_LOCK.acquire()
+            try:
+                self.adapter._run("BEGIN TRANSACTION", (), session=True)
+            except BaseException:
+                _TRANSACTION_LOCK.release()
+                raise
             self.in_transaction = True
         job = self.adapter._run(sql, params, session=self.in_transaction)
         if not is_dml(sql):
@@ -65,14 +76,19 @@ class BigQuerySession(Session):
                 self._execute(sql, params)
 
     def _commit(self) -> None:
-        if self.in_transaction:
-            self.in_transaction = False
-            self.adapter._run("COMMIT TRANSACTION", (), session=True)
+        self._end("COMMIT TRANSACTION")
 
     def _rollback(self) -> None:
-        if self.in_transaction:
-            self.in_transaction = False
-            self.adapter._run("ROLLBACK TRANSACTION", (), session=True)
+        self._end("ROLLBACK TRANSACTION")
+
+    def _end(self, sql: str) -> None:
+        if not self.in_transaction:
+            return
+        self.in_transaction = False
+        try:
+            self.adapter._run(sql, (), session=True)
+        finally:
+            _TRANSACTION_LOCK.release()
 
     def upsert(self, table: TableRef, key: Sequence[str], parts: Sequence[UpsertPart]) -> UpsertResult:
         """Refused: staging needs DDL and a load job, which cannot run inside a BigQuery transaction."""

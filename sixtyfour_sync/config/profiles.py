@@ -448,7 +448,7 @@ class DatabricksTarget(_Target):
     @property
     def warehouse_id(self) -> str | None:
         """The warehouse id at the end of ``http_path``."""
-        m = re.fullmatch(r"/?sql/(?:1\.0|protocolv1)/(?:warehouses|endpoints)/([A-Za-z0-9]+)/?", self.http_path.strip())
+        m = re.fullmatch(r"/?sql/1\.0/(?:warehouses|endpoints)/([A-Za-z0-9]+)/?", self.http_path.strip())
         return m.group(1) if m else None
 
     @property

@@ -63,6 +63,8 @@ from sixtyfour_sync.warehouse.bigquery_sql import (
     FROM_API,
     TYPE_NAMES,
     bind_params,
+    insert_if_absent,
+    merge_counts,
     parquet_ready,
     stage_schema,
 )
@@ -366,24 +368,15 @@ class BigQueryAdapter(Adapter):
     def insert_if_absent_sql(self, table: TableRef, columns: Sequence[str], key_columns: Sequence[str]) -> str:
         """One INSERT of one row (``?`` per column, in order) that does nothing when the key exists.
 
-        Values are cast to the stored column types, so a NULL (bound as a ``NULL`` literal) keeps its type.
+        The values are cast to the stored column types (read from the table's metadata).
         """
-        if not key_columns or any(k not in columns for k in key_columns):
-            raise ValueError("insert_if_absent_sql: the key columns must be among the columns")
         stored = self.get_columns(table)
-        selects = []
+        types = []
         for c in columns:
-            name = self.find_column(stored, c)
-            raw = stored.get(name or "", LogicalType.TEXT)
-            sql_type = self.sql_type(raw) if isinstance(raw, LogicalType) else raw
-            selects.append(f"CAST(? AS {sql_type}) AS {self.quote(c, what=f'column of {table}')}")
-        target = self.table_sql(table)
-        names = ", ".join(self.quote(c) for c in columns)
-        match = " AND ".join(f"t.{self.quote(k)} = v.{self.quote(k)}" for k in key_columns)
-        return (
-            f"INSERT INTO {target} ({names}) SELECT {', '.join('v.' + self.quote(c) for c in columns)} "
-            f"FROM (SELECT {', '.join(selects)}) AS v WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {match})"
-        )
+            self.validate_identifier(c, what=f"column of {table}")
+            raw = stored.get(self.find_column(stored, c) or "", LogicalType.TEXT)
+            types.append(self.sql_type(raw) if isinstance(raw, LogicalType) else raw)
+        return insert_if_absent(self.table_sql(table), columns, key_columns, types, self.quote)
 
     # ------------------------------------------------------------------------------ reading
     def _storage_client(self) -> Any:
@@ -477,13 +470,8 @@ class BigQueryAdapter(Adapter):
             s._execute(sql)
         job = self._last_job
         stats = getattr(job, "dml_stats", None)
-        if stats is not None:
-            self._merge_reports_stats = True
-            inserted, updated = int(stats.inserted_row_count or 0), int(stats.updated_row_count or 0)
-        else:
-            n = part.data.num_rows
-            matched = n if matched is None else matched
-            inserted, updated = n - matched, int(job.num_dml_affected_rows or 0) - (n - matched)
+        self._merge_reports_stats = stats is not None
+        inserted, updated = merge_counts(stats, job.num_dml_affected_rows, part.data.num_rows, matched)
         return UpsertResult(inserted=inserted, updated=updated, duplicates_dropped=dropped)
 
     def upsert(

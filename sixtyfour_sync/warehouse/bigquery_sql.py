@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -14,7 +14,17 @@ import pyarrow.compute as pc
 from sixtyfour_sync.warehouse import cloud_sql
 from sixtyfour_sync.warehouse.base import LogicalType, _literal_spans
 
-__all__ = ["FROM_API", "TYPE_NAMES", "bind_params", "is_dml", "parquet_ready", "stage_schema", "stage_type"]
+__all__ = [
+    "FROM_API",
+    "TYPE_NAMES",
+    "bind_params",
+    "insert_if_absent",
+    "is_dml",
+    "merge_counts",
+    "parquet_ready",
+    "stage_schema",
+    "stage_type",
+]
 
 _DML_RE = re.compile(r"^\s*(?:\(\s*)*(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 _TRUNCATE_RE = re.compile(r"^\s*TRUNCATE\b", re.IGNORECASE)
@@ -120,3 +130,30 @@ def parquet_ready(data: pa.Table) -> pa.Table:
             col = col.cast(pa.string())
         arrays.append(col)
     return pa.Table.from_arrays(arrays, names=data.column_names)
+
+
+def insert_if_absent(
+    target: str, columns: Sequence[str], key_columns: Sequence[str], types: Sequence[str], quote: Callable[[str], str]
+) -> str:
+    """One INSERT of one row (a ``?`` per column, in order) that inserts nothing when the key exists.
+
+    Each value is cast to its column's type, so a NULL (bound as a ``NULL`` literal) keeps that type.
+    """
+    if not key_columns or any(k not in columns for k in key_columns):
+        raise ValueError("insert_if_absent: the key columns must be among the columns")
+    selects = ", ".join(f"CAST(? AS {t}) AS {quote(c)}" for c, t in zip(columns, types, strict=True))
+    names = ", ".join(quote(c) for c in columns)
+    match = " AND ".join(f"t.{quote(k)} = v.{quote(k)}" for k in key_columns)
+    return (
+        f"INSERT INTO {target} ({names}) SELECT {', '.join('v.' + quote(c) for c in columns)} "
+        f"FROM (SELECT {selects}) AS v WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {match})"
+    )
+
+
+def merge_counts(stats: Any, affected: int | None, staged: int, matched: int | None) -> tuple[int, int]:
+    """``(inserted, updated)`` of a MERGE: from the job's ``dmlStats`` when the API reports them, else from
+    the staged keys that matched an existing row (counted before the MERGE) and the affected row count."""
+    if stats is not None:
+        return int(stats.inserted_row_count or 0), int(stats.updated_row_count or 0)
+    hits = staged if matched is None else matched
+    return staged - hits, int(affected or 0) - (staged - hits)

@@ -15,6 +15,7 @@ from sixtyfour_sync import __version__
 from sixtyfour_sync._redact import redact
 from sixtyfour_sync.errors import SixtyfourSyncError
 from sixtyfour_sync.logging import configure_logging
+from sixtyfour_sync.scaffold import WAREHOUSES
 
 __all__ = ["cli", "main"]
 
@@ -262,15 +263,18 @@ def cancel(opts: GlobalOptions, select: tuple[str, ...], run_id: str | None) -> 
 
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
-@click.option("--warehouse", type=click.Choice(["duckdb", "postgres", "snowflake", "sqlalchemy"]), default=None)
+@click.option("--warehouse", type=click.Choice(list(WAREHOUSES)), default=None)
 @click.option("--endpoint", type=click.Choice(["people", "company"]), default=None)
 @click.option("--sync-name", default=None, help="Name of the sync (default enrich_<table>).")
 @click.option("--table", default=None, help="Source table.")
 @click.option("--key", default=None, help="Key column of the source table.")
 @click.option("--columns", default=None, help="Comma-separated input columns (default: all but the key).")
 @click.option("--schema", default=None, help="Warehouse schema.")
-@click.option("--database", default=None, help="Database name (postgres, snowflake).")
-@click.option("--host", default=None, help="Host (postgres).")
+@click.option(
+    "--database", default=None, help="Database (postgres, snowflake), project (bigquery), catalog (databricks)."
+)
+@click.option("--host", default=None, help="Host (postgres, databricks).")
+@click.option("--http-path", default=None, help="SQL warehouse HTTP path (databricks).")
 @click.option("--user", default=None, help="User (postgres, snowflake).")
 @click.option("--account", default=None, help="Account (snowflake).")
 @click.option("--path", "duckdb_path", default=None, help="DuckDB file (duckdb).")
@@ -292,7 +296,7 @@ def init(directory: Path, no_input: bool, force: bool, **flags: Any) -> None:
         kind = click.Choice(choices) if choices else str
         return str(click.prompt(prompt, default=default, type=kind))
 
-    a.warehouse = ask("warehouse", "Warehouse", "duckdb", ["duckdb", "postgres", "snowflake", "sqlalchemy"])
+    a.warehouse = ask("warehouse", "Warehouse", "duckdb", list(WAREHOUSES))
     if a.warehouse == "duckdb":
         a.duckdb_path = ask("duckdb_path", "DuckDB file", "warehouse.duckdb")
     elif a.warehouse == "postgres":
@@ -303,6 +307,12 @@ def init(directory: Path, no_input: bool, force: bool, **flags: Any) -> None:
         a.account = ask("account", "Account (orgname-accountname)", "myorg-myaccount")
         a.user = ask("user", "User", "ENRICH")
         a.database = ask("database", "Database", "ANALYTICS")
+    elif a.warehouse == "bigquery":
+        a.database = ask("database", "GCP project id", "my-gcp-project")
+    elif a.warehouse == "databricks":
+        a.host = ask("host", "Workspace host", "dbc-1234.cloud.databricks.com")
+        a.http_path = ask("http_path", "SQL warehouse HTTP path", "/sql/1.0/warehouses/0123456789abcdef")
+        a.database = ask("database", "Catalog", "main")
     a.schema = ask("schema", "Schema", {"duckdb": "main", "postgres": "public"}.get(a.warehouse, "analytics"))
     a.endpoint = ask("endpoint", "Endpoint", "people", ["people", "company"])
     a.table = ask("table", "Source table", "leads" if a.endpoint == "people" else "companies")

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from sixtyfour_sync.errors import ConfigError
 
-__all__ = ["InitAnswers", "render_model", "render_profiles", "write_project"]
+__all__ = ["WAREHOUSES", "InitAnswers", "render_model", "render_profiles", "write_project"]
+
+#: The warehouse types ``init`` can write a profile for.
+WAREHOUSES = ("duckdb", "postgres", "snowflake", "bigquery", "databricks", "sqlalchemy")
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -40,6 +43,7 @@ class InitAnswers:
     schema: str = ""
     account: str = ""
     url: str = ""
+    http_path: str = ""
     sync_name: str = "enrich_leads"
     endpoint: str = "people"
     table: str = "leads"
@@ -56,10 +60,8 @@ class InitAnswers:
         for c in self.columns:
             if not _NAME.match(c):
                 raise ConfigError(f"init: column {c!r} is not a plain identifier (letters, digits, _)")
-        if self.warehouse not in ("duckdb", "postgres", "snowflake", "sqlalchemy"):
-            raise ConfigError(
-                f"init: unknown warehouse {self.warehouse!r}; use duckdb, postgres, snowflake or sqlalchemy"
-            )
+        if self.warehouse not in WAREHOUSES:
+            raise ConfigError(f"init: unknown warehouse {self.warehouse!r}; use one of {', '.join(WAREHOUSES)}")
         if self.endpoint not in ("people", "company"):
             raise ConfigError(f"init: unknown endpoint {self.endpoint!r}; use people or company")
 
@@ -89,6 +91,23 @@ def render_profiles(a: InitAnswers) -> str:
             "      # or key-pair auth: private_key_path + private_key_passphrase\n"
             f"      database: {a.database or 'ANALYTICS'}\n      warehouse: TRANSFORMING\n"
             f"      schema: {a.schema or 'MARTS'}\n      role: TRANSFORMER\n"
+        )
+    elif a.warehouse == "bigquery":
+        body = (
+            "      type: bigquery\n"
+            "      method: oauth   # application default credentials (gcloud auth application-default login,\n"
+            "                      # or the machine's service account); or service-account + keyfile\n"
+            f"      project: {a.database or 'my-gcp-project'}\n      dataset: {a.schema or 'analytics'}\n"
+            "      location: US\n"
+            "      maximum_bytes_billed: 10000000000   # no query job may bill more than 10 GB\n"
+        )
+    elif a.warehouse == "databricks":
+        body = (
+            "      type: databricks\n"
+            f"      host: {a.host if a.host != 'localhost' else 'dbc-1234.cloud.databricks.com'}\n"
+            f"      http_path: {a.http_path or '/sql/1.0/warehouses/0123456789abcdef'}\n"
+            "      token: \"{{ env_var('DATABRICKS_TOKEN') }}\"   # or client_id + client_secret (OAuth M2M)\n"
+            f"      catalog: {a.database or 'main'}\n      schema: {a.schema or 'analytics'}\n"
         )
     else:
         body = (

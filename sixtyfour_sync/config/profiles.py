@@ -434,6 +434,8 @@ class DatabricksTarget(_Target):
 
     @model_validator(mode="after")
     def _auth(self) -> DatabricksTarget:
+        if self.token is not None and not self.token.get().strip():
+            raise ValueError("token is empty (is the environment variable it comes from set?)")
         if self.token is None and not (self.client_id and self.client_secret):
             raise ValueError("no credentials: set token, or client_id + client_secret (OAuth machine-to-machine)")
         if not self.schema:

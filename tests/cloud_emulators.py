@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,15 @@ BQ_PROJECT = "sync-test-project"
 DATABRICKS_TOKEN = "dapi-local-emulator-token"
 
 #: minilake hands SQL to DuckDB untranslated: the Databricks functions the adapter uses that DuckDB lacks
-#: are defined as DuckDB macros with Databricks' meaning.
-DUCKDB_SHIMS = ("CREATE OR REPLACE TEMP MACRO unix_micros(ts) AS epoch_us(ts)",)
+#: are defined as DuckDB macros with Databricks' meaning. ``read_files`` reads a volume path where
+#: minilake's Files API stored it ({root}: its data directory).
+DUCKDB_SHIMS = (
+    "CREATE OR REPLACE TEMP MACRO unix_micros(ts) AS epoch_us(ts)",
+    "CREATE OR REPLACE TEMP MACRO read_files(path, format := 'parquet') AS TABLE "
+    "SELECT * FROM read_parquet('{root}' || path)",
+)
+#: The volume the Databricks tests stage files in (minilake keeps no catalog of volumes).
+STAGING_VOLUME = "/Volumes/main/default/sixtyfour_staging"
 
 _BQ_LAUNCHER = """
 import sys
@@ -107,12 +115,13 @@ class DatabricksEmulator:
         return f"/sql/1.0/warehouses/{self.warehouse_id}"
 
 
-def _databricks_statement(emu: DatabricksEmulator, sql: str) -> None:
+def databricks_statement(emu: DatabricksEmulator, sql: str) -> None:
+    """Run one statement on the emulator directly (set-up, not through the adapter)."""
     response = httpx.post(
         f"{emu.url}/api/2.0/sql/statements",
-        json={"statement": sql, "warehouse_id": emu.warehouse_id, "wait_timeout": "30s"},
+        json={"statement": sql, "warehouse_id": emu.warehouse_id, "wait_timeout": "50s"},
         headers={"Authorization": f"Bearer {emu.token}"},
-        timeout=30,
+        timeout=600,
     )
     response.raise_for_status()
     state = response.json()["status"]["state"]
@@ -120,11 +129,9 @@ def _databricks_statement(emu: DatabricksEmulator, sql: str) -> None:
         raise RuntimeError(f"minilake: {sql!r} ended {state}: {response.text[:500]}")
 
 
-@pytest.fixture(scope="session")
-def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
-    """bqemulator in a child process on an ephemeral port."""
-    require_packages("bqemulator", "google.cloud.bigquery")
-    work = tmp_path_factory.mktemp("bqemulator")
+@contextmanager
+def serve_bigquery(work: Path) -> Iterator[BigQueryEmulator]:
+    """Run bqemulator in a child process (data and uploads under ``work``) until the block ends."""
     port, grpc_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -133,7 +140,7 @@ def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQ
         "BQEMU_UPLOAD_STAGING_DIR": str(work / "uploads"),
     }
     env.pop("BIGQUERY_EMULATOR_HOST", None)
-    log = work / "server.log"
+    log = work / "bqemulator.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", _BQ_LAUNCHER, str(port), str(grpc_port), BQ_PROJECT],
@@ -150,14 +157,12 @@ def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQ
         _stop(proc)
 
 
-@pytest.fixture(scope="session")
-def databricks_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabricksEmulator]:
-    """minilake in a child process on an ephemeral port, with one SQL warehouse."""
-    require_packages("minilake", "databricks.sdk")
-    work = tmp_path_factory.mktemp("minilake")
+@contextmanager
+def serve_databricks(work: Path) -> Iterator[DatabricksEmulator]:
+    """Run minilake in a child process (data under ``work``), with one SQL warehouse, until the block ends."""
     port = free_port()
     env = {**os.environ, "MINILAKE_DATA_DIR": str(work / "data"), "MINILAKE_NOTEBOOK": "false"}
-    log = work / "server.log"
+    log = work / "minilake.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "minilake", "--host", "127.0.0.1", "--port", str(port)],
@@ -179,7 +184,23 @@ def databricks_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Da
         response.raise_for_status()
         emu = DatabricksEmulator(url, str(response.json()["id"]))
         for sql in DUCKDB_SHIMS:
-            _databricks_statement(emu, sql)
+            databricks_statement(emu, sql.format(root=work / "data" / "dbfs"))
         yield emu
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
+    """bqemulator in a child process on an ephemeral port."""
+    require_packages("bqemulator", "google.cloud.bigquery")
+    with serve_bigquery(tmp_path_factory.mktemp("bqemulator")) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="session")
+def databricks_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabricksEmulator]:
+    """minilake in a child process on an ephemeral port, with one SQL warehouse."""
+    require_packages("minilake", "databricks.sdk")
+    with serve_databricks(tmp_path_factory.mktemp("minilake")) as emu:
+        yield emu

@@ -422,6 +422,10 @@ class DatabricksTarget(_Target):
     """Seconds to wait for one HTTP call to the workspace."""
     statement_timeout_seconds: int = Field(3600, ge=1)
     """Give up on (and cancel) a statement that runs longer than this."""
+    staging_volume: str | None = None
+    """A Unity Catalog volume (``/Volumes/<catalog>/<schema>/<volume>``) the sync may write files to: upserts
+    then stage rows as Parquet files read with ``read_files`` (fast). Without it rows are staged with
+    ``INSERT ... VALUES`` statements (slow beyond about 100,000 rows per file)."""
     session_properties: dict[str, Any] = Field(default_factory=dict)
     """dbt-databricks's session properties: accepted, not used (each statement runs on its own)."""
     connection_parameters: dict[str, Any] = Field(default_factory=dict)
@@ -440,6 +444,12 @@ class DatabricksTarget(_Target):
             raise ValueError("no credentials: set token, or client_id + client_secret (OAuth machine-to-machine)")
         if not self.schema:
             raise ValueError("missing required key 'schema'")
+        if self.staging_volume is not None and not re.fullmatch(
+            r"/Volumes(/[A-Za-z0-9_][A-Za-z0-9_-]*){3}/?", self.staging_volume
+        ):
+            raise ValueError(
+                f"staging_volume {self.staging_volume!r} is not a volume path /Volumes/<catalog>/<schema>/<volume>"
+            )
         if self.warehouse_id is None:
             raise ValueError(
                 f"http_path {self.http_path!r} is not a SQL warehouse path (/sql/1.0/warehouses/<id>); "

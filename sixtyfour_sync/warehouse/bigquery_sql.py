@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sixtyfour_sync.warehouse import cloud_sql
 from sixtyfour_sync.warehouse.base import LogicalType, _literal_spans
+from sixtyfour_sync.warehouse.cloud_sql import parquet_ready
 
 __all__ = [
     "FROM_API",
@@ -116,20 +116,6 @@ def stage_type(t: pa.DataType) -> str:
 def stage_schema(data: pa.Table) -> list[tuple[str, str]]:
     """``(name, BigQuery type)`` of each staged column."""
     return [(f.name, stage_type(f.type)) for f in data.schema]
-
-
-def parquet_ready(data: pa.Table) -> pa.Table:
-    """UTC microsecond timestamps, plain strings and no NULL-typed columns, as a Parquet load wants."""
-    arrays = []
-    for col in data.columns:
-        t = col.type
-        if pa.types.is_timestamp(t):
-            col = pc.assume_timezone(col, "UTC") if t.tz is None else col
-            col = col.cast(pa.timestamp("us", tz="UTC"), safe=False)
-        elif pa.types.is_null(t) or pa.types.is_large_string(t):
-            col = col.cast(pa.string())
-        arrays.append(col)
-    return pa.Table.from_arrays(arrays, names=data.column_names)
 
 
 def insert_if_absent(

@@ -30,6 +30,7 @@ __all__ = [
     "PreparedPart",
     "insert_select_sql",
     "merge_sql",
+    "parquet_ready",
     "part_options",
     "prepare_part",
     "qmark_positions",
@@ -222,3 +223,17 @@ def prepare_part(part: Any, key: Sequence[str], table: object, validate: Callabl
     reject_null_keys(data, key, table)
     data, dropped = dedupe_last(data, key)
     return PreparedPart(json_columns_to_text(data), tuple(set_cols), guards, insert_only, dropped)
+
+
+def parquet_ready(data: pa.Table) -> pa.Table:
+    """UTC microsecond timestamps, plain strings and no NULL-typed columns, as a Parquet load wants."""
+    arrays = []
+    for col in data.columns:
+        t = col.type
+        if pa.types.is_timestamp(t):
+            col = pc.assume_timezone(col, "UTC") if t.tz is None else col
+            col = col.cast(pa.timestamp("us", tz="UTC"), safe=False)
+        elif pa.types.is_null(t) or pa.types.is_large_string(t):
+            col = col.cast(pa.string())
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, names=data.column_names)

@@ -362,10 +362,23 @@ class DatabricksAdapter(Adapter):
 
     # ------------------------------------------------------------------------------ upsert
     def _load_stage(self, table: TableRef, data: pa.Table, created: list[str]) -> str:
-        """A Delta staging table filled with multi-row INSERTs; its name is recorded before it exists."""
+        """A Delta staging table holding ``data``; its name is recorded before it exists."""
         name = f"_sixtyfour_stage_{uuid.uuid4().hex[:12]}"
         stage_sql = self.table_sql(TableRef(name, schema=table.schema, database=table.database))
         created.append(stage_sql)
+        volume = self.cfg.staging_volume
+        if volume:
+            path = f"{volume.rstrip('/')}/{name}.parquet"
+            self._upload_parquet(data, path)
+            try:
+                with self.session() as s:
+                    s.execute(
+                        f"CREATE TABLE {stage_sql} AS SELECT * FROM "
+                        f"read_files({dsql.string_literal(path)}, format => 'parquet')"
+                    )
+            finally:
+                self._delete_file(path)
+            return stage_sql
         cols = ", ".join(f"{self.quote(f.name)} {dsql.stage_type(f.type)}" for f in data.schema)
         with self.session() as s:
             s.execute(f"CREATE TABLE {stage_sql} ({cols}) USING DELTA")
@@ -373,6 +386,31 @@ class DatabricksAdapter(Adapter):
             for statement in dsql.values_statements(f"INSERT INTO {stage_sql} ({names})", data):
                 s.execute(statement)
         return stage_sql
+
+    def _upload_parquet(self, data: pa.Table, path: str) -> None:
+        """Write ``data`` as Parquet (UTC microsecond timestamps) to a volume path with the Files API."""
+        import tempfile
+
+        import pyarrow.parquet as pq
+
+        with tempfile.TemporaryDirectory(prefix="sixtyfour-dbx-") as tmp:
+            local = Path(tmp) / "stage.parquet"
+            pq.write_table(cloud_sql.parquet_ready(data), local)
+            with self._errors(f"uploading staged rows to {path}"), local.open("rb") as fh:
+                self.client().api_client.do(
+                    "PUT",
+                    f"/api/2.0/fs/files{path}",
+                    query={"overwrite": "true"},
+                    headers={"Content-Type": "application/octet-stream"},
+                    data=fh,
+                )
+
+    def _delete_file(self, path: str) -> None:
+        try:
+            with self._errors(f"deleting {path}"):
+                self.client().api_client.do("DELETE", f"/api/2.0/fs/files{path}")
+        except WarehouseError:  # a leftover staging file must not hide the upsert's outcome
+            log.warning("could not delete staging file %s; it is safe to delete by hand", path)
 
     def _upsert_parts(self, table: TableRef, key: Sequence[str], parts: Sequence[UpsertPart]) -> UpsertResult:
         prepared = [

@@ -16,6 +16,7 @@ import pytest
 from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.warehouse import Adapter, Column, LogicalType, TableRef, connect
 from tests.cloud_emulators import (  # noqa: F401 - session fixtures
+    STAGING_VOLUME,
     BigQueryEmulator,
     DatabricksEmulator,
     bigquery_emulator,
@@ -68,6 +69,7 @@ def cloud(request: pytest.FixtureRequest) -> Iterator[CloudTarget]:
         dbx: DatabricksEmulator = request.getfixturevalue("databricks_emulator")
         config = {"type": "databricks", "host": dbx.url, "http_path": dbx.http_path, "token": dbx.token}
         config["catalog"] = "main"
+        config["staging_volume"] = STAGING_VOLUME
     config["schema"] = schema
     adapter = connect(parse_target_config(config))
     try:

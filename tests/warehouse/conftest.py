@@ -20,6 +20,7 @@ from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.errors import MissingDriverError, WarehouseError
 from sixtyfour_sync.warehouse import Adapter, adapter_class, connect
 from tests.cloud_emulators import (  # noqa: F401 - session fixtures used by the cloud backends
+    STAGING_VOLUME,
     BigQueryEmulator,
     DatabricksEmulator,
     bigquery_emulator,
@@ -181,6 +182,7 @@ def _databricks(request: pytest.FixtureRequest) -> Iterator[Adapter]:
     emu: DatabricksEmulator = request.getfixturevalue("databricks_emulator")
     schema = unique("w")
     config = {"type": "databricks", "host": emu.url, "http_path": emu.http_path, "token": emu.token}
+    config["staging_volume"] = STAGING_VOLUME
     adapter = connect(parse_target_config({**config, "catalog": "main", "schema": schema}))
     try:
         adapter.ensure_schema(schema)

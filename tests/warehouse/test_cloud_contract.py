@@ -134,3 +134,22 @@ def test_insert_only_and_guarded_parts(backend: Adapter) -> None:
     assert [got[k]["title"] for k in range(1, 6)] == ["T1", "T2", "T3", "T4", "T5"]  # unguarded: always written
     assert got[1]["owner_note"] == "keep" and got[1]["email_confidence"] == 90  # not a set column: untouched
     assert "__write_email" not in {c.lower() for c in backend.get_columns(table)}
+
+
+def test_databricks_without_a_volume_stages_with_values(backend: Adapter, backend_name: str) -> None:
+    if backend_name != "databricks":
+        pytest.skip("Databricks' second staging path")
+    from sixtyfour_sync.warehouse.databricks import DatabricksAdapter
+
+    assert backend.config is not None
+    plain = DatabricksAdapter(backend.config.model_copy(update={"staging_volume": None}))  # type: ignore[union-attr]
+    try:
+        table = TableRef("leads_enriched")
+        plain.ensure_table(table, KEY, COLS)
+        nasty = ["O'Hara", "back\\slash", "tick`tock`", "50% ?", "тест ✓", "line\nbreak", ""]
+        data = pa.table({"lead_id": pa.array(range(1, 8), pa.int64()), "email": nasty, "title": ["t"] * 7})
+        result = plain.upsert(table, ["lead_id"], [UpsertPart(data, ["email", "title"])])
+        assert (result.inserted, result.updated) == (7, 0)
+        assert [rows(plain, table)[i]["email"] for i in range(1, 8)] == nasty
+    finally:
+        plain.close()

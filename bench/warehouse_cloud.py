@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve()
+#: --databricks-values: stage Databricks rows with INSERT ... VALUES (no staging volume).
+VALUES_STAGING = "--databricks-values" in sys.argv
 sys.path[:0] = [str(HERE.parent), str(HERE.parents[1])]
 
 from warehouse import KEY, OWNED, SRC, TARGET, UNOWNED, generate  # noqa: E402
@@ -76,6 +78,7 @@ def emulator(backend: str, work: Path) -> Iterator[dict[str, Any]]:
                 "token": dbx.token,
                 "catalog": "main",
                 "schema": schema,
+                "staging_volume": None if VALUES_STAGING else ce.STAGING_VOLUME,
                 "statement_timeout_seconds": 7200,
                 "_emu": dbx,
             }
@@ -255,6 +258,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--backends", default="bigquery,databricks")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--databricks-values", action="store_true", help="no staging volume: INSERT ... VALUES")
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-cloud-") as tmp:

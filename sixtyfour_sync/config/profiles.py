@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from sixtyfour_sync._redact import Secret
+from sixtyfour_sync._redact import Secret, register_secret
 from sixtyfour_sync.config.envvars import render_env_vars
 from sixtyfour_sync.config.yamlfile import LineMap, load_yaml
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
@@ -317,6 +317,8 @@ def _fold_alias(data: Any, alias: str, name: str) -> Any:
 def _json_secret(value: Any) -> Any:
     # keyfile_json is a mapping in dbt profiles; it holds a private key, so it is kept as secret JSON text.
     if isinstance(value, Mapping):
+        for part in ("private_key", "private_key_id", "client_secret"):
+            register_secret(str(value.get(part) or ""))
         return Secret(json.dumps(dict(value)))
     return _to_secret(value)
 

@@ -153,9 +153,9 @@ class BigQueryAdapter(Adapter):
         return self._client
 
     def open(self) -> None:
-        """Check now that the credentials work and the project answers (lists one dataset)."""
+        """Check now that the credentials work and jobs can run (``SELECT 1``, which bills nothing)."""
         with self._errors("connecting"):
-            list(self.client().list_datasets(project=self.project, max_results=1))
+            self._run("SELECT 1", (), session=False)
 
     def sibling(self) -> BigQueryAdapter:
         """A new adapter on its own client and BigQuery session, for another thread."""
@@ -389,7 +389,8 @@ class BigQueryAdapter(Adapter):
                 "storage_api: true needs google-cloud-bigquery-storage",
                 hint="pip install google-cloud-bigquery-storage, or set storage_api: false",
             ) from exc
-        return bigquery_storage.BigQueryReadClient(credentials=self.client()._credentials)  # type: ignore[no-untyped-call]
+        creds = credentials_for(self.cfg, project_dir=self.project_dir)
+        return bigquery_storage.BigQueryReadClient(credentials=creds)  # type: ignore[no-untyped-call]
 
     def stream(self, sql: str, params: Sequence[Any] = (), *, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
         """Run a SELECT as its own job (outside any transaction) and yield its result pages as Arrow."""

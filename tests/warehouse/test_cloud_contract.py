@@ -153,3 +153,26 @@ def test_databricks_without_a_volume_stages_with_values(backend: Adapter, backen
         assert [rows(plain, table)[i]["email"] for i in range(1, 8)] == nasty
     finally:
         plain.close()
+
+
+def test_a_refused_statement_is_a_warehouse_error_without_secrets(backend: Adapter, backend_name: str) -> None:
+    from sixtyfour_sync.errors import WarehouseError
+
+    config = backend.config
+    assert config is not None
+    secret = "dapi-do-not-print-0123456789" if backend_name == "databricks" else None
+    other = type(backend)(config.model_copy(update={"token": _secret(secret)}) if secret else config)
+    try:
+        with pytest.raises(WarehouseError) as info, other.session() as s:
+            s.fetchall(f"SELECT {other.quote('nope')} FROM {other.table_sql(TableRef('missing_table'))}")
+        assert info.value.__cause__ is not None and "missing_table" in str(info.value)
+        if secret:
+            assert secret not in str(info.value) and secret not in repr(other.config)
+    finally:
+        other.close()
+
+
+def _secret(value: str) -> Any:
+    from sixtyfour_sync._redact import Secret
+
+    return Secret(value)

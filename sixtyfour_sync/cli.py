@@ -1,11 +1,15 @@
-"""The ``sixtyfour-sync`` command line (CONTRACT.md, "Commands")."""
+"""The ``sixtyfour-sync`` command line (CONTRACT.md, "Commands").
+
+Global options go before or after the subcommand, as in dbt (see :mod:`sixtyfour_sync.cli_options`). Under
+``--log-format json`` every line the process writes, start-up and config errors included, is one JSON object.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,106 +17,73 @@ import click
 
 from sixtyfour_sync import __version__
 from sixtyfour_sync._redact import redact
-from sixtyfour_sync.errors import SixtyfourSyncError
-from sixtyfour_sync.logging import configure_logging
+from sixtyfour_sync.cli_options import GlobalOptions, global_options, scan_argv, selection_options
+from sixtyfour_sync.errors import ConfigError, SixtyfourSyncError
+from sixtyfour_sync.logging import configure_logging, error_event
 from sixtyfour_sync.scaffold import WAREHOUSES
 
-__all__ = ["cli", "main"]
+__all__ = ["GlobalOptions", "cli", "main"]
 
 log = logging.getLogger("sixtyfour_sync.cli")
 
 
-@dataclass
-class GlobalOptions:
-    """Options shared by every command."""
-
-    project_dir: Path
-    profiles_dir: Path | None
-    profile: str | None
-    target: str | None
-    debug: bool
-    log_format: str
-    dbt_project_dir: Path | None = None
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sixtyfour-sync")
-@click.option(
-    "--project-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=".",
-    show_default=True,
-    help="Directory holding models/ (and dbt_project.yml, profiles.yml when present).",
-)
-@click.option(
-    "--profiles-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Directory holding profiles.yml (before SIXTYFOUR_SYNC_PROFILES_DIR and DBT_PROFILES_DIR).",
-)
-@click.option(
-    "--dbt-project-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The dbt project (dbt_project.yml, target/manifest.json) when it is not the project directory.",
-)
-@click.option("--profile", default=None, help="Profile name in profiles.yml.")
-@click.option("--target", default=None, help="Target (output) name within the profile.")
-@click.option("--debug", is_flag=True, help="Verbose logs and full tracebacks.")
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="json: one structured event per line, for schedulers.",
-)
+@global_options
 @click.pass_context
-def cli(
-    ctx: click.Context,
-    project_dir: Path,
-    profiles_dir: Path | None,
-    dbt_project_dir: Path | None,
-    profile: str | None,
-    target: str | None,
-    debug: bool,
-    log_format: str,
-) -> None:
+def cli(ctx: click.Context) -> None:
     """Enrich warehouse rows with Sixtyfour's Bulk Intelligence API and upsert the results back."""
-    configure_logging(log_format, debug=debug)
-    ctx.obj = GlobalOptions(project_dir, profiles_dir, profile, target, debug, log_format, dbt_project_dir)
+    opts = ctx.ensure_object(GlobalOptions)
+    configure_logging(opts.log_format, debug=opts.debug)
 
 
-_select = click.option(
-    "--select",
-    "-s",
-    "select",
-    multiple=True,
-    help="Sync names (globs allowed) or tag:NAME; repeat or separate with spaces. Default: every enabled sync.",
+def _sel(values: tuple[str, ...]) -> list[str] | None:
+    return list(values) or None
+
+
+_full_refresh = click.option("--full-refresh", is_flag=True, help="Every selected row again (a run pays again).")
+_max_cost = click.option(
+    "--max-cost-cents", type=click.IntRange(min=0), default=None, help="The run's budget: stop before exceeding it."
 )
-
-
-def _common(opts: GlobalOptions) -> dict[str, Any]:
-    return {
-        "project_dir": opts.project_dir,
-        "profiles_dir": opts.profiles_dir,
-        "profile": opts.profile,
-        "target": opts.target,
-        "dbt_project_dir": opts.dbt_project_dir,
-    }
+_only_rebuilt = click.option(
+    "--only-rebuilt",
+    is_flag=True,
+    help="Only syncs whose source.ref model succeeded in the last dbt invocation (target/run_results.json).",
+)
+_yes = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
+_max_wait = click.option(
+    "--max-wait",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop waiting for jobs after this many seconds (exit 3; the next run picks them up).",
+)
+_fail_fast = click.option(
+    "--fail-fast", "-x", is_flag=True, help="Stop at the first sync that fails (default: run the others)."
+)
+_retry_lost = click.option(
+    "--retry-lost",
+    is_flag=True,
+    help="Look for lost jobs again (the API answered 404); ask the rows of those still unknown again.",
+)
+_retry_unreadable = click.option(
+    "--retry-unreadable",
+    is_flag=True,
+    help="Download unreadable results again; ask the rows of those still unreadable again.",
+)
 
 
 @cli.command()
-@_select
+@global_options
+@selection_options
 @click.pass_obj
-def validate(opts: GlobalOptions, select: tuple[str, ...]) -> None:
-    """Check every profile, model, connection and target table; list every problem at once."""
+def validate(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+    """Check every profile, model, connection, source and target table; list every problem at once."""
     from sixtyfour_sync.engine.api import validate as do_validate
 
-    report = do_validate(select=select or None, **_common(opts))
+    report = do_validate(select=_sel(select), exclude=_sel(exclude), target_path=opts.target_path, **opts.common())
     if opts.log_format == "json":
-        click.echo(
-            json.dumps({"ok": report.ok, "checked": report.checked, "problems": [vars(p) for p in report.problems]})
-        )
+        problems = [vars(p) for p in report.problems]
+        click.echo(json.dumps({"event": "validate", "ok": report.ok, "checked": report.checked, "problems": problems}))
     else:
         for p in report.problems:
             click.echo(f"error: {redact(str(p))}", err=True)
@@ -124,57 +95,89 @@ def validate(opts: GlobalOptions, select: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
+def _write_artifact(opts: GlobalOptions, command: str, payload: Any, started: float) -> None:
+    from sixtyfour_sync.artifacts import write_run_results
+
+    path = write_run_results(
+        payload,
+        command=command,
+        started=started,
+        project_dir=opts.project_dir,
+        dbt_project_dir=opts.dbt_project_dir,
+        target_path=opts.target_path,
+        args=sys.argv[1:],
+    )
+    log.debug("wrote %s", path)
+
+
 @cli.command()
-@_select
-@click.option("--full-refresh", is_flag=True, help="Plan as if every row had to be enriched again.")
-@click.option("--max-cost-cents", type=click.IntRange(min=0), default=None, help="The budget to plan against.")
+@global_options
+@selection_options
+@_full_refresh
+@_max_cost
+@_only_rebuilt
+@_yes
+@_max_wait
+@_fail_fast
+@_retry_lost
+@_retry_unreadable
 @click.pass_obj
-def plan(opts: GlobalOptions, select: tuple[str, ...], full_refresh: bool, max_cost_cents: int | None) -> None:
-    """Dry run: rows that would be sent per sync and why, files, estimated cost. Calls no API."""
+def plan(
+    opts: GlobalOptions,
+    /,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    full_refresh: bool,
+    max_cost_cents: int | None,
+    only_rebuilt: bool,
+    **_run_only: Any,
+) -> None:
+    """Dry run: rows that would be sent per sync and why, files, estimated cost. Calls no API.
+
+    Takes every option `run` takes, so a run's command line plans as it is (--yes, --max-wait and --fail-fast
+    change nothing in a plan).
+    """
+    import time
+
     from sixtyfour_sync.engine.api import plan as do_plan
     from sixtyfour_sync.ui import print_plans
 
-    plans = do_plan(select=select or None, full_refresh=full_refresh, max_cost_cents=max_cost_cents, **_common(opts))
+    started = time.time()
+    plans = do_plan(
+        select=_sel(select),
+        exclude=_sel(exclude),
+        full_refresh=full_refresh,
+        max_cost_cents=max_cost_cents,
+        only_rebuilt=only_rebuilt,
+        target_path=opts.target_path,
+        **opts.common(),
+    )
+    _write_artifact(opts, "plan", plans, started)
     print_plans(plans, opts.log_format)
 
 
 @cli.command()
-@_select
-@click.option("--full-refresh", is_flag=True, help="Enrich every selected row again (pays again).")
-@click.option(
-    "--max-cost-cents", type=click.IntRange(min=0), default=None, help="Stop before the estimate exceeds this."
-)
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
-@click.option(
-    "--max-wait",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Stop waiting for jobs after this many seconds (exit 3; the next run picks them up).",
-)
-@click.option(
-    "--only-rebuilt",
-    is_flag=True,
-    help="Only syncs whose source.ref model succeeded in the last dbt invocation (target/run_results.json).",
-)
-@click.option(
-    "--retry-lost",
-    is_flag=True,
-    help="Look for lost jobs again (the API answered 404) and ask the rows of those still unknown again.",
-)
-@click.option(
-    "--retry-unreadable",
-    is_flag=True,
-    help="Download unreadable results again; ask the rows of those still unreadable again.",
-)
+@global_options
+@selection_options
+@_full_refresh
+@_max_cost
+@_only_rebuilt
+@_yes
+@_max_wait
+@_fail_fast
+@_retry_lost
+@_retry_unreadable
 @click.pass_obj
 def run(
     opts: GlobalOptions,
     select: tuple[str, ...],
+    exclude: tuple[str, ...],
     full_refresh: bool,
     max_cost_cents: int | None,
+    only_rebuilt: bool,
     yes: bool,
     max_wait: float | None,
-    only_rebuilt: bool,
+    fail_fast: bool,
     retry_lost: bool,
     retry_unreadable: bool,
 ) -> None:
@@ -183,15 +186,24 @@ def run(
     Ctrl-C (or SIGTERM) stops submitting, records the calls under way and exits 130 (143); the next run picks
     up the jobs in flight. A second Ctrl-C exits at once.
     """
+    import time
+
     from sixtyfour_sync.engine.api import plan as do_plan
     from sixtyfour_sync.engine.api import run as do_run
     from sixtyfour_sync.engine.scheduler import StopToken, handle_signals
     from sixtyfour_sync.ui import RichReporter, make_reporter, print_run
 
+    common: dict[str, Any] = {
+        "select": _sel(select),
+        "exclude": _sel(exclude),
+        "full_refresh": full_refresh,
+        "max_cost_cents": max_cost_cents,
+        "only_rebuilt": only_rebuilt,
+        "target_path": opts.target_path,
+        **opts.common(),
+    }
     if not yes and sys.stdin.isatty() and sys.stdout.isatty():
-        plans = do_plan(
-            select=select or None, full_refresh=full_refresh, max_cost_cents=max_cost_cents, **_common(opts)
-        )
+        plans = do_plan(**common)
         rows = sum(p.rows for p in plans)
         if rows:
             known = [p.estimated_cost_cents for p in plans if p.rows and p.estimated_cost_cents is not None]
@@ -199,6 +211,7 @@ def run(
                 f"about ${sum(known) / 100:,.2f}" if len(known) == sum(1 for p in plans if p.rows) else "cost unknown"
             )
             click.confirm(f"Send {rows:,} row(s) to Sixtyfour ({cost})?", abort=True)
+    started = time.time()
     reporter = make_reporter(opts.log_format)
     token = StopToken()
 
@@ -210,48 +223,80 @@ def run(
     try:
         with handle_signals(token, stopping):
             result = do_run(
-                select=select or None,
-                full_refresh=full_refresh,
-                max_cost_cents=max_cost_cents,
                 max_wait_seconds=max_wait,
-                only_rebuilt=only_rebuilt,
+                fail_fast=fail_fast,
                 reporter=reporter,
                 stop=token,
                 retry_lost=retry_lost,
                 retry_unreadable=retry_unreadable,
-                **_common(opts),
+                **common,
             )
     finally:
         if isinstance(reporter, RichReporter):
             reporter.close()
+    _write_artifact(opts, "run", result, started)
     print_run(result, opts.log_format)
     sys.exit(result.exit_code)
 
 
 @cli.command()
-@_select
+@global_options
+@selection_options
 @click.option("--run", "run_id", default=None, help="One run's jobs (default: the latest runs).")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=10, show_default=True, help="How many runs.")
+@click.option("--wide", "-w", is_flag=True, help="Full task and run ids, every column.")
 @click.pass_obj
-def status(opts: GlobalOptions, select: tuple[str, ...], run_id: str | None) -> None:
+def status(
+    opts: GlobalOptions,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    run_id: str | None,
+    limit: int,
+    wide: bool,
+) -> None:
     """Runs and jobs from the ledger, with costs."""
     from sixtyfour_sync.engine.api import status as do_status
     from sixtyfour_sync.ui import print_status
 
-    report = do_status(run_id=run_id, select=select or None, **_common(opts))
-    print_status(report.runs, report.jobs, opts.log_format)
+    chosen = _sel(select)
+    if exclude:
+        chosen = _resolved_names(opts, select, exclude)
+    report = do_status(run_id=run_id, select=chosen, limit=limit, **opts.common())
+    print_status(report.runs, report.jobs, opts.log_format, wide=wide)
+
+
+def _resolved_names(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:
+    """The names a --select/--exclude pair picks (for commands whose engine call takes names only)."""
+    from sixtyfour_sync.engine.project import Project
+
+    project = Project.load(
+        opts.project_dir.resolve(),
+        env=None,
+        vars=opts.vars,
+        dbt_project_dir=opts.dbt_project_dir,
+        target_path=opts.target_path,
+    )
+    names = [s.spec.name for s in project.select(_sel(select), _sel(exclude))]
+    if not names:
+        raise ConfigError("--select/--exclude leave no sync", hint="loosen --exclude")
+    return names
 
 
 @cli.command()
-@_select
+@global_options
+@selection_options
 @click.option("--run", "run_id", default=None, help="Cancel this run's unfinished jobs (default: all unfinished).")
 @click.pass_obj
-def cancel(opts: GlobalOptions, select: tuple[str, ...], run_id: str | None) -> None:
+def cancel(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], run_id: str | None) -> None:
     """Cancel the unfinished jobs of a run."""
     from sixtyfour_sync.engine.api import cancel as do_cancel
 
-    done = do_cancel(run_id=run_id, select=select or None, **_common(opts))
+    chosen = _resolved_names(opts, select, exclude) if exclude else _sel(select)
+    done = do_cancel(run_id=run_id, select=chosen, **opts.common())
     if opts.log_format == "json":
-        click.echo(json.dumps({"cancelled": done}))
+        click.echo(json.dumps({"event": "cancel", "cancelled": done}))
+        if any("error" in d for d in done):
+            sys.exit(1)
         return
     if not done:
         click.echo("No unfinished jobs to cancel.")
@@ -262,6 +307,47 @@ def cancel(opts: GlobalOptions, select: tuple[str, ...], run_id: str | None) -> 
 
 
 @cli.command()
+@global_options
+@selection_options
+@click.pass_obj
+def debug(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+    """Like `dbt debug`: which profile and target and why, the connection, schemas, manifest, API key, balance."""
+    from sixtyfour_sync.debug import print_checks, run_checks
+
+    checks = run_checks(select=_sel(select), exclude=_sel(exclude), target_path=opts.target_path, **opts.common())
+    print_checks(checks, opts.log_format)
+    if any(c.ok is False for c in checks):
+        sys.exit(1)
+
+
+@cli.command("schema")
+@global_options
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write it to this file.")
+@click.pass_obj
+def schema_command(opts: GlobalOptions, output: Path | None) -> None:
+    """Print the JSON Schema of the sync YAML (models/*.yml), for editors and CI."""
+    from sixtyfour_sync.config.reference import schema_text
+
+    text = schema_text()
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    from sixtyfour_sync.dbt import write_atomically
+
+    write_atomically(output, text)
+    _say(opts, "schema.written", f"wrote {output}", path=str(output))
+
+
+def _say(opts: GlobalOptions, event_name: str, text: str, **fields: Any) -> None:
+    """One line for a person, or one JSON object under --log-format json."""
+    if opts.log_format == "json":
+        click.echo(json.dumps({"event": event_name, "message": text, **fields}, default=str))
+    else:
+        click.echo(text)
+
+
+@cli.command()
+@global_options
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--warehouse", type=click.Choice(list(WAREHOUSES)), default=None)
 @click.option("--endpoint", type=click.Choice(["people", "company"]), default=None)
@@ -280,63 +366,63 @@ def cancel(opts: GlobalOptions, select: tuple[str, ...], run_id: str | None) -> 
 @click.option("--path", "duckdb_path", default=None, help="DuckDB file (duckdb).")
 @click.option("--no-input", is_flag=True, help="Never prompt: use the flags and defaults (for scripts).")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
-def init(directory: Path, no_input: bool, force: bool, **flags: Any) -> None:
+@click.pass_obj
+def init(opts: GlobalOptions, /, directory: Path, no_input: bool, force: bool, **flags: Any) -> None:
     """Scaffold profiles.yml and a commented models file, interactively or from flags."""
-    from sixtyfour_sync.scaffold import InitAnswers, write_project
+    from sixtyfour_sync.scaffold import ask_answers, profiles_note, write_project
 
     interactive = not no_input and sys.stdin.isatty()
-    a = InitAnswers()
-
-    def ask(name: str, prompt: str, default: str, choices: list[str] | None = None) -> str:
-        given = flags.get(name)
-        if given is not None:
-            return str(given)
-        if not interactive:
-            return default
-        kind = click.Choice(choices) if choices else str
-        return str(click.prompt(prompt, default=default, type=kind))
-
-    a.warehouse = ask("warehouse", "Warehouse", "duckdb", list(WAREHOUSES))
-    if a.warehouse == "duckdb":
-        a.duckdb_path = ask("duckdb_path", "DuckDB file", "warehouse.duckdb")
-    elif a.warehouse == "postgres":
-        a.host = ask("host", "Host", "localhost")
-        a.user = ask("user", "User", "postgres")
-        a.database = ask("database", "Database", "analytics")
-    elif a.warehouse == "snowflake":
-        a.account = ask("account", "Account (orgname-accountname)", "myorg-myaccount")
-        a.user = ask("user", "User", "ENRICH")
-        a.database = ask("database", "Database", "ANALYTICS")
-    elif a.warehouse == "bigquery":
-        a.database = ask("database", "GCP project id", "my-gcp-project")
-    elif a.warehouse == "databricks":
-        a.host = ask("host", "Workspace host", "dbc-1234.cloud.databricks.com")
-        a.http_path = ask("http_path", "SQL warehouse HTTP path", "/sql/1.0/warehouses/0123456789abcdef")
-        a.database = ask("database", "Catalog", "main")
-    a.schema = ask("schema", "Schema", {"duckdb": "main", "postgres": "public"}.get(a.warehouse, "analytics"))
-    a.endpoint = ask("endpoint", "Endpoint", "people", ["people", "company"])
-    a.table = ask("table", "Source table", "leads" if a.endpoint == "people" else "companies")
-    a.key = ask("key", "Key column", "lead_id" if a.endpoint == "people" else "company_id")
-    cols = ask("columns", "Input columns, comma-separated (empty: all but the key)", "")
-    a.columns = [c.strip() for c in cols.split(",") if c.strip()]
-    a.sync_name = ask("sync_name", "Sync name", f"enrich_{a.table}")
-    for path in write_project(directory, a, force=force):
-        click.echo(f"wrote {path}")
-    click.echo(f"next: cd {directory} && sixtyfour-sync validate && sixtyfour-sync plan")
+    answers = ask_answers(flags, interactive)
+    for path in write_project(directory, answers, force=force):
+        _say(opts, "init.wrote", f"wrote {path}", path=str(path))
+    note = profiles_note(directory, opts.profiles_dir, os.environ)
+    if note:
+        _say(opts, "init.profiles", note)
+    _say(opts, "init.next", f"next: cd {directory} && sixtyfour-sync debug && sixtyfour-sync plan")
 
 
 @cli.command("dbt-sources")
-@_select
+@global_options
+@selection_options
 @click.option("--name", "source_name", default="sixtyfour", show_default=True, help="The dbt source name.")
+@click.option(
+    "--schema",
+    "schema",
+    default=None,
+    help="Schema written for targets that follow the profile (default: {{ target.schema }}, dbt's current "
+    "target; e.g. \"{{ var('enriched_schema') }}\").",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the YAML to this file (atomically: dbt never reads half a file). Default: stdout.",
+)
 @click.pass_obj
-def dbt_sources(opts: GlobalOptions, select: tuple[str, ...], source_name: str) -> None:
-    """Print a dbt sources YAML for the target tables, so dbt models can source() them."""
+def dbt_sources(
+    opts: GlobalOptions,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    source_name: str,
+    schema: str | None,
+    output: Path | None,
+) -> None:
+    """A dbt sources YAML for the target tables, with freshness, so dbt models can source() them."""
     from sixtyfour_sync.engine.api import dbt_sources as make
 
-    click.echo(make(select=select or None, source_name=source_name, **_common(opts)), nl=False)
+    text = make(select=_sel(select), exclude=_sel(exclude), source_name=source_name, schema=schema, **opts.common())
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    from sixtyfour_sync.dbt import write_atomically
+
+    write_atomically(output, text)
+    _say(opts, "dbt_sources.written", f"wrote {output}", path=str(output))
 
 
 @cli.command()
+@global_options
 @click.option(
     "--dir",
     "directory",
@@ -363,34 +449,49 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _fail(fmt: str, exc: BaseException, exit_code: int, *, hint: str | None = None, kind: str = "error") -> None:
+    """Report an error as text or as one JSON object on stderr, then exit."""
+    problems = [vars(p) for p in getattr(exc, "problems", []) or []]
+    if fmt == "json":
+        error_event(exc, exit_code=exit_code, kind=kind, hint=hint, problems=problems)
+        sys.exit(exit_code)
+    message = redact(str(exc))
+    if kind == "internal":
+        message = (
+            f"Internal error ({type(exc).__name__}): {message}\n"
+            "This is a bug in sixtyfour-sync; rerun with --debug for the traceback and report it."
+        )
+    elif kind == "error":
+        message = f"Error: {message}"
+    click.echo(message, err=True)
+    if hint:
+        click.echo(f"Hint: {redact(hint)}", err=True)
+    sys.exit(exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map errors to CONTRACT.md's exit codes."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = list(argv if argv is not None else sys.argv[1:])
+    fmt, debug = scan_argv(args)
+    if fmt == "json":
+        configure_logging("json", debug=debug)
     try:
-        cli.main(args=argv, prog_name="sixtyfour-sync", standalone_mode=False)
+        cli.main(args=args, prog_name="sixtyfour-sync", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
+        _fail(fmt, RuntimeError("Aborted."), 1, kind="abort")
     except click.ClickException as exc:  # usage errors: exit 2
+        if fmt == "json":
+            _fail(fmt, RuntimeError(exc.format_message()), exc.exit_code, kind="usage")
         exc.show()
         sys.exit(exc.exit_code)
     except SixtyfourSyncError as exc:
         if debug:
             log.exception("failed")
-        click.echo(f"Error: {redact(str(exc))}", err=True)
-        if exc.hint:
-            click.echo(f"Hint: {redact(exc.hint)}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(fmt, exc, exc.exit_code, hint=exc.hint)
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        _fail(fmt, RuntimeError("Interrupted."), 130, kind="interrupt")
     except Exception as exc:  # an internal error: say so, traceback only with --debug
         if debug:
             log.exception("internal error")
-        click.echo(
-            f"Internal error ({type(exc).__name__}): {redact(str(exc))}\n"
-            "This is a bug in sixtyfour-sync; rerun with --debug for the traceback and report it.",
-            err=True,
-        )
-        sys.exit(1)
+        _fail(fmt, exc, 1, kind="internal")
     sys.exit(0)

@@ -1,20 +1,38 @@
 """dbt integration: ``source.ref`` through ``target/manifest.json``, ``--only-rebuilt`` through
-``target/run_results.json``, and the ``dbt-sources`` YAML for the target tables."""
+``target/run_results.json``, and the ``dbt-sources`` YAML for the target tables.
+
+``target/`` is dbt's target directory: ``--target-path``, ``DBT_TARGET_PATH`` or ``dbt_project.yml``'s
+``target-path`` move it, as they move dbt's (see :class:`sixtyfour_sync.engine.project.DbtProject`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import os
+import tempfile
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from sixtyfour_sync.config.models import BOOKKEEPING_COLUMNS, LoadedSync
+from sixtyfour_sync.config.models import BOOKKEEPING_COLUMNS, LoadedSync, SyncSpec
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
 from sixtyfour_sync.warehouse.base import TableRef
 
-__all__ = ["load_manifest", "rebuilt_models", "resolve_ref", "sources_yaml"]
+__all__ = [
+    "TARGET_SCHEMA",
+    "find_node",
+    "freshness_for",
+    "load_manifest",
+    "rebuilt_models",
+    "resolve_ref",
+    "sources_yaml",
+    "write_atomically",
+]
 
 _CACHE: dict[tuple[str, float], dict[str, Any]] = {}
 
@@ -46,13 +64,25 @@ def _read_json(path: Path, what: str, hint: str) -> dict[str, Any]:
     return _CACHE[key]
 
 
-def load_manifest(dbt_dir: Path) -> dict[str, Any]:
-    """The dbt manifest (``target/manifest.json``), read once per modification."""
+def _target(dbt_dir: Path, target_dir: Path | None) -> Path:
+    return target_dir if target_dir is not None else dbt_dir / "target"
+
+
+def load_manifest(dbt_dir: Path, *, target_dir: Path | None = None) -> dict[str, Any]:
+    """The dbt manifest (``<target>/manifest.json``), read once per modification."""
     return _read_json(
-        dbt_dir / "target" / "manifest.json",
+        _target(dbt_dir, target_dir) / "manifest.json",
         "manifest: source.ref needs target/manifest.json",
-        "run `dbt compile` (or `dbt build`) in the dbt project first",
+        "run `dbt compile` (or `dbt build`) in the dbt project first (with the same --target-path)",
     )
+
+
+def find_node(manifest: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The model, seed or snapshot called ``name`` in a manifest."""
+    for n in (manifest.get("nodes") or {}).values():
+        if isinstance(n, dict) and n.get("resource_type") in ("model", "seed", "snapshot") and n.get("name") == name:
+            return n
+    return None
 
 
 def _stale_sql(dbt_dir: Path, node: dict[str, Any], manifest_path: Path) -> bool:
@@ -63,35 +93,38 @@ def _stale_sql(dbt_dir: Path, node: dict[str, Any], manifest_path: Path) -> bool
     return sql.is_file() and sql.stat().st_mtime > manifest_path.stat().st_mtime
 
 
-def resolve_ref(dbt_dir: Path, name: str, *, file: Path | None = None) -> TableRef:
+def resolve_ref(
+    dbt_dir: Path, name: str, *, file: Path | None = None, target_dir: Path | None = None, line: int | None = None
+) -> TableRef:
     """The relation (database, schema, alias) dbt builds for model ``name``."""
-    manifest = load_manifest(dbt_dir)
-    nodes = manifest.get("nodes") or {}
-    hits = [
-        n
-        for n in nodes.values()
-        if isinstance(n, dict) and n.get("resource_type") in ("model", "seed", "snapshot") and n.get("name") == name
-    ]
+    manifest = load_manifest(dbt_dir, target_dir=target_dir)
+    node = find_node(manifest, name)
     where = str(file) if file else None
-    if not hits:
+    if node is None:
+        models = sorted(
+            str(n.get("name"))
+            for n in (manifest.get("nodes") or {}).values()
+            if isinstance(n, dict) and n.get("resource_type") in ("model", "seed", "snapshot")
+        )
         raise ConfigError(
             problems=[
                 ConfigProblem(
                     where,
                     "source.ref",
-                    f"dbt model {name!r} is not in target/manifest.json",
+                    f"dbt model {name!r} is not in the manifest (models: {', '.join(models[:20]) or 'none'})",
+                    line=line,
                     hint="check the name, then run `dbt compile` so the manifest is current",
                 )
             ]
         )
-    node = hits[0]
-    if _stale_sql(dbt_dir, node, dbt_dir / "target" / "manifest.json"):
+    if _stale_sql(dbt_dir, node, _target(dbt_dir, target_dir) / "manifest.json"):
         raise ConfigError(
             problems=[
                 ConfigProblem(
                     where,
                     "source.ref",
                     f"target/manifest.json is older than the SQL of model {name!r}",
+                    line=line,
                     hint="run `dbt compile` (or `dbt build`) so the manifest matches the project",
                 )
             ]
@@ -100,10 +133,10 @@ def resolve_ref(dbt_dir: Path, name: str, *, file: Path | None = None) -> TableR
     return TableRef(str(alias), node.get("schema"), node.get("database"))
 
 
-def rebuilt_models(dbt_dir: Path) -> set[str]:
+def rebuilt_models(dbt_dir: Path, *, target_dir: Path | None = None) -> set[str]:
     """Names of the models that succeeded in the last dbt invocation (``target/run_results.json``)."""
     data = _read_json(
-        dbt_dir / "target" / "run_results.json",
+        _target(dbt_dir, target_dir) / "run_results.json",
         "run results: --only-rebuilt needs target/run_results.json",
         "run `dbt build` (or `dbt run`) first",
     )
@@ -118,49 +151,93 @@ def rebuilt_models(dbt_dir: Path) -> set[str]:
     return names
 
 
-def sources_yaml(
-    syncs: Sequence[LoadedSync],
-    *,
-    schema_for: dict[str, str | None],
-    database_for: dict[str, str | None],
-    source_name: str = "sixtyfour",
-) -> str:
-    """A dbt ``sources:`` YAML for the syncs' target tables, column descriptions taken from the structs."""
-    groups: dict[tuple[str | None, str | None], list[dict[str, Any]]] = {}
+#: What ``dbt-sources`` writes as the schema of a target that follows the profile: dbt's current target schema,
+#: so ``dbt build --target ci`` reads the CI schema.
+TARGET_SCHEMA = "{{ target.schema }}"
+DEFAULT_FRESHNESS = timedelta(days=7)
+
+
+def _period(age: timedelta) -> dict[str, Any]:
+    seconds = max(int(age.total_seconds()), 60)
+    if seconds % 86400 == 0:
+        return {"count": seconds // 86400, "period": "day"}
+    if seconds % 3600 == 0 or seconds > 86400:
+        return {"count": math.ceil(seconds / 3600), "period": "hour"}
+    return {"count": math.ceil(seconds / 60), "period": "minute"}
+
+
+def freshness_for(spec: SyncSpec) -> dict[str, Any]:
+    """dbt's freshness block on ``_sixtyfour_enriched_at``: warn after ``refresh.max_age`` (else 7 days), error
+    after twice that (the newest enrichment older than max_age means no run has refreshed anything since)."""
+    warn = spec.refresh.max_age or DEFAULT_FRESHNESS
+    return {"warn_after": _period(warn), "error_after": _period(warn * 2)}
+
+
+def _table_entry(spec: SyncSpec) -> dict[str, Any]:
+    columns: list[dict[str, Any]] = [
+        {"name": k, "description": "key of the source row", "data_tests": ["not_null", "unique"]}
+        for k in spec.source.key
+    ]
+    for field, f in spec.struct.items():
+        columns.append({"name": spec.column_for(field), "description": f.description})
+    if spec.field_confidence:
+        for field in spec.struct:
+            columns.append(
+                {"name": spec.column_for(f"{field}_confidence"), "description": f"confidence (0-100) in {field}"}
+            )
+    for col in BOOKKEEPING_COLUMNS:
+        columns.append({"name": col, "description": BOOKKEEPING_DESCRIPTIONS[col]})
+    return {
+        "name": spec.target.table,
+        "description": (spec.description or f"Enriched by sixtyfour-sync sync {spec.name!r}")
+        + f" ({spec.endpoint} endpoint, tier {spec.tier})",
+        "meta": {"sixtyfour_sync": spec.name},
+        "loaded_at_field": "_sixtyfour_enriched_at",
+        "freshness": freshness_for(spec),
+        "columns": columns,
+    }
+
+
+def sources_yaml(syncs: Sequence[LoadedSync], *, source_name: str = "sixtyfour", schema: str = TARGET_SCHEMA) -> str:
+    """A dbt ``sources:`` YAML for the syncs' target tables, column descriptions taken from the structs.
+
+    A sync whose ``target.schema`` is set gets that schema; the others follow the profile, and are written with
+    ``schema`` (default ``{{ target.schema }}``, or e.g. ``{{ var('enriched_schema') }}``), so the same file
+    works for every dbt target. Each table has ``loaded_at_field: _sixtyfour_enriched_at`` and a freshness
+    block, for ``dbt source freshness``.
+    """
+    groups: dict[tuple[str | None, str], list[dict[str, Any]]] = {}
     for loaded in syncs:
         spec = loaded.spec
-        schema = spec.target.schema_ or schema_for.get(spec.name)
-        database = spec.target.database or database_for.get(spec.name)
-        columns: list[dict[str, Any]] = [
-            {"name": k, "description": "key of the source row", "data_tests": ["not_null", "unique"]}
-            for k in spec.source.key
-        ]
-        for field, f in spec.struct.items():
-            columns.append({"name": spec.column_for(field), "description": f.description})
-        if spec.field_confidence:
-            for field in spec.struct:
-                columns.append(
-                    {"name": spec.column_for(f"{field}_confidence"), "description": f"confidence (0-100) in {field}"}
-                )
-        for col in BOOKKEEPING_COLUMNS:
-            columns.append({"name": col, "description": BOOKKEEPING_DESCRIPTIONS[col]})
-        table = {
-            "name": spec.target.table,
-            "description": (spec.description or f"Enriched by sixtyfour-sync sync {spec.name!r}")
-            + f" ({spec.endpoint} endpoint, tier {spec.tier})",
-            "meta": {"sixtyfour_sync": spec.name},
-            "columns": columns,
-        }
-        groups.setdefault((database, schema), []).append(table)
+        key = (spec.target.database, spec.target.schema_ or schema)
+        groups.setdefault(key, []).append(_table_entry(spec))
     sources = []
-    for i, ((database, schema), tables) in enumerate(
-        sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))
+    for i, ((database, schema_text), tables) in enumerate(
+        sorted(groups.items(), key=lambda kv: (kv[0][1] != schema, str(kv[0][0]), kv[0][1]))
     ):
-        src: dict[str, Any] = {"name": source_name if len(groups) == 1 else f"{source_name}_{i + 1}"}
+        src: dict[str, Any] = {"name": source_name if i == 0 else f"{source_name}_{i + 1}"}
         if database:
             src["database"] = database
-        if schema:
-            src["schema"] = schema
+        src["schema"] = schema_text
         src["tables"] = tables
         sources.append(src)
     return yaml.safe_dump({"version": 2, "sources": sources}, sort_keys=False, allow_unicode=True, width=120)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and one rename.
+
+    A reader (dbt, say) sees the old file or the new one, never half of one; a failure leaves the old one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from sixtyfour_sync._redact import install_log_redaction, redact, redacting_filter
 
-__all__ = ["JsonFormatter", "configure_logging", "event"]
+__all__ = ["JsonFormatter", "configure_logging", "error_event", "event"]
 
 logger = logging.getLogger("sixtyfour_sync")
 
@@ -55,6 +55,8 @@ def configure_logging(fmt: str = "text", *, debug: bool = False, stream: TextIO 
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # Python warnings would print plain text on stderr: under json they become log records (JSON lines) too.
+    logging.captureWarnings(fmt == "json")
     # httpx logs every request at INFO: keep that for --debug only.
     for name in ("httpx", "httpcore", "werkzeug"):
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
@@ -65,3 +67,37 @@ def configure_logging(fmt: str = "text", *, debug: bool = False, stream: TextIO 
 def event(name: str, message: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log a structured event: a readable message for text logs, ``event`` + fields in JSON logs."""
     logger.log(level, message, extra={"event": name, **fields})
+
+
+def error_event(
+    exc: BaseException,
+    *,
+    exit_code: int,
+    kind: str = "error",
+    hint: str | None = None,
+    problems: list[dict[str, Any]] | None = None,
+    stream: TextIO | None = None,
+) -> None:
+    """Write an error as one JSON object on stderr (``--log-format json``): what, where, hint, exit code.
+
+    ``kind`` is ``error`` (a user mistake or a refusal), ``usage``, ``internal`` (a bug), ``abort`` or
+    ``interrupt``. Each config problem keeps its file, line, key, message and hint.
+    """
+    data: dict[str, Any] = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "level": "error",
+        "logger": "sixtyfour_sync.cli",
+        "event": f"{kind}" if kind != "error" else "error",
+        "message": redact(str(exc)),
+        "error_type": type(exc).__name__,
+        "exit_code": exit_code,
+    }
+    if kind == "internal":
+        data["message"] = redact(f"Internal error ({type(exc).__name__}): {exc}. This is a bug in sixtyfour-sync.")
+    if hint:
+        data["hint"] = redact(hint)
+    if problems:
+        data["problems"] = [{k: (redact(v) if isinstance(v, str) else v) for k, v in p.items()} for p in problems]
+    out = stream or sys.stderr
+    out.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+    out.flush()

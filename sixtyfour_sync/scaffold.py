@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from sixtyfour_sync.config.reference import SCHEMA_URL
 from sixtyfour_sync.errors import ConfigError
 
-__all__ = ["WAREHOUSES", "InitAnswers", "render_model", "render_profiles", "write_project"]
+__all__ = [
+    "SCHEMA_COMMENT",
+    "WAREHOUSES",
+    "InitAnswers",
+    "ask_answers",
+    "profiles_note",
+    "render_model",
+    "render_profiles",
+    "write_project",
+]
 
 #: The warehouse types ``init`` can write a profile for.
 WAREHOUSES = ("duckdb", "postgres", "snowflake", "bigquery", "databricks", "sqlalchemy")
@@ -118,6 +130,10 @@ def render_profiles(a: InitAnswers) -> str:
     return head + body
 
 
+#: The first line of a scaffolded models file: editors with the YAML language server validate and complete it.
+SCHEMA_COMMENT = f"# yaml-language-server: $schema={SCHEMA_URL}\n"
+
+
 def render_model(a: InitAnswers) -> str:
     """A commented models/<sync>.yml."""
     target = a.target_table or f"{a.table}_enriched"
@@ -128,7 +144,8 @@ def render_model(a: InitAnswers) -> str:
     struct = "".join(f"      {k}: {v}\n" for k, v in DEFAULT_STRUCT[a.endpoint].items())
     tiers = "micro | low | medium | high" + (" | xhigh | scout" if a.endpoint == "people" else "")
     return (
-        "# A sync: rows from the source, enriched by Sixtyfour, written to the target.\n"
+        SCHEMA_COMMENT + "# A sync: rows from the source, enriched by Sixtyfour, written to the target.\n"
+        "# `sixtyfour-sync schema` prints the JSON Schema of this file: every key, with what it does.\n"
         "# `sixtyfour-sync validate` checks this file, `plan` shows what a run would send and cost.\n"
         "syncs:\n"
         f"  - name: {a.sync_name}\n"
@@ -170,3 +187,65 @@ def write_project(directory: Path, answers: InitAnswers, *, force: bool = False)
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
+
+
+def ask_answers(flags: Mapping[str, Any], interactive: bool) -> InitAnswers:
+    """The answers to ``init``: each from its flag, else a prompt on a terminal, else the default."""
+    import click
+
+    a = InitAnswers()
+
+    def ask(name: str, prompt: str, default: str, choices: list[str] | None = None) -> str:
+        given = flags.get(name)
+        if given is not None:
+            return str(given)
+        if not interactive:
+            return default
+        kind = click.Choice(choices) if choices else str
+        return str(click.prompt(prompt, default=default, type=kind))
+
+    a.warehouse = ask("warehouse", "Warehouse", "duckdb", list(WAREHOUSES))
+    if a.warehouse == "duckdb":
+        a.duckdb_path = ask("duckdb_path", "DuckDB file", "warehouse.duckdb")
+    elif a.warehouse == "postgres":
+        a.host = ask("host", "Host", "localhost")
+        a.user = ask("user", "User", "postgres")
+        a.database = ask("database", "Database", "analytics")
+    elif a.warehouse == "snowflake":
+        a.account = ask("account", "Account (orgname-accountname)", "myorg-myaccount")
+        a.user = ask("user", "User", "ENRICH")
+        a.database = ask("database", "Database", "ANALYTICS")
+    elif a.warehouse == "bigquery":
+        a.database = ask("database", "GCP project id", "my-gcp-project")
+    elif a.warehouse == "databricks":
+        a.host = ask("host", "Workspace host", "dbc-1234.cloud.databricks.com")
+        a.http_path = ask("http_path", "SQL warehouse HTTP path", "/sql/1.0/warehouses/0123456789abcdef")
+        a.database = ask("database", "Catalog", "main")
+    a.schema = ask("schema", "Schema", {"duckdb": "main", "postgres": "public"}.get(a.warehouse, "analytics"))
+    a.endpoint = ask("endpoint", "Endpoint", "people", ["people", "company"])
+    a.table = ask("table", "Source table", "leads" if a.endpoint == "people" else "companies")
+    a.key = ask("key", "Key column", "lead_id" if a.endpoint == "people" else "company_id")
+    cols = ask("columns", "Input columns, comma-separated (empty: all but the key)", "")
+    a.columns = [c.strip() for c in cols.split(",") if c.strip()]
+    a.sync_name = ask("sync_name", "Sync name", f"enrich_{a.table}")
+    return a
+
+
+def profiles_note(directory: Path, profiles_dir: Path | None, env: Mapping[str, str]) -> str | None:
+    """A warning when the profiles.yml just written is not the one commands in ``directory`` will read."""
+    from sixtyfour_sync.config.profiles import locate_profiles_file
+
+    written = (directory / "profiles.yml").resolve()
+    try:
+        choice = locate_profiles_file(project_dir=directory, profiles_dir=profiles_dir, env=env)
+    except ConfigError as exc:
+        return (
+            f"warning: {exc.problems[0].message if exc.problems else exc}; commands will fail until it is fixed "
+            f"(unset it, or pass --profiles-dir {directory})"
+        )
+    if choice.file.resolve() == written:
+        return f"profiles: {written} will be used ({choice.reason})"
+    return (
+        f"warning: {choice.file} wins over the profiles.yml just written ({choice.reason}); "
+        f"unset it or pass --profiles-dir {directory} to use {written}"
+    )

@@ -10,7 +10,9 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -123,41 +125,77 @@ def _console(log_format: str) -> Console:
     return console
 
 
-def print_plans(plans: Sequence[SyncPlan], log_format: str) -> None:
+#: Below this width, tables keep only their essential columns (the others are in --wide or JSON output).
+NARROW = 100
+
+
+@dataclass(frozen=True)
+class Col:
+    """A table column: text columns fold long cells onto more lines, numbers stay whole and right-aligned;
+    ``narrow=False`` columns are left out on a narrow terminal."""
+
+    name: str
+    number: bool = True
+    narrow: bool = True
+
+
+def _grid(console: Console, title: str, cols: Sequence[Col], rows: Sequence[Sequence[str]], wide: bool = False) -> None:
+    keep = [i for i, c in enumerate(cols) if wide or c.narrow or console.width >= NARROW]
+    table = Table(title=title)
+    for i in keep:
+        c = cols[i]
+        table.add_column(c.name, justify="right" if c.number else "left", overflow="fold", no_wrap=c.number)
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
+    console.print(table)
+
+
+def when(value: Any) -> str:
+    """A ledger timestamp with its zone: ``2026-12-01 09:10:26 UTC`` (naive values are UTC, as written)."""
+    if value is None or value == "":
+        return "-"
+    moment: Any = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        stamp: datetime = moment.astimezone(timezone.utc)
+        return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return str(value)
+
+
+def print_plans(plans: Sequence[SyncPlan], log_format: str, console: Console | None = None) -> None:
     """The ``plan`` report."""
     if log_format == "json":
         print(json.dumps({"plans": [_plan_dict(p) for p in plans]}, default=str))
         return
-    console = _console(log_format)
-    table = Table(title="sixtyfour-sync plan (no API call made)", show_lines=False)
-    for col in (
-        "sync",
-        "target",
-        "new",
-        "changed",
-        "stale",
-        "failed retry",
-        "refresh",
-        "rows",
-        "files",
-        "est. cost",
-        "budget",
-    ):
-        table.add_column(col, justify="right" if col not in ("sync", "target") else "left")
+    console = console or _console(log_format)
+    reasons = ("new", "changed", "stale", "failed_retry", "refresh")
+    cols = [Col("sync", number=False), Col("target", number=False)]
+    cols += [Col(k.replace("_", " "), narrow=False) for k in reasons]
+    cols += [Col("rows")]
+    cols += [Col("files", narrow=False), Col("est. cost"), Col("budget", narrow=False)]
+    rows = []
     for p in plans:
         r = p.rows_by_reason
-        table.add_row(
-            p.name,
-            p.target + ("" if p.target_exists else " (new)"),
-            *(f"{r.get(k, 0):,}" for k in ("new", "changed", "stale", "failed_retry", "refresh")),
-            f"{p.rows:,}",
-            str(p.files),
-            _cents(p.estimated_cost_cents),
-            "-" if p.budget_cents is None else _cents(p.budget_cents) + (" OVER" if p.over_budget else ""),
-        )
-    console.print(table)
+        cells = [p.name, p.target + ("" if p.target_exists else " (new)")]
+        cells += [f"{r.get(k, 0):,}" for k in reasons] + [f"{p.rows:,}"]
+        cells += [str(p.files), _cents(p.estimated_cost_cents)]
+        cells += ["-" if p.budget_cents is None else _cents(p.budget_cents) + (" OVER" if p.over_budget else "")]
+        rows.append(cells)
+    _grid(console, "sixtyfour-sync plan (no API call made)", cols, rows)
     for p in plans:
         notes = []
+        if console.width < NARROW and p.rows:  # the reason columns did not fit: say it in words
+            why = ", ".join(
+                f"{k.replace('_', ' ')} {p.rows_by_reason[k]:,}" for k in reasons if p.rows_by_reason.get(k)
+            )
+            budget = "" if p.budget_cents is None else f", budget {_cents(p.budget_cents)}"
+            notes.append(f"{why}; {p.files} file(s){budget}")
         if p.price_cents_per_row is None and p.rows:
             notes.append(
                 "price per row unknown until the first submission (set budget.price_cents_per_row to plan costs)"
@@ -183,40 +221,21 @@ def _plan_dict(p: SyncPlan) -> dict[str, Any]:
     return d
 
 
-def print_run(result: RunResult, log_format: str) -> None:
+def print_run(result: RunResult, log_format: str, console: Console | None = None) -> None:
     """The summary every run ends with: rows, jobs, cost, fill rate per field."""
     if log_format == "json":
         print(json.dumps({"event": "run.summary", **result.to_dict()}, default=str))
         return
-    console = _console(log_format)
-    table = Table(title=f"run {result.run_id}: {result.status} in {result.duration_seconds:,.1f}s")
-    for col in (
-        "sync",
-        "status",
-        "selected",
-        "sent",
-        "enriched",
-        "failed",
-        "not returned",
-        "jobs",
-        "est. cost",
-        "charged",
-    ):
-        table.add_column(col, justify="left" if col in ("sync", "status") else "right")
-    for s in result.syncs:
-        table.add_row(
-            s.name,
-            s.status,
-            f"{s.rows_selected:,}",
-            f"{s.rows_sent:,}",
-            f"{s.rows_enriched:,}",
-            f"{s.rows_failed:,}",
-            f"{s.rows_not_returned:,}",
-            str(len(s.jobs)),
-            _cents(s.estimated_cost_cents),
-            _cents(s.charged_cents),
-        )
-    console.print(table)
+    console = console or _console(log_format)
+    cols = [Col("sync", number=False), Col("status", number=False), Col("selected", narrow=False), Col("sent")]
+    cols += [Col("enriched"), Col("failed"), Col("not returned", narrow=False), Col("jobs", narrow=False)]
+    cols += [Col("est. cost", narrow=False), Col("charged")]
+    rows = [
+        [s.name, s.status, f"{s.rows_selected:,}", f"{s.rows_sent:,}", f"{s.rows_enriched:,}", f"{s.rows_failed:,}",
+         f"{s.rows_not_returned:,}", str(len(s.jobs)), _cents(s.estimated_cost_cents), _cents(s.charged_cents)]
+        for s in result.syncs
+    ]  # fmt: skip
+    _grid(console, f"run {result.run_id}: {result.status} in {result.duration_seconds:,.1f}s", cols, rows)
     for s in result.syncs:
         if s.fill_rate:
             rates = ", ".join(f"{k} {v:.0%}" for k, v in s.fill_rate.items())
@@ -244,45 +263,70 @@ def print_run(result: RunResult, log_format: str) -> None:
         console.print(f"[red]{result.error}[/]")
 
 
-def print_status(runs: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]], log_format: str) -> None:
-    """The ``status`` report."""
+def _charged(row: Mapping[str, Any]) -> str:
+    # a job the API did not run to completion is not charged: say $0, not "unknown"; a replay is $0 new charge
+    text = _cents(row.get("charged_cents"), str(row.get("state")))
+    return text + (" (replay)" if row.get("replay_of") else "")
+
+
+def _count(row: Mapping[str, Any], key: str) -> str:
+    return f"{int(row.get(key) or 0):,}"
+
+
+def print_status(
+    runs: Sequence[dict[str, Any]],
+    jobs: Sequence[dict[str, Any]],
+    log_format: str,
+    *,
+    wide: bool = False,
+    console: Console | None = None,
+) -> None:
+    """The ``status`` report: runs, then jobs; ``wide`` shows full task ids, files, timestamps and errors."""
     if log_format == "json":
         print(json.dumps({"runs": list(runs), "jobs": list(jobs)}, default=str))
         return
-    console = _console(log_format)
+    console = console or _console(log_format)
     if not runs and not jobs:
         console.print("No runs recorded yet.")
         return
-    t = Table(title="runs")
-    for col in ("run", "status", "syncs", "started", "sent", "enriched", "failed", "est. cost", "charged"):
-        t.add_column(col)
+    cols = [Col("run", number=False), Col("status", number=False), Col("syncs", number=False, narrow=False)]
+    cols += [Col("started", number=False), Col("sent"), Col("enriched"), Col("failed", narrow=False)]
+    cols += [Col("est. cost", narrow=False), Col("charged")]
+    if wide:
+        cols += [Col("finished", number=False), Col("error", number=False)]
+    rows = []
     for r in runs:
-        t.add_row(
-            str(r.get("run_id")),
-            str(r.get("status")),
-            str(r.get("syncs")),
-            str(r.get("started_at"))[:19],
-            f"{int(r.get('rows_sent') or 0):,}",
-            f"{int(r.get('rows_enriched') or 0):,}",
-            f"{int(r.get('rows_failed') or 0):,}",
-            _cents(r.get("estimated_cost_cents")),
-            _cents(r.get("charged_cents")),
-        )
-    console.print(t)
-    if jobs:
-        j = Table(title="jobs")
-        for col in ("run", "sync", "file", "rows", "state", "task", "est. cost", "charged", "error"):
-            j.add_column(col)
-        for row in jobs:
-            j.add_row(
+        cells = [str(r.get("run_id")), str(r.get("status")), str(r.get("syncs")), when(r.get("started_at"))]
+        cells += [_count(r, "rows_sent"), _count(r, "rows_enriched"), _count(r, "rows_failed")]
+        cells += [_cents(r.get("estimated_cost_cents")), _charged(r)]
+        if wide:
+            cells += [when(r.get("finished_at")), str(r.get("error") or "")]
+        rows.append(cells)
+    if rows:
+        _grid(console, "runs", cols, rows, wide)
+    if not jobs:
+        return
+    cols = [Col("run", number=False), Col("sync", number=False), Col("file", number=False, narrow=False)]
+    cols += [Col("rows"), Col("state", number=False), Col("task", number=False), Col("est. cost", narrow=False)]
+    cols += [Col("charged"), Col("updated", number=False, narrow=False), Col("error", number=False, narrow=False)]
+    rows = []
+    for row in jobs:
+        task = str(row.get("task_id") or "-")
+        error = str(row.get("error") or "")
+        rows.append(
+            [
                 str(row.get("run_id")),
                 str(row.get("sync_name")),
                 str(row.get("file_name")),
-                f"{int(row.get('rows') or 0):,}",
+                _count(row, "rows"),
                 str(row.get("state")),
-                str(row.get("task_id") or "-"),
-                _cents(row.get("estimated_cost_cents"), str(row.get("state"))),
-                _cents(row.get("charged_cents"), str(row.get("state"))) + (" (replay)" if row.get("replay_of") else ""),
-                (str(row.get("error") or ""))[:80],
-            )
-        console.print(j)
+                task if wide or len(task) <= 13 else task[:8] + "…",
+                _cents(row.get("estimated_cost_cents")),
+                _charged(row),
+                when(row.get("updated_at") or row.get("created_at")),
+                error if wide or len(error) <= 80 else error[:79] + "…",
+            ]
+        )
+    _grid(console, "jobs", cols, rows, wide)
+    if not wide and any(len(str(r.get("task_id") or "")) > 13 for r in jobs):
+        console.print("  (task ids shortened: --wide shows them whole)")

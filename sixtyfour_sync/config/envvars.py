@@ -1,10 +1,17 @@
-"""Rendering dbt's ``{{ env_var('NAME') }}`` and ``{{ env_var('NAME', 'default') }}`` in loaded YAML.
+"""Rendering dbt's ``{{ env_var(...) }}`` and ``{{ var(...) }}`` in loaded YAML.
 
-Only ``env_var`` is supported (no other Jinja): it is what profiles and models need, and rendering
-arbitrary templates from a config file would be a needless attack surface. dbt's type filters are
-understood when the expression is the whole value: ``| int`` and ``| as_number`` give a number,
-``| as_bool`` a boolean, ``| string``/``| as_text`` text. Any other expression or filter is reported
-as a config error naming the file, the key and the expression.
+Only these two functions are supported (no other Jinja): they are what profiles and models need, and rendering
+arbitrary templates from a config file would be a needless attack surface.
+
+- ``{{ env_var('NAME') }}`` / ``{{ env_var('NAME', 'default') }}``: an environment variable, always text unless
+  a filter says otherwise. dbt's type filters are understood when the expression is the whole value: ``| int``
+  and ``| as_number`` give a number, ``| as_bool`` a boolean, ``| string``/``| as_text`` text.
+- ``{{ var('name') }}`` / ``{{ var('name', default) }}``: a variable from ``--vars`` (YAML or JSON, as dbt takes
+  it) or from ``dbt_project.yml``'s ``vars:``. As the whole value it keeps its YAML type (a number stays a
+  number); inside a longer string it is formatted as text.
+
+Any other expression or filter, an unset variable without default, or an undefined var is reported as a config
+error naming the file, the line (when known), the key and the expression.
 """
 
 from __future__ import annotations
@@ -15,31 +22,34 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sixtyfour_sync.config.yamlfile import LineMap
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
 
-__all__ = ["render_env_vars"]
+__all__ = ["parse_vars", "render_env_vars", "render_templates"]
 
 _EXPR = re.compile(r"\{\{(?P<body>.*?)\}\}", re.DOTALL)
-_ENV_VAR = re.compile(
-    r"""^\s*env_var\(\s*
+_CALL = re.compile(
+    r"""^\s*(?P<fn>env_var|var)\(\s*
         (?P<q>['"])(?P<name>[^'"]*)(?P=q)\s*
-        (?:,\s*(?:(?P<dq>['"])(?P<default>.*?)(?P=dq)|(?P<num>-?\d+(?:\.\d+)?)|(?P<none>none|None))\s*)?
+        (?:,\s*(?:(?P<dq>['"])(?P<default>.*?)(?P=dq)|(?P<num>-?\d+(?:\.\d+)?)|(?P<const>none|None|true|True|false|False))\s*)?
         \)\s*
         (?P<filters>(?:\|\s*[A-Za-z_]+\s*)*)$""",
     re.VERBOSE | re.DOTALL,
 )
+_CONSTANTS: dict[str, Any] = {"none": None, "None": None, "true": True, "True": True, "false": False, "False": False}
 _NUMBER_FILTERS = {"int", "as_number", "float"}
 _BOOL_FILTERS = {"as_bool", "bool"}
 _TEXT_FILTERS = {"string", "as_text", "trim"}
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
+_MISSING = object()
 
 
 def _path_text(path: tuple[str | int, ...]) -> str | None:
     return ".".join(str(p) for p in path) or None
 
 
-def _convert(value: str, filters: list[str], expr: str, where: _Where) -> Any:
+def _convert(value: Any, filters: list[str], expr: str, where: _Where) -> Any:
     out: Any = value
     for f in filters:
         if f in _TEXT_FILTERS:
@@ -70,16 +80,53 @@ def _convert(value: str, filters: list[str], expr: str, where: _Where) -> Any:
 
 
 class _Where:
-    def __init__(self, file: str, path: tuple[str | int, ...], problems: list[ConfigProblem]) -> None:
+    def __init__(
+        self, file: str, path: tuple[str | int, ...], problems: list[ConfigProblem], lines: LineMap | None
+    ) -> None:
         self.file = file
         self.path = path
         self.problems = problems
+        self.lines = lines
 
     def problem(self, message: str, hint: str | None = None) -> None:
-        self.problems.append(ConfigProblem(self.file, _path_text(self.path), message, hint=hint))
+        line = self.lines.line_for(self.path) if self.lines is not None else None
+        self.problems.append(ConfigProblem(self.file, _path_text(self.path), message, line=line, hint=hint))
 
 
-def _render_string(text: str, env: Mapping[str, str], where: _Where) -> Any:
+class _Context:
+    def __init__(self, env: Mapping[str, str], variables: Mapping[str, Any]) -> None:
+        self.env = env
+        self.vars = variables
+
+    def lookup(self, m: re.Match[str], expr: str, where: _Where) -> Any:
+        """The raw value of a matched call, or ``_MISSING`` (a problem was recorded)."""
+        fn, name = m.group("fn"), m.group("name")
+        source: Mapping[str, Any] = self.env if fn == "env_var" else self.vars
+        if name in source:
+            return source[name]
+        if m.group("default") is not None:
+            return m.group("default")
+        if m.group("num") is not None:
+            num = m.group("num")
+            return num if fn == "env_var" else (float(num) if "." in num else int(num))
+        if m.group("const") is not None:
+            return _CONSTANTS[m.group("const")]
+        if fn == "env_var":
+            where.problem(
+                f"environment variable {name!r} is not set (used in {expr})",
+                hint=f"export {name}=... or give a default: {{{{ env_var('{name}', 'value') }}}}",
+            )
+        else:
+            known = ", ".join(sorted(map(str, self.vars))) or "none"
+            where.problem(
+                f"var {name!r} is not defined (used in {expr}; vars given: {known})",
+                hint=f"pass --vars '{{{name}: value}}', add it to vars: in dbt_project.yml, "
+                f"or give a default: {{{{ var('{name}', 'value') }}}}",
+            )
+        return _MISSING
+
+
+def _render_string(text: str, ctx: _Context, where: _Where) -> Any:
     if "{{" not in text:
         return text
     matches = list(_EXPR.finditer(text))
@@ -87,33 +134,24 @@ def _render_string(text: str, env: Mapping[str, str], where: _Where) -> Any:
 
     def value_of(m: re.Match[str]) -> tuple[Any, bool]:
         body = m.group("body")
-        expr = "{{" + body + "}}"
-        em = _ENV_VAR.match(body)
-        if em is None:
+        expr = ("{{" + body + "}}").strip()
+        cm = _CALL.match(body)
+        if cm is None:
             where.problem(
-                f"unsupported template expression {expr.strip()!r}",
-                hint="only {{ env_var('NAME') }} and {{ env_var('NAME', 'default') }} are supported",
+                f"unsupported template expression {expr!r}",
+                hint="only {{ env_var('NAME', 'default') }} and {{ var('name', default) }} are supported",
             )
             return m.group(0), False
-        name = em.group("name")
-        if name in env:
-            raw: Any = env[name]
-        elif em.group("default") is not None:
-            raw = em.group("default")
-        elif em.group("num") is not None:
-            raw = em.group("num")
-        elif em.group("none") is not None:
-            raw = None
-        else:
-            where.problem(
-                f"environment variable {name!r} is not set (used in {expr.strip()})",
-                hint=f"export {name}=... or give a default: {{{{ env_var('{name}', 'value') }}}}",
-            )
+        raw = ctx.lookup(cm, expr, where)
+        if raw is _MISSING:
             return m.group(0), False
-        filters = [f.strip() for f in em.group("filters").split("|") if f.strip()]
+        filters = [f.strip() for f in cm.group("filters").split("|") if f.strip()]
         if raw is None:
             return None, True
-        return _convert(str(raw), filters, expr.strip(), where), bool(filters)
+        if not filters:
+            # a var keeps its YAML type; an env var is text
+            return (raw, True) if cm.group("fn") == "var" else (str(raw), False)
+        return _convert(raw, filters, expr, where), True
 
     if whole:
         value, typed = value_of(matches[0])
@@ -124,28 +162,64 @@ def _render_string(text: str, env: Mapping[str, str], where: _Where) -> Any:
 
 
 def _render(
-    obj: Any, env: Mapping[str, str], file: str, path: tuple[str | int, ...], problems: list[ConfigProblem]
+    obj: Any,
+    ctx: _Context,
+    file: str,
+    path: tuple[str | int, ...],
+    problems: list[ConfigProblem],
+    lines: LineMap | None,
 ) -> Any:
     if isinstance(obj, str):
-        return _render_string(obj, env, _Where(file, path, problems))
+        return _render_string(obj, ctx, _Where(file, path, problems, lines))
     if isinstance(obj, Mapping):
-        return {k: _render(v, env, file, (*path, str(k)), problems) for k, v in obj.items()}
+        return {k: _render(v, ctx, file, (*path, str(k)), problems, lines) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_render(v, env, file, (*path, i), problems) for i, v in enumerate(obj)]
+        return [_render(v, ctx, file, (*path, i), problems, lines) for i, v in enumerate(obj)]
     return obj
 
 
-def render_env_vars(
-    obj: Any, *, file: Path | str, env: Mapping[str, str] | None = None, path: tuple[str | int, ...] = ()
+def render_templates(
+    obj: Any,
+    *,
+    file: Path | str,
+    env: Mapping[str, str] | None = None,
+    vars: Mapping[str, Any] | None = None,
+    path: tuple[str | int, ...] = (),
+    lines: LineMap | None = None,
 ) -> Any:
-    """Return ``obj`` (loaded YAML) with every ``{{ env_var(...) }}`` rendered.
+    """Return ``obj`` (loaded YAML) with every ``{{ env_var(...) }}`` and ``{{ var(...) }}`` rendered.
 
-    Every problem (an unset variable without default, an unsupported expression or filter) is
-    collected and raised together as one :class:`ConfigError` naming the file and the key (``path``
-    is where ``obj`` sits in the file, for those messages).
+    Every problem (an unset variable without default, an undefined var, an unsupported expression or filter)
+    is collected and raised together as one :class:`ConfigError` naming the file, the line (from ``lines``)
+    and the key (``path`` is where ``obj`` sits in the file, for those messages).
     """
     problems: list[ConfigProblem] = []
-    out = _render(obj, os.environ if env is None else env, str(file), tuple(path), problems)
+    ctx = _Context(os.environ if env is None else env, vars or {})
+    out = _render(obj, ctx, str(file), tuple(path), problems, lines)
     if problems:
         raise ConfigError(problems=problems)
     return out
+
+
+#: The historical name: it renders ``var()`` too.
+render_env_vars = render_templates
+
+
+def parse_vars(text: str | None) -> dict[str, Any]:
+    """``--vars`` as dbt takes it: a YAML (or JSON) mapping, ``{key: value}``; ConfigError otherwise."""
+    import yaml
+
+    if text is None or not text.strip():
+        return {}
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"--vars is not valid YAML or JSON: {exc}", hint="""for example --vars '{"region": "us", "limit": 100}'"""
+        ) from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"--vars must be a mapping of names to values, got {type(data).__name__}",
+            hint="for example --vars '{region: us, limit: 100}'",
+        )
+    return {str(k): v for k, v in data.items()}

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,8 +19,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -116,8 +118,15 @@ class _Strict(BaseModel):
 class StructField(_Strict):
     """One output field: what to ask for and the type to cast the answer to."""
 
-    description: str = Field(min_length=1)
-    type: str = "str"
+    description: str = Field(
+        min_length=1, description="What to find, in plain words; sent to the API as the field's description."
+    )
+    type: str = Field(
+        default="str",
+        description="The type to cast the answer to: str, int, float, bool, list, list[str], list[int], "
+        "list[float], list[bool] or dict (aliases string, integer, boolean). Lists and dicts are stored as JSON.",
+        json_schema_extra={"enum": list[JsonValue](sorted(_TYPE_ALIASES))},
+    )
 
     @field_validator("type")
     @classmethod
@@ -136,14 +145,36 @@ class StructField(_Strict):
 class SourceSpec(_Strict):
     """Where the rows come from: a table, a SQL query or a dbt model, and the key that identifies a row."""
 
-    table: str | None = None
-    schema_: str | None = Field(default=None, alias="schema")
-    database: str | None = None
-    sql: str | None = None
-    ref: str | None = None
-    key: list[str]
-    columns: list[str] | None = None
-    where: str | None = None
+    table: str | None = Field(
+        default=None, description="A source table (or view). Give exactly one of table, sql and ref."
+    )
+    schema_: str | None = Field(
+        default=None,
+        alias="schema",
+        description="The schema of source.table; default: the profile target's schema. Never created.",
+    )
+    database: str | None = Field(
+        default=None, description="The database (catalog) of source.table, when not the target's."
+    )
+    sql: str | None = Field(default=None, description="A SELECT whose rows are the source (instead of table or ref).")
+    ref: str | None = Field(
+        default=None,
+        description="A dbt model (or seed, snapshot) name, resolved to its relation through target/manifest.json; "
+        "the manifest must have been built for the same target.",
+    )
+    key: Annotated[
+        list[str],
+        WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}),
+    ] = Field(
+        description="The column (or list of columns) that identifies a row. Always sent, to tie results back; "
+        "rows with a NULL or duplicated key are reported and never sent."
+    )
+    columns: list[str] | None = Field(
+        default=None,
+        description="The input columns sent for research (the key travels too, but does not steer the research). "
+        "Default: every source column but the key.",
+    )
+    where: str | None = Field(default=None, description="A SQL filter on the source rows, e.g. \"country = 'US'\".")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
 
@@ -190,10 +221,23 @@ class SourceSpec(_Strict):
 class TargetSpec(_Strict):
     """Where enriched columns are written."""
 
-    table: str
-    schema_: str | None = Field(default=None, alias="schema")
-    database: str | None = None
-    prefix: str = ""
+    table: str = Field(
+        description="The table the enriched columns are written to; created when missing. Only the columns this "
+        "sync owns are written, so other tools may write the same table."
+    )
+    schema_: str | None = Field(
+        default=None,
+        alias="schema",
+        description="The schema of the target table; default: the profile target's schema (created when missing). "
+        "The ledger lives there too unless the profile sets ledger_schema.",
+    )
+    database: str | None = Field(
+        default=None, description="The database (catalog) of the target table, when not the target's."
+    )
+    prefix: str = Field(
+        default="",
+        description="Prefix for the struct columns in the target (e.g. sf_ gives sf_email, sf_email_confidence).",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
 
@@ -205,13 +249,40 @@ class TargetSpec(_Strict):
         return v
 
 
+_Duration = Annotated[
+    timedelta | None,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": "^\\s*\\d+\\s*[smhdw]\\s*$"},
+                {"type": "number", "minimum": 0},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+
+
 class RefreshSpec(_Strict):
     """Which rows a run selects."""
 
-    when: Literal["missing", "changed", "stale", "always"] = "changed"
-    max_age: timedelta | None = None
-    retry_failed_after: timedelta | None = None
-    limit: Annotated[int, Field(gt=0)] | None = None
+    when: Literal["missing", "changed", "stale", "always"] = Field(
+        default="changed",
+        description="Which rows a run sends: missing (never enriched), changed (also rows whose inputs or "
+        "struct/tier/options changed, and rows older than max_age when set), stale (never enriched or older than "
+        "max_age), always (every row, as run --full-refresh).",
+    )
+    max_age: _Duration = Field(
+        default=None,
+        description="Re-enrich rows enriched longer ago than this (with when: stale or changed): 90d, 12h, 30m, "
+        "45s, 2w, or seconds.",
+    )
+    retry_failed_after: _Duration = Field(
+        default=None,
+        description="A row the API could not enrich is not paid for again before this much time has passed "
+        "(never, when unset). A changed question is a new one.",
+    )
+    limit: Annotated[int, Field(gt=0)] | None = Field(default=None, description="At most this many rows per run.")
 
     @field_validator("max_age", "retry_failed_after", mode="before")
     @classmethod
@@ -228,29 +299,64 @@ class RefreshSpec(_Strict):
 class BudgetSpec(_Strict):
     """Spending limits for one run of the sync."""
 
-    max_cost_cents: Annotated[int, Field(ge=0)] | None = None
-    price_cents_per_row: Annotated[float, Field(ge=0)] | None = None
+    max_cost_cents: Annotated[int, Field(ge=0)] | None = Field(
+        default=None,
+        description="Never submit work estimated above this many cents in one run of this sync (run "
+        "--max-cost-cents caps every sync of the run).",
+    )
+    price_cents_per_row: Annotated[float, Field(ge=0)] | None = Field(
+        default=None,
+        description="The price of one row in cents, for plan's estimates and the budget before the API has "
+        "quoted one (Sixtyfour publishes no price table; the API's own estimate is the truth once known).",
+    )
 
 
 class SyncSpec(_Strict):
     """One sync: rows from a source, enriched by an endpoint, written to a target."""
 
-    name: str
-    description: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    enabled: bool = True
-    endpoint: Literal["people", "company"]
-    source: SourceSpec
-    struct: dict[str, StructField]
-    tier: str = "low"
-    field_confidence: bool = False
-    research_plan: str | None = None
-    webhook_url: str | None = None
-    target: TargetSpec
-    refresh: RefreshSpec = Field(default_factory=RefreshSpec)
-    budget: BudgetSpec = Field(default_factory=BudgetSpec)
-    chunk_rows: Annotated[int, Field(gt=0, le=MAX_CHUNK_ROWS)] = MAX_CHUNK_ROWS
-    profile: str | None = None
+    name: str = Field(
+        description="Unique across models/; what --select matches. Letters, digits, _, - and . (at most 128)."
+    )
+    description: str | None = Field(default=None, description="Free text; becomes the dbt source table's description.")
+    tags: list[str] = Field(default_factory=list, description="Tags for --select tag:NAME.")
+    enabled: bool = Field(default=True, description="false: left out of every run unless selected by its exact name.")
+    endpoint: Literal["people", "company"] = Field(
+        description="people (POST /bulk-intelligence/people) or company (POST /bulk-intelligence/company)."
+    )
+    source: SourceSpec = Field(description="Where the rows come from, and their key.")
+    struct: dict[str, StructField] = Field(
+        description="What to get back: field name -> a description, or {description, type}. One target column "
+        "per field (plus <field>_confidence with field_confidence)."
+    )
+    tier: str = Field(
+        default="low",
+        description="Research depth: micro, low (default), medium, high; people also xhigh and scout. high, xhigh "
+        "and scout are gated: 403 without access.",
+        json_schema_extra={"enum": list[JsonValue](sorted(set(_TIERS["people"]) | set(_TIERS["company"])))},
+    )
+    field_confidence: bool = Field(
+        default=False, description="Ask for a 0-100 confidence per field, stored as <field>_confidence."
+    )
+    research_plan: str | None = Field(
+        default=None,
+        description="Free-text guidance for the research (sent as config.research_plan); part of the question, "
+        "so changing it re-enriches rows under when: changed.",
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        description="An https:// URL (at most 2083 characters) the API POSTs to when a job completes. It must "
+        "resolve to a public address (the API refuses private and loopback ones). The run still polls.",
+    )
+    target: TargetSpec = Field(description="Where the enriched columns are written.")
+    refresh: RefreshSpec = Field(default_factory=RefreshSpec, description="Which rows a run selects.")
+    budget: BudgetSpec = Field(default_factory=BudgetSpec, description="Spending limits and the price per row.")
+    chunk_rows: Annotated[int, Field(gt=0, le=MAX_CHUNK_ROWS)] = Field(
+        default=MAX_CHUNK_ROWS,
+        description="Rows per submitted file, at most 100,000 (files also stay under 100 MB).",
+    )
+    profile: str | None = Field(
+        default=None, description="The profiles.yml profile for this sync (default: the file's)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -387,9 +493,13 @@ def build_api_config(sync: SyncSpec, input_columns: Sequence[str]) -> dict[str, 
 class ModelFile(_Strict):
     """One models/*.yml file."""
 
-    version: int | None = None
-    profile: str | None = None
-    syncs: list[SyncSpec] = Field(default_factory=list)
+    version: int | None = Field(default=None, description="Accepted for symmetry with dbt's YAML files; unused.")
+    profile: str | None = Field(
+        default=None,
+        description="The profiles.yml profile for the syncs of this file (default: --profile, dbt_project.yml's "
+        "profile:, else sixtyfour).",
+    )
+    syncs: list[SyncSpec] = Field(default_factory=list, description="The sync definitions of this file.")
 
 
 @dataclass(frozen=True)
@@ -400,6 +510,41 @@ class LoadedSync:
     file: Path
     line: int | None
     profile: str | None
+    #: Lines of the file and the sync's index in ``syncs:``, so errors can point at one key.
+    lines: LineMap | None = field(default=None, compare=False, repr=False)
+    index: int = 0
+
+    def line_of(self, *path: str | int) -> int | None:
+        """The line of a key inside this sync (``line_of("source", "table")``), else the sync's line."""
+        if self.lines is None:
+            return self.line
+        return self.lines.line_for(("syncs", self.index, *path)) or self.line
+
+
+def _keys_at(loc: tuple[str | int, ...]) -> list[str]:
+    """The keys the model at ``loc`` (a location in a models file) accepts, by their YAML names."""
+    import typing
+
+    model: Any = ModelFile
+    in_mapping = False
+    for part in loc:
+        if isinstance(part, int) or model is None or in_mapping:
+            in_mapping = False
+            continue
+        field = model.model_fields.get("schema_" if part == "schema" else str(part))
+        if field is None:
+            return []
+        model = None
+        in_mapping = typing.get_origin(field.annotation) is dict
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        candidates += [a for c in list(candidates) for a in typing.get_args(c)]
+        for c in candidates:
+            if isinstance(c, type) and issubclass(c, BaseModel):
+                model = c
+                break
+    if model is None:
+        return []
+    return [f.alias or name for name, f in model.model_fields.items()]
 
 
 def _problems_from(exc: ValidationError, file: Path, lines: LineMap) -> list[ConfigProblem]:
@@ -412,7 +557,7 @@ def _problems_from(exc: ValidationError, file: Path, lines: LineMap) -> list[Con
         hint = None
         if err["type"] == "extra_forbidden":
             msg = f"unknown key {loc[-1]!r}"
-            hint = "check the spelling; see models/ in the project for every key"
+            hint = f"check the spelling; keys here: {', '.join(_keys_at(loc[:-1]))}"
         elif err["type"] == "missing":
             msg = f"missing required key {loc[-1]!r}"
         dotted = ".".join(str(p) for p in loc)
@@ -420,12 +565,12 @@ def _problems_from(exc: ValidationError, file: Path, lines: LineMap) -> list[Con
     return problems
 
 
-def _render(data: Any, file: Path, env: Mapping[str, str] | None) -> Any:
-    from sixtyfour_sync.config.envvars import render_env_vars
+def _render(
+    data: Any, file: Path, env: Mapping[str, str] | None, variables: Mapping[str, Any] | None, lines: LineMap
+) -> Any:
+    from sixtyfour_sync.config.envvars import render_templates
 
-    if env is None:
-        return render_env_vars(data, file=file)
-    return render_env_vars(data, file=file, env=env)
+    return render_templates(data, file=file, env=env, vars=variables, lines=lines)
 
 
 def model_files(project_dir: Path) -> list[Path]:
@@ -441,8 +586,12 @@ def load_models(
     *,
     files: Iterable[Path] | None = None,
     env: Mapping[str, str] | None = None,
+    vars: Mapping[str, Any] | None = None,
 ) -> list[LoadedSync]:
-    """Load and validate every sync; raise one ConfigError listing every problem in every file."""
+    """Load and validate every sync; raise one ConfigError listing every problem in every file.
+
+    ``vars`` are what ``{{ var('name') }}`` renders to (``--vars`` over ``dbt_project.yml``'s ``vars:``).
+    """
     paths = list(files) if files is not None else model_files(project_dir)
     problems: list[ConfigProblem] = []
     loaded: list[LoadedSync] = []
@@ -460,7 +609,10 @@ def load_models(
     for path in paths:
         try:
             doc = load_yaml(path)
-            data = _render(doc.data, path, env)
+            raw = doc.data
+            if isinstance(raw, Mapping) and "syncs" not in raw and set(map(str, raw)) & _DBT_KEYS:
+                continue  # a dbt properties file (models/ is shared with dbt): its Jinja is dbt's, not ours
+            data = _render(raw, path, env, vars, doc.lines)
         except ConfigError as exc:
             problems.extend(exc.problems or [ConfigProblem(str(path), None, str(exc))])
             continue
@@ -478,7 +630,11 @@ def load_models(
             problems.extend(_problems_from(exc, path, doc.lines))
             continue
         for i, spec in enumerate(model.syncs):
-            loaded.append(LoadedSync(spec, path, doc.lines.line_for(("syncs", i)), spec.profile or model.profile))
+            loaded.append(
+                LoadedSync(
+                    spec, path, doc.lines.line_for(("syncs", i)), spec.profile or model.profile, doc.lines, index=i
+                )
+            )
     seen: dict[str, LoadedSync] = {}
     for item in loaded:
         first = seen.get(item.spec.name)

@@ -50,12 +50,14 @@ __all__ = [
     "DatabricksTarget",
     "DuckDBTarget",
     "PostgresTarget",
+    "ProfilesChoice",
     "ResolvedTarget",
     "SnowflakeTarget",
     "SqlAlchemyTarget",
     "TargetConfig",
     "find_profiles_file",
     "load_target",
+    "locate_profiles_file",
     "parse_target_config",
 ]
 
@@ -496,10 +498,29 @@ class ResolvedTarget:
     config: TargetConfig
     #: The project directory (relative DuckDB paths resolve against it).
     project_dir: Path | None = None
+    #: Why this profiles.yml, profile and target were chosen (for ``debug``).
+    file_reason: str = ""
+    target_reason: str = ""
+    shadowed: tuple[Path, ...] = ()
 
     def describe(self) -> str:
         """``profile.target (type ...)`` - safe to print."""
         return f"{self.profile}.{self.target}: {self.config.describe()}"
+
+
+def _keys_of(kind: str) -> list[str]:
+    """The keys an output of ``type: kind`` takes (by their YAML names)."""
+    import typing
+
+    for cls in typing.get_args(typing.get_args(TargetConfig)[0]):
+        fields = getattr(cls, "model_fields", {})
+        if "type" in fields and kind in typing.get_args(fields["type"].annotation):
+            return sorted(
+                name if not f.alias or f.alias == name else f"{name} (or {f.alias})"
+                for name, f in fields.items()
+                if name != "type"
+            )
+    return []
 
 
 def _problems_from_validation(
@@ -516,7 +537,7 @@ def _problems_from_validation(
         hint = None
         if err["type"] == "extra_forbidden":
             msg = f"unknown key {loc[-1]!r}"
-            hint = "check the spelling against profiles.example.yml"
+            hint = f"check the spelling; keys of type {kind}: {', '.join(_keys_of(str(kind)))}" if kind else None
         elif err["type"] == "missing":
             msg = f"missing required key {loc[-1]!r}"
             if kind == "postgres" and loc == ("database",):
@@ -565,6 +586,78 @@ def parse_target_config(
     return config
 
 
+@dataclass(frozen=True)
+class ProfilesChoice:
+    """Which ``profiles.yml`` wins and why; ``shadowed`` are other files that exist but lose."""
+
+    file: Path
+    reason: str
+    shadowed: tuple[Path, ...] = ()
+
+
+def _candidates(
+    project_dir: Path, profiles_dir: Path | None, env: Mapping[str, str], home: Path | None
+) -> list[tuple[str, Path, bool]]:
+    """(why, directory, explicit) in the documented lookup order."""
+    out: list[tuple[str, Path, bool]] = []
+    if profiles_dir is not None:
+        out.append(("--profiles-dir", Path(profiles_dir).expanduser(), True))
+    for var in ("SIXTYFOUR_SYNC_PROFILES_DIR", "DBT_PROFILES_DIR"):
+        if env.get(var):
+            out.append((f"{var}={env[var]}", Path(env[var]).expanduser(), True))
+    out.append(("the project directory", project_dir.expanduser(), False))
+    out.append(("~/.dbt", (home or Path.home()) / ".dbt", False))
+    return out
+
+
+def locate_profiles_file(
+    *,
+    project_dir: Path,
+    profiles_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+) -> ProfilesChoice:
+    """The ``profiles.yml`` that wins, why, and which others it shadows; ConfigError listing what was tried."""
+    env = os.environ if env is None else env
+    chosen: tuple[str, Path] | None = None
+    shadowed: list[Path] = []
+    tried = []
+    for why, directory, explicit in _candidates(project_dir, profiles_dir, env, home):
+        candidate = directory / PROFILES_FILE
+        if chosen is not None:
+            if candidate.is_file() and candidate.resolve() != chosen[1].resolve():
+                shadowed.append(candidate)
+            continue
+        if candidate.is_file():
+            chosen = (why, candidate)
+        elif explicit:
+            raise ConfigError(
+                problems=[
+                    ConfigProblem(
+                        str(candidate),
+                        None,
+                        f"no {PROFILES_FILE} in {directory} (from {why.split('=')[0]})",
+                        hint=f"create it (`sixtyfour-sync init`) or fix {why.split('=')[0]}",
+                    )
+                ]
+            )
+        else:
+            tried.append(str(candidate))
+    if chosen is None:
+        raise ConfigError(
+            problems=[
+                ConfigProblem(
+                    None,
+                    None,
+                    f"no {PROFILES_FILE} found (tried {', '.join(tried)})",
+                    hint="create one (`sixtyfour-sync init`), or pass --profiles-dir / set "
+                    "SIXTYFOUR_SYNC_PROFILES_DIR or DBT_PROFILES_DIR",
+                )
+            ]
+        )
+    return ProfilesChoice(chosen[1], chosen[0], tuple(shadowed))
+
+
 def find_profiles_file(
     *,
     project_dir: Path,
@@ -573,45 +666,7 @@ def find_profiles_file(
     home: Path | None = None,
 ) -> Path:
     """Where ``profiles.yml`` is, in the documented lookup order; ConfigError listing what was tried."""
-    env = os.environ if env is None else env
-    explicit: list[tuple[str, str | Path | None]] = [
-        ("--profiles-dir", profiles_dir),
-        ("SIXTYFOUR_SYNC_PROFILES_DIR", env.get("SIXTYFOUR_SYNC_PROFILES_DIR") or None),
-        ("DBT_PROFILES_DIR", env.get("DBT_PROFILES_DIR") or None),
-    ]
-    for source, directory in explicit:
-        if directory is None:
-            continue
-        candidate = Path(directory).expanduser() / PROFILES_FILE
-        if candidate.is_file():
-            return candidate
-        raise ConfigError(
-            problems=[
-                ConfigProblem(
-                    str(candidate),
-                    None,
-                    f"no {PROFILES_FILE} in {Path(directory).expanduser()} (from {source})",
-                    hint=f"create it (see profiles.example.yml) or fix {source}",
-                )
-            ]
-        )
-    tried = []
-    for directory in (project_dir, (home or Path.home()) / ".dbt"):
-        candidate = directory.expanduser() / PROFILES_FILE
-        tried.append(str(candidate))
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(
-        problems=[
-            ConfigProblem(
-                None,
-                None,
-                f"no {PROFILES_FILE} found (tried {', '.join(tried)})",
-                hint="create one (see profiles.example.yml), or pass --profiles-dir / set "
-                "SIXTYFOUR_SYNC_PROFILES_DIR or DBT_PROFILES_DIR",
-            )
-        ]
-    )
+    return locate_profiles_file(project_dir=project_dir, profiles_dir=profiles_dir, env=env, home=home).file
 
 
 def load_target(
@@ -622,6 +677,7 @@ def load_target(
     target: str | None = None,
     default_profile: str | None = None,
     env: Mapping[str, str] | None = None,
+    vars: Mapping[str, Any] | None = None,
 ) -> ResolvedTarget:
     """Find profiles.yml, pick the profile and target, render env vars and validate the output.
 
@@ -629,7 +685,8 @@ def load_target(
     ``profile:`` (the caller resolves which); both unset means ``sixtyfour``.
     """
     env_map = os.environ if env is None else env
-    file = find_profiles_file(project_dir=project_dir, profiles_dir=profiles_dir, env=env_map)
+    choice = locate_profiles_file(project_dir=project_dir, profiles_dir=profiles_dir, env=env_map)
+    file = choice.file
     doc = load_yaml(file)
     data = doc.data
     name = str(file)
@@ -664,9 +721,13 @@ def load_target(
             ]
         )
     # Render only what is used, so variables of other profiles and targets need not be set.
-    target_name = target or render_env_vars(prof.get("target"), file=file, env=env_map, path=(profile_name, "target"))
+    target_name = target or render_env_vars(
+        prof.get("target"), file=file, env=env_map, vars=vars, path=(profile_name, "target"), lines=doc.lines
+    )
+    target_reason = "--target" if target else "the profile's target:"
     if target_name is None and len(outputs) == 1:
         target_name = next(iter(outputs))
+        target_reason = "the profile's only output"
     if target_name is None:
         raise ConfigError(
             problems=[
@@ -694,6 +755,15 @@ def load_target(
             ]
         )
     where = (profile_name, "outputs", target_name)
-    output = render_env_vars(outputs[target_name], file=file, env=env_map, path=where)
+    output = render_env_vars(outputs[target_name], file=file, env=env_map, vars=vars, path=where, lines=doc.lines)
     config = parse_target_config(output, file=file, where=where, lines=doc.lines)
-    return ResolvedTarget(profile=profile_name, target=target_name, file=file, config=config, project_dir=project_dir)
+    return ResolvedTarget(
+        profile=profile_name,
+        target=target_name,
+        file=file,
+        config=config,
+        project_dir=project_dir,
+        file_reason=choice.reason,
+        target_reason=target_reason,
+        shadowed=choice.shadowed,
+    )

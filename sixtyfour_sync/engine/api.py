@@ -21,6 +21,7 @@ from sixtyfour_sync.api import ConflictError, NotFoundError, SixtyfourClient
 from sixtyfour_sync.api.poll import poll_interval_from_env
 from sixtyfour_sync.config.models import LoadedSync
 from sixtyfour_sync.engine.budget import Budget
+from sixtyfour_sync.engine.checks import check_sync
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder
 from sixtyfour_sync.engine.lease import Lease, LeaseHeldError, pid_alive
 from sixtyfour_sync.engine.ledger import Job, Ledger, new_run_id
@@ -51,6 +52,8 @@ def _project(
     target: str | None,
     env: Mapping[str, str] | None,
     dbt_project_dir: Path | str | None = None,
+    vars: Mapping[str, Any] | None = None,
+    target_path: Path | str | None = None,
 ) -> Project:
     return Project.load(
         Path(project_dir),
@@ -59,16 +62,31 @@ def _project(
         target=target,
         env=env,
         dbt_project_dir=Path(dbt_project_dir) if dbt_project_dir else None,
+        vars=vars,
+        target_path=target_path,
     )
 
 
 def _ref_table(project: Project, loaded: LoadedSync) -> TableRef | None:
-    ref = loaded.spec.source.ref
-    if not ref:
-        return None
-    from sixtyfour_sync.dbt import resolve_ref
+    from sixtyfour_sync.engine.checks import ref_table
 
-    return resolve_ref(project.dbt_dir or project.project_dir, ref, file=loaded.file)
+    return ref_table(project, loaded)
+
+
+def _only_rebuilt(project: Project, syncs: list[LoadedSync]) -> tuple[list[LoadedSync], list[SyncResult]]:
+    """The syncs whose source.ref model succeeded in the last dbt invocation, and the others as skipped."""
+    from sixtyfour_sync.dbt import rebuilt_models
+
+    rebuilt = rebuilt_models(project.dbt_dir or project.project_dir, target_dir=project.target_dir)
+    kept = [s for s in syncs if s.spec.source.ref and s.spec.source.ref in rebuilt]
+    skipped = [
+        SyncResult(
+            s.spec.name, status="skipped", warnings=["skipped: its dbt model was not rebuilt in the last dbt run"]
+        )
+        for s in syncs
+        if s not in kept
+    ]
+    return kept, skipped
 
 
 def _client(api_key: str | None, api_url: str | None, env: Mapping[str, str]) -> SixtyfourClient:
@@ -103,16 +121,19 @@ def validate(
     target: str | None = None,
     env: Mapping[str, str] | None = None,
     dbt_project_dir: Path | str | None = None,
+    exclude: Sequence[str] | None = None,
+    vars: Mapping[str, Any] | None = None,
+    target_path: Path | str | None = None,
 ) -> ValidationReport:
     """Load every profile and model, connect, and check sources and targets; list every problem."""
     report = ValidationReport()
     try:
-        project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
+        project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
     except ConfigError as exc:
         report.problems.extend(exc.problems or [ConfigProblem(None, None, str(exc))])
         return report
     with project:
-        syncs = project.select(select)
+        syncs = project.select(select, exclude)
         report.problems.extend(project.check_targets(syncs))
         if report.problems:
             return report
@@ -120,7 +141,7 @@ def validate(
             where = str(loaded.file)
             try:
                 adapter = project.adapter_for(loaded)
-                plan_sync(adapter, loaded, ref_table=_ref_table(project, loaded))
+                plan_sync(adapter, loaded, ref_table=check_sync(project, loaded, adapter))
                 _check_target(adapter, loaded)
                 report.checked.append(loaded.spec.name)
             except ConfigError as exc:
@@ -167,19 +188,39 @@ def plan(
     target: str | None = None,
     env: Mapping[str, str] | None = None,
     dbt_project_dir: Path | str | None = None,
+    exclude: Sequence[str] | None = None,
+    only_rebuilt: bool = False,
+    vars: Mapping[str, Any] | None = None,
+    target_path: Path | str | None = None,
 ) -> list[SyncPlan]:
-    """What ``run`` would send and spend, per sync. Creates nothing and calls no API."""
-    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
+    """What ``run`` would send and spend, per sync. Creates nothing and calls no API.
+
+    Every sync is checked first (:func:`~sixtyfour_sync.engine.checks.check_sync`): one ConfigError lists the
+    problems of all of them.
+    """
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
     with project:
+        syncs = project.select(select, exclude)
+        if only_rebuilt:
+            syncs, _ = _only_rebuilt(project, syncs)
+        problems: list[ConfigProblem] = []
+        refs: dict[str, TableRef | None] = {}
+        for s in syncs:
+            try:
+                refs[s.spec.name] = check_sync(project, s, project.adapter_for(s))
+            except ConfigError as exc:
+                problems.extend(exc.problems or [ConfigProblem(str(s.file), s.spec.name, str(exc), line=s.line)])
+        if problems:
+            raise ConfigError(f"{len(problems)} problem(s) found:", problems=problems)
         return [
             plan_sync(
                 project.adapter_for(s),
                 s,
-                ref_table=_ref_table(project, s),
+                ref_table=refs[s.spec.name],
                 full_refresh=full_refresh,
                 budget_cents=max_cost_cents,
             )
-            for s in project.select(select)
+            for s in syncs
         ]
 
 
@@ -201,35 +242,30 @@ def run(
     client: SixtyfourClient | None = None,
     dbt_project_dir: Path | str | None = None,
     only_rebuilt: bool = False,
+    exclude: Sequence[str] | None = None,
+    fail_fast: bool = False,
+    vars: Mapping[str, Any] | None = None,
+    target_path: Path | str | None = None,
     stop: StopToken | None = None,
     retry_lost: bool = False,
     retry_unreadable: bool = False,
+    submit_retry_seconds: float | None = None,
 ) -> RunResult:
     """Finish unfinished jobs, then select, submit, poll, download, parse and upsert; return the outcome.
 
     ``only_rebuilt`` keeps only the syncs whose ``source.ref`` model succeeded in the last dbt invocation
     (``target/run_results.json``): the recipe ``dbt build && sixtyfour-sync run --only-rebuilt``. ``stop`` lets
     a caller ask the run to stop (the CLI sets it on Ctrl-C/SIGTERM): nothing more is submitted, calls under
-    way are recorded, and the run ends ``interrupted``.
+    way are recorded, and the run ends ``interrupted``. A sync that fails does not stop the others unless
+    ``fail_fast``; the result's exit code is the worst.
     """
     env_map = os.environ if env is None else env
     started = time.monotonic()
-    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
-    syncs = project.select(select)
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
+    syncs = project.select(select, exclude)
     skipped: list[SyncResult] = []
     if only_rebuilt:
-        from sixtyfour_sync.dbt import rebuilt_models
-
-        rebuilt = rebuilt_models(project.dbt_dir or project.project_dir)
-        kept = [s for s in syncs if s.spec.source.ref and s.spec.source.ref in rebuilt]
-        skipped = [
-            SyncResult(
-                s.spec.name, status="skipped", warnings=["skipped: its dbt model was not rebuilt in the last dbt run"]
-            )
-            for s in syncs
-            if s not in kept
-        ]
-        syncs = kept
+        syncs, skipped = _only_rebuilt(project, syncs)
     own_client = client is None
     api = client or _client(api_key, api_url, env_map)
     token = stop or StopToken()
@@ -240,6 +276,8 @@ def run(
         retry_lost=retry_lost,
         retry_unreadable=retry_unreadable,
     )
+    if submit_retry_seconds is not None:
+        settings.submit_retry_seconds = submit_retry_seconds
     budget = Budget(None if max_cost_cents is None else float(max_cost_cents))
     result = RunResult(new_run_id())
     result.syncs.extend(skipped)
@@ -262,9 +300,16 @@ def run(
                         project, loaded, adapter, recorder, api, settings, budget, reporter, full_refresh, token
                     )
                     result.syncs.append(one)
-                    if one.status == "no_credits" or result.error:
+                    failed = fail_fast and one.status in ("failed", "budget")
+                    if one.status == "no_credits" or result.error or failed:
                         # Out of credits, or the key was refused: the other syncs would be refused too.
-                        why = "out of credits" if one.status == "no_credits" else "the API refused the key"
+                        # --fail-fast: stop at the first failure.
+                        if one.status == "no_credits":
+                            why = "out of credits"
+                        elif result.error:
+                            why = "the API refused the key"
+                        else:
+                            why = f"--fail-fast after {loaded.spec.name} failed"
                         done = {r.name for r in result.syncs}
                         result.syncs.extend(
                             SyncResult(r.spec.name, status="skipped", errors=[f"skipped: {why}"])
@@ -273,8 +318,10 @@ def run(
                         )
                         break
             except ApiKeyRefusedError as exc:
+                # Not a crash: every job is kept as it was; the run reports it and ends (exit 1).
                 result.error = str(exc)
-                raise
+                if exc.hint:
+                    result.error += f" ({exc.hint})"
             except BaseException as exc:
                 result.error = f"{type(exc).__name__}: {exc}"
                 raise
@@ -345,6 +392,28 @@ def _run_one(
 ) -> SyncResult:
     name = loaded.spec.name
     ledger = recorder.ledger
+    try:
+        ref = check_sync(project, loaded, adapter)  # a missing table or column is a located error, not a crash
+    except ConfigError as exc:
+        return SyncResult(name, status="failed", errors=[str(p) for p in exc.problems] or [str(exc)])
+    runner = SyncRunner(
+        loaded=loaded,
+        adapter=adapter,
+        ledger=ledger,
+        client=api,
+        run_id=recorder.run_id,
+        settings=settings,
+        budget=budget,
+        recorder=recorder,
+        stop=stop,
+        reporter=reporter,
+        ref_table=ref,
+        full_refresh=full_refresh,
+    )
+    try:
+        runner.prepare()  # local checks first: a sync that cannot work writes nothing
+    except SixtyfourSyncError as exc:
+        return SyncResult(name, status="failed", errors=[str(exc)])
     ledger.ensure()
     lease_adapter, own = _sibling(adapter)
     lease = Lease(Ledger(lease_adapter, schema=ledger.schema), name, recorder.run_id)
@@ -355,21 +424,7 @@ def _run_one(
             return SyncResult(name, status="failed", errors=[str(exc)])
         ledger.close_stale_runs([recorder.run_id], _run_alive(ledger))
         ledger.drop_orphan_keys()
-        runner = SyncRunner(
-            loaded=loaded,
-            adapter=adapter,
-            ledger=ledger,
-            client=api,
-            run_id=recorder.run_id,
-            settings=settings,
-            budget=budget,
-            recorder=recorder,
-            stop=stop,
-            lease=lease,
-            reporter=reporter,
-            ref_table=_ref_table(project, loaded),
-            full_refresh=full_refresh,
-        )
+        runner.ctx.lease = lease
         try:
             return runner.run()
         except ApiKeyRefusedError:
@@ -441,9 +496,10 @@ def status(
     env: Mapping[str, str] | None = None,
     limit: int = 10,
     dbt_project_dir: Path | str | None = None,
+    vars: Mapping[str, Any] | None = None,
 ) -> StatusReport:
     """The latest runs (or one run) and their jobs, with costs, from the ledger."""
-    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars)
     runs: list[dict[str, Any]] = []
     jobs: list[dict[str, Any]] = []
     with project:
@@ -474,6 +530,7 @@ def cancel(
     api_url: str | None = None,
     env: Mapping[str, str] | None = None,
     dbt_project_dir: Path | str | None = None,
+    vars: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Cancel the unfinished jobs of a run (default: every unfinished job), holding each sync's lease.
 
@@ -483,7 +540,7 @@ def cancel(
     run is working on are not touched: stop that run first.
     """
     env_map = os.environ if env is None else env
-    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars)
     out: list[dict[str, Any]] = []
     with project, _client(api_key, api_url, env_map) as api:
         for ledger in _ledgers(project, select):
@@ -543,16 +600,17 @@ def dbt_sources(
     env: Mapping[str, str] | None = None,
     dbt_project_dir: Path | str | None = None,
     source_name: str = "sixtyfour",
+    exclude: Sequence[str] | None = None,
+    schema: str | None = None,
+    vars: Mapping[str, Any] | None = None,
 ) -> str:
-    """A dbt sources YAML for the target tables (schemas from the profiles; no connection is made)."""
-    from sixtyfour_sync.dbt import sources_yaml
+    """A dbt sources YAML for the target tables; no connection is made.
 
-    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir)
-    syncs = project.select(select)
-    schema_for: dict[str, str | None] = {}
-    database_for: dict[str, str | None] = {}
-    for s in syncs:
-        config = project.target_for(s).config
-        schema_for[s.spec.name] = getattr(config, "schema", None)
-        database_for[s.spec.name] = getattr(config, "database", None) if config.type == "snowflake" else None
-    return sources_yaml(syncs, schema_for=schema_for, database_for=database_for, source_name=source_name)
+    Targets that follow the profile's schema get ``schema`` (default ``{{ target.schema }}``, dbt's current
+    target), so the file works for every dbt target.
+    """
+    from sixtyfour_sync.dbt import TARGET_SCHEMA, sources_yaml
+
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars)
+    syncs = project.select(select, exclude)
+    return sources_yaml(syncs, source_name=source_name, schema=schema or TARGET_SCHEMA)

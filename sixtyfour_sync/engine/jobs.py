@@ -237,6 +237,7 @@ class JobDriver:
         if isinstance(value, BaseException):
             self._submit_failed(t, value)
             return
+        failpoint("answered")  # the API has the job; the ledger does not know yet
         t.failing_since = None
         replay_of: str | None = None
         if value.is_replay:
@@ -298,10 +299,11 @@ class JobDriver:
             ctx.note(f"submitting {t.label} failed ({exc}); trying again in {wait:.0f}s", "warning")
             self._later(t, "submit", max(wait, 1.0))
             return
-        if isinstance(exc, (AuthenticationError, PermissionDeniedError)) and t.resumed:
-            # A job being resent with its stored key: it may have been accepted by the API under another key.
+        if isinstance(exc, AuthenticationError) and (t.resumed or self.accepted_any):
+            # The key worked before (or this file may already be with the API under it): keep the job
+            # `submitting`, so the next run with a valid key resends it with the same Idempotency-Key.
             self.key_refused = ApiKeyRefusedError(
-                f"the API refused the key while resending {t.label} ({exc}); jobs in flight are kept and the "
+                f"the API key was refused while submitting {t.label} ({exc}); jobs in flight are kept and the "
                 "next run with a valid key finishes them"
             )
             return
@@ -388,7 +390,7 @@ class JobDriver:
             self.move(
                 t, S.ABANDONED, error=f"still unknown to the API after --retry-lost ({exc}); its rows are asked again"
             )
-            self.partial(f"{t.label}: still lost; released: its rows are asked again next run")
+            self.ctx.result.warnings.append(f"{t.label}: still unknown to the API: released, its rows are asked again")
             return
         self.move(
             t,
@@ -547,7 +549,7 @@ class JobDriver:
                 t, S.ABANDONED, error=f"still unreadable after --retry-unreadable ({error}); its rows are asked again"
             )
             ctx.reporter.on("job_done", ctx.name, state=S.ABANDONED.value, rows=t.job.rows)
-            self.partial(f"{t.label}: still unreadable; released: its rows are asked again next run")
+            ctx.result.warnings.append(f"{t.label}: still unreadable: released, its rows are asked again")
             return
         t.outcome.error = sanitize(message)
         ctx.reporter.on("job_done", ctx.name, state=S.RESULT_UNREADABLE.value, rows=t.job.rows)

@@ -2,48 +2,72 @@
 
 from __future__ import annotations
 
-import fnmatch
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sixtyfour_sync.config.models import LoadedSync, load_models
 from sixtyfour_sync.config.profiles import ResolvedTarget, load_target
 from sixtyfour_sync.config.yamlfile import load_yaml
+from sixtyfour_sync.engine.selectors import select_syncs
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
 from sixtyfour_sync.warehouse import Adapter, connect
 
-__all__ = ["Project", "select_syncs"]
+__all__ = ["DbtProject", "Project", "read_dbt_project", "select_syncs"]
+
+TARGET_PATH_ENV = "DBT_TARGET_PATH"
 
 
-def select_syncs(syncs: Sequence[LoadedSync], select: Sequence[str] | None) -> list[LoadedSync]:
-    """The syncs matching dbt-like selectors: names (globs allowed), ``tag:NAME``; several are a union.
+@dataclass(frozen=True)
+class DbtProject:
+    """What sixtyfour-sync reads from ``dbt_project.yml`` (all optional)."""
 
-    A selector may hold several words separated by spaces or commas (``--select "a tag:daily"``). Disabled
-    syncs are left out unless named explicitly. A selector that matches nothing is an error.
-    """
-    words = [w for s in (select or []) for w in s.replace(",", " ").split() if w]
-    if not words:
-        return [s for s in syncs if s.spec.enabled]
-    chosen: dict[str, LoadedSync] = {}
-    unmatched = []
-    for word in words:
-        if word.startswith("tag:"):
-            tag = word[4:]
-            hits = [s for s in syncs if tag in s.spec.tags and s.spec.enabled]
-        else:
-            hits = [s for s in syncs if fnmatch.fnmatchcase(s.spec.name, word)]
-        if not hits:
-            unmatched.append(word)
-        for s in hits:
-            chosen.setdefault(s.spec.name, s)
-    if unmatched:
-        names = ", ".join(s.spec.name for s in syncs) or "none"
-        raise ConfigError(
-            f"--select matched no sync for: {', '.join(unmatched)} (syncs: {names})",
-            hint="use a sync name, a glob such as enrich_*, or tag:NAME",
-        )
-    return [s for s in syncs if s.spec.name in chosen]
+    dir: Path
+    exists: bool = False
+    name: str | None = None
+    profile: str | None = None
+    target_path: str | None = None
+    vars: dict[str, Any] = field(default_factory=dict)
+
+    def target_dir(self, target_path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Path:
+        """dbt's target directory: ``--target-path``, else ``DBT_TARGET_PATH``, else ``target-path:``, else target/.
+
+        A relative path is taken from the dbt project directory, as dbt does.
+        """
+        env = os.environ if env is None else env
+        chosen = target_path or env.get(TARGET_PATH_ENV) or self.target_path or "target"
+        p = Path(chosen).expanduser()
+        return p if p.is_absolute() else self.dir / p
+
+
+def read_dbt_project(dbt_dir: Path, *, required: bool = False) -> DbtProject:
+    """``dbt_project.yml`` in ``dbt_dir`` (profile, target-path, vars); an empty one when there is none."""
+    path = dbt_dir / "dbt_project.yml"
+    if not path.is_file():
+        if required:
+            raise ConfigError(
+                problems=[ConfigProblem(str(path), None, "no dbt_project.yml here", hint="check --dbt-project-dir")]
+            )
+        return DbtProject(dbt_dir)
+    data = load_yaml(path).data
+    if not isinstance(data, Mapping):
+        return DbtProject(dbt_dir, exists=True)
+    name = data.get("name") if isinstance(data.get("name"), str) else None
+    raw_vars = data.get("vars")
+    variables: dict[str, Any] = {str(k): v for k, v in raw_vars.items()} if isinstance(raw_vars, Mapping) else {}
+    # vars scoped to this project (vars: {my_project: {...}}) apply too
+    if name and isinstance(variables.get(name), Mapping):
+        variables.update({str(k): v for k, v in variables.pop(name).items()})
+    return DbtProject(
+        dbt_dir,
+        exists=True,
+        name=name,
+        profile=data["profile"] if isinstance(data.get("profile"), str) else None,
+        target_path=data["target-path"] if isinstance(data.get("target-path"), str) else None,
+        vars=variables,
+    )
 
 
 @dataclass
@@ -59,6 +83,11 @@ class Project:
     dbt_profile: str | None = None
     #: Where dbt_project.yml and target/ are (the project directory unless --dbt-project-dir says otherwise).
     dbt_dir: Path | None = None
+    #: ``--vars`` over dbt_project.yml's ``vars:``: what ``{{ var(...) }}`` renders to.
+    vars: dict[str, Any] = field(default_factory=dict)
+    #: dbt's target directory (manifest.json, run_results.json, and sixtyfour_run_results.json).
+    target_dir: Path | None = None
+    dbt: DbtProject | None = None
     _targets: dict[str | None, ResolvedTarget] = field(default_factory=dict, repr=False)
     _adapters: dict[tuple[str, str], Adapter] = field(default_factory=dict, repr=False)
 
@@ -72,28 +101,42 @@ class Project:
         target: str | None = None,
         env: Mapping[str, str] | None = None,
         dbt_project_dir: Path | None = None,
+        vars: Mapping[str, Any] | None = None,
+        target_path: Path | str | None = None,
     ) -> Project:
         """Load and validate every sync definition (raising one error listing every problem)."""
         project_dir = project_dir.resolve()
         dbt_dir = (dbt_project_dir or project_dir).resolve()
-        dbt_profile = None
-        dbt_project = dbt_dir / "dbt_project.yml"
-        if dbt_project_dir is not None and not dbt_project.is_file():
-            raise ConfigError(
-                problems=[
-                    ConfigProblem(str(dbt_project), None, "no dbt_project.yml here", hint="check --dbt-project-dir")
-                ]
-            )
-        if dbt_project.is_file():
-            data = load_yaml(dbt_project).data
-            if isinstance(data, Mapping) and isinstance(data.get("profile"), str):
-                dbt_profile = data["profile"]
-        syncs = load_models(project_dir, env=env)
-        return cls(project_dir, profiles_dir, profile, target, env, syncs, dbt_profile, dbt_dir)
+        dbt = read_dbt_project(dbt_dir, required=dbt_project_dir is not None)
+        variables = {**dbt.vars, **(vars or {})}
+        syncs = load_models(project_dir, env=env, vars=variables)
+        return cls(
+            project_dir,
+            profiles_dir,
+            profile,
+            target,
+            env,
+            syncs,
+            dbt.profile,
+            dbt_dir,
+            variables,
+            dbt.target_dir(target_path, env),
+            dbt,
+        )
 
     def profile_for(self, sync: LoadedSync) -> str | None:
         """``--profile``, else the model file's ``profile:``, else dbt_project.yml's, else the default."""
         return self.profile or sync.profile or self.dbt_profile
+
+    def profile_reason(self, sync: LoadedSync) -> str:
+        """Why :meth:`profile_for` chose what it chose (for ``debug``)."""
+        if self.profile:
+            return "--profile"
+        if sync.profile:
+            return f"profile: in {sync.file.name}"
+        if self.dbt_profile:
+            return "profile: in dbt_project.yml"
+        return "the default profile name"
 
     def target_for(self, sync: LoadedSync) -> ResolvedTarget:
         """The resolved profile target of a sync (profiles.yml read once per profile)."""
@@ -106,6 +149,7 @@ class Project:
                 target=self.target,
                 default_profile=name,
                 env=self.env,
+                vars=self.vars,
             )
         return self._targets[name]
 
@@ -117,9 +161,9 @@ class Project:
             self._adapters[key] = connect(resolved, project_dir=self.project_dir)
         return self._adapters[key]
 
-    def select(self, select: Sequence[str] | None) -> list[LoadedSync]:
-        """The syncs a ``--select`` names."""
-        return select_syncs(self.syncs, select)
+    def select(self, select: Sequence[str] | None, exclude: Sequence[str] | None = None) -> list[LoadedSync]:
+        """The syncs a ``--select`` (less an ``--exclude``) names."""
+        return select_syncs(self.syncs, select, exclude, root=self.project_dir)
 
     def check_targets(self, syncs: Sequence[LoadedSync]) -> list[ConfigProblem]:
         """Resolve every sync's profile target; the problems found (for ``validate``)."""

@@ -124,6 +124,7 @@ class SyncRunner:
         #: each holds an extraction slot.
         self.waiting_files: list[tuple[ChunkFile, bool]] = []
         self.learning_price = False
+        self.prepared = False
         self._started = time.monotonic()
 
     @property
@@ -139,7 +140,8 @@ class SyncRunner:
         if ctx.lease is not None:
             ctx.ledger.guard = ctx.lease.check
         try:
-            self._prepare()
+            if not self.prepared:
+                self.prepare()
             self._resume()
             if self.stop_reason is None and not ctx.stop.requested and self.driver.key_refused is None:
                 self._run_new()
@@ -158,7 +160,8 @@ class SyncRunner:
         self._finish_status()
         return self.result
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
+        """Read the source's shape and check the API config locally: nothing is written, nothing is sent."""
         ctx, spec = self.ctx, self.ctx.spec
         self.source_sql = source_relation_sql(ctx.adapter, spec, self.ref_table)
         self.inputs = resolve_inputs(ctx.adapter, ctx.loaded, self.source_sql)
@@ -177,6 +180,7 @@ class SyncRunner:
         ledger = ctx.ledger if ctx.ledger.exists() else None
         price = resolve_price(spec, ledger, ctx.settings.prices)
         self.price = None if price is None else price.cents_per_row
+        self.prepared = True
 
     def _key_types(self) -> dict[str, pa.DataType]:
         ctx, spec = self.ctx, self.ctx.spec
@@ -276,8 +280,11 @@ class SyncRunner:
         ctx, d = self.ctx, self.driver
         state = t.state
         if state in (S.WRITTEN, S.SUBMITTING):
-            if t.file is None and not self._rebuild(t, selection):
-                return
+            if t.file is None:
+                if not self._rebuild(t, selection):
+                    return
+            else:
+                t.sent = self._sent_rows(t, selection)
             d.submit(t)
         elif state in (S.SUBMITTED, S.LOST):
             t.sent = self._sent_rows(t, selection)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sixtyfour_sync.config.envvars import render_env_vars
@@ -52,7 +54,7 @@ def test_every_problem_is_reported_with_file_and_key() -> None:
         "outputs": {
             "dev": {
                 "password": "{{ env_var('PGPASSWORD') }}",
-                "host": "{{ var('x') }}",
+                "host": "{{ target.schema }}",
                 "port": "{{ env_var('PGHOST') | int }}",
                 "x": "{{ env_var('PGHOST') | upper }}",
             }
@@ -73,3 +75,52 @@ def test_every_problem_is_reported_with_file_and_key() -> None:
 def test_uses_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SF_ENV_PROBE", "from-env")
     assert render_env_vars("{{ env_var('SF_ENV_PROBE') }}", file="m.yml") == "from-env"
+
+
+def test_vars_keep_their_yaml_type_and_defaults_apply() -> None:
+    from sixtyfour_sync.config.envvars import parse_vars
+
+    given = parse_vars('{"limit": 500, region: us, flags: [a, b]}')
+    data = {
+        "limit": "{{ var('limit') }}",
+        "where": "region = '{{ var(\"region\") }}'",
+        "flags": "{{ var('flags') }}",
+        "tier": "{{ var('tier', 'low') }}",
+        "n": "{{ var('n', 3) }}",
+        "off": "{{ var('off', false) }}",
+        "none": "{{ var('gone', none) }}",
+        "text": "{{ var('limit') | string }}",
+    }
+    assert render_env_vars(data, file="m.yml", env={}, vars=given) == {
+        "limit": 500,
+        "where": "region = 'us'",
+        "flags": ["a", "b"],
+        "tier": "low",
+        "n": 3,
+        "off": False,
+        "none": None,
+        "text": "500",
+    }
+
+
+def test_a_missing_var_is_located_with_file_line_and_key(tmp_path: Path) -> None:
+    from sixtyfour_sync.config.yamlfile import load_yaml
+
+    f = tmp_path / "m.yml"
+    f.write_text("syncs:\n  - name: a\n    source:\n      table: \"{{ var('src_table') }}\"\n")
+    doc = load_yaml(f)
+    with pytest.raises(ConfigError) as info:
+        render_env_vars(doc.data, file=f, env={}, vars={"other": 1}, lines=doc.lines)
+    [p] = info.value.problems
+    assert (p.file, p.line, p.path) == (str(f), 4, "syncs.0.source.table")
+    assert "var 'src_table' is not defined" in p.message
+    assert "vars given: other" in p.message
+    assert "--vars" in (p.hint or "")
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "just words", "{unclosed: [1"])
+def test_vars_must_be_a_mapping(text: str) -> None:
+    from sixtyfour_sync.config.envvars import parse_vars
+
+    with pytest.raises(ConfigError, match="--vars"):
+        parse_vars(text)

@@ -148,3 +148,39 @@ def test_only_rebuilt_skips_syncs_whose_model_did_not_build(project: E2EProject,
     summary = yaml.safe_load(out.stdout.splitlines()[-1])
     assert summary["syncs"][0]["status"] == "skipped"
     assert not project.emulator.submissions
+
+
+def test_a_manifest_built_for_another_target_is_a_located_error(project: E2EProject, tmp_path: Path) -> None:
+    """dbt build for dev, sync for ci: refused with file:line; with ci's own target path all of it works, and
+    dbt reads the enriched table through `dbt-sources -o`, with freshness."""
+    _require_dbt()
+    d = tmp_path / "dbt_project"
+    shutil.copytree(FIXTURE, d)
+    (d / "profiles.yml").write_text(
+        "sf_fixture:\n  target: dev\n  outputs:\n"
+        "    dev:\n      type: duckdb\n      path: wh.duckdb\n      schema: main\n"
+        "    ci:\n      type: duckdb\n      path: wh.duckdb\n      schema: ci\n"
+    )
+    assert _dbt(d, "build").returncode == 0
+    wrong = _sync(project, d, "plan", "--target", "ci")
+    assert wrong.returncode == 1
+    model = d / "models" / "enrich_leads.yml"
+    line = next(i for i, text in enumerate(model.read_text().splitlines(), 1) if "ref: stg_leads" in text)
+    assert f"enrich_leads.yml:{line}: enrich_stg_leads.source.ref" in wrong.stderr
+    assert "the manifest puts it in schema 'main', but target sf_fixture.ci uses schema 'ci'" in wrong.stderr
+    assert "dbt compile --target ci" in wrong.stderr and "This is a bug" not in wrong.stderr
+
+    built = _dbt(d, "build", "--target", "ci", "--target-path", "target_ci")
+    assert built.returncode == 0, built.stdout[-2000:]
+    debug = _sync(project, d, "debug", "--target", "ci", "--target-path", "target_ci")
+    assert "OK  dbt manifest              enrich_stg_leads: stg_leads -> wh.ci.stg_leads" in debug.stdout, debug.stdout
+    ran = run_cli(project, "run", "--yes", "--target", "ci", project_dir=d, env={"DBT_TARGET_PATH": "target_ci"})
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert (d / "target_ci" / "sixtyfour_run_results.json").is_file()
+    assert not (d / "target" / "sixtyfour_run_results.json").exists()
+
+    sources = _sync(project, d, "dbt-sources", "-o", str(d / "models" / "sixtyfour_sources.yml"))
+    assert sources.returncode == 0, sources.stderr
+    fresh = _dbt(d, "source", "freshness", "--target", "ci", "--target-path", "target_ci")
+    assert fresh.returncode == 0, fresh.stdout[-3000:]
+    assert "PASS" in fresh.stdout and "sixtyfour.leads_enriched" in fresh.stdout

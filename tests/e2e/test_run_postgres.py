@@ -85,7 +85,7 @@ def test_postgres_crash_after_submission_then_resume(project: E2EProject, pg_sch
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     resumed = run_cli(project, "run", "--yes")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert re.search(r"finished [1-3] job\(s\) left by an earlier run", resumed.stdout)
+    assert re.search(r"picked up [1-3] job\(s\) left by earlier runs", resumed.stdout)
     fresh = collections.Counter(
         s.file_sha256 for s in project.emulator.submissions if s.status_code == 200 and not s.replay
     )

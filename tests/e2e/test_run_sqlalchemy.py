@@ -47,7 +47,7 @@ def database_url(request: pytest.FixtureRequest, project: E2EProject) -> Iterato
         )
     engine.dispose()
     (project.dir / "profiles.yml").write_text(
-        f"sixtyfour:\n  target: db\n  outputs:\n    db:\n      type: sqlalchemy\n      url: \"{url}\"\n{schema_line}"
+        f'sixtyfour:\n  target: db\n  outputs:\n    db:\n      type: sqlalchemy\n      url: "{url}"\n{schema_line}'
     )
     try:
         yield url

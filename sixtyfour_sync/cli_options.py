@@ -1,0 +1,151 @@
+"""Command-line plumbing shared by every command: dbt-style global options and multi-word selectors.
+
+As in dbt, the global options (``--project-dir``, ``--profiles-dir``, ``--profile``, ``--target``, ``--vars``,
+``--target-path``, ``--log-format``, ``--debug``, ``--dbt-project-dir``) are accepted before or after the
+subcommand (``sixtyfour-sync plan --target dev``); given after, they win. ``--select a b`` takes every word up
+to the next option, as dbt's selectors do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from sixtyfour_sync.logging import configure_logging
+
+__all__ = ["GlobalOptions", "MultiOption", "global_options", "scan_argv", "selection_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class GlobalOptions:
+    """Options shared by every command."""
+
+    project_dir: Path = field(default_factory=lambda: Path("."))
+    profiles_dir: Path | None = None
+    profile: str | None = None
+    target: str | None = None
+    debug: bool = False
+    log_format: str = "text"
+    dbt_project_dir: Path | None = None
+    vars: dict[str, Any] = field(default_factory=dict)
+    target_path: Path | None = None
+
+    def common(self) -> dict[str, Any]:
+        """The keyword arguments every engine function takes."""
+        return {
+            "project_dir": self.project_dir,
+            "profiles_dir": self.profiles_dir,
+            "profile": self.profile,
+            "target": self.target,
+            "dbt_project_dir": self.dbt_project_dir,
+            "vars": self.vars,
+        }
+
+
+def scan_argv(argv: list[str]) -> tuple[str, bool]:
+    """``(log_format, debug)`` from raw arguments, so errors raised before parsing ends are formatted right."""
+    fmt, debug = "text", False
+    for i, arg in enumerate(argv):
+        if arg == "--debug":
+            debug = True
+        elif arg == "--log-format" and i + 1 < len(argv):
+            fmt = argv[i + 1]
+        elif arg.startswith("--log-format="):
+            fmt = arg.split("=", 1)[1]
+    return ("json" if fmt == "json" else "text"), debug
+
+
+def _store(
+    attr: str, convert: Callable[[Any], Any] | None = None
+) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is None or value is False or ctx.resilient_parsing:
+            return
+        opts = ctx.ensure_object(GlobalOptions)
+        setattr(opts, attr, convert(value) if convert else value)
+        if attr in ("log_format", "debug"):
+            configure_logging(opts.log_format, debug=opts.debug)
+
+    return callback
+
+
+def _parse_vars(value: str) -> dict[str, Any]:
+    from sixtyfour_sync.config.envvars import parse_vars
+
+    return parse_vars(value)
+
+
+_DIR = click.Path(file_okay=False, path_type=Path)
+
+
+def global_options(f: F) -> F:
+    """Add the global options to a command (and to the group), each stored in :class:`GlobalOptions`."""
+    specs: list[tuple[tuple[str, ...], dict[str, Any], str, Callable[[Any], Any] | None]] = [
+        (("--project-dir",), {"type": _DIR, "help": "Directory holding models/ (default: the current one)."},
+         "project_dir", None),
+        (("--profiles-dir",), {"type": _DIR, "help": "Directory holding profiles.yml "
+         "(before SIXTYFOUR_SYNC_PROFILES_DIR and DBT_PROFILES_DIR)."}, "profiles_dir", None),
+        (("--dbt-project-dir",), {"type": _DIR, "help": "The dbt project (dbt_project.yml, target/) when it is "
+         "not the project directory."}, "dbt_project_dir", None),
+        (("--profile",), {"help": "Profile name in profiles.yml."}, "profile", None),
+        (("--target", "-t"), {"help": "Target (output) name within the profile."}, "target", None),
+        (("--vars",), {"metavar": "YAML", "help": "Variables for {{ var('name') }}, as dbt takes them: "
+         "'{key: value}' (YAML or JSON)."}, "vars", _parse_vars),
+        (("--target-path",), {"type": click.Path(file_okay=False), "help": "dbt's target directory "
+         "(manifest.json; run results are written there). Default: DBT_TARGET_PATH, dbt_project.yml's "
+         "target-path, target/."}, "target_path", Path),
+        (("--debug",), {"is_flag": True, "default": None, "help": "Verbose logs and full tracebacks."},
+         "debug", None),
+        (("--log-format",), {"type": click.Choice(["text", "json"]), "help": "json: one JSON object per line, "
+         "errors included (for schedulers)."}, "log_format", None),
+    ]  # fmt: skip
+    for decls, kwargs, attr, convert in reversed(specs):
+        f = click.option(*decls, expose_value=False, is_eager=True, callback=_store(attr, convert), **kwargs)(f)
+    return f
+
+
+class MultiOption(click.Option):
+    """An option that takes every following word up to the next option (``--select a b tag:x``), like dbt's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["multiple"] = True
+        super().__init__(*args, **kwargs)
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            opt = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if opt is None:
+                continue
+            original = opt.process
+
+            def process(value: Any, state: Any, original: Any = original) -> None:
+                original(value, state)
+                while state.rargs and not state.rargs[0].startswith("-"):
+                    original(state.rargs.pop(0), state)
+
+            opt.process = process
+
+
+def selection_options(f: F) -> F:
+    """``--select`` and ``--exclude`` in dbt's syntax."""
+    f = click.option(
+        "--exclude",
+        "exclude",
+        cls=MultiOption,
+        help="Syncs to leave out, with the same syntax as --select.",
+    )(f)
+    return click.option(
+        "--select",
+        "-s",
+        "select",
+        cls=MultiOption,
+        help="Syncs to run, as dbt selects: names (globs allowed), tag:NAME, path:FILE, endpoint:people; "
+        "several words are a union, a comma intersects (tag:a,tag:b). Default: every enabled sync.",
+    )(f)

@@ -1,0 +1,165 @@
+"""The config reference, generated from the pydantic models: a JSON Schema and ``docs/config.md``.
+
+The schema ships in the package (``sync.schema.json``, printed by ``sixtyfour-sync schema``) and is what the
+``# yaml-language-server: $schema=...`` line of scaffolded models points editors at. Both files are generated;
+a test fails when either drifts from the models. Regenerate them with::
+
+    python -m sixtyfour_sync.config.reference --write
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sixtyfour_sync import __version__
+
+__all__ = ["SCHEMA_FILE", "SCHEMA_URL", "build_schema", "markdown_reference", "schema_text", "shipped_schema"]
+
+SCHEMA_FILE = "sync.schema.json"
+#: Where editors fetch the schema of this version (the file in the package, as published with the release).
+SCHEMA_URL = f"https://raw.githubusercontent.com/sixtyfour-sync/sixtyfour-sync/v{__version__}/sixtyfour_sync/config/{SCHEMA_FILE}"
+_ORDER = ("SyncSpec", "SourceSpec", "StructField", "TargetSpec", "RefreshSpec", "BudgetSpec")
+_TITLES = {
+    "SyncSpec": "syncs[]: one sync",
+    "SourceSpec": "source",
+    "StructField": "struct.FIELD",
+    "TargetSpec": "target",
+    "RefreshSpec": "refresh",
+    "BudgetSpec": "budget",
+}
+
+
+def build_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a ``models/*.yml`` file."""
+    from sixtyfour_sync.config.models import ModelFile
+
+    schema = ModelFile.model_json_schema(by_alias=True)
+    struct = schema["$defs"]["SyncSpec"]["properties"]["struct"]
+    # a struct field is a plain description or {description, type} (the model folds the first into the second)
+    struct["additionalProperties"] = {"anyOf": [{"type": "string", "minLength": 1}, {"$ref": "#/$defs/StructField"}]}
+    struct["minProperties"] = 1
+    struct["propertyNames"] = {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,62}$"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_URL,
+        "title": "sixtyfour-sync sync definitions (models/*.yml)",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
+
+
+def schema_text() -> str:
+    """The generated schema as the shipped file holds it."""
+    return json.dumps(build_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+def shipped_schema() -> str:
+    """The schema file shipped in the package."""
+    return resources.files("sixtyfour_sync.config").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+
+
+def _type(prop: dict[str, Any]) -> str:
+    if "$ref" in prop:
+        name = prop["$ref"].rsplit("/", 1)[-1]
+        return f"[{_TITLES.get(name, name)}](#{_anchor(name)})"
+    if "enum" in prop:
+        return " \\| ".join(f"`{v}`" for v in prop["enum"])
+    if "const" in prop:
+        return f"`{prop['const']}`"
+    if "anyOf" in prop:
+        kinds = [_type(p) for p in prop["anyOf"] if p.get("type") != "null"]
+        return " or ".join(dict.fromkeys(kinds))
+    kind = prop.get("type", "any")
+    if kind == "array":
+        return f"list of {_type(prop.get('items', {}))}"
+    if kind == "object" and "additionalProperties" in prop:
+        return f"mapping of name to {_type(prop['additionalProperties'])}"
+    if kind == "string" and "pattern" in prop and "[smhdw]" in prop["pattern"]:
+        return "duration (`90d`, `12h`, `30m`, `45s`, `2w`)"
+    return str(kind)
+
+
+def _anchor(name: str) -> str:
+    title = _TITLES.get(name, name)
+    return "".join(ch for ch in title.lower().replace(" ", "-") if ch.isalnum() or ch in "-_")
+
+
+def _default(prop: dict[str, Any], required: bool) -> str:
+    if required:
+        return "required"
+    if "default" not in prop or prop["default"] is None:
+        return ""
+    return f"`{json.dumps(prop['default'])}`"
+
+
+def _table(definition: dict[str, Any], defs: dict[str, Any]) -> list[str]:
+    required = set(definition.get("required", []))
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, prop in definition.get("properties", {}).items():
+        text = prop.get("description")
+        if text is None and "$ref" in prop:  # pydantic drops a description equal to the model's docstring
+            text = defs[prop["$ref"].rsplit("/", 1)[-1]].get("description", "")
+        text = str(text or "").replace("|", "\\|").replace("<", "&lt;")
+        lines.append(f"| `{key}` | {_type(prop)} | {_default(prop, key in required)} | {text} |")
+    return lines
+
+
+def markdown_reference(schema: dict[str, Any] | None = None) -> str:
+    """``docs/config.md``: every key of the sync YAML, generated from the schema."""
+    schema = schema or build_schema()
+    defs = schema["$defs"]
+    out = [
+        "# Sync definitions: every key",
+        "",
+        "<!-- Generated from sixtyfour_sync/config/models.py by "
+        "`python -m sixtyfour_sync.config.reference --write`; do not edit by hand. -->",
+        "",
+        "A `models/*.yml` file holds `syncs:`, a list of syncs, and optionally `profile:` for all of them. Every",
+        "string value may use `{{ env_var('NAME', 'default') }}` and `{{ var('name', default) }}` (values from",
+        "`--vars` or `dbt_project.yml`'s `vars:`). Unknown keys are errors. The JSON Schema of this file is",
+        f"`sixtyfour-sync schema` (shipped as `sixtyfour_sync/config/{SCHEMA_FILE}`); start a file with",
+        "",
+        "```yaml",
+        f"# yaml-language-server: $schema={SCHEMA_URL}",
+        "```",
+        "",
+        "and editors with the YAML language server validate and complete it (`sixtyfour-sync init` writes that",
+        "line). Offline: `sixtyfour-sync schema -o .sixtyfour-sync.schema.json` and point `$schema=` at that file.",
+        "",
+        "## The file",
+        "",
+        *_table(schema, defs),
+    ]
+    for name in _ORDER:
+        definition = defs[name]
+        about = str(definition.get("description", "")).strip()
+        out += ["", f"## {_TITLES[name]}", "", about, "", *_table(definition, defs)]
+    return "\n".join(out) + "\n"
+
+
+def _paths(root: Path) -> tuple[Path, Path]:
+    return root / "sixtyfour_sync" / "config" / SCHEMA_FILE, root / "docs" / "config.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``--write``: regenerate the shipped schema and docs/config.md; ``--check``: exit 1 when they drift."""
+    args = argv if argv is not None else sys.argv[1:]
+    root = Path(__file__).resolve().parents[2]
+    schema_path, doc_path = _paths(root)
+    wanted = {schema_path: schema_text(), doc_path: markdown_reference()}
+    if "--write" in args:
+        for path, text in wanted.items():
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+        return 0
+    stale = [str(p) for p, text in wanted.items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
+    for p in stale:
+        print(f"out of date: {p} (run python -m sixtyfour_sync.config.reference --write)")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

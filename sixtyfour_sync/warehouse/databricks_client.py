@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 __all__ = ["StatementFailed", "StatementRunner"]
 
 _TERMINAL = {"SUCCEEDED", "FAILED", "CANCELED", "CLOSED"}
+#: What cloud storage answers for a presigned link past its expiry.
+_EXPIRED = {400, 403, 404, 410}
+
+
+class _LinkExpired(Exception):
+    """A presigned result link was refused (it expires a few minutes after the statement ends)."""
 
 
 class StatementFailed(Exception):
@@ -34,10 +40,10 @@ class StatementFailed(Exception):
 class StatementRunner:
     """Statements on one SQL warehouse, with the profile's catalog, schema and timeouts."""
 
-    def __init__(self, client: Any, cfg: DatabricksTarget) -> None:
+    def __init__(self, client: Any, cfg: DatabricksTarget, *, http: httpx.Client | None = None) -> None:
         self.client = client
         self.cfg = cfg
-        self._http: httpx.Client | None = None
+        self._http = http
 
     def close(self) -> None:
         """Release the HTTP client used for result downloads."""
@@ -103,16 +109,34 @@ class StatementRunner:
         return out
 
     def _download(self, url: str) -> bytes:
+        """One chunk from its presigned link (no workspace token may go with it)."""
         if self._http is None:
             self._http = httpx.Client(timeout=self.cfg.connect_timeout, follow_redirects=True)
         try:
-            response = self._http.get(url)  # presigned: no workspace token may go with it
-            response.raise_for_status()
+            response = self._http.get(url)
         except httpx.HTTPError as exc:
             raise StatementFailed(
                 f"downloading a result chunk from {redact_url(url)} failed: {type(exc).__name__}"
             ) from None
+        if response.status_code in _EXPIRED:
+            raise _LinkExpired(response.status_code)
+        if response.is_error:
+            raise StatementFailed(f"downloading a result chunk from {redact_url(url)} failed: {response.status_code}")
         return response.content
+
+    def _chunk(self, statement_id: str, link: Any) -> bytes:
+        """A chunk's bytes; a link that expired (they last minutes) is fetched anew once."""
+        try:
+            return self._download(link.external_link)
+        except _LinkExpired:
+            fresh = self.client.statement_execution.get_statement_result_chunk_n(statement_id, link.chunk_index)
+            links = [x for x in fresh.external_links or [] if x.chunk_index == link.chunk_index]
+            if not links:
+                raise StatementFailed(f"result chunk {link.chunk_index} has no download link any more") from None
+            try:
+                return self._download(links[0].external_link)
+            except _LinkExpired as exc:
+                raise StatementFailed(f"result chunk {link.chunk_index}: its new link was refused too") from exc
 
     def batches(self, response: Any) -> Iterator[pa.RecordBatch]:
         """Every result chunk of a finished statement as Arrow batches, one schema for all."""
@@ -123,7 +147,7 @@ class StatementRunner:
         while result is not None:
             next_index = None
             for link in result.external_links or []:
-                with pa.ipc.open_stream(self._download(link.external_link)) as reader:
+                with pa.ipc.open_stream(self._chunk(response.statement_id, link)) as reader:
                     for batch in reader:
                         yield _cast_batch(batch, names, types)
                 next_index = link.next_chunk_index

@@ -208,3 +208,56 @@ def test_hashing_time_and_selection_sql() -> None:
         "SELECT column_name, data_type FROM information_schema.columns WHERE LOWER(table_schema) = LOWER('s')",
     ):
         parses(sql)
+
+
+# ---------------------------------------------------------------------------------------------- result links
+
+
+def _arrow_bytes(values: list[int]) -> bytes:
+    sink = pa.BufferOutputStream()
+    table = pa.table({"n": pa.array(values, pa.int64())})
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _link(index: int, url: str, next_index: int | None = None) -> SimpleNamespace:
+    return SimpleNamespace(chunk_index=index, external_link=url, next_chunk_index=next_index)
+
+
+def test_result_chunks_follow_links_and_refresh_an_expired_one() -> None:
+    import httpx
+
+    from sixtyfour_sync.warehouse.databricks_client import StatementFailed, StatementRunner
+
+    seen: list[httpx.Request] = []
+
+    def storage(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if "sig=old" in str(request.url):
+            return httpx.Response(403, text="Request has expired")
+        if "chunk1" in str(request.url):
+            return httpx.Response(500, text="boom")
+        return httpx.Response(200, content=_arrow_bytes([1, 2] if "chunk0" in str(request.url) else [3]))
+
+    refreshed = SimpleNamespace(external_links=[_link(0, "https://store.example/chunk0?sig=new", None)])
+    api = SimpleNamespace(get_statement_result_chunk_n=lambda statement_id, index: refreshed)
+    cfg = parse_target_config(BASE)
+    assert isinstance(cfg, DatabricksTarget)
+    runner = StatementRunner(
+        SimpleNamespace(statement_execution=api), cfg, http=httpx.Client(transport=httpx.MockTransport(storage))
+    )
+    columns = [SimpleNamespace(name="n", type_name=None, type_text="BIGINT")]
+    response = SimpleNamespace(
+        statement_id="st-1",
+        manifest=SimpleNamespace(schema=SimpleNamespace(columns=columns)),
+        result=SimpleNamespace(external_links=[_link(0, "https://store.example/chunk0?sig=old", None)]),
+    )
+    assert [r["n"] for b in runner.batches(response) for r in b.to_pylist()] == [1, 2]
+    assert [str(r.url).split("?")[1] for r in seen] == ["sig=old", "sig=new"]
+    assert all("authorization" not in r.headers for r in seen)  # presigned: the token never goes along
+
+    response.result = SimpleNamespace(external_links=[_link(1, "https://store.example/chunk1?sig=x", None)])
+    with pytest.raises(StatementFailed) as info:
+        list(runner.batches(response))
+    assert "500" in str(info.value) and "sig=x" not in str(info.value)

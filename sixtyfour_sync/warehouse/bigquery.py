@@ -398,10 +398,31 @@ class BigQueryAdapter(Adapter):
             raise ValueError("batch_rows must be at least 1")
         with self._errors("reading rows", sql):
             job = self._run(sql, params, session=False)
-            rows = job.result(page_size=batch_rows, timeout=self.cfg.job_execution_timeout_seconds)
-            for batch in rows.to_arrow_iterable(bqstorage_client=self._storage_client()):
+            for batch in self._pages(job, batch_rows):
                 for offset in range(0, batch.num_rows, batch_rows):
                     yield batch.slice(offset, batch_rows)
+
+    def _pages(self, job: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """The finished job's result as Arrow: over the Storage Read API when enabled and allowed, else REST."""
+        from google.api_core.exceptions import Forbidden, PermissionDenied
+
+        timeout = self.cfg.job_execution_timeout_seconds
+        storage = self._storage_client()
+        if storage is None:
+            yield from job.result(page_size=batch_rows, timeout=timeout).to_arrow_iterable(bqstorage_client=None)
+            return
+        try:
+            batches = iter(
+                job.result(page_size=batch_rows, timeout=timeout).to_arrow_iterable(bqstorage_client=storage)
+            )
+            first = next(batches, None)
+        except (PermissionDenied, Forbidden) as exc:
+            log.warning("bigquery: the Storage Read API was refused (%s); reading the result over REST", exc.code)
+            yield from job.result(page_size=batch_rows, timeout=timeout).to_arrow_iterable(bqstorage_client=None)
+            return
+        if first is not None:
+            yield first
+        yield from batches
 
     # ------------------------------------------------------------------------------ upsert
     def _load_stage(self, table: TableRef, data: pa.Table, workdir: Path, created: list[str]) -> str:

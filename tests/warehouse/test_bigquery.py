@@ -247,3 +247,31 @@ def test_hashing_time_and_selection_sql() -> None:
     ]
     for sql in statements:
         parses(sql)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def test_storage_read_refused_falls_back_to_rest(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from google.api_core.exceptions import PermissionDenied
+
+    page = pa.record_batch({"n": pa.array([1, 2, 3], pa.int64())})
+
+    class Rows:
+        def to_arrow_iterable(self, bqstorage_client: object = None) -> object:
+            if bqstorage_client is not None:
+                raise PermissionDenied("bigquery.readsessions.create denied")
+            return iter([page])
+
+    class Job:
+        def result(self, **_: object) -> Rows:
+            return Rows()
+
+    a = adapter(storage_api=True)
+    monkeypatch.setattr(a, "_run", lambda *args, **kw: Job())
+    monkeypatch.setattr(a, "_storage_client", lambda: object())
+    got = list(a.stream("SELECT n FROM t", batch_rows=2))
+    assert [b.num_rows for b in got] == [2, 1]
+    assert "Storage Read API was refused" in caplog.text

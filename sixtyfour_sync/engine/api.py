@@ -283,6 +283,7 @@ def run(
     result.syncs.extend(skipped)
     names = [s.spec.name for s in syncs]
     recorders: dict[int, RunRecorder] = {}
+    crashed = False
     try:
         with project:
             try:
@@ -324,13 +325,14 @@ def run(
                     result.error += f" ({exc.hint})"
             except BaseException as exc:
                 result.error = f"{type(exc).__name__}: {exc}"
+                crashed = True
                 raise
             finally:
                 result.duration_seconds = time.monotonic() - started
                 if token.requested:
                     result.interrupted_exit = token.exit_code
                 for recorder in recorders.values():
-                    _close_run(recorder, result)
+                    _close_run(recorder, result, crashed=crashed)
     finally:
         if own_client:
             api.close()
@@ -353,13 +355,11 @@ def _check_key(api: SixtyfourClient) -> None:
         log.info("checking the balance failed (%s); going on", exc)
 
 
-def _close_run(recorder: RunRecorder, result: RunResult) -> None:
+def _close_run(recorder: RunRecorder, result: RunResult, *, crashed: bool = False) -> None:
     """Record the run's outcome in a ledger where the run left a row (always, even after a crash)."""
     if not recorder.opened:
         return
-    status = result.status
-    if result.error and result.interrupted_exit is None and status != "failed":
-        status = "crashed"
+    status = "crashed" if crashed and result.interrupted_exit is None else result.status
     try:
         recorder.ledger.close_run(result.run_id, status, _run_counts(result), result.error)
     except SixtyfourSyncError as exc:

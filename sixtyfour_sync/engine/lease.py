@@ -146,7 +146,23 @@ class Lease:
     # -- life cycle ------------------------------------------------------------------------------------
 
     def acquire(self) -> None:
-        """Take the lease or raise :class:`LeaseHeldError` naming who holds it and for how long."""
+        """Take the lease or raise :class:`LeaseHeldError` naming who holds it and for how long.
+
+        A write conflict with a run taking the same lease at the same instant (DuckDB and Snowflake refuse one
+        of two concurrent writers) is tried again after a moment, when the other run's write is visible.
+        """
+        for attempt in range(6):
+            try:
+                self._try_acquire()
+                return
+            except LeaseHeldError:
+                raise
+            except Exception:
+                if attempt == 5:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def _try_acquire(self) -> None:
         a, q = self.adapter, self._q
         self._ensure_row()
         stale = [str(h["run_id"]) for h in self._holders() if h["run_id"] and self._dead_here(h)]

@@ -108,10 +108,13 @@ def plan_merge(
     rec = reconcile(parsed, sent, key)
     returned = rec.returned
     answered = [f for f in spec.struct if f not in parsed.missing_columns]
-    stamp = spec.spec_hash(answered)
+    # An enriched row answered only the fields the result had; a failed row was asked the whole question.
+    partial_stamp, full_stamp = spec.spec_hash(answered), spec.spec_hash()
     bk = spec.bookkeeping
 
-    def bookkeeping(t: pa.Table, status: pa.Array | pa.ChunkedArray, hashes: pa.Array | pa.ChunkedArray) -> pa.Table:
+    def bookkeeping(
+        t: pa.Table, status: pa.Array | pa.ChunkedArray, hashes: pa.Array | pa.ChunkedArray, stamp: str = full_stamp
+    ) -> pa.Table:
         n = t.num_rows
         t = t.append_column(bk("status"), status)
         t = t.append_column(bk("enriched_at"), pa.array([now] * n, pa.timestamp("us", tz="UTC")))
@@ -130,7 +133,7 @@ def plan_merge(
     parts: list[UpsertPart] = []
     if enriched.num_rows:
         cols = {k: enriched.column(k) for k in key} | {spec.column_for(c): enriched.column(c) for c in values}
-        data = bookkeeping(pa.table(cols), enriched.column("_sixtyfour_status"), enriched.column(_HASH))
+        data = bookkeeping(pa.table(cols), enriched.column("_sixtyfour_status"), enriched.column(_HASH), partial_stamp)
         parts.append(UpsertPart(data, [spec.column_for(c) for c in values] + book))
     for rows in (failed, rec.missing):
         if rows.num_rows:

@@ -233,13 +233,16 @@ class SyncRunner:
         if not ctx.ledger.exists():
             return
         jobs = ctx.ledger.jobs_for(sync_name=ctx.name, states=sorted(ACTIVE | HELD))
-        held = [j for j in jobs if j.state in HELD]
-        todo = [j for j in jobs if j.state in ACTIVE]
-        if held and not (ctx.settings.retry_lost or ctx.settings.retry_unreadable):
-            self.result.warnings.append(
-                f"{len(held)} job(s) need attention and hold their rows: see `sixtyfour-sync status`"
+        held = [j for j in jobs if j.state in HELD and not self._retrying(j.state)]
+        todo = [j for j in jobs if j.state in ACTIVE or (j.state in HELD and self._retrying(j.state))]
+        if held:
+            # Paid (or perhaps paid) work that needs a person: every run says so until it is dealt with.
+            for job in held:
+                self.result.jobs.append(self._outcome(job))
+            self.driver.partial(
+                f"{len(held)} job(s) need attention and hold their rows (not asked again): `sixtyfour-sync status` "
+                "says what to do"
             )
-        todo += [j for j in held if self._retrying(j.state)]
         if not todo:
             return
         ctx.recorder.ensure()
@@ -257,9 +260,9 @@ class SyncRunner:
             state is S.RESULT_UNREADABLE and s.retry_unreadable
         )
 
-    def _track_existing(self, job: Job) -> Tracked:
-        path = self.ctx.files_dir / job.file_name
-        outcome = JobOutcome(
+    @staticmethod
+    def _outcome(job: Job) -> JobOutcome:
+        return JobOutcome(
             job.job_id,
             job.file_name,
             job.rows,
@@ -269,8 +272,13 @@ class SyncRunner:
             replay_of=job.replay_of,
             estimated_cost_cents=job.estimated_cost_cents,
             charged_cents=job.charged_cents,
+            error=job.error,
             resumed=True,
         )
+
+    def _track_existing(self, job: Job) -> Tracked:
+        path = self.ctx.files_dir / job.file_name
+        outcome = self._outcome(job)
         t = Tracked(job, job.state, outcome, file=path if path.is_file() else None, resumed=True)
         t.task_id, t.estimate, t.replay_of = job.task_id, job.estimated_cost_cents, job.replay_of
         return self.driver.track(t)

@@ -126,3 +126,14 @@ def project(
     p = E2EProject(tmp_path, emu, url, env, api_key)
     p.write_model()
     return p
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def wh(request: pytest.FixtureRequest, project: E2EProject) -> Iterator[Any]:
+    """The project's warehouse (tests/e2e/warehouses.py): DuckDB, then PostgreSQL."""
+    from tests.e2e.warehouses import make_duckdb, make_postgres
+
+    if request.param == "duckdb":
+        yield make_duckdb(project)
+    else:
+        yield from make_postgres(project)

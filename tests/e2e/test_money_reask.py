@@ -16,9 +16,7 @@ import pytest
 from sixtyfour_sync.emulator import Emulator, EmulatorSettings
 from sixtyfour_sync.engine import api
 from tests.e2e.conftest import E2EProject, run_cli
-from tests.e2e.warehouses import Warehouse, setup_leads, wh  # noqa: F401 - the fixture
-
-pytestmark = pytest.mark.usefixtures("wh")
+from tests.e2e.warehouses import Warehouse, setup_leads
 
 
 @pytest.fixture

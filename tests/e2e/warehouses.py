@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pytest
 
 from tests.conftest import require_service
 from tests.e2e.conftest import E2EProject, lead_rows
@@ -165,12 +164,3 @@ def make_postgres(project: E2EProject) -> Iterator[Warehouse]:
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as con:
             con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-def wh(request: pytest.FixtureRequest, project: E2EProject) -> Iterator[Warehouse]:
-    """The project's warehouse: DuckDB, then PostgreSQL."""
-    if request.param == "duckdb":
-        yield make_duckdb(project)
-    else:
-        yield from make_postgres(project)

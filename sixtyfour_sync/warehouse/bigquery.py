@@ -58,15 +58,13 @@ from sixtyfour_sync.warehouse.base import (
     UpsertResult,
 )
 from sixtyfour_sync.warehouse.bigquery_auth import credentials_for
-from sixtyfour_sync.warehouse.bigquery_session import BigQuerySession
+from sixtyfour_sync.warehouse.bigquery_session import BigQuerySession, load_parquet
 from sixtyfour_sync.warehouse.bigquery_sql import (
     FROM_API,
     TYPE_NAMES,
     bind_params,
     insert_if_absent,
     merge_counts,
-    parquet_ready,
-    stage_schema,
 )
 
 if TYPE_CHECKING:
@@ -427,33 +425,14 @@ class BigQueryAdapter(Adapter):
     # ------------------------------------------------------------------------------ upsert
     def _load_stage(self, table: TableRef, data: pa.Table, workdir: Path, created: list[str]) -> str:
         """Create a staging table and fill it with one Parquet load job; return its SQL name."""
-        import pyarrow.parquet as pq
-        from google.cloud import bigquery
-
         name = f"_sixtyfour_stage_{uuid.uuid4().hex[:12]}"
         stage = TableRef(name, schema=table.schema, database=table.database)
         ref = self._ref(stage)
         created.append(ref)
-        ready = parquet_ready(data)
-        spec = bigquery.Table(ref, schema=[bigquery.SchemaField(n, t) for n, t in stage_schema(ready)])
-        spec.expires = dt.datetime.now(dt.timezone.utc) + _STAGE_TTL
-        path = workdir / f"{name}.parquet"
-        pq.write_table(ready, path)
-        load = bigquery.LoadJobConfig(
-            source_format=bigquery.SourceFormat.PARQUET,
-            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-        )
-        client = self.client()
-        try:
-            with self._errors(f"staging rows for {table}"):
-                client.create_table(spec)
-                with path.open("rb") as fh:
-                    job = client.load_table_from_file(fh, ref, job_config=load, location=self.cfg.location)
-                job.result(timeout=self.cfg.job_execution_timeout_seconds)
-        finally:
-            path.unlink(missing_ok=True)
-        if job.output_rows is not None and int(job.output_rows) != data.num_rows:
-            raise WarehouseError(f"bigquery: staging {table} loaded {job.output_rows:,} of {data.num_rows:,} rows")
+        with self._errors(f"staging rows for {table}"):
+            loaded = load_parquet(self.client(), ref, data, workdir / f"{name}.parquet", self.cfg)
+        if loaded is not None and loaded != data.num_rows:
+            raise WarehouseError(f"bigquery: staging {table} loaded {loaded:,} of {data.num_rows:,} rows")
         return self.table_sql(stage)
 
     def _apply_part(

@@ -1,4 +1,4 @@
-"""The BigQuery session: one multi-statement transaction over several query jobs (I/O through the adapter).
+"""The BigQuery session (one multi-statement transaction over several query jobs) and the staging load job.
 
 The transaction begins (``BEGIN TRANSACTION``, in the adapter's BigQuery session) right before the first
 DML statement, so a session that only reads or runs DDL starts none; ``COMMIT``/``ROLLBACK`` end it.
@@ -6,18 +6,26 @@ DML statement, so a session that only reads or runs DDL starts none; ``COMMIT``/
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sixtyfour_sync.errors import WarehouseError
 from sixtyfour_sync.warehouse.base import Session, TableRef, UpsertPart, UpsertResult
-from sixtyfour_sync.warehouse.bigquery_sql import is_dml
+from sixtyfour_sync.warehouse.bigquery_sql import is_dml, parquet_ready, stage_schema
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from sixtyfour_sync.config.profiles import BigQueryTarget
     from sixtyfour_sync.warehouse.bigquery import BigQueryAdapter
 
-__all__ = ["BigQuerySession"]
+__all__ = ["BigQuerySession", "load_parquet"]
+
+#: A staging table expires by itself this long after it was created (if a killed run leaves it behind).
+STAGE_TTL = dt.timedelta(days=1)
 
 #: Held from BEGIN to COMMIT/ROLLBACK: a process runs one BigQuery transaction at a time (the lease thread's
 #: renewals wait for the main thread's upsert). BigQuery aborts one of two concurrent transactions that
@@ -96,3 +104,29 @@ class BigQuerySession(Session):
             "bigquery: upsert inside an open session is not possible (staging runs outside transactions)",
             hint="call adapter.upsert(..., before_commit=...) to write the ledger in the same transaction",
         )
+
+
+def load_parquet(client: Any, ref: str, data: pa.Table, path: Path, cfg: BigQueryTarget) -> int | None:
+    """Create table ``ref`` (expiring after :data:`STAGE_TTL`) and fill it from ``data`` with one Parquet load job.
+
+    The Parquet file is written to ``path`` and removed afterwards; returns the rows the job loaded.
+    """
+    import pyarrow.parquet as pq
+    from google.cloud import bigquery
+
+    ready = parquet_ready(data)
+    spec = bigquery.Table(ref, schema=[bigquery.SchemaField(n, t) for n, t in stage_schema(ready)])
+    spec.expires = dt.datetime.now(dt.timezone.utc) + STAGE_TTL
+    load = bigquery.LoadJobConfig(
+        source_format=bigquery.SourceFormat.PARQUET,
+        write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+    )
+    pq.write_table(ready, path)
+    try:
+        client.create_table(spec)
+        with path.open("rb") as fh:
+            job = client.load_table_from_file(fh, ref, job_config=load, location=cfg.location)
+        job.result(timeout=cfg.job_execution_timeout_seconds)
+    finally:
+        path.unlink(missing_ok=True)
+    return None if job.output_rows is None else int(job.output_rows)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
 
-from sixtyfour_sync.config.profiles import DatabricksTarget, parse_target_config
+from sixtyfour_sync.config.profiles import DatabricksTarget, load_target, parse_target_config
 from sixtyfour_sync.errors import ConfigError
 from sixtyfour_sync.warehouse import Column, LogicalType, TableRef, cloud_sql
 from sixtyfour_sync.warehouse.databricks import DatabricksAdapter, render_params
@@ -81,6 +82,26 @@ def test_profile_problems_are_clear(over: dict[str, object], message: str) -> No
     data = {k: v for k, v in {**BASE, **over}.items() if v is not None}
     with pytest.raises(ConfigError, match=message):
         parse_target_config(data)
+
+
+def test_profile_errors_name_the_line(tmp_path: Path) -> None:
+    (tmp_path / "profiles.yml").write_text(
+        "sixtyfour:\n  target: dbx\n  outputs:\n    dbx:\n      type: databricks\n"
+        "      host: dbc-1234.cloud.databricks.com\n      http_path: /sql/1.0/warehouses/abc\n"
+        "      token: \"{{ env_var('DATABRICKS_TOKEN') }}\"\n      schema: s\n      catalgo: main\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_target(project_dir=tmp_path, env={"DATABRICKS_TOKEN": "dapi-x"})
+    problem = info.value.problems[0]
+    assert (problem.path, problem.line, problem.message) == (
+        "sixtyfour.outputs.dbx.catalgo",
+        10,
+        "unknown key 'catalgo'",
+    )
+    fixed = (tmp_path / "profiles.yml").read_text().replace("catalgo", "catalog")
+    (tmp_path / "profiles.yml").write_text(fixed)
+    with pytest.raises(ConfigError, match="token is empty"):
+        load_target(project_dir=tmp_path, env={"DATABRICKS_TOKEN": " "})
 
 
 # ---------------------------------------------------------------------------------------------- literals

@@ -47,12 +47,12 @@ def test_every_other_move_is_refused(a: JobState, b: JobState) -> None:
 
 
 def test_the_groups_partition_the_states() -> None:
-    assert ACTIVE | HELD | TERMINAL == set(JobState)
+    assert set(JobState) == ACTIVE | HELD | TERMINAL
     assert not (ACTIVE & HELD) and not (ACTIVE & TERMINAL) and not (HELD & TERMINAL)
     assert all(not TRANSITIONS[s] for s in TERMINAL)  # nothing leaves a final state
     assert all(TRANSITIONS[s] for s in ACTIVE | HELD)  # everything else has a way out
     assert HOLDS_ROWS == ACTIVE | HELD
-    assert FREED == TERMINAL - {S.MERGED}
+    assert TERMINAL - {S.MERGED} == FREED
 
 
 def test_a_paid_job_can_only_end_merged_or_held() -> None:

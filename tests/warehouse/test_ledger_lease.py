@@ -168,9 +168,7 @@ def test_a_duplicate_lease_row_held_by_another_run_is_seen(backend: Adapter) -> 
     ledger = _ledger(backend)
     with backend.session() as s:  # the lease table as real Snowflake keeps it: no key enforced
         s.execute(f"DROP TABLE {backend.table_sql(ledger.leases)}")
-        s.execute(
-            backend.create_table_sql(ledger.leases, [], [Column("sync_name", LogicalType.TEXT), *_LEASE_COLUMNS])
-        )
+        s.execute(backend.create_table_sql(ledger.leases, [], [Column("sync_name", LogicalType.TEXT), *_LEASE_COLUMNS]))
     with Lease(ledger, "s", "run-a"):
         pass
     with backend.session() as s:

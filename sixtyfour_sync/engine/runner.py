@@ -152,7 +152,10 @@ class SyncRunner:
             raise
         finally:
             if self.producer is not None:
+                # The extraction thread reads on the warehouse connection's cursor: it must be gone before the
+                # connection does anything else (or is closed).
                 self.producer.stop()
+                self.producer.join()
             for chunk, _ in self.waiting_files:
                 chunk.path.unlink(missing_ok=True)
             ctx.scheduler.shutdown()

@@ -72,6 +72,8 @@ def test_money_invariants_hold_after_any_sequence(
     steps: list[tuple[str, Any]], rows: int, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = unique_key()
+    if os.environ.get("SIXTYFOUR_SYNC_PROPERTY_TRACE"):
+        print("steps:", steps, "rows:", rows, "chunk:", chunk, flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="sf-prop-"))
     emu = Emulator(EmulatorSettings(api_keys=frozenset({key}), job_seconds=0.2, failure_rate=0.1, seed=11))
     try:

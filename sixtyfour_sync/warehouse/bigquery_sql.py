@@ -121,8 +121,10 @@ def stage_schema(data: pa.Table) -> list[tuple[str, str]]:
 def insert_if_absent(
     target: str, columns: Sequence[str], key_columns: Sequence[str], types: Sequence[str], quote: Callable[[str], str]
 ) -> str:
-    """One INSERT of one row (a ``?`` per column, in order) that inserts nothing when the key exists.
+    """One MERGE inserting one row (a ``?`` per column, in order) unless a row with its key exists.
 
+    A MERGE, not ``INSERT ... WHERE NOT EXISTS``: BigQuery runs concurrent INSERTs side by side, while two
+    mutating statements on one table are serialized (or one fails), so two first runs cannot both insert.
     Each value is cast to its column's type, so a NULL (bound as a ``NULL`` literal) keeps that type.
     """
     if not key_columns or any(k not in columns for k in key_columns):
@@ -131,8 +133,8 @@ def insert_if_absent(
     names = ", ".join(quote(c) for c in columns)
     match = " AND ".join(f"t.{quote(k)} = v.{quote(k)}" for k in key_columns)
     return (
-        f"INSERT INTO {target} ({names}) SELECT {', '.join('v.' + quote(c) for c in columns)} "
-        f"FROM (SELECT {selects}) AS v WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {match})"
+        f"MERGE INTO {target} AS t USING (SELECT {selects}) AS v ON {match} "
+        f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({', '.join('v.' + quote(c) for c in columns)})"
     )
 
 

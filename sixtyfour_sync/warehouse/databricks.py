@@ -283,16 +283,19 @@ class DatabricksAdapter(Adapter):
         return f"(unix_micros(current_timestamp) - unix_micros({column_sql})) / 1000000"
 
     def insert_if_absent_sql(self, table: TableRef, columns: Sequence[str], key_columns: Sequence[str]) -> str:
-        """One INSERT of one row (``?`` per column, in order) that does nothing when the key exists."""
+        """One MERGE inserting one row (``?`` per column, in order) unless a row with its key exists.
+
+        A MERGE, not ``INSERT ... WHERE NOT EXISTS``: Delta lets two appends commit side by side, while two
+        MERGEs that read the same table conflict (one fails), so two first runs cannot both insert.
+        """
         if not key_columns or any(k not in columns for k in key_columns):
             raise ValueError("insert_if_absent_sql: the key columns must be among the columns")
-        target = self.table_sql(table)
         names = ", ".join(self.quote(c, what=f"column of {table}") for c in columns)
         selects = ", ".join(f"? AS {self.quote(c)}" for c in columns)
         match = " AND ".join(f"t.{self.quote(k)} = v.{self.quote(k)}" for k in key_columns)
         return (
-            f"INSERT INTO {target} ({names}) SELECT {', '.join('v.' + self.quote(c) for c in columns)} "
-            f"FROM (SELECT {selects}) AS v WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {match})"
+            f"MERGE INTO {self.table_sql(table)} AS t USING (SELECT {selects}) AS v ON {match} "
+            f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({', '.join('v.' + self.quote(c) for c in columns)})"
         )
 
     # ------------------------------------------------------------------------------ DDL and metadata

@@ -216,10 +216,9 @@ def test_insert_if_absent_casts_each_value_to_its_column_type() -> None:
         a.quote,
     )
     assert sql == (
-        "INSERT INTO `my-proj-1`.`dbt_ada`.`_sixtyfour_sync_leases` (`sync_name`, `expires_epoch`) SELECT "
-        "v.`sync_name`, v.`expires_epoch` FROM (SELECT CAST(? AS STRING) AS `sync_name`, CAST(? AS FLOAT64) AS "
-        "`expires_epoch`) AS v WHERE NOT EXISTS (SELECT 1 FROM `my-proj-1`.`dbt_ada`.`_sixtyfour_sync_leases` AS t "
-        "WHERE t.`sync_name` = v.`sync_name`)"
+        "MERGE INTO `my-proj-1`.`dbt_ada`.`_sixtyfour_sync_leases` AS t USING (SELECT CAST(? AS STRING) AS "
+        "`sync_name`, CAST(? AS FLOAT64) AS `expires_epoch`) AS v ON t.`sync_name` = v.`sync_name` WHEN NOT "
+        "MATCHED THEN INSERT (`sync_name`, `expires_epoch`) VALUES (v.`sync_name`, v.`expires_epoch`)"
     )
     parses(sql)
     with pytest.raises(ValueError, match="key columns"):

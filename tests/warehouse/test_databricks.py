@@ -206,9 +206,9 @@ def test_ddl_merge_and_insert_if_absent() -> None:
     )
     absent = a.insert_if_absent_sql(TableRef("_sixtyfour_sync_leases"), ["sync_name", "expires_epoch"], ["sync_name"])
     assert absent == (
-        "INSERT INTO `main`.`dbt_ada`.`_sixtyfour_sync_leases` (`sync_name`, `expires_epoch`) SELECT v.`sync_name`, "
-        "v.`expires_epoch` FROM (SELECT ? AS `sync_name`, ? AS `expires_epoch`) AS v WHERE NOT EXISTS (SELECT 1 "
-        "FROM `main`.`dbt_ada`.`_sixtyfour_sync_leases` AS t WHERE t.`sync_name` = v.`sync_name`)"
+        "MERGE INTO `main`.`dbt_ada`.`_sixtyfour_sync_leases` AS t USING (SELECT ? AS `sync_name`, ? AS "
+        "`expires_epoch`) AS v ON t.`sync_name` = v.`sync_name` WHEN NOT MATCHED THEN INSERT (`sync_name`, "
+        "`expires_epoch`) VALUES (v.`sync_name`, v.`expires_epoch`)"
     )
     for sql in (create, add, merge, render_params(absent, ["enrich_leads", 0.0])):
         parses(sql)

@@ -17,6 +17,10 @@ For each backend it measures, each in a fresh subprocess (so ``ru_maxrss`` is th
 - ``raw upsert``: the hand-written minimum for the same change (DuckDB ``UPDATE ... FROM`` a registered
   Arrow table; PostgreSQL ``COPY`` into a TEMP table + ``ANALYZE`` + ``SET LOCAL enable_hashjoin = off`` +
   ``UPDATE ... FROM``; MariaDB/SQLite: ``executemany`` into a temporary table + update-join).
+- ``upsert guarded``: the same upsert with ``email`` and ``email_confidence`` guarded (written only where a
+  staged flag is true - 3 rows in 4 - and the stored confidence is not higher), compared with ``upsert``.
+- ``insert only``: the enriched rows into an empty target with ``UpsertPart(insert_only=True)``, compared
+  with ``insert``, the plain upsert of the same rows into the same empty target.
 
 Setup (data generation, loading, resetting the target before each upsert) is never timed. Results are
 medians over ``--repeat`` runs; ``--json`` prints them machine-readably.
@@ -61,7 +65,10 @@ OWNED = [
 UNOWNED = "owner_note"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
-OPS = ["idle", "extract", "raw_extract", "upsert", "raw_upsert"]
+OPS = ["idle", "extract", "raw_extract", "upsert", "raw_upsert", "upsert_guarded", "insert", "insert_only"]
+#: Steps that need the full target reset first, and those that need it empty.
+RESET_FULL = ("upsert", "raw_upsert", "upsert_guarded")
+RESET_EMPTY = ("insert", "insert_only")
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -174,7 +181,7 @@ def _mysql_root(database: str | None = None) -> Any:
     return pymysql.connect(**MARIADB, database=database, autocommit=True, local_infile=True)
 
 
-def load(backend: str, workdir: Path, name: str, *, target_only: bool = False) -> None:
+def load(backend: str, workdir: Path, name: str, *, target_only: bool = False, empty: bool = False) -> None:
     """(Re)create the source and target tables in the backend (not timed)."""
     import pyarrow.parquet as pq
 
@@ -205,7 +212,7 @@ def load(backend: str, workdir: Path, name: str, *, target_only: bool = False) -
             with adapter.session() as s:
                 s.execute(f"DROP TABLE IF EXISTS {adapter.table_sql(src)}")
             adapter.ensure_table(src, [Column(KEY, LogicalType.BIGINT)], src_cols)
-        tables = [(tgt, workdir / "target.parquet")]
+        tables = [] if empty else [(tgt, workdir / "target.parquet")]
         if not target_only:
             tables.append((src, workdir / "source.parquet"))
         for table, path in tables:
@@ -421,6 +428,53 @@ def measure_upsert(backend: str, workdir: Path, name: str, batch_rows: int, file
     return result
 
 
+def measure_upsert_guarded(backend: str, workdir: Path, name: str, batch_rows: int, file_rows: int) -> dict[str, Any]:
+    """adapter.upsert() of the same rows with two guarded columns (a flag true in 3 rows of 4)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from sixtyfour_sync.warehouse import Guard, TableRef, UpsertPart
+
+    data = _enriched()
+    data = data.append_column("__write_email", pa.array(np.arange(data.num_rows) % 4 != 0))
+    guard = Guard(when="__write_email", not_below="email_confidence")
+    part = UpsertPart(data, OWNED, guards={"email": guard, "email_confidence": guard})
+    adapter = open_adapter(backend, workdir, name)
+
+    def run() -> dict[str, Any]:
+        res = adapter.upsert(TableRef(TARGET), [KEY], [part])
+        return {"rows": res.rows, "inserted": res.inserted, "updated": res.updated}
+
+    result = _timed(run)
+    adapter.close()
+    return result
+
+
+def _measure_insert(backend: str, workdir: Path, name: str, *, insert_only: bool) -> dict[str, Any]:
+    from sixtyfour_sync.warehouse import TableRef, UpsertPart
+
+    data = _enriched()
+    adapter = open_adapter(backend, workdir, name)
+
+    def run() -> dict[str, Any]:
+        res = adapter.upsert(TableRef(TARGET), [KEY], [UpsertPart(data, OWNED, insert_only=insert_only)])
+        return {"rows": res.rows, "inserted": res.inserted, "updated": res.updated}
+
+    result = _timed(run)
+    adapter.close()
+    return result
+
+
+def measure_insert(backend: str, workdir: Path, name: str, batch_rows: int, file_rows: int) -> dict[str, Any]:
+    """adapter.upsert() of every enriched row into an empty target (matching first, as a rerun must)."""
+    return _measure_insert(backend, workdir, name, insert_only=False)
+
+
+def measure_insert_only(backend: str, workdir: Path, name: str, batch_rows: int, file_rows: int) -> dict[str, Any]:
+    """The same rows with ``insert_only=True``: no UPDATE, no anti-join."""
+    return _measure_insert(backend, workdir, name, insert_only=True)
+
+
 def measure_raw_upsert(backend: str, workdir: Path, name: str, batch_rows: int, file_rows: int) -> dict[str, Any]:
     """The hand-written minimum for the same change."""
     import io
@@ -510,6 +564,9 @@ MEASURES = {
     "raw_extract": measure_raw_extract,
     "upsert": measure_upsert,
     "raw_upsert": measure_raw_upsert,
+    "upsert_guarded": measure_upsert_guarded,
+    "insert": measure_insert,
+    "insert_only": measure_insert_only,
 }
 
 
@@ -526,6 +583,9 @@ def child(args: argparse.Namespace) -> None:
         result = {}
     elif args.op == "reset":
         load(args.backend, workdir, args.name, target_only=True)
+        result = {}
+    elif args.op == "reset_empty":
+        load(args.backend, workdir, args.name, target_only=True, empty=True)
         result = {}
     elif args.op == "cleanup":
         cleanup(args.backend, workdir, args.name)
@@ -575,8 +635,10 @@ def bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         for _ in range(args.repeat):
             for op in OPS:
-                if op in ("upsert", "raw_upsert"):
+                if op in RESET_FULL:
                     run_child("reset", backend, args, name)
+                elif op in RESET_EMPTY:
+                    run_child("reset_empty", backend, args, name)
                 r = run_child(op, backend, args, name)
                 results[op].append(r)
                 print(f"  {backend} {op}: {r['seconds']:.2f} s, peak RSS {r['maxrss_mb']:.0f} MB", flush=True)
@@ -646,6 +708,17 @@ def table(all_results: dict[str, dict[str, Any]], rows: int) -> str:
             f"{r['seconds']:.2f} | {n / r['seconds']:,.0f} | {a['seconds'] / r['seconds']:.2f}x | "
             f"{a['maxrss_mb']:.0f} / {r['maxrss_mb']:.0f} / {idle:.0f} |"
         )
+        for step, base, label in (
+            ("upsert_guarded", "upsert", f"upsert{into}, 2 columns guarded (vs upsert)"),
+            ("insert_only", "insert", "insert-only into an empty target (vs upsert into it)"),
+        ):
+            if step in res and base in res:
+                g, b = res[step], res[base]
+                lines.append(
+                    f"| {backend} | {n:,} | {label} | {g['seconds']:.2f} | {n / g['seconds']:,.0f} | "
+                    f"{b['seconds']:.2f} | {n / b['seconds']:,.0f} | {g['seconds'] / b['seconds']:.2f}x | "
+                    f"{g['maxrss_mb']:.0f} / {b['maxrss_mb']:.0f} / {idle:.0f} |"
+                )
     return "\n".join(lines)
 
 

@@ -168,6 +168,7 @@ REDACTED_LOGGERS = (
     "sixtyfour_sync.warehouse",
     "sixtyfour_sync.warehouse.bigquery",
     "sixtyfour_sync.warehouse.databricks",
+    "sixtyfour_sync.warehouse.duckdb",
     "sixtyfour_sync.warehouse.snowflake",
     # --debug: the Databricks SDK logs response bodies, which hold presigned result links.
     "databricks.sdk",

@@ -51,6 +51,7 @@ __all__ = [
     "DuckDBTarget",
     "PostgresTarget",
     "ProfilesChoice",
+    "QuotingConfig",
     "ResolvedTarget",
     "SnowflakeTarget",
     "SqlAlchemyTarget",
@@ -59,6 +60,7 @@ __all__ = [
     "load_target",
     "locate_profiles_file",
     "parse_target_config",
+    "quoting_from_dbt_project",
 ]
 
 DEFAULT_PROFILE = "sixtyfour"
@@ -236,6 +238,35 @@ class PostgresTarget(_Target):
         return f"postgres {self.user}@{self.host}:{self.port}/{self.dbname} (schema {self.schema})"
 
 
+class QuotingConfig(BaseModel):
+    """dbt's ``quoting:`` (dbt_project.yml, or a Snowflake output here): which names are quoted as written.
+
+    A part set to false folds as an unquoted name would (Snowflake: upper case); true keeps it exactly.
+    ``column`` has no dbt project key; it stands for dbt's per-column ``quote:`` (default false on
+    Snowflake). Unset parts keep the warehouse's dbt default.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database: bool | None = None
+    schema_: bool | None = Field(None, alias="schema")
+    identifier: bool | None = None
+    column: bool | None = None
+    snowflake_ignore_case: bool | None = None
+    """dbt Fusion's key; accepted and ignored (QUOTED_IDENTIFIERS_IGNORE_CASE is the account's business)."""
+
+
+def quoting_from_dbt_project(data: Mapping[str, Any] | None) -> QuotingConfig | None:
+    """The ``quoting:`` block of a parsed dbt_project.yml (None when it has none)."""
+    block = (data or {}).get("quoting")
+    if not isinstance(block, Mapping):
+        return None
+    return QuotingConfig.model_validate({k: v for k, v in block.items() if k in _QUOTING_KEYS})
+
+
+_QUOTING_KEYS = frozenset({"database", "schema", "identifier", "column", "snowflake_ignore_case"})
+
+
 class SnowflakeTarget(_Target):
     """``type: snowflake``: dbt-snowflake's keys."""
 
@@ -248,14 +279,25 @@ class SnowflakeTarget(_Target):
     """An inline PEM private key (dbt-snowflake's ``private_key``)."""
     private_key_passphrase: SecretStr | None = None
     authenticator: str | None = None
-    """``snowflake`` (default), ``externalbrowser``, ``oauth``, ``username_password_mfa``, or an Okta URL."""
+    """``snowflake`` (default), ``externalbrowser``, ``oauth``, ``oauth_client_credentials``,
+    ``username_password_mfa``, or an Okta URL."""
     token: SecretStr | None = None
-    """OAuth token when ``authenticator: oauth``."""
+    """With ``authenticator: oauth``: the access token, or the refresh token when the client id/secret are set."""
+    oauth_client_id: str | None = None
+    """The OAuth integration's client id (dbt-snowflake's key)."""
+    oauth_client_secret: SecretStr | None = None
+    """The OAuth integration's client secret."""
+    oauth_token_request_url: str | None = None
+    """Where tokens are requested; default ``https://<account>.snowflakecomputing.com/oauth/token-request``."""
+    host: str | None = None
+    """The account's host when it is not ``<account>.snowflakecomputing.com`` (private link)."""
     role: str | None = None
     database: str
     warehouse: str | None = None
     connect_timeout: int | None = None
     query_tag: str | None = None
+    quoting: QuotingConfig | None = None
+    """dbt's ``quoting:`` for this target (dbt_project.yml's applies when this is unset)."""
 
     @model_validator(mode="after")
     def _auth(self) -> SnowflakeTarget:
@@ -263,8 +305,21 @@ class SnowflakeTarget(_Target):
             raise ValueError(
                 "no credentials: set password, private_key_path (+ private_key_passphrase) or authenticator"
             )
-        if self.authenticator == "oauth" and not self.token:
-            raise ValueError("authenticator: oauth needs token")
+        auth = (self.authenticator or "").lower()
+        has_id, has_secret = bool(self.oauth_client_id), self.oauth_client_secret is not None
+        if (has_id or has_secret) and auth not in ("oauth", "oauth_client_credentials"):
+            raise ValueError(
+                "oauth_client_id/oauth_client_secret are set but authenticator is not oauth "
+                "(or oauth_client_credentials)"
+            )
+        if has_id != has_secret:
+            raise ValueError("oauth_client_id and oauth_client_secret go together: set both or neither")
+        if auth == "oauth" and not self.token:
+            raise ValueError(
+                "authenticator: oauth needs token (an access token, or a refresh token with oauth_client_id/secret)"
+            )
+        if auth == "oauth_client_credentials" and not has_id:
+            raise ValueError("authenticator: oauth_client_credentials needs oauth_client_id and oauth_client_secret")
         return self
 
     def describe(self) -> str:
@@ -502,6 +557,8 @@ class ResolvedTarget:
     file_reason: str = ""
     target_reason: str = ""
     shadowed: tuple[Path, ...] = ()
+    #: dbt_project.yml's ``quoting:`` (see :func:`quoting_from_dbt_project`); a Snowflake output's own wins.
+    quoting: QuotingConfig | None = None
 
     def describe(self) -> str:
         """``profile.target (type ...)`` - safe to print."""
@@ -678,11 +735,14 @@ def load_target(
     default_profile: str | None = None,
     env: Mapping[str, str] | None = None,
     vars: Mapping[str, Any] | None = None,
+    dbt_project_dir: Path | None = None,
 ) -> ResolvedTarget:
     """Find profiles.yml, pick the profile and target, render env vars and validate the output.
 
     ``profile`` is the ``--profile`` flag; ``default_profile`` the model file's or dbt_project.yml's
-    ``profile:`` (the caller resolves which); both unset means ``sixtyfour``.
+    ``profile:`` (the caller resolves which); both unset means ``sixtyfour``. The ``quoting:`` of the
+    dbt_project.yml in ``dbt_project_dir`` (default: the project directory), when there is one, comes along
+    in :attr:`ResolvedTarget.quoting`.
     """
     env_map = os.environ if env is None else env
     choice = locate_profiles_file(project_dir=project_dir, profiles_dir=profiles_dir, env=env_map)
@@ -757,6 +817,7 @@ def load_target(
     where = (profile_name, "outputs", target_name)
     output = render_env_vars(outputs[target_name], file=file, env=env_map, vars=vars, path=where, lines=doc.lines)
     config = parse_target_config(output, file=file, where=where, lines=doc.lines)
+    quoting = _dbt_project_quoting(dbt_project_dir or project_dir)
     return ResolvedTarget(
         profile=profile_name,
         target=target_name,
@@ -766,4 +827,18 @@ def load_target(
         file_reason=choice.reason,
         target_reason=target_reason,
         shadowed=choice.shadowed,
+        quoting=quoting,
     )
+
+
+def _dbt_project_quoting(directory: Path) -> QuotingConfig | None:
+    """dbt_project.yml's ``quoting:`` (None without the file or the block); ConfigError when it is invalid."""
+    path = directory / "dbt_project.yml"
+    if not path.is_file():
+        return None
+    doc = load_yaml(path)
+    data = doc.data if isinstance(doc.data, Mapping) else None
+    try:
+        return quoting_from_dbt_project(data)
+    except ValidationError as exc:
+        raise ConfigError(problems=_problems_from_validation(exc, path, ("quoting",), doc.lines)) from None

@@ -368,14 +368,7 @@ def _close_run(recorder: RunRecorder, result: RunResult, *, crashed: bool = Fals
 
 def _sibling(adapter: Adapter) -> tuple[Adapter, bool]:
     """A connection of its own to the same warehouse (for the lease's renewals), and whether it is new."""
-    make = getattr(adapter, "sibling", None)
-    if make is not None:
-        return make(), True
-    if adapter.config is None:
-        return adapter, False
-    other = type(adapter).from_target(adapter.config, project_dir=adapter.project_dir)
-    other.open()
-    return other, True
+    return adapter.sibling(), True
 
 
 def _run_one(

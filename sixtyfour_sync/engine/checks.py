@@ -42,7 +42,7 @@ def list_tables(adapter: Adapter, schema: str | None, database: str | None = Non
     params: list[Any] = []
     schema = schema if schema is not None else adapter.default_schema
     if schema is not None:
-        if adapter.identifiers_case_insensitive:
+        if adapter.dialect.case_insensitive:
             sql += " WHERE LOWER(table_schema) = LOWER(?)"
         else:
             sql += " WHERE table_schema = ?"

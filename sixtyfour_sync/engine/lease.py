@@ -58,20 +58,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def _now_epoch_sql(adapter: Adapter) -> str:
-    fn = getattr(adapter, "now_epoch_sql", None)
-    if fn is not None:
-        return str(fn())
-    kind = adapter.type
-    if kind == "postgres":
-        return "EXTRACT(EPOCH FROM clock_timestamp())"
-    if kind == "duckdb":
-        return "(epoch_ms(get_current_timestamp()) / 1000.0)"
-    if kind == "snowflake":
-        return "(DATE_PART(EPOCH_MILLISECOND, CURRENT_TIMESTAMP()) / 1000.0)"
-    dialect = getattr(getattr(adapter, "dialect", None), "name", "")
-    if dialect == "sqlite":
-        return "((julianday('now') - 2440587.5) * 86400.0)"
-    return "UNIX_TIMESTAMP(NOW(6))"
+    return adapter.now_epoch_sql()
 
 
 class Lease:
@@ -111,20 +98,9 @@ class Lease:
         return self.adapter.quote(name, what="ledger column")
 
     def _ensure_row(self) -> None:
-        a, q = self.adapter, self._q
-        table = a.table_sql(self.ledger.leases)
-        builder = getattr(a, "insert_if_absent_sql", None)
-        if builder is not None:
-            sql = builder(self.ledger.leases, ["sync_name", "expires_epoch"], ["sync_name"])
-            params: list[Any] = [self.sync_name, 0.0]
-        else:
-            sql = (
-                f"INSERT INTO {table} ({q('sync_name')}, {q('expires_epoch')}) SELECT ?, ? "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {q('sync_name')} = ?)"
-            )
-            params = [self.sync_name, 0.0, self.sync_name]
-        with a.session() as s:
-            s.execute_count(sql, params)
+        """The sync's lease row exists (free when new): one statement, safe when two first runs race."""
+        with self.adapter.session() as s:
+            s.insert_if_absent(self.ledger.leases, {"sync_name": self.sync_name, "expires_epoch": 0.0}, ["sync_name"])
 
     def _holders(self) -> list[dict[str, Any]]:
         with self.adapter.session() as s:

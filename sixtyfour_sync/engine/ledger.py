@@ -350,7 +350,7 @@ class Ledger:
                     INPUT_HASH: keys.column(INPUT_HASH).cast(pa.string()),
                 }
             )
-            self.adapter.upsert(self.keys, ["job_id", KEY_HASH], [UpsertPart(data, [INPUT_HASH])])
+            self.adapter.upsert(self.keys, ["job_id", KEY_HASH], [UpsertPart(data, [INPUT_HASH], insert_only=True)])
         now = utcnow()
         row: dict[str, Any] = {
             "job_id": job.job_id,

@@ -3,23 +3,36 @@
 ``connect(target)`` imports the backend module (and its driver) only when that backend is used, so a
 missing driver is a :class:`~sixtyfour_sync.errors.MissingDriverError` with the extra to install, not
 an ImportError at start-up.
+
+The layer, one module per job:
+
+- :mod:`.types`: value types (``TableRef``, ``Column``, ``UpsertPart``, ``Guard``...) and each dialect's
+  type names as data; :mod:`.dialect`: each dialect's SQL facts as data;
+- :mod:`.sql`: pure SQL builders (identifiers, placeholders, DDL, catalog, DML, upsert, selection);
+- :mod:`.arrow` and :mod:`.parts`: pure Arrow helpers and upsert-part validation;
+- :mod:`.session` and :mod:`.adapter`: the I/O every backend shares; :mod:`.facade`: the SQL methods an
+  adapter offers the engine;
+- one module per backend: :mod:`.duckdb`, :mod:`.postgres` (+ :mod:`.postgres_copy`), :mod:`.snowflake`
+  (+ :mod:`.snowflake_auth`, :mod:`.snowflake_arrow`), :mod:`.sqlalchemy` (generic, MySQL/MariaDB, SQLite).
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sixtyfour_sync.errors import MissingDriverError, WarehouseError
-from sixtyfour_sync.warehouse.base import (
-    Adapter,
+from sixtyfour_sync.warehouse.adapter import Adapter
+from sixtyfour_sync.warehouse.session import Session
+from sixtyfour_sync.warehouse.types import (
     Capabilities,
     Column,
     EnsureResult,
+    Guard,
     KeyReport,
     LogicalType,
-    Session,
+    Quoting,
     TableRef,
     UpsertPart,
     UpsertResult,
@@ -34,8 +47,10 @@ __all__ = [
     "Capabilities",
     "Column",
     "EnsureResult",
+    "Guard",
     "KeyReport",
     "LogicalType",
+    "Quoting",
     "Session",
     "TableRef",
     "UpsertPart",
@@ -55,7 +70,7 @@ ADAPTERS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-def adapter_class(kind: str) -> type[Adapter]:
+def adapter_class(kind: str) -> type[Adapter[Any]]:
     """The adapter class for a ``type:``, importing its module (and driver) now."""
     try:
         module_name, class_name, driver, extra = ADAPTERS[kind]
@@ -73,21 +88,25 @@ def adapter_class(kind: str) -> type[Adapter]:
                 hint=f"pip install 'sixtyfour-sync[{extra}]'",
             ) from exc
         raise
-    cls: type[Adapter] = getattr(module, class_name)
+    cls: type[Adapter[Any]] = getattr(module, class_name)
     return cls
 
 
-def connect(target: ResolvedTarget | TargetConfig, *, project_dir: Path | None = None) -> Adapter:
+def connect(
+    target: ResolvedTarget | TargetConfig, *, project_dir: Path | None = None, quoting: Quoting | None = None
+) -> Adapter[Any]:
     """Open an adapter for a resolved target (or a bare target config) and connect it.
 
-    Connection failures raise :class:`~sixtyfour_sync.errors.WarehouseError` naming where (host, port,
-    database, file) but never the password.
+    ``quoting`` overrides how names fold (dbt's ``quoting:``); by default a resolved target's own
+    (dbt_project.yml's) applies, and a Snowflake output's ``quoting:`` wins over both. Connection failures
+    raise :class:`~sixtyfour_sync.errors.WarehouseError` naming where (host, port, database, file) but never
+    the password.
     """
     from sixtyfour_sync.config.profiles import ResolvedTarget
 
     config = target.config if isinstance(target, ResolvedTarget) else target
     cls = adapter_class(str(config.type))
-    adapter = cls.from_target(target, project_dir=project_dir)
+    adapter = cls.from_target(target, project_dir=project_dir, quoting=quoting)
     try:
         adapter.open()
     except BaseException:

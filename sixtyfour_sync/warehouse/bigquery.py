@@ -37,45 +37,42 @@ import logging
 import re
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
-from sixtyfour_sync.errors import ConfigError, MissingDriverError, UnsafeIdentifierError, WarehouseError
+from sixtyfour_sync.errors import ConfigError, MissingDriverError, WarehouseError
 from sixtyfour_sync.warehouse import cloud_sql
-from sixtyfour_sync.warehouse.base import (
-    Adapter,
+from sixtyfour_sync.warehouse.adapter import Adapter
+from sixtyfour_sync.warehouse.bigquery_auth import credentials_for
+from sixtyfour_sync.warehouse.bigquery_session import BigQuerySession, load_parquet
+from sixtyfour_sync.warehouse.bigquery_sql import BigQueryNames, bind_params, insert_if_absent, merge_counts
+from sixtyfour_sync.warehouse.dialect import BIGQUERY, Dialect
+from sixtyfour_sync.warehouse.parts import PreparedPart, prepare_part
+from sixtyfour_sync.warehouse.session import Session
+from sixtyfour_sync.warehouse.sql.identifiers import Names
+from sixtyfour_sync.warehouse.types import (
     Capabilities,
     Column,
     EnsureResult,
     LogicalType,
-    Session,
+    Quoting,
     TableRef,
     UpsertPart,
     UpsertResult,
 )
-from sixtyfour_sync.warehouse.bigquery_auth import credentials_for
-from sixtyfour_sync.warehouse.bigquery_session import BigQuerySession, load_parquet
-from sixtyfour_sync.warehouse.bigquery_sql import (
-    FROM_API,
-    TYPE_NAMES,
-    bind_params,
-    insert_if_absent,
-    merge_counts,
-)
 
 if TYPE_CHECKING:
-    from sixtyfour_sync.config.profiles import BigQueryTarget, TargetConfig
+    from sixtyfour_sync.config.profiles import BigQueryTarget
 
 __all__ = ["BigQueryAdapter"]
 
 log = logging.getLogger("sixtyfour_sync.warehouse.bigquery")
 
 _INSTALL_HINT = "pip install 'sixtyfour-sync[bigquery]'"
-_PROJECT_RE = re.compile(r"(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]*[a-z0-9]")
 _DML_RE = re.compile(r"^\s*(?:\(\s*)*(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 _TRUNCATE_RE = re.compile(r"^\s*TRUNCATE\b", re.IGNORECASE)
 _STAGE_TTL = dt.timedelta(days=1)
@@ -83,7 +80,7 @@ _STAGE_TTL = dt.timedelta(days=1)
 # Adapter
 
 
-class BigQueryAdapter(Adapter):
+class BigQueryAdapter(Adapter["BigQueryTarget"]):
     """A BigQuery dataset (see the module docstring for names, transactions and the upsert)."""
 
     type: ClassVar[str] = "bigquery"
@@ -95,16 +92,17 @@ class BigQueryAdapter(Adapter):
         max_identifier_length=300,
         transactional_ddl=False,
     )
-    identifiers_case_insensitive: ClassVar[bool] = True
-    text_cast_type: ClassVar[str] = "STRING"
-    quote_char: ClassVar[str] = "`"
-
-    config: BigQueryTarget | None
+    dialect: Dialect = BIGQUERY
 
     def __init__(
-        self, config: TargetConfig | None = None, *, project_dir: Path | None = None, client: Any = None
+        self,
+        config: BigQueryTarget | None = None,
+        *,
+        project_dir: Path | None = None,
+        quoting: Quoting | None = None,
+        client: Any = None,
     ) -> None:
-        super().__init__(config, project_dir=project_dir)
+        super().__init__(config, project_dir=project_dir, quoting=quoting)
         self._client: Any = client
         self._owns_client = client is None
         self._bq_session: str | None = None
@@ -154,10 +152,6 @@ class BigQueryAdapter(Adapter):
         """Check now that the credentials work and jobs can run (``SELECT 1``, which bills nothing)."""
         with self._errors("connecting"):
             self._run("SELECT 1", (), session=False)
-
-    def sibling(self) -> BigQueryAdapter:
-        """A new adapter on its own client and BigQuery session, for another thread."""
-        return BigQueryAdapter(self.config, project_dir=self.project_dir)
 
     def close(self) -> None:
         """End the BigQuery session (best effort) and close the client this adapter created."""
@@ -231,22 +225,14 @@ class BigQueryAdapter(Adapter):
         return BigQuerySession(self)
 
     # ------------------------------------------------------------------------------ names
-    def validate_project(self, name: str, *, what: str) -> str:
-        """A project id (lower-case letters, digits, hyphens; optionally ``domain:``-scoped)."""
-        if not isinstance(name, str) or not _PROJECT_RE.fullmatch(name) or len(name) > 63 + 64:
-            raise UnsafeIdentifierError(
-                f"{what}: {name!r} is not a valid BigQuery project id",
-                hint="use the project id (lower-case letters, digits and '-'), not its display name",
-            )
-        return name
-
-    def table_sql(self, table: TableRef) -> str:
-        """```project`.`dataset`.`table``` with each part quoted as written (BigQuery keeps their case)."""
-        project = self.validate_project(table.database or self.project, what=f"project of table {table}")
-        dataset = table.schema if table.schema is not None else self.default_schema
-        if not dataset:
-            raise ConfigError(f"bigquery: table {table} has no dataset and the profile sets none")
-        return f"`{project}`.{self.quote(dataset, what=f'dataset of table {table}')}.{self.quote(table.name)}"
+    @property
+    def names(self) -> Names:
+        """BigQuery's naming rules, tables qualified with the profile's project."""
+        n = self._names
+        if n is None or n.dialect is not self.dialect or n.default_schema != self.default_schema:
+            project = self.config.project if self.config is not None else ""
+            n = self._names = BigQueryNames(self.dialect, self.quoting, self.default_schema, project=project)
+        return n
 
     def _ref(self, table: TableRef) -> str:
         """``project.dataset.table`` for the API (validated)."""
@@ -254,43 +240,30 @@ class BigQueryAdapter(Adapter):
         dataset = table.schema if table.schema is not None else self.default_schema
         return f"{table.database or self.project}.{dataset}.{table.name}"
 
-    # ------------------------------------------------------------------------------ types, time, hashing
-    def _type_names(self) -> Mapping[LogicalType, str]:
-        return TYPE_NAMES
+    # ------------------------------------------------------------------------------ hashing
+    def row_hash_sql(self, columns: Sequence[str], alias: str | None = None) -> str:
+        """The shared NULL- and separator-safe hash, with ``TO_JSON_STRING`` as each value's text.
 
-    def logical_type_of(self, raw: str) -> LogicalType | str:
-        """Map the API's type names (``INTEGER``, ``FLOAT``...) to logical types."""
-        return FROM_API.get(raw.upper(), raw)
-
-    def md5_sql(self, expr: str) -> str:
-        """Lower-case hex MD5 (BigQuery's ``MD5`` returns BYTES)."""
-        return f"TO_HEX(MD5({expr}))"
-
-    def text_sql(self, expr: str) -> str:
-        """Text for hashing: ``TO_JSON_STRING`` works on every type (JSON too) and writes timestamps in UTC."""
-        return f"TO_JSON_STRING({expr})"
-
-    def now_sql(self) -> str:
-        """The current timestamp (always UTC in BigQuery)."""
-        return "CURRENT_TIMESTAMP()"
-
-    def now_epoch_sql(self) -> str:
-        """BigQuery's clock as epoch seconds (microsecond precision)."""
-        return "UNIX_MICROS(CURRENT_TIMESTAMP()) / 1000000"
-
-    def age_seconds_sql(self, column_sql: str) -> str:
-        """Seconds since the timestamp expression."""
-        return f"(UNIX_MICROS(CURRENT_TIMESTAMP()) - UNIX_MICROS({column_sql})) / 1000000"
+        ``CAST(x AS STRING)`` fails on JSON values and writes timestamps in the session's (or the
+        project's default) time zone; ``TO_JSON_STRING`` takes every type and writes timestamps in UTC.
+        """
+        if not columns:
+            raise ValueError("row_hash_sql needs at least one column")
+        prefix = f"{self.quote(alias, what='table alias')}." if alias else ""
+        parts = []
+        for c in columns:
+            col = prefix + self.quote(c, what="hashed column")
+            txt = f"TO_JSON_STRING({col})"
+            parts.append(
+                f"CASE WHEN {col} IS NULL THEN 'N' ELSE ('V' || CAST(LENGTH({txt}) AS STRING) || ':' || {txt}) END"
+            )
+        return self.dialect.md5.format("(" + " || ".join(parts) + ")")
 
     # ------------------------------------------------------------------------------ DDL and metadata
     def create_table_sql(self, table: TableRef, key: Sequence[Column], columns: Sequence[Column]) -> str:
         """``CREATE TABLE IF NOT EXISTS`` with the key NOT NULL (BigQuery enforces no primary key)."""
         defs = [self.column_def_sql(k, not_null=True) for k in key] + [self.column_def_sql(c) for c in columns]
         return f"CREATE TABLE IF NOT EXISTS {self.table_sql(table)} ({', '.join(defs)})"
-
-    def add_column_sql(self, table: TableRef, column: Column) -> str:
-        """``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` (two first runs may race)."""
-        return f"ALTER TABLE {self.table_sql(table)} ADD COLUMN IF NOT EXISTS {self.column_def_sql(column)}"
 
     def ensure_table(self, table: TableRef, key: Sequence[Column], columns: Sequence[Column]) -> EnsureResult:
         """Create or extend the table (see :meth:`Adapter.ensure_table`), then check the API sees new columns.
@@ -440,7 +413,7 @@ class BigQueryAdapter(Adapter):
         s: BigQuerySession,
         table: TableRef,
         key: Sequence[str],
-        part: cloud_sql.PreparedPart,
+        part: PreparedPart,
         stage: str,
         json_cols: frozenset[str],
     ) -> UpsertResult:
@@ -489,14 +462,12 @@ class BigQueryAdapter(Adapter):
                 "bigquery: upsert called inside an open session; staging cannot run inside a transaction",
                 hint="call adapter.upsert(..., before_commit=...) outside any session",
             )
-        prepared = [
-            cloud_sql.prepare_part(p, key, table, lambda n, w: self.validate_identifier(n, what=w)) for p in parts
-        ]
+        prepared = [prepare_part(self.names, table, key, p) for p in parts]
         existing = self.get_columns(table) if any(p.data.num_rows for p in prepared) else {}
         json_stored = {n for n, t in existing.items() if t is LogicalType.JSON}
         stages: list[str] = []
         try:
-            staged: list[tuple[cloud_sql.PreparedPart, str]] = []
+            staged: list[tuple[PreparedPart, str]] = []
             with tempfile.TemporaryDirectory(prefix="sixtyfour-bq-") as tmp:
                 for p in prepared:
                     stage = self._load_stage(table, p.data, Path(tmp), stages) if p.data.num_rows else ""

@@ -27,10 +27,12 @@ __all__ = ["BigQuerySession", "load_parquet"]
 #: A staging table expires by itself this long after it was created (if a killed run leaves it behind).
 STAGE_TTL = dt.timedelta(days=1)
 
-#: Held from BEGIN to COMMIT/ROLLBACK: a process runs one BigQuery transaction at a time (the lease thread's
-#: renewals wait for the main thread's upsert). BigQuery aborts one of two concurrent transactions that
-#: touch the same table, and some compatible servers (bqemulator) have a single server-wide transaction.
+#: Held from BEGIN to COMMIT/ROLLBACK: a transaction waits (up to :data:`_LOCK_WAIT` seconds, then goes
+#: ahead) while another thread of this process has one open, so the lease thread's renewals queue behind
+#: the main thread's upsert. BigQuery aborts one of two concurrent transactions on the same table, and
+#: some compatible servers (bqemulator) have a single server-wide transaction.
 _TRANSACTION_LOCK = threading.RLock()
+_LOCK_WAIT = 10.0
 
 
 class BigQuerySession(Session):
@@ -41,14 +43,15 @@ class BigQuerySession(Session):
     def __init__(self, adapter: BigQueryAdapter) -> None:
         super().__init__(adapter)
         self.in_transaction = False
+        self._locked = False
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         if is_dml(sql) and not self.in_transaction:
-            _TRANSACTION_LOCK.acquire()
+            self._locked = _TRANSACTION_LOCK.acquire(timeout=_LOCK_WAIT)
             try:
                 self.adapter._run("BEGIN TRANSACTION", (), session=True)
             except BaseException:
-                _TRANSACTION_LOCK.release()
+                self._unlock()
                 raise
             self.in_transaction = True
         job = self.adapter._run(sql, params, session=self.in_transaction)
@@ -96,6 +99,11 @@ class BigQuerySession(Session):
         try:
             self.adapter._run(sql, (), session=True)
         finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        if self._locked:
+            self._locked = False
             _TRANSACTION_LOCK.release()
 
     def upsert(self, table: TableRef, key: Sequence[str], parts: Sequence[UpsertPart]) -> UpsertResult:

@@ -6,17 +6,20 @@ import datetime as dt
 import decimal
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
+from sixtyfour_sync.errors import ConfigError, UnsafeIdentifierError
 from sixtyfour_sync.warehouse import cloud_sql
-from sixtyfour_sync.warehouse.base import LogicalType, _literal_spans
 from sixtyfour_sync.warehouse.cloud_sql import parquet_ready
+from sixtyfour_sync.warehouse.sql.identifiers import Names
+from sixtyfour_sync.warehouse.sql.placeholders import placeholder_positions
+from sixtyfour_sync.warehouse.types import TableRef
 
 __all__ = [
-    "FROM_API",
-    "TYPE_NAMES",
+    "BigQueryNames",
     "bind_params",
     "insert_if_absent",
     "is_dml",
@@ -28,26 +31,37 @@ __all__ = [
 
 _DML_RE = re.compile(r"^\s*(?:\(\s*)*(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 _TRUNCATE_RE = re.compile(r"^\s*TRUNCATE\b", re.IGNORECASE)
-TYPE_NAMES: dict[LogicalType, str] = {
-    LogicalType.TEXT: "STRING",
-    LogicalType.BIGINT: "INT64",
-    LogicalType.DOUBLE: "FLOAT64",
-    LogicalType.BOOLEAN: "BOOL",
-    LogicalType.JSON: "JSON",
-    LogicalType.TIMESTAMP: "TIMESTAMP",
-}
-# The REST API reports legacy names (INTEGER, FLOAT, BOOLEAN) for the standard SQL types.
-FROM_API: dict[str, LogicalType] = {
-    "STRING": LogicalType.TEXT,
-    "INTEGER": LogicalType.BIGINT,
-    "INT64": LogicalType.BIGINT,
-    "FLOAT": LogicalType.DOUBLE,
-    "FLOAT64": LogicalType.DOUBLE,
-    "BOOLEAN": LogicalType.BOOLEAN,
-    "BOOL": LogicalType.BOOLEAN,
-    "JSON": LogicalType.JSON,
-    "TIMESTAMP": LogicalType.TIMESTAMP,
-}
+_PROJECT_RE = re.compile(r"(?:[a-z][a-z0-9.-]*[a-z0-9]:)?[a-z][a-z0-9-]*[a-z0-9]")
+
+
+def validate_project(name: str, *, what: str) -> str:
+    """A project id (lower-case letters, digits, hyphens; optionally ``domain:``-scoped)."""
+    if not isinstance(name, str) or not _PROJECT_RE.fullmatch(name) or len(name) > 127:
+        raise UnsafeIdentifierError(
+            f"{what}: {name!r} is not a valid BigQuery project id",
+            hint="use the project id (lower-case letters, digits and '-'), not its display name",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class BigQueryNames(Names):
+    """BigQuery's names: every table is ```project`.`dataset`.`table``` (the profile's project by default).
+
+    A bare ``dataset.table`` would resolve in the project that runs the job, which ``execution_project``
+    may make another one. Project ids hold hyphens and are checked against their own pattern.
+    """
+
+    project: str = ""
+
+    def table(self, table: TableRef) -> str:
+        """```project`.`dataset`.`table``` with each part quoted as written (BigQuery keeps their case)."""
+        project = validate_project(table.database or self.project, what=f"project of table {table}")
+        dataset = self.schema_of(table)
+        if not dataset:
+            raise ConfigError(f"bigquery: table {table} has no dataset and the profile sets none")
+        ds = self.quote(dataset, what=f"dataset of table {table}", kind="schema")
+        return f"`{project}`.{ds}.{self.quote(table.name, what='table name', kind='identifier')}"
 
 
 def is_dml(sql: str) -> bool:
@@ -79,7 +93,7 @@ def bind_params(sql: str, params: Sequence[Any]) -> tuple[str, list[tuple[str, A
     A NULL query parameter needs a type, and BigQuery refuses to assign a NULL STRING to an INT64
     column: a ``NULL`` literal coerces to any type. Naive datetimes are taken as UTC.
     """
-    positions = cloud_sql.qmark_positions(sql, _literal_spans(sql))
+    positions = list(placeholder_positions(sql, "bigquery"))
     if len(positions) != len(params):
         raise ValueError(f"the statement has {len(positions)} placeholder(s) but {len(params)} value(s) were given")
     keep_at, rendered, out = [], [], []

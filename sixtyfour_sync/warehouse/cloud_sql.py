@@ -17,24 +17,16 @@ decides how a dialect spells an identifier.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sixtyfour_sync.errors import DataError
-
 __all__ = [
     "GuardSpec",
-    "PreparedPart",
     "insert_select_sql",
     "merge_sql",
     "parquet_ready",
-    "part_options",
-    "prepare_part",
-    "qmark_positions",
-    "reject_null_keys",
     "substitute_qmarks",
 ]
 
@@ -49,39 +41,6 @@ class GuardSpec(Protocol):
 
     @property
     def not_below(self) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class PreparedPart:
-    """One upsert part ready to stage: key, written columns, their guards and the staged columns."""
-
-    data: pa.Table
-    set_columns: tuple[str, ...]
-    guards: Mapping[str, GuardSpec]
-    insert_only: bool
-    duplicates_dropped: int
-
-
-def part_options(part: object) -> tuple[Mapping[str, GuardSpec], bool]:
-    """``(guards, insert_only)`` of an upsert part (parts without them have none and are not insert-only)."""
-    guards: Mapping[str, GuardSpec] = getattr(part, "guards", None) or {}
-    return guards, bool(getattr(part, "insert_only", False))
-
-
-def reject_null_keys(data: pa.Table, key: Sequence[str], table: object) -> None:
-    """Raise :class:`DataError` naming how many rows (and which) have a NULL key part."""
-    mask = None
-    for k in key:
-        m = pc.is_null(data.column(k))
-        mask = m if mask is None else pc.or_(mask, m)
-    if mask is None or not pc.any(mask).as_py():
-        return
-    bad = data.filter(mask)
-    sample = [tuple(r.values()) for r in bad.select(list(key)).slice(0, 5).to_pylist()]
-    raise DataError(
-        f"upsert into {table}: {bad.num_rows:,} row(s) have a NULL key part ({', '.join(key)}); e.g. {sample}",
-        hint="filter NULL keys out of the source (the sync skips them when it selects rows)",
-    )
 
 
 def _value(col: str, alias: str, quote: Quote, json_cols: Iterable[str], parse_json: str | None) -> str:
@@ -160,15 +119,6 @@ def insert_select_sql(
     return f"INSERT INTO {target} ({names}) SELECT {', '.join(values)} FROM {source} AS s"
 
 
-def qmark_positions(sql: str, spans: Iterable[tuple[int, int, bool]]) -> list[int]:
-    """Offsets of the ``?`` placeholders in ``sql`` that lie in code spans (not literals or comments)."""
-    out: list[int] = []
-    for start, end, code in spans:
-        if code:
-            out.extend(start + i for i, ch in enumerate(sql[start:end]) if ch == "?")
-    return out
-
-
 def substitute_qmarks(sql: str, positions: Sequence[int], rendered: Sequence[str]) -> str:
     """Replace the placeholders at ``positions`` by the ``rendered`` SQL texts, in order."""
     if len(positions) != len(rendered):
@@ -181,48 +131,6 @@ def substitute_qmarks(sql: str, positions: Sequence[int], rendered: Sequence[str
         last = pos + 1
     pieces.append(sql[last:])
     return "".join(pieces)
-
-
-def staged_columns(key: Sequence[str], set_columns: Sequence[str], guards: Mapping[str, GuardSpec]) -> list[str]:
-    """Key, set columns, then every guard column not already among them (in a stable order)."""
-    out = [*key, *[c for c in set_columns if c not in key]]
-    for g in guards.values():
-        for c in (g.when, g.not_below):
-            if c and c not in out:
-                out.append(c)
-    return out
-
-
-def unknown_guarded(set_columns: Sequence[str], guards: Mapping[str, Any]) -> list[str]:
-    """Guarded columns that are not set columns (a caller mistake)."""
-    return [c for c in guards if c not in set_columns]
-
-
-def prepare_part(part: Any, key: Sequence[str], table: object, validate: Callable[[str, str], object]) -> PreparedPart:
-    """Validate names, reject NULL keys, keep the last row per key, and keep only the staged columns.
-
-    ``validate(name, what)`` is the adapter's identifier check. Lists and structs become JSON text.
-    """
-    from sixtyfour_sync.warehouse.base import dedupe_last, json_columns_to_text
-
-    if not key:
-        raise ValueError("upsert needs at least one key column")
-    guards, insert_only = part_options(part)
-    set_cols = [c for c in part.set_columns if c not in key]
-    stray = unknown_guarded(set_cols, guards)
-    if stray:
-        raise ValueError(f"upsert into {table}: guards for column(s) {stray} that are not set columns")
-    cols = staged_columns(key, set_cols, guards)
-    for c in cols:
-        validate(c, f"column of {table}")
-    data: pa.Table = part.data
-    missing = [c for c in cols if c not in data.column_names]
-    if missing:
-        raise DataError(f"upsert into {table}: the rows have no column(s) {missing} (they have {data.column_names})")
-    data = data.select(cols)
-    reject_null_keys(data, key, table)
-    data, dropped = dedupe_last(data, key)
-    return PreparedPart(json_columns_to_text(data), tuple(set_cols), guards, insert_only, dropped)
 
 
 def parquet_ready(data: pa.Table) -> pa.Table:

@@ -31,6 +31,7 @@ import builtins
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -40,21 +41,25 @@ import pyarrow as pa
 from sixtyfour_sync.errors import ConfigError, MissingDriverError, WarehouseError
 from sixtyfour_sync.warehouse import cloud_sql
 from sixtyfour_sync.warehouse import databricks_sql as dsql
-from sixtyfour_sync.warehouse.base import (
-    Adapter,
+from sixtyfour_sync.warehouse.adapter import Adapter
+from sixtyfour_sync.warehouse.databricks_client import StatementFailed, StatementRunner
+from sixtyfour_sync.warehouse.dialect import DATABRICKS, Dialect
+from sixtyfour_sync.warehouse.parts import PreparedPart, prepare_part
+from sixtyfour_sync.warehouse.session import Session
+from sixtyfour_sync.warehouse.sql.identifiers import Names
+from sixtyfour_sync.warehouse.sql.placeholders import placeholder_positions
+from sixtyfour_sync.warehouse.types import (
     Capabilities,
     Column,
     LogicalType,
-    Session,
+    Quoting,
     TableRef,
     UpsertPart,
     UpsertResult,
-    _literal_spans,
 )
-from sixtyfour_sync.warehouse.databricks_client import StatementFailed, StatementRunner
 
 if TYPE_CHECKING:
-    from sixtyfour_sync.config.profiles import DatabricksTarget, TargetConfig
+    from sixtyfour_sync.config.profiles import DatabricksTarget
 
 __all__ = ["DatabricksAdapter", "StatementFailed", "render_params"]
 
@@ -62,29 +67,22 @@ log = logging.getLogger("sixtyfour_sync.warehouse.databricks")
 
 _INSTALL_HINT = "pip install 'sixtyfour-sync[databricks]'"
 _TERMINAL = {"SUCCEEDED", "FAILED", "CANCELED", "CLOSED"}
-_TYPE_NAMES: dict[LogicalType, str] = {
-    LogicalType.TEXT: "STRING",
-    LogicalType.BIGINT: "BIGINT",
-    LogicalType.DOUBLE: "DOUBLE",
-    LogicalType.BOOLEAN: "BOOLEAN",
-    LogicalType.JSON: "STRING",
-    LogicalType.TIMESTAMP: "TIMESTAMP",
-}
-_FROM_CATALOG: dict[str, LogicalType] = {
-    "STRING": LogicalType.TEXT,
-    "VARCHAR": LogicalType.TEXT,
-    "BIGINT": LogicalType.BIGINT,
-    "LONG": LogicalType.BIGINT,
-    "DOUBLE": LogicalType.DOUBLE,
-    "BOOLEAN": LogicalType.BOOLEAN,
-    "TIMESTAMP": LogicalType.TIMESTAMP,
-    "TIMESTAMP WITH TIME ZONE": LogicalType.TIMESTAMP,
-}
+
+
+@dataclass(frozen=True)
+class DatabricksNames(Names):
+    """Unity Catalog names: a table the profile does not place elsewhere is in the profile's catalog."""
+
+    catalog: str | None = None
+
+    def table(self, table: TableRef) -> str:
+        """```catalog`.`schema`.`table``` (the profile's catalog and schema when the table names none)."""
+        return super().table(replace(table, database=table.database or self.catalog))
 
 
 def render_params(sql: str, params: Sequence[Any]) -> str:
     """``sql`` with each ``?`` placeholder (outside literals and comments) replaced by its value's literal."""
-    positions = cloud_sql.qmark_positions(sql, _literal_spans(sql))
+    positions = list(placeholder_positions(sql, "databricks"))
     return cloud_sql.substitute_qmarks(sql, positions, [dsql.literal(v) for v in params])
 
 
@@ -144,7 +142,7 @@ class _DatabricksSession(Session):
 # Adapter
 
 
-class DatabricksAdapter(Adapter):
+class DatabricksAdapter(Adapter["DatabricksTarget"]):
     """A Unity Catalog schema on a Databricks SQL warehouse (see the module docstring)."""
 
     type: ClassVar[str] = "databricks"
@@ -156,16 +154,17 @@ class DatabricksAdapter(Adapter):
         max_identifier_length=255,
         transactional_ddl=False,
     )
-    identifiers_case_insensitive: ClassVar[bool] = True
-    text_cast_type: ClassVar[str] = "STRING"
-    quote_char: ClassVar[str] = "`"
-
-    config: DatabricksTarget | None
+    dialect: Dialect = DATABRICKS
 
     def __init__(
-        self, config: TargetConfig | None = None, *, project_dir: Path | None = None, client: Any = None
+        self,
+        config: DatabricksTarget | None = None,
+        *,
+        project_dir: Path | None = None,
+        quoting: Quoting | None = None,
+        client: Any = None,
     ) -> None:
-        super().__init__(config, project_dir=project_dir)
+        super().__init__(config, project_dir=project_dir, quoting=quoting)
         self._client: Any = client
         self._runner: StatementRunner | None = None
         self._errors_cache: tuple[builtins.type[BaseException], ...] | None = None
@@ -206,10 +205,6 @@ class DatabricksAdapter(Adapter):
         with self._errors("connecting"):
             self._statement("SELECT 1")
 
-    def sibling(self) -> DatabricksAdapter:
-        """A new adapter with its own HTTP client, for another thread."""
-        return DatabricksAdapter(self.config, project_dir=self.project_dir)
-
     def close(self) -> None:
         """Release the HTTP client used for result downloads."""
         if self._runner is not None:
@@ -248,55 +243,14 @@ class DatabricksAdapter(Adapter):
 
     # ------------------------------------------------------------------------------ statements
     # ------------------------------------------------------------------------------ names and types
-    def normalize_identifier(self, name: str) -> str:
-        """Unity Catalog keeps names in lower case."""
-        return name.lower()
-
-    def denormalize_identifier(self, name: str) -> str:
-        """Names read back are already lower case."""
-        return name
-
-    def table_sql(self, table: TableRef) -> str:
-        """```catalog`.`schema`.`table``` (the profile's catalog and schema when the table names none)."""
-        schema = table.schema if table.schema is not None else self.default_schema
-        parts = [table.database or self.cfg.catalog, schema, table.name]
-        what = ("catalog", "schema", "table name")
-        return ".".join(self.quote(p, what=f"{w} of table {table}") for p, w in zip(parts, what, strict=True) if p)
-
-    def _type_names(self) -> Mapping[LogicalType, str]:
-        return _TYPE_NAMES
-
-    def logical_type_of(self, raw: str) -> LogicalType | str:
-        """Map catalog type names (``STRING``, ``BIGINT``, ``TIMESTAMP``...) to logical types."""
-        return _FROM_CATALOG.get(raw.strip().upper(), raw)
-
-    def now_sql(self) -> str:
-        """The current timestamp."""
-        return "current_timestamp"
-
-    def now_epoch_sql(self) -> str:
-        """The warehouse clock as epoch seconds (microsecond precision)."""
-        return "unix_micros(current_timestamp) / 1000000"
-
-    def age_seconds_sql(self, column_sql: str) -> str:
-        """Seconds since the timestamp expression."""
-        return f"(unix_micros(current_timestamp) - unix_micros({column_sql})) / 1000000"
-
-    def insert_if_absent_sql(self, table: TableRef, columns: Sequence[str], key_columns: Sequence[str]) -> str:
-        """One MERGE inserting one row (``?`` per column, in order) unless a row with its key exists.
-
-        A MERGE, not ``INSERT ... WHERE NOT EXISTS``: Delta lets two appends commit side by side, while two
-        MERGEs that read the same table conflict (one fails), so two first runs cannot both insert.
-        """
-        if not key_columns or any(k not in columns for k in key_columns):
-            raise ValueError("insert_if_absent_sql: the key columns must be among the columns")
-        names = ", ".join(self.quote(c, what=f"column of {table}") for c in columns)
-        selects = ", ".join(f"? AS {self.quote(c)}" for c in columns)
-        match = " AND ".join(f"t.{self.quote(k)} = v.{self.quote(k)}" for k in key_columns)
-        return (
-            f"MERGE INTO {self.table_sql(table)} AS t USING (SELECT {selects}) AS v ON {match} "
-            f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({', '.join('v.' + self.quote(c) for c in columns)})"
-        )
+    @property
+    def names(self) -> Names:
+        """Unity Catalog's naming rules, tables in the profile's catalog."""
+        n = self._names
+        if n is None or n.dialect is not self.dialect or n.default_schema != self.default_schema:
+            catalog = self.config.catalog if self.config is not None else None
+            n = self._names = DatabricksNames(self.dialect, self.quoting, self.default_schema, catalog=catalog)
+        return n
 
     # ------------------------------------------------------------------------------ DDL and metadata
     def create_table_sql(self, table: TableRef, key: Sequence[Column], columns: Sequence[Column]) -> str:
@@ -304,21 +258,17 @@ class DatabricksAdapter(Adapter):
         defs = [self.column_def_sql(k, not_null=True) for k in key] + [self.column_def_sql(c) for c in columns]
         return f"CREATE TABLE IF NOT EXISTS {self.table_sql(table)} ({', '.join(defs)}) USING DELTA"
 
-    def add_column_sql(self, table: TableRef, column: Column) -> str:
-        """``ALTER TABLE ... ADD COLUMN`` (Delta's syntax has no IF NOT EXISTS; the caller checks first)."""
-        return f"ALTER TABLE {self.table_sql(table)} ADD COLUMN {self.column_def_sql(column)}"
-
     def create_schema_sql(self, schema: str) -> str:
         """``CREATE SCHEMA IF NOT EXISTS catalog.schema``."""
-        name = self.quote(schema, what="schema")
+        name = self.quote(schema, what="schema", kind="schema")
         if self.cfg.catalog:
-            name = f"{self.quote(self.cfg.catalog, what='catalog')}.{name}"
+            name = f"{self.quote(self.cfg.catalog, what='catalog', kind='database')}.{name}"
         return f"CREATE SCHEMA IF NOT EXISTS {name}"
 
     def _information_schema(self, table: TableRef) -> str:
         # Unqualified, it is the information schema of the statement's catalog (the profile's catalog).
         if table.database:
-            return f"{self.quote(table.database, what=f'catalog of table {table}')}.information_schema"
+            return f"{self.quote(table.database, what=f'catalog of table {table}', kind='database')}.information_schema"
         return "information_schema"
 
     def _catalog_rows(
@@ -416,9 +366,7 @@ class DatabricksAdapter(Adapter):
             log.warning("could not delete staging file %s; it is safe to delete by hand", path)
 
     def _upsert_parts(self, table: TableRef, key: Sequence[str], parts: Sequence[UpsertPart]) -> UpsertResult:
-        prepared = [
-            cloud_sql.prepare_part(p, key, table, lambda n, w: self.validate_identifier(n, what=w)) for p in parts
-        ]
+        prepared = [prepare_part(self.names, table, key, p) for p in parts]
         result = UpsertResult()
         stages: list[str] = []
         try:
@@ -430,9 +378,7 @@ class DatabricksAdapter(Adapter):
             self._drop_stages(stages)
         return result
 
-    def _apply_part(
-        self, table: TableRef, key: Sequence[str], part: cloud_sql.PreparedPart, stage: str
-    ) -> UpsertResult:
+    def _apply_part(self, table: TableRef, key: Sequence[str], part: PreparedPart, stage: str) -> UpsertResult:
         target = self.table_sql(table)
         args: dict[str, Any] = {
             "target": target,

@@ -3,38 +3,54 @@
 - Reading streams with ``con.sql(q).to_arrow_reader(batch)`` on a separate cursor: the only DuckDB
   call that yields batches without materialising the whole result first, and a separate cursor so
   ledger writes during a stream do not cancel it.
-- Upserts register the Arrow table as a view and run ``UPDATE ... FROM`` then ``INSERT ... WHERE NOT
-  EXISTS``: the fastest measured path. ``UPDATE ... FROM read_csv(file)`` on unsorted keys is a 50x
-  join-order trap, and SQLAlchemy's executemany into DuckDB is ~400 rows/s: neither is used.
-- The session time zone is UTC, so timestamps and row hashes do not depend on the machine.
+- Upserts register the Arrow table as a view and run ``UPDATE ... FROM`` (in the target's rowid order)
+  then ``INSERT ... WHERE NOT EXISTS``: the fastest measured path. ``UPDATE ... FROM read_csv(file)`` on
+  unsorted keys is a 50x join-order trap, and SQLAlchemy's executemany into DuckDB is ~400 rows/s: neither
+  is used. Rows known to be new are one ``INSERT ... SELECT`` from the registered table.
+- Every cursor runs with ``TimeZone = 'UTC'`` and the Gregorian calendar: DuckDB keeps these per cursor
+  (a cursor starts from the process's time zone, not its parent's), and timestamps' text - hence row
+  hashes - depend on them. A profile's ``settings: {TimeZone: ...}`` is overridden, with a warning.
 - DuckDB's memory is capped at 256MB unless the profile sets ``settings: {memory_limit: ...}``: selecting
   rows sorts and joins whole tables, and past the cap DuckDB spills to disk instead of growing with the data.
 - A file held by another process (DuckDB allows one writer) is reported as such, with the PID DuckDB
   names, instead of a bare IO error.
+- :meth:`DuckDBAdapter.sibling` is another cursor on the same database instance (a file can have one
+  writing process, so a second connection of the same process is the only way to share it).
 """
 
 from __future__ import annotations
 
 import builtins
+import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import duckdb
 import pyarrow as pa
 
+from sixtyfour_sync.config.profiles import DuckDBTarget
 from sixtyfour_sync.errors import ConfigError, WarehouseError
-from sixtyfour_sync.warehouse.base import Adapter, Capabilities, LogicalType, Session, TableRef
+from sixtyfour_sync.warehouse.adapter import Adapter
+from sixtyfour_sync.warehouse.dialect import DUCKDB, Dialect
+from sixtyfour_sync.warehouse.parts import PreparedPart
+from sixtyfour_sync.warehouse.session import Session
+from sixtyfour_sync.warehouse.sql import catalog, upsert
+from sixtyfour_sync.warehouse.types import Capabilities, Quoting, TableRef
 
 if TYPE_CHECKING:
-    from sixtyfour_sync.config.profiles import TargetConfig
+    from typing_extensions import Self
 
-__all__ = ["DuckDBAdapter"]
+__all__ = ["DEFAULT_MEMORY_LIMIT", "PINNED_SETTINGS", "DuckDBAdapter"]
+
+log = logging.getLogger("sixtyfour_sync.warehouse.duckdb")
 
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: The memory DuckDB may use for a sync unless the profile's ``settings: {memory_limit: ...}`` says otherwise.
 DEFAULT_MEMORY_LIMIT = "256MB"
+#: Settings every cursor gets, after the profile's: the text of timestamps (and so row hashes) depends on them.
+PINNED_SETTINGS = {"TimeZone": "UTC", "Calendar": "gregorian"}
 
 
 def _literal(value: Any) -> str:
@@ -43,6 +59,12 @@ def _literal(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def pin_settings(con: duckdb.DuckDBPyConnection) -> None:
+    """Apply :data:`PINNED_SETTINGS` to one connection or cursor."""
+    for key, value in PINNED_SETTINGS.items():
+        con.execute(f"SET {key} = {_literal(value)}")
 
 
 class _DuckDBSession(Session):
@@ -55,7 +77,7 @@ class _DuckDBSession(Session):
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         res = self.con.execute(sql, list(params) if params else None)
         desc = res.description
-        # DML and DDL report one BIGINT column named "Count".
+        # DML reports one BIGINT column named "Count"; DDL reports nothing.
         if desc and len(desc) == 1 and desc[0][0] == "Count":
             row = res.fetchone()
             return int(row[0]) if row and row[0] is not None else 0
@@ -77,7 +99,7 @@ class _DuckDBSession(Session):
         self.con.rollback()
 
 
-class DuckDBAdapter(Adapter):
+class DuckDBAdapter(Adapter[DuckDBTarget]):
     """A DuckDB file (or ``:memory:``)."""
 
     type: ClassVar[str] = "duckdb"
@@ -89,28 +111,29 @@ class DuckDBAdapter(Adapter):
         max_identifier_length=255,
         transactional_ddl=True,
     )
-    identifiers_case_insensitive: ClassVar[bool] = True
+    dialect: Dialect = DUCKDB
 
     def __init__(
         self,
-        config: TargetConfig | None = None,
+        config: DuckDBTarget | None = None,
         *,
         project_dir: Path | None = None,
+        quoting: Quoting | None = None,
         connection: duckdb.DuckDBPyConnection | None = None,
+        owns_connection: bool | None = None,
     ) -> None:
-        super().__init__(config, project_dir=project_dir)
+        super().__init__(config, project_dir=project_dir, quoting=quoting)
         if self.default_schema is None:
             self.default_schema = "main"
             self.ledger_schema = self.ledger_schema or "main"
         self._con: duckdb.DuckDBPyConnection | None = connection
-        self._owns_connection = connection is None
+        self._owns_connection = connection is None if owns_connection is None else owns_connection
 
     # ------------------------------------------------------------------------------ connection
     @property
     def path(self) -> str:
         """The database file (``:memory:`` when in memory)."""
-        resolve = getattr(self.config, "resolved_path", None)
-        return str(resolve(self.project_dir)) if resolve is not None else ":memory:"
+        return self.config.resolved_path(self.project_dir) if self.config is not None else ":memory:"
 
     def describe(self) -> str:
         """Where this adapter points."""
@@ -118,6 +141,10 @@ class DuckDBAdapter(Adapter):
 
     def _driver_errors(self) -> tuple[builtins.type[BaseException], ...]:
         return (duckdb.Error,)
+
+    def _is_duplicate_key(self, exc: BaseException) -> bool:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        return isinstance(cause, duckdb.ConstraintException)
 
     def open(self) -> None:
         """Open the database file now."""
@@ -133,7 +160,7 @@ class DuckDBAdapter(Adapter):
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         path = self.path
-        read_only = bool(getattr(self.config, "read_only", False))
+        read_only = self.config.read_only if self.config is not None else False
         if path != ":memory:" and not path.startswith(("md:", "motherduck:")):
             parent = Path(path).parent
             if not parent.is_dir():
@@ -156,20 +183,7 @@ class DuckDBAdapter(Adapter):
         except duckdb.Error as exc:
             raise WarehouseError(f"duckdb: cannot open {path}: {exc}") from exc
         try:
-            con.execute("SET TimeZone = 'UTC'")
-            for ext in getattr(self.config, "extensions", None) or ():
-                if not _SETTING_NAME.fullmatch(str(ext)):
-                    raise ConfigError(f"duckdb: extension name {ext!r} is not valid")
-                con.execute(f"LOAD {ext}")
-            settings: dict[str, Any] = dict(getattr(self.config, "settings", None) or {})
-            # DuckDB may use 80% of the machine's memory by default; a sync streams and sorts whole tables, so
-            # it gets a bounded share and spills to disk beyond it. A profile's `settings` overrides this.
-            settings.setdefault("memory_limit", DEFAULT_MEMORY_LIMIT)
-            for key, value in settings.items():
-                if not _SETTING_NAME.fullmatch(str(key)):
-                    raise ConfigError(f"duckdb: setting name {key!r} is not valid")
-                # SET takes no parameters: the name is validated above, the value rendered as a literal.
-                con.execute(f"SET {key} = {_literal(value)}")
+            self._configure(con)
         except duckdb.Error as exc:
             con.close()
             raise WarehouseError(f"duckdb: configuring {path} failed: {exc}") from exc
@@ -177,6 +191,47 @@ class DuckDBAdapter(Adapter):
             con.close()
             raise
         return con
+
+    def _configure(self, con: duckdb.DuckDBPyConnection) -> None:
+        extensions = self.config.extensions if self.config is not None else []
+        for ext in extensions:
+            if not _SETTING_NAME.fullmatch(str(ext)):
+                raise ConfigError(f"duckdb: extension name {ext!r} is not valid")
+            con.execute(f"LOAD {ext}")
+        settings: dict[str, Any] = dict(self.config.settings) if self.config is not None else {}
+        # DuckDB may use 80% of the machine's memory by default; a sync streams and sorts whole tables, so
+        # it gets a bounded share and spills to disk beyond it. A profile's `settings` overrides this.
+        settings.setdefault("memory_limit", DEFAULT_MEMORY_LIMIT)
+        pinned = {k.lower() for k in PINNED_SETTINGS}
+        for key, value in settings.items():
+            if not _SETTING_NAME.fullmatch(str(key)):
+                raise ConfigError(f"duckdb: setting name {key!r} is not valid")
+            if key.lower() in pinned:
+                log.warning(
+                    "duckdb: settings.%s is ignored: the sync always runs in UTC (row hashes depend on it)", key
+                )
+                continue
+            # SET takes no parameters: the name is validated above, the value rendered as a literal.
+            con.execute(f"SET {key} = {_literal(value)}")
+        pin_settings(con)
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor (its own client context) with the pinned settings."""
+        cur = self.connection().cursor()
+        try:
+            pin_settings(cur)
+        except BaseException:
+            cur.close()
+            raise
+        return cur
+
+    def sibling(self) -> Self:
+        """Another cursor on the same database instance, closed with the sibling (the parent stays open)."""
+        with self._errors("opening a second connection"):
+            cur = self._cursor()
+        return type(self)(
+            self.config, project_dir=self.project_dir, quoting=self.quoting, connection=cur, owns_connection=True
+        )
 
     def close(self) -> None:
         """Close the connection (only when this adapter opened it)."""
@@ -190,80 +245,28 @@ class DuckDBAdapter(Adapter):
         con.begin()
         return _DuckDBSession(self, con)
 
-    # ------------------------------------------------------------------------------ dialect
-    def _type_names(self) -> Mapping[LogicalType, str]:
-        return {
-            LogicalType.TEXT: "VARCHAR",
-            LogicalType.BIGINT: "BIGINT",
-            LogicalType.DOUBLE: "DOUBLE",
-            LogicalType.BOOLEAN: "BOOLEAN",
-            LogicalType.JSON: "JSON",
-            LogicalType.TIMESTAMP: "TIMESTAMPTZ",
-        }
+    # ------------------------------------------------------------------------------ catalog
+    def _table_exists_query(self, table: TableRef) -> tuple[str, list[Any]]:
+        where, params = catalog.duckdb_filter(self.names, table)
+        return f"SELECT 1 FROM information_schema.tables WHERE {where}", params
 
-    def _lookup_schema(self, table: TableRef) -> str | None:
-        schema = table.schema if table.schema is not None else self.default_schema
-        return schema
-
-    def _catalog_filter(self, table: TableRef) -> tuple[str, list[Any]]:
-        """The information_schema predicate for ``table``: name, schema and catalog, case-insensitively."""
-        self.validate_identifier(table.name, what="table name")
-        sql = "lower(table_name) = lower(?)"
-        params: list[Any] = [table.name]
-        schema = self._lookup_schema(table)
-        if schema is not None:
-            sql += " AND lower(table_schema) = lower(?)"
-            params.append(schema)
-        if table.database:
-            sql += " AND lower(table_catalog) = lower(?)"
-            params.append(table.database)
-        else:
-            sql += " AND table_catalog = current_database()"
+    def _columns_query(self, table: TableRef) -> tuple[str, list[Any]]:
+        where, params = catalog.duckdb_filter(self.names, table)
+        sql = f"SELECT column_name, data_type FROM information_schema.columns WHERE {where} ORDER BY ordinal_position"
         return sql, params
 
-    def table_exists(self, table: TableRef) -> bool:
-        """Whether ``table`` exists (a table or a view) in its catalog and schema."""
-        where, params = self._catalog_filter(table)
-        with self.session() as s:
-            return bool(s.fetchall(f"SELECT 1 FROM information_schema.tables WHERE {where}", params))
-
-    def get_columns(self, table: TableRef) -> dict[str, LogicalType | str]:
-        """Columns in order: stored name -> logical type (or DuckDB's type name)."""
-        where, params = self._catalog_filter(table)
-        sql = f"SELECT column_name, data_type FROM information_schema.columns WHERE {where} ORDER BY ordinal_position"
-        with self.session() as s:
-            rows = s.fetchall(sql, params)
-        return {str(n): self.logical_type_of(str(t)) for n, t in rows}
-
     def _key_is_unique(self, table: TableRef, key: Sequence[str]) -> bool:
-        sql = (
-            "SELECT constraint_column_names FROM duckdb_constraints() WHERE constraint_type IN "
-            "('PRIMARY KEY', 'UNIQUE') AND lower(table_name) = lower(?) AND lower(schema_name) = lower(?)"
-        )
-        params: list[Any] = [table.name, self._lookup_schema(table) or "main"]
-        if table.database:
-            sql += " AND lower(database_name) = lower(?)"
-            params.append(table.database)
-        else:
-            sql += " AND database_name = current_database()"
+        sql, params = catalog.duckdb_unique_keys_sql(self.names, table)
         with self.session() as s:
             rows = s.fetchall(sql, params)
         wanted = sorted(k.lower() for k in key)
         return any(sorted(str(c).lower() for c in cols) == wanted for (cols,) in rows)
 
-    def clean_source_sql(self, source_sql: str, key: Sequence[str]) -> str:
-        """The source minus NULL-key and duplicated-key rows, with a window count (``QUALIFY``)."""
-        inner = self._strip_sql(source_sql)
-        ks = self._key_terms(key, "s")
-        return (
-            f"SELECT s.* FROM ({inner}) AS s WHERE {' AND '.join(f'{k} IS NOT NULL' for k in ks)} "
-            f"QUALIFY COUNT(*) OVER (PARTITION BY {', '.join(ks)}) = 1"
-        )
-
     # ------------------------------------------------------------------------------ reading
     def stream(self, sql: str, params: Sequence[Any] = (), *, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
         """Yield the query's rows as Arrow batches of at most ``batch_rows`` (bounded memory)."""
-        cur = self.connection().cursor()
+        with self._errors("reading"):
+            cur = self._cursor()
         try:
             with self._errors("reading"):
                 rel = cur.sql(sql, params=list(params) if params else None)
@@ -280,27 +283,21 @@ class DuckDBAdapter(Adapter):
             cur.close()
 
     # ------------------------------------------------------------------------------ writing
-    def _stage(self, session: Session, table: TableRef, key: Sequence[str], data: pa.Table) -> str:
-        name = self.stage_name()
+    def _stage(self, session: Session, table: TableRef, part: PreparedPart) -> str:
         assert isinstance(session, _DuckDBSession)
-        session.con.register(name, data)
-        return self.quote(name)
+        name = self.stage_name()
+        session.con.register(name, part.data)
+        return self.quote(name, kind="identifier")
 
     def _drop_stage(self, session: Session, stage: str) -> None:
         assert isinstance(session, _DuckDBSession)
         session.con.unregister(stage.strip('"'))
 
-    def update_from_sql(self, table: TableRef, stage: str, key: Sequence[str], set_cols: Sequence[str]) -> str:
-        """``UPDATE ... FROM`` the staged rows in the target's physical (rowid) order.
-
-        DuckDB 2.0 slows down by up to 200x when an update touches a large share of a table's rows (but not
-        all) in random order with many columns: 50,000 of 200,000 rows took 70 s, the same rows sorted by
-        rowid 0.2-0.8 s. So the staged rows are joined to the target first and applied in rowid order.
-        """
-        target = self.table_sql(table)
-        sets = ", ".join(f"{self.quote(c, what='column')} = s.{self.quote(c, what='column')}" for c in set_cols)
-        return (
-            f"UPDATE {target} AS t SET {sets} FROM (SELECT t2.rowid AS _sixtyfour_rowid, s0.* FROM {stage} AS s0 "
-            f"JOIN {target} AS t2 ON {self._key_join(key, 't2', 's0')} ORDER BY t2.rowid) AS s "
-            "WHERE t.rowid = s._sixtyfour_rowid"
-        )
+    def _insert_new(self, session: Session, table: TableRef, data: pa.Table) -> int:
+        """One ``INSERT ... SELECT`` from the registered Arrow table."""
+        part = PreparedPart(data, (), tuple(data.column_names))
+        stage = self._stage(session, table, part)
+        try:
+            return session.execute_count(upsert.insert_select_sql(self.names, table, stage, data.column_names))
+        finally:
+            self._drop_stage(session, stage)

@@ -1,189 +1,74 @@
-"""Snowflake through ``snowflake-connector-python`` (the ``snowflake`` extra).
+"""Snowflake through ``snowflake-connector-python`` 4.x (the ``snowflake`` extra).
 
-Connection: dbt-snowflake's keys - ``account``, ``user``, and one of ``password``,
-``private_key_path`` (+ ``private_key_passphrase``) or an inline ``private_key``, or ``authenticator``
-(``externalbrowser``, ``oauth`` with ``token``, ``username_password_mfa``, an Okta URL); ``role``,
-``database``, ``warehouse``, ``schema``. Key-pair auth loads the PEM with ``cryptography`` and hands the
-connector DER bytes. The session runs with ``TIMEZONE = 'UTC'``, ``paramstyle = 'qmark'`` (server-side
-binding, so no ``%`` escaping) and ``autocommit = False``: a transaction starts with the first DML
-statement and ends with :meth:`Session._commit`.
+Connection arguments, credentials and the pinned session parameters are in
+:mod:`~sixtyfour_sync.warehouse.snowflake_auth`. The session runs with ``paramstyle = 'qmark'``
+(server-side binding, so no ``%`` escaping) and ``autocommit = False``: a transaction starts with the
+first DML statement and ends with the session's commit.
 
-Identifier case: Snowflake folds unquoted names to UPPER case. Every name is quoted, and a name written
-all in lower case (``lead_id``) is stored upper case (``"LEAD_ID"``), so ``select lead_id from leads``
-written by a user still works; a name with any upper-case letter is kept exactly as written. Names read
-back (``Session.select``) are lowered again when they are all upper case.
+Names follow dbt-snowflake's quoting: by default (``quoting:`` false, as in dbt-snowflake) every name folds
+as an unquoted name would, to upper case, and is then quoted: a profile's ``schema: dbt_John`` is the
+schema ``DBT_JOHN`` dbt created, a column ``firstName`` is ``FIRSTNAME``. A part whose ``quoting:`` is true
+is used exactly as written. Names read back (``Session.select``) are lowered when they are all upper case.
 
 Upsert, in three steps, because Snowflake commits an open transaction before any DDL:
 
-1. Outside the transaction, each part is written to a Parquet file with pyarrow, ``PUT`` into the table
-   stage of a ``TRANSIENT`` staging table (``DATA_RETENTION_TIME_IN_DAYS = 0``) and loaded with ``COPY INTO
-   ... MATCH_BY_COLUMN_NAME = CASE_SENSITIVE`` (``USE_LOGICAL_TYPE`` keeps timestamps' zones). No pandas.
-   A transient table rather than a temporary one: it is what the local emulator (fakesnow) can also
-   ``COPY INTO``; it is dropped when the upsert ends, and its name (``_SIXTYFOUR_STAGE_<hex>``) marks it
-   as safe to drop if a crash leaves one behind.
-2. In one transaction: per part one ``MERGE`` whose source keeps one row per key (``QUALIFY
-   ROW_NUMBER() OVER (PARTITION BY key ORDER BY seq DESC) = 1``, last occurrence wins - real Snowflake
-   rejects a MERGE where a target row matches two source rows), setting only the owned columns and
-   ``PARSE_JSON`` for ``VARIANT``/``OBJECT``/``ARRAY`` columns; then ``before_commit`` (the ledger);
-   then ``COMMIT``. Any failure rolls all of it back.
+1. Outside the transaction, each part is written to a Parquet file with pyarrow (decimals capped at
+   Snowflake's 38 digits), ``PUT`` into the table stage of a ``TRANSIENT`` staging table
+   (``DATA_RETENTION_TIME_IN_DAYS = 0``) and loaded with ``COPY INTO ... MATCH_BY_COLUMN_NAME =
+   CASE_SENSITIVE`` (``USE_LOGICAL_TYPE`` keeps timestamps' zones). No pandas. A transient table rather
+   than a temporary one: it is what the local emulator (fakesnow) can also ``COPY INTO``; it is dropped
+   when the upsert ends, and its name (``_SIXTYFOUR_STAGE_<hex>``) marks it as safe to drop if a crash
+   leaves one behind.
+2. In one transaction: per part one ``MERGE`` whose source keeps one row per key (``QUALIFY``, last wins -
+   real Snowflake rejects a MERGE where a target row matches two source rows), setting only the owned
+   columns (guarded ones by their guards) and ``PARSE_JSON`` for ``VARIANT``/``OBJECT``/``ARRAY`` columns, or
+   for a part of new rows one ``INSERT ... SELECT``; then ``before_commit`` (the ledger); then ``COMMIT``.
+   Any failure rolls all of it back.
 3. The staging tables are dropped.
 
 For the same reason :meth:`Session.upsert` is refused here: staging inside an open transaction would
 silently commit it. Use :meth:`SnowflakeAdapter.upsert` with ``before_commit``.
 
-Extraction uses ``cursor.fetch_arrow_batches()`` (result chunks as Arrow, never the whole result in
-memory), re-sliced to ``batch_rows``; a cursor without it (older connectors, fakesnow's in-process
-cursor) is read with ``fetchmany``.
+Extraction runs on its own connection (no DDL or commit of the main one touches it) with
+``cursor.fetch_arrow_batches()`` (result chunks as Arrow, never the whole result in memory), re-sliced to
+``batch_rows`` and cast to one schema from the result's metadata: chunks differ in integer width and
+timestamp unit. A cursor without it (fakesnow's in-process cursor) is read with ``fetchmany``.
 """
 
 from __future__ import annotations
 
-import base64
 import builtins
 import datetime as dt
 import logging
 import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from sixtyfour_sync.config.profiles import SnowflakeTarget
 from sixtyfour_sync.errors import ConfigError, DataError, MissingDriverError, WarehouseError
-from sixtyfour_sync.warehouse.base import (
-    Adapter,
-    Capabilities,
-    LogicalType,
-    Session,
-    TableRef,
-    UpsertPart,
-    UpsertResult,
-)
+from sixtyfour_sync.warehouse.adapter import Adapter
+from sixtyfour_sync.warehouse.dialect import SNOWFLAKE, Dialect
+from sixtyfour_sync.warehouse.parts import PreparedPart, apply_insert_guards, prepare_part
+from sixtyfour_sync.warehouse.session import Session
+from sixtyfour_sync.warehouse.snowflake_arrow import arrow_batches, parquet_ready, result_types, stage_type
+from sixtyfour_sync.warehouse.snowflake_auth import INSTALL_HINT, OAuthTokens, connect_kwargs, load_private_key
+from sixtyfour_sync.warehouse.sql import catalog, upsert
+from sixtyfour_sync.warehouse.sql.identifiers import Names
+from sixtyfour_sync.warehouse.types import Capabilities, LogicalType, Quoting, TableRef, UpsertPart, UpsertResult
 
 if TYPE_CHECKING:
-    from sixtyfour_sync.config.profiles import TargetConfig
+    from typing_extensions import Self
 
-__all__ = ["SnowflakeAdapter", "arrow_batches", "connect_kwargs", "load_private_key"]
+__all__ = ["SnowflakeAdapter", "arrow_batches", "connect_kwargs", "load_private_key", "result_types"]
 
 log = logging.getLogger("sixtyfour_sync.warehouse.snowflake")
 
-_SEQ = "_SIXTYFOUR_SEQ"
 _JSON_TYPES = frozenset({"VARIANT", "OBJECT", "ARRAY"})
-_INSTALL_HINT = "pip install 'sixtyfour-sync[snowflake]'"
-
-
-# --------------------------------------------------------------------------------------------------
-# Connection arguments
-
-
-def _secret(value: object) -> str | None:
-    if value is None:
-        return None
-    get = getattr(value, "get", None)
-    return str(get()) if callable(get) else str(value)
-
-
-def load_private_key(pem: bytes, passphrase: str | None, *, where: str) -> bytes:
-    """A PEM (or base64 DER) private key, decrypted, as the PKCS#8 DER bytes the connector takes."""
-    try:
-        from cryptography.hazmat.primitives import serialization
-    except ImportError as exc:  # pragma: no cover - cryptography comes with the connector
-        raise MissingDriverError("key-pair auth needs the cryptography package", hint=_INSTALL_HINT) from exc
-    password = passphrase.encode() if passphrase else None
-    try:
-        if b"-----BEGIN" in pem:
-            key = serialization.load_pem_private_key(pem, password=password)
-        else:
-            key = serialization.load_der_private_key(base64.b64decode(pem.strip()), password=password)
-    except (ValueError, TypeError) as exc:
-        # The library's message says whether the passphrase is wrong or missing; it never holds the key.
-        raise ConfigError(
-            f"{where}: cannot load the private key: {exc}",
-            hint="check private_key_passphrase, and that the key is an unencrypted or PKCS#8 PEM",
-        ) from None
-    return key.private_bytes(
-        encoding=serialization.Encoding.DER,
-        format=serialization.PrivateFormat.PKCS8,
-        encryption_algorithm=serialization.NoEncryption(),
-    )
-
-
-def connect_kwargs(config: object, *, project_dir: Path | None = None) -> dict[str, Any]:
-    """``snowflake.connector.connect`` arguments for a profile output (holds secrets: never log it)."""
-    kw: dict[str, Any] = {
-        "account": getattr(config, "account", None),
-        "user": getattr(config, "user", None),
-        "application": "sixtyfour-sync",
-        "paramstyle": "qmark",
-        "autocommit": False,
-        "session_parameters": {"TIMEZONE": "UTC"},
-    }
-    for name in ("role", "database", "warehouse", "schema"):
-        value = getattr(config, name, None)
-        if value:
-            kw[name] = value
-    query_tag = getattr(config, "query_tag", None)
-    if query_tag:
-        kw["session_parameters"]["QUERY_TAG"] = query_tag
-    timeout = getattr(config, "connect_timeout", None)
-    if timeout:
-        kw["login_timeout"] = timeout
-    password = _secret(getattr(config, "password", None))
-    if password:
-        kw["password"] = password
-    authenticator = getattr(config, "authenticator", None)
-    if authenticator:
-        kw["authenticator"] = authenticator
-        token = _secret(getattr(config, "token", None))
-        if token:
-            kw["token"] = token
-    passphrase = _secret(getattr(config, "private_key_passphrase", None))
-    key_path = getattr(config, "private_key_path", None)
-    inline_key = _secret(getattr(config, "private_key", None))
-    if key_path:
-        path = Path(key_path).expanduser()
-        if not path.is_absolute() and project_dir is not None:
-            path = project_dir / path
-        try:
-            pem = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(
-                f"snowflake: private_key_path {str(path)!r} cannot be read: {exc.strerror}",
-                hint="point private_key_path at the PEM file (relative paths start at the project directory)",
-            ) from None
-        kw["private_key"] = load_private_key(pem, passphrase, where=f"private_key_path {str(path)!r}")
-    elif inline_key:
-        kw["private_key"] = load_private_key(inline_key.encode(), passphrase, where="private_key")
-    return kw
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading
-
-
-def arrow_batches(cursor: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """Yield an executed cursor's result as Arrow batches of at most ``batch_rows`` rows.
-
-    ``fetch_arrow_batches`` hands over the result chunk by chunk as Snowflake serves them; each is
-    re-sliced (zero copy). A cursor without it is read with ``fetchmany`` and converted.
-    """
-    fetch = getattr(cursor, "fetch_arrow_batches", None)
-    if callable(fetch):
-        try:
-            # Without it each chunk picks its own timestamp unit (ns, or us for dates outside 1677-2262),
-            # and the batches of one result stop sharing a schema. Connectors before 4.x lack the option.
-            tables = fetch(force_microsecond_precision=True)
-        except TypeError:
-            tables = fetch()
-        for table in tables:
-            yield from table.to_batches(max_chunksize=batch_rows)
-        return
-    from sixtyfour_sync.warehouse.sqlalchemy import rows_to_batches
-
-    names = [str(d[0]) for d in cursor.description or ()]
-    yield from rows_to_batches(cursor.fetchmany, names, batch_rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -201,19 +86,19 @@ class _SnowflakeSession(Session):
         self.cur = conn.cursor()
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        self.cur.execute(sql, [self.adapter.adapt_value(v) for v in params] if params else None)
+        self.cur.execute(sql, list(params) if params else None)
         rc = self.cur.rowcount
         return -1 if rc is None else int(rc)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
-        self.cur.execute(sql, [self.adapter.adapt_value(v) for v in params] if params else None)
+        self.cur.execute(sql, list(params) if params else None)
         names = [str(d[0]) for d in self.cur.description or ()]
         return names, [tuple(r) for r in self.cur.fetchall()]
 
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         # qmark executemany is array binding: one round trip (a stage upload for large batches).
         if rows:
-            self.cur.executemany(sql, [[self.adapter.adapt_value(v) for v in r] for r in rows])
+            self.cur.executemany(sql, [list(r) for r in rows])
 
     def _commit(self) -> None:
         self.conn.commit()
@@ -236,8 +121,8 @@ class _SnowflakeSession(Session):
 # Adapter
 
 
-class SnowflakeAdapter(Adapter):
-    """A Snowflake database/schema (see the module docstring for case, staging and upsert rules)."""
+class SnowflakeAdapter(Adapter[SnowflakeTarget]):
+    """A Snowflake database/schema (see the module docstring for names, staging and upsert rules)."""
 
     type: ClassVar[str] = "snowflake"
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -248,20 +133,28 @@ class SnowflakeAdapter(Adapter):
         max_identifier_length=255,
         transactional_ddl=False,
     )
-    identifier_allows_dollar: ClassVar[bool] = True
-    text_cast_type: ClassVar[str] = "VARCHAR"
+    dialect: Dialect = SNOWFLAKE
 
     def __init__(
         self,
-        config: TargetConfig | None = None,
+        config: SnowflakeTarget | None = None,
         *,
         project_dir: Path | None = None,
+        quoting: Quoting | None = None,
         connection: Any = None,
     ) -> None:
-        super().__init__(config, project_dir=project_dir)
+        own = Quoting.from_config(config.quoting) if config is not None else None
+        merged = own.over(quoting) if own is not None else quoting
+        super().__init__(config, project_dir=project_dir, quoting=merged)
         self._conn: Any = connection
+        #: A given connection is the only one: no stream or sibling connection is opened from it.
         self._owns_connection = connection is None
+        self._stream_conn: Any = None
         self._errors_cache: tuple[builtins.type[BaseException], ...] | None = None
+        needs_exchange = (
+            config is not None and config.oauth_client_id and (config.authenticator or "").lower() == "oauth"
+        )
+        self._tokens: OAuthTokens | None = OAuthTokens(config) if needs_exchange and config is not None else None
 
     # ------------------------------------------------------------------------------ connection
     def _connector(self) -> Any:
@@ -269,44 +162,69 @@ class SnowflakeAdapter(Adapter):
             import snowflake.connector
         except ImportError as exc:
             raise MissingDriverError(
-                "the Snowflake driver (snowflake-connector-python) is not installed", hint=_INSTALL_HINT
+                "the Snowflake driver (snowflake-connector-python) is not installed", hint=INSTALL_HINT
             ) from exc
         return snowflake.connector
+
+    def _new_connection(self) -> Any:
+        if self.config is None:
+            raise ConfigError("snowflake: no target configuration to connect with")
+        connector = self._connector()
+        policy = self.names.policy
+        kwargs = connect_kwargs(
+            self.config,
+            project_dir=self.project_dir,
+            tokens=self._tokens,
+            quote_database=bool(policy.database),
+            quote_schema=bool(policy.schema),
+        )
+        with self._errors("connecting"):
+            return connector.connect(**kwargs)
 
     def connection(self) -> Any:
         """The open connector connection (connects on first use)."""
         if self._closed:
             raise WarehouseError("snowflake: the connection is closed")
         if self._conn is None:
-            if self.config is None:
-                raise ConfigError("snowflake: no target configuration to connect with")
-            connector = self._connector()
-            kwargs = connect_kwargs(self.config, project_dir=self.project_dir)
-            with self._errors("connecting"):
-                self._conn = connector.connect(**kwargs)
+            self._conn = self._new_connection()
         return self._conn
+
+    def _stream_connection(self) -> Any:
+        if self._closed:
+            raise WarehouseError("snowflake: the connection is closed")
+        if not self._owns_connection:
+            return self.connection()
+        if self._stream_conn is None:
+            self._stream_conn = self._new_connection()
+        return self._stream_conn
 
     def open(self) -> None:
         """Connect now so bad credentials or a wrong account surface before any work."""
         self.connection()
 
+    def sibling(self) -> Self:
+        """A new adapter on its own connection (sharing the cached OAuth access token)."""
+        other = super().sibling()
+        other._tokens = self._tokens
+        return other
+
     def close(self) -> None:
-        """Close the connection (one this adapter opened)."""
-        if self._conn is not None and self._owns_connection and not self._closed:
-            try:
-                self._conn.close()
-            except Exception:  # closing must not mask the error that led here
-                log.debug("closing the Snowflake connection failed", exc_info=True)
-        self._conn = None
+        """Close the connections this adapter opened."""
+        for conn in (self._stream_conn, self._conn if self._owns_connection else None):
+            if conn is not None and not self._closed:
+                try:
+                    conn.close()
+                except Exception:  # closing must not mask the error that led here
+                    log.debug("closing a Snowflake connection failed", exc_info=True)
+        self._conn = self._stream_conn = None
         super().close()
 
     def describe(self) -> str:
         """Account, user, database and schema (never a secret)."""
         c = self.config
-        return (
-            f"snowflake {getattr(c, 'user', '?')}@{getattr(c, 'account', '?')}/"
-            f"{getattr(c, 'database', '?')} (schema {self.default_schema})"
-        )
+        if c is None:
+            return f"snowflake (schema {self.default_schema})"
+        return f"snowflake {c.user}@{c.account}/{c.database} (schema {self.default_schema})"
 
     def _driver_errors(self) -> tuple[builtins.type[BaseException], ...]:
         if self._errors_cache is None:
@@ -321,50 +239,61 @@ class SnowflakeAdapter(Adapter):
         return _SnowflakeSession(self, self.connection())
 
     def adapt_value(self, value: Any) -> Any:
-        """Timestamps are bound as ISO text: qmark binding would otherwise send them as TIMESTAMP_NTZ."""
+        """Timestamps are bound as UTC ISO text (qmark binding would send them as TIMESTAMP_NTZ)."""
         if isinstance(value, dt.datetime):
             if value.tzinfo is None:
                 value = value.replace(tzinfo=dt.timezone.utc)
-            return value.isoformat()
+            return value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
         if isinstance(value, dt.date):
             return value.isoformat()
         return super().adapt_value(value)
 
-    # ------------------------------------------------------------------------------ types
-    def _type_names(self) -> dict[LogicalType, str]:
-        return {
-            LogicalType.TEXT: "VARCHAR",
-            LogicalType.BIGINT: "BIGINT",
-            LogicalType.DOUBLE: "DOUBLE",
-            LogicalType.BOOLEAN: "BOOLEAN",
-            LogicalType.JSON: "VARIANT",
-            LogicalType.TIMESTAMP: "TIMESTAMP_TZ",
-        }
+    # ------------------------------------------------------------------------------ catalog
+    def _legacy_names(self) -> Names:
+        """How an earlier version spelled names: all-lower-case folded, any other quoted as written."""
+        return Names(replace(self.dialect, default_quoting=Quoting()), None, self.default_schema)
 
-    def logical_type_of(self, raw: str) -> LogicalType | str:
-        """Snowflake reports ``NUMBER``/``TEXT``/``FLOAT``; BIGINT is ``NUMBER(38,0)``."""
-        base = re.sub(r"\(.*\)", "", raw).strip().upper()
-        if base == "NUMBER" and re.search(r",\s*0\)$", raw.strip()):
-            return LogicalType.BIGINT
-        if base in ("FLOAT", "DOUBLE", "REAL", "FLOAT8", "DOUBLE PRECISION"):
-            return LogicalType.DOUBLE
-        if base in ("TEXT", "VARCHAR", "STRING"):
-            return LogicalType.TEXT
-        return super().logical_type_of(raw)
+    def table_exists(self, table: TableRef) -> bool:
+        """Whether the table exists under its folded name; a table spelled as written instead is an error.
+
+        An earlier version quoted mixed-case names as written, so ``target.table: LeadsEnriched`` may exist as
+        ``"LeadsEnriched"``; creating ``LEADSENRICHED`` beside it would send every row again.
+        """
+        if super().table_exists(table):
+            return True
+        legacy = self._legacy_names()
+        if legacy.table(table) != self.table_sql(table):
+            sql, params = catalog.information_schema_tables_sql(legacy, table)
+            with self.session() as s:
+                if s.fetchall(sql, params):
+                    raise ConfigError(
+                        f"snowflake: table {table} is not found as {self.table_sql(table)}, but "
+                        f"{legacy.table(table)} (a case-sensitive name an earlier version created) exists",
+                        hint="keep using it with quoting: {schema: true, identifier: true} in profiles.yml or "
+                        "dbt_project.yml, or rename it to the upper-case names dbt-snowflake uses",
+                    )
+        return False
+
+    def schema_exists(self, schema: str) -> bool:
+        """Whether the schema exists under its folded name; one spelled as written instead is an error."""
+        if super().schema_exists(schema):
+            return True
+        legacy = self._legacy_names()
+        if legacy.normalize(schema, "schema") != self.normalize_identifier(schema, "schema"):
+            sql, params = catalog.schemata_sql(legacy, schema)
+            with self.session() as s:
+                if s.fetchall(sql, params):
+                    raise ConfigError(
+                        f'snowflake: schema {schema!r} is not found as "{self.normalize_identifier(schema, "schema")}"'
+                        f', but "{schema}" (a case-sensitive name an earlier version created) exists',
+                        hint="keep using it with quoting: {schema: true} in profiles.yml or dbt_project.yml; "
+                        "dbt-snowflake itself uses the upper-case name",
+                    )
+        return False
 
     def get_columns(self, table: TableRef) -> dict[str, LogicalType | str]:
         """Columns from ``information_schema.columns``, with NUMBER's scale so BIGINT is recognised."""
-        self.validate_identifier(table.name, what="table name")
-        sql = (
-            f"SELECT column_name, data_type, numeric_precision, numeric_scale "
-            f"FROM {self._information_schema(table)}.columns WHERE table_name = ?"
-        )
-        params: list[Any] = [self.normalize_identifier(table.name)]
-        schema = self._lookup_schema(table)
-        if schema is not None:
-            sql += " AND table_schema = ?"
-            params.append(schema)
-        sql += " ORDER BY ordinal_position"
+        sql, params = catalog.snowflake_columns_sql(self.names, table)
         with self.session() as s:
             rows = s.fetchall(sql, params)
         out: dict[str, LogicalType | str] = {}
@@ -375,21 +304,13 @@ class SnowflakeAdapter(Adapter):
             out[str(name)] = self.logical_type_of(raw)
         return out
 
-    # ------------------------------------------------------------------------------ time
-    def now_sql(self) -> str:
-        """The current time (the session time zone is UTC)."""
-        return "CURRENT_TIMESTAMP()"
-
-    def age_seconds_sql(self, column_sql: str) -> str:
-        """Whole seconds since the timestamp expression."""
-        return f"DATEDIFF(second, {column_sql}, CURRENT_TIMESTAMP())"
-
     # ------------------------------------------------------------------------------ reading
     def stream(self, sql: str, params: Sequence[Any] = (), *, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
-        """Run a SELECT on its own cursor and yield its result chunks as Arrow batches."""
+        """Run a SELECT on the extraction connection and yield its result chunks as Arrow batches."""
         if batch_rows < 1:
             raise ValueError("batch_rows must be at least 1")
-        cur = self.connection().cursor()
+        with self._errors("connecting for reading"):
+            cur = self._stream_connection().cursor()
         try:
             with self._errors("reading rows", sql):
                 cur.execute(sql, [self.adapt_value(v) for v in params] if params else None)
@@ -397,49 +318,14 @@ class SnowflakeAdapter(Adapter):
         finally:
             cur.close()
 
-    # ------------------------------------------------------------------------------ upsert
-    def _stage_type(self, t: pa.DataType) -> str:
-        if pa.types.is_boolean(t):
-            return "BOOLEAN"
-        if pa.types.is_integer(t):
-            return "NUMBER(38,0)"
-        if pa.types.is_floating(t):
-            return "DOUBLE"
-        if pa.types.is_decimal(t):
-            return f"NUMBER({t.precision},{t.scale})"
-        if pa.types.is_timestamp(t):
-            return "TIMESTAMP_TZ"
-        if pa.types.is_date(t):
-            return "DATE"
-        if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-            return "BINARY"
-        return "VARCHAR"
-
-    @staticmethod
-    def _parquet_ready(data: pa.Table, names: Sequence[str]) -> pa.Table:
-        """Columns renamed to their stored spelling, UTC timestamps, text where Parquet has no type."""
-        arrays: list[pa.ChunkedArray] = []
-        for col in data.columns:
-            t = col.type
-            if pa.types.is_timestamp(t):
-                col = pc.assume_timezone(col, "UTC") if t.tz is None else col.cast(pa.timestamp(t.unit, tz="UTC"))
-            elif pa.types.is_null(t) or pa.types.is_large_string(t):
-                col = col.cast(pa.string())
-            arrays.append(col)
-        out = pa.Table.from_arrays(arrays, names=list(names))
-        return out.append_column(_SEQ, pa.array(range(out.num_rows), pa.int64()))
-
+    # ------------------------------------------------------------------------------ staging
     def _stage_ref(self, table: TableRef, name: str) -> tuple[str, str]:
         """(the staging table's SQL name, its table stage ``@...%NAME``)."""
-        schema = table.schema if table.schema is not None else self.default_schema
-        ref = TableRef(name, schema=schema, database=table.database)
-        prefix = ""
-        if table.database:
-            prefix += self.quote(table.database, what=f"database of table {table}") + "."
-        if schema:
-            prefix += self.quote(schema, what=f"schema of table {table}") + "."
+        ref = TableRef(name, schema=self.names.schema_of(table), database=table.database)
+        qualified = self.table_sql(ref)
+        prefix = qualified[: qualified.rfind(".") + 1] if "." in qualified else ""
         # The name is ours (_SIXTYFOUR_STAGE_<hex>, upper case), so it can appear unquoted after `%`.
-        return self.table_sql(ref), f"@{prefix}%{name}"
+        return qualified, f"@{prefix}%{name}"
 
     def _load_stage(self, table: TableRef, data: pa.Table, workdir: Path, created: list[str]) -> str:
         """Create a transient staging table and COPY ``data`` into it (outside any transaction).
@@ -449,15 +335,15 @@ class SnowflakeAdapter(Adapter):
         """
         import pyarrow.parquet as pq
 
-        name = self.normalize_identifier(self.stage_name())
+        name = self.stage_name().upper()
         if not re.fullmatch(r"[A-Z0-9_]+", name):  # pragma: no cover - stage_name() is ours
             raise WarehouseError(f"snowflake: unexpected staging table name {name!r}")
         stored = [self.normalize_identifier(c) for c in data.column_names]
         stage_sql, stage_at = self._stage_ref(table, name)
         created.append(stage_sql)
-        ready = self._parquet_ready(data, stored)
+        ready = parquet_ready(data, stored)
         cols = ", ".join(
-            f"{self.quote(c, what='column')} {self._stage_type(f.type)}"
+            f"{self.quote(c, what='column')} {stage_type(f.type)}"
             for c, f in zip(data.column_names, ready.schema, strict=False)
         )
         path = workdir / f"{name.lower()}.parquet"
@@ -469,7 +355,7 @@ class SnowflakeAdapter(Adapter):
         try:
             with self._errors(f"staging rows for {table}"):
                 cur.execute(
-                    f'CREATE TRANSIENT TABLE {stage_sql} ({cols}, "{_SEQ}" NUMBER(38,0)) '
+                    f'CREATE TRANSIENT TABLE {stage_sql} ({cols}, "{upsert.SEQ}" NUMBER(38,0)) '
                     "DATA_RETENTION_TIME_IN_DAYS = 0"
                 )
                 cur.execute(f"PUT '{file_url}' {stage_at} AUTO_COMPRESS = FALSE OVERWRITE = TRUE")
@@ -496,6 +382,7 @@ class SnowflakeAdapter(Adapter):
         i = names.index("rows_loaded")
         return sum(int(r[i] or 0) for r in cur.fetchall())
 
+    # ------------------------------------------------------------------------------ upsert
     def merge_sql(
         self,
         table: TableRef,
@@ -503,24 +390,10 @@ class SnowflakeAdapter(Adapter):
         key: Sequence[str],
         set_cols: Sequence[str],
         json_cols: frozenset[str] = frozenset(),
+        guards: Any = None,
     ) -> str:
-        """One MERGE from the deduplicated stage; only ``set_cols`` are written (``PARSE_JSON`` for JSON)."""
-        qk = [self.quote(k, what="key column") for k in key]
-        qc = [self.quote(c, what="column") for c in set_cols]
-        select = [*qk]
-        for c, q in zip(set_cols, qc, strict=True):
-            select.append(f"PARSE_JSON({q}) AS {q}" if c in json_cols else q)
-        source = (
-            f"SELECT {', '.join(select)} FROM {stage_sql} "
-            f'QUALIFY ROW_NUMBER() OVER (PARTITION BY {", ".join(qk)} ORDER BY "{_SEQ}" DESC) = 1'
-        )
-        on = " AND ".join(f"t.{k} = s.{k}" for k in qk)
-        sql = f"MERGE INTO {self.table_sql(table)} AS t USING ({source}) AS s ON {on}"
-        if qc:
-            sql += " WHEN MATCHED THEN UPDATE SET " + ", ".join(f"{q} = s.{q}" for q in qc)
-        cols = [*qk, *qc]
-        sql += f" WHEN NOT MATCHED THEN INSERT ({', '.join(cols)}) VALUES ({', '.join('s.' + c for c in cols)})"
-        return sql
+        """One MERGE from the deduplicated stage (see :func:`~sixtyfour_sync.warehouse.sql.upsert.merge_sql`)."""
+        return upsert.merge_sql(self.names, table, stage_sql, key, set_cols, json_cols, guards)
 
     @staticmethod
     def _merge_counts(names: Sequence[str], row: Sequence[Any] | None) -> tuple[int, int]:
@@ -536,6 +409,15 @@ class SnowflakeAdapter(Adapter):
                 updated = int(value or 0)
         return inserted, updated
 
+    def _json_columns(
+        self, table: TableRef, parts: Sequence[PreparedPart]
+    ) -> Callable[[Sequence[str]], frozenset[str]]:
+        existing = self.get_columns(table) if any(p.data.num_rows for p in parts) else {}
+        stored = {
+            n for n, t in existing.items() if t is LogicalType.JSON or (isinstance(t, str) and t.upper() in _JSON_TYPES)
+        }
+        return lambda cols: frozenset(c for c in cols if (self.find_column(existing, c) or "") in stored)
+
     def upsert(
         self,
         table: TableRef,
@@ -550,38 +432,43 @@ class SnowflakeAdapter(Adapter):
                 "snowflake: upsert called inside an open session; staging DDL would commit it",
                 hint="call adapter.upsert(..., before_commit=...) outside any session",
             )
-        prepared = [self._prepare_part(table, key, p) for p in parts]
-        existing = self.get_columns(table) if any(d.num_rows for d, _, _ in prepared) else {}
-        json_stored = {
-            n for n, t in existing.items() if t is LogicalType.JSON or (isinstance(t, str) and t.upper() in _JSON_TYPES)
-        }
+        prepared = [prepare_part(self.names, table, key, p) for p in parts]
+        json_of = self._json_columns(table, prepared)
         stages: list[str] = []
         try:
             with tempfile.TemporaryDirectory(prefix="sixtyfour-sf-") as tmp:
-                loaded: list[tuple[str, list[str], pa.Table, int]] = []
-                for data, set_cols, dropped in prepared:
-                    if data.num_rows == 0:
-                        loaded.append(("", list(set_cols), data, dropped))
-                        continue
-                    stage_sql = self._load_stage(table, data, Path(tmp), stages)
-                    loaded.append((stage_sql, list(set_cols), data, dropped))
+                loaded: list[tuple[str, PreparedPart]] = []
+                for part in prepared:
+                    if part.insert_only and part.data.num_rows:
+                        part = PreparedPart(
+                            apply_insert_guards(part), part.key, part.set_columns, {}, True, part.duplicates_dropped
+                        )
+                    stage_sql = self._load_stage(table, part.data, Path(tmp), stages) if part.data.num_rows else ""
+                    loaded.append((stage_sql, part))
             result = UpsertResult()
             with self.session() as s:
-                for stage_sql, set_cols, _data, dropped in loaded:
-                    result += UpsertResult(duplicates_dropped=dropped)
-                    if not stage_sql:
-                        continue
-                    json_cols = frozenset(c for c in set_cols if (self.find_column(existing, c) or "") in json_stored)
-                    sql = self.merge_sql(table, stage_sql, key, set_cols, json_cols)
-                    with self._errors(f"merging into {table}", sql):
-                        names, rows = s._query(sql)
-                    inserted, updated = self._merge_counts(names, rows[0] if rows else None)
-                    result += UpsertResult(inserted=inserted, updated=updated)
+                for stage_sql, part in loaded:
+                    result += UpsertResult(duplicates_dropped=part.duplicates_dropped)
+                    if stage_sql:
+                        result += self._merge_part(s, table, stage_sql, part, json_of(part.set_columns))
                 if before_commit is not None:
                     before_commit(s)
             return result
         finally:
             self._drop_stages(stages)
+
+    def _merge_part(
+        self, s: Session, table: TableRef, stage_sql: str, part: PreparedPart, json_cols: frozenset[str]
+    ) -> UpsertResult:
+        if part.insert_only:
+            sql = upsert.insert_select_sql(self.names, table, stage_sql, [*part.key, *part.set_columns], json_cols)
+            with self._errors(f"inserting into {table}", sql):
+                return UpsertResult(inserted=s._execute(sql))
+        sql = self.merge_sql(table, stage_sql, part.key, part.set_columns, json_cols, part.guards)
+        with self._errors(f"merging into {table}", sql):
+            names, rows = s._query(sql)
+        inserted, updated = self._merge_counts(names, rows[0] if rows else None)
+        return UpsertResult(inserted=inserted, updated=updated)
 
     def _drop_stages(self, stages: Sequence[str]) -> None:
         if not stages or self._conn is None:

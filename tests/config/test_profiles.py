@@ -230,3 +230,35 @@ def test_the_example_file_documents_every_type_and_every_output_loads(tmp_path: 
             resolved = load_target(project_dir=tmp_path, profile=profile, target=target, env=env)
             types.add(resolved.config.type)
     assert types == {"duckdb", "postgres", "snowflake", "sqlalchemy", "bigquery", "databricks"}
+
+
+def test_dbt_project_quoting_comes_with_the_target(tmp_path: Path) -> None:
+    from sixtyfour_sync.config.profiles import load_target
+
+    (tmp_path / "profiles.yml").write_text("sixtyfour:\n  outputs:\n    dev: {type: duckdb, path: w.duckdb}\n")
+    (tmp_path / "dbt_project.yml").write_text("name: p\nquoting:\n  schema: true\n  identifier: false\n")
+    resolved = load_target(project_dir=tmp_path, env={})
+    assert resolved.quoting is not None
+    assert (resolved.quoting.schema_, resolved.quoting.identifier, resolved.quoting.column) == (True, False, None)
+    (tmp_path / "dbt_project.yml").write_text("name: p\nquoting:\n  schema: maybe\n")
+    with pytest.raises(ConfigError) as info:
+        load_target(project_dir=tmp_path, env={})
+    assert "dbt_project.yml" in str(info.value) and "quoting.schema" in str(info.value)
+
+
+def test_snowflake_oauth_and_quoting_keys_parse() -> None:
+    cfg = parse_target_config(
+        {
+            "type": "snowflake",
+            "account": "a",
+            "user": "u",
+            "database": "d",
+            "authenticator": "oauth",
+            "oauth_client_id": "id",
+            "oauth_client_secret": "secret-value",
+            "token": "refresh-value",
+            "quoting": {"schema": True},
+        }
+    )
+    assert cfg.type == "snowflake" and cfg.quoting is not None and cfg.quoting.schema_ is True
+    assert "secret-value" not in repr(cfg) and "refresh-value" not in repr(cfg)

@@ -15,6 +15,7 @@ the real SIGKILL at random instants is tests/e2e/test_chaos.py. CI runs a few ex
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shutil
 import tempfile
@@ -99,10 +100,8 @@ def test_money_invariants_hold_after_any_sequence(
 
                     monkeypatch.setattr("sixtyfour_sync.engine.jobs.failpoint", crash)
                     monkeypatch.setattr("sixtyfour_sync.engine.runner.failpoint", crash)
-                    try:
+                    with contextlib.suppress(SimulatedCrash):
                         run()
-                    except SimulatedCrash:
-                        pass
                     monkeypatch.undo()
                 elif op == "leave_running":
                     run(max_wait_seconds=0.05)

@@ -10,7 +10,8 @@ fail under CI=true; a backend whose adapter module is not importable is skipped 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +202,11 @@ NEEDS_ROLLBACK = {
     "test_failure_in_before_commit_rolls_back_everything",
     "test_session_rolls_back_on_error",
     "test_upsert_rejects_null_keys_and_changes_nothing",
+    "test_a_sibling_has_its_own_connection",
 }
+#: Shared-suite tests that need two transactions isolated from each other, which bqemulator cannot give
+#: (BigQuery itself isolates sessions with snapshot isolation).
+NEEDS_ISOLATION = {"test_a_sibling_has_its_own_connection"}
 
 
 @pytest.fixture(params=BACKENDS)
@@ -215,6 +220,8 @@ def backend(backend_name: str, tmp_path: Path, request: pytest.FixtureRequest) -
     """A connected adapter on a fresh, uniquely named schema/database, dropped afterwards."""
     if backend_name == "databricks" and request.node.originalname in NEEDS_ROLLBACK:
         pytest.skip("databricks: each statement commits on its own (no multi-statement rollback)")
+    if backend_name == "bigquery" and request.node.originalname in NEEDS_ISOLATION:
+        pytest.skip("bqemulator runs one server-wide transaction: a second session sees and joins the first one's")
     if backend_name == "duckdb":
         yield from _duckdb(tmp_path)
     elif backend_name == "postgres":
@@ -231,3 +238,124 @@ def backend(backend_name: str, tmp_path: Path, request: pytest.FixtureRequest) -
         yield from _databricks(request)
     else:  # pragma: no cover
         raise AssertionError(backend_name)
+
+
+# ---------------------------------------------------------------------------------------------- perturbed twins
+
+
+@contextmanager
+def perturbed_twin(backend_name: str, adapter: Adapter) -> Iterator[tuple[Adapter, Callable[[], str]]]:
+    """A second adapter on the same target whose connections start from other session defaults.
+
+    The defaults are changed the way an administrator could change them (a role's settings, a global
+    default, a connection init command), never on the adapter's own connection. Yields the twin and a probe
+    that reads, on a raw connection, the setting the adapter is expected to pin (so a test can check that
+    the change really happened).
+    """
+    if backend_name == "duckdb":
+        yield from _duckdb_twin(adapter)
+    elif backend_name == "postgres":
+        yield from _postgres_twin(adapter)
+    elif backend_name == "mariadb":
+        yield from _mariadb_twin(adapter)
+    elif backend_name == "sqlite":
+        pytest.skip("SQLite has no session setting that changes how a value is rendered as text")
+    elif backend_name == "snowflake":
+        pytest.skip("fakesnow ignores session parameters; test_snowflake checks the ones every connection pins")
+    elif backend_name == "bigquery":
+        pytest.skip(
+            "bqemulator has no @@time_zone; the hash's TO_JSON_STRING writes timestamps in UTC whatever it is "
+            "(test_bigquery pins the SQL)"
+        )
+    elif backend_name == "databricks":
+        pytest.skip(
+            "the Statement Execution API keeps no session settings, and minilake has no warehouse-level TIMEZONE "
+            "(which would change how Databricks casts a timestamp to text)"
+        )
+    else:  # pragma: no cover
+        raise AssertionError(backend_name)
+
+
+def _duckdb_twin(adapter: Adapter) -> Iterator[tuple[Adapter, Callable[[], str]]]:
+    from sixtyfour_sync.warehouse.duckdb import DuckDBAdapter
+
+    assert isinstance(adapter, DuckDBAdapter)
+    con = adapter.connection()
+    # The instance-wide default every new cursor starts from.
+    con.execute("SET GLOBAL TimeZone = 'Asia/Kolkata'")
+
+    def probe() -> str:
+        cur = con.cursor()
+        try:
+            return str(cur.sql("SELECT current_setting('TimeZone')").fetchall()[0][0])
+        finally:
+            cur.close()
+
+    twin = adapter.sibling()
+    try:
+        yield twin, probe
+    finally:
+        twin.close()
+        con.execute("SET GLOBAL TimeZone = 'UTC'")
+
+
+def _postgres_twin(adapter: Adapter) -> Iterator[tuple[Adapter, Callable[[], str]]]:
+    import psycopg
+
+    role = unique("r")
+    schema = adapter.default_schema
+    with adapter.session() as s:
+        s.execute(f'CREATE ROLE "{role}" LOGIN')
+        s.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        s.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+        for setting, value in (
+            ("TimeZone", "Asia/Kolkata"),
+            ("DateStyle", "SQL, DMY"),
+            ("extra_float_digits", "0"),
+            ("IntervalStyle", "sql_standard"),
+        ):
+            s.execute(f"ALTER ROLE \"{role}\" SET {setting} = '{value}'")
+    config = {"type": "postgres", "host": PG_HOST, "port": PG_PORT, "user": role, "dbname": "test", "schema": schema}
+
+    def probe() -> str:
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=role, dbname="test") as conn:
+            row = conn.execute("SELECT current_setting('TimeZone')").fetchone()
+        return str(row[0]) if row else ""
+
+    twin = connect(parse_target_config(config))
+    try:
+        yield twin, probe
+    finally:
+        twin.close()
+        with adapter.session() as s:
+            s.execute(f'DROP OWNED BY "{role}"')
+            s.execute(f'DROP ROLE "{role}"')
+
+
+def _mariadb_twin(adapter: Adapter) -> Iterator[tuple[Adapter, Callable[[], str]]]:
+    import pymysql
+
+    init = "SET time_zone = '+05:30'"
+    db = adapter.default_schema
+    config = {
+        "type": "sqlalchemy",
+        "url": f"mysql+pymysql://root@{MARIADB_HOST}:{MARIADB_PORT}/{db}",
+        "schema": db,
+        "connect_args": {"init_command": init},
+    }
+
+    def probe() -> str:
+        conn = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root", password="", init_command=init)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@session.time_zone")
+                row = cur.fetchone()
+            return str(row[0]) if row else ""
+        finally:
+            conn.close()
+
+    twin = connect(parse_target_config(config))
+    try:
+        yield twin, probe
+    finally:
+        twin.close()

@@ -228,7 +228,7 @@ def test_insert_if_absent_casts_each_value_to_its_column_type() -> None:
 def test_hashing_time_and_selection_sql() -> None:
     a = adapter()
     assert a.row_hash_sql(["a"], alias="t") == (
-        "TO_HEX(MD5((CASE WHEN `t`.`a` IS NULL THEN 'N' ELSE ('V' || TO_JSON_STRING(LENGTH(TO_JSON_STRING(`t`.`a`)))"
+        "TO_HEX(MD5((CASE WHEN `t`.`a` IS NULL THEN 'N' ELSE ('V' || CAST(LENGTH(TO_JSON_STRING(`t`.`a`)) AS STRING)"
         " || ':' || TO_JSON_STRING(`t`.`a`)) END)))"
     )
     assert a.now_epoch_sql() == "UNIX_MICROS(CURRENT_TIMESTAMP()) / 1000000"

@@ -7,33 +7,14 @@ are insert-only or carry per-column guards.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from sixtyfour_sync.warehouse import Adapter, Column, LogicalType, TableRef, UpsertPart
+from sixtyfour_sync.warehouse import Adapter, Column, Guard, LogicalType, TableRef, UpsertPart
 
-try:
-    from sixtyfour_sync.warehouse import Guard  # type: ignore[attr-defined]
-except ImportError:  # before the warehouse layer defines it
-
-    @dataclass(frozen=True)
-    class Guard:  # type: ignore[no-redef]
-        when: str
-        not_below: str | None = None
-
-
-if "guards" in UpsertPart.__dataclass_fields__:
-    Part = UpsertPart
-else:
-
-    @dataclass(frozen=True)
-    class Part(UpsertPart):  # type: ignore[no-redef]
-        guards: Mapping[str, Any] = field(default_factory=dict)
-        insert_only: bool = False
+Part = UpsertPart
 
 
 @pytest.fixture(params=["bigquery", "databricks"])
@@ -58,14 +39,14 @@ def rows(adapter: Adapter, table: TableRef) -> dict[int, dict[str, Any]]:
 
 def test_warehouse_clock_in_epoch_seconds(backend: Adapter) -> None:
     with backend.session() as s:
-        now = s.fetchone(f"SELECT {backend.now_epoch_sql()}")  # type: ignore[attr-defined]
+        now = s.fetchone(f"SELECT {backend.now_epoch_sql()}")
     assert now is not None and abs(float(now[0]) - time.time()) < 60
 
 
 def test_insert_if_absent_inserts_once_and_counts_truly(backend: Adapter) -> None:
     leases = TableRef("_sixtyfour_sync_leases")
     backend.ensure_table(leases, [Column("sync_name", LogicalType.TEXT)], [Column("expires_epoch", LogicalType.DOUBLE)])
-    sql = backend.insert_if_absent_sql(leases, ["sync_name", "expires_epoch"], ["sync_name"])  # type: ignore[attr-defined]
+    sql = backend.insert_if_absent_sql(leases, ["sync_name", "expires_epoch"], ["sync_name"])
     with backend.session() as s:
         assert s.execute_count(sql, ["enrich_leads", 0.0]) == 1
     with backend.session() as s:
@@ -85,7 +66,7 @@ def test_insert_if_absent_inserts_once_and_counts_truly(backend: Adapter) -> Non
 def test_a_sibling_has_its_own_connection(backend: Adapter) -> None:
     table = TableRef("leads_enriched")
     backend.ensure_table(table, KEY, COLS)
-    other = backend.sibling()  # type: ignore[attr-defined]
+    other = backend.sibling()
     try:
         assert other is not backend and other.table_exists(table)
         with other.session() as s:

@@ -207,8 +207,8 @@ def test_ddl_merge_and_insert_if_absent() -> None:
     absent = a.insert_if_absent_sql(TableRef("_sixtyfour_sync_leases"), ["sync_name", "expires_epoch"], ["sync_name"])
     assert absent == (
         "MERGE INTO `main`.`dbt_ada`.`_sixtyfour_sync_leases` AS t USING (SELECT ? AS `sync_name`, ? AS "
-        "`expires_epoch`) AS v ON t.`sync_name` = v.`sync_name` WHEN NOT MATCHED THEN INSERT (`sync_name`, "
-        "`expires_epoch`) VALUES (v.`sync_name`, v.`expires_epoch`)"
+        "`expires_epoch`) AS s ON t.`sync_name` = s.`sync_name` WHEN NOT MATCHED THEN INSERT (`sync_name`, "
+        "`expires_epoch`) VALUES (s.`sync_name`, s.`expires_epoch`)"
     )
     for sql in (create, add, merge, render_params(absent, ["enrich_leads", 0.0])):
         parses(sql)
@@ -216,7 +216,10 @@ def test_ddl_merge_and_insert_if_absent() -> None:
 
 def test_hashing_time_and_selection_sql() -> None:
     a = adapter()
-    assert a.md5_sql("x") == "MD5(x)" and a.text_sql("x") == "CAST(x AS STRING)"
+    assert a.row_hash_sql(["a"]) == (
+        "MD5((CASE WHEN `a` IS NULL THEN 'N' ELSE ('V' || CAST(LENGTH(CAST(`a` AS STRING)) AS STRING) || ':' || "
+        "CAST(`a` AS STRING)) END))"
+    )
     assert a.now_epoch_sql() == "unix_micros(current_timestamp) / 1000000"
     assert a.age_seconds_sql("t.`at`") == "(unix_micros(current_timestamp) - unix_micros(t.`at`)) / 1000000"
     src = a.source_sql(table=TableRef("leads"), columns=["lead_id", "name"], where="country = 'US'")

@@ -15,6 +15,7 @@ from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.errors import ConfigError, WarehouseError
 from sixtyfour_sync.warehouse import Column, LogicalType, TableRef, UpsertPart, connect
 from sixtyfour_sync.warehouse.duckdb import DuckDBAdapter
+from sixtyfour_sync.warehouse.sql import upsert
 
 
 @pytest.fixture
@@ -31,12 +32,12 @@ def test_exact_ddl(sql_only: DuckDBAdapter) -> None:
         [Column("email", LogicalType.TEXT), Column("tags", LogicalType.JSON), Column("at", LogicalType.TIMESTAMP)],
     )
     assert sql == (
-        'CREATE TABLE "analytics"."leads_enriched" ("lead_id" BIGINT NOT NULL, "email" VARCHAR, "tags" JSON, '
-        '"at" TIMESTAMPTZ, PRIMARY KEY ("lead_id"))'
+        'CREATE TABLE IF NOT EXISTS "analytics"."leads_enriched" ("lead_id" BIGINT NOT NULL, "email" VARCHAR, '
+        '"tags" JSON, "at" TIMESTAMPTZ, PRIMARY KEY ("lead_id"))'
     )
     assert (
         sql_only.add_column_sql(table, Column("score", LogicalType.DOUBLE))
-        == 'ALTER TABLE "analytics"."leads_enriched" ADD COLUMN "score" DOUBLE'
+        == 'ALTER TABLE "analytics"."leads_enriched" ADD COLUMN IF NOT EXISTS "score" DOUBLE'
     )
     assert [sql_only.sql_type(t) for t in LogicalType] == [
         "VARCHAR",
@@ -51,13 +52,14 @@ def test_exact_ddl(sql_only: DuckDBAdapter) -> None:
 def test_exact_upsert_sql(sql_only: DuckDBAdapter) -> None:
     table = TableRef("leads_enriched")
     # applied in the target's rowid order: DuckDB 2.0's partial multi-column UPDATE is up to 200x slower otherwise
-    assert sql_only.update_from_sql(table, '"stage"', ["org_id", "email"], ["title", "_sixtyfour_status"]) == (
+    names = sql_only.names
+    assert upsert.update_from_sql(names, table, '"stage"', ["org_id", "email"], ["title", "_sixtyfour_status"]) == (
         'UPDATE "analytics"."leads_enriched" AS t SET "title" = s."title", "_sixtyfour_status" = s."_sixtyfour_status" '
         'FROM (SELECT t2.rowid AS _sixtyfour_rowid, s0.* FROM "stage" AS s0 JOIN "analytics"."leads_enriched" AS t2 '
         'ON t2."org_id" = s0."org_id" AND t2."email" = s0."email" ORDER BY t2.rowid) AS s '
         "WHERE t.rowid = s._sixtyfour_rowid"
     )
-    assert sql_only.insert_missing_sql(table, '"stage"', ["lead_id"], ["title"]) == (
+    assert upsert.insert_missing_sql(names, table, '"stage"', ["lead_id"], ["title"]) == (
         'INSERT INTO "analytics"."leads_enriched" ("lead_id", "title") SELECT s."lead_id", s."title" FROM "stage" AS s '
         'WHERE NOT EXISTS (SELECT 1 FROM "analytics"."leads_enriched" AS t WHERE t."lead_id" = s."lead_id")'
     )
@@ -167,3 +169,34 @@ def test_upsert_100k_rows_is_fast(tmp_path: Path) -> None:
         elapsed = time.perf_counter() - start
     assert (result.inserted, result.updated) == (0, n)
     assert elapsed < 5, f"100k-row upsert took {elapsed:.2f}s"
+
+
+def test_every_cursor_runs_in_utc_whatever_the_profile_or_process_says(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = parse_target_config(
+        {"type": "duckdb", "path": str(tmp_path / "w.duckdb"), "settings": {"TimeZone": "Asia/Kolkata"}}
+    )
+    with caplog.at_level("WARNING"), connect(cfg) as adapter:
+        assert isinstance(adapter, DuckDBAdapter)
+        adapter.connection().execute("SET GLOBAL TimeZone = 'America/New_York'")  # what new cursors start from
+        sql = "SELECT current_setting('TimeZone') AS tz, CAST(TIMESTAMPTZ '2024-01-01 00:00:00+00' AS VARCHAR) AS ts"
+        streamed = [r for b in adapter.stream(sql) for r in b.to_pylist()]
+        with adapter.sibling() as sibling, sibling.session() as s:
+            from_sibling = s.fetchall(sql)
+        with adapter.session() as s:
+            from_session = s.fetchall(sql)
+    assert streamed == [{"tz": "UTC", "ts": "2024-01-01 00:00:00+00"}]
+    assert from_sibling == from_session == [("UTC", "2024-01-01 00:00:00+00")]
+    assert "settings.TimeZone is ignored" in caplog.text
+
+
+def test_a_sibling_shares_the_database_instance_and_closing_it_keeps_the_parent(tmp_path: Path) -> None:
+    with connect(parse_target_config({"type": "duckdb", "path": str(tmp_path / "w.duckdb")})) as adapter:
+        sibling = adapter.sibling()
+        sibling.ensure_table(TableRef("t"), [Column("id", LogicalType.BIGINT)], [])
+        with sibling.session() as s:
+            s.insert(TableRef("t"), [{"id": 1}])
+        sibling.close()
+        with adapter.session() as s:
+            assert s.fetchall('SELECT id FROM "main"."t"') == [(1,)]

@@ -16,7 +16,8 @@ from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.errors import WarehouseError
 from sixtyfour_sync.warehouse import Column, LogicalType, TableRef, UpsertPart, connect
 from sixtyfour_sync.warehouse.base import convert_qmark
-from sixtyfour_sync.warehouse.postgres import PostgresAdapter
+from sixtyfour_sync.warehouse.postgres import PINNED_SETTINGS, PostgresAdapter, pin_settings_sql
+from sixtyfour_sync.warehouse.sql import upsert
 
 UTC = dt.timezone.utc
 
@@ -56,8 +57,8 @@ def test_exact_ddl(sql_only: PostgresAdapter) -> None:
         [Column("tags", LogicalType.JSON), Column("score", LogicalType.DOUBLE), Column("at", LogicalType.TIMESTAMP)],
     )
     assert sql == (
-        'CREATE TABLE "crm"."leads_enriched" ("org_id" BIGINT NOT NULL, "email" TEXT NOT NULL, "tags" JSONB, '
-        '"score" DOUBLE PRECISION, "at" TIMESTAMPTZ, PRIMARY KEY ("org_id", "email"))'
+        'CREATE TABLE IF NOT EXISTS "crm"."leads_enriched" ("org_id" BIGINT NOT NULL, "email" TEXT NOT NULL, '
+        '"tags" JSONB, "score" DOUBLE PRECISION, "at" TIMESTAMPTZ, PRIMARY KEY ("org_id", "email"))'
     )
     assert [sql_only.sql_type(t) for t in LogicalType] == [
         "TEXT",
@@ -71,10 +72,11 @@ def test_exact_ddl(sql_only: PostgresAdapter) -> None:
 
 def test_exact_upsert_and_selection_sql(sql_only: PostgresAdapter) -> None:
     table = TableRef("leads_enriched")
-    assert sql_only.update_from_sql(table, '"stg"', ["lead_id"], ["email"]) == (
+    names = sql_only.names
+    assert upsert.update_from_sql(names, table, '"stg"', ["lead_id"], ["email"]) == (
         'UPDATE "crm"."leads_enriched" AS t SET "email" = s."email" FROM "stg" AS s WHERE t."lead_id" = s."lead_id"'
     )
-    assert sql_only.insert_missing_sql(table, '"stg"', ["lead_id"], ["email"]) == (
+    assert upsert.insert_missing_sql(names, table, '"stg"', ["lead_id"], ["email"]) == (
         'INSERT INTO "crm"."leads_enriched" ("lead_id", "email") SELECT s."lead_id", s."email" FROM "stg" AS s '
         'WHERE NOT EXISTS (SELECT 1 FROM "crm"."leads_enriched" AS t WHERE t."lead_id" = s."lead_id")'
     )
@@ -241,3 +243,25 @@ def test_mixed_case_names_are_exact_and_lower_case_names_fold(pg: PostgresAdapte
     assert list(cols) == ["lead_id", "Email"]  # unquoted Lead_ID was folded by PostgreSQL
     assert pg.find_column(cols, "LEAD_ID") == "lead_id" and pg.find_column(cols, "Email") == "Email"
     assert pg.table_exists(TableRef("leads")) and not pg.table_exists(TableRef("Leads"))
+
+
+def test_every_connection_pins_the_settings_values_are_rendered_with(pg: PostgresAdapter) -> None:
+    names = ", ".join(f"current_setting('{k}') AS s{i}" for i, k in enumerate(PINNED_SETTINGS))
+    with pg.session() as s:
+        main = s.fetchall(f"SELECT {names}")[0]
+    streamed = next(iter(pg.stream(f"SELECT {names}"))).to_pylist()[0]
+    assert list(main) == list(streamed.values()) == list(PINNED_SETTINGS.values())
+    assert pin_settings_sql().startswith("SELECT set_config('TimeZone', 'UTC', false), ")
+
+
+def test_jsonb_key_operator_next_to_parameters(pg: PostgresAdapter) -> None:
+    t = pg.table_sql(TableRef("docs"))
+    with pg.session() as s:
+        s.execute(f"CREATE TABLE {t} (id bigint, data jsonb)")
+        s.execute(f"INSERT INTO {t} VALUES (1, '{{\"vip\": true}}'), (2, '{{}}'), (3, '{{\"vip\": 1}}')")
+        rows = s.fetchall(f"SELECT id FROM {t} WHERE data ? 'vip' AND id > ? ORDER BY id", [1])
+        dollar = s.fetchall("SELECT $$a ? b$$, ?::int", [5])
+    assert rows == [(3,)]
+    assert dollar == [("a ? b", 5)]
+    got = [r["id"] for b in pg.stream(f"SELECT id FROM {t} WHERE data ? 'vip' AND id < ?", [3]) for r in b.to_pylist()]
+    assert got == [1]

@@ -7,14 +7,21 @@ chunks, as the connector would.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import decimal
+import http.server
+import json
+import re
 import sys
+import threading
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import httpx
 import pyarrow as pa
 import pytest
 
@@ -23,6 +30,8 @@ from sixtyfour_sync.errors import ConfigError, DataError, MissingDriverError, Wa
 from sixtyfour_sync.warehouse import connect
 from sixtyfour_sync.warehouse.base import Column, LogicalType, TableRef, UpsertPart
 from sixtyfour_sync.warehouse.snowflake import SnowflakeAdapter, arrow_batches, connect_kwargs
+from sixtyfour_sync.warehouse.snowflake_arrow import parquet_ready, stage_type
+from sixtyfour_sync.warehouse.snowflake_auth import SESSION_PARAMETERS, OAuthTokens
 from sixtyfour_sync.warehouse.sqlalchemy import arrow_from_rows
 
 fakesnow = pytest.importorskip("fakesnow")
@@ -75,7 +84,17 @@ def test_connect_kwargs_password() -> None:
     assert kw["database"] == "analytics" and kw["schema"] == "enriched"
     assert kw["warehouse"] == "transforming" and kw["role"] == "loader_role"
     assert kw["paramstyle"] == "qmark" and kw["autocommit"] is False
-    assert kw["session_parameters"] == {"TIMEZONE": "UTC", "QUERY_TAG": "nightly"}
+    assert kw["session_parameters"] == {**SESSION_PARAMETERS, "QUERY_TAG": "nightly"}
+    # The row hash casts values to text: every output format is pinned, whatever the account says.
+    params = kw["session_parameters"]
+    assert params["TIMEZONE"] == "UTC"
+    assert (
+        params["TIMESTAMP_TZ_OUTPUT_FORMAT"]
+        == params["TIMESTAMP_LTZ_OUTPUT_FORMAT"]
+        == ("YYYY-MM-DD HH24:MI:SS.FF9 TZH:TZM")
+    )
+    assert params["TIMESTAMP_NTZ_OUTPUT_FORMAT"] == "YYYY-MM-DD HH24:MI:SS.FF9"
+    assert params["DATE_OUTPUT_FORMAT"] == "YYYY-MM-DD" and params["TIMESTAMP_INPUT_FORMAT"] == "AUTO"
 
 
 def test_connect_kwargs_key_pair_relative_to_project(tmp_path: Path) -> None:
@@ -108,12 +127,13 @@ def test_repr_and_describe_hold_no_secret() -> None:
     assert a.describe() == "snowflake loader@acme-xy12345/analytics (schema enriched)"
 
 
-def test_identifiers_fold_to_upper_case() -> None:
-    a = SnowflakeAdapter(_cfg())
+def test_identifiers_fold_to_upper_case_as_dbt_snowflake_does() -> None:
+    a = SnowflakeAdapter(_cfg(schema="dbt_John"))
     assert a.quote("lead_id") == '"LEAD_ID"'
-    assert a.quote("LeadId") == '"LeadId"'  # mixed case is taken as exactly spelled
+    assert a.quote("firstName") == '"FIRSTNAME"'  # dbt-snowflake does not quote: the name folds
     assert a.quote("price$usd") == '"PRICE$USD"'
-    assert a.table_sql(T) == '"ENRICHED"."LEADS_ENRICHED"'
+    assert a.table_sql(T) == '"DBT_JOHN"."LEADS_ENRICHED"'
+    assert a.create_schema_sql("dbt_John") == 'CREATE SCHEMA IF NOT EXISTS "DBT_JOHN"'
     assert a.denormalize_identifier("LEAD_ID") == "lead_id"
     assert a.sql_type(LogicalType.JSON) == "VARIANT" and a.sql_type(LogicalType.TIMESTAMP) == "TIMESTAMP_TZ"
 
@@ -386,3 +406,259 @@ def test_stage_load_count_mismatch_is_a_data_error(sf: SnowflakeAdapter, monkeyp
     with pytest.raises(DataError, match="loaded 0 of 1 rows"):
         sf.upsert(T, ["lead_id"], [UpsertPart(pa.table({"lead_id": [1], "email": ["a"]}), ["email"])])
     assert _tables(sf) == ["LEADS_ENRICHED"]
+
+
+# --------------------------------------------------------------------------------------------------
+# dbt-snowflake's quoting
+
+
+def test_connector_gets_database_and_schema_as_dbt_would() -> None:
+    folded = connect_kwargs(_cfg(schema="dbt_John"))
+    assert folded["schema"] == "dbt_John" and folded["database"] == "analytics"  # unquoted: Snowflake folds them
+    quoted = connect_kwargs(_cfg(schema="dbt_John"), quote_schema=True, quote_database=True)
+    assert quoted["schema"] == '"dbt_John"' and quoted["database"] == '"analytics"'
+
+
+def test_quoting_from_the_profile_and_from_dbt_project() -> None:
+    from sixtyfour_sync.warehouse import Quoting
+
+    a = SnowflakeAdapter(_cfg(schema="dbt_John", quoting={"schema": True}), quoting=Quoting(column=True))
+    assert a.table_sql(T) == '"dbt_John"."LEADS_ENRICHED"'  # the profile's schema: true
+    assert a.quote("firstName") == '"firstName"'  # dbt_project.yml's column: true
+    assert SnowflakeAdapter(_cfg()).quote("firstName") == '"FIRSTNAME"'
+
+
+# --------------------------------------------------------------------------------------------------
+# OAuth
+
+
+def _token_server(status: int, body: dict[str, Any], seen: list[httpx.Request]) -> httpx.Client:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status, json=body)
+
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def _oauth_cfg(**extra: Any) -> Any:
+    return _cfg(
+        authenticator="oauth",
+        oauth_client_id="client-id",
+        oauth_client_secret="client-secret-value",
+        token="refresh-token-value",
+        **extra,
+    )
+
+
+def test_refresh_token_is_exchanged_once_for_an_access_token() -> None:
+    seen: list[httpx.Request] = []
+    cfg = _oauth_cfg()
+    tokens = OAuthTokens(cfg, client=_token_server(200, {"access_token": "access-1", "expires_in": 600}, seen))
+    first = connect_kwargs(cfg, tokens=tokens)
+    second = connect_kwargs(cfg, tokens=tokens)  # a sibling connection reuses the cached token
+    assert first["authenticator"] == "oauth" and first["token"] == second["token"] == "access-1"
+    assert len(seen) == 1
+    request = seen[0]
+    assert str(request.url) == "https://acme-xy12345.snowflakecomputing.com/oauth/token-request"
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(b"client-id:client-secret-value").decode()
+    form = dict(x.split("=", 1) for x in request.content.decode().split("&"))
+    assert form["grant_type"] == "refresh_token" and form["refresh_token"] == "refresh-token-value"
+
+
+def test_a_refused_refresh_token_is_a_clear_error_without_secrets() -> None:
+    seen: list[httpx.Request] = []
+    body = {"error": "invalid_grant", "message": "The refresh token has expired."}
+    tokens = OAuthTokens(_oauth_cfg(), client=_token_server(400, body, seen))
+    with pytest.raises(WarehouseError) as info:
+        connect_kwargs(_oauth_cfg(), tokens=tokens)
+    text = str(info.value) + str(info.value.hint)
+    assert "HTTP 400" in text and "invalid_grant" in text and "expired" in text
+    assert "refresh-token-value" not in text and "client-secret-value" not in text
+
+
+def test_the_token_request_url_must_be_https_except_on_loopback() -> None:
+    cfg = _oauth_cfg(oauth_token_request_url="http://idp.example.com/token")
+    with pytest.raises(ConfigError, match="must use https"):
+        connect_kwargs(cfg, tokens=OAuthTokens(cfg, client=_token_server(200, {}, [])))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"authenticator": "oauth", "token": "t", "oauth_client_id": "id"}, "go together"),
+        ({"password": "pw", "oauth_client_id": "id", "oauth_client_secret": "s"}, "authenticator is not oauth"),
+        ({"authenticator": "oauth_client_credentials"}, "needs oauth_client_id"),
+        ({"authenticator": "oauth", "oauth_client_id": "id", "oauth_client_secret": "s"}, "needs token"),
+    ],
+)
+def test_incomplete_oauth_profiles_are_refused(extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _cfg(**extra)
+
+
+def test_client_credentials_use_the_connectors_own_flow() -> None:
+    kw = connect_kwargs(
+        _cfg(
+            authenticator="oauth_client_credentials",
+            oauth_client_id="id",
+            oauth_client_secret="secret",
+            oauth_token_request_url="https://idp.example.com/oauth2/token",
+        )
+    )
+    assert kw["authenticator"] == "OAUTH_CLIENT_CREDENTIALS" and kw["oauth_client_id"] == "id"
+    assert kw["oauth_client_secret"] == "secret"
+    assert kw["oauth_token_request_url"] == "https://idp.example.com/oauth2/token"
+
+
+class _TokenHandler(http.server.BaseHTTPRequestHandler):
+    requests: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        type(self).requests.append(self.rfile.read(length).decode())
+        body = json.dumps({"access_token": "local-access", "expires_in": 600}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_oauth_connect_over_a_real_socket() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TokenHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/oauth/token-request"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fakesnow.patch():
+                adapter = connect(_oauth_cfg(oauth_token_request_url=url, database=f"db_{uuid.uuid4().hex[:8]}"))
+                try:
+                    sibling = adapter.sibling()
+                    with sibling.session() as s:
+                        assert s.fetchall("SELECT 1") == [(1,)]
+                    sibling.close()
+                finally:
+                    adapter.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(_TokenHandler.requests) == 1  # the sibling used the cached access token
+    assert "grant_type=refresh_token" in _TokenHandler.requests[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Types: one schema per stream, decimals within 38 digits, timestamps bound as UTC text
+
+
+class _Meta:
+    def __init__(self, name: str, type_code: int, scale: int | None = None) -> None:
+        self.name, self.type_code, self.scale = name, type_code, scale
+
+    def __getitem__(self, i: int) -> Any:
+        return (self.name,)[i]
+
+
+def test_result_chunks_are_cast_to_the_result_metadata_types() -> None:
+    from snowflake.connector.constants import FIELD_NAME_TO_ID
+
+    utc = dt.timezone.utc
+    at = dt.datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=utc)
+    chunks = [
+        pa.table({"N": pa.array([1], pa.int8()), "AT": pa.array([at], pa.timestamp("us", tz="+02:00")), "V": [None]}),
+        pa.table({"N": pa.array([70000], pa.int32()), "AT": pa.array([at], pa.timestamp("ns", tz="UTC")), "V": ["x"]}),
+    ]
+
+    class Cursor:
+        description: ClassVar[list[_Meta]] = [
+            _Meta("N", FIELD_NAME_TO_ID["FIXED"], 0),
+            _Meta("AT", FIELD_NAME_TO_ID["TIMESTAMP_TZ"]),
+            _Meta("V", FIELD_NAME_TO_ID["TEXT"]),
+        ]
+
+        def fetch_arrow_batches(self, force_microsecond_precision: bool = False) -> Iterator[pa.Table]:
+            yield from chunks
+
+    batches = list(arrow_batches(Cursor(), 10))
+    want = pa.schema([("N", pa.int64()), ("AT", pa.timestamp("us", tz="UTC")), ("V", pa.string())])
+    assert [b.schema for b in batches] == [want, want]
+    assert [b.column(1)[0].as_py() for b in batches] == [at, at]
+
+
+def test_decimals_are_capped_at_38_digits() -> None:
+    assert stage_type(pa.decimal256(50, 10)) == "NUMBER(38,10)"
+    fits = pa.table({"d": pa.array([decimal.Decimal("12.5")], pa.decimal256(50, 10))})
+    ready = parquet_ready(fits, ["D"])
+    assert ready.schema.field("D").type == pa.decimal128(38, 10)
+    too_big = pa.table({"d": pa.array([decimal.Decimal(10) ** 45], pa.decimal256(50, 0))})
+    with pytest.raises(DataError, match="beyond 38 digits"):
+        parquet_ready(too_big, ["D"])
+
+
+def test_timestamps_are_bound_as_utc_iso_text() -> None:
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    a = SnowflakeAdapter(_cfg())
+    assert a.adapt_value(dt.datetime(2024, 5, 17, 14, 30, tzinfo=plus2)) == "2024-05-17T12:30:00.000000+00:00"
+    assert a.adapt_value(dt.datetime(2024, 5, 17, 12, 30)) == "2024-05-17T12:30:00.000000+00:00"
+
+
+# --------------------------------------------------------------------------------------------------
+# Extraction on its own connection
+
+
+def test_stream_runs_on_its_own_connection_while_ddl_runs_on_the_main_one(sf: SnowflakeAdapter) -> None:
+    sf.ensure_table(T, KEY, COLS)
+    sf.upsert(T, ["lead_id"], [UpsertPart(pa.table({"lead_id": list(range(50)), "email": ["e"] * 50}), ["email"])])
+    stream = sf.stream(sf.source_sql(table=T, columns=["lead_id"]), batch_rows=10)
+    first = next(stream)
+    assert sf._stream_conn is not None and sf._stream_conn is not sf._conn
+    sf.ensure_table(TableRef("other"), KEY, COLS)  # DDL on the main connection mid-stream
+    rest = list(stream)
+    assert first.num_rows + sum(b.num_rows for b in rest) == 50
+
+
+def test_names_an_earlier_version_created_as_written_are_not_silently_abandoned() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fakesnow.patch():
+            database = f"DB_{uuid.uuid4().hex[:8].upper()}"
+            base = {"type": "snowflake", "account": "fakesnow", "user": "u", "password": "p", "database": database}
+            old = connect(parse_target_config({**base, "schema": "ENRICHED"}))
+            with old.session() as s:
+                s.execute('CREATE SCHEMA IF NOT EXISTS "dbt_John"')
+                s.execute('CREATE TABLE "dbt_John"."LEADS_ENRICHED" ("LEAD_ID" NUMBER(38,0))')
+                s.execute('CREATE TABLE "ENRICHED"."LeadsEnriched" ("LEAD_ID" NUMBER(38,0))')
+            old.close()
+            folded = connect(parse_target_config({**base, "schema": "dbt_John"}))
+            try:
+                with pytest.raises(ConfigError, match="case-sensitive name") as info:
+                    folded.table_exists(T)
+                assert "quoting" in str(info.value.hint)
+                with pytest.raises(ConfigError, match="case-sensitive name") as info:
+                    folded.schema_exists("dbt_John")
+                assert "quoting: {schema: true}" in str(info.value.hint)
+            finally:
+                folded.close()
+            mixed = connect(parse_target_config({**base, "schema": "ENRICHED"}))
+            try:
+                with pytest.raises(ConfigError, match=re.escape('"ENRICHED"."LeadsEnriched"')):
+                    mixed.table_exists(TableRef("LeadsEnriched"))
+                assert not mixed.table_exists(TableRef("brand_new"))
+            finally:
+                mixed.close()
+            # fakesnow cannot open a session on a quoted schema name; our SQL names the schema in full anyway.
+            import snowflake.connector
+
+            conn = snowflake.connector.connect(**connect_kwargs(parse_target_config({**base, "schema": "ENRICHED"})))
+            kept = SnowflakeAdapter(
+                parse_target_config({**base, "schema": "dbt_John", "quoting": {"schema": True}}), connection=conn
+            )
+            try:
+                assert kept.table_exists(T) and kept.schema_exists("dbt_John")
+            finally:
+                kept.close()
+                conn.close()

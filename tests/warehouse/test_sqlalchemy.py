@@ -22,6 +22,7 @@ from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.errors import ConfigError, DataError, MissingDriverError, UnsafeIdentifierError, WarehouseError
 from sixtyfour_sync.warehouse import connect
 from sixtyfour_sync.warehouse.base import Column, LogicalType, TableRef, UpsertPart
+from sixtyfour_sync.warehouse.sql import ddl, upsert
 from sixtyfour_sync.warehouse.sqlalchemy import (
     MySQLAdapter,
     SqlAlchemyAdapter,
@@ -88,15 +89,15 @@ def test_the_url_picks_the_dialect_variant(mysql_offline: SqlAlchemyAdapter, sql
 
 def test_mysql_exact_upsert_sql(mysql_offline: MySQLAdapter) -> None:
     a = mysql_offline
-    assert a.update_from_sql(T, "`shop`.`stg`", ["org_id", "lead_id"], ["email", "tags"]) == (
+    assert upsert.update_from_sql(a.names, T, "`shop`.`stg`", ["org_id", "lead_id"], ["email", "tags"]) == (
         "UPDATE `shop`.`leads_enriched` AS t JOIN `shop`.`stg` AS s "
         "ON t.`org_id` = s.`org_id` AND t.`lead_id` = s.`lead_id` SET t.`email` = s.`email`, t.`tags` = s.`tags`"
     )
-    assert a.insert_missing_sql(T, "`shop`.`stg`", ["lead_id"], ["email"]) == (
+    assert upsert.insert_missing_sql(a.names, T, "`shop`.`stg`", ["lead_id"], ["email"]) == (
         "INSERT INTO `shop`.`leads_enriched` (`lead_id`, `email`) SELECT s.`lead_id`, s.`email` FROM `shop`.`stg` "
         "AS s WHERE NOT EXISTS (SELECT 1 FROM `shop`.`leads_enriched` AS t WHERE t.`lead_id` = s.`lead_id`)"
     )
-    assert a.create_stage_sql("_sixtyfour_stage_x", T, ["lead_id", "email"]) == (
+    assert ddl.create_stage_sql(a.names, a._stage_table_sql("_sixtyfour_stage_x", T), T, ["lead_id", "email"]) == (
         "CREATE TEMPORARY TABLE `shop`.`_sixtyfour_stage_x` AS SELECT `lead_id`, `email` "
         "FROM `shop`.`leads_enriched` WHERE 1 = 0"
     )
@@ -105,7 +106,7 @@ def test_mysql_exact_upsert_sql(mysql_offline: MySQLAdapter) -> None:
 def test_mysql_ddl_uses_varchar_keys_datetime_and_json(mysql_offline: MySQLAdapter) -> None:
     sql = mysql_offline.create_table_sql(T, [Column("email_key", LogicalType.TEXT)], COLS)
     assert sql == (
-        "CREATE TABLE `shop`.`leads_enriched` (`email_key` VARCHAR(255) NOT NULL, `email` TEXT, "
+        "CREATE TABLE IF NOT EXISTS `shop`.`leads_enriched` (`email_key` VARCHAR(255) NOT NULL, `email` TEXT, "
         "`employees` BIGINT, `tags` JSON, `_sixtyfour_enriched_at` DATETIME(6), PRIMARY KEY (`email_key`))"
     )
 
@@ -134,7 +135,7 @@ def test_mysql_quoting_rejects_backticks_and_injection(mysql_offline: MySQLAdapt
 
 def test_sqlite_exact_sql(sqlite_offline: SQLiteAdapter) -> None:
     a = sqlite_offline
-    assert a.update_from_sql(T, '"stg"', ["lead_id"], ["email"]) == (
+    assert upsert.update_from_sql(a.names, T, '"stg"', ["lead_id"], ["email"]) == (
         'UPDATE "leads_enriched" AS t SET "email" = s."email" FROM "stg" AS s WHERE t."lead_id" = s."lead_id"'
     )
     assert a.sql_type(LogicalType.JSON) == "TEXT"
@@ -149,7 +150,7 @@ def test_generic_dialect_uses_the_correlated_update(tmp_path: Path) -> None:
     a = SqlAlchemyAdapter(url="generic://", engine=engine)
     try:
         assert type(a) is SqlAlchemyAdapter
-        assert a.update_from_sql(T, '"stg"', ["lead_id"], ["email", "title"]) == (
+        assert upsert.update_from_sql(a.names, T, '"stg"', ["lead_id"], ["email", "title"]) == (
             'UPDATE "leads_enriched" SET "email" = (SELECT s."email" FROM "stg" s WHERE s."lead_id" = '
             '"leads_enriched"."lead_id"), "title" = (SELECT s."title" FROM "stg" s WHERE s."lead_id" = '
             '"leads_enriched"."lead_id") WHERE EXISTS (SELECT 1 FROM "stg" s WHERE s."lead_id" = '

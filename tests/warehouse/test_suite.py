@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,13 @@ from sixtyfour_sync.errors import DataError, UnsafeIdentifierError, WarehouseErr
 from sixtyfour_sync.warehouse import (
     Adapter,
     Column,
+    Guard,
     LogicalType,
     Session,
     TableRef,
     UpsertPart,
 )
+from tests.warehouse.conftest import perturbed_twin
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 5, 17, 12, 30, 45, tzinfo=UTC)
@@ -663,3 +667,271 @@ def test_an_unknown_type_is_a_clear_error() -> None:
 
     with pytest.raises(WarehouseError, match="no warehouse adapter for type 'oracle'; supported: duckdb, postgres"):
         adapter_class("oracle")
+
+
+# ---------------------------------------------------------------------------------------------- the clock, leases
+
+
+def test_now_epoch_is_the_warehouse_clock_as_a_float(backend: Adapter) -> None:
+    with backend.session() as s:
+        first = s.fetchone(f"SELECT {backend.now_epoch_sql()}")
+    with backend.session() as s:
+        second = s.fetchone(f"SELECT {backend.now_epoch_sql()}")
+    assert first is not None and second is not None
+    assert isinstance(first[0], float) and isinstance(second[0], float)
+    # The servers here share the machine's clock; the value is the warehouse's, in seconds since the epoch.
+    assert abs(first[0] - time.time()) < 120
+    assert second[0] >= first[0]
+
+
+LEASES = TableRef("_sixtyfour_sync_leases")
+LEASE_COLUMNS = [
+    Column("holder", LogicalType.TEXT),
+    Column("expires_at", LogicalType.TIMESTAMP),
+    Column("renewals", LogicalType.BIGINT),
+]
+
+
+def test_insert_if_absent_inserts_one_row_once(backend: Adapter) -> None:
+    backend.ensure_table(LEASES, [Column("sync_name", LogicalType.TEXT)], LEASE_COLUMNS)
+    cols = ["sync_name", "holder", "expires_at", "renewals"]
+    sql = backend.insert_if_absent_sql(LEASES, cols, ["sync_name"])
+    with backend.session() as s:
+        assert s.execute_count(sql, ["enrich_leads", "run-1", T0, 0]) == 1
+        assert s.execute_count(sql, ["enrich_leads", "run-2", T0, 0]) == 0
+        assert s.insert_if_absent(LEASES, dict(zip(cols, ["other", "run-2", T0, 0], strict=True)), ["sync_name"])
+        assert not s.insert_if_absent(LEASES, dict(zip(cols, ["other", "run-3", T0, 1], strict=True)), ["sync_name"])
+    with backend.session() as s:
+        rows = [norm(r) for r in s.select(LEASES, columns=["sync_name", "holder"], order_by=["sync_name"])]
+    assert rows == [{"sync_name": "enrich_leads", "holder": "run-1"}, {"sync_name": "other", "holder": "run-2"}]
+
+
+def test_execute_count_is_the_affected_row_count(backend: Adapter) -> None:
+    backend.ensure_table(LEASES, [Column("sync_name", LogicalType.TEXT)], LEASE_COLUMNS)
+    t, q = backend.table_sql(LEASES), backend.quote
+    with backend.session() as s:
+        s.insert(LEASES, [{"sync_name": n, "holder": "a", "renewals": 0} for n in ("x", "y", "z")])
+        cas = f"UPDATE {t} SET {q('holder')} = ? WHERE {q('sync_name')} = ? AND {q('holder')} = ?"
+        assert s.execute_count(cas, ["b", "x", "a"]) == 1  # compare-and-set: the expected state held
+        assert s.execute_count(cas, ["c", "x", "a"]) == 0  # lost: the state moved on
+        assert (
+            s.execute_count(f"UPDATE {t} SET {q('renewals')} = {q('renewals')} + 1 WHERE {q('holder')} = ?", ["a"]) == 2
+        )
+        assert s.execute_count(f"DELETE FROM {t} WHERE {q('sync_name')} = ?", ["nope"]) == 0
+        assert s.delete(LEASES, {"holder": "a"}) == 2
+
+
+def test_a_sibling_has_its_own_connection(backend_name: str, backend: Adapter) -> None:
+    backend.ensure_table(LEASES, [Column("sync_name", LogicalType.TEXT)], LEASE_COLUMNS)
+    sibling = backend.sibling()
+    try:
+        errors: list[BaseException] = []
+
+        def renew() -> None:  # as a lease-renewal thread would
+            try:
+                with sibling.session() as s:
+                    assert s.select(LEASES, where={"sync_name": "parent"}) == []  # not committed yet
+                    if backend_name != "sqlite":  # SQLite has one writer at a time: the parent holds it here
+                        s.insert(LEASES, [{"sync_name": "sibling", "holder": "renewer"}])
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        def parent_writes_then_fails() -> None:
+            with backend.session() as s:
+                s.insert(LEASES, [{"sync_name": "parent", "holder": "main"}])
+                worker = threading.Thread(target=renew)
+                worker.start()
+                worker.join(timeout=60)
+                raise RuntimeError("roll back the parent's transaction")
+
+        with pytest.raises(RuntimeError, match="roll back"):
+            parent_writes_then_fails()
+        assert not errors, errors
+        if backend_name == "sqlite":
+            with sibling.session() as s:
+                s.insert(LEASES, [{"sync_name": "sibling", "holder": "renewer"}])
+        with backend.session() as s:
+            # The sibling's commit survived the parent's rollback; the parent's row did not.
+            assert [norm(r)["sync_name"] for r in s.select(LEASES, columns=["sync_name"])] == ["sibling"]
+    finally:
+        sibling.close()
+    with backend.session() as s:  # closing the sibling left the parent open
+        assert s.fetchall("SELECT 1")[0][0] == 1
+
+
+# ---------------------------------------------------------------------------------------------- upsert extensions
+
+
+def test_insert_only_parts_insert_without_matching(backend: Adapter) -> None:
+    table = make_target(backend)
+    rows = [enriched(1), enriched(2), enriched(3, email=None)]
+    result = backend.upsert(
+        table,
+        ["lead_id"],
+        [UpsertPart(pa.Table.from_pylist(rows, schema=ENRICHED_SCHEMA), ENRICHED_COLS, insert_only=True)],
+    )
+    assert (result.inserted, result.updated) == (3, 0)
+    got = select_all(backend, table)
+    assert [r["email"] for r in got] == ["a@x.io", "a@x.io", None]
+    assert as_json(got[0]["tags"]) == ["b2b", "saas"] and as_ts(got[0]["_sixtyfour_enriched_at"]) == T0
+    assert all(r["owner_note"] is None for r in got)
+    # The rows exist now: a normal part updates them.
+    again = backend.upsert(table, ["lead_id"], [part([enriched(1, email="b@x.io")], ENRICHED_COLS, ENRICHED_SCHEMA)])
+    assert (again.inserted, again.updated) == (0, 1)
+
+
+def _guarded_part(rows: list[dict[str, Any]], *, insert_only: bool = False) -> UpsertPart:
+    schema = pa.schema(
+        [
+            ("lead_id", pa.int64()),
+            ("email", pa.string()),
+            ("email_confidence", pa.int64()),
+            ("_sixtyfour_status", pa.string()),
+            ("__write_email", pa.bool_()),
+        ]
+    )
+    guard = Guard(when="__write_email", not_below="email_confidence")
+    return UpsertPart(
+        pa.Table.from_pylist(rows, schema=schema),
+        ["email", "email_confidence", "_sixtyfour_status"],
+        guards={"email": guard, "email_confidence": guard},
+        insert_only=insert_only,
+    )
+
+
+def test_one_guarded_part_carries_enriched_and_failed_rows(backend: Adapter) -> None:
+    table = TableRef("guarded")
+    backend.ensure_table(
+        table, KEY, [Column("email", LogicalType.TEXT), Column("email_confidence", LogicalType.BIGINT), OWNED[5], OTHER]
+    )
+    first = [
+        {
+            "lead_id": 1,
+            "email": "one@x",
+            "email_confidence": 50,
+            "_sixtyfour_status": "enriched",
+            "__write_email": True,
+        },
+        {
+            "lead_id": 2,
+            "email": "two@x",
+            "email_confidence": 90,
+            "_sixtyfour_status": "enriched",
+            "__write_email": True,
+        },
+        {
+            "lead_id": 3,
+            "email": "three@x",
+            "email_confidence": None,
+            "_sixtyfour_status": "enriched",
+            "__write_email": True,
+        },
+        {"lead_id": 4, "email": "lost", "email_confidence": 99, "_sixtyfour_status": "failed", "__write_email": False},
+    ]
+    assert backend.upsert(table, ["lead_id"], [_guarded_part(first, insert_only=True)]).inserted == 4
+    with backend.session() as s:
+        s.update(table, {"owner_note": "theirs"}, {"lead_id": 1})
+    second = [
+        # higher confidence: overwritten
+        {
+            "lead_id": 1,
+            "email": "one-new@x",
+            "email_confidence": 70,
+            "_sixtyfour_status": "enriched",
+            "__write_email": True,
+        },
+        # lower confidence: the stored value stays
+        {
+            "lead_id": 2,
+            "email": "two-new@x",
+            "email_confidence": 40,
+            "_sixtyfour_status": "enriched",
+            "__write_email": True,
+        },
+        # failed row: keeps what an earlier run found, only its status changes
+        {"lead_id": 3, "email": None, "email_confidence": None, "_sixtyfour_status": "failed", "__write_email": False},
+        # stored confidence NULL never blocks
+        {
+            "lead_id": 4,
+            "email": "four@x",
+            "email_confidence": 10,
+            "_sixtyfour_status": "enriched",
+            "__write_email": True,
+        },
+        # new row that failed: no value written
+        {
+            "lead_id": 5,
+            "email": "ignored",
+            "email_confidence": 80,
+            "_sixtyfour_status": "failed",
+            "__write_email": False,
+        },
+    ]
+    result = backend.upsert(table, ["lead_id"], [_guarded_part(second)])
+    assert (result.inserted, result.updated) == (1, 4)
+    got = [
+        (r["lead_id"], r["email"], r["email_confidence"], r["_sixtyfour_status"]) for r in select_all(backend, table)
+    ]
+    assert got == [
+        (1, "one-new@x", 70, "enriched"),
+        (2, "two@x", 90, "enriched"),
+        (3, "three@x", None, "failed"),
+        (4, "four@x", 10, "enriched"),
+        (5, None, None, "failed"),
+    ]
+    assert select_all(backend, table)[0]["owner_note"] == "theirs"
+    assert "__write_email" not in [c.lower() for c in backend.get_columns(table)]
+
+
+# ---------------------------------------------------------------------------------------------- races, settings
+
+
+def test_ddl_two_first_runs_can_race(backend: Adapter, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = TableRef("raced")
+    with backend.session() as s:
+        s.execute(backend.create_table_sql(table, KEY, OWNED[:2]))
+    if backend.dialect.create_table_if_not_exists:
+        with backend.session() as s:
+            s.execute(backend.create_table_sql(table, KEY, OWNED[:2]))  # the other run's CREATE: no error
+    if backend.dialect.add_column_if_not_exists:
+        for _ in range(2):
+            with backend.session() as s:
+                s.execute(backend.add_column_sql(table, OWNED[2]))
+    # The other run created the table between our check and our CREATE, with fewer columns.
+    monkeypatch.setattr(type(backend), "table_exists", lambda self, t: False)
+    result = backend.ensure_table(table, KEY, OWNED[:4])
+    assert result.created
+    assert {c.name for c in OWNED[:4]} <= {c.lower() for c in result.columns}
+
+
+def test_row_hash_does_not_depend_on_session_settings(backend_name: str, backend: Adapter) -> None:
+    cols = [
+        Column("lead_id", LogicalType.BIGINT),
+        Column("seen_at", LogicalType.TIMESTAMP),
+        Column("score", LogicalType.DOUBLE),
+        Column("name", LogicalType.TEXT),
+    ]
+    rows = [
+        {"lead_id": 1, "seen_at": T0.replace(microsecond=123456), "score": 0.1 + 0.2, "name": "a"},
+        {"lead_id": 2, "seen_at": dt.datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), "score": 1e-7, "name": None},
+        {"lead_id": 3, "seen_at": None, "score": 123456789.123456789, "name": "c"},
+    ]
+    table = source_table(backend, "src_hash_settings", rows, cols)
+    if backend_name == "mariadb":  # MySQL's TIMESTAMP type is the one whose text follows time_zone
+        with backend.session() as s:
+            s.execute(f"ALTER TABLE {backend.table_sql(table)} ADD COLUMN `zoned` TIMESTAMP(6) NULL")
+            s.execute(f"UPDATE {backend.table_sql(table)} SET `zoned` = `seen_at`")
+    hashed = ["seen_at", "score", "name"] + (["zoned"] if backend_name == "mariadb" else [])
+
+    def hashes(adapter: Adapter) -> dict[int, str]:
+        sql = (
+            f"SELECT {adapter.quote('lead_id')} AS k, {adapter.row_hash_sql(hashed, alias='c')} AS h "
+            f"FROM {adapter.table_sql(table)} {adapter.subquery_alias('c')}"
+        )
+        return {int(r["k"]): r["h"] for b in adapter.stream(sql) for r in (norm(x) for x in b.to_pylist())}
+
+    before = hashes(backend)
+    with perturbed_twin(backend_name, backend) as (twin, probe):
+        assert probe() in ("Asia/Kolkata", "+05:30")  # the default really changed
+        assert hashes(twin) == before
+        assert hashes(backend) == before

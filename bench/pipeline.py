@@ -1,12 +1,13 @@
 """The whole pipeline at scale: the raw stages, the hand-written script and the engine, side by side.
 
     python bench/pipeline.py [--backends duckdb postgres] [--rows 250000 1000000 5000000]
-                             [--things raw script engine] [--json bench/out/pipeline.json]
+                             [--things raw script engine] [--repeat 1] [--json bench/out/pipeline.json]
 
 For each backend and size, one source table of that many leads, then each measured thing (see
 bench/pipeline_stages.py) in a child process of its own, against an emulator in a process of its own
-(``--job-seconds 0``, no submission or request limit, 5% of rows fail). DuckDB things each get a fresh copy
-of the same database file; PostgreSQL things share a ``bench_<hex>`` schema, each writing its own table.
+(``--job-seconds 0``, no submission or request limit, 5% of rows fail). Every run starts as a first run:
+DuckDB things each get a fresh copy of the same database file; in PostgreSQL everything but the source is
+dropped from the ``bench_<hex>`` schema before each run.
 The engine runs through the Python API with the client's 10-submissions-a-minute limiter relaxed to
 10,000 (``SixtyfourClient(..., limiter=SubmissionLimiter(limit=10_000))``); real runs keep the default.
 
@@ -22,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -62,7 +64,8 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
 
 
 def stop_emulator(proc: subprocess.Popen[str]) -> dict[str, float]:
-    """Stop it and read its CPU seconds and peak RSS from the kernel."""
+    """Stop it: its peak RSS (``VmHWM``) read just before, its CPU seconds from the kernel after."""
+    peak = st.vm_hwm_mb(proc.pid)
     proc.terminate()
     try:
         _, status, usage = os.wait4(proc.pid, 0)
@@ -73,7 +76,7 @@ def stop_emulator(proc: subprocess.Popen[str]) -> dict[str, float]:
         proc.stdout.close()
     return {
         "emulator_cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-        "emulator_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "emulator_peak_rss_mb": peak if peak is not None else round(usage.ru_maxrss / 1024, 1),
     }
 
 
@@ -99,6 +102,22 @@ def make_source(backend: str, rows: int, work: Path) -> dict[str, Any]:
         con.execute(f'ALTER TABLE "{schema}".leads ADD PRIMARY KEY (lead_id)')
         con.execute(f'VACUUM ANALYZE "{schema}".leads')
     return {"schema": schema, "source": f'"{schema}".leads'}
+
+
+def reset_postgres(source: dict[str, Any]) -> None:
+    """Drop everything but the source in the schema, so each run starts as the first (no target, no ledger)."""
+    if "schema" not in source:
+        return
+    import psycopg
+
+    schema = source["schema"]
+    with psycopg.connect(st.PG_DSN, autocommit=True) as con:
+        tables = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_name <> 'leads'",
+            [schema],
+        ).fetchall()
+        for (name,) in tables:
+            con.execute(f'DROP TABLE IF EXISTS "{schema}"."{name}" CASCADE')
 
 
 def drop_source(source: dict[str, Any]) -> None:
@@ -152,7 +171,8 @@ def _struct() -> dict[str, Any]:
 
 
 def measure(thing: str, backend: str, rows: int, source: dict[str, Any], work: Path) -> dict[str, Any]:
-    """One measured thing in its own child process, with its own emulator."""
+    """One measured thing in its own child process, with its own emulator, on a fresh copy of the data."""
+    reset_postgres(source)
     thing_dir = work / f"{backend}-{rows}-{thing}"
     shutil.rmtree(thing_dir, ignore_errors=True)
     thing_dir.mkdir(parents=True)
@@ -238,6 +258,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", choices=["duckdb", "postgres"], default=["duckdb", "postgres"])
     parser.add_argument("--rows", type=int, nargs="+", default=[250_000, 1_000_000, 5_000_000])
     parser.add_argument("--things", nargs="+", choices=THINGS, default=list(THINGS))
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each thing; the median run (by wall) is shown")
     parser.add_argument("--json", type=Path, default=None, help="write every result (and the ratios) here")
     parser.add_argument("--work", type=Path, default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -245,6 +266,8 @@ def main() -> None:
     if args.child:
         st.child(args.child)
         return
+    # On SIGTERM, unwind: the finally blocks stop the emulators and drop the PostgreSQL schemas.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = args.work or Path(tempfile.mkdtemp(prefix="sf-bench-pipeline-"))
     work.mkdir(parents=True, exist_ok=True)
     print("engine: sixtyfour_sync.run with SixtyfourClient(..., limiter=SubmissionLimiter(limit=10_000));")
@@ -257,7 +280,10 @@ def main() -> None:
                 source = make_source(backend, rows, work)
                 try:
                     for thing in args.things:
-                        r = measure(thing, backend, rows, source, work)
+                        runs = [measure(thing, backend, rows, source, work) for _ in range(args.repeat)]
+                        r = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]  # the median run
+                        if len(runs) > 1:
+                            r["walls_s"] = [x["wall_s"] for x in runs]
                         results.append(r)
                         print(_fmt(r), flush=True)
                         if args.json:
@@ -270,6 +296,8 @@ def main() -> None:
     print()
     for entry in ratios(results):
         parts = [f"{k} {v}x" for k, v in entry.items() if k not in ("backend", "rows")]
+        if not parts:
+            continue
         print(f"{entry['backend']:8} {entry['rows']:>9,}  " + ", ".join(parts))
     if args.json:
         _write(args.json, results)

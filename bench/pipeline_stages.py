@@ -8,7 +8,7 @@
 - ``script``: bench/script_pandas.py against the same emulator.
 - ``engine``: ``sixtyfour_sync.run`` with the client's 10-submissions-a-minute limiter relaxed.
 
-Each child reports wall and CPU seconds (its own rusage, all threads), its peak RSS (``ru_maxrss``) and
+Each child reports wall and CPU seconds (its own rusage, all threads), its peak RSS (``VmHWM``) and
 the seconds during which at least one HTTP request to the API was in flight (any thread, from the
 request until its body was read): ``rows / (wall - api)`` is the rate excluding API waits.
 """
@@ -132,8 +132,24 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def vm_hwm_mb(pid: int | str = "self") -> float | None:
+    """The peak RSS of a process's current address space (``VmHWM``), in MB; None once it is gone.
+
+    Not ``ru_maxrss``: a spawned child's ``ru_maxrss`` also counts the parent's memory it ran in before
+    ``exec``, so every child of a large parent would look as large.
+    """
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
 def _peak_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    peak = vm_hwm_mb()
+    return peak if peak is not None else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 # --------------------------------------------------------------------------------------------- raw

@@ -7,12 +7,25 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
 from sixtyfour_sync.emulator.settings import EmulatorSettings, FaultSettings
 
 __all__ = ["emulator_command"]
+
+
+def _use_system_allocator() -> None:
+    """Arrow's default allocator (mimalloc) keeps freed memory per thread, and the server answers each request
+    on a new thread: in a process of its own the emulator uses the system allocator, which gives it back
+    (peak RSS about 45 MB lower over a few 100,000-row files). ``ARROW_DEFAULT_MEMORY_POOL`` still wins."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+
 
 _RATE = click.FloatRange(0.0, 1.0)
 
@@ -112,71 +125,46 @@ _RATE = click.FloatRange(0.0, 1.0)
 @click.option("--job-failure-rate", default=0.0, type=_RATE, help="Fault: share of jobs that fail.")
 @click.option("--job-cancel-rate", default=0.0, type=_RATE, help="Fault: share of jobs cancelled by the server.")
 @click.option("--fault-seed", default=0, type=int, help="Seed of the random faults.")
-def emulator_command(
-    host: str,
-    port: int,
-    api_keys: tuple[str, ...],
-    high_tier_keys: tuple[str, ...],
-    balance_cents: int,
-    job_seconds: float,
-    failure_rate: float,
-    rate_limit_per_minute: int,
-    request_limit_per_minute: int,
-    idempotency_ttl_seconds: float,
-    strip_carried_columns: bool,
-    keep_carried_columns: tuple[str, ...],
-    preview_max_rows: int,
-    seed: int,
-    webhook_secret: str | None,
-    allow_insecure_webhooks: bool,
-    data_dir: Path | None,
-    error_5xx_rate: float,
-    burst_429_rate: float,
-    drop_connection_rate: float,
-    slow_response_seconds: float,
-    slow_response_rate: float,
-    truncate_download_rate: float,
-    job_failure_rate: float,
-    job_cancel_rate: float,
-    fault_seed: int,
-) -> None:
+def emulator_command(host: str, port: int, api_keys: tuple[str, ...], **options: Any) -> None:
     """Serve the local Sixtyfour API emulator (for development, tests and the demo)."""
     keys = set(api_keys)
     if not keys and os.environ.get("SIXTYFOUR_API_KEY"):
         keys.add(os.environ["SIXTYFOUR_API_KEY"])
     try:
-        faults = FaultSettings(
-            error_5xx_rate=error_5xx_rate,
-            burst_429_rate=burst_429_rate,
-            drop_connection_rate=drop_connection_rate,
-            slow_response_seconds=slow_response_seconds,
-            slow_response_rate=slow_response_rate,
-            truncate_download_rate=truncate_download_rate,
-            job_failure_rate=job_failure_rate,
-            job_cancel_rate=job_cancel_rate,
-            seed=fault_seed,
-        )
-        settings = EmulatorSettings(
-            api_keys=frozenset(keys),
-            high_tier_keys=frozenset(high_tier_keys),
-            balance_cents=balance_cents,
-            job_seconds=job_seconds,
-            failure_rate=failure_rate,
-            rate_limit_per_minute=rate_limit_per_minute,
-            request_limit_per_minute=request_limit_per_minute,
-            idempotency_ttl_seconds=idempotency_ttl_seconds,
-            strip_carried_columns=strip_carried_columns,
-            keep_carried_columns=frozenset(keep_carried_columns),
-            preview_max_rows=preview_max_rows,
-            seed=seed,
-            webhook_secret=webhook_secret or None,
-            allow_insecure_webhooks=allow_insecure_webhooks,
-            data_dir=data_dir,
-            faults=faults,
-        )
+        settings = _settings(frozenset(keys), options)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    _serve(settings, host, port)
 
+
+_FAULT_OPTIONS = (
+    "error_5xx_rate",
+    "burst_429_rate",
+    "drop_connection_rate",
+    "slow_response_seconds",
+    "slow_response_rate",
+    "truncate_download_rate",
+    "job_failure_rate",
+    "job_cancel_rate",
+)
+
+
+def _settings(keys: frozenset[str], options: dict[str, Any]) -> EmulatorSettings:
+    """EmulatorSettings from the command's options (ValueError for values the settings refuse)."""
+    faults = FaultSettings(seed=options.pop("fault_seed"), **{name: options.pop(name) for name in _FAULT_OPTIONS})
+    return EmulatorSettings(
+        api_keys=keys,
+        high_tier_keys=frozenset(options.pop("high_tier_keys")),
+        keep_carried_columns=frozenset(options.pop("keep_carried_columns")),
+        webhook_secret=options.pop("webhook_secret") or None,
+        faults=faults,
+        **options,
+    )
+
+
+def _serve(settings: EmulatorSettings, host: str, port: int) -> None:
+    """Serve until Ctrl-C or SIGTERM."""
+    keys = settings.api_keys
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -184,6 +172,8 @@ def emulator_command(
 
     # Imported here: every sixtyfour-sync command loads this module, few of them serve.
     from sixtyfour_sync.emulator.core import Emulator
+
+    _use_system_allocator()
 
     previous = signal.signal(signal.SIGTERM, on_signal)
     emulator = Emulator(settings)

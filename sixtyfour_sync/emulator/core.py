@@ -9,7 +9,6 @@ WSGI application).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import shutil
@@ -20,7 +19,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from werkzeug.wrappers import Request, Response
 
 from sixtyfour_sync._redact import register_secret
 from sixtyfour_sync.emulator.accounts import Accounts, key_id
+from sixtyfour_sync.emulator.admin import admin_response, admin_routes
 from sixtyfour_sync.emulator.faults import FaultPlan, fault_response, truncated
 from sixtyfour_sync.emulator.generate import make_plan, reference_output
 from sixtyfour_sync.emulator.models import InjectedFault, Job, SubmissionRecord, WebhookDelivery
@@ -58,21 +58,7 @@ def _routes() -> list[Rule]:
         Rule("/workflows/cancel", methods=["POST"], endpoint="cancel"),
         Rule("/check-balance", methods=["GET"], endpoint="balance"),
         Rule("/downloads/<task_id>/<filename>", methods=["GET"], endpoint="download"),
-        Rule("/_emulator/health", methods=["GET"], endpoint="admin_health"),
-        Rule("/_emulator/submissions", methods=["GET"], endpoint="admin_submissions"),
-        Rule("/_emulator/jobs", methods=["GET"], endpoint="admin_jobs"),
-        Rule("/_emulator/jobs/<task_id>", methods=["GET"], endpoint="admin_job"),
-        Rule(
-            "/_emulator/jobs/<task_id>/<any(complete, fail, cancel, 'expire-links', forget, corrupt, "
-            "'drop-columns'):action>",
-            methods=["POST"],
-            endpoint="admin_job_action",
-        ),
-        Rule("/_emulator/inject", methods=["POST"], endpoint="admin_inject"),
-        Rule("/_emulator/webhooks", methods=["GET"], endpoint="admin_webhooks"),
-        Rule("/_emulator/forget-idempotency-keys", methods=["POST"], endpoint="admin_forget_keys"),
-        Rule("/_emulator/keys", methods=["POST"], endpoint="admin_add_key"),
-        Rule("/_emulator/keys/revoke", methods=["POST"], endpoint="admin_revoke_key"),
+        *admin_routes(),
     ]
 
 
@@ -123,7 +109,10 @@ class Emulator:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._owns_data_dir = False
         (self.data_dir / "uploads").mkdir(exist_ok=True)
-        self._submit = SubmitHandler(s, self._accounts, self.data_dir, self._register, self._find)
+        # Parsing an upload and generating an output take turns: memory holds one file's working set, not
+        # one per request in flight (the engine uploads while earlier jobs complete).
+        self._heavy = threading.BoundedSemaphore(1)
+        self._submit = SubmitHandler(s, self._accounts, self.data_dir, self._register, self._find, self._heavy)
         self._webhooks = WebhookSender(s, self._render_for_webhook, self._stop, self.webhook_deliveries, self._lock)
         self.on_job_finished(self._webhooks.job_finished)
 
@@ -413,7 +402,8 @@ class Emulator:
     def _produce(self, job: Job) -> None:
         s = self.settings
         options = OutputOptions(s.seed, s.failure_rate, s.preview_max_rows, self._carried())
-        job.files, job.failed_rows = produce_outputs(job, options, s.clock())
+        with self._heavy:
+            job.files, job.failed_rows = produce_outputs(job, options, s.clock())
 
     # ------------------------------------------------------------------ WSGI
 
@@ -450,7 +440,7 @@ class Emulator:
         except HTTPException as exc:  # pragma: no cover - other routing answers
             return error(exc.code or 400, exc.description)
         if endpoint.startswith("admin_"):
-            return self._admin(endpoint, args, request)
+            return admin_response(self, endpoint, args, request)
         if endpoint == "submit":
             ctx.record = {"endpoint": args["endpoint"], "idempotency_key": request.headers.get("Idempotency-Key")}
         fault = self._faults.take(request.method, request.path)
@@ -552,63 +542,6 @@ class Emulator:
         response.headers["Content-Length"] = str(size)
         response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
-
-    # ------------------------------------------------------------------ admin
-
-    def _admin(self, endpoint: str, args: Mapping[str, Any], request: Request) -> Response:
-        try:
-            return self._admin_action(endpoint, args, request)
-        except (ValueError, KeyError, TypeError) as exc:
-            return error(400, f"Invalid request: {exc}")
-
-    def _admin_action(self, endpoint: str, args: Mapping[str, Any], request: Request) -> Response:
-        if endpoint == "admin_health":
-            return json_response({"status": "ok", "jobs": len(self.jobs)})
-        if endpoint in ("admin_submissions", "admin_webhooks"):
-            with self._lock:
-                items = self.submissions if endpoint == "admin_submissions" else self.webhook_deliveries
-                return json_response([asdict(x) for x in items])
-        if endpoint == "admin_jobs":
-            return json_response({tid: job.summary() for tid, job in list(self.jobs.items())})
-        if endpoint == "admin_forget_keys":
-            return json_response({"forgotten": self.forget_idempotency_keys()})
-        if endpoint == "admin_inject":
-            spec = _json_body(request)
-            fault = self.inject(spec.pop("method"), spec.pop("path_prefix"), spec.pop("status", None), **spec)
-            return json_response(asdict(fault))
-        if endpoint in ("admin_add_key", "admin_revoke_key"):
-            spec = _json_body(request)
-            if endpoint == "admin_add_key":
-                self.add_key(str(spec["key"]), same_org_as=spec.get("same_org_as"))
-            else:
-                self.revoke_key(str(spec["key"]))
-            return json_response({"status": "ok"})
-        job = self.jobs.get(args["task_id"])
-        if job is None:
-            return error(404)
-        action = args.get("action")
-        if action == "complete":
-            self.complete(job.task_id)
-        elif action == "fail":
-            self.fail(job.task_id, **({"message": str(m)} if (m := _json_body(request).get("message")) else {}))
-        elif action == "cancel":
-            self.cancel_job(job.task_id)
-        elif action == "expire-links":
-            self.expire_links(job.task_id)
-        elif action == "forget":
-            self.forget_job(job.task_id)
-        elif action == "corrupt":
-            self.corrupt_result(job.task_id, request.get_data())
-        elif action == "drop-columns":
-            self.drop_result_columns(job.task_id, list(_json_body(request)["columns"]))
-        return json_response(job.summary())
-
-
-def _json_body(request: Request) -> dict[str, Any]:
-    body = json.loads(request.get_data() or b"{}")
-    if not isinstance(body, dict):
-        raise ValueError("the body must be a JSON object")
-    return body
 
 
 def _discard_uploads(request: Request) -> None:

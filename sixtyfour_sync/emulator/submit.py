@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -65,8 +66,11 @@ class SubmitHandler:
         data_dir: Path,
         register: Callable[[Job], None],
         find: Callable[[str], Job | None],
+        heavy: threading.BoundedSemaphore | None = None,
     ) -> None:
         self.settings = settings
+        # Parsing (and output generation, elsewhere) take this: one file's working set in memory at a time.
+        self._heavy = heavy or threading.BoundedSemaphore(1)
         self.accounts = accounts
         self.data_dir = data_dir
         self._register = register
@@ -151,7 +155,8 @@ class SubmitHandler:
                 else "The file part has no filename; name it .csv, .json, .jsonl or .ndjson",
             )
         try:
-            return parse_upload(upload, FORMATS[ext], os.path.basename(name), dest), ext
+            with self._heavy:
+                return parse_upload(upload, FORMATS[ext], os.path.basename(name), dest), ext
         except UploadError as exc:
             raise _reject(400, str(exc)) from None
 

@@ -24,6 +24,8 @@ __all__ = ["FORMATS", "ParsedUpload", "UploadError", "iter_parsed", "parse_uploa
 #: File extension -> format name.
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _BLOCK = 2 << 20
+# pyarrow's streaming CSV reader reads many blocks ahead: small blocks keep that small.
+_CSV_BLOCK = 1 << 20
 _DUCKDB_MEMORY = 96 << 20
 _OBJECT_BYTES = 16 << 20
 _DUCKDB_BATCH_ROWS = 16_384
@@ -120,7 +122,7 @@ def _csv_batches(path: Path, shown_name: str) -> Iterator[pa.RecordBatch]:
             raise UploadError(f"File '{shown_name}' has duplicate column names: {', '.join(dupes)}")
         with pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(block_size=_BLOCK),
+            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK, use_threads=False),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=False

@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ def test_a_long_line_is_one_piece(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_csv_in_blocks_with_multiline_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(uploads, "_BLOCK", 1 << 10)
+    monkeypatch.setattr(uploads, "_CSV_BLOCK", 1 << 10)
     lines = "".join(f'{i},"line one\nline two {i}",x\n' for i in range(200))
     got = _parse(tmp_path, "id,text,other\n" + lines, "rows.csv")
     assert len(got) == 200 and got[150] == {"id": "150", "text": "line one\nline two 150", "other": "x"}
@@ -141,3 +142,31 @@ def test_no_import_cycle_between_core_server_and_webhooks() -> None:
         "assert 'sixtyfour_sync.emulator.core' not in sys.modules, 'server or webhooks imports core'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_concurrent_uploads_and_completions_all_finish(serve_emulator: Callable[..., Live]) -> None:
+    # Parsing and generating take turns behind one semaphore: overlapping requests must neither deadlock
+    # nor mix their files up.
+    live = serve_emulator(preview_max_rows=0, rate_limit_per_minute=0)
+    config = {"struct": STRUCT, "columns": ["first_name", "last_name", "company"]}
+    results: dict[int, tuple[str, int]] = {}
+
+    def one(i: int) -> None:
+        rows = _rows(200 + i)
+        with httpx.Client(base_url=live.url, headers={"x-api-key": live.client.headers["x-api-key"]}) as c:
+            body = live.submit(config, filename="rows.jsonl", content=_jsonl(rows), client=c).json()
+            status = c.get(f"/job-status/{body['task_id']}", timeout=30).json()
+            final = max(status["results"], key=lambda e: e["block_number"])
+            data = c.get(final["download_url"], timeout=30).content
+        results[i] = (body["task_id"], pacsv.read_csv(io.BytesIO(data), parse_options=_MULTILINE).num_rows)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert {i: n for i, (_, n) in results.items()} == {i: 200 + i for i in range(6)}
+    assert len({task for task, _ in results.values()}) == 6
+
+
+_MULTILINE = pacsv.ParseOptions(newlines_in_values=True)

@@ -1,0 +1,101 @@
+"""Draw seconds and peak RSS against rows for the engine, the raw stages and the script, from pipeline JSON.
+
+    python bench/plot_pipeline.py docs/benchmarks-pipeline.json --out docs/benchmarks.png [--markdown]
+
+One column per backend; the top row is wall seconds, the bottom row peak RSS of the measured process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+STYLES = {
+    "engine": {"color": "#1f77b4", "marker": "o", "label": "sixtyfour-sync (engine)"},
+    "raw": {"color": "#2ca02c", "marker": "s", "label": "raw stages"},
+    "script": {"color": "#d62728", "marker": "^", "label": "hand-written pandas script"},
+}
+
+
+def plot(data: dict[str, Any], out: Path, title: str | None = None) -> None:
+    """Write the PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = data["results"]
+    backends = sorted({r["backend"] for r in results})
+    fig, axes = plt.subplots(2, len(backends), figsize=(5.5 * len(backends), 7.5), squeeze=False)
+    for col, backend in enumerate(backends):
+        for thing, style in STYLES.items():
+            points = sorted((r["rows"], r) for r in results if r["backend"] == backend and r["thing"] == thing)
+            if not points:
+                continue
+            xs = [p[0] for p in points]
+            axes[0][col].plot(xs, [p[1]["wall_s"] for p in points], **style)
+            axes[1][col].plot(xs, [p[1]["peak_rss_mb"] for p in points], **style)
+        axes[0][col].set_title(backend)
+        axes[0][col].set_ylabel("wall seconds")
+        axes[1][col].set_ylabel("peak RSS, MB")
+        for row in (0, 1):
+            ax = axes[row][col]
+            ax.set_xlabel("rows")
+            ax.grid(True, alpha=0.3)
+            ax.set_ylim(bottom=0)
+            ax.ticklabel_format(axis="x", style="plain")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1e6:g}M"))
+    axes[0][0].legend(loc="upper left", fontsize=8)
+    meta = data.get("meta", {})
+    fig.suptitle(title or f"Pipeline, jobs instant (measured {meta.get('measured_at', '?')}, {meta.get('cpus')} CPUs)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The results as the Markdown table of docs/benchmarks.md, then the ratios."""
+    lines = [
+        "| backend | rows | thing | wall s | CPU s | peak RSS MB | rows/s | rows/s excl. API | API s "
+        "| emulator CPU s / peak MB | load avg |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    order = {t: i for i, t in enumerate(("raw", "script", "engine"))}
+    for r in sorted(data["results"], key=lambda r: (r["backend"], r["rows"], order.get(r["thing"], 9))):
+        excl = f"{r['rows_per_s_excl_api']:,}" if r.get("rows_per_s_excl_api") else ""
+        lines.append(
+            f"| {r['backend']} | {r['rows']:,} | {r['thing']} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} "
+            f"| {r['peak_rss_mb']:.0f} | {r['rows_per_s']:,} | {excl} | {r['api_s']:.2f} "
+            f"| {r.get('emulator_cpu_s', 0):.2f} / {r.get('emulator_peak_rss_mb', 0):.0f} "
+            f"| {r['load_avg_start']:.1f}-{r['load_avg_end']:.1f} |"
+        )
+    lines += [
+        "",
+        "| backend | rows | engine/raw wall | engine/raw CPU | script/engine wall |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for e in data.get("ratios", []):
+        cells = [e.get(k) for k in ("engine_over_raw_wall", "engine_over_raw_cpu", "script_over_engine_wall")]
+        shown = " | ".join(f"{c}x" if c is not None else "" for c in cells)
+        lines.append(f"| {e['backend']} | {e['rows']:,} | {shown} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("json", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.png"))
+    parser.add_argument("--title", default=None)
+    parser.add_argument("--markdown", action="store_true", help="also print the Markdown tables")
+    args = parser.parse_args()
+    data = json.loads(args.json.read_text())
+    plot(data, args.out, args.title)
+    print(f"wrote {args.out}")
+    if args.markdown:
+        print(markdown(data))
+
+
+if __name__ == "__main__":
+    main()

@@ -166,8 +166,12 @@ REDACTED_LOGGERS = (
     "sixtyfour_sync.engine.lease",
     "sixtyfour_sync.progress",
     "sixtyfour_sync.warehouse",
+    "sixtyfour_sync.warehouse.bigquery",
+    "sixtyfour_sync.warehouse.databricks",
     "sixtyfour_sync.warehouse.duckdb",
     "sixtyfour_sync.warehouse.snowflake",
+    # --debug: the Databricks SDK logs response bodies, which hold presigned result links.
+    "databricks.sdk",
     "sixtyfour_sync.webhooks",
     "httpx",
     "httpcore",

@@ -20,6 +20,7 @@ from sixtyfour_sync._redact import redact
 from sixtyfour_sync.cli_options import GlobalOptions, global_options, scan_argv, selection_options
 from sixtyfour_sync.errors import ConfigError, SixtyfourSyncError
 from sixtyfour_sync.logging import configure_logging, error_event
+from sixtyfour_sync.scaffold import WAREHOUSES
 
 __all__ = ["GlobalOptions", "cli", "main"]
 
@@ -348,15 +349,18 @@ def _say(opts: GlobalOptions, event_name: str, text: str, **fields: Any) -> None
 @cli.command()
 @global_options
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
-@click.option("--warehouse", type=click.Choice(["duckdb", "postgres", "snowflake", "sqlalchemy"]), default=None)
+@click.option("--warehouse", type=click.Choice(list(WAREHOUSES)), default=None)
 @click.option("--endpoint", type=click.Choice(["people", "company"]), default=None)
 @click.option("--sync-name", default=None, help="Name of the sync (default enrich_<table>).")
 @click.option("--table", default=None, help="Source table.")
 @click.option("--key", default=None, help="Key column of the source table.")
 @click.option("--columns", default=None, help="Comma-separated input columns (default: all but the key).")
 @click.option("--schema", default=None, help="Warehouse schema.")
-@click.option("--database", default=None, help="Database name (postgres, snowflake).")
-@click.option("--host", default=None, help="Host (postgres).")
+@click.option(
+    "--database", default=None, help="Database (postgres, snowflake), project (bigquery), catalog (databricks)."
+)
+@click.option("--host", default=None, help="Host (postgres, databricks).")
+@click.option("--http-path", default=None, help="SQL warehouse HTTP path (databricks).")
 @click.option("--user", default=None, help="User (postgres, snowflake).")
 @click.option("--account", default=None, help="Account (snowflake).")
 @click.option("--path", "duckdb_path", default=None, help="DuckDB file (duckdb).")

@@ -13,6 +13,7 @@ from sixtyfour_sync.errors import ConfigError
 
 __all__ = [
     "SCHEMA_COMMENT",
+    "WAREHOUSES",
     "InitAnswers",
     "ask_answers",
     "profiles_note",
@@ -20,6 +21,9 @@ __all__ = [
     "render_profiles",
     "write_project",
 ]
+
+#: The warehouse types ``init`` can write a profile for.
+WAREHOUSES = ("duckdb", "postgres", "snowflake", "bigquery", "databricks", "sqlalchemy")
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -51,6 +55,7 @@ class InitAnswers:
     schema: str = ""
     account: str = ""
     url: str = ""
+    http_path: str = ""
     sync_name: str = "enrich_leads"
     endpoint: str = "people"
     table: str = "leads"
@@ -67,10 +72,8 @@ class InitAnswers:
         for c in self.columns:
             if not _NAME.match(c):
                 raise ConfigError(f"init: column {c!r} is not a plain identifier (letters, digits, _)")
-        if self.warehouse not in ("duckdb", "postgres", "snowflake", "sqlalchemy"):
-            raise ConfigError(
-                f"init: unknown warehouse {self.warehouse!r}; use duckdb, postgres, snowflake or sqlalchemy"
-            )
+        if self.warehouse not in WAREHOUSES:
+            raise ConfigError(f"init: unknown warehouse {self.warehouse!r}; use one of {', '.join(WAREHOUSES)}")
         if self.endpoint not in ("people", "company"):
             raise ConfigError(f"init: unknown endpoint {self.endpoint!r}; use people or company")
 
@@ -100,6 +103,23 @@ def render_profiles(a: InitAnswers) -> str:
             "      # or key-pair auth: private_key_path + private_key_passphrase\n"
             f"      database: {a.database or 'ANALYTICS'}\n      warehouse: TRANSFORMING\n"
             f"      schema: {a.schema or 'MARTS'}\n      role: TRANSFORMER\n"
+        )
+    elif a.warehouse == "bigquery":
+        body = (
+            "      type: bigquery\n"
+            "      method: oauth   # application default credentials (gcloud auth application-default login,\n"
+            "                      # or the machine's service account); or service-account + keyfile\n"
+            f"      project: {a.database or 'my-gcp-project'}\n      dataset: {a.schema or 'analytics'}\n"
+            "      location: US\n"
+            "      maximum_bytes_billed: 10000000000   # no query job may bill more than 10 GB\n"
+        )
+    elif a.warehouse == "databricks":
+        body = (
+            "      type: databricks\n"
+            f"      host: {a.host if a.host != 'localhost' else 'dbc-1234.cloud.databricks.com'}\n"
+            f"      http_path: {a.http_path or '/sql/1.0/warehouses/0123456789abcdef'}\n"
+            "      token: \"{{ env_var('DATABRICKS_TOKEN') }}\"   # or client_id + client_secret (OAuth M2M)\n"
+            f"      catalog: {a.database or 'main'}\n      schema: {a.schema or 'analytics'}\n"
         )
     else:
         body = (
@@ -184,7 +204,7 @@ def ask_answers(flags: Mapping[str, Any], interactive: bool) -> InitAnswers:
         kind = click.Choice(choices) if choices else str
         return str(click.prompt(prompt, default=default, type=kind))
 
-    a.warehouse = ask("warehouse", "Warehouse", "duckdb", ["duckdb", "postgres", "snowflake", "sqlalchemy"])
+    a.warehouse = ask("warehouse", "Warehouse", "duckdb", list(WAREHOUSES))
     if a.warehouse == "duckdb":
         a.duckdb_path = ask("duckdb_path", "DuckDB file", "warehouse.duckdb")
     elif a.warehouse == "postgres":
@@ -195,6 +215,12 @@ def ask_answers(flags: Mapping[str, Any], interactive: bool) -> InitAnswers:
         a.account = ask("account", "Account (orgname-accountname)", "myorg-myaccount")
         a.user = ask("user", "User", "ENRICH")
         a.database = ask("database", "Database", "ANALYTICS")
+    elif a.warehouse == "bigquery":
+        a.database = ask("database", "GCP project id", "my-gcp-project")
+    elif a.warehouse == "databricks":
+        a.host = ask("host", "Workspace host", "dbc-1234.cloud.databricks.com")
+        a.http_path = ask("http_path", "SQL warehouse HTTP path", "/sql/1.0/warehouses/0123456789abcdef")
+        a.database = ask("database", "Catalog", "main")
     a.schema = ask("schema", "Schema", {"duckdb": "main", "postgres": "public"}.get(a.warehouse, "analytics"))
     a.endpoint = ask("endpoint", "Endpoint", "people", ["people", "company"])
     a.table = ask("table", "Source table", "leads" if a.endpoint == "people" else "companies")

@@ -53,12 +53,12 @@ def test_init_from_flags_then_validate(tmp_path: Path) -> None:
     assert "exists" in again.stderr and "--force" in again.stderr
 
 
-@pytest.mark.parametrize("warehouse", ["duckdb", "postgres", "snowflake", "sqlalchemy"])
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres", "snowflake", "bigquery", "databricks", "sqlalchemy"])
 def test_every_profile_scaffold_parses(tmp_path: Path, warehouse: str) -> None:
     from sixtyfour_sync.config.profiles import load_target
 
     write_project(tmp_path, InitAnswers(warehouse=warehouse))
-    env = {"PGPASSWORD": "x", "SNOWFLAKE_PASSWORD": "x", "DATABASE_URL": "sqlite:///x.db"}
+    env = {"PGPASSWORD": "x", "SNOWFLAKE_PASSWORD": "x", "DATABASE_URL": "sqlite:///x.db", "DATABRICKS_TOKEN": "x"}
     target = load_target(project_dir=tmp_path, profiles_dir=tmp_path, env=env)
     assert target.config.type == warehouse
     assert 'password: "{{ env_var(' in render_profiles(InitAnswers(warehouse="postgres"))

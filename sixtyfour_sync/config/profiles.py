@@ -17,7 +17,9 @@ tokens and SQLAlchemy URLs are held as :class:`~sixtyfour_sync._redact.Secret`: 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from sixtyfour_sync._redact import Secret
+from sixtyfour_sync._redact import Secret, register_secret
 from sixtyfour_sync.config.envvars import render_env_vars
 from sixtyfour_sync.config.yamlfile import LineMap, load_yaml
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
@@ -44,6 +46,8 @@ from sixtyfour_sync.errors import ConfigError, ConfigProblem
 __all__ = [
     "DEFAULT_PROFILE",
     "IGNORED_DBT_KEYS",
+    "BigQueryTarget",
+    "DatabricksTarget",
     "DuckDBTarget",
     "PostgresTarget",
     "ProfilesChoice",
@@ -106,6 +110,8 @@ _USED_KEYS: dict[str, set[str]] = {
     "postgres": {"role", "sslcert", "sslkey", "sslrootcert", "connect_timeout", "application_name"},
     "snowflake": {"role", "connect_timeout", "query_tag"},
     "sqlalchemy": set(),
+    "bigquery": set(),
+    "databricks": {"connect_timeout"},
 }
 
 # dbt's defaults where the warehouse has a conventional schema; elsewhere the connection's default.
@@ -113,8 +119,6 @@ _DEFAULT_SCHEMA = {"duckdb": "main", "postgres": "public"}
 
 _UNSUPPORTED_TYPES = {
     "redshift": "postgresql+psycopg2://... (Redshift speaks the PostgreSQL protocol) or a redshift+ URL",
-    "bigquery": "bigquery://project/dataset (pip install sqlalchemy-bigquery)",
-    "databricks": "databricks://... (pip install databricks-sqlalchemy)",
     "mysql": "mysql+pymysql://user:pass@host:3306/db (pip install 'sixtyfour-sync[mysql]')",
     "sqlite": "sqlite:///path/to/file.db",
     "trino": "trino://user@host:8080/catalog (pip install trino)",
@@ -356,12 +360,187 @@ class SqlAlchemyTarget(_Target):
         return f"sqlalchemy {self.display_url} (schema {self.schema})"
 
 
+def _fold_alias(data: Any, alias: str, name: str) -> Any:
+    """dbt accepts two spellings of one key (``dataset``/``schema``): keep one, refuse two that differ."""
+    if isinstance(data, Mapping) and alias in data:
+        data = dict(data)
+        value = data.pop(alias)
+        if data.get(name) is not None and data[name] != value:
+            raise ValueError(f"both {alias} and {name} are set and differ; keep one")
+        data[name] = value
+    return data
+
+
+def _json_secret(value: Any) -> Any:
+    # keyfile_json is a mapping in dbt profiles; it holds a private key, so it is kept as secret JSON text.
+    if isinstance(value, Mapping):
+        for part in ("private_key", "private_key_id", "client_secret"):
+            register_secret(str(value.get(part) or ""))
+        return Secret(json.dumps(dict(value)))
+    return _to_secret(value)
+
+
+class BigQueryTarget(_Target):
+    """``type: bigquery``: dbt-bigquery's keys (``dataset`` and ``schema`` are the same key)."""
+
+    type: Literal["bigquery"]
+    method: Literal["oauth", "oauth-secrets", "service-account", "service-account-json", "anonymous"] = "oauth"
+    """oauth: application default credentials (gcloud auth application-default login, or the VM's account);
+    service-account: ``keyfile``; service-account-json: ``keyfile_json``; oauth-secrets: ``token`` or
+    ``refresh_token`` + ``client_id`` + ``client_secret``; anonymous: no credentials, only with ``api_endpoint``
+    (a local emulator)."""
+    project: str = Field(alias="database")
+    """The project holding the dataset (dbt's ``project``, or ``database``)."""
+    execution_project: str | None = None
+    """The project that runs (and pays for) the query jobs; default: ``project``."""
+    location: str | None = None
+    """Where datasets are created and jobs run (``US``, ``EU``, ``europe-west1``...)."""
+    keyfile: str | None = None
+    """Service-account key file (relative paths start at the project directory)."""
+    keyfile_json: Annotated[Secret | None, BeforeValidator(_json_secret)] = None
+    """The service-account key itself, as a mapping."""
+    token: SecretStr | None = None
+    refresh_token: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    token_uri: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a public endpoint, not a secret
+    scopes: list[str] | None = None
+    impersonate_service_account: str | None = None
+    """Run as this service account (the credentials above need the Token Creator role on it)."""
+    priority: Literal["interactive", "batch"] = "interactive"
+    job_execution_timeout_seconds: int | None = Field(None, ge=1)
+    """Give up on (and cancel) a query job that runs longer than this."""
+    job_creation_timeout_seconds: int | None = Field(None, ge=1)
+    """Seconds to wait for the API to accept a job."""
+    job_retries: int = Field(1, ge=0)
+    """Extra attempts of a job that failed with a retriable error."""
+    job_retry_deadline_seconds: int | None = Field(None, ge=1)
+    maximum_bytes_billed: int | None = Field(None, ge=1)
+    """Every query job fails (at no cost) rather than bill more than this many bytes."""
+    api_endpoint: str | None = None
+    """Another API root (a private endpoint, or a local emulator such as bqemulator)."""
+    storage_api: bool = False
+    """Read large results through the BigQuery Storage Read API (needs google-cloud-bigquery-storage and the
+    ``bigquery.readsessions.create`` permission); otherwise results are read page by page over REST."""
+    gcs_bucket: str | None = None
+    """dbt-bigquery's Python-model keys: accepted, not used."""
+    dataproc_region: str | None = None
+    dataproc_cluster_name: str | None = None
+    submission_method: str | None = None
+    compute_region: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        data = _fold_alias(data, "dataset", "schema")
+        data = _fold_alias(data, "project", "database")
+        if isinstance(data, Mapping) and "timeout_seconds" in data:  # dbt-bigquery's older name
+            data = _fold_alias(data, "timeout_seconds", "job_execution_timeout_seconds")
+        return data
+
+    @model_validator(mode="after")
+    def _auth(self) -> BigQueryTarget:
+        if self.method == "service-account" and not self.keyfile:
+            raise ValueError("method: service-account needs keyfile")
+        if self.method == "service-account-json" and self.keyfile_json is None:
+            raise ValueError("method: service-account-json needs keyfile_json")
+        if self.method == "oauth-secrets" and not (
+            self.token or (self.refresh_token and self.client_id and self.client_secret)
+        ):
+            raise ValueError("method: oauth-secrets needs token, or refresh_token + client_id + client_secret")
+        if self.method == "anonymous" and not self.api_endpoint:
+            raise ValueError("method: anonymous is for a local emulator and needs api_endpoint")
+        if not self.schema:
+            raise ValueError("missing required key 'dataset' (or 'schema')")
+        return self
+
+    def describe(self) -> str:
+        """Where this target points, safe to print."""
+        where = f" at {self.api_endpoint}" if self.api_endpoint else ""
+        return f"bigquery {self.project}.{self.schema}{where} ({self.method})"
+
+
+class DatabricksTarget(_Target):
+    """``type: databricks``: dbt-databricks's keys, run through a SQL warehouse's Statement Execution API."""
+
+    type: Literal["databricks"]
+    host: str
+    """The workspace host (``dbc-123.cloud.databricks.com``); ``https://`` is assumed when no scheme is given."""
+    http_path: str
+    """The SQL warehouse's HTTP path, ``/sql/1.0/warehouses/<id>``."""
+    token: SecretStr | None = None
+    """A personal access token."""
+    client_id: str | None = None
+    """OAuth machine-to-machine: the service principal's application id (with ``client_secret``)."""
+    client_secret: SecretStr | None = None
+    auth_type: Literal["oauth"] | None = None
+    """dbt-databricks's ``auth_type: oauth``: with client_id/client_secret, OAuth M2M."""
+    catalog: str | None = Field(None, alias="database")
+    """The Unity Catalog catalog (dbt's ``catalog``, or ``database``); default: the workspace default."""
+    connect_timeout: int = Field(30, ge=1)
+    """Seconds to wait for one HTTP call to the workspace."""
+    statement_timeout_seconds: int = Field(3600, ge=1)
+    """Give up on (and cancel) a statement that runs longer than this."""
+    staging_volume: str | None = None
+    """A Unity Catalog volume (``/Volumes/<catalog>/<schema>/<volume>``) the sync may write files to: upserts
+    then stage rows as Parquet files read with ``read_files`` (fast). Without it rows are staged with
+    ``INSERT ... VALUES`` statements (slow beyond about 100,000 rows per file)."""
+    session_properties: dict[str, Any] = Field(default_factory=dict)
+    """dbt-databricks's session properties: accepted, not used (each statement runs on its own)."""
+    connection_parameters: dict[str, Any] = Field(default_factory=dict)
+    """dbt-databricks's connector parameters: accepted, not used."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        return _fold_alias(data, "catalog", "database")
+
+    @model_validator(mode="after")
+    def _auth(self) -> DatabricksTarget:
+        if self.token is not None and not self.token.get().strip():
+            raise ValueError("token is empty (is the environment variable it comes from set?)")
+        if self.token is None and not (self.client_id and self.client_secret):
+            raise ValueError("no credentials: set token, or client_id + client_secret (OAuth machine-to-machine)")
+        if not self.schema:
+            raise ValueError("missing required key 'schema'")
+        if self.staging_volume is not None and not re.fullmatch(
+            r"/Volumes(/[A-Za-z0-9_][A-Za-z0-9_-]*){3}/?", self.staging_volume
+        ):
+            raise ValueError(
+                f"staging_volume {self.staging_volume!r} is not a volume path /Volumes/<catalog>/<schema>/<volume>"
+            )
+        if self.warehouse_id is None:
+            raise ValueError(
+                f"http_path {self.http_path!r} is not a SQL warehouse path (/sql/1.0/warehouses/<id>); "
+                "the Statement Execution API runs on SQL warehouses, not clusters"
+            )
+        return self
+
+    @property
+    def warehouse_id(self) -> str | None:
+        """The warehouse id at the end of ``http_path``."""
+        m = re.fullmatch(r"/?sql/1\.0/(?:warehouses|endpoints)/([A-Za-z0-9]+)/?", self.http_path.strip())
+        return m.group(1) if m else None
+
+    @property
+    def url(self) -> str:
+        """The workspace URL."""
+        host = self.host.strip().rstrip("/")
+        return host if "://" in host else f"https://{host}"
+
+    def describe(self) -> str:
+        """Where this target points, safe to print."""
+        return f"databricks {self.url} warehouse {self.warehouse_id} ({self.catalog or 'default'}.{self.schema})"
+
+
 TargetConfig = Annotated[
-    Union[DuckDBTarget, PostgresTarget, SnowflakeTarget, SqlAlchemyTarget],  # noqa: UP007 - runtime union
+    Union[  # noqa: UP007 - runtime union
+        DuckDBTarget, PostgresTarget, SnowflakeTarget, SqlAlchemyTarget, BigQueryTarget, DatabricksTarget
+    ],
     Field(discriminator="type"),
 ]
 _TARGET_ADAPTER: TypeAdapter[Any] = TypeAdapter(TargetConfig)
-_TYPES = ("duckdb", "postgres", "snowflake", "sqlalchemy")
+_TYPES = ("duckdb", "postgres", "snowflake", "sqlalchemy", "bigquery", "databricks")
 
 
 @dataclass(frozen=True)

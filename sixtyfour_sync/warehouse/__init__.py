@@ -65,6 +65,8 @@ ADAPTERS: dict[str, tuple[str, str, str, str]] = {
     "postgres": ("sixtyfour_sync.warehouse.postgres", "PostgresAdapter", "psycopg", "postgres"),
     "snowflake": ("sixtyfour_sync.warehouse.snowflake", "SnowflakeAdapter", "snowflake.connector", "snowflake"),
     "sqlalchemy": ("sixtyfour_sync.warehouse.sqlalchemy", "SqlAlchemyAdapter", "sqlalchemy", "sqlalchemy"),
+    "bigquery": ("sixtyfour_sync.warehouse.bigquery", "BigQueryAdapter", "google.cloud.bigquery", "bigquery"),
+    "databricks": ("sixtyfour_sync.warehouse.databricks", "DatabricksAdapter", "databricks.sdk", "databricks"),
 }
 
 

@@ -14,6 +14,8 @@ from typing import Literal
 from sixtyfour_sync.warehouse.types import KEY_TYPE_NAMES, TYPE_NAMES, LogicalType, Quoting
 
 __all__ = [
+    "BIGQUERY",
+    "DATABRICKS",
     "DUCKDB",
     "GENERIC",
     "GENERIC_UPPER",
@@ -180,6 +182,48 @@ SQLITE = Dialect(
     now_epoch="((JULIANDAY('now') - 2440587.5) * 86400.0)",
     age_seconds="((JULIANDAY('now') - JULIANDAY({col})) * 86400.0)",
     insert_if_absent="on_conflict",
+)
+
+#: BigQuery: backticks; datasets and tables compare case-sensitively, columns do not (dbt-bigquery quotes
+#: every name). Hashing text is ``TO_JSON_STRING`` (see the adapter): it works on every type, JSON too.
+BIGQUERY = Dialect(
+    name="bigquery",
+    sqlglot="bigquery",
+    quote_char="`",
+    identifier_case="preserve",
+    case_insensitive=True,
+    max_identifier_length=300,
+    types="bigquery",
+    text_type="STRING",
+    md5="TO_HEX(MD5({}))",
+    qualify=True,
+    now="CURRENT_TIMESTAMP()",
+    now_epoch="UNIX_MICROS(CURRENT_TIMESTAMP()) / 1000000",
+    age_seconds="(UNIX_MICROS(CURRENT_TIMESTAMP()) - UNIX_MICROS({col})) / 1000000",
+    add_column_if_not_exists=True,
+    # Keys are not enforced; concurrent mutating DML on one table is serialized, INSERTs are not.
+    insert_if_absent="merge",
+    parse_json="PARSE_JSON({})",
+)
+
+#: Databricks (Unity Catalog): backticks; names fold to lower case and compare case-insensitively (dbt-databricks
+#: quotes nothing by default). JSON is kept as STRING.
+DATABRICKS = Dialect(
+    name="databricks",
+    sqlglot="databricks",
+    quote_char="`",
+    identifier_case="lower",
+    case_insensitive=True,
+    max_identifier_length=255,
+    default_quoting=Quoting(False, False, False, False),
+    types="databricks",
+    text_type="STRING",
+    qualify=True,
+    now="current_timestamp",
+    now_epoch="unix_micros(current_timestamp) / 1000000",
+    age_seconds="(unix_micros(current_timestamp) - unix_micros({col})) / 1000000",
+    # Delta lets two appends commit side by side; two MERGEs reading one table conflict.
+    insert_if_absent="merge",
 )
 
 #: Any other SQLAlchemy dialect: the portable forms only.

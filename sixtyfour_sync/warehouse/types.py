@@ -279,6 +279,22 @@ TYPE_NAMES: Mapping[str, Mapping[LogicalType, str]] = {
         _L.JSON: "TEXT",
         _L.TIMESTAMP: "TIMESTAMP",
     },
+    "bigquery": {
+        _L.TEXT: "STRING",
+        _L.BIGINT: "INT64",
+        _L.DOUBLE: "FLOAT64",
+        _L.BOOLEAN: "BOOL",
+        _L.JSON: "JSON",
+        _L.TIMESTAMP: "TIMESTAMP",
+    },
+    "databricks": {
+        _L.TEXT: "STRING",
+        _L.BIGINT: "BIGINT",
+        _L.DOUBLE: "DOUBLE",
+        _L.BOOLEAN: "BOOLEAN",
+        _L.JSON: "STRING",
+        _L.TIMESTAMP: "TIMESTAMP",
+    },
     "generic": {
         _L.TEXT: "TEXT",
         _L.BIGINT: "BIGINT",
@@ -324,6 +340,17 @@ _DIALECT_EXACT: dict[str, dict[str, LogicalType]] = {
         **dict.fromkeys(["float", "double", "real", "float8", "double precision"], _L.DOUBLE),
         **dict.fromkeys(["text", "varchar", "string"], _L.TEXT),
     },
+    # BigQuery's API reports the legacy names (INTEGER, FLOAT, BOOLEAN); TIMESTAMP is an instant.
+    "bigquery": {
+        **dict.fromkeys(["integer", "int64"], _L.BIGINT),
+        **dict.fromkeys(["float", "float64"], _L.DOUBLE),
+        **dict.fromkeys(["boolean", "bool"], _L.BOOLEAN),
+        "string": _L.TEXT,
+        "json": _L.JSON,
+        "timestamp": _L.TIMESTAMP,
+    },
+    # Databricks' TIMESTAMP is an instant (TIMESTAMP_NTZ is the local one).
+    "databricks": {"timestamp": _L.TIMESTAMP, "timestamp with time zone": _L.TIMESTAMP, "long": _L.BIGINT},
     # SQLite keeps the declared type name as written.
     "sqlite": {"timestamp": _L.TIMESTAMP, "datetime": _L.TIMESTAMP, "integer": _L.BIGINT},
 }

@@ -2,8 +2,9 @@
 
 Backends: duckdb (a file in tmp_path), postgres (a new schema in db ``test``), mariadb (a new database, via
 the SQLAlchemy adapter and pymysql), sqlite (a file in tmp_path, via the SQLAlchemy adapter) and snowflake
-(fakesnow, in process). postgres and mariadb skip locally when their server is down and fail under CI=true;
-a backend whose adapter module is not importable is skipped with "adapter not available".
+(fakesnow, in process), bigquery (bqemulator) and databricks (minilake), each a local server on an
+ephemeral port (tests/cloud_emulators.py). postgres and mariadb skip locally when their server is down and
+fail under CI=true; a backend whose adapter module is not importable is skipped with "adapter not available".
 """
 
 from __future__ import annotations
@@ -19,15 +20,24 @@ import pytest
 from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.errors import MissingDriverError, WarehouseError
 from sixtyfour_sync.warehouse import Adapter, adapter_class, connect
+from tests.cloud_emulators import (  # noqa: F401 - session fixtures used by the cloud backends
+    STAGING_VOLUME,
+    BigQueryEmulator,
+    DatabricksEmulator,
+    bigquery_emulator,
+    databricks_emulator,
+)
 from tests.conftest import require_service
 
-BACKENDS = ["duckdb", "postgres", "mariadb", "sqlite", "snowflake"]
+BACKENDS = ["duckdb", "postgres", "mariadb", "sqlite", "snowflake", "bigquery", "databricks"]
 _ADAPTER_TYPE = {
     "duckdb": "duckdb",
     "postgres": "postgres",
     "mariadb": "sqlalchemy",
     "sqlite": "sqlalchemy",
     "snowflake": "snowflake",
+    "bigquery": "bigquery",
+    "databricks": "databricks",
 }
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -152,6 +162,53 @@ def _snowflake() -> Iterator[Adapter]:
             adapter.close()
 
 
+def _bigquery(request: pytest.FixtureRequest) -> Iterator[Adapter]:
+    _require_adapter("bigquery")
+    emu: BigQueryEmulator = request.getfixturevalue("bigquery_emulator")
+    dataset = unique("w")
+    config = {"type": "bigquery", "method": "anonymous", "api_endpoint": emu.url, "project": emu.project}
+    adapter = connect(parse_target_config({**config, "dataset": dataset}))
+    try:
+        adapter.ensure_schema(dataset)
+        yield adapter
+    finally:
+        try:
+            adapter.client().delete_dataset(f"{emu.project}.{dataset}", delete_contents=True, not_found_ok=True)
+        finally:
+            adapter.close()
+
+
+def _databricks(request: pytest.FixtureRequest) -> Iterator[Adapter]:
+    _require_adapter("databricks")
+    emu: DatabricksEmulator = request.getfixturevalue("databricks_emulator")
+    schema = unique("w")
+    config = {"type": "databricks", "host": emu.url, "http_path": emu.http_path, "token": emu.token}
+    config["staging_volume"] = STAGING_VOLUME
+    adapter = connect(parse_target_config({**config, "catalog": "main", "schema": schema}))
+    try:
+        adapter.ensure_schema(schema)
+        yield adapter
+    finally:
+        try:
+            with adapter.session() as s:
+                s.execute(f"DROP SCHEMA IF EXISTS {adapter.quote('main')}.{adapter.quote(schema)} CASCADE")
+        finally:
+            adapter.close()
+
+
+#: Shared-suite tests that need a multi-statement transaction to roll back, which Databricks' Statement
+#: Execution API does not offer (each statement commits on its own).
+NEEDS_ROLLBACK = {
+    "test_failure_in_before_commit_rolls_back_everything",
+    "test_session_rolls_back_on_error",
+    "test_upsert_rejects_null_keys_and_changes_nothing",
+    "test_a_sibling_has_its_own_connection",
+}
+#: Shared-suite tests that need two transactions isolated from each other, which bqemulator cannot give
+#: (BigQuery itself isolates sessions with snapshot isolation).
+NEEDS_ISOLATION = {"test_a_sibling_has_its_own_connection"}
+
+
 @pytest.fixture(params=BACKENDS)
 def backend_name(request: pytest.FixtureRequest) -> str:
     """The name of the backend under test (duckdb, postgres, mariadb, sqlite, snowflake)."""
@@ -159,8 +216,12 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def backend(backend_name: str, tmp_path: Path) -> Iterator[Adapter]:
+def backend(backend_name: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Adapter]:
     """A connected adapter on a fresh, uniquely named schema/database, dropped afterwards."""
+    if backend_name == "databricks" and request.node.originalname in NEEDS_ROLLBACK:
+        pytest.skip("databricks: each statement commits on its own (no multi-statement rollback)")
+    if backend_name == "bigquery" and request.node.originalname in NEEDS_ISOLATION:
+        pytest.skip("bqemulator runs one server-wide transaction: a second session sees and joins the first one's")
     if backend_name == "duckdb":
         yield from _duckdb(tmp_path)
     elif backend_name == "postgres":
@@ -171,6 +232,10 @@ def backend(backend_name: str, tmp_path: Path) -> Iterator[Adapter]:
         yield from _sqlite(tmp_path)
     elif backend_name == "snowflake":
         yield from _snowflake()
+    elif backend_name == "bigquery":
+        yield from _bigquery(request)
+    elif backend_name == "databricks":
+        yield from _databricks(request)
     else:  # pragma: no cover
         raise AssertionError(backend_name)
 
@@ -197,6 +262,16 @@ def perturbed_twin(backend_name: str, adapter: Adapter) -> Iterator[tuple[Adapte
         pytest.skip("SQLite has no session setting that changes how a value is rendered as text")
     elif backend_name == "snowflake":
         pytest.skip("fakesnow ignores session parameters; test_snowflake checks the ones every connection pins")
+    elif backend_name == "bigquery":
+        pytest.skip(
+            "bqemulator has no @@time_zone; the hash's TO_JSON_STRING writes timestamps in UTC whatever it is "
+            "(test_bigquery pins the SQL)"
+        )
+    elif backend_name == "databricks":
+        pytest.skip(
+            "the Statement Execution API keeps no session settings, and minilake has no warehouse-level TIMEZONE "
+            "(which would change how Databricks casts a timestamp to text)"
+        )
     else:  # pragma: no cover
         raise AssertionError(backend_name)
 

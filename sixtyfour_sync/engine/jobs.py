@@ -215,7 +215,7 @@ class JobDriver:
     def submit(self, t: Tracked) -> None:
         """Send ``t``'s file (recording ``submitting`` first); the answer arrives as an event."""
         ctx = self.ctx
-        if ctx.lease is not None:
+        if ctx.lease is not None and t.state is not S.SUBMITTING:
             ctx.lease.confirm()
         if t.file is None:
             raise RuntimeError(f"job {t.job_id}: no file to submit")
@@ -226,7 +226,9 @@ class JobDriver:
         config = ctx.api_config
         t.busy = True
         t.attempts += 1
-        ctx.scheduler.call("submitted", t, lambda: ctx.client.submit(spec.endpoint, path, config, key))
+        # The config was checked against the API's rules before anything was written, and the file was made
+        # here within the limits: no need to count its rows again.
+        ctx.scheduler.call("submitted", t, lambda: ctx.client.submit(spec.endpoint, path, config, key, validate=False))
 
     def on_submitted(self, t: Tracked, value: SubmitResult | BaseException) -> None:
         """Record the API's answer to a submission."""
@@ -467,6 +469,7 @@ class JobDriver:
         source: JobStatus | str = t.status if t.status is not None else (t.task_id or "")
         sent, spec, key_types = t.sent, ctx.spec, ctx.key_types
         task_id, label = t.task_id, t.job.file_name
+        insert_only = bool(t.extra.get("all_new")) and ctx.adapter.dialect.enforces_primary_key
 
         def work() -> tuple[ResultDownload, MergePlan]:
             if local is not None:
@@ -488,7 +491,10 @@ class JobDriver:
                 )
             except ResultParseError as exc:
                 raise Unreadable(got, exc) from exc
-            return got, plan_merge(spec, parsed, sent, task_id=task_id, now=utcnow(), file_label=label)
+            plan = plan_merge(
+                spec, parsed, sent, task_id=task_id, now=utcnow(), file_label=label, insert_only=insert_only
+            )
+            return got, plan
 
         t.busy = True
         t.downloads += 1
@@ -520,10 +526,8 @@ class JobDriver:
                 raise value
             return
         got, plan = value
-        if t.state is not S.DOWNLOADED:
-            self.move(t, S.DOWNLOADED, result_file=got.path.name, result_format=got.format)
         failpoint("downloaded")
-        self.merge(t, got.path, plan)
+        self.merge(t, got, plan)
 
     def _unreadable(self, t: Tracked, failure: Unreadable) -> None:
         ctx = self.ctx
@@ -570,13 +574,21 @@ class JobDriver:
             ctx.note(f"added columns {', '.join(res.added_columns)} to {ctx.target}")
         ctx.target_ready = True
 
-    def merge(self, t: Tracked, path: Path, plan: MergePlan) -> None:
-        """Upsert the result and record ``merged`` in one transaction; a warehouse failure keeps it downloaded."""
+    def merge(self, t: Tracked, got: ResultDownload, plan: MergePlan) -> None:
+        """Upsert the result and record ``downloaded`` and ``merged`` in ONE transaction with it.
+
+        A warehouse failure rolls all of it back; the job is then recorded ``downloaded`` (the result is
+        on disk, paid for) and the next run merges it.
+        """
         ctx = self.ctx
         r = ctx.result
+        path = got.path
+        was = t.state
 
         def ledger_write(session: Session) -> None:
             failpoint("merging")  # inside the transaction: a crash here must leave the target as it was
+            if t.state is S.COMPLETED:
+                self.move(t, S.DOWNLOADED, session=session, result_file=path.name, result_format=got.format)
             self.move(
                 t, S.MERGED, session=session, missing_columns=",".join(plan.missing_columns) or None, **counts(plan)
             )
@@ -588,9 +600,13 @@ class JobDriver:
             msg = (
                 f"merging the result of {t.label} failed: {exc}; the job is paid for and kept, the next run tries again"
             )
-            t.state = S.DOWNLOADED  # the transaction rolled back: the ledger still says downloaded
-            t.outcome.state = S.DOWNLOADED.value
-            ctx.ledger.annotate(t.job_id, S.DOWNLOADED, error=msg)
+            # the transaction rolled back: the ledger still says what it said before
+            t.state = was
+            t.outcome.state = was.value
+            if was is S.COMPLETED:
+                self.move(t, S.DOWNLOADED, result_file=path.name, result_format=got.format, error=msg)
+            else:
+                ctx.ledger.annotate(t.job_id, S.DOWNLOADED, error=msg)
             self.partial(msg)
             return
         failpoint("merged")

@@ -207,8 +207,10 @@ class Lease:
             raise LeaseLostError(f"the lease of sync {self.sync_name!r} was lost: {self._lost}")
 
     def confirm(self) -> None:
-        """Renew now and check: done before each submission, the side effect that costs money."""
-        self.renew()
+        """Check before a submission, the side effect that costs money, renewing first unless a renewal
+        succeeded in the last few seconds."""
+        if self._clock() - self._last_ok > 5.0:
+            self.renew()
         self.check()
 
     def release(self) -> None:

@@ -333,15 +333,16 @@ class Ledger:
     # -- jobs ----------------------------------------------------------------------------------------
 
     def add_job(self, job: Job, keys: pa.Table) -> None:
-        """Record a new job in state ``written``, its row keys first.
+        """Record a new job (state ``written``, or ``submitting`` when it is sent at once) with its row keys.
 
-        The keys go in their own transaction (a bulk load, which on some warehouses cannot share a transaction
-        with other statements), then the job row: keys left without a job by a crash in between are ignored and
-        cleaned up later (:meth:`drop_orphan_keys`).
+        Where the warehouse can stage rows inside a transaction, keys and job row are one transaction.
+        Elsewhere (Snowflake, BigQuery, Databricks) the keys go first in their own, then the job row: keys
+        left without a job by a crash in between are ignored and cleaned up (:meth:`drop_orphan_keys`).
         """
-        if job.state is not JobState.WRITTEN:
-            raise ValueError("a new job starts as written")
+        if job.state not in (JobState.WRITTEN, JobState.SUBMITTING):
+            raise ValueError("a new job starts as written or submitting")
         self.guard()
+        part = None
         if keys.num_rows:
             data = pa.table(
                 {
@@ -350,7 +351,7 @@ class Ledger:
                     INPUT_HASH: keys.column(INPUT_HASH).cast(pa.string()),
                 }
             )
-            self.adapter.upsert(self.keys, ["job_id", KEY_HASH], [UpsertPart(data, [INPUT_HASH], insert_only=True)])
+            part = UpsertPart(data, [INPUT_HASH], insert_only=True)
         now = utcnow()
         row: dict[str, Any] = {
             "job_id": job.job_id,
@@ -366,13 +367,21 @@ class Ledger:
             "file_name": job.file_name,
             "rows": job.rows,
             "bytes": 0,
-            "state": JobState.WRITTEN.value,
+            "state": job.state.value,
             "replay": 0,
             "created_at": now,
+            f"{job.state.value}_at": now,
             "updated_at": now,
             "updated_epoch": time.time(),
         }
+        if row.get("written_at"):
+            del row["written_at"]
+        one_transaction = self.adapter.capabilities.transactional_ddl
+        if part is not None and not one_transaction:
+            self.adapter.upsert(self.keys, ["job_id", KEY_HASH], [part])
         with self.adapter.session() as s:
+            if part is not None and one_transaction:
+                s.upsert(self.keys, ["job_id", KEY_HASH], [part])
             s.insert(self.jobs, [row])
 
     def drop_orphan_keys(self) -> None:

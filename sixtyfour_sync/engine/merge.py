@@ -27,6 +27,7 @@ from sixtyfour_sync.engine.localdb import ident, registered
 from sixtyfour_sync.engine.results import ParsedResult
 from sixtyfour_sync.engine.select import HASH_COLUMN
 from sixtyfour_sync.warehouse.base import Adapter, Session, TableRef, UpsertPart, UpsertResult
+from sixtyfour_sync.warehouse.types import Guard
 
 __all__ = ["MergePlan", "apply_merge", "plan_merge", "reconcile"]
 
@@ -102,8 +103,13 @@ def plan_merge(
     task_id: str | None,
     now: datetime,
     file_label: str,
+    insert_only: bool = False,
 ) -> MergePlan:
-    """Reconcile a parsed result with what was sent and shape the parts to upsert."""
+    """Reconcile a parsed result with what was sent and shape the part to upsert.
+
+    ``insert_only``: none of the file's keys is in the target (the selection said so) and the warehouse
+    enforces its primary key, so the rows are inserted without looking for matches.
+    """
     key = list(spec.source.key)
     rec = reconcile(parsed, sent, key)
     returned = rec.returned
@@ -112,41 +118,53 @@ def plan_merge(
     partial_stamp, full_stamp = spec.spec_hash(answered), spec.spec_hash()
     bk = spec.bookkeeping
 
-    def bookkeeping(
-        t: pa.Table, status: pa.Array | pa.ChunkedArray, hashes: pa.Array | pa.ChunkedArray, stamp: str = full_stamp
-    ) -> pa.Table:
-        n = t.num_rows
-        t = t.append_column(bk("status"), status)
-        t = t.append_column(bk("enriched_at"), pa.array([now] * n, pa.timestamp("us", tz="UTC")))
-        t = t.append_column(bk("task_id"), pa.array([task_id] * n, pa.string()))
-        t = t.append_column(bk("input_hash"), hashes)
-        return t.append_column(bk("spec_hash"), pa.array([stamp] * n, pa.string()))
-
     status = returned.column("_sixtyfour_status")
     is_enriched = pc.equal(status, "enriched")
-    enriched = returned.filter(is_enriched)
-    failed = returned.filter(pc.invert(is_enriched))
+    enriched_rows = int(pc.sum(is_enriched).as_py() or 0)
     values = list(spec.struct)
     if spec.field_confidence:
         values += [f"{f}_confidence" for f in spec.struct]
     book = spec.bookkeeping_columns()
-    parts: list[UpsertPart] = []
-    if enriched.num_rows:
-        cols = {k: enriched.column(k) for k in key} | {spec.column_for(c): enriched.column(c) for c in values}
-        data = bookkeeping(pa.table(cols), enriched.column("_sixtyfour_status"), enriched.column(_HASH), partial_stamp)
-        parts.append(UpsertPart(data, [spec.column_for(c) for c in values] + book))
-    for rows in (failed, rec.missing):
-        if rows.num_rows:
-            data = pa.table({k: rows.column(k) for k in key})
-            data = bookkeeping(data, pa.array(["failed"] * rows.num_rows, pa.string()), rows.column(_HASH))
-            parts.append(UpsertPart(data, book))
+    # ONE part for every row the file answered: the fields and confidences are written only where the row
+    # was enriched (a failed row keeps what an earlier run found); the bookkeeping always.
+    write = "__sixtyfour_write"
+    missing = rec.missing
+    n_missing = missing.num_rows
+    cols: dict[str, pa.ChunkedArray] = {}
+    for k in key:
+        cols[k] = _cat(returned.column(k), missing.column(k))
+    for c in values:
+        cols[spec.column_for(c)] = _cat(returned.column(c), pa.nulls(n_missing, returned.schema.field(c).type))
+    n = returned.num_rows + n_missing
+    data = pa.table(cols)
+    data = data.append_column(write, _cat(is_enriched, pa.array([False] * n_missing, pa.bool_())))
+    data = data.append_column(
+        bk("status"), _cat(pc.if_else(is_enriched, "enriched", "failed"), pa.array(["failed"] * n_missing))
+    )
+    data = data.append_column(bk("enriched_at"), pa.array([now] * n, pa.timestamp("us", tz="UTC")))
+    data = data.append_column(bk("task_id"), pa.array([task_id] * n, pa.string()))
+    data = data.append_column(bk("input_hash"), _cat(returned.column(_HASH), missing.column(_HASH)))
+    stamps = pc.if_else(is_enriched, partial_stamp, full_stamp)
+    data = data.append_column(bk("spec_hash"), _cat(stamps, pa.array([full_stamp] * n_missing)))
+    fields = [spec.column_for(c) for c in values]
+    parts = []
+    if n:
+        parts.append(
+            UpsertPart(
+                data,
+                [*fields, *book],
+                guards={f: Guard(when=write) for f in fields},
+                insert_only=insert_only,
+            )
+        )
+    failed_rows = returned.num_rows - enriched_rows
     warnings = []
     if rec.note:
         warnings.append(f"{file_label}: {rec.note}")
     if parsed.missing_columns:
         warnings.append(
             f"{file_label}: the result has no column(s) {', '.join(parsed.missing_columns)}; "
-            f"{enriched.num_rows:,} row(s) are incomplete and those fields are asked again next run"
+            f"{enriched_rows:,} row(s) are incomplete and those fields are asked again next run"
         )
     if rec.unexpected:
         warnings.append(f"{file_label}: {rec.unexpected} result row(s) had keys that were never sent; not merged")
@@ -157,8 +175,8 @@ def plan_merge(
     filled = {f: int(pc.sum(pc.is_valid(returned.column(f))).as_py() or 0) for f in spec.struct}
     return MergePlan(
         parts=parts,
-        enriched=enriched.num_rows,
-        failed=failed.num_rows,
+        enriched=enriched_rows,
+        failed=failed_rows,
         not_returned=rec.missing.num_rows,
         unexpected=rec.unexpected,
         returned=returned.num_rows,
@@ -166,6 +184,16 @@ def plan_merge(
         missing_columns=list(parsed.missing_columns),
         warnings=warnings,
     )
+
+
+def _cat(a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """``a`` then ``b`` as one column of ``a``'s type (``b`` cast to it; a typeless null column allowed)."""
+    typ = a.type if not pa.types.is_null(a.type) else b.type
+    chunks: list[pa.Array] = []
+    for x in (a, b):
+        x = x.cast(typ) if x.type != typ else x
+        chunks.extend(x.chunks if isinstance(x, pa.ChunkedArray) else [x])
+    return pa.chunked_array(chunks, type=typ)
 
 
 def apply_merge(

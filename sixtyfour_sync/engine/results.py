@@ -17,7 +17,6 @@ by name, unknown ones are ignored, missing ones are reported, and nothing is tru
 from __future__ import annotations
 
 import codecs
-import contextlib
 import csv
 import io
 import json
@@ -27,13 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sixtyfour_sync.config.models import StructField
-from sixtyfour_sync.engine.localdb import duck_type, fetch_one, ident, json_path, literal, local_duckdb
+from sixtyfour_sync.engine.localdb import duck_type, fetch_one, ident, json_path, literal, local_duckdb, registered
 from sixtyfour_sync.errors import SixtyfourSyncError
+from sixtyfour_sync.warehouse.arrow import has_duplicate_keys
 
 __all__ = ["ParsedResult", "ResultParseError", "parse_result", "read_result_table"]
 
@@ -249,72 +250,61 @@ def parse_result(
     missing_fields = [f for f in struct if f not in present]
     extra = [c for c in raw.column_names if c not in wanted and c not in conf_cols]
 
-    con = local_duckdb()
-    try:
-        # __i: the row's position in the file, so "last wins" is deterministic whatever DuckDB's parallelism.
-        con.register("raw", raw.append_column("__i", pa.array(range(raw.num_rows), pa.int64())))
-        select: list[str] = ["__i"]
-        for k, typ in key_types.items():
-            sql_type = duck_type(typ)
-            select.append(f"TRY_CAST({ident(k)} AS {sql_type}) AS {ident(k)}")
-        for name, spec in struct.items():
-            expr = _cast_sql(ident(name), spec.type) if name in present else "NULL"
-            select.append(f"{expr} AS {ident(name)}")
-        if field_confidence:
-            for name in struct:
-                col = f"{name}_confidence"
-                if col in present:
-                    conf = f"TRY_CAST(TRY_CAST(NULLIF(trim({ident(col)}), '') AS DOUBLE) AS BIGINT)"
-                elif "field_confidence" in present:
-                    conf = (
-                        'TRY_CAST(TRY_CAST(json_extract_string(CASE WHEN json_valid("field_confidence") '
-                        f'THEN "field_confidence" END, {json_path(name)}) AS DOUBLE) '
-                        "AS BIGINT)"
-                    )
-                else:
-                    conf = "NULL"
-                select.append(f"CASE WHEN {conf} BETWEEN 0 AND 100 THEN {conf} END AS {ident(col)}")
-        for name in carry:
-            if name in present and name not in key_types and name not in struct:
-                select.append(ident(name))
-        typed = con.sql("SELECT " + ", ".join(select) + " FROM raw").to_arrow_table()
-        con.register("typed", typed)
-
-        # Cast failures: a non-empty text value that became NULL.
-        failures: dict[str, int] = {}
-        checks = [
-            f"count(*) FILTER (WHERE NULLIF(trim(r.{ident(n)}), '') IS NOT NULL AND t.{ident(n)} IS NULL) AS {ident(n)}"
-            for n in struct
-            if n in present
-        ]
-        if checks:
-            row = fetch_one(con, "SELECT " + ", ".join(checks) + " FROM raw r JOIN typed t USING (__i)")
-            if row:
-                failures = {n: int(v) for n, v in zip([n for n in struct if n in present], row, strict=True) if v}
-
-        any_value = " OR ".join(f"{ident(n)} IS NOT NULL" for n in struct) or "FALSE"
-        key_null = " OR ".join(f"{ident(k)} IS NULL" for k in key)
-        key_list = ", ".join(ident(k) for k in key)
-        counts = fetch_one(
-            con,
-            f"SELECT count(*) FILTER (WHERE {key_null}), "
-            f"(SELECT count(*) FROM (SELECT DISTINCT {key_list} FROM typed WHERE NOT ({key_null}))) FROM typed",
-        )
-        null_keys = int(counts[0]) if counts else 0
-        duplicate_keys = typed.num_rows - null_keys - (int(counts[1]) if counts else 0)
+    select: list[str] = []
+    for k, typ in key_types.items():
+        select.append(f"TRY_CAST({ident(k)} AS {duck_type(typ)}) AS {ident(k)}")
+    for name, spec in struct.items():
+        expr = _cast_sql(ident(name), spec.type) if name in present else "NULL"
+        select.append(f"{expr} AS {ident(name)}")
+    if field_confidence:
+        for name in struct:
+            col = f"{name}_confidence"
+            if col in present:
+                conf = f"TRY_CAST(TRY_CAST(NULLIF(trim({ident(col)}), '') AS DOUBLE) AS BIGINT)"
+            elif "field_confidence" in present:
+                conf = (
+                    'TRY_CAST(TRY_CAST(json_extract_string(CASE WHEN json_valid("field_confidence") '
+                    f'THEN "field_confidence" END, {json_path(name)}) AS DOUBLE) '
+                    "AS BIGINT)"
+                )
+            else:
+                conf = "NULL"
+            select.append(f"CASE WHEN {conf} BETWEEN 0 AND 100 THEN {conf} END AS {ident(col)}")
+    for name in carry:
+        if name in present and name not in key_types and name not in struct:
+            select.append(ident(name))
+    # One vectorised pass casts every column; what did not cast, the empty rows and the keys are then
+    # counted with Arrow kernels (no second pass, no join, no sort).
+    with registered(raw) as (con, (name,)):
+        typed = con.sql("SELECT " + ", ".join(select) + f" FROM {name}").to_arrow_table()
+    failures: dict[str, int] = {}
+    for field_name in struct:
+        if field_name not in present:
+            continue
+        given = pc.not_equal(pc.utf8_trim_whitespace(raw.column(field_name)), "")
+        lost = int(pc.sum(pc.and_(given, pc.is_null(typed.column(field_name)))).as_py() or 0)
+        if lost:
+            failures[field_name] = lost
+    any_value = None
+    for field_name in struct:
+        v = pc.is_valid(typed.column(field_name))
+        any_value = v if any_value is None else pc.or_(any_value, v)
+    enriched = any_value if any_value is not None else pa.array([False] * typed.num_rows)
+    typed = typed.append_column(STATUS, pc.if_else(enriched, "enriched", "failed"))
+    key_null = None
+    for k in key:
+        m = pc.is_null(typed.column(k))
+        key_null = m if key_null is None else pc.or_(key_null, m)
+    null_keys = int(pc.sum(key_null).as_py() or 0) if key_null is not None else 0
+    if null_keys:
+        typed = typed.filter(pc.invert(key_null))
+    duplicate_keys = 0
+    if has_duplicate_keys(typed, key):
         # One row per key: an enriched row beats a failed one; among equals the last in the file wins.
-        table = con.sql(
-            f"SELECT * EXCLUDE (__i, __rank) FROM ("
-            f"  SELECT *, row_number() OVER (PARTITION BY {key_list} "
-            f"    ORDER BY CASE WHEN {any_value} THEN 0 ELSE 1 END, __i DESC) AS __rank"
-            f"  FROM (SELECT *, CASE WHEN {any_value} THEN 'enriched' ELSE 'failed' END AS {ident(STATUS)}"
-            f"        FROM typed) WHERE NOT ({key_null})"
-            f") WHERE __rank = 1 ORDER BY {key_list}"
-        ).to_arrow_table()
-    finally:
-        for name in ("raw", "typed"):
-            with contextlib.suppress(duckdb.Error):
-                con.unregister(name)
+        before = typed.num_rows
+        typed = _fold_duplicates(typed, key)
+        duplicate_keys = before - typed.num_rows
+    table = typed
     return ParsedResult(
         table=table,
         rows_read=raw.num_rows,
@@ -324,3 +314,16 @@ def parse_result(
         duplicate_keys=duplicate_keys,
         null_keys=null_keys,
     )
+
+
+def _fold_duplicates(typed: pa.Table, key: Sequence[str]) -> pa.Table:
+    """One row per key: enriched before failed, then the later row in the file (rare: the API repeated a key)."""
+    order = "__sixtyfour_row"
+    indexed = typed.append_column(order, pa.array(np.arange(typed.num_rows, dtype=np.int64)))
+    key_list = ", ".join(ident(k) for k in key)
+    with registered(indexed) as (con, (name,)):
+        return con.sql(
+            f"SELECT * EXCLUDE ({ident(order)}, __rank) FROM (SELECT *, row_number() OVER (PARTITION BY {key_list} "
+            f"ORDER BY CASE WHEN {ident(STATUS)} = 'enriched' THEN 0 ELSE 1 END, {ident(order)} DESC) AS __rank "
+            f"FROM {name}) WHERE __rank = 1 ORDER BY {ident(order)}"
+        ).to_arrow_table()

@@ -26,6 +26,7 @@ import uuid
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sixtyfour_sync.api import JobPoller, SixtyfourClient
 from sixtyfour_sync.api.schema import validate_config
@@ -43,6 +44,7 @@ from sixtyfour_sync.engine.plan import owned_columns, plan_sync, resolve_inputs,
 from sixtyfour_sync.engine.results import max_object_size
 from sixtyfour_sync.engine.scheduler import Scheduler, StopToken
 from sixtyfour_sync.engine.select import (
+    EXISTS_COLUMN,
     HASH_COLUMN,
     KEY_HASH_COLUMN,
     Selection,
@@ -474,7 +476,7 @@ class SyncRunner:
             job_id=uuid.uuid4().hex,
             run_id=ctx.run_id,
             sync_name=spec.name,
-            state=S.WRITTEN,
+            state=S.SUBMITTING,  # recorded as on its way: it is sent right away
             spec_hash=ctx.spec_hash,
             content_hash=chunk.content_hash,
             idempotency_key=idempotency_key(spec.name, ctx.spec_hash, chunk.content_hash, salt),
@@ -486,11 +488,17 @@ class SyncRunner:
             reasons=json.dumps(reasons, sort_keys=True),
         )
         assert chunk.kept is not None
+        if ctx.lease is not None:
+            ctx.lease.confirm()  # the lease is checked before money is spent, not after
         ctx.ledger.add_job(job, chunk.kept.select([KEY_HASH_COLUMN, HASH_COLUMN]))
         failpoint("written")
-        outcome = JobOutcome(job.job_id, job.file_name, job.rows, S.WRITTEN.value)
-        t = Tracked(job, S.WRITTEN, outcome, file=chunk.path, holds_slot=holds_slot)
+        failpoint("submitting")
+        outcome = JobOutcome(job.job_id, job.file_name, job.rows, S.SUBMITTING.value)
+        t = Tracked(job, S.SUBMITTING, outcome, file=chunk.path, holds_slot=holds_slot)
         t.sent = chunk.kept.select([*spec.source.key, HASH_COLUMN])
+        if EXISTS_COLUMN in chunk.kept.column_names:
+            # none of the file's keys is in the target: its result is inserted, not upserted
+            t.extra["all_new"] = not pc.any(chunk.kept.column(EXISTS_COLUMN)).as_py()
         if self.price is not None:
             t.reserved = self.price * chunk.rows
             self.spend(t.reserved)

@@ -23,6 +23,7 @@ __all__ = [
     "FREED",
     "HELD",
     "HOLDS_ROWS",
+    "INITIAL",
     "TERMINAL",
     "TRANSITIONS",
     "IllegalTransitionError",
@@ -67,6 +68,9 @@ class JobState(str, Enum):
 
 
 S = JobState
+
+#: The states a new job is recorded in: ``written`` when it waits, ``submitting`` when it is sent at once.
+INITIAL: frozenset[JobState] = frozenset({S.WRITTEN, S.SUBMITTING})
 
 #: Every allowed move. A state not listed as a source has no way out.
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
@@ -149,7 +153,7 @@ def check_transition(current: JobState | str, new: JobState | str) -> tuple[JobS
 
 def mermaid() -> str:
     """The state diagram as a mermaid ``stateDiagram-v2``, built from :data:`TRANSITIONS`."""
-    lines = ["stateDiagram-v2", f"    [*] --> {S.WRITTEN.value}"]
+    lines = ["stateDiagram-v2", f"    [*] --> {S.WRITTEN.value}", f"    [*] --> {S.SUBMITTING.value}: sent at once"]
     for src in JobState:
         for dst in sorted(TRANSITIONS[src], key=lambda s: list(JobState).index(s)):
             label = _REASONS.get((src, dst))

@@ -80,6 +80,9 @@ class Dialect:
     insert_if_absent: InsertIfAbsentStyle = "not_exists"
     #: How staged JSON text becomes the native JSON type in a MERGE or INSERT ... SELECT (``{}``: the text).
     parse_json: str = "{}"
+    #: Whether a PRIMARY KEY is enforced (a duplicate insert fails): only then does the engine insert a
+    #: file of new keys without looking for matches first.
+    enforces_primary_key: bool = True
     #: A cheap, deterministic hash of ``{}`` (comma-separated expressions) for splitting a selection into
     #: buckets that are sorted one at a time; None: the warehouse sorts the whole selection itself (its own
     #: memory, not this process's).
@@ -146,6 +149,7 @@ SNOWFLAKE = Dialect(
     # Snowflake does not enforce primary keys; MERGE statements on one table lock against each other.
     insert_if_absent="merge",
     parse_json="PARSE_JSON({})",
+    enforces_primary_key=False,
 )
 
 MYSQL = Dialect(
@@ -204,6 +208,7 @@ BIGQUERY = Dialect(
     # Keys are not enforced; concurrent mutating DML on one table is serialized, INSERTs are not.
     insert_if_absent="merge",
     parse_json="PARSE_JSON({})",
+    enforces_primary_key=False,
 )
 
 #: Databricks (Unity Catalog): backticks; names fold to lower case and compare case-insensitively (dbt-databricks
@@ -224,6 +229,7 @@ DATABRICKS = Dialect(
     age_seconds="(unix_micros(current_timestamp) - unix_micros({col})) / 1000000",
     # Delta lets two appends commit side by side; two MERGEs reading one table conflict.
     insert_if_absent="merge",
+    enforces_primary_key=False,
 )
 
 #: Any other SQLAlchemy dialect: the portable forms only.

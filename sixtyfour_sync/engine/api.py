@@ -9,6 +9,7 @@ Orchestrators (Airflow, Dagster, cron) call these directly::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -416,7 +417,7 @@ def _run_one(
         except LeaseHeldError as exc:
             return SyncResult(name, status="failed", errors=[str(exc)])
         ledger.close_stale_runs([recorder.run_id], _run_alive(ledger))
-        ledger.drop_orphan_keys()
+        ledger.prune_keys()
         runner.ctx.lease = lease
         try:
             return runner.run()
@@ -428,6 +429,9 @@ def _run_one(
                 runner.result.errors.append(str(exc))
             return runner.result
     finally:
+        if lease.held:
+            with contextlib.suppress(SixtyfourSyncError):
+                ledger.prune_keys()
         lease.release()
         if own:
             lease_adapter.close()

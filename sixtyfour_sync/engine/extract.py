@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import queue
 import threading
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from sixtyfour_sync.engine.select import (
     KEY_ROWS_COLUMN,
     REASON_COLUMN,
     Selection,
+    drop_held,
+    keep_keys,
     rebuild_sql,
 )
 from sixtyfour_sync.warehouse.base import Adapter, KeyReport
@@ -141,6 +144,8 @@ class Producer:
         owns_adapter: bool,
         stats: ScanStats,
         limit: int | None = None,
+        key_writer: Callable[[str, pa.Table], None] | None = None,
+        held: pa.Array | None = None,
     ) -> None:
         self._factory = adapter_factory
         self._selections = selections
@@ -154,6 +159,8 @@ class Producer:
         self._stop = threading.Event()
         self.stats = stats
         self._limit = limit
+        self._key_writer = key_writer
+        self._held = held
         self.done = False
         self._thread: threading.Thread | None = None
 
@@ -181,7 +188,7 @@ class Producer:
             for raw in adapter.stream(sel.sql, list(sel.params), batch_rows=self._batch_rows):
                 if self._stop.is_set():
                     return
-                batch = self.stats.skip_bad_keys(denormalize(adapter, raw))
+                batch = drop_held(self.stats.skip_bad_keys(denormalize(adapter, raw)), self._held)
                 if left is not None and batch.num_rows >= left:
                     batch = batch.slice(0, left)
                     self.stats.limited = True
@@ -215,6 +222,12 @@ class Producer:
                     self._slots.release()
                     chunk.path.unlink(missing_ok=True)
                     return
+                if self._key_writer is not None and chunk.kept is not None:
+                    # The file's row keys go to the ledger here, beside the main thread's work; the main
+                    # thread records the job (under this id) before sending it.
+                    job_id = uuid.uuid4().hex
+                    self._key_writer(job_id, chunk.kept.select([KEY_HASH_COLUMN, HASH_COLUMN]))
+                    chunk = replace(chunk, meta={**chunk.meta, "job_id": job_id})
                 self._events.put(("file", chunk))
         except BaseException as exc:  # reported to the main thread, which decides
             self._events.put(("producer_error", exc))
@@ -227,19 +240,17 @@ class Producer:
 def rebuild_file(
     adapter: Adapter,
     selection: Selection,
-    key_hashes_sql: str,
-    params: list[Any],
+    keys: pa.Array,
     *,
     out_dir: Path,
     prefix: str,
 ) -> ChunkFile | None:
-    """Rebuild a lost file from the source rows whose key hashes the ledger kept; None when none are left."""
-    sql = rebuild_sql(adapter, selection, key_hashes_sql)
-    batches = (denormalize(adapter, b) for b in adapter.stream(sql, params))
+    """Rebuild a lost file from the source rows whose key prefixes the ledger kept; None when none are left."""
+    batches = (keep_keys(denormalize(adapter, b), keys) for b in adapter.stream(rebuild_sql(adapter, selection)))
     keep = [*selection.key, KEY_HASH_COLUMN, HASH_COLUMN]
     files = list(
         write_chunks(
-            batches,
+            (b for b in batches if b.num_rows),
             out_dir=out_dir,
             prefix=prefix,
             chunk_rows=10**9,

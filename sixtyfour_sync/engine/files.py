@@ -180,7 +180,7 @@ def head_chunk(chunk: ChunkFile, rows: int) -> ChunkFile:
     finally:
         tmp.unlink(missing_ok=True)
     kept = chunk.kept.slice(0, rows) if chunk.kept is not None else None
-    return ChunkFile(final, rows, final.stat().st_size, digest, dict(chunk.meta), kept)
+    return ChunkFile(final, rows, final.stat().st_size, digest, _derived(chunk.meta), kept)
 
 
 def tail_chunk(chunk: ChunkFile, skip: int) -> ChunkFile:
@@ -200,4 +200,9 @@ def tail_chunk(chunk: ChunkFile, skip: int) -> ChunkFile:
     finally:
         tmp.unlink(missing_ok=True)
     kept = chunk.kept.slice(skip) if chunk.kept is not None else None
-    return ChunkFile(final, chunk.rows - skip, final.stat().st_size, digest, dict(chunk.meta), kept)
+    return ChunkFile(final, chunk.rows - skip, final.stat().st_size, digest, _derived(chunk.meta), kept)
+
+
+def _derived(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A part of a file gets its own job: the row keys written for the whole file are not its keys."""
+    return {k: v for k, v in meta.items() if k != "job_id"}

@@ -42,30 +42,22 @@ from sixtyfour_sync.api import (
 )
 from sixtyfour_sync.api.errors import ApiError, DownloadError
 from sixtyfour_sync.engine.context import SyncContext
+from sixtyfour_sync.engine.failpoints import failpoint
 from sixtyfour_sync.engine.ledger import Job, utcnow
-from sixtyfour_sync.engine.merge import MergePlan, counts, plan_merge
+from sixtyfour_sync.engine.merge import MergePlan, plan_merge
+from sixtyfour_sync.engine.merger import Merger
 from sixtyfour_sync.engine.plan import arrow_to_logical, owned_columns
 from sixtyfour_sync.engine.results import ResultParseError, parse_result
 from sixtyfour_sync.engine.select import HASH_COLUMN
 from sixtyfour_sync.engine.states import JobState
 from sixtyfour_sync.engine.summary import JobOutcome
-from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError, WarehouseError
+from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError
 from sixtyfour_sync.warehouse.base import Column, Session
 
 __all__ = ["JobDriver", "Tracked", "Unreadable"]
 
 log = logging.getLogger("sixtyfour_sync.engine")
 S = JobState
-FAILPOINT_ENV = "SIXTYFOUR_SYNC_FAILPOINT"
-
-
-def failpoint(name: str) -> None:
-    """Testing aid: ``SIXTYFOUR_SYNC_FAILPOINT=<name>`` kills the process with SIGKILL at that point."""
-    wanted = os.environ.get(FAILPOINT_ENV)
-    if wanted and wanted == name:
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -142,6 +134,7 @@ class JobDriver:
         self.ctx = ctx
         self.host = host
         self.jobs: dict[str, Tracked] = {}
+        self.merger = Merger(ctx, self)
         self.accepted_any = False
         #: Set when the API refused the key: the run stops, every job stays as it is.
         self.key_refused: ApiKeyRefusedError | None = None
@@ -205,6 +198,18 @@ class JobDriver:
             "cancelled": self.on_cancelled,
         }[what]
         handler(t, value)
+
+    def record_completed(self, t: Tracked, session: Session | None = None) -> None:
+        """Record ``completed`` (and the charge) for a job the API finished, if not recorded yet."""
+        done = t.extra.pop("completed", None)
+        if done is not None and t.state is not S.COMPLETED:
+            self.move(t, S.COMPLETED, session=session, **done)
+
+    def record_all_completed(self) -> None:
+        """Before the run leaves: every job known to be completed (paid) is recorded so."""
+        for t in self.jobs.values():
+            if "completed" in t.extra and not t.busy:
+                self.record_completed(t)
 
     def _later(self, t: Tracked, action: str, delay: float) -> None:
         t.action = action
@@ -270,7 +275,9 @@ class JobDriver:
         failpoint("submitted")
         if value.estimated_cost_cents is not None and t.job.rows and replay_of is None:
             price = value.estimated_cost_cents / t.job.rows
-            ctx.ledger.learn_price(ctx.spec.endpoint, ctx.spec.tier, price, job_id=t.job_id, sync_name=ctx.name)
+            known = self.host.price
+            if known is None or abs(known - price) > 1e-9:  # the ledger keeps it once, not once per file
+                ctx.ledger.learn_price(ctx.spec.endpoint, ctx.spec.tier, price, job_id=t.job_id, sync_name=ctx.name)
             self.host.price = price
             self.host.price_known()
         self.host.spend((estimate or 0.0) - t.reserved)
@@ -411,13 +418,13 @@ class JobDriver:
                 api_charge = status.charge_credits * 100.0
             charge = 0.0 if t.replay_of else (None if api_charge is None else float(api_charge))
             t.status = status
-            self.move(
-                t,
-                S.COMPLETED,
-                api_status=status.status,
-                charged_cents=charge,
-                api_charge_cents=None if api_charge is None else float(api_charge),
-            )
+            # Recorded with the merge, in its transaction (one commit less per file): until then the ledger
+            # says `submitted`, and a run that stops before the merge polls the job again and finds it done.
+            t.extra["completed"] = {
+                "api_status": status.status,
+                "charged_cents": charge,
+                "api_charge_cents": None if api_charge is None else float(api_charge),
+            }
             failpoint("completed")
             t.outcome.charged_cents = charge
             if charge:
@@ -512,6 +519,7 @@ class JobDriver:
             elif isinstance(value, NotFoundError):
                 self._lost(t, value)
             elif isinstance(value, (DownloadError, ApiError, OSError)):
+                self.record_completed(t)
                 if t.downloads < 3:
                     log.warning("downloading the result of %s failed (%s); trying again", t.label, value)
                     self._later(t, "download", 10.0 * t.downloads)
@@ -527,11 +535,12 @@ class JobDriver:
             return
         got, plan = value
         failpoint("downloaded")
-        self.merge(t, got, plan)
+        self.merger.add(t, got, plan)
 
     def _unreadable(self, t: Tracked, failure: Unreadable) -> None:
         ctx = self.ctx
         got, error = failure.download, failure.error
+        self.record_completed(t)
         if t.state is not S.DOWNLOADED:
             self.move(t, S.DOWNLOADED, result_file=got.path.name, result_format=got.format)
         if not t.redownloaded:
@@ -573,65 +582,3 @@ class JobDriver:
         elif res.added_columns:
             ctx.note(f"added columns {', '.join(res.added_columns)} to {ctx.target}")
         ctx.target_ready = True
-
-    def merge(self, t: Tracked, got: ResultDownload, plan: MergePlan) -> None:
-        """Upsert the result and record ``downloaded`` and ``merged`` in ONE transaction with it.
-
-        A warehouse failure rolls all of it back; the job is then recorded ``downloaded`` (the result is
-        on disk, paid for) and the next run merges it.
-        """
-        ctx = self.ctx
-        r = ctx.result
-        path = got.path
-        was = t.state
-
-        def ledger_write(session: Session) -> None:
-            failpoint("merging")  # inside the transaction: a crash here must leave the target as it was
-            if t.state is S.COMPLETED:
-                self.move(t, S.DOWNLOADED, session=session, result_file=path.name, result_format=got.format)
-            self.move(
-                t, S.MERGED, session=session, missing_columns=",".join(plan.missing_columns) or None, **counts(plan)
-            )
-
-        try:
-            self.ensure_target()
-            ctx.adapter.upsert(ctx.target, list(ctx.spec.source.key), plan.parts, before_commit=ledger_write)
-        except (WarehouseError, pa.ArrowException) as exc:
-            msg = (
-                f"merging the result of {t.label} failed: {exc}; the job is paid for and kept, the next run tries again"
-            )
-            # the transaction rolled back: the ledger still says what it said before
-            t.state = was
-            t.outcome.state = was.value
-            if was is S.COMPLETED:
-                self.move(t, S.DOWNLOADED, result_file=path.name, result_format=got.format, error=msg)
-            else:
-                ctx.ledger.annotate(t.job_id, S.DOWNLOADED, error=msg)
-            self.partial(msg)
-            return
-        failpoint("merged")
-        o = t.outcome
-        o.rows_enriched, o.rows_failed = plan.enriched, plan.failed
-        o.rows_not_returned, o.rows_unexpected = plan.not_returned, plan.unexpected
-        o.missing_columns = list(plan.missing_columns)
-        bucket = r.resumed if t.resumed else r
-        bucket.rows_enriched += plan.enriched
-        bucket.rows_failed += plan.failed
-        bucket.rows_not_returned += plan.not_returned
-        bucket.rows_unexpected += plan.unexpected
-        bucket.rows_merged += plan.rows
-        if not t.resumed:
-            r.returned += plan.returned
-            for f, n in plan.filled.items():
-                r.filled[f] = r.filled.get(f, 0) + n
-        if plan.missing_columns:
-            r.incomplete_rows += plan.enriched
-            if r.status in ("ok", "nothing_to_do"):
-                r.status = "partial"
-        r.warnings.extend(plan.warnings)
-        ctx.reporter.on("merged", ctx.name, rows=plan.rows)
-        ctx.reporter.on("job_done", ctx.name, state="merged", rows=t.job.rows)
-        if not ctx.settings.keep_files:
-            if t.file is not None:
-                t.file.unlink(missing_ok=True)
-            path.unlink(missing_ok=True)

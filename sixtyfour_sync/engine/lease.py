@@ -197,6 +197,11 @@ class Lease:
             else:
                 self._last_ok = self._clock()
 
+    @property
+    def held(self) -> bool:
+        """Whether this run took the lease (and has not given it back)."""
+        return self._held
+
     def check(self) -> None:
         """Raise :class:`LeaseLostError` when the lease is no longer this run's."""
         if not self._held:
@@ -207,10 +212,8 @@ class Lease:
             raise LeaseLostError(f"the lease of sync {self.sync_name!r} was lost: {self._lost}")
 
     def confirm(self) -> None:
-        """Check before a submission, the side effect that costs money, renewing first unless a renewal
-        succeeded in the last few seconds."""
-        if self._clock() - self._last_ok > 5.0:
-            self.renew()
+        """Renew now and check: done before each submission, the side effect that costs money."""
+        self.renew()
         self.check()
 
     def release(self) -> None:

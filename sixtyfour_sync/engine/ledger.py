@@ -8,9 +8,10 @@ job on a throwaway machine resumes where the last one stopped:
   every move is a compare-and-set on the state the writer expects, committed before the side effect that
   follows it. A lost race raises :class:`LedgerConflictError`: it is never a silent overwrite;
 - ``_sixtyfour_sync_job_keys``: the row keys of each unfinished file (a hash of the key, computed by the
-  warehouse, and the hash of the inputs that were sent), written with the job row before it is submitted, so
-  another machine can rebuild a lost file, a selection can leave out rows that a job still holds, and a merge
-  knows what was sent. They are deleted when the job ends;
+  warehouse, and the hash of the inputs that were sent), packed in a few rows per job
+  (:mod:`sixtyfour_sync.engine.rowkeys`) and written before the job is submitted, so another machine can
+  rebuild a lost file, a selection can leave out rows that a job still holds, and a merge knows what was sent.
+  Those of ended jobs are pruned at the start and end of each sync's run;
 - ``_sixtyfour_sync_prices``: per-row prices learned from the API's estimates, per endpoint and tier;
 - ``_sixtyfour_sync_leases``: see :mod:`sixtyfour_sync.engine.lease`.
 """
@@ -30,6 +31,7 @@ import pyarrow as pa
 
 from sixtyfour_sync import __version__
 from sixtyfour_sync._redact import sanitize
+from sixtyfour_sync.engine import rowkeys
 from sixtyfour_sync.engine.states import ACTIVE, FREED, HELD, TERMINAL, JobState, check_transition
 from sixtyfour_sync.errors import SixtyfourSyncError
 from sixtyfour_sync.warehouse.base import Adapter, Column, LogicalType, Session, TableRef, UpsertPart
@@ -132,7 +134,7 @@ _LEASE_COLUMNS = [
     Column("expires_epoch", D),
     Column("renewed_epoch", D),
 ]
-_KEY_COLUMNS = [Column("job_id", T), Column(KEY_HASH, T), Column(INPUT_HASH, T)]
+_KEY_COLUMNS = [Column("job_id", T), Column("part", B), Column("data", T)]
 _PRICE_COLUMNS = [
     Column("price_cents_per_row", D),
     Column("learned_at", TS),
@@ -332,26 +334,18 @@ class Ledger:
 
     # -- jobs ----------------------------------------------------------------------------------------
 
-    def add_job(self, job: Job, keys: pa.Table) -> None:
+    def add_job(self, job: Job, keys: pa.Table | None) -> None:
         """Record a new job (state ``written``, or ``submitting`` when it is sent at once) with its row keys.
 
-        Where the warehouse can stage rows inside a transaction, keys and job row are one transaction.
-        Elsewhere (Snowflake, BigQuery, Databricks) the keys go first in their own, then the job row: keys
-        left without a job by a crash in between are ignored and cleaned up (:meth:`drop_orphan_keys`).
+        ``keys`` None: they were written already (:meth:`write_keys`, by the thread that made the file). Where
+        the warehouse can stage rows inside a transaction, keys and job row are one transaction. Elsewhere
+        (Snowflake, BigQuery, Databricks) the keys go first in their own, then the job row: keys left without
+        a job by a crash in between are ignored and pruned (:meth:`prune_keys`).
         """
         if job.state not in (JobState.WRITTEN, JobState.SUBMITTING):
             raise ValueError("a new job starts as written or submitting")
         self.guard()
-        part = None
-        if keys.num_rows:
-            data = pa.table(
-                {
-                    "job_id": pa.array([job.job_id] * keys.num_rows, pa.string()),
-                    KEY_HASH: keys.column(KEY_HASH).cast(pa.string()),
-                    INPUT_HASH: keys.column(INPUT_HASH).cast(pa.string()),
-                }
-            )
-            part = UpsertPart(data, [INPUT_HASH], insert_only=True)
+        parts = _key_rows(job.job_id, keys) if keys is not None and keys.num_rows else []
         now = utcnow()
         row: dict[str, Any] = {
             "job_id": job.job_id,
@@ -376,21 +370,36 @@ class Ledger:
         }
         if row.get("written_at"):
             del row["written_at"]
+        keys_part = _keys_part(parts) if parts else None
         one_transaction = self.adapter.capabilities.transactional_ddl
-        if part is not None and not one_transaction:
-            self.adapter.upsert(self.keys, ["job_id", KEY_HASH], [part])
+        if keys_part is not None and not one_transaction:
+            self.adapter.upsert(self.keys, ["job_id", "part"], [keys_part])
         with self.adapter.session() as s:
-            if part is not None and one_transaction:
-                s.upsert(self.keys, ["job_id", KEY_HASH], [part])
+            if keys_part is not None and one_transaction:
+                s.upsert(self.keys, ["job_id", "part"], [keys_part])
             s.insert(self.jobs, [row])
 
-    def drop_orphan_keys(self) -> None:
-        """Delete row keys whose job row was never written (a crash between the two writes of :meth:`add_job`)."""
+    def write_keys(self, job_id: str, keys: pa.Table) -> None:
+        """Record the row keys of a job about to be recorded (its own transaction; before the job row).
+
+        ``keys`` has the selection's key hash and input hash columns.
+        """
+        self.guard()
+        if keys.num_rows:
+            self.adapter.upsert(self.keys, ["job_id", "part"], [_keys_part(_key_rows(job_id, keys))])
+
+    def prune_keys(self) -> None:
+        """Delete the row keys no unfinished or held job needs (those of ended jobs, and orphans).
+
+        Done once at the start and the end of a sync's run rather than with each job's last move: deleting
+        a hundred thousand rows at a time, file after file, costs more than the rest of the merge.
+        """
         a = self.adapter
         q = a.quote
+        keep = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE | HELD))
         sql = (
             f"DELETE FROM {a.table_sql(self.keys)} WHERE {q('job_id')} NOT IN "
-            f"(SELECT {q('job_id')} FROM {a.table_sql(self.jobs)})"
+            f"(SELECT {q('job_id')} FROM {a.table_sql(self.jobs)} WHERE {q('state')} IN ({keep}))"
         )
         with a.session() as s:
             s.execute(sql)
@@ -419,10 +428,6 @@ class Ledger:
         if new in TERMINAL or new in HELD:
             data["ended_at"] = now
         self._write(job_id, expected, data, session)
-        if new not in ACTIVE and new not in HELD:
-            # A job that ended keeps no row keys: nothing needs its rows any more.
-            with self._session(session) as s:
-                s.delete(self.keys, {"job_id": job_id})
 
     def annotate(self, job_id: str, state: JobState, *, session: Session | None = None, **values: Any) -> None:
         """Record values on a job that must still be in ``state`` (compare-and-set, no move)."""
@@ -501,30 +506,18 @@ class Ledger:
             return s.select(self.jobs, {"run_id": run_id} if run_id else None, order_by=["created_at", "job_id"])
 
     def job_keys(self, job_id: str) -> pa.Table:
-        """The key hashes and sent input hashes of a job (empty when the job ended)."""
-        a = self.adapter
-        sql = (
-            f"SELECT {a.quote(KEY_HASH)}, {a.quote(INPUT_HASH)} FROM {a.table_sql(self.keys)} "
-            f"WHERE {a.quote('job_id')} = ?"
-        )
-        with a.session() as s:
-            rows = s.fetchall(sql, [job_id])
-        return pa.table(
-            {
-                KEY_HASH: pa.array([r[0] for r in rows], pa.string()),
-                INPUT_HASH: pa.array([r[1] for r in rows], pa.string()),
-            }
-        )
+        """A job's row keys: ``key`` (the key hash's stored prefix) and ``input_hash`` (empty when pruned)."""
+        with self.adapter.session() as s:
+            rows = s.select(self.keys, {"job_id": job_id}, columns=["part", "data"])
+        return rowkeys.unpack(str(r["data"] or "") for r in sorted(rows, key=lambda r: int(r["part"])))
 
-    def held_keys_sql(self, sync_name: str, states: Sequence[JobState]) -> tuple[str, list[Any]] | None:
-        """SQL returning the key hashes that jobs of ``sync_name`` in ``states`` hold, or None when none do."""
+    def held_keys(self, sync_name: str, states: Sequence[JobState]) -> pa.Array | None:
+        """The key prefixes that jobs of ``sync_name`` in ``states`` hold, or None when no such job exists."""
         jobs = self.jobs_for(sync_name=sync_name, states=states)
         if not jobs:
             return None
-        a = self.adapter
-        marks = ", ".join("?" for _ in jobs)
-        sql = f"SELECT {a.quote(KEY_HASH)} FROM {a.table_sql(self.keys)} WHERE {a.quote('job_id')} IN ({marks})"
-        return sql, [j.job_id for j in jobs]
+        held = [self.job_keys(j.job_id).column("key") for j in jobs]
+        return pa.chunked_array([c for col in held for c in col.chunks], type=pa.string()).combine_chunks()
 
     # -- prices --------------------------------------------------------------------------------------
 
@@ -562,6 +555,23 @@ class Ledger:
 
     def _session(self, session: Session | None) -> Any:
         return _Joined(session) if session is not None else self.adapter.session()
+
+
+def _keys_part(rows: list[dict[str, Any]]) -> UpsertPart:
+    """The packed parts as one bulk insert (a few rows of up to 48 KB each: one statement, not many)."""
+    data = pa.table(
+        {
+            "job_id": pa.array([r["job_id"] for r in rows], pa.string()),
+            "part": pa.array([r["part"] for r in rows], pa.int64()),
+            "data": pa.array([r["data"] for r in rows], pa.string()),
+        }
+    )
+    return UpsertPart(data, ["data"], insert_only=True, unique_keys=True)
+
+
+def _key_rows(job_id: str, keys: pa.Table) -> list[dict[str, Any]]:
+    parts = rowkeys.pack(keys.column(KEY_HASH), keys.column(INPUT_HASH))
+    return [{"job_id": job_id, "part": i, "data": text} for i, text in enumerate(parts)]
 
 
 class _Joined:

@@ -82,6 +82,8 @@ def reconcile(parsed: ParsedResult, sent: pa.Table | None, key: list[str]) -> Re
         return Reconciled(returned, missing, 0, note)
     res = table.drop_columns([HASH_COLUMN]) if HASH_COLUMN in table.column_names else table
     sent = sent.select([*key, HASH_COLUMN])
+    if len(key) == 1:
+        return _reconcile_one_key(res, sent, key[0])
     on = " AND ".join(f"r.{ident(k)} = s.{ident(k)}" for k in key)
     with registered(res, sent) as (con, (r_name, s_name)):
         returned = con.sql(
@@ -93,6 +95,23 @@ def reconcile(parsed: ParsedResult, sent: pa.Table | None, key: list[str]) -> Re
         ).to_arrow_table()
     unexpected = res.num_rows - returned.num_rows
     return Reconciled(returned, missing, max(0, unexpected))
+
+
+def _reconcile_one_key(res: pa.Table, sent: pa.Table, k: str) -> Reconciled:
+    """:func:`reconcile` for a one-column key, with Arrow's hash lookups (no join, no copy into DuckDB)."""
+    sent_keys = sent.column(k).combine_chunks()
+    res_keys = res.column(k)
+    if res_keys.type != sent_keys.type:
+        res_keys = res_keys.cast(sent_keys.type)
+    where = pc.index_in(res_keys, value_set=sent_keys)
+    hit = pc.is_valid(where)
+    returned = res.filter(hit)
+    returned = returned.append_column(_HASH, sent.column(HASH_COLUMN).take(where.filter(hit)))
+    came_back = pc.is_in(
+        sent_keys, value_set=res_keys.combine_chunks() if isinstance(res_keys, pa.ChunkedArray) else res_keys
+    )
+    missing = sent.filter(pc.invert(came_back)).rename_columns([k, _HASH])
+    return Reconciled(returned, missing, res.num_rows - returned.num_rows)
 
 
 def plan_merge(
@@ -155,6 +174,7 @@ def plan_merge(
                 [*fields, *book],
                 guards={f: Guard(when=write) for f in fields},
                 insert_only=insert_only,
+                unique_keys=True,  # results are folded to one row per key, and sent keys are unique
             )
         )
     failed_rows = returned.num_rows - enriched_rows

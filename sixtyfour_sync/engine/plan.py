@@ -9,10 +9,20 @@ import math
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
+from sixtyfour_sync.engine.extract import denormalize
 from sixtyfour_sync.engine.ledger import Ledger
-from sixtyfour_sync.engine.select import build_selection, count_by_reason_sql, source_relation_sql
+from sixtyfour_sync.engine.select import (
+    KEY_ROWS_COLUMN,
+    REASON_COLUMN,
+    Selection,
+    build_selection,
+    count_by_reason_sql,
+    drop_held,
+    source_relation_sql,
+)
 from sixtyfour_sync.engine.states import ACTIVE, HELD
 from sixtyfour_sync.engine.summary import SyncPlan
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
@@ -138,6 +148,24 @@ def resolve_price(spec: SyncSpec, ledger: Ledger | None, prices: dict[tuple[str,
     return None
 
 
+def _count_without_held(adapter: Adapter, selection: Selection, held: pa.Array, limit: int | None) -> dict[str, int]:
+    """Rows by reason, leaving out those a job still holds (read, not counted in SQL: held jobs are rare)."""
+    counts: dict[str, int] = {}
+    left = limit
+    for raw in adapter.stream(selection.sql):
+        batch = denormalize(adapter, raw)
+        good = pc.equal(batch.column(KEY_ROWS_COLUMN), 1)
+        for k in selection.key:
+            good = pc.and_(good, pc.is_valid(batch.column(k)))
+        batch = drop_held(batch.filter(good), held)
+        if left is not None:
+            batch = batch.slice(0, max(0, left))
+            left -= batch.num_rows
+        for item in pc.value_counts(batch.column(REASON_COLUMN)).to_pylist():
+            counts[str(item["values"])] = counts.get(str(item["values"]), 0) + int(item["counts"])
+    return counts
+
+
 def plan_sync(
     adapter: Adapter,
     loaded: LoadedSync,
@@ -156,7 +184,7 @@ def plan_sync(
     columns = adapter.get_columns(target) if exists else None
     ledger = Ledger(adapter)
     has_ledger = ledger.exists()
-    held = ledger.held_keys_sql(spec.name, sorted(ACTIVE | HELD)) if has_ledger else None
+    held = ledger.held_keys(spec.name, sorted(ACTIVE | HELD)) if has_ledger else None
     selection = build_selection(
         adapter,
         spec,
@@ -166,14 +194,15 @@ def plan_sync(
         target_columns=columns,
         spec_hash=spec.spec_hash(),
         full_refresh=full_refresh,
-        held_keys=held,
     )
     report = adapter.key_report(source_sql, spec.source.key)
-    with adapter.session() as s:
-        counts = {
-            str(r): int(n)
-            for r, n in s.fetchall(count_by_reason_sql(adapter, selection, spec.refresh.limit), list(selection.params))
-        }
+    if held is not None and len(held):
+        counts = _count_without_held(adapter, selection, held, spec.refresh.limit)
+    else:
+        with adapter.session() as s:
+            counts = {
+                str(r): int(n) for r, n in s.fetchall(count_by_reason_sql(adapter, selection, spec.refresh.limit))
+            }
     price = resolve_price(spec, ledger, prices)
     rows = sum(counts.values())
     unfinished = held_jobs = 0

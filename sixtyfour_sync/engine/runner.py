@@ -18,6 +18,7 @@ a question is paid at most once unless the user asked to ask it again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -34,14 +35,16 @@ from sixtyfour_sync.config.models import LoadedSync, build_api_config
 from sixtyfour_sync.engine.budget import Budget, fit_file
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder, SyncContext
 from sixtyfour_sync.engine.extract import Producer, ScanStats, denormalize, rebuild_file
+from sixtyfour_sync.engine.failpoints import failpoint
 from sixtyfour_sync.engine.files import ChunkFile, head_chunk, tail_chunk
-from sixtyfour_sync.engine.jobs import JobDriver, Tracked, failpoint
+from sixtyfour_sync.engine.jobs import JobDriver, Tracked
 from sixtyfour_sync.engine.keys import idempotency_key, salt_for
 from sixtyfour_sync.engine.lease import Lease
-from sixtyfour_sync.engine.ledger import KEY_HASH, Job, Ledger
+from sixtyfour_sync.engine.ledger import Job, Ledger
 from sixtyfour_sync.engine.localdb import duck_type, ident, json_path, literal, local_duckdb
 from sixtyfour_sync.engine.plan import owned_columns, plan_sync, resolve_inputs, resolve_price, target_ref
 from sixtyfour_sync.engine.results import max_object_size
+from sixtyfour_sync.engine.rowkeys import key_prefix
 from sixtyfour_sync.engine.scheduler import Scheduler, StopToken
 from sixtyfour_sync.engine.select import (
     EXISTS_COLUMN,
@@ -50,6 +53,8 @@ from sixtyfour_sync.engine.select import (
     Selection,
     bucket_count,
     build_selection,
+    keep_keys,
+    rebuild_sql,
     source_relation_sql,
 )
 from sixtyfour_sync.engine.states import ACTIVE, HELD, HOLDS_ROWS, JobState
@@ -123,6 +128,7 @@ class SyncRunner:
         self.inputs: list[str] = []
         self.source_sql = ""
         self.producer: Producer | None = None
+        self.keys_adapter: Adapter | None = None
         self.scan: ScanStats | None = None
         #: Files waiting for the price to be learned (the first, one-row file is in flight), with whether
         #: each holds an extraction slot.
@@ -160,6 +166,8 @@ class SyncRunner:
                 # connection does anything else (or is closed).
                 self.producer.stop()
                 self.producer.join()
+            if self.keys_adapter is not None:
+                self.keys_adapter.close()
             for chunk, _ in self.waiting_files:
                 chunk.path.unlink(missing_ok=True)
             ctx.scheduler.shutdown()
@@ -211,7 +219,7 @@ class SyncRunner:
             out[k] = arrow.get(lt, pa.string()) if isinstance(lt, LogicalType) else pa.string()
         return out
 
-    def _selections(self, *, held: bool, buckets: int = 1) -> list[Selection]:
+    def _selections(self, *, buckets: int = 1) -> list[Selection]:
         """The selection, as ``buckets`` queries over disjoint sets of keys (one when the dialect sorts all)."""
         ctx = self.ctx
         a = ctx.adapter
@@ -219,9 +227,6 @@ class SyncRunner:
         if exists:
             ctx.target_ready = False  # columns may be missing; checked before the first merge
         columns = a.get_columns(ctx.target) if exists else None
-        held_keys = None
-        if held and ctx.ledger.exists():
-            held_keys = ctx.ledger.held_keys_sql(ctx.name, sorted(HOLDS_ROWS))
         return [
             build_selection(
                 a,
@@ -232,14 +237,10 @@ class SyncRunner:
                 target_columns=columns,
                 spec_hash=ctx.spec_hash,
                 full_refresh=self.full_refresh,
-                held_keys=held_keys,
                 bucket=(b, buckets) if buckets > 1 else None,
             )
             for b in range(buckets)
         ]
-
-    def _selection(self, *, held: bool) -> Selection:
-        return self._selections(held=held)[0]
 
     # ------------------------------------------------------------------ resume
 
@@ -263,7 +264,7 @@ class SyncRunner:
         ctx.recorder.ensure()
         self.result.resumed.jobs = len(todo)
         ctx.note(f"finishing {len(todo)} unfinished job(s) from earlier runs")
-        selection = self._selection(held=False)
+        selection = self._selections()[0]
         for job in todo:
             t = self._track_existing(job)
             self._restart(t, selection)
@@ -334,9 +335,10 @@ class SyncRunner:
     def _rebuild(self, t: Tracked, selection: Selection) -> bool:
         """Rebuild a file that is not on this machine from the warehouse; False when its rows are gone."""
         ctx, d = self.ctx, self.driver
-        a = ctx.adapter
-        keys_sql = f"SELECT {a.quote(KEY_HASH)} FROM {a.table_sql(ctx.ledger.keys)} WHERE {a.quote('job_id')} = ?"
-        chunk = rebuild_file(a, selection, keys_sql, [t.job_id], out_dir=ctx.files_dir, prefix=ctx.name)
+        keys = ctx.ledger.job_keys(t.job_id).column("key").combine_chunks()
+        chunk = None
+        if len(keys):
+            chunk = rebuild_file(ctx.adapter, selection, keys, out_dir=ctx.files_dir, prefix=ctx.name)
         if chunk is None:
             d.move(
                 t, S.ABANDONED, error="the file is not on this machine and none of its rows is in the source any more"
@@ -353,7 +355,7 @@ class SyncRunner:
         return True
 
     def _sent_rows(self, t: Tracked, selection: Selection) -> pa.Table | None:
-        """What a resumed job sent: from its local file, else from the ledger's keys and the source."""
+        """What a resumed job sent: from its local file, else the ledger's row keys matched with the source."""
         ctx = self.ctx
         if t.file is not None and t.file.is_file():
             cols = [
@@ -364,19 +366,21 @@ class SyncRunner:
             source = f"read_ndjson_objects({literal(str(t.file))}, maximum_object_size = {max_object_size(t.file)})"
             sql = f"SELECT {', '.join(cols)} FROM {source}"
             return local_duckdb().sql(sql).to_arrow_table()
-        a = ctx.adapter
-        q = a.quote
-        key = ctx.spec.source.key
-        sql = (
-            f"SELECT {', '.join('h.' + q(k) for k in key)}, jk.{q(HASH_COLUMN)} FROM ({selection.hashed_sql}) "
-            f"{a.subquery_alias('h')} JOIN {a.table_sql(ctx.ledger.keys)} jk "
-            f"ON jk.{q(KEY_HASH)} = h.{q(KEY_HASH_COLUMN)} WHERE jk.{q('job_id')} = ?"
-        )
-        batches = [denormalize(a, b) for b in a.stream(sql, [t.job_id])]
-        if not batches:
+        stored = ctx.ledger.job_keys(t.job_id)
+        if stored.num_rows == 0:
             return None
-        table = pa.Table.from_batches(batches)
-        return table if table.num_rows else None
+        a, key = ctx.adapter, list(ctx.spec.source.key)
+        wanted = stored.column("key").combine_chunks()
+        found = [
+            keep_keys(denormalize(a, b), wanted).select([*key, KEY_HASH_COLUMN])
+            for b in a.stream(rebuild_sql(a, selection))
+        ]
+        rows = pa.Table.from_batches([b for b in found if b.num_rows]) if any(b.num_rows for b in found) else None
+        if rows is None:
+            return None
+        # the input hash that was SENT (the source may have changed since): from the ledger, by key prefix
+        where = pc.index_in(key_prefix(rows.column(KEY_HASH_COLUMN)), value_set=wanted)
+        return rows.select(key).append_column(HASH_COLUMN, stored.column("input_hash").take(where))
 
     # ------------------------------------------------------------------ new rows
 
@@ -391,10 +395,14 @@ class SyncRunner:
             if not self.result.jobs:
                 self.result.status = "nothing_to_do"
             return
-        selections = self._selections(held=True, buckets=bucket_count(a, source_rows))
+        selections = self._selections(buckets=bucket_count(a, source_rows))
+        held = ctx.ledger.held_keys(ctx.name, sorted(HOLDS_ROWS)) if ctx.ledger.exists() else None
         self.scan = ScanStats(tuple(spec.source.key), source_rows=source_rows)
         ctx.reporter.on("scan", spec.name, source_rows=source_rows)
         ctx.ledger.ensure()
+        self.keys_adapter = a.sibling()
+        keys_ledger = Ledger(self.keys_adapter, schema=ctx.ledger.schema)
+        keys_ledger.guard = ctx.ledger.guard
         self.producer = Producer(
             adapter_factory=self._extract_factory(),
             selections=selections,
@@ -407,6 +415,8 @@ class SyncRunner:
             owns_adapter=self.extract_adapter is not None,
             stats=self.scan,
             limit=spec.refresh.limit,
+            key_writer=keys_ledger.write_keys,
+            held=held,
         )
         self.producer.start()
         self._loop()
@@ -490,7 +500,10 @@ class SyncRunner:
         assert chunk.kept is not None
         if ctx.lease is not None:
             ctx.lease.confirm()  # the lease is checked before money is spent, not after
-        ctx.ledger.add_job(job, chunk.kept.select([KEY_HASH_COLUMN, HASH_COLUMN]))
+        written = chunk.meta.get("job_id")
+        if written:
+            job = dataclasses.replace(job, job_id=str(written))
+        ctx.ledger.add_job(job, None if written else chunk.kept.select([KEY_HASH_COLUMN, HASH_COLUMN]))
         failpoint("written")
         failpoint("submitting")
         outcome = JobOutcome(job.job_id, job.file_name, job.rows, S.SUBMITTING.value)
@@ -568,18 +581,26 @@ class SyncRunner:
             producing = self.producer is not None and not self.producer.done and not stopping
             work = d.waiting() or self.waiting_files
             busy = ctx.scheduler.busy
-            if stopping and busy == 0:
-                return
-            if not work and not busy and not producing:
+            if (stopping and busy == 0) or (not work and not busy and not producing):
+                d.merger.flush()  # paid results waiting are merged before the run leaves
+                d.record_all_completed()
                 return
             limit = ctx.settings.max_wait_seconds
             if limit is not None and now - self._started > limit and not busy:
+                d.merger.flush()
+                d.record_all_completed()
                 self._give_up_waiting()
                 return
             d.dispatch_due(now, stopping=stopping)
             nxt = d.next_due()
             timeout = 0.5 if nxt is None else min(5.0, max(0.02, nxt - time.monotonic()))
-            event = ctx.scheduler.next_event(timeout)
+            merger = d.merger
+            # Results that arrive together are merged together; the batch goes when it is full, when it has
+            # waited long enough, or when no job could add to it soon.
+            coming = any(t.busy or t.action in ("poll", "download") for t in d.jobs.values())
+            if merger.due(more_coming=coming):
+                merger.flush()
+            event = ctx.scheduler.next_event(min(timeout, 0.2) if merger.pending else timeout)
             if event is not None:
                 self._handle(*event)
 

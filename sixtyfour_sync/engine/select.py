@@ -23,7 +23,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from sixtyfour_sync.config.models import SyncSpec
+from sixtyfour_sync.engine.rowkeys import key_prefix
 from sixtyfour_sync.warehouse.base import Adapter, LogicalType, TableRef
 from sixtyfour_sync.warehouse.sql.identifiers import strip_sql
 
@@ -40,6 +44,8 @@ __all__ = [
     "bucket_predicate",
     "build_selection",
     "count_by_reason_sql",
+    "drop_held",
+    "keep_keys",
     "rebuild_sql",
     "source_relation_sql",
 ]
@@ -118,13 +124,11 @@ def build_selection(
     target_columns: Mapping[str, LogicalType | str] | None,
     spec_hash: str,
     full_refresh: bool = False,
-    held_keys: tuple[str, Sequence[Any]] | None = None,
     bucket: tuple[int, int] | None = None,
 ) -> Selection:
     """The selection query for a sync (``target_columns`` None: the target table does not exist yet).
 
-    ``held_keys`` is SQL (and its parameters) returning key hashes that unfinished or held jobs own: those
-    rows are left out, so a row is never in two jobs at once and a held job's rows are not bought again.
+    Rows that unfinished or held jobs own are left out by the reader (:func:`drop_held`), by key hash.
     ``bucket`` ``(b, n)`` restricts the selection to the keys that hash to bucket ``b`` of ``n``, so a big
     source is sorted a bucket at a time (see :func:`bucket_count`).
     """
@@ -142,12 +146,7 @@ def build_selection(
         f"FROM ({inner}) {adapter.subquery_alias('c')}" + (f" WHERE {where_bucket}" if where_bucket else "")
     )
     out_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN])
-    hold = ""
-    params: list[Any] = []
-    if held_keys is not None:
-        held_sql, held_params = held_keys
-        hold = f" AND s.{q(KEY_HASH_COLUMN)} NOT IN ({held_sql})"
-        params = list(held_params)
+    hold, params = "", ()
     bad_key = " OR ".join([f"r.{q(KEY_ROWS_COLUMN)} <> 1", *(f"r.{q(k)} IS NULL" for k in key)])
     order = ", ".join(f"r.{q(k)}" for k in key)
 
@@ -215,18 +214,32 @@ def build_selection(
     return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, params=tuple(params))
 
 
-def rebuild_sql(adapter: Adapter, selection: Selection, key_hashes_sql: str) -> str:
-    """The rows of a lost file, rebuilt from the source: the hashed source rows whose key hash is listed.
+def rebuild_sql(adapter: Adapter, selection: Selection) -> str:
+    """The source rows a lost file may be rebuilt from: the hashed source (good keys only), by key.
 
-    Ordered by key, as the selection orders them, so an unchanged source gives the same file again.
+    Ordered by key, as the selection orders them, so an unchanged source gives the same file again; the
+    reader keeps the rows whose key hash the job holds (:func:`keep_keys`).
     """
     q = adapter.quote
     cols = ", ".join(f"h.{q(c)}" for c in [*selection.key, *selection.inputs, HASH_COLUMN, KEY_HASH_COLUMN])
     order = ", ".join(f"h.{q(k)}" for k in selection.key)
     return (
         f"SELECT {cols} FROM ({selection.hashed_sql}) {adapter.subquery_alias('h')} "
-        f"WHERE h.{q(KEY_HASH_COLUMN)} IN ({key_hashes_sql}) AND h.{q(KEY_ROWS_COLUMN)} = 1 ORDER BY {order}"
+        f"WHERE h.{q(KEY_ROWS_COLUMN)} = 1 ORDER BY {order}"
     )
+
+
+def drop_held(batch: pa.RecordBatch, held: pa.Array | None) -> pa.RecordBatch:
+    """``batch`` without the rows whose key a job still holds (``held``: stored key prefixes)."""
+    if held is None or len(held) == 0 or batch.num_rows == 0:
+        return batch
+    mine = pc.is_in(key_prefix(batch.column(KEY_HASH_COLUMN)), value_set=held)
+    return batch.filter(pc.invert(mine)) if pc.any(mine).as_py() else batch
+
+
+def keep_keys(batch: pa.RecordBatch, keys: pa.Array) -> pa.RecordBatch:
+    """``batch``'s rows whose key prefix is among ``keys``."""
+    return batch.filter(pc.is_in(key_prefix(batch.column(KEY_HASH_COLUMN)), value_set=keys))
 
 
 def count_by_reason_sql(adapter: Adapter, selection: Selection, limit: int | None = None) -> str:

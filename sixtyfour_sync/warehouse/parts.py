@@ -97,7 +97,7 @@ def prepare_part(names: Names, table: TableRef, key: Sequence[str], part: Upsert
     flags = [g.when for g in part.guards.values()]
     data = _flags_to_bool(data, list(dict.fromkeys(flags)), table)
     _null_key_check(data, table, key)
-    data, dropped = dedupe_last(data, key)
+    data, dropped = (data, 0) if part.unique_keys else dedupe_last(data, key)
     data = json_columns_to_text(data)
     return PreparedPart(
         data,

@@ -198,14 +198,17 @@ class UpsertPart:
 
     ``guards`` maps a set column to the :class:`Guard` deciding, row by row, whether it is written.
     ``insert_only`` is the caller's promise that no key exists in the target yet: the rows are
-    inserted without looking for matches (a first run's fast path). Columns holding lists or structs
-    are written as JSON text.
+    inserted without looking for matches (a first run's fast path); ``unique_keys`` that no key is twice in
+    the rows. Columns holding lists or structs are written as JSON text.
     """
 
     data: pa.Table
     set_columns: Sequence[str]
     guards: Mapping[str, Guard] = field(default_factory=dict)
     insert_only: bool = False
+    #: The caller's promise that no key appears twice in ``data`` (the check is skipped; NULL keys are
+    #: still refused).
+    unique_keys: bool = False
 
 
 @dataclass(frozen=True)

@@ -103,8 +103,8 @@ def test_money_invariants_hold_after_any_sequence(
                         if name == point:
                             raise SimulatedCrash(point)
 
-                    monkeypatch.setattr("sixtyfour_sync.engine.jobs.failpoint", crash)
-                    monkeypatch.setattr("sixtyfour_sync.engine.runner.failpoint", crash)
+                    for module in ("jobs", "runner", "merger"):
+                        monkeypatch.setattr(f"sixtyfour_sync.engine.{module}.failpoint", crash)
                     with contextlib.suppress(SimulatedCrash):
                         run()
                     monkeypatch.undo()

@@ -57,3 +57,18 @@ def test_an_unknown_price_sends_one_row_first() -> None:
     assert fit_file(5000, 0.0, None).stop
     assert fit_file(5000, None, None).rows == 5000  # no budget: no need to learn first
     assert math.isclose(fit_file(10, 5.0, 2.0).rows, 2)
+
+
+@given(n=st.integers(0, 3000))
+def test_row_keys_pack_and_unpack(n: int) -> None:
+    import pyarrow as pa
+
+    from sixtyfour_sync.engine.rowkeys import KEY_PREFIX_CHARS, PART_CHARS, pack, unpack
+
+    keys = pa.array([f"{i:016x}{i * 3:016x}" for i in range(n)])
+    hashes = pa.array([f"{i * 7:032x}" for i in range(n)])
+    parts = pack(keys, hashes)
+    assert all(len(p) <= PART_CHARS for p in parts)
+    table = unpack(parts)
+    assert table.column("key").to_pylist() == [k[:KEY_PREFIX_CHARS] for k in keys.to_pylist()]
+    assert table.column("input_hash").to_pylist() == hashes.to_pylist()

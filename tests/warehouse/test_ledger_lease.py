@@ -43,7 +43,7 @@ def _job(n: int = 3) -> tuple[Job, pa.Table]:
         endpoint="people",
         tier="low",
     )
-    keys = pa.table({KEY_HASH: [f"k{i}" for i in range(n)], INPUT_HASH: [f"h{i}" for i in range(n)]})
+    keys = pa.table({KEY_HASH: [f"{i:016x}{0:016x}" for i in range(n)], INPUT_HASH: [f"h{i}" for i in range(n)]})
     return job, keys
 
 
@@ -68,11 +68,13 @@ def test_moves_are_compare_and_set(backend: Adapter) -> None:
     with pytest.raises(LedgerConflictError):
         ledger.annotate(job.job_id, S.WRITTEN, error="stale")
     # the row keys stay while the job holds its rows, and go when it ends
-    held = ledger.held_keys_sql("s", [S.SUBMITTED])
-    assert held is not None
-    with backend.session() as s:
-        assert sorted(r[0] for r in s.fetchall(held[0], held[1])) == ["k0", "k1", "k2"]
+    held = ledger.held_keys("s", [S.SUBMITTED])
+    assert held is not None and sorted(held.to_pylist()) == [f"{i:016x}" for i in range(3)]
+    stored = ledger.job_keys(job.job_id)
+    assert stored.column("input_hash").to_pylist() == ["h0", "h1", "h2"]
     ledger.transition(job.job_id, S.SUBMITTED, S.CANCELLED)
+    assert ledger.held_keys("s", [S.SUBMITTED]) is None  # an ended job holds no rows
+    ledger.prune_keys()  # and its keys go at the next pruning
     assert ledger.job_keys(job.job_id).num_rows == 0
     assert ledger.dead_job_for("s", "spec", job.content_hash) is not None
 

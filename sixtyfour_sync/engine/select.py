@@ -107,7 +107,7 @@ def bucket_predicate(adapter: Adapter, alias: str, key: Sequence[str], bucket: t
     return f"({template.format(cols)} % {int(n)}) = {int(b)}"
 
 
-def bucket_count(adapter: Adapter, source_rows: int, rows_per_bucket: int = 250_000) -> int:
+def bucket_count(adapter: Adapter, source_rows: int, rows_per_bucket: int = 100_000) -> int:
     """How many buckets to read a source of ``source_rows`` rows in (1 where the dialect sorts it all)."""
     if adapter.dialect.bucket_hash is None or source_rows <= rows_per_bucket:
         return 1

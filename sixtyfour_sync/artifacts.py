@@ -115,6 +115,7 @@ def plan_results(plans: Sequence[SyncPlan]) -> list[dict[str, Any]]:
             "unfinished_jobs": p.unfinished_jobs,
             "key_problems": p.key_problems,
             "new_columns": list(p.new_columns),
+            "preview": None if p.preview is None else p.preview.to_dict(),
         }
         for p in plans
     ]

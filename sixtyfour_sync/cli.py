@@ -121,6 +121,13 @@ def _write_artifact(opts: GlobalOptions, command: str, payload: Any, started: fl
 @_fail_fast
 @_retry_lost
 @_retry_unreadable
+@click.option(
+    "--preview",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Also write the first N rows a run would send, as the exact JSONL file and config JSON it would "
+    "submit, to <target-path>/sixtyfour_preview/<sync>/, and show them.",
+)
 @click.pass_obj
 def plan(
     opts: GlobalOptions,
@@ -130,12 +137,13 @@ def plan(
     full_refresh: bool,
     max_cost_cents: int | None,
     only_rebuilt: bool,
+    preview: int | None,
     **_run_only: Any,
 ) -> None:
     """Dry run: rows that would be sent per sync and why, files, estimated cost. Calls no API.
 
     Takes every option `run` takes, so a run's command line plans as it is (--yes, --max-wait and --fail-fast
-    change nothing in a plan).
+    change nothing in a plan). --preview N writes and shows what the first file would hold.
     """
     import time
 
@@ -150,6 +158,7 @@ def plan(
         max_cost_cents=max_cost_cents,
         only_rebuilt=only_rebuilt,
         target_path=opts.target_path,
+        preview=preview,
         **opts.common(),
     )
     _write_artifact(opts, "plan", plans, started)

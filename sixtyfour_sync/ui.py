@@ -210,7 +210,9 @@ def print_plans(plans: Sequence[SyncPlan], log_format: str, console: Console | N
             notes.append(f"{why}; {p.files} file(s){budget}")
         if p.price_cents_per_row is None and p.rows:
             notes.append(
-                "price per row unknown until the first submission (set budget.price_cents_per_row to plan costs)"
+                f"price per row unknown for {p.endpoint}/{p.tier}: set budget.price_cents_per_row, or "
+                f"prices: {{{p.endpoint}: {{{p.tier}: CENTS}}}} in a models file; a run learns it from a "
+                "one-row first job (its answer is kept)"
             )
         elif p.price_cents_per_row is not None:
             notes.append(f"{p.price_cents_per_row:g} cents/row ({p.price_source})")
@@ -223,13 +225,42 @@ def print_plans(plans: Sequence[SyncPlan], log_format: str, console: Console | N
         if p.over_budget:
             notes.append("the run stops at the budget: not every row would be sent")
         for n in notes:
-            console.print(f"  {p.name}: {n}")
+            console.print(f"  {p.name}: {n}", markup=False, highlight=False)
+    for p in plans:
+        if p.preview is not None:
+            _print_preview(console, p)
+
+
+#: Lines of a preview's JSONL shown on the terminal (the file holds them all).
+PREVIEW_LINES = 20
+
+
+def _print_preview(console: Console, p: SyncPlan) -> None:
+    pv = p.preview
+    assert pv is not None
+    console.print(
+        f"{p.name}: preview of {pv.rows:,} row(s), {pv.bytes:,} bytes, as a run would send them (no API call)",
+        markup=False,
+        highlight=False,
+    )
+    console.print(f"  {pv.config_file}", markup=False, highlight=False)
+    console.print(pv.config_file.read_text(encoding="utf-8").rstrip(), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"  {pv.rows_file}", markup=False, highlight=False)
+    with pv.rows_file.open(encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i == PREVIEW_LINES:
+                console.print(f"  ... {pv.rows - PREVIEW_LINES:,} more row(s) in the file", markup=False)
+                break
+            console.print(line.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+    if pv.rows == 0:
+        console.print("  (no row would be sent)", markup=False)
 
 
 def _plan_dict(p: SyncPlan) -> dict[str, Any]:
     d = dict(vars(p))
     d["rows"] = p.rows
     d["over_budget"] = p.over_budget
+    d["preview"] = None if p.preview is None else p.preview.to_dict()
     return d
 
 

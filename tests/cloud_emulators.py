@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, port_open
+from tests.services import IN_CI, port_open
 
 BQ_PROJECT = "sync-test-project"
 DATABRICKS_TOKEN = "dapi-local-emulator-token"

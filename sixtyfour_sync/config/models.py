@@ -35,6 +35,7 @@ __all__ = [
     "MAX_CHUNK_ROWS",
     "BudgetSpec",
     "ModelFile",
+    "Models",
     "RefreshSpec",
     "SourceSpec",
     "StructField",
@@ -42,6 +43,7 @@ __all__ = [
     "TargetSpec",
     "build_api_config",
     "load_models",
+    "load_project_models",
     "parse_duration",
 ]
 
@@ -499,7 +501,25 @@ class ModelFile(_Strict):
         description="The profiles.yml profile for the syncs of this file (default: --profile, dbt_project.yml's "
         "profile:, else sixtyfour).",
     )
+    prices: dict[Literal["people", "company"], dict[str, Annotated[float, Field(ge=0)]]] = Field(
+        default_factory=dict,
+        description="Per-row prices in cents, per endpoint and tier (prices: {people: {low: 5}}), for plan's "
+        "estimates and the budget before the API has quoted a price. They apply to every sync of the project "
+        "(a sync's budget.price_cents_per_row wins); two files may not give one endpoint and tier two prices.",
+    )
     syncs: list[SyncSpec] = Field(default_factory=list, description="The sync definitions of this file.")
+
+    @field_validator("prices")
+    @classmethod
+    def _price_tiers(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for endpoint, tiers in v.items():
+            unknown = [t for t in tiers if t not in _TIERS[endpoint]]
+            if unknown:
+                raise ValueError(
+                    f"prices.{endpoint}: tier {unknown[0]!r} is not offered by the {endpoint} endpoint; use one "
+                    f"of: {', '.join(_TIERS[endpoint])}"
+                )
+        return v
 
 
 @dataclass(frozen=True)
@@ -581,6 +601,14 @@ def model_files(project_dir: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
 
 
+@dataclass(frozen=True)
+class Models:
+    """Every sync of a project, and the prices its files give (per endpoint and tier, in cents per row)."""
+
+    syncs: list[LoadedSync]
+    prices: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
 def load_models(
     project_dir: Path,
     *,
@@ -592,9 +620,22 @@ def load_models(
 
     ``vars`` are what ``{{ var('name') }}`` renders to (``--vars`` over ``dbt_project.yml``'s ``vars:``).
     """
+    return load_project_models(project_dir, files=files, env=env, vars=vars).syncs
+
+
+def load_project_models(
+    project_dir: Path,
+    *,
+    files: Iterable[Path] | None = None,
+    env: Mapping[str, str] | None = None,
+    vars: Mapping[str, Any] | None = None,
+) -> Models:
+    """:func:`load_models`, with the project's ``prices:`` (every file's, checked to agree)."""
     paths = list(files) if files is not None else model_files(project_dir)
     problems: list[ConfigProblem] = []
     loaded: list[LoadedSync] = []
+    prices: dict[tuple[str, str], float] = {}
+    price_at: dict[tuple[str, str], str] = {}
     if not paths:
         raise ConfigError(
             problems=[
@@ -621,6 +662,8 @@ def load_models(
             continue
         if isinstance(data, Mapping) and "syncs" not in data and set(map(str, data)) & _DBT_KEYS:
             continue  # a dbt properties file (models/ is shared with dbt inside a dbt project)
+        if isinstance(data, Mapping) and "syncs" not in data and "prices" in data:
+            data = {**data, "syncs": []}  # a file that only sets the project's prices
         if not isinstance(data, Mapping) or "syncs" not in data:
             problems.append(ConfigProblem(str(path), None, "expected a mapping with a `syncs:` list", line=1))
             continue
@@ -629,6 +672,22 @@ def load_models(
         except ValidationError as exc:
             problems.extend(_problems_from(exc, path, doc.lines))
             continue
+        for endpoint, tiers in model.prices.items():
+            for tier, cents in tiers.items():
+                where = f"{path}:{doc.lines.line_for(('prices', endpoint, tier)) or '?'}"
+                if (endpoint, tier) in prices and prices[(endpoint, tier)] != cents:
+                    problems.append(
+                        ConfigProblem(
+                            str(path),
+                            f"prices.{endpoint}.{tier}",
+                            f"{cents} cents, but {price_at[(endpoint, tier)]} says {prices[(endpoint, tier)]}",
+                            line=doc.lines.line_for(("prices", endpoint, tier)),
+                            hint="give each endpoint and tier one price, in one file",
+                        )
+                    )
+                    continue
+                prices[(endpoint, tier)] = cents
+                price_at[(endpoint, tier)] = where
         for i, spec in enumerate(model.syncs):
             loaded.append(
                 LoadedSync(
@@ -653,7 +712,7 @@ def load_models(
     problems.extend(_shared_target_problems(list(seen.values())))
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in sync definitions:", problems=problems)
-    return loaded
+    return Models(loaded, prices)
 
 
 def _shared_target_problems(syncs: Sequence[LoadedSync]) -> list[ConfigProblem]:

@@ -193,8 +193,12 @@ def plan(
     only_rebuilt: bool = False,
     vars: Mapping[str, Any] | None = None,
     target_path: Path | str | None = None,
+    preview: int | None = None,
 ) -> list[SyncPlan]:
-    """What ``run`` would send and spend, per sync. Creates nothing and calls no API.
+    """What ``run`` would send and spend, per sync. Writes to no warehouse and calls no API.
+
+    ``preview`` N writes, per sync, the first N rows a run would send as the JSONL file and the ``config``
+    JSON it would submit, under ``<target dir>/sixtyfour_preview/<sync>/``.
 
     Every sync is checked first (:func:`~sixtyfour_sync.engine.checks.check_sync`): one ConfigError lists the
     problems of all of them.
@@ -220,6 +224,9 @@ def plan(
                 ref_table=refs[s.spec.name],
                 full_refresh=full_refresh,
                 budget_cents=max_cost_cents,
+                prices=project.prices,
+                preview_rows=preview,
+                preview_dir=(project.target_dir or project.project_dir / "target") / "sixtyfour_preview" / s.spec.name,
             )
             for s in syncs
         ]
@@ -276,6 +283,7 @@ def run(
         max_wait_seconds=max_wait_seconds,
         retry_lost=retry_lost,
         retry_unreadable=retry_unreadable,
+        prices=dict(project.prices),
     )
     if submit_retry_seconds is not None:
         settings.submit_retry_seconds = submit_retry_seconds

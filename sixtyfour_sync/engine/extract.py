@@ -36,7 +36,10 @@ from sixtyfour_sync.engine.select import (
 )
 from sixtyfour_sync.warehouse.base import Adapter, KeyReport
 
-__all__ = ["Producer", "ScanStats", "denormalize", "rebuild_file"]
+__all__ = ["NOT_SENT", "Producer", "ScanStats", "denormalize", "rebuild_file"]
+
+#: Columns of the selection that travel with each row but are not written to the submitted file.
+NOT_SENT = (REASON_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, EXISTS_COLUMN)
 
 
 def denormalize(adapter: Adapter, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -85,7 +88,8 @@ class ScanStats:
             self.null_samples.extend(tuple(r.values()) for r in sample.to_pylist())
         if dups.num_rows:
             self.duplicate_rows += dups.num_rows
-            groups = dups.select(list(self.key)).group_by(list(self.key)).aggregate([([], "count_all")])
+            keys = pa.Table.from_batches([dups.select(list(self.key))]) if isinstance(dups, pa.RecordBatch) else dups
+            groups = keys.group_by(list(self.key)).aggregate([([], "count_all")])
             # The rows of one key are adjacent (the selection is in key order): a key split across two batches
             # is the last key of one and the first of the next, and is counted once.
             for row in groups.to_pylist():
@@ -210,7 +214,7 @@ class Producer:
                 out_dir=self._out_dir,
                 prefix=self._prefix,
                 chunk_rows=self._chunk_rows,
-                drop=[REASON_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, EXISTS_COLUMN],
+                drop=NOT_SENT,
                 describe=_describe,
                 keep=keep,
             ):

@@ -275,6 +275,10 @@ class JobDriver:
             api_status=value.status,
         )
         failpoint("submitted")
+        # The estimate replaces what was held for the file before the files waiting for the price are fitted:
+        # they must see this job's cost, or the budget would be overrun by it.
+        self.host.spend((estimate or 0.0) - t.reserved)
+        t.reserved = 0.0
         if value.estimated_cost_cents is not None and t.job.rows and replay_of is None:
             price = value.estimated_cost_cents / t.job.rows
             known = self.host.price
@@ -282,8 +286,6 @@ class JobDriver:
                 ctx.ledger.learn_price(ctx.spec.endpoint, ctx.spec.tier, price, job_id=t.job_id, sync_name=ctx.name)
             self.host.price = price
             self.host.price_known()
-        self.host.spend((estimate or 0.0) - t.reserved)
-        t.reserved = 0.0
         o = t.outcome
         o.task_id, o.replay, o.replay_of, o.estimated_cost_cents = value.task_id, value.is_replay, replay_of, estimate
         if not t.resumed:

@@ -6,18 +6,21 @@ Nothing here writes anything or calls the API.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sixtyfour_sync.config.models import LoadedSync, SyncSpec
+from sixtyfour_sync.config.models import LoadedSync, SyncSpec, build_api_config
 from sixtyfour_sync.engine.extract import denormalize
 from sixtyfour_sync.engine.ledger import Ledger
 from sixtyfour_sync.engine.select import (
     KEY_ROWS_COLUMN,
     REASON_COLUMN,
     Selection,
+    bucket_count,
     build_selection,
     count_by_reason_sql,
     drop_held,
@@ -174,8 +177,14 @@ def plan_sync(
     full_refresh: bool = False,
     budget_cents: float | None = None,
     prices: dict[tuple[str, str], float] | None = None,
+    preview_rows: int | None = None,
+    preview_dir: Path | None = None,
 ) -> SyncPlan:
-    """What a run would send for one sync and what it would cost; creates nothing, calls no API."""
+    """What a run would send for one sync and what it would cost; calls no API and writes to no warehouse.
+
+    With ``preview_rows``, the first that many rows a run would send are written to ``preview_dir`` as the
+    JSONL file and ``config`` JSON it would submit (:mod:`sixtyfour_sync.engine.preview`).
+    """
     spec = loaded.spec
     target = target_ref(spec)
     source_sql = source_relation_sql(adapter, spec, ref_table)
@@ -204,6 +213,36 @@ def plan_sync(
                 str(r): int(n) for r, n in s.fetchall(count_by_reason_sql(adapter, selection, spec.refresh.limit))
             }
     price = resolve_price(spec, ledger, prices)
+    preview = None
+    if preview_rows is not None:
+        from sixtyfour_sync.engine.preview import write_preview
+
+        n = bucket_count(adapter, report.total_rows)
+
+        def selections() -> Iterator[Selection]:
+            for b in range(n):
+                yield build_selection(
+                    adapter,
+                    spec,
+                    source_sql=source_sql,
+                    inputs=inputs,
+                    target=target,
+                    target_columns=columns,
+                    spec_hash=spec.spec_hash(),
+                    full_refresh=full_refresh,
+                    bucket=(b, n) if n > 1 else None,
+                )
+
+        limit_rows = preview_rows if spec.refresh.limit is None else min(preview_rows, spec.refresh.limit)
+        preview = write_preview(
+            adapter,
+            selections,
+            key=tuple(spec.source.key),
+            config=build_api_config(spec, inputs),
+            rows=max(1, limit_rows),
+            out_dir=preview_dir or Path("target") / "sixtyfour_preview" / spec.name,
+            held=held,
+        )
     rows = sum(counts.values())
     unfinished = held_jobs = 0
     if has_ledger:
@@ -232,4 +271,5 @@ def plan_sync(
         key_problems=report.describe(),
         target_exists=exists,
         new_columns=new_cols,
+        preview=preview,
     )

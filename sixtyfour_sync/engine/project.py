@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sixtyfour_sync.config.models import LoadedSync, load_models
+from sixtyfour_sync.config.models import LoadedSync, load_project_models
 from sixtyfour_sync.config.profiles import ResolvedTarget, load_target
 from sixtyfour_sync.config.yamlfile import load_yaml
 from sixtyfour_sync.engine.selectors import select_syncs
@@ -88,6 +88,8 @@ class Project:
     #: dbt's target directory (manifest.json, run_results.json, and sixtyfour_run_results.json).
     target_dir: Path | None = None
     dbt: DbtProject | None = None
+    #: The project's ``prices:`` (cents per row), per (endpoint, tier).
+    prices: dict[tuple[str, str], float] = field(default_factory=dict)
     _targets: dict[str | None, ResolvedTarget] = field(default_factory=dict, repr=False)
     _adapters: dict[tuple[str, str], Adapter] = field(default_factory=dict, repr=False)
 
@@ -109,19 +111,20 @@ class Project:
         dbt_dir = (dbt_project_dir or project_dir).resolve()
         dbt = read_dbt_project(dbt_dir, required=dbt_project_dir is not None)
         variables = {**dbt.vars, **(vars or {})}
-        syncs = load_models(project_dir, env=env, vars=variables)
+        models = load_project_models(project_dir, env=env, vars=variables)
         return cls(
             project_dir,
             profiles_dir,
             profile,
             target,
             env,
-            syncs,
+            models.syncs,
             dbt.profile,
             dbt_dir,
             variables,
             dbt.target_dir(target_path, env),
             dbt,
+            dict(models.prices),
         )
 
     def profile_for(self, sync: LoadedSync) -> str | None:

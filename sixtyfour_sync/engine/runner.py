@@ -511,7 +511,7 @@ class SyncRunner:
         t.sent = chunk.kept.select([*spec.source.key, HASH_COLUMN])
         if EXISTS_COLUMN in chunk.kept.column_names:
             # none of the file's keys is in the target: its result is inserted, not upserted
-            t.extra["all_new"] = not pc.any(chunk.kept.column(EXISTS_COLUMN)).as_py()
+            t.extra["all_new"] = not _any_true(chunk.kept.column(EXISTS_COLUMN))
         if self.price is not None:
             t.reserved = self.price * chunk.rows
             self.spend(t.reserved)
@@ -663,3 +663,14 @@ class SyncRunner:
 
 def _no_guard() -> None:
     return None
+
+
+def _any_true(column: pa.ChunkedArray) -> bool:
+    """Whether any value of a flag column is true; warehouses without a boolean type send 0/1."""
+    if not pa.types.is_boolean(column.type):
+        column = (
+            pc.not_equal(column, pa.scalar(0, column.type))
+            if pa.types.is_integer(column.type)
+            else pc.cast(column, pa.bool_())
+        )
+    return bool(pc.any(column).as_py())

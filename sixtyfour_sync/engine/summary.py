@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sixtyfour_sync.engine.preview import Preview
 
 __all__ = ["JobOutcome", "ResumedWork", "RunResult", "SyncPlan", "SyncResult"]
 
@@ -29,6 +32,8 @@ class SyncPlan:
     key_problems: str = ""
     target_exists: bool = False
     new_columns: list[str] = field(default_factory=list)
+    #: ``plan --preview``: the JSONL and config files written (see :mod:`sixtyfour_sync.engine.preview`).
+    preview: Preview | None = None
 
     @property
     def rows(self) -> int:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -297,7 +298,15 @@ class DatabricksAdapter(Adapter["DatabricksTarget"]):
         """The table's columns in order, names as stored -> logical type (or the catalog's type name)."""
         relation = f"{self._information_schema(table)}.columns"
         order = " ORDER BY ordinal_position"
-        rows = self._catalog_rows(relation, self._where_table(table), "column_name, data_type", order)
+        where = self._where_table(table)
+        rows = self._catalog_rows(relation, where, "column_name, data_type", order)
+        # The information schema can trail a CREATE TABLE that just committed: a table that exists has
+        # columns, so an empty answer for one is asked again briefly before it is believed.
+        delay = 0.1
+        while not rows and delay < 3 and self.table_exists(table):
+            time.sleep(delay)
+            delay *= 2
+            rows = self._catalog_rows(relation, where, "column_name, data_type", order)
         return {str(name): self.logical_type_of(str(raw)) for name, raw in rows}
 
     # ------------------------------------------------------------------------------ reading

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI
 from tests.e2e.conftest import E2EProject
 from tests.e2e.test_run_duckdb import _setup_duckdb
+from tests.services import IN_CI
 
 DAG_DIR = Path(__file__).resolve().parents[2] / "examples" / "airflow"
 

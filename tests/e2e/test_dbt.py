@@ -19,8 +19,8 @@ import duckdb
 import pytest
 import yaml
 
-from tests.conftest import IN_CI, require_service
 from tests.e2e.conftest import E2EProject, run_cli
+from tests.services import IN_CI, require_service
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dbt_project"
 DBT = Path(sys.executable).parent / "dbt"

@@ -15,12 +15,10 @@ import pytest
 
 from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.warehouse import Adapter, Column, LogicalType, TableRef, connect
-from tests.cloud_emulators import (  # noqa: F401 - session fixtures
+from tests.cloud_emulators import (
     STAGING_VOLUME,
     BigQueryEmulator,
     DatabricksEmulator,
-    bigquery_emulator,
-    databricks_emulator,
 )
 from tests.e2e.conftest import E2EProject, lead_rows, run_cli
 

@@ -16,8 +16,8 @@ import pytest
 
 from sixtyfour_sync.emulator import Emulator, EmulatorSettings
 from sixtyfour_sync.engine import api
-from tests.conftest import require_service
 from tests.e2e.conftest import E2EProject, lead_rows, run_cli
+from tests.services import require_service
 
 psycopg = pytest.importorskip("psycopg")
 DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from sixtyfour_sync.engine import api
-from tests.conftest import require_service
 from tests.e2e.conftest import E2EProject, lead_rows
+from tests.services import require_service
 
 LEADS = (
     "CREATE TABLE leads (lead_id BIGINT PRIMARY KEY, first_name VARCHAR(50), last_name VARCHAR(50), "

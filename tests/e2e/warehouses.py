@@ -10,8 +10,8 @@ from typing import Any
 
 import duckdb
 
-from tests.conftest import require_service
 from tests.e2e.conftest import E2EProject, lead_rows
+from tests.services import require_service
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.services import IN_CI
 
 #: The flags the project runs Chromium with: headless, no sandbox (containers), nothing phoning home.
 FLAGS = [

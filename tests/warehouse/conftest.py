@@ -20,14 +20,12 @@ import pytest
 from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.errors import MissingDriverError, WarehouseError
 from sixtyfour_sync.warehouse import Adapter, adapter_class, connect
-from tests.cloud_emulators import (  # noqa: F401 - session fixtures used by the cloud backends
+from tests.cloud_emulators import (
     STAGING_VOLUME,
     BigQueryEmulator,
     DatabricksEmulator,
-    bigquery_emulator,
-    databricks_emulator,
 )
-from tests.conftest import require_service
+from tests.services import require_service
 
 BACKENDS = ["duckdb", "postgres", "mariadb", "sqlite", "snowflake", "bigquery", "databricks"]
 _ADAPTER_TYPE = {

@@ -30,7 +30,7 @@ from sixtyfour_sync.warehouse.sqlalchemy import (
     arrow_from_rows,
     rows_to_batches,
 )
-from tests.conftest import require_service
+from tests.services import require_service
 
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306
 

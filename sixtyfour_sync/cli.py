@@ -57,6 +57,12 @@ _max_wait = click.option(
     default=None,
     help="Stop waiting for jobs after this many seconds (exit 3; the next run picks them up).",
 )
+_no_wait = click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Submit everything selected, record the jobs and exit 0 without waiting for them: `webhooks serve` "
+    "or the next run finishes them.",
+)
 _fail_fast = click.option(
     "--fail-fast", "-x", is_flag=True, help="Stop at the first sync that fails (default: run the others)."
 )
@@ -118,6 +124,7 @@ def _write_artifact(opts: GlobalOptions, command: str, payload: Any, started: fl
 @_only_rebuilt
 @_yes
 @_max_wait
+@_no_wait
 @_fail_fast
 @_retry_lost
 @_retry_unreadable
@@ -142,8 +149,8 @@ def plan(
 ) -> None:
     """Dry run: rows that would be sent per sync and why, files, estimated cost. Calls no API.
 
-    Takes every option `run` takes, so a run's command line plans as it is (--yes, --max-wait and --fail-fast
-    change nothing in a plan). --preview N writes and shows what the first file would hold.
+    Takes every option `run` takes, so a run's command line plans as it is (--yes, --max-wait, --no-wait and
+    --fail-fast change nothing in a plan). --preview N writes and shows what the first file would hold.
     """
     import time
 
@@ -173,6 +180,7 @@ def plan(
 @_only_rebuilt
 @_yes
 @_max_wait
+@_no_wait
 @_fail_fast
 @_retry_lost
 @_retry_unreadable
@@ -186,6 +194,7 @@ def run(
     only_rebuilt: bool,
     yes: bool,
     max_wait: float | None,
+    no_wait: bool,
     fail_fast: bool,
     retry_lost: bool,
     retry_unreadable: bool,
@@ -233,6 +242,7 @@ def run(
         with handle_signals(token, stopping):
             result = do_run(
                 max_wait_seconds=max_wait,
+                no_wait=no_wait,
                 fail_fast=fail_fast,
                 reporter=reporter,
                 stop=token,
@@ -484,6 +494,69 @@ def demo(opts: GlobalOptions, directory: Path, job_seconds: float) -> None:
     from sixtyfour_sync.demo import run_demo
 
     sys.exit(run_demo(directory, log_format=opts.log_format, job_seconds=job_seconds))
+
+
+@cli.group()
+def webhooks() -> None:
+    """Webhook-driven completion: receive Sixtyfour's deliveries and finish the jobs they announce."""
+
+
+@webhooks.command("serve")
+@global_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any free).")
+@click.option(
+    "--finish-wait",
+    type=click.FloatRange(min=0),
+    default=120.0,
+    show_default=True,
+    help="Longest a finish waits for a job the API has not ended yet before trying again later.",
+)
+@click.option(
+    "--give-up-after",
+    type=click.FloatRange(min=1),
+    default=3600.0,
+    show_default=True,
+    help="Seconds after a delivery when a task still unfinished is left to the next `run`.",
+)
+@click.pass_obj
+def webhooks_serve(opts: GlobalOptions, host: str, port: int, finish_wait: float, give_up_after: float) -> None:
+    """Listen for deliveries (plain HTTP: put it behind the public HTTPS address given as webhook_url).
+
+    Each delivery is checked against SIXTYFOUR_WEBHOOK_SECRET (401 when it does not match or is over 300 s
+    old), recorded once by its event id, and answered at once; its job is then finished in the background
+    (fresh links, download, merge) under the sync's lease. Ctrl-C or SIGTERM stops after the finish under way.
+    """
+    import os
+    import time
+
+    from sixtyfour_sync.engine.scheduler import StopToken, handle_signals
+    from sixtyfour_sync.receiver.app import build_server, webhook_secret
+    from sixtyfour_sync.ui import LogReporter
+
+    secret = webhook_secret(os.environ)
+    if not os.environ.get("SIXTYFOUR_API_KEY"):
+        raise ConfigError(
+            "no API key: set SIXTYFOUR_API_KEY", hint="finishing a job asks the API for its status and its result"
+        )
+    token = StopToken()
+    server = build_server(
+        host,
+        port,
+        secret=secret,
+        project=opts.common(),
+        api_url=os.environ.get("SIXTYFOUR_API_URL") or None,
+        finish_wait_seconds=finish_wait,
+        give_up_after=give_up_after,
+        stop=token,
+        reporter=LogReporter(),
+    )
+    with handle_signals(token), server.running():
+        _say(opts, "webhooks.listening", f"listening on {server.url} (POST deliveries; GET /healthz)", url=server.url)
+        sys.stdout.flush()
+        while not token.requested:
+            time.sleep(0.2)
+    _say(opts, "webhooks.stopped", f"stopped ({token.reason})", reason=token.reason)
 
 
 def _register_commands() -> None:

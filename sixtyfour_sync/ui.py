@@ -291,7 +291,14 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
                 f"  {s.name}: picked up {r.jobs} job(s) left by earlier runs: {r.rows_merged:,} row(s) merged, "
                 f"{_cents(r.charged_cents)} charged for them (not counted above)"
             )
+        if s.submitted_only:
+            console.print(
+                f"  {s.name}: {s.submitted_only} job(s) in flight; they finish via webhook "
+                "(`sixtyfour-sync webhooks serve`) or the next run"
+            )
         for j in s.jobs_in_flight:
+            if s.submitted_only and j.state == "submitted":
+                continue
             console.print(
                 f"  [yellow]{s.name}: {j.file_name} is {j.state} (task {j.task_id or '-'}): "
                 "the next `sixtyfour-sync run` picks it up[/]"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -123,6 +124,17 @@ def _check_str(config: Mapping[str, Any], key: str, problems: _Problems) -> None
         problems.add(key, f"must be a string, got {_type_name(config[key])}")
 
 
+def _public_host(host: str) -> bool:
+    """False for localhost and for literal addresses that are not global (loopback, private, link-local)."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return False
+    try:
+        return ipaddress.ip_address(name).is_global
+    except ValueError:
+        return True  # a name: where it resolves is the API's to check
+
+
 def _check_webhook(value: object, problems: _Problems) -> None:
     if not isinstance(value, str):
         problems.add("webhook_url", f"must be a string, got {_type_name(value)}")
@@ -141,6 +153,13 @@ def _check_webhook(value: object, problems: _Problems) -> None:
         return
     if parts.scheme.lower() != "https" or not host:
         problems.add("webhook_url", "must be an https:// URL with a host", "the API refuses plain http")
+    elif not _public_host(host):
+        problems.add(
+            "webhook_url",
+            f"host {host} is not a public address",
+            "the API delivers only to a public HTTPS address: put `sixtyfour-sync webhooks serve` behind a "
+            "public HTTPS endpoint (a load balancer, a reverse proxy or a tunnel) and give its URL",
+        )
     if any(c.isspace() for c in value):
         problems.add("webhook_url", "must not contain whitespace")
 

@@ -132,6 +132,10 @@ class EmulatorSettings:
     webhook_max_attempts: int = 5
     webhook_retry_seconds: float = 1.0
     webhook_timeout_seconds: float = 10.0
+    #: Post every delivery to this base URL (keeping the webhook URL's path and query) instead of the
+    #: webhook URL's host, as a public HTTPS endpoint in front of a receiver would (a load balancer, a tunnel).
+    #: The webhook URL itself is still checked as the API checks it.
+    webhook_forward_to: str | None = None
     #: Seed of the generated values (not of the faults: see FaultSettings.seed).
     seed: int = 0
     faults: FaultSettings = field(default_factory=FaultSettings)

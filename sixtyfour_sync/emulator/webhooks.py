@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -121,6 +122,14 @@ class WebhookSender:
             headers["Sixtyfour-Signature"] = f"t={t},v1={sign_payload(secret, t, raw)}"
         return headers
 
+    def _target(self, url: str) -> str:
+        forward = self.settings.webhook_forward_to
+        if not forward:
+            return url
+        parts = urlsplit(url)
+        base = urlsplit(forward)
+        return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+
     def _deliver(self, task_id: str, url: str, event_id: str, event_type: str, raw: bytes) -> None:
         settings = self.settings
         delay = settings.webhook_retry_seconds
@@ -133,7 +142,7 @@ class WebhookSender:
                 if problem is None:
                     try:
                         headers = self._headers(event_id, event_type, attempt, raw)
-                        status = client.post(url, content=raw, headers=headers).status_code
+                        status = client.post(self._target(url), content=raw, headers=headers).status_code
                     except httpx.HTTPError as exc:
                         problem = type(exc).__name__
                 delivery = WebhookDelivery(

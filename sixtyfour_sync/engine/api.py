@@ -258,8 +258,16 @@ def run(
     retry_lost: bool = False,
     retry_unreadable: bool = False,
     submit_retry_seconds: float | None = None,
+    no_wait: bool = False,
+    only_tasks: Sequence[str] | None = None,
+    command: str = "run",
 ) -> RunResult:
     """Finish unfinished jobs, then select, submit, poll, download, parse and upsert; return the outcome.
+
+    ``no_wait`` submits what is selected, records the jobs and returns without polling them (a webhook
+    receiver or the next run finishes them). ``only_tasks`` finishes just those tasks of the selected syncs
+    and selects nothing new (what ``webhooks serve`` does when a delivery arrives); a sync whose lease
+    another run holds is then ``locked``, not failed.
 
     ``only_rebuilt`` keeps only the syncs whose ``source.ref`` model succeeded in the last dbt invocation
     (``target/run_results.json``): the recipe ``dbt build && sixtyfour-sync run --only-rebuilt``. ``stop`` lets
@@ -284,6 +292,8 @@ def run(
         retry_lost=retry_lost,
         retry_unreadable=retry_unreadable,
         prices=dict(project.prices),
+        no_wait=no_wait,
+        only_tasks=None if only_tasks is None else frozenset(only_tasks),
     )
     if submit_retry_seconds is not None:
         settings.submit_retry_seconds = submit_retry_seconds
@@ -305,10 +315,12 @@ def run(
                     adapter = project.adapter_for(loaded)
                     recorder = recorders.get(id(adapter))
                     if recorder is None:
-                        recorder = recorders[id(adapter)] = RunRecorder(Ledger(adapter), result.run_id, "run", names)
+                        recorder = recorders[id(adapter)] = RunRecorder(Ledger(adapter), result.run_id, command, names)
+                    began = time.time()
                     one = _run_one(
                         project, loaded, adapter, recorder, api, settings, budget, reporter, full_refresh, token
                     )
+                    one.started_at, one.completed_at = began, time.time()
                     result.syncs.append(one)
                     failed = fail_fast and one.status in ("failed", "budget")
                     if one.status == "no_credits" or result.error or failed:
@@ -423,6 +435,8 @@ def _run_one(
         try:
             lease.acquire()
         except LeaseHeldError as exc:
+            if settings.only_tasks is not None:  # the run holding it finishes those jobs itself
+                return SyncResult(name, status="locked", warnings=[str(exc)])
             return SyncResult(name, status="failed", errors=[str(exc)])
         ledger.close_stale_runs([recorder.run_id], _run_alive(ledger))
         ledger.prune_keys()
@@ -480,6 +494,24 @@ def _ledgers(project: Project, select: Sequence[str] | None) -> Iterator[Ledger]
             ledger = Ledger(adapter)
             if ledger.exists():
                 yield ledger
+
+
+@contextlib.contextmanager
+def open_ledgers(
+    project_dir: Path | str = ".",
+    *,
+    select: Sequence[str] | None = None,
+    profiles_dir: Path | str | None = None,
+    profile: str | None = None,
+    target: str | None = None,
+    env: Mapping[str, str] | None = None,
+    dbt_project_dir: Path | str | None = None,
+    vars: Mapping[str, Any] | None = None,
+) -> Iterator[list[Ledger]]:
+    """The existing ledgers of the selected syncs' warehouses, connected for the block, then closed."""
+    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars)
+    with project:
+        yield list(_ledgers(project, select))
 
 
 @dataclass

@@ -46,6 +46,10 @@ class EngineSettings:
     submit_retry_seconds: float = 900.0
     #: Per-row prices given in the project (``prices:``), per (endpoint, tier).
     prices: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: ``run --no-wait``: submit, record, and leave the jobs to a webhook receiver or the next run.
+    no_wait: bool = False
+    #: Finish only these tasks (a webhook receiver): no other job is touched and no new row is selected.
+    only_tasks: frozenset[str] | None = None
 
 
 class RunRecorder:

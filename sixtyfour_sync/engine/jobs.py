@@ -295,6 +295,8 @@ class JobDriver:
                 ctx.result.replays += 1
         ctx.reporter.on("submitted", ctx.name, rows=t.job.rows, replay=value.is_replay, task_id=value.task_id)
         t.poller = JobPoller(initial=ctx.settings.poll_interval)
+        if ctx.settings.no_wait:
+            return  # recorded as submitted: a webhook receiver or the next run finishes it
         self._later(t, "poll", t.poller.next_delay(None) or 0.0)
 
     def _submit_failed(self, t: Tracked, exc: BaseException) -> None:

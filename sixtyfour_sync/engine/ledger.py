@@ -38,6 +38,7 @@ from sixtyfour_sync.warehouse.base import Adapter, Column, LogicalType, Session,
 
 __all__ = [
     "ACTIVE_STATES",
+    "EVENTS_TABLE",
     "JOBS_TABLE",
     "JOB_KEYS_TABLE",
     "KEY_HASH",
@@ -56,6 +57,7 @@ JOBS_TABLE = "_sixtyfour_sync_jobs"
 JOB_KEYS_TABLE = "_sixtyfour_sync_job_keys"
 PRICES_TABLE = "_sixtyfour_sync_prices"
 LEASES_TABLE = "_sixtyfour_sync_leases"
+EVENTS_TABLE = "_sixtyfour_sync_webhook_events"
 #: The column of a selection (and of the job keys) holding the warehouse's hash of a row's key.
 KEY_HASH = "_sixtyfour_key_hash"
 INPUT_HASH = "_sixtyfour_input_hash"
@@ -133,6 +135,16 @@ _LEASE_COLUMNS = [
     Column("acquired_at", TS),
     Column("expires_epoch", D),
     Column("renewed_epoch", D),
+]
+#: Webhook deliveries received, one row per event id (the dedupe key), and what was done with each.
+_EVENT_COLUMNS = [
+    Column("event_type", T),
+    Column("task_id", T),
+    Column("job_id", T),
+    Column("sync_name", T),
+    Column("attempt", B),
+    Column("outcome", T),
+    Column("received_at", TS),
 ]
 _KEY_COLUMNS = [Column("job_id", T), Column("part", B), Column("data", T)]
 _PRICE_COLUMNS = [
@@ -244,6 +256,7 @@ class Ledger:
         self.keys = TableRef(JOB_KEYS_TABLE, self.schema)
         self.prices = TableRef(PRICES_TABLE, self.schema)
         self.leases = TableRef(LEASES_TABLE, self.schema)
+        self.events = TableRef(EVENTS_TABLE, self.schema)
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.guard: Callable[[], None] = _no_guard
@@ -268,6 +281,7 @@ class Ledger:
             self.prices, [Column("endpoint", T, nullable=False), Column("tier", T, nullable=False)], _PRICE_COLUMNS
         )
         a.ensure_table(self.leases, [Column("sync_name", T, nullable=False)], _LEASE_COLUMNS)
+        a.ensure_table(self.events, [Column("event_id", T, nullable=False)], _EVENT_COLUMNS)
         # No primary key on the job keys: they are only ever read by job, and an index over millions of hashes
         # would cost more memory than the rows themselves.
         if not a.table_exists(self.keys):
@@ -550,6 +564,45 @@ class Ledger:
             ["endpoint", "tier"],
             [UpsertPart(data, ["price_cents_per_row", "learned_at", "job_id", "sync_name"])],
         )
+
+    # -- webhook events ------------------------------------------------------------------------------
+
+    def event_seen(self, event_id: str) -> bool:
+        """Whether a webhook delivery with this event id was received before."""
+        if not self.adapter.table_exists(self.events):
+            return False
+        with self.adapter.session() as s:
+            return bool(s.select(self.events, {"event_id": event_id}, columns=["event_id"]))
+
+    def record_event(
+        self,
+        event_id: str,
+        *,
+        event_type: str | None,
+        task_id: str | None,
+        attempt: int | None,
+        outcome: str,
+        job: Job | None = None,
+    ) -> bool:
+        """Record a delivery once; False (and nothing written) when its event id is already there."""
+        self.ensure()
+        row = {
+            "event_id": event_id,
+            "event_type": event_type,
+            "task_id": task_id,
+            "job_id": None if job is None else job.job_id,
+            "sync_name": None if job is None else job.sync_name,
+            "attempt": attempt,
+            "outcome": outcome,
+            "received_at": utcnow(),
+        }
+        with self.adapter.session() as s:  # one statement: two receivers racing on one event insert it once
+            return s.insert_if_absent(self.events, row, ["event_id"])
+
+    def set_event_outcome(self, event_id: str, outcome: str) -> None:
+        """Say what became of a delivery (finished, ignored, left to a run)."""
+        with self.adapter.session() as s:
+            s.update(self.events, {"outcome": outcome}, {"event_id": event_id})
 
     # -- helpers -------------------------------------------------------------------------------------
 

@@ -153,7 +153,13 @@ class SyncRunner:
             if not self.prepared:
                 self.prepare()
             self._resume()
-            if self.stop_reason is None and not ctx.stop.requested and self.driver.key_refused is None:
+            finishing_only = ctx.settings.only_tasks is not None
+            if (
+                self.stop_reason is None
+                and not ctx.stop.requested
+                and self.driver.key_refused is None
+                and not finishing_only
+            ):
                 self._run_new()
             if self.driver.key_refused is not None:
                 raise self.driver.key_refused
@@ -249,6 +255,9 @@ class SyncRunner:
         if not ctx.ledger.exists():
             return
         jobs = ctx.ledger.jobs_for(sync_name=ctx.name, states=sorted(ACTIVE | HELD))
+        only = ctx.settings.only_tasks
+        if only is not None:  # a webhook receiver finishes the tasks it heard of, nothing else
+            jobs = [j for j in jobs if j.task_id in only and j.state in ACTIVE]
         held = [j for j in jobs if j.state in HELD and not self._retrying(j.state)]
         todo = [j for j in jobs if j.state in ACTIVE or (j.state in HELD and self._retrying(j.state))]
         if held:
@@ -310,6 +319,8 @@ class SyncRunner:
             else:
                 t.sent = self._sent_rows(t, selection)
             d.submit(t)
+        elif state is S.SUBMITTED and ctx.settings.no_wait:
+            return  # --no-wait: left in flight for a webhook receiver or the next run
         elif state in (S.SUBMITTED, S.LOST):
             t.sent = self._sent_rows(t, selection)
             t.poller = JobPoller(initial=ctx.settings.poll_interval)
@@ -657,7 +668,19 @@ class SyncRunner:
 
     def _finish_status(self) -> None:
         r = self.result
-        if r.status == "ok" and (r.jobs_in_flight or r.jobs_needing_attention):
+        in_flight = r.jobs_in_flight
+        if self.ctx.settings.no_wait and r.status in ("ok", "nothing_to_do") and not r.jobs_needing_attention:
+            waiting = [j for j in in_flight if j.state == S.SUBMITTED.value]
+            if waiting:
+                r.status = "ok"
+                r.submitted_only = len(waiting)
+                self.ctx.note(
+                    f"{len(waiting)} job(s) in flight; they finish via webhook (`sixtyfour-sync webhooks serve`) "
+                    "or the next run"
+                )
+            if len(waiting) == len(in_flight):
+                return
+        if r.status == "ok" and (in_flight or r.jobs_needing_attention):
             r.status = "partial"
 
 

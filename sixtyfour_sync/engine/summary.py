@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -87,12 +88,18 @@ class ResumedWork:
     charged_cents: float = 0.0
 
 
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 @dataclass
 class SyncResult:
     """The outcome of one sync in a run."""
 
     name: str
-    status: str = "ok"  # ok | nothing_to_do | partial | failed | budget | no_credits | interrupted | skipped
+    #: ok | nothing_to_do | partial | failed | budget | no_credits | interrupted | skipped | locked (a webhook
+    #: receiver found the sync's lease held: the run holding it finishes the job)
+    status: str = "ok"
     rows_by_reason: dict[str, int] = field(default_factory=dict)
     rows_sent: int = 0
     rows_enriched: int = 0
@@ -112,6 +119,11 @@ class SyncResult:
     replays: int = 0
     #: Rows merged from a result that lacked a requested column (asked again next run).
     incomplete_rows: int = 0
+    #: ``run --no-wait``: jobs left submitted on purpose, to finish via webhook or the next run.
+    submitted_only: int = 0
+    #: When the sync started and ended in this run (unix seconds, UTC), and how long it took.
+    started_at: float | None = None
+    completed_at: float | None = None
 
     @property
     def resumed_jobs(self) -> int:
@@ -170,8 +182,19 @@ class SyncResult:
                 {"job_id": j.job_id, "task_id": j.task_id, "state": j.state, "error": j.error}
                 for j in self.jobs_needing_attention
             ],
+            "jobs_left_to_finish": self.submitted_only,
             "errors": list(self.errors),
             "warnings": list(self.warnings),
+            **self._timing(),
+        }
+
+    def _timing(self) -> dict[str, Any]:
+        if self.started_at is None or self.completed_at is None:
+            return {}
+        return {
+            "started_at": _iso(self.started_at),
+            "completed_at": _iso(self.completed_at),
+            "duration_seconds": round(self.completed_at - self.started_at, 3),
         }
 
 

@@ -117,6 +117,27 @@ def test_webhook_url_length() -> None:
         validate_config("people", {"webhook_url": ""})
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://localhost/h",
+        "https://127.0.0.1:8443/h",
+        "https://10.1.2.3/h",
+        "https://[::1]/h",
+        "https://169.254.1.1/",
+    ],
+)
+def test_webhook_url_must_be_a_public_address(url: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        validate_config("people", {"webhook_url": url})
+    assert "not a public address" in _problems(exc)["webhook_url"]
+
+
+@pytest.mark.parametrize("url", ["https://hooks.example.com/h", "https://8.8.8.8/h", "https://[2001:4860::8888]/h"])
+def test_public_webhook_urls_pass(url: str) -> None:
+    validate_config("people", {"webhook_url": url})
+
+
 def test_config_size_limit_names_limit_and_actual() -> None:
     plan = "x" * (MAX_CONFIG_CHARS - len('{"research_plan":""}'))
     assert len(validate_config("people", {"research_plan": plan})) == MAX_CONFIG_CHARS

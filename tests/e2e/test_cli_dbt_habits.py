@@ -209,6 +209,9 @@ def test_run_and_plan_write_run_results_under_the_dbt_target_path(project: E2EPr
     assert result["unique_id"] == "sync.enrich_leads" and result["rows"]["sent"] == 6
     assert result["charged_cents"] > 0 and set(result["fill_rate"]) == {"email", "title", "employee_count"}
     assert result["jobs"][0]["task_id"] and project.api_key not in json.dumps(doc)
+    timing = result["timing"]
+    assert timing["started_at"].endswith("Z") and timing["completed_at"] >= timing["started_at"]
+    assert 0 <= timing["duration_seconds"] <= doc["elapsed_time"] + 1
     flag = run_cli(project, "plan", "--target-path", str(project.dir / "flagged"))
     assert flag.returncode == 0 and (project.dir / "flagged" / "sixtyfour_run_results.json").is_file()
 

@@ -165,6 +165,7 @@ REDACTED_LOGGERS = (
     "sixtyfour_sync.engine",
     "sixtyfour_sync.engine.lease",
     "sixtyfour_sync.progress",
+    "sixtyfour_sync.receiver",
     "sixtyfour_sync.warehouse",
     "sixtyfour_sync.warehouse.bigquery",
     "sixtyfour_sync.warehouse.databricks",

@@ -84,6 +84,7 @@ def run_results(result: RunResult) -> list[dict[str, Any]]:
             "estimated_cost_cents": s["estimated_cost_cents"],
             "charged_cents": s["charged_cents"],
             "fill_rate": s["fill_rate"],
+            "gated_below_confidence": s.get("gated_below_confidence", {}),
             "mean_fill_rate": _fill_rate_summary(s["fill_rate"]),
             "timing": {k: s[k] for k in _TIMING_KEYS if k in s},
             "errors": s["errors"],

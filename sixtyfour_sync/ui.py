@@ -283,6 +283,9 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
         if s.fill_rate:
             rates = ", ".join(f"{k} {v:.0%}" for k, v in s.fill_rate.items())
             console.print(f"  {s.name} fill rate: {rates}")
+        if any(s.gated.values()):
+            held = ", ".join(f"{k} {v:,}" for k, v in s.gated.items() if v)
+            console.print(f"  {s.name}: below min_confidence, not written: {held}")
         if s.replays:
             console.print(f"  {s.name}: {s.replays} file(s) answered by an earlier job (replay: $0 new charge)")
         if s.resumed_jobs:

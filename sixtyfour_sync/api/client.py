@@ -324,6 +324,10 @@ class SixtyfourClient:
                     retry_after = parse_retry_after(response.headers.get("retry-after"), now=self._wall_clock())
                     error = error_from_response(response, retry_after=retry_after, what=what)
                     retry = should_retry(response.status_code)
+                    if reservation is not None and 400 <= response.status_code < 500:
+                        # Refused (429, 4xx): no job was accepted, so it takes no place in the API's window; a
+                        # 5xx may have created one, so its slot stays counted.
+                        self._limiter.release(reservation)
                     if submission and isinstance(error, RateLimitError):
                         self._limiter.penalize(self._key, retry_after)
             if not retry or attempt >= self._retry.max_attempts:

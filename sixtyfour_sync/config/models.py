@@ -129,6 +129,13 @@ class StructField(_Strict):
         "list[float], list[bool] or dict (aliases string, integer, boolean). Lists and dicts are stored as JSON.",
         json_schema_extra={"enum": list[JsonValue](sorted(_TYPE_ALIASES))},
     )
+    min_confidence: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="This field's confidence threshold (0-100), over the sync's min_confidence: an answer below "
+        "it is not written. Needs field_confidence: true.",
+    )
 
     @field_validator("type")
     @classmethod
@@ -339,6 +346,20 @@ class SyncSpec(_Strict):
     field_confidence: bool = Field(
         default=False, description="Ask for a 0-100 confidence per field, stored as <field>_confidence."
     )
+    min_confidence: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Confidence gating (needs field_confidence: true): a field answered below this confidence "
+        "(0-100) is not written; the previous value stays, the answer's confidence goes to <field>_confidence and "
+        "_sixtyfour_field_status says low_confidence for that field. A struct field's own min_confidence wins. "
+        "Changing it asks nothing again.",
+    )
+    overwrite: Literal["higher_confidence", "always"] = Field(
+        default="higher_confidence",
+        description="With field_confidence: higher_confidence (default) never overwrites a stored value whose "
+        "confidence is higher than the new answer's; always writes every answer that passes min_confidence.",
+    )
     research_plan: str | None = Field(
         default=None,
         description="Free-text guidance for the research (sent as config.research_plan); part of the question, "
@@ -346,8 +367,10 @@ class SyncSpec(_Strict):
     )
     webhook_url: str | None = Field(
         default=None,
-        description="An https:// URL (at most 2083 characters) the API POSTs to when a job completes. It must "
-        "resolve to a public address (the API refuses private and loopback ones). The run still polls.",
+        description="An https:// URL (at most 2083 characters) the API POSTs a signed delivery to when a job "
+        "ends. It must resolve to a public address: the API refuses localhost, loopback and private addresses, and "
+        "so does every command here before anything is written. Point it at the public HTTPS address in front of "
+        "`sixtyfour-sync webhooks serve`, which finishes the jobs; `run` still polls unless given --no-wait.",
     )
     target: TargetSpec = Field(description="Where the enriched columns are written.")
     refresh: RefreshSpec = Field(default_factory=RefreshSpec, description="Which rows a run selects.")
@@ -420,10 +443,24 @@ class SyncSpec(_Strict):
                     f"struct field {name!r} has the name of a source column; the result file would hold two "
                     "columns of that name: rename the field"
                 )
+        gated = [n for n, f in self.struct.items() if f.min_confidence is not None]
+        if (self.min_confidence is not None or gated) and not self.field_confidence:
+            where = "min_confidence" if self.min_confidence is not None else f"struct.{gated[0]}.min_confidence"
+            raise ValueError(f"{where} needs field_confidence: true (the API then sends a confidence per field)")
         for col in self.output_columns():
             if col.lower() in lower_key:
                 raise ValueError(f"target column {col!r} would overwrite the key: change target.prefix")
         return self
+
+    def threshold(self, field: str) -> int | None:
+        """The confidence below which an answer for ``field`` is not written (None: no gating)."""
+        own = self.struct[field].min_confidence
+        return own if own is not None else self.min_confidence
+
+    @property
+    def gating(self) -> bool:
+        """Whether any field is gated by confidence."""
+        return self.field_confidence and any(self.threshold(f) is not None for f in self.struct)
 
     # -- derived -----------------------------------------------------------------------------------
 
@@ -449,7 +486,10 @@ class SyncSpec(_Strict):
         cols = [self.column_for(f) for f in self.struct]
         if self.field_confidence:
             cols += [self.column_for(f"{f}_confidence") for f in self.struct]
-        return cols + self.bookkeeping_columns()
+        cols += self.bookkeeping_columns()
+        if self.gating:
+            cols.append(self.bookkeeping("field_status"))
+        return cols
 
     def spec_hash(self, fields: Iterable[str] | None = None) -> str:
         """Hash of what is asked (endpoint, struct, tier, options): a change re-enriches under ``changed``.

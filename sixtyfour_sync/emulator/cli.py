@@ -111,6 +111,13 @@ _RATE = click.FloatRange(0.0, 1.0)
 )
 @click.option("--allow-insecure-webhooks", is_flag=True, help="Allow http:// webhook URLs to loopback addresses.")
 @click.option(
+    "--webhook-forward-to",
+    default=None,
+    metavar="URL",
+    help="Post every delivery to this base URL (keeping the webhook URL's path), as a public HTTPS endpoint in "
+    "front of `sixtyfour-sync webhooks serve` would.",
+)
+@click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,

@@ -15,6 +15,7 @@ with the ledger write.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,6 +58,8 @@ class MergePlan:
     filled: dict[str, int]
     missing_columns: list[str]
     warnings: list[str] = field(default_factory=list)
+    #: Answers below min_confidence per field, not written.
+    gated: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -166,13 +169,22 @@ def plan_merge(
     stamps = pc.if_else(is_enriched, partial_stamp, full_stamp)
     data = data.append_column(bk("spec_hash"), _cat(stamps, pa.array([full_stamp] * n_missing)))
     fields = [spec.column_for(c) for c in values]
+    guards = {f: Guard(when=write) for f in fields}
+    gated: dict[str, int] = {}
+    filled = {f: int(pc.sum(pc.is_valid(returned.column(f))).as_py() or 0) for f in spec.struct}
+    if spec.field_confidence:
+        data, guards, gated = _confidence_guards(spec, data, returned, is_enriched, n_missing, write)
+        filled = {f: filled[f] - gated.get(f, 0) for f in filled}
+    set_columns = [*fields, *book]
+    if spec.gating:
+        set_columns.append(spec.bookkeeping("field_status"))
     parts = []
     if n:
         parts.append(
             UpsertPart(
                 data,
-                [*fields, *book],
-                guards={f: Guard(when=write) for f in fields},
+                set_columns,
+                guards=guards,
                 insert_only=insert_only,
                 unique_keys=True,  # results are folded to one row per key, and sent keys are unique
             )
@@ -192,7 +204,6 @@ def plan_merge(
         warnings.append(f"{file_label}: {rec.missing.num_rows} sent row(s) came back without a result; marked failed")
     if parsed.duplicate_keys:
         warnings.append(f"{file_label}: {parsed.duplicate_keys} duplicate result row(s) were folded")
-    filled = {f: int(pc.sum(pc.is_valid(returned.column(f))).as_py() or 0) for f in spec.struct}
     return MergePlan(
         parts=parts,
         enriched=enriched_rows,
@@ -203,7 +214,52 @@ def plan_merge(
         filled=filled,
         missing_columns=list(parsed.missing_columns),
         warnings=warnings,
+        gated=gated,
     )
+
+
+def _confidence_guards(
+    spec: SyncSpec,
+    data: pa.Table,
+    returned: pa.Table,
+    is_enriched: pa.ChunkedArray,
+    n_missing: int,
+    write: str,
+) -> tuple[pa.Table, dict[str, Guard], dict[str, int]]:
+    """Per-field guards: min_confidence gating and, unless ``overwrite: always``, never below a stored confidence.
+
+    A field answered below its threshold (or without a confidence) is not written: its value stays, its
+    confidence is kept in ``<field>_confidence`` and ``_sixtyfour_field_status`` says ``low_confidence``.
+    """
+    guards: dict[str, Guard] = {}
+    gated: dict[str, int] = {}
+    statuses: list[pa.ChunkedArray] = []
+    keep_higher = spec.overwrite != "always"
+    no = pa.array([False] * n_missing, pa.bool_())
+    for f in spec.struct:
+        col, conf_col = spec.column_for(f), spec.column_for(f"{f}_confidence")
+        conf = returned.column(f"{f}_confidence")
+        not_below = conf_col if keep_higher else None
+        threshold = spec.threshold(f)
+        if threshold is None:
+            low = pa.chunked_array([pa.array([False] * returned.num_rows, pa.bool_())])
+        else:
+            below = pc.or_kleene(pc.is_null(conf), pc.less(conf, pa.scalar(threshold, conf.type)))
+            low = pc.fill_null(pc.and_kleene(pc.and_kleene(is_enriched, pc.is_valid(returned.column(f))), below), False)
+        gated[f] = int(pc.sum(low).as_py() or 0)
+        when = f"__sixtyfour_write_{f}"
+        data = data.append_column(when, _cat(pc.and_(is_enriched, pc.invert(low)), no))
+        guards[col] = Guard(when=when, not_below=not_below)
+        guards[conf_col] = Guard(when=write, not_below=not_below)
+        text = pc.if_else(low, json.dumps({f: "low_confidence"})[1:-1] + ", ", "")
+        statuses.append(_cat(text, pa.array([""] * n_missing, pa.string())))
+    if spec.gating:
+        # {"email": "low_confidence", ...} for the fields held back; NULL when none was
+        joined = pc.utf8_rtrim(pc.binary_join_element_wise(*statuses, ""), characters=", ")
+        wrapped = pc.binary_join_element_wise("{", joined, "}", "")
+        status = pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), wrapped)
+        data = data.append_column(spec.bookkeeping("field_status"), status)
+    return data, guards, gated
 
 
 def _cat(a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:

@@ -135,6 +135,8 @@ class Merger:
             r.returned += plan.returned
             for f, n in plan.filled.items():
                 r.filled[f] = r.filled.get(f, 0) + n
+        for f, n in plan.gated.items():
+            r.gated[f] = r.gated.get(f, 0) + n
         if plan.missing_columns:
             r.incomplete_rows += plan.enriched
             if r.status in ("ok", "nothing_to_do"):

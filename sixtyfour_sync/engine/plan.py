@@ -78,6 +78,8 @@ def owned_columns(spec: SyncSpec) -> list[Column]:
         Column(spec.bookkeeping("input_hash"), LogicalType.TEXT),
         Column(spec.bookkeeping("spec_hash"), LogicalType.TEXT),
     ]
+    if spec.gating:  # which fields of the row's last answer were held back, and why (JSON)
+        cols.append(Column(spec.bookkeeping("field_status"), LogicalType.TEXT))
     return cols
 
 

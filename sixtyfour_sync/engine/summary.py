@@ -111,6 +111,8 @@ class SyncResult:
     charged_cents: float = 0.0
     jobs: list[JobOutcome] = field(default_factory=list)
     filled: dict[str, int] = field(default_factory=dict)
+    #: Answers held back per field (below min_confidence), not written.
+    gated: dict[str, int] = field(default_factory=dict)
     returned: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -172,6 +174,7 @@ class SyncResult:
             "estimated_cost_cents": self.estimated_cost_cents,
             "charged_cents": self.charged_cents,
             "fill_rate": {k: round(v, 4) for k, v in self.fill_rate.items()},
+            "gated_below_confidence": dict(self.gated),
             "jobs": [vars(j) for j in self.jobs if not j.resumed],
             "replays": self.replays,
             "incomplete_rows": self.incomplete_rows,

@@ -218,6 +218,11 @@ def print_plans(plans: Sequence[SyncPlan], log_format: str, console: Console | N
             notes.append(f"{p.price_cents_per_row:g} cents/row ({p.price_source})")
         if p.unfinished_jobs:
             notes.append(f"{p.unfinished_jobs} unfinished job(s) will be finished first")
+        for step in p.escalation:
+            cost = _cents(step["estimated_cost_cents"]) if step["estimated_cost_cents"] is not None else "cost unknown"
+            rate = "weak rate unknown" if step["weak_rate"] is None else (
+                f"{step['weak_rate']:.0%} weak, from {step['learned_from']}")  # fmt: skip
+            notes.append(f"escalation to {step['tier']}: ~{step['rows']:,} row(s), {cost} ({rate})")
         if p.key_problems:
             notes.append(p.key_problems)
         if p.new_columns:
@@ -283,6 +288,8 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
         if s.fill_rate:
             rates = ", ".join(f"{k} {v:.0%}" for k, v in s.fill_rate.items())
             console.print(f"  {s.name} fill rate: {rates}")
+        if len(s.tiers) > 1:
+            console.print(f"  {s.name} by tier: " + "; ".join(_tier_line(t, v, s) for t, v in s.tiers.items()))
         if any(s.gated.values()):
             held = ", ".join(f"{k} {v:,}" for k, v in s.gated.items() if v)
             console.print(f"  {s.name}: below min_confidence, not written: {held}")
@@ -314,6 +321,14 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
             console.print(f"  [red]{s.name}: {e}[/]")
     if result.error:
         console.print(f"[red]{result.error}[/]")
+
+
+def _tier_line(tier: str, stats: Mapping[str, Any], s: Any) -> str:
+    """``medium: 40 asked, 31 enriched, fill +22% email, +15% title``: what one tier added."""
+    base = max(int(next(iter(s.tiers.values()))["returned"] or 0), 1)
+    gains = ", ".join(f"+{n / base:.0%} {f}" for f, n in stats["filled"].items() if n)
+    line = f"{tier}: {stats['rows_sent']:,} asked, {stats['rows_enriched']:,} enriched"
+    return line + (f", fill {gains}" if gains else "")
 
 
 def _charged(row: Mapping[str, Any]) -> str:

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
@@ -54,6 +55,7 @@ BOOKKEEPING_COLUMNS = (
     "_sixtyfour_task_id",
     "_sixtyfour_input_hash",
     "_sixtyfour_spec_hash",
+    "_sixtyfour_tier",
 )
 
 # Canonical struct type names; the API accepts the aliases on the left.
@@ -323,6 +325,8 @@ class BudgetSpec(_Strict):
 class SyncSpec(_Strict):
     """One sync: rows from a source, enriched by an endpoint, written to a target."""
 
+    _question_tier: str | None = PrivateAttr(default=None)
+
     name: str = Field(
         description="Unique across models/; what --select matches. Letters, digits, _, - and . (at most 128)."
     )
@@ -342,6 +346,13 @@ class SyncSpec(_Strict):
         description="Research depth: micro, low (default), medium, high; people also xhigh and scout. high, xhigh "
         "and scout are gated: 403 without access.",
         json_schema_extra={"enum": list[JsonValue](sorted(set(_TIERS["people"]) | set(_TIERS["company"])))},
+    )
+    escalate: list[str] = Field(
+        default_factory=list,
+        description="Tier escalation: the tiers to ask next, in order (escalate: [medium, high]). Once the run has "
+        "merged the answers at `tier`, rows that came back failed, with a requested field empty, or below "
+        "min_confidence are asked again at the next tier, within the budget; a row is never asked twice at one "
+        "tier for one question. The tier of each answer is in _sixtyfour_tier.",
     )
     field_confidence: bool = Field(
         default=False, description="Ask for a 0-100 confidence per field, stored as <field>_confidence."
@@ -443,6 +454,17 @@ class SyncSpec(_Strict):
                     f"struct field {name!r} has the name of a source column; the result file would hold two "
                     "columns of that name: rename the field"
                 )
+        for i, step in enumerate(self.escalate):
+            if step not in tiers:
+                raise ValueError(
+                    f"escalate[{i}]: tier {step!r} is not offered by the {self.endpoint} endpoint; use one of: "
+                    + ", ".join(tiers)
+                )
+            if step == self.tier or step in self.escalate[:i]:
+                raise ValueError(
+                    f"escalate[{i}]: tier {step!r} is already asked (tier: {self.tier}, escalate: "
+                    f"{self.escalate}); each tier appears once"
+                )
         gated = [n for n, f in self.struct.items() if f.min_confidence is not None]
         if (self.min_confidence is not None or gated) and not self.field_confidence:
             where = "min_confidence" if self.min_confidence is not None else f"struct.{gated[0]}.min_confidence"
@@ -451,6 +473,17 @@ class SyncSpec(_Strict):
             if col.lower() in lower_key:
                 raise ValueError(f"target column {col!r} would overwrite the key: change target.prefix")
         return self
+
+    def escalated(self, tier: str) -> SyncSpec:
+        """This sync asked at ``tier`` (an escalation step): same question, same stamp, another depth."""
+        step = self.model_copy(update={"tier": tier, "escalate": []})
+        step._question_tier = self._question_tier or self.tier
+        return step
+
+    @property
+    def question_tier(self) -> str:
+        """The tier the sync's question is defined at (``tier``; for an escalation step, the sync's tier)."""
+        return self._question_tier or self.tier
 
     def threshold(self, field: str) -> int | None:
         """The confidence below which an answer for ``field`` is not written (None: no gating)."""
@@ -502,7 +535,8 @@ class SyncSpec(_Strict):
         spec = {
             "endpoint": self.endpoint,
             "struct": {k: {"description": f.description, "type": f.type} for k, f in sorted(struct.items())},
-            "tier": self.tier,
+            # an escalated answer is stamped with the question as the sync asks it (at its own tier)
+            "tier": self._question_tier or self.tier,
             "field_confidence": self.field_confidence,
             "research_plan": self.research_plan or None,
         }

@@ -309,17 +309,17 @@ class Emulator:
     ) -> list[dict[str, Any]]:
         """The output rows this emulator produces for these input rows (pure Python, for tests).
 
-        The tier does not change values. Passthrough values are returned as given.
+        Each tier has its own values and failure rate (``tier_seed``, ``tier_failure_rate``). Passthrough
+        values are returned as given.
         """
-        del tier  # documented as not influencing the values
         return reference_output(
             struct,
             rows,
             endpoint=endpoint,
             field_confidence=field_confidence,
             columns=columns,
-            seed=self.settings.seed,
-            failure_rate=self.settings.failure_rate,
+            seed=self.settings.tier_seed(tier),
+            failure_rate=self.settings.tier_failure_rate(tier),
             carried=self._carried(),
         )
 
@@ -401,7 +401,8 @@ class Emulator:
 
     def _produce(self, job: Job) -> None:
         s = self.settings
-        options = OutputOptions(s.seed, s.failure_rate, s.preview_max_rows, self._carried())
+        tier = str(job.config.get("tier") or "low")
+        options = OutputOptions(s.tier_seed(tier), s.tier_failure_rate(tier), s.preview_max_rows, self._carried())
         with self._heavy:
             job.files, job.failed_rows = produce_outputs(job, options, s.clock())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -138,6 +139,11 @@ class EmulatorSettings:
     webhook_forward_to: str | None = None
     #: Seed of the generated values (not of the faults: see FaultSettings.seed).
     seed: int = 0
+    #: ``failure_rate`` is that of tier ``low``; other tiers fail this many times as often (deeper research
+    #: finds more), and draw their values and confidences with a seed of their own.
+    tier_failure_factors: Mapping[str, float] = field(
+        default_factory=lambda: {"micro": 1.5, "low": 1.0, "medium": 0.5, "high": 0.25, "xhigh": 0.15, "scout": 0.5}
+    )
     faults: FaultSettings = field(default_factory=FaultSettings)
     #: The clock everything time-based reads (jobs, links, rate limits, idempotency).
     clock: Callable[[], float] = time.time
@@ -152,6 +158,16 @@ class EmulatorSettings:
     #: Outputs leave out the carried columns (uploaded, not in ``columns``) except ``keep_carried_columns``.
     strip_carried_columns: bool = False
     keep_carried_columns: frozenset[str] = frozenset()
+
+    def tier_seed(self, tier: str) -> int:
+        """The seed of a tier's values: ``seed`` at ``low``, another one per other tier."""
+        if tier == "low":
+            return self.seed
+        return self.seed + int.from_bytes(hashlib.sha256(tier.encode()).digest()[:4], "big")
+
+    def tier_failure_rate(self, tier: str) -> float:
+        """The share of rows that fail at ``tier``."""
+        return min(1.0, self.failure_rate * float(self.tier_failure_factors.get(tier, 1.0)))
 
     def __post_init__(self) -> None:
         _check_rate("failure_rate", self.failure_rate)

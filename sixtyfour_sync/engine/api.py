@@ -10,6 +10,7 @@ Orchestrators (Airflow, Dagster, cron) call these directly::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -24,6 +25,7 @@ from sixtyfour_sync.config.models import LoadedSync
 from sixtyfour_sync.engine.budget import Budget
 from sixtyfour_sync.engine.checks import check_sync
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder
+from sixtyfour_sync.engine.escalation import escalate
 from sixtyfour_sync.engine.lease import Lease, LeaseHeldError, pid_alive
 from sixtyfour_sync.engine.ledger import Job, Ledger, new_run_id
 from sixtyfour_sync.engine.plan import owned_columns, plan_sync, target_ref
@@ -442,7 +444,14 @@ def _run_one(
         ledger.prune_keys()
         runner.ctx.lease = lease
         try:
-            return runner.run()
+            result = runner.run()
+            if loaded.spec.escalate and settings.only_tasks is None:
+                escalate(result, runner, stop=stop, make_runner=lambda sub, prev: SyncRunner(
+                    loaded=dataclasses.replace(loaded, spec=sub), adapter=adapter, ledger=ledger, client=api,
+                    run_id=recorder.run_id, settings=settings, budget=budget, recorder=recorder, stop=stop,
+                    reporter=reporter, ref_table=ref, escalate_from=prev, lease=lease,
+                ))  # fmt: skip
+            return result
         except ApiKeyRefusedError:
             raise
         except SixtyfourSyncError as exc:

@@ -168,6 +168,7 @@ def plan_merge(
     data = data.append_column(bk("input_hash"), _cat(returned.column(_HASH), missing.column(_HASH)))
     stamps = pc.if_else(is_enriched, partial_stamp, full_stamp)
     data = data.append_column(bk("spec_hash"), _cat(stamps, pa.array([full_stamp] * n_missing)))
+    data = data.append_column(bk("tier"), pa.array([spec.tier] * n, pa.string()))
     fields = [spec.column_for(c) for c in values]
     guards = {f: Guard(when=write) for f in fields}
     gated: dict[str, int] = {}

@@ -6,9 +6,10 @@ Nothing here writes anything or calls the API.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,13 +21,16 @@ from sixtyfour_sync.engine.select import (
     KEY_ROWS_COLUMN,
     REASON_COLUMN,
     Selection,
+    answered_at_sql,
     bucket_count,
     build_selection,
     count_by_reason_sql,
     drop_held,
     source_relation_sql,
+    weak_answer_sql,
 )
 from sixtyfour_sync.engine.states import ACTIVE, HELD
+from sixtyfour_sync.engine.states import JobState as S
 from sixtyfour_sync.engine.summary import SyncPlan
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
 from sixtyfour_sync.warehouse.base import Adapter, Column, LogicalType, TableRef
@@ -77,6 +81,7 @@ def owned_columns(spec: SyncSpec) -> list[Column]:
         Column(spec.bookkeeping("task_id"), LogicalType.TEXT),
         Column(spec.bookkeeping("input_hash"), LogicalType.TEXT),
         Column(spec.bookkeeping("spec_hash"), LogicalType.TEXT),
+        Column(spec.bookkeeping("tier"), LogicalType.TEXT),
     ]
     if spec.gating:  # which fields of the row's last answer were held back, and why (JSON)
         cols.append(Column(spec.bookkeeping("field_status"), LogicalType.TEXT))
@@ -140,8 +145,8 @@ class Price:
 def resolve_price(spec: SyncSpec, ledger: Ledger | None, prices: dict[tuple[str, str], float] | None) -> Price | None:
     """The per-row price to plan with: the sync's ``budget.price_cents_per_row``, the project's ``prices:``,
     what the ledger learned for the endpoint and tier, or None when nothing is known."""
-    if spec.budget.price_cents_per_row is not None:
-        return Price(spec.budget.price_cents_per_row, "budget.price_cents_per_row")
+    if spec.budget.price_cents_per_row is not None and spec.question_tier == spec.tier:
+        return Price(spec.budget.price_cents_per_row, "budget.price_cents_per_row")  # the sync's own tier only
     if prices and (spec.endpoint, spec.tier) in prices:
         return Price(prices[(spec.endpoint, spec.tier)], "prices: in the project")
     if ledger is not None and ledger.exists():
@@ -256,6 +261,12 @@ def plan_sync(
     new_cols = []
     if columns is not None:
         new_cols = [c.name for c in owned_columns(spec) if adapter.find_column(columns, c.name) is None]
+    escalation = (
+        plan_escalation(adapter, spec, target, columns, selection_args={"source_sql": source_sql, "inputs": inputs},
+                        rows=rows, ledger=ledger if has_ledger else None, prices=prices)
+        if spec.escalate
+        else []
+    )  # fmt: skip
     return SyncPlan(
         name=spec.name,
         endpoint=spec.endpoint,
@@ -274,4 +285,75 @@ def plan_sync(
         target_exists=exists,
         new_columns=new_cols,
         preview=preview,
+        escalation=escalation,
     )
+
+
+def plan_escalation(
+    adapter: Adapter,
+    spec: SyncSpec,
+    target: TableRef,
+    columns: Mapping[str, LogicalType | str] | None,
+    *,
+    selection_args: Mapping[str, Any],
+    rows: int,
+    ledger: Ledger | None,
+    prices: dict[tuple[str, str], float] | None,
+) -> list[dict[str, Any]]:
+    """Expected rows and cost of each escalation step: the weak answers waiting in the target, plus the rows
+    this run sends times the weak rate learned at the step before (from the target's answers at that tier, or
+    the ledger's failed rows)."""
+    steps: list[dict[str, Any]] = []
+    previous, coming = spec.tier, float(rows)
+    ladder = [spec.tier, *spec.escalate]
+    lit = "'" + spec.spec_hash().replace("'", "''") + "'"
+    for tier in spec.escalate:
+        waiting, rate, learned_from = 0, None, None
+        if columns is not None:
+
+            def col(name: str) -> str:
+                stored = adapter.find_column(columns, name)
+                return "NULL" if stored is None else f"t.{adapter.quote_char}{stored}{adapter.quote_char}"
+
+            sel = build_selection(adapter, spec.escalated(tier), target=target, target_columns=columns,
+                                  spec_hash=spec.spec_hash(), escalate_from=previous, **selection_args)  # fmt: skip
+            # asked at ``previous``: rows answered there, and rows escalated beyond it (weak there)
+            later = [answered_at_sql(spec, col, t, lit) for t in ladder[ladder.index(previous) + 1 :]]
+            here = answered_at_sql(spec, col, previous, lit)
+            beyond = " OR ".join(f"({c})" for c in later) or "1 = 0"
+            with adapter.session() as s:
+                waiting = sum(int(n) for _, n in s.fetchall(count_by_reason_sql(adapter, sel)))
+                row = s.fetchone(
+                    f"SELECT SUM(CASE WHEN ({here}) OR {beyond} THEN 1 ELSE 0 END), "
+                    f"SUM(CASE WHEN (({here}) AND {weak_answer_sql(spec, col)}) OR {beyond} THEN 1 ELSE 0 END) "
+                    f"FROM {adapter.table_sql(target)} t"
+                )
+            answered, weak = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+            if answered:
+                rate, learned_from = weak / answered, f"{answered:,} answer(s) asked at {previous} in the target"
+        if rate is None and ledger is not None:
+            jobs = [
+                j
+                for j in ledger.job_rows()
+                if j.get("sync_name") == spec.name and j.get("tier") == previous and j.get("state") == S.MERGED.value
+            ]
+            asked = sum(int(j.get("rows") or 0) for j in jobs)
+            if asked:
+                weak_rows = sum(int(j.get("rows_failed") or 0) + int(j.get("rows_not_returned") or 0) for j in jobs)
+                rate, learned_from = weak_rows / asked, f"failed rows of {len(jobs)} job(s) at {previous}"
+        expected = waiting + (coming * rate if rate is not None else 0.0)
+        price = resolve_price(spec.escalated(tier), ledger, prices)
+        steps.append(
+            {
+                "tier": tier,
+                "from_tier": previous,
+                "rows_waiting": waiting,
+                "weak_rate": None if rate is None else round(rate, 4),
+                "learned_from": learned_from,
+                "rows": round(expected),
+                "price_cents_per_row": None if price is None else price.cents_per_row,
+                "estimated_cost_cents": None if price is None else round(price.cents_per_row * expected, 2),
+            }
+        )
+        previous, coming = tier, expected
+    return steps

@@ -97,6 +97,7 @@ class SyncRunner:
         ref_table: TableRef | None = None,
         full_refresh: bool = False,
         extract_adapter: Any = None,
+        escalate_from: str | None = None,
     ) -> None:
         spec = loaded.spec
         self.ctx = SyncContext(
@@ -122,6 +123,8 @@ class SyncRunner:
         self.ref_table = ref_table
         self.full_refresh = full_refresh
         self.extract_adapter = extract_adapter
+        #: An escalation step: only rows whose current answer came from this tier, and are weak, are asked.
+        self.escalate_from = escalate_from
         self.price: float | None = None
         self.sync_spent = 0.0
         self.stop_reason: str | None = None
@@ -244,6 +247,7 @@ class SyncRunner:
                 spec_hash=ctx.spec_hash,
                 full_refresh=self.full_refresh,
                 bucket=(b, buckets) if buckets > 1 else None,
+                escalate_from=self.escalate_from,
             )
             for b in range(buckets)
         ]
@@ -255,6 +259,7 @@ class SyncRunner:
         if not ctx.ledger.exists():
             return
         jobs = ctx.ledger.jobs_for(sync_name=ctx.name, states=sorted(ACTIVE | HELD))
+        jobs = [j for j in jobs if self._owns(j)]
         only = ctx.settings.only_tasks
         if only is not None:  # a webhook receiver finishes the tasks it heard of, nothing else
             jobs = [j for j in jobs if j.task_id in only and j.state in ACTIVE]
@@ -278,6 +283,13 @@ class SyncRunner:
             t = self._track_existing(job)
             self._restart(t, selection)
         self._loop()
+
+    def _owns(self, job: Job) -> bool:
+        """Whether this runner finishes ``job``: an escalation step its tier's jobs, the sync the others."""
+        spec = self.ctx.spec
+        if spec.question_tier != spec.tier:
+            return job.tier == spec.tier
+        return job.tier is None or job.tier not in spec.escalate
 
     def _retrying(self, state: JobState) -> bool:
         s = self.ctx.settings
@@ -399,6 +411,9 @@ class SyncRunner:
         """One pass over the source: select, check keys and count as the rows stream into files."""
         ctx, spec = self.ctx, self.ctx.spec
         a = ctx.adapter
+        if self.escalate_from is not None and not a.table_exists(ctx.target):
+            self.result.status = "nothing_to_do"  # no answer yet, so nothing to escalate
+            return
         with a.session() as s:
             row = s.fetchone(f"SELECT COUNT(*) FROM ({self.source_sql}) {a.subquery_alias('n')}")
         source_rows = int(row[0]) if row and row[0] is not None else 0

@@ -9,7 +9,10 @@ rows that need work come back (and those with a bad key, to be counted), labelle
 - ``changed``: the input hash or the spec hash differs from what was enriched;
 - ``stale``: enriched longer ago than ``max_age``;
 - ``failed_retry``: the API could not enrich it, and ``retry_failed_after`` has passed;
-- ``refresh``: ``when: always`` or ``--full-refresh``.
+- ``refresh``: ``when: always`` or ``--full-refresh``;
+- ``escalate``: a tier-escalation step (``escalate:``): the row's current answer came from the step before,
+  for this question and these inputs, and it failed, left a requested field empty, or was below
+  ``min_confidence`` (only these rows are selected in that step).
 
 Which reasons count depends on ``refresh.when``: ``missing`` sends new rows (and failed retries); ``changed``
 (the default) adds changed rows, and stale ones when ``max_age`` is set; ``stale`` sends new and stale rows;
@@ -40,6 +43,7 @@ __all__ = [
     "REASONS",
     "REASON_COLUMN",
     "Selection",
+    "answered_at_sql",
     "bucket_count",
     "bucket_predicate",
     "build_selection",
@@ -48,6 +52,7 @@ __all__ = [
     "keep_keys",
     "rebuild_sql",
     "source_relation_sql",
+    "weak_answer_sql",
 ]
 
 HASH_COLUMN = "_sixtyfour_input_hash"
@@ -57,7 +62,7 @@ REASON_COLUMN = "_sixtyfour_reason"
 EXISTS_COLUMN = "_sixtyfour_in_target"
 #: How many source rows share the key (a NULL or duplicated key is never sent).
 KEY_ROWS_COLUMN = "_sixtyfour_key_rows"
-REASONS = ("new", "changed", "stale", "failed_retry", "refresh")
+REASONS = ("new", "changed", "stale", "failed_retry", "refresh", "escalate")
 #: Reasons that ask a question again on purpose: their files get a run-specific Idempotency-Key.
 DELIBERATE = frozenset({"stale", "failed_retry", "refresh"})
 
@@ -125,6 +130,7 @@ def build_selection(
     spec_hash: str,
     full_refresh: bool = False,
     bucket: tuple[int, int] | None = None,
+    escalate_from: str | None = None,
 ) -> Selection:
     """The selection query for a sync (``target_columns`` None: the target table does not exist yet).
 
@@ -150,6 +156,8 @@ def build_selection(
     bad_key = " OR ".join([f"r.{q(KEY_ROWS_COLUMN)} <> 1", *(f"r.{q(k)} IS NULL" for k in key)])
     order = ", ".join(f"r.{q(k)}" for k in key)
 
+    if target_columns is None and escalate_from is not None:
+        target_columns = {}  # no target yet: nothing to escalate (every condition below is false)
     if target_columns is None:
         reason = "'refresh'" if (full_refresh or sync.refresh.when == "always") else "'new'"
         rows = (
@@ -196,6 +204,10 @@ def build_selection(
     cases.append(f"WHEN {retry} THEN 'failed_retry'")
     fallback = "'refresh'" if when == "always" else "NULL"
     reason = f"CASE {' '.join(cases)} ELSE {fallback} END"
+    if escalate_from is not None:  # an escalation step selects only the weak answers of the step before
+        reason = _escalation_reason(
+            sync, col, s_hash=f"s.{q(HASH_COLUMN)}", spec_lit=spec_lit, previous=escalate_from, first_key=first_key
+        )
     on = " AND ".join(f"t.{q(k)} = s.{q(k)}" if col(k) != "NULL" else "FALSE" for k in key)
     target_sql = adapter.table_sql(target)
     t_bucket = bucket_predicate(adapter, "t0", key, bucket)
@@ -212,6 +224,45 @@ def build_selection(
         f"WHERE r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key} ORDER BY {order}"
     )
     return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, params=tuple(params))
+
+
+def _escalation_reason(
+    sync: SyncSpec,
+    col: Any,
+    *,
+    s_hash: str,
+    spec_lit: str,
+    previous: str,
+    first_key: str,
+) -> str:
+    """``'escalate'`` for a row whose current answer, from tier ``previous``, failed, left a field empty or
+    was held back below min_confidence; NULL otherwise (rows not in the target are never escalated)."""
+    if first_key == "NULL":
+        return "NULL"
+    in_hash = col(sync.bookkeeping("input_hash"))
+    same = f"{first_key} IS NOT NULL AND {answered_at_sql(sync, col, previous, spec_lit)} AND {in_hash} = {s_hash}"
+    return f"CASE WHEN {same} AND {weak_answer_sql(sync, col)} THEN 'escalate' ELSE NULL END"
+
+
+def answered_at_sql(sync: SyncSpec, col: Any, tier: str, spec_lit: str) -> str:
+    """A target row's current answer came from ``tier`` for this question (``col``: name -> column SQL)."""
+    stored_tier, sp_hash = col(sync.bookkeeping("tier")), col(sync.bookkeeping("spec_hash"))
+    prev = "'" + tier.replace("'", "''") + "'"
+    base = "'" + sync.question_tier.replace("'", "''") + "'"
+    answered_at = f"COALESCE({stored_tier}, {base})" if stored_tier != "NULL" else base
+    return f"{answered_at} = {prev} AND {sp_hash} = {spec_lit}"
+
+
+def weak_answer_sql(sync: SyncSpec, col: Any) -> str:
+    """A target row's answer is weak: failed, a requested field empty, or a field held below min_confidence."""
+    weak = [
+        f"{col(sync.bookkeeping('status'))} = 'failed'",
+        *(f"{col(sync.column_for(f))} IS NULL" for f in sync.struct),
+    ]
+    field_status = col(sync.bookkeeping("field_status"))
+    if field_status != "NULL":
+        weak.append(f"{field_status} LIKE '%low_confidence%'")
+    return f"({' OR '.join(weak)})"
 
 
 def rebuild_sql(adapter: Adapter, selection: Selection) -> str:

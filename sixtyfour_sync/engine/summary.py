@@ -35,6 +35,8 @@ class SyncPlan:
     new_columns: list[str] = field(default_factory=list)
     #: ``plan --preview``: the JSONL and config files written (see :mod:`sixtyfour_sync.engine.preview`).
     preview: Preview | None = None
+    #: With ``escalate:``, each step's expected rows and cost (see :func:`sixtyfour_sync.engine.plan.plan_escalation`).
+    escalation: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -113,6 +115,8 @@ class SyncResult:
     filled: dict[str, int] = field(default_factory=dict)
     #: Answers held back per field (below min_confidence), not written.
     gated: dict[str, int] = field(default_factory=dict)
+    #: With ``escalate:``, what each tier did in this run (rows asked and answered, fields filled).
+    tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
     returned: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -175,6 +179,7 @@ class SyncResult:
             "charged_cents": self.charged_cents,
             "fill_rate": {k: round(v, 4) for k, v in self.fill_rate.items()},
             "gated_below_confidence": dict(self.gated),
+            "tiers": {t: dict(v) for t, v in self.tiers.items()},
             "jobs": [vars(j) for j in self.jobs if not j.resumed],
             "replays": self.replays,
             "incomplete_rows": self.incomplete_rows,

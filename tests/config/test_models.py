@@ -60,7 +60,7 @@ def test_a_valid_file_loads_with_defaults_and_derived_values(tmp_path: Path) -> 
     assert spec.refresh.max_age is not None and spec.refresh.max_age.days == 90
     assert spec.output_columns()[:3] == ["sf_email", "sf_employee_count", "sf_skills"]
     assert "sf_email_confidence" in spec.output_columns()
-    assert spec.output_columns()[-5:][0] == "_sixtyfour_sf_status"  # bookkeeping follows target.prefix
+    assert spec.output_columns()[-6:][0] == "_sixtyfour_sf_status"  # bookkeeping follows target.prefix
     config = build_api_config(spec, ["lead_id", "first_name", "last_name", "company"])
     assert config == {
         "struct": {

@@ -1,0 +1,103 @@
+"""Tier escalation (``escalate: [medium, high]``): a waterfall within Sixtyfour.
+
+Once a sync's answers at its own tier are merged, the rows whose current answer is weak (failed, a requested
+field empty, or held back below ``min_confidence``) are asked again at the next tier, then the next, each
+step a sync run of its own over just those rows (:func:`~sixtyfour_sync.engine.select.build_selection` with
+``escalate_from``), under the same lease and the same budget. An escalated answer is stamped with the sync's
+question (its spec hash at the sync's tier) and its own tier in ``_sixtyfour_tier``, so the next run takes it
+as answered, and a row is never asked twice at one tier for one question: a step only selects rows answered
+at the step before.
+
+Each step's counts are folded into the sync's result, and kept per tier (``SyncResult.tiers``), with the
+fields each tier filled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sixtyfour_sync.config.models import SyncSpec
+from sixtyfour_sync.engine.scheduler import StopToken
+from sixtyfour_sync.engine.summary import SyncResult
+
+if TYPE_CHECKING:
+    from sixtyfour_sync.engine.runner import SyncRunner
+
+__all__ = ["escalate", "fold", "tier_stats"]
+
+log = logging.getLogger("sixtyfour_sync.engine")
+
+#: A sync result a step may follow: its answers are all merged.
+_SETTLED = ("ok", "nothing_to_do")
+
+
+def tier_stats(r: SyncResult) -> dict[str, Any]:
+    """What one tier did in a run: rows asked, answered, filled per field."""
+    return {
+        "rows_sent": r.rows_sent,
+        "rows_enriched": r.rows_enriched,
+        "rows_failed": r.rows_failed + r.rows_not_returned,
+        "returned": r.returned,
+        "filled": dict(r.filled),
+        "gated": dict(r.gated),
+        "estimated_cost_cents": r.estimated_cost_cents,
+        "charged_cents": r.charged_cents,
+    }
+
+
+def fold(base: SyncResult, step: SyncResult, tier: str) -> None:
+    """Add an escalation step's outcome to the sync's result."""
+    base.rows_sent += step.rows_sent
+    base.rows_enriched += step.rows_enriched
+    base.rows_failed += step.rows_failed
+    base.rows_not_returned += step.rows_not_returned
+    base.rows_unexpected += step.rows_unexpected
+    base.rows_merged += step.rows_merged
+    base.estimated_cost_cents += step.estimated_cost_cents
+    base.charged_cents += step.charged_cents
+    base.replays += step.replays
+    base.incomplete_rows += step.incomplete_rows
+    base.jobs.extend(step.jobs)
+    for reason, n in step.rows_by_reason.items():
+        key = f"escalate:{tier}" if reason == "escalate" else reason
+        base.rows_by_reason[key] = base.rows_by_reason.get(key, 0) + n
+    for f, n in step.gated.items():
+        base.gated[f] = base.gated.get(f, 0) + n
+    base.errors.extend(e for e in step.errors if e not in base.errors)
+    base.warnings.extend(w for w in step.warnings if w not in base.warnings)
+    base.tiers[tier] = tier_stats(step)
+    if step.status == "budget":
+        # the sync's own answers are all in: a budget that stops the extra asking is not a failure
+        base.warnings.extend(e for e in step.errors if e not in base.warnings)
+        base.errors = [e for e in base.errors if e not in step.errors]
+        base.warnings.append(f"escalation to {tier} stopped at the budget; the next run goes on")
+    elif step.status not in _SETTLED and base.status in _SETTLED:
+        base.status = step.status
+
+
+def escalate(
+    result: SyncResult,
+    runner: SyncRunner,
+    *,
+    stop: StopToken,
+    make_runner: Callable[[SyncSpec, str], SyncRunner],
+) -> None:
+    """Run the sync's escalation steps after its own pass, while each step before ended settled."""
+    spec = runner.ctx.spec
+    result.tiers[spec.tier] = tier_stats(result)
+    previous, last = spec.tier, result
+    for tier in spec.escalate:
+        if stop.requested or runner.stop_reason is not None or last.status not in _SETTLED or last.jobs_in_flight:
+            runner.ctx.note(f"escalation to {tier} waits for the next run (the answers at {previous} are not all in)")
+            return
+        step = make_runner(spec.escalated(tier), previous)
+        step.sync_spent = runner.sync_spent  # the sync's budget covers all its tiers
+        step.prepare()
+        step.ctx.note(f"escalating weak answers from {previous} to {tier}")
+        outcome = step.run()
+        fold(result, outcome, tier)
+        if step.stop_reason in ("budget", "no_credits"):
+            return
+        previous, last, runner = tier, outcome, step

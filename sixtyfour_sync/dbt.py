@@ -42,6 +42,7 @@ BOOKKEEPING_DESCRIPTIONS = {
     "_sixtyfour_task_id": "the Sixtyfour job that produced the row",
     "_sixtyfour_input_hash": "hash of the inputs that were sent",
     "_sixtyfour_spec_hash": "hash of the endpoint, struct, tier and options that were asked",
+    "_sixtyfour_tier": "the research tier that gave the row's answer (a deeper one after escalation)",
 }
 
 
@@ -185,8 +186,15 @@ def _table_entry(spec: SyncSpec) -> dict[str, Any]:
             columns.append(
                 {"name": spec.column_for(f"{field}_confidence"), "description": f"confidence (0-100) in {field}"}
             )
-    for col in BOOKKEEPING_COLUMNS:
-        columns.append({"name": col, "description": BOOKKEEPING_DESCRIPTIONS[col]})
+    for generic, col in zip(BOOKKEEPING_COLUMNS, spec.bookkeeping_columns(), strict=True):
+        columns.append({"name": col, "description": BOOKKEEPING_DESCRIPTIONS[generic]})
+    if spec.gating:
+        columns.append(
+            {
+                "name": spec.bookkeeping("field_status"),
+                "description": "fields of the last answer held back below min_confidence (JSON), else null",
+            }
+        )
     return {
         "name": spec.target.table,
         "description": (spec.description or f"Enriched by sixtyfour-sync sync {spec.name!r}")

@@ -315,12 +315,13 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
             )
         for j in s.jobs_needing_attention:
             console.print(f"  [red]{s.name}: {j.file_name} needs attention ({j.state}, task {j.task_id}): {j.error}[/]")
+        # messages hold paths and file:line references: printed whole (never folded) and never read as markup
         for w in s.warnings:
-            console.print(f"  [yellow]{s.name}: {w}[/]")
+            console.print(f"  {s.name}: {w}", style="yellow", markup=False, soft_wrap=True)
         for e in s.errors:
-            console.print(f"  [red]{s.name}: {e}[/]")
+            console.print(f"  {s.name}: {e}", style="red", markup=False, soft_wrap=True)
     if result.error:
-        console.print(f"[red]{result.error}[/]")
+        console.print(result.error, style="red", markup=False, soft_wrap=True)
 
 
 def _tier_line(tier: str, stats: Mapping[str, Any], s: Any) -> str:

@@ -188,6 +188,8 @@ class DuckDBTarget(_Target):
     """``SET key = value`` applied on connect (memory_limit, threads...)."""
     read_only: bool = False
     """Open the file read-only (selection/plan only; upserts will fail)."""
+    lock_wait_seconds: float = Field(default=10.0, ge=0)
+    """How long to wait for a file another process holds (DuckDB allows one writer) before failing."""
 
     def resolved_path(self, project_dir: Path | None) -> str:
         """The file path to open: relative paths are taken from ``project_dir`` (or the cwd)."""

@@ -18,6 +18,8 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,12 +41,23 @@ Answer = tuple[int, dict[str, Any]]
 class Receiver:
     """What the HTTP layer hands each delivery to: check, dedupe, look up, queue. One delivery at a time."""
 
-    def __init__(self, secret: Secret, ledgers: LedgersFn, finisher: Finisher, *, tolerance: float = 300) -> None:
+    def __init__(
+        self,
+        secret: Secret,
+        ledgers: LedgersFn,
+        finisher: Finisher,
+        *,
+        tolerance: float = 300,
+        answer_within: float = 8.0,
+    ) -> None:
         self.secret = secret
         self.ledgers = ledgers
         self.finisher = finisher
         self.tolerance = tolerance
-        self._lock = threading.Lock()
+        #: Sixtyfour wants an answer within 10 s: ledger work that takes longer is answered 503 (and finishes
+        #: anyway; the retry is then a duplicate).
+        self.answer_within = answer_within
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sixtyfour-webhook-ledger")
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> Answer:
         """The HTTP status and JSON body to answer a delivery with."""
@@ -53,13 +66,22 @@ class Receiver:
         except Rejected as exc:
             log.warning("webhook: refused a delivery (%d): %s", exc.status, exc.message)
             return exc.status, {"error": exc.message}
-        with self._lock:
-            try:
-                with self.ledgers() as ledgers:
-                    return self._route(delivery, ledgers)
-            except Exception as exc:  # the warehouse is down or locked: Sixtyfour retries a non-2xx
-                log.warning("webhook: event %s could not be recorded (%s); asking for a retry", delivery.event_id, exc)
-                return 503, {"error": "the ledger cannot be reached; deliver again later"}
+        work = self._worker.submit(self._recorded, delivery)
+        try:
+            return work.result(timeout=self.answer_within)
+        except FutureTimeout:
+            log.warning("webhook: event %s is taking long to record; asking for a retry", delivery.event_id)
+        except Exception as exc:  # the warehouse is down or locked: Sixtyfour retries a non-2xx
+            log.warning("webhook: event %s could not be recorded (%s); asking for a retry", delivery.event_id, exc)
+        return 503, {"error": "the ledger cannot be reached; deliver again later"}
+
+    def _recorded(self, delivery: Delivery) -> Answer:
+        with self.ledgers() as ledgers:  # one delivery at a time: the worker is a single thread
+            return self._route(delivery, ledgers)
+
+    def close(self) -> None:
+        """Let the ledger work under way finish."""
+        self._worker.shutdown(wait=True)
 
     def _route(self, d: Delivery, ledgers: list[Ledger]) -> Answer:
         if any(ledger.event_seen(d.event_id) for ledger in ledgers):
@@ -166,4 +188,5 @@ class WebhookServer(ThreadingHTTPServer):
     def close(self) -> None:
         """Stop the finisher (the finish under way ends first) and release the socket."""
         self.receiver.finisher.stop()
+        self.receiver.close()
         self.server_close()

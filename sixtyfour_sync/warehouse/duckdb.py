@@ -23,6 +23,7 @@ from __future__ import annotations
 import builtins
 import logging
 import re
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -168,8 +169,9 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
                     f"duckdb: the directory of {path} does not exist",
                     hint="create it, or fix path: in profiles.yml (relative paths start at the project directory)",
                 )
+        wait = self.config.lock_wait_seconds if self.config is not None else 0.0
         try:
-            con = duckdb.connect(path, read_only=read_only)
+            con = _connect_waiting(path, read_only, wait)
         except duckdb.IOException as exc:
             text = str(exc)
             if "lock" in text.lower():
@@ -301,3 +303,17 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
             return session.execute_count(upsert.insert_select_sql(self.names, table, stage, data.column_names))
         finally:
             self._drop_stage(session, stage)
+
+
+def _connect_waiting(path: str, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, waiting up to ``wait`` seconds while another process holds the file's lock."""
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)

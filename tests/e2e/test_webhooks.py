@@ -250,7 +250,7 @@ def test_deliveries_during_a_duckdb_run_are_retried_until_the_file_is_free(
     receiver()
     out = run_cli(project, "run", "--yes")
     assert out.returncode == 0, out.stderr
-    assert _states(wh) == ["merged"] * 2
+    _eventually(lambda: _states(wh) == ["merged"] * 2, what="both jobs merged")  # the receiver may hold the file
     emu = project.emulator
     _eventually(
         lambda: (

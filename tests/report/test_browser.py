@@ -73,7 +73,7 @@ def test_the_report_renders_in_chromium(project: E2EProject, tmp_path: Path) -> 
     v = page.values
     assert v["run_rows"] == 3 and v["run_bars"] == 3 * 3 and v["cost_bars"] == 3 * 3
     assert v["fill_bars"] == fields and v["conf_bars"] == 10 * fields and v["status_bars"] == 2
-    assert v["svgs"] == 2 + 2 + fields  # runs, cost, fill, status, one histogram per field
+    assert v["svgs"] == 2 + 2 + fields + 1  # runs, cost, fill, status, one histogram per field, rows by tier
     assert v["held_rows"] == 1 and v["scripts"] == 0
     assert v["bar_px"] > 20
     assert v["page_width"] <= 1280  # nothing overflows the window sideways

@@ -136,7 +136,7 @@ def write_target(adapter: Adapter) -> TableRef:
     adapter.ensure_table(
         target,
         [Column("lead_id", LogicalType.BIGINT, nullable=False)],
-        [*wanted, Column(SPEC.bookkeeping("tier"), LogicalType.TEXT)],
+        wanted,  # the sync's own columns include its tier
     )
     names = [
         "lead_id",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -130,13 +131,21 @@ def test_a_file_locked_by_another_process_is_a_clear_error(tmp_path: Path) -> No
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        started = time.monotonic()
         with pytest.raises(WarehouseError) as info:
-            connect(parse_target_config({"type": "duckdb", "path": str(db)}))
+            connect(parse_target_config({"type": "duckdb", "path": str(db), "lock_wait_seconds": 0.5}))
+        assert time.monotonic() - started >= 0.3  # it waited for the holder before giving up
         assert "is locked" in str(info.value) and f"PID {holder.pid}" in str(info.value)
         assert info.value.hint and "close the other process" in info.value.hint
+        # a holder that lets go within the wait is waited for
+        assert holder.stdin is not None
+        threading.Timer(0.5, holder.stdin.close).start()
+        adapter = connect(parse_target_config({"type": "duckdb", "path": str(db), "lock_wait_seconds": 20}))
+        adapter.close()
     finally:
         assert holder.stdin is not None
-        holder.stdin.close()
+        if not holder.stdin.closed:
+            holder.stdin.close()
         holder.wait(timeout=10)
 
 

@@ -219,10 +219,18 @@ def print_plans(plans: Sequence[SyncPlan], log_format: str, console: Console | N
         if p.unfinished_jobs:
             notes.append(f"{p.unfinished_jobs} unfinished job(s) will be finished first")
         for step in p.escalation:
-            cost = _cents(step["estimated_cost_cents"]) if step["estimated_cost_cents"] is not None else "cost unknown"
-            rate = "weak rate unknown" if step["weak_rate"] is None else (
-                f"{step['weak_rate']:.0%} weak, from {step['learned_from']}")  # fmt: skip
-            notes.append(f"escalation to {step['tier']}: ~{step['rows']:,} row(s), {cost} ({rate})")
+            cost = _cents(step["estimated_cost_cents"]) if step["estimated_cost_cents"] is not None else "price unknown"
+            if step["weak_rate"] is None:
+                waiting = f"{step['rows_waiting']:,} waiting now, " if step["rows_waiting"] else ""
+                notes.append(
+                    f"escalation to {step['tier']}: {waiting}more after the {step['from_tier']} answers (no weak "
+                    f"rate learned yet); {cost}"
+                )
+            else:
+                notes.append(
+                    f"escalation to {step['tier']}: ~{step['rows']:,} row(s), {cost} ({step['weak_rate']:.0%} of "
+                    f"answers weak, from {step['learned_from']})"
+                )
         if p.key_problems:
             notes.append(p.key_problems)
         if p.new_columns:

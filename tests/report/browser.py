@@ -224,7 +224,9 @@ class Chromium:
                 text = " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
                 page.console.append((p.get("type", ""), text))
             elif ev["method"] == "Runtime.exceptionThrown":
-                page.exceptions.append(json.dumps(p.get("exceptionDetails", {}))[:500])
+                x = p.get("exceptionDetails", {})
+                what = (x.get("exception") or {}).get("description") or x.get("text") or json.dumps(x)
+                page.exceptions.append(f"{what} (line {x.get('lineNumber')})"[:500])
             elif ev["method"] == "Log.entryAdded":
                 e = p.get("entry", {})
                 page.log.append((e.get("level", ""), e.get("text", ""), e.get("url", "")))

@@ -59,6 +59,8 @@ __all__ = ["JobDriver", "Tracked", "Unreadable"]
 
 log = logging.getLogger("sixtyfour_sync.engine")
 S = JobState
+#: A failed download is tried again after this many seconds, times the attempts so far (three in a run).
+DOWNLOAD_RETRY_SECONDS = 10.0
 
 
 @dataclass
@@ -530,7 +532,7 @@ class JobDriver:
                 self.record_completed(t)
                 if t.downloads < 3:
                     log.warning("downloading the result of %s failed (%s); trying again", t.label, value)
-                    self._later(t, "download", 10.0 * t.downloads)
+                    self._later(t, "download", DOWNLOAD_RETRY_SECONDS * t.downloads)
                 else:
                     msg = (
                         f"downloading the result of {t.label} failed: {value}; the job is paid for and kept, "

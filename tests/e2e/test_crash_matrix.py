@@ -32,8 +32,8 @@ FULL = os.environ.get("SIXTYFOUR_SYNC_FULL_MATRIX", "") not in ("", "0")
 def _cases() -> list[tuple[str, str, bool]]:
     if FULL:
         return [(m, p, lose) for m in MODES for p in POINTS for lose in (False, True)]
-    cases = [("new", p, False) for p in POINTS]
-    cases += [("new", p, True) for p in ("written", "submitting", "completed", "downloaded")]
+    cases = [("new", p, False) for p in ("written", "submitting", "answered", "submitted", "completed", "merging")]
+    cases += [("new", p, True) for p in ("submitting", "downloaded")]
     cases += [(m, p, True) for m in MODES[1:] for p in ("submitting", "downloaded")]
     cases += [("full_refresh", "answered", False)]
     return cases

@@ -73,7 +73,10 @@ def test_an_expired_link_is_refreshed(project: E2EProject) -> None:
     assert len(_target(db)) == 40
 
 
-def test_download_failure_keeps_the_paid_job_for_the_next_run(project: E2EProject) -> None:
+def test_download_failure_keeps_the_paid_job_for_the_next_run(
+    project: E2EProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sixtyfour_sync.engine.jobs.DOWNLOAD_RETRY_SECONDS", 0.3)  # three attempts, quickly
     db = _setup_duckdb(project, 40)
     project.emulator.inject("GET", "/download", status=403, times=50)
     first = _run(project)

@@ -19,6 +19,7 @@ a question is paid at most once unless the user asked to ask it again.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -31,7 +32,7 @@ import pyarrow.compute as pc
 
 from sixtyfour_sync.api import JobPoller, SixtyfourClient
 from sixtyfour_sync.api.schema import validate_config
-from sixtyfour_sync.config.models import LoadedSync, build_api_config
+from sixtyfour_sync.config.models import LoadedSync, SyncSpec, build_api_config
 from sixtyfour_sync.engine.budget import Budget, fit_file
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder, SyncContext
 from sixtyfour_sync.engine.extract import Producer, ScanStats, denormalize, rebuild_file
@@ -506,16 +507,17 @@ class SyncRunner:
         ctx, spec = self.ctx, self.ctx.spec
         reasons = dict(chunk.meta.get("reasons", {}))
         deliberate = self.full_refresh or spec.refresh.when == "always" or bool(chunk.meta.get("deliberate"))
-        dead = ctx.ledger.dead_job_for(spec.name, ctx.spec_hash, chunk.content_hash)
+        asked = asked_hash(spec, ctx.spec_hash)
+        dead = ctx.ledger.dead_job_for(spec.name, asked, chunk.content_hash)
         salt = salt_for(run_id=ctx.run_id if deliberate else None, after_job=dead.job_id if dead else None)
         job = Job(
             job_id=uuid.uuid4().hex,
             run_id=ctx.run_id,
             sync_name=spec.name,
             state=S.SUBMITTING,  # recorded as on its way: it is sent right away
-            spec_hash=ctx.spec_hash,
+            spec_hash=asked,
             content_hash=chunk.content_hash,
-            idempotency_key=idempotency_key(spec.name, ctx.spec_hash, chunk.content_hash, salt),
+            idempotency_key=idempotency_key(spec.name, asked, chunk.content_hash, salt),
             file_name=chunk.path.name,
             rows=chunk.rows,
             endpoint=spec.endpoint,
@@ -712,3 +714,15 @@ def _any_true(column: pa.ChunkedArray) -> bool:
             else pc.cast(column, pa.bool_())
         )
     return bool(pc.any(column).as_py())
+
+
+def asked_hash(spec: SyncSpec, stamp: str) -> str:
+    """The hash of the question a job asks: the sync's stamp, plus the tier for an escalation step.
+
+    Escalated answers are stamped with the sync's question, but the same rows asked at another tier are
+    another question for the API: without the tier in the Idempotency-Key, a step whose file equals an earlier
+    file (every row of it weak) would be answered with the earlier job, as a replay.
+    """
+    if spec.tier == spec.question_tier:
+        return stamp
+    return hashlib.sha256(f"{stamp}@{spec.tier}".encode()).hexdigest()[:32]

@@ -125,3 +125,22 @@ def test_escalation_stays_within_the_budget(project: E2EProject, wh: Warehouse) 
     assert summary["estimated_cost_cents"] <= 100
     assert out.returncode == 0, out.stderr  # the sync's own answers are in: stopping the extra asking is no failure
     assert "escalation to medium stopped at the budget" in " ".join(summary["warnings"])
+
+
+def test_a_step_whose_file_equals_the_first_is_a_new_question_not_a_replay(
+    project: E2EProject, wh: Warehouse, emulator_settings: EmulatorSettings
+) -> None:
+    # every row fails at low, so the medium file holds exactly the rows (and bytes) of the low file
+    import dataclasses
+
+    project.emulator.settings = dataclasses.replace(emulator_settings, failure_rate=1.0)
+    setup_leads(wh, 5)
+    project.write_model(extra="escalate: [medium]\n")
+    out = run_cli(project, "run", "--yes", "--log-format", "json")
+    assert out.returncode == 0, out.stderr
+    summary = _summary(out.stdout)
+    assert summary["tiers"]["low"]["rows_failed"] == 5 and summary["tiers"]["medium"]["rows_sent"] == 5
+    assert summary["replays"] == 0
+    assert _rows_by_tier(project) == Counter({"low": 5, "medium": 5})
+    keys = [s.idempotency_key for s in project.emulator.submissions if s.status_code == 200]
+    assert len(set(keys)) == 2

@@ -218,6 +218,11 @@ def print_plans(plans: Sequence[SyncPlan], log_format: str, console: Console | N
             notes.append(f"{p.price_cents_per_row:g} cents/row ({p.price_source})")
         if p.unfinished_jobs:
             notes.append(f"{p.unfinished_jobs} unfinished job(s) will be finished first")
+        for nf in p.new_fields:
+            cost = _cents(nf["estimated_cost_cents"]) if nf["estimated_cost_cents"] is not None else "price unknown"
+            notes.append(
+                f"new fields: {nf['rows']:,} row(s) x {len(nf['fields'])} field(s) ({', '.join(nf['fields'])}), {cost}"
+            )
         for step in p.escalation:
             cost = _cents(step["estimated_cost_cents"]) if step["estimated_cost_cents"] is not None else "price unknown"
             if step["weak_rate"] is None:
@@ -296,6 +301,12 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
         if s.fill_rate:
             rates = ", ".join(f"{k} {v:.0%}" for k, v in s.fill_rate.items())
             console.print(f"  {s.name} fill rate: {rates}")
+        for fields, stats in s.new_fields.items():
+            console.print(
+                f"  {s.name}: asked only {fields.replace(',', ', ')} for {stats['rows_sent']:,} row(s) answered "
+                f"before: {stats['rows_enriched']:,} enriched",
+                markup=False,
+            )
         if len(s.tiers) > 1:
             console.print(f"  {s.name} by tier: " + "; ".join(_tier_line(t, v, s) for t, v in s.tiers.items()))
         if any(s.gated.values()):

@@ -326,6 +326,8 @@ class SyncSpec(_Strict):
     """One sync: rows from a source, enriched by an endpoint, written to a target."""
 
     _question_tier: str | None = PrivateAttr(default=None)
+    #: For a "new fields" step: the sync's whole spec, whose question the step's answers complete.
+    _whole: SyncSpec | None = PrivateAttr(default=None)
 
     name: str = Field(
         description="Unique across models/; what --select matches. Letters, digits, _, - and . (at most 128)."
@@ -524,12 +526,63 @@ class SyncSpec(_Strict):
             cols.append(self.bookkeeping("field_status"))
         return cols
 
+    def only_fields(self, names: Iterable[str]) -> SyncSpec:
+        """This sync asking just ``names`` (fields added or changed since a row was answered).
+
+        Its answers complete the rows' earlier ones, so they are stamped with the whole sync's question.
+        """
+        wanted = set(names)
+        step = self.model_copy(update={"struct": {k: f for k, f in self.struct.items() if k in wanted}})
+        step._whole = self._whole or self
+        return step
+
+    @property
+    def field_subset(self) -> bool:
+        """Whether this is a "new fields" step asking part of the sync's struct."""
+        return self._whole is not None
+
+    def field_hashes(self) -> dict[str, str]:
+        """Each struct field's own hash (its description and type): a change in one re-asks only that one."""
+        return {
+            k: hashlib.sha256(json.dumps([f.description, f.type], ensure_ascii=False).encode()).hexdigest()[:16]
+            for k, f in sorted(self.struct.items())
+        }
+
+    def question_base(self) -> dict[str, Any]:
+        """What every field of the question shares: a change here re-asks every field."""
+        return {
+            "endpoint": self.endpoint,
+            "tier": self._question_tier or self.tier,
+            "field_confidence": self.field_confidence,
+            "research_plan": self.research_plan or None,
+        }
+
+    def spec_definition(self, fields: Iterable[str] | None = None) -> dict[str, Any]:
+        """What :meth:`spec_hash` covers, kept in the ledger so a stamp tells which fields it answered."""
+        wanted = set(self.struct) if fields is None else set(fields)
+        return {"base": self.question_base(), "fields": {k: h for k, h in self.field_hashes().items() if k in wanted}}
+
+    def stamp_definitions(self, missing: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+        """The stamps a merge of this spec's answers writes (the whole question; without ``missing`` fields,
+        when a result lacked them), each with its definition."""
+        whole = self._whole or self
+        out = {whole.spec_hash(): whole.spec_definition()}
+        lacking = set(missing)
+        if lacking:
+            answered = set(whole.struct) - lacking
+            out[whole.spec_hash(answered)] = whole.spec_definition(answered)
+        return out
+
     def spec_hash(self, fields: Iterable[str] | None = None) -> str:
         """Hash of what is asked (endpoint, struct, tier, options): a change re-enriches under ``changed``.
 
         With ``fields``, the hash of the question as far as those fields were answered: a result that lacked a
-        requested column is stamped with it, so the next run does not take the missing fields as answered.
+        requested column is stamped with it, so the next run does not take the missing fields as answered. For
+        a "new fields" step, the whole sync's hash (its other fields were answered before).
         """
+        if self._whole is not None:
+            asked = set(self.struct) if fields is None else set(fields)
+            return self._whole.spec_hash((set(self._whole.struct) - set(self.struct)) | asked)
         wanted = set(self.struct) if fields is None else set(fields)
         struct = {k: f for k, f in self.struct.items() if k in wanted}
         spec = {

@@ -26,6 +26,7 @@ from sixtyfour_sync.engine.budget import Budget
 from sixtyfour_sync.engine.checks import check_sync
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder
 from sixtyfour_sync.engine.escalation import escalate
+from sixtyfour_sync.engine.field_steps import ask_new_fields
 from sixtyfour_sync.engine.lease import Lease, LeaseHeldError, pid_alive
 from sixtyfour_sync.engine.ledger import Job, Ledger, new_run_id
 from sixtyfour_sync.engine.plan import owned_columns, plan_sync, target_ref
@@ -445,6 +446,12 @@ def _run_one(
         runner.ctx.lease = lease
         try:
             result = runner.run()
+            if settings.only_tasks is None:
+                ask_new_fields(result, runner, stop=stop, make_runner=lambda sub, stamps: SyncRunner(
+                    loaded=dataclasses.replace(loaded, spec=sub), adapter=adapter, ledger=ledger, client=api,
+                    run_id=recorder.run_id, settings=settings, budget=budget, recorder=recorder, stop=stop,
+                    reporter=reporter, ref_table=ref, field_stamps=stamps, lease=lease,
+                ))  # fmt: skip
             if loaded.spec.escalate and settings.only_tasks is None:
                 escalate(result, runner, stop=stop, make_runner=lambda sub, prev: SyncRunner(
                     loaded=dataclasses.replace(loaded, spec=sub), adapter=adapter, ledger=ledger, client=api,

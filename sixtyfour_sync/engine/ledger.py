@@ -18,6 +18,7 @@ job on a throwaway machine resumes where the last one stopped:
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -45,6 +46,7 @@ __all__ = [
     "LEASES_TABLE",
     "PRICES_TABLE",
     "RUNS_TABLE",
+    "SPECS_TABLE",
     "Job",
     "Ledger",
     "LedgerConflictError",
@@ -58,6 +60,7 @@ JOB_KEYS_TABLE = "_sixtyfour_sync_job_keys"
 PRICES_TABLE = "_sixtyfour_sync_prices"
 LEASES_TABLE = "_sixtyfour_sync_leases"
 EVENTS_TABLE = "_sixtyfour_sync_webhook_events"
+SPECS_TABLE = "_sixtyfour_sync_specs"
 #: The column of a selection (and of the job keys) holding the warehouse's hash of a row's key.
 KEY_HASH = "_sixtyfour_key_hash"
 INPUT_HASH = "_sixtyfour_input_hash"
@@ -116,6 +119,8 @@ _JOB_COLUMNS = [
     Column("rows_not_returned", B),
     Column("rows_unexpected", B),
     Column("missing_columns", T),
+    #: A "new fields" job: the fields it asked (comma-separated); NULL for a job asking the whole struct.
+    Column("fields", T),
     Column("error", T),
     Column("created_at", TS),
     Column("submitting_at", TS),
@@ -146,6 +151,8 @@ _EVENT_COLUMNS = [
     Column("outcome", T),
     Column("received_at", TS),
 ]
+#: What each spec hash stamped into a target stands for: its shared part and one hash per field (JSON).
+_SPEC_COLUMNS = [Column("sync_name", T), Column("definition", T), Column("recorded_at", TS)]
 _KEY_COLUMNS = [Column("job_id", T), Column("part", B), Column("data", T)]
 _PRICE_COLUMNS = [
     Column("price_cents_per_row", D),
@@ -200,6 +207,7 @@ class Job:
     result_file: str | None = None
     result_format: str | None = None
     missing_columns: str | None = None
+    fields: str | None = None
     error: str | None = None
     created_at: datetime | None = None
 
@@ -233,6 +241,7 @@ class Job:
             result_file=row.get("result_file"),
             result_format=row.get("result_format"),
             missing_columns=row.get("missing_columns"),
+            fields=row.get("fields"),
             error=row.get("error"),
             created_at=row.get("created_at"),
         )
@@ -257,6 +266,7 @@ class Ledger:
         self.prices = TableRef(PRICES_TABLE, self.schema)
         self.leases = TableRef(LEASES_TABLE, self.schema)
         self.events = TableRef(EVENTS_TABLE, self.schema)
+        self.specs = TableRef(SPECS_TABLE, self.schema)
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.guard: Callable[[], None] = _no_guard
@@ -282,6 +292,7 @@ class Ledger:
         )
         a.ensure_table(self.leases, [Column("sync_name", T, nullable=False)], _LEASE_COLUMNS)
         a.ensure_table(self.events, [Column("event_id", T, nullable=False)], _EVENT_COLUMNS)
+        a.ensure_table(self.specs, [Column("spec_hash", T, nullable=False)], _SPEC_COLUMNS)
         # No primary key on the job keys: they are only ever read by job, and an index over millions of hashes
         # would cost more memory than the rows themselves.
         if not a.table_exists(self.keys):
@@ -372,6 +383,7 @@ class Ledger:
             "idempotency_key": job.idempotency_key,
             "salt": job.salt,
             "reasons": job.reasons,
+            "fields": job.fields,
             "file_name": job.file_name,
             "rows": job.rows,
             "bytes": 0,
@@ -564,6 +576,35 @@ class Ledger:
             ["endpoint", "tier"],
             [UpsertPart(data, ["price_cents_per_row", "learned_at", "job_id", "sync_name"])],
         )
+
+    # -- spec definitions ----------------------------------------------------------------------------
+
+    def record_specs(self, sync_name: str, definitions: Mapping[str, Mapping[str, Any]], session: Session) -> None:
+        """Remember what each stamp stands for (once per hash), in the caller's transaction (a merge's)."""
+        for spec_hash, definition in definitions.items():
+            row = {
+                "spec_hash": spec_hash,
+                "sync_name": sync_name,
+                "definition": json.dumps(definition, sort_keys=True),
+                "recorded_at": utcnow(),
+            }
+            session.insert_if_absent(self.specs, row, ["spec_hash"])
+
+    def spec_definitions(self, hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The recorded definitions of these stamps (those never recorded are left out)."""
+        if not hashes or not self.adapter.table_exists(self.specs):
+            return {}
+        with self.adapter.session() as s:
+            rows = s.select(self.specs, None, columns=["spec_hash", "definition"])
+        wanted = set(hashes)
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            if r["spec_hash"] in wanted and r["definition"]:
+                try:
+                    out[str(r["spec_hash"])] = json.loads(str(r["definition"]))
+                except ValueError:
+                    continue
+        return out
 
     # -- webhook events ------------------------------------------------------------------------------
 

@@ -146,7 +146,7 @@ def plan_merge(
     values = list(spec.struct)
     if spec.field_confidence:
         values += [f"{f}_confidence" for f in spec.struct]
-    book = spec.bookkeeping_columns()
+    book = [c for c in spec.bookkeeping_columns() if not (spec.field_subset and c == bk("tier"))]
     # ONE part for every row the file answered: the fields and confidences are written only where the row
     # was enriched (a failed row keeps what an earlier run found); the bookkeeping always.
     write = "__sixtyfour_write"
@@ -168,7 +168,8 @@ def plan_merge(
     data = data.append_column(bk("input_hash"), _cat(returned.column(_HASH), missing.column(_HASH)))
     stamps = pc.if_else(is_enriched, partial_stamp, full_stamp)
     data = data.append_column(bk("spec_hash"), _cat(stamps, pa.array([full_stamp] * n_missing)))
-    data = data.append_column(bk("tier"), pa.array([spec.tier] * n, pa.string()))
+    if not spec.field_subset:  # a "new fields" answer completes the row: the tier of its answer stays
+        data = data.append_column(bk("tier"), pa.array([spec.tier] * n, pa.string()))
     fields = [spec.column_for(c) for c in values]
     guards = {f: Guard(when=write) for f in fields}
     gated: dict[str, int] = {}

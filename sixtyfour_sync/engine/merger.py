@@ -10,7 +10,7 @@ is merged on its own, so one bad file does not hold the others back.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -82,6 +82,10 @@ class Merger:
 
         def ledger_write(session: Session) -> None:
             failpoint("merging")  # inside the transaction: a crash here must leave the target as it was
+            stamps: dict[str, dict[str, Any]] = {}
+            for _, _, plan in batch:
+                stamps.update(ctx.spec.stamp_definitions(plan.missing_columns))
+            ctx.ledger.record_specs(ctx.name, stamps, session)  # what the stamps merged below stand for
             for t, got, plan in batch:
                 d.record_completed(t, session)
                 if t.state is S.COMPLETED:

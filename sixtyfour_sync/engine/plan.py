@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec, build_api_config
 from sixtyfour_sync.engine.extract import denormalize
+from sixtyfour_sync.engine.fields import field_changes
 from sixtyfour_sync.engine.ledger import Ledger
 from sixtyfour_sync.engine.select import (
     KEY_ROWS_COLUMN,
@@ -27,6 +28,7 @@ from sixtyfour_sync.engine.select import (
     count_by_reason_sql,
     drop_held,
     source_relation_sql,
+    stamp_counts_sql,
     weak_answer_sql,
 )
 from sixtyfour_sync.engine.states import ACTIVE, HELD
@@ -201,6 +203,15 @@ def plan_sync(
     ledger = Ledger(adapter)
     has_ledger = ledger.exists()
     held = ledger.held_keys(spec.name, sorted(ACTIVE | HELD)) if has_ledger else None
+    changes = None
+    if columns is not None and has_ledger and not full_refresh and spec.refresh.when != "always":
+        sql = stamp_counts_sql(adapter, spec, target, columns)
+        if sql:
+            with adapter.session() as s:
+                per_stamp = {str(h): int(n) for h, n in s.fetchall(sql) if h is not None}
+            others = [h for h in per_stamp if h != spec.spec_hash()]
+            if others:
+                changes = field_changes(spec, per_stamp, ledger.spec_definitions(others))
     selection = build_selection(
         adapter,
         spec,
@@ -210,6 +221,7 @@ def plan_sync(
         target_columns=columns,
         spec_hash=spec.spec_hash(),
         full_refresh=full_refresh,
+        not_whole=changes.not_whole if changes else (),
     )
     report = adapter.key_report(source_sql, spec.source.key)
     if held is not None and len(held):
@@ -261,6 +273,21 @@ def plan_sync(
     new_cols = []
     if columns is not None:
         new_cols = [c.name for c in owned_columns(spec) if adapter.find_column(columns, c.name) is None]
+    new_fields = []
+    for fields, stamps in sorted((changes.groups if changes else {}).items()):
+        step = spec.only_fields(fields)
+        sel = build_selection(adapter, step, source_sql=source_sql, inputs=inputs, target=target,
+                              target_columns=columns, spec_hash=spec.spec_hash(), field_stamps=stamps)  # fmt: skip
+        with adapter.session() as s:
+            n = sum(int(c) for _, c in s.fetchall(count_by_reason_sql(adapter, sel, spec.refresh.limit)))
+        if n:
+            new_fields.append(
+                {
+                    "fields": list(fields),
+                    "rows": n,
+                    "estimated_cost_cents": None if price is None else round(price.cents_per_row * n, 2),
+                }
+            )
     escalation = (
         plan_escalation(adapter, spec, target, columns, selection_args={"source_sql": source_sql, "inputs": inputs},
                         rows=rows, ledger=ledger if has_ledger else None, prices=prices)
@@ -286,6 +313,7 @@ def plan_sync(
         new_columns=new_cols,
         preview=preview,
         escalation=escalation,
+        new_fields=new_fields,
     )
 
 

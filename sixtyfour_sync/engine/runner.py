@@ -25,6 +25,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -37,6 +38,7 @@ from sixtyfour_sync.engine.budget import Budget, fit_file
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder, SyncContext
 from sixtyfour_sync.engine.extract import Producer, ScanStats, denormalize, rebuild_file
 from sixtyfour_sync.engine.failpoints import failpoint
+from sixtyfour_sync.engine.fields import FieldChanges, field_changes
 from sixtyfour_sync.engine.files import ChunkFile, head_chunk, tail_chunk
 from sixtyfour_sync.engine.jobs import JobDriver, Tracked
 from sixtyfour_sync.engine.keys import idempotency_key, salt_for
@@ -57,6 +59,7 @@ from sixtyfour_sync.engine.select import (
     keep_keys,
     rebuild_sql,
     source_relation_sql,
+    stamp_counts_sql,
 )
 from sixtyfour_sync.engine.states import ACTIVE, HELD, HOLDS_ROWS, JobState
 from sixtyfour_sync.engine.summary import JobOutcome, SyncResult
@@ -99,6 +102,7 @@ class SyncRunner:
         full_refresh: bool = False,
         extract_adapter: Any = None,
         escalate_from: str | None = None,
+        field_stamps: Sequence[str] | None = None,
     ) -> None:
         spec = loaded.spec
         self.ctx = SyncContext(
@@ -126,6 +130,10 @@ class SyncRunner:
         self.extract_adapter = extract_adapter
         #: An escalation step: only rows whose current answer came from this tier, and are weak, are asked.
         self.escalate_from = escalate_from
+        #: A "new fields" step: the stamps whose enriched rows get just this step's fields.
+        self.field_stamps = None if field_stamps is None else list(field_stamps)
+        #: The sync's own pass: what the target's stamps still need (see engine/fields.py).
+        self.changes: FieldChanges | None = None
         self.price: float | None = None
         self.sync_spent = 0.0
         self.stop_reason: str | None = None
@@ -237,6 +245,10 @@ class SyncRunner:
         if exists:
             ctx.target_ready = False  # columns may be missing; checked before the first merge
         columns = a.get_columns(ctx.target) if exists else None
+        own_pass = self.escalate_from is None and self.field_stamps is None
+        if own_pass and columns is not None and not self.full_refresh and ctx.spec.refresh.when != "always":
+            self.changes = self._field_changes(columns)
+        not_whole = self.changes.not_whole if self.changes is not None else []
         return [
             build_selection(
                 a,
@@ -249,6 +261,8 @@ class SyncRunner:
                 full_refresh=self.full_refresh,
                 bucket=(b, buckets) if buckets > 1 else None,
                 escalate_from=self.escalate_from,
+                not_whole=not_whole,
+                field_stamps=self.field_stamps,
             )
             for b in range(buckets)
         ]
@@ -285,9 +299,24 @@ class SyncRunner:
             self._restart(t, selection)
         self._loop()
 
+    def _field_changes(self, columns: Mapping[str, Any]) -> FieldChanges | None:
+        ctx = self.ctx
+        sql = stamp_counts_sql(ctx.adapter, ctx.spec, ctx.target, columns)
+        if not sql or not ctx.ledger.exists():
+            return None
+        with ctx.adapter.session() as s:
+            counts = {str(h): int(n) for h, n in s.fetchall(sql) if h is not None}
+        others = [h for h in counts if h != ctx.spec_hash]
+        if not others:
+            return None
+        return field_changes(ctx.spec, counts, ctx.ledger.spec_definitions(others))
+
     def _owns(self, job: Job) -> bool:
-        """Whether this runner finishes ``job``: an escalation step its tier's jobs, the sync the others."""
+        """Whether this runner finishes ``job``: a step its own jobs (tier, fields), the sync the others."""
         spec = self.ctx.spec
+        mine = ",".join(sorted(spec.struct)) if spec.field_subset else None
+        if (job.fields or None) != mine:
+            return False
         if spec.question_tier != spec.tier:
             return job.tier == spec.tier
         return job.tier is None or job.tier not in spec.escalate
@@ -524,6 +553,7 @@ class SyncRunner:
             tier=spec.tier,
             salt=salt or None,
             reasons=json.dumps(reasons, sort_keys=True),
+            fields=",".join(sorted(spec.struct)) if spec.field_subset else None,
         )
         assert chunk.kept is not None
         if ctx.lease is not None:
@@ -723,6 +753,11 @@ def asked_hash(spec: SyncSpec, stamp: str) -> str:
     another question for the API: without the tier in the Idempotency-Key, a step whose file equals an earlier
     file (every row of it weak) would be answered with the earlier job, as a replay.
     """
-    if spec.tier == spec.question_tier:
+    parts = []
+    if spec.tier != spec.question_tier:
+        parts.append(f"@{spec.tier}")
+    if spec.field_subset:  # a "new fields" job asks part of the question: another question for the API
+        parts.append("+" + ",".join(sorted(spec.struct)))
+    if not parts:
         return stamp
-    return hashlib.sha256(f"{stamp}@{spec.tier}".encode()).hexdigest()[:32]
+    return hashlib.sha256((stamp + "".join(parts)).encode()).hexdigest()[:32]

@@ -52,6 +52,7 @@ __all__ = [
     "keep_keys",
     "rebuild_sql",
     "source_relation_sql",
+    "stamp_counts_sql",
     "weak_answer_sql",
 ]
 
@@ -62,7 +63,7 @@ REASON_COLUMN = "_sixtyfour_reason"
 EXISTS_COLUMN = "_sixtyfour_in_target"
 #: How many source rows share the key (a NULL or duplicated key is never sent).
 KEY_ROWS_COLUMN = "_sixtyfour_key_rows"
-REASONS = ("new", "changed", "stale", "failed_retry", "refresh", "escalate")
+REASONS = ("new", "changed", "stale", "failed_retry", "refresh", "escalate", "new_fields")
 #: Reasons that ask a question again on purpose: their files get a run-specific Idempotency-Key.
 DELIBERATE = frozenset({"stale", "failed_retry", "refresh"})
 
@@ -131,6 +132,8 @@ def build_selection(
     full_refresh: bool = False,
     bucket: tuple[int, int] | None = None,
     escalate_from: str | None = None,
+    not_whole: Sequence[str] = (),
+    field_stamps: Sequence[str] | None = None,
 ) -> Selection:
     """The selection query for a sync (``target_columns`` None: the target table does not exist yet).
 
@@ -177,7 +180,10 @@ def build_selection(
     first_key = col(key[0])
     spec_lit = "'" + spec_hash.replace("'", "''") + "'"
     is_new = f"({first_key} IS NULL OR {status} IS NULL)"
-    changed = f"({in_hash} IS NULL OR {in_hash} <> s.{q(HASH_COLUMN)} OR {sp_hash} IS NULL OR {sp_hash} <> {spec_lit})"
+    stamp_changed = f"{sp_hash} <> {spec_lit}"
+    if not_whole:  # enriched rows of these stamps lack only some fields (asked by a "new fields" step), or none
+        stamp_changed = f"({stamp_changed} AND NOT ({status} = 'enriched' AND {sp_hash} IN ({_literals(not_whole)})))"
+    changed = f"({in_hash} IS NULL OR {in_hash} <> s.{q(HASH_COLUMN)} OR {sp_hash} IS NULL OR {stamp_changed})"
 
     def older_than(seconds: float) -> str:
         if at == "NULL":
@@ -204,6 +210,13 @@ def build_selection(
     cases.append(f"WHEN {retry} THEN 'failed_retry'")
     fallback = "'refresh'" if when == "always" else "NULL"
     reason = f"CASE {' '.join(cases)} ELSE {fallback} END"
+    if field_stamps is not None:  # a "new fields" step: enriched rows of these stamps, inputs unchanged
+        reason = (
+            f"CASE WHEN {first_key} IS NOT NULL AND {status} = 'enriched' AND {sp_hash} IN "
+            f"({_literals(field_stamps)}) AND {in_hash} = s.{q(HASH_COLUMN)} THEN 'new_fields' ELSE NULL END"
+            if field_stamps and first_key != "NULL"
+            else "NULL"
+        )
     if escalate_from is not None:  # an escalation step selects only the weak answers of the step before
         reason = _escalation_reason(
             sync, col, s_hash=f"s.{q(HASH_COLUMN)}", spec_lit=spec_lit, previous=escalate_from, first_key=first_key
@@ -224,6 +237,26 @@ def build_selection(
         f"WHERE r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key} ORDER BY {order}"
     )
     return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, params=tuple(params))
+
+
+def _literals(values: Sequence[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def stamp_counts_sql(adapter: Adapter, sync: SyncSpec, target: TableRef, target_columns: Mapping[str, Any]) -> str:
+    """``SELECT stamp, COUNT(*)`` over the target's enriched rows of this sync (one GROUP BY)."""
+
+    def col(name: str) -> str:
+        stored = adapter.find_column(target_columns, name)
+        return "NULL" if stored is None else f"t.{adapter.quote_char}{stored}{adapter.quote_char}"
+
+    sp_hash, status = col(sync.bookkeeping("spec_hash")), col(sync.bookkeeping("status"))
+    if "NULL" in (sp_hash, status):
+        return ""
+    return (
+        f"SELECT {sp_hash}, COUNT(*) FROM {adapter.table_sql(target)} t WHERE {status} = 'enriched' "
+        f"AND {sp_hash} IS NOT NULL GROUP BY {sp_hash}"
+    )
 
 
 def _escalation_reason(

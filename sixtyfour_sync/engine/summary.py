@@ -37,6 +37,8 @@ class SyncPlan:
     preview: Preview | None = None
     #: With ``escalate:``, each step's expected rows and cost (see :func:`sixtyfour_sync.engine.plan.plan_escalation`).
     escalation: list[dict[str, Any]] = field(default_factory=list)
+    #: Rows answered before fields were added or changed, asked just those: [{fields, rows, estimated_cost_cents}].
+    new_fields: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -117,6 +119,8 @@ class SyncResult:
     gated: dict[str, int] = field(default_factory=dict)
     #: With ``escalate:``, what each tier did in this run (rows asked and answered, fields filled).
     tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: "New fields" steps in this run: the fields asked (comma-separated) -> rows asked and answered.
+    new_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     returned: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -180,6 +184,7 @@ class SyncResult:
             "fill_rate": {k: round(v, 4) for k, v in self.fill_rate.items()},
             "gated_below_confidence": dict(self.gated),
             "tiers": {t: dict(v) for t, v in self.tiers.items()},
+            "new_fields": {t: dict(v) for t, v in self.new_fields.items()},
             "jobs": [vars(j) for j in self.jobs if not j.resumed],
             "replays": self.replays,
             "incomplete_rows": self.incomplete_rows,

@@ -100,7 +100,11 @@ def test_grown_struct_adds_columns_and_re_enriches(project: E2EProject) -> None:
     )
     (project.dir / "models" / "leads.yml").write_text(text)
     plan = api.plan(project.dir, env=project.env)[0]
-    assert plan.rows_by_reason == {"changed": 10}
+    enriched = _query(db, "SELECT count(*) FROM leads_enriched WHERE _sixtyfour_status = 'enriched'")[0][0]
+    # enriched rows are asked only the new field; a failed row is asked the whole new question
+    assert plan.new_fields == [{"fields": ["phone"], "rows": enriched, "estimated_cost_cents": plan.new_fields[0][
+        "estimated_cost_cents"]}]  # fmt: skip
+    assert plan.rows_by_reason.get("changed", 0) == 10 - enriched
     assert "phone" in plan.new_columns
     assert _run(project).exit_code == 0
     phones = _query(db, "SELECT count(phone) FROM leads_enriched WHERE _sixtyfour_status = 'enriched'")[0][0]

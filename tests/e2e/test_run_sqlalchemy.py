@@ -59,7 +59,7 @@ def database_url(request: pytest.FixtureRequest, project: E2EProject) -> Iterato
 def test_run_resume_and_nothing_to_do(project: E2EProject, database_url: str) -> None:
     project.write_model(chunk_rows=50)
     first = api.run(project.dir, api_key=project.api_key, api_url=project.url, env=project.env)
-    assert first.exit_code == 0, first.to_dict()
+    assert first.exit_code == 0, [(s.status, s.errors, s.warnings) for s in first.syncs]
     assert first.syncs[0].rows_sent == 120
     engine = sa.create_engine(database_url)
     with engine.connect() as con:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,18 @@ TARGET_COLUMNS = (
 )
 
 
+def _connect_duckdb(path: Path | None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection to the test's DuckDB file, waiting (up to 20 s) while a child process holds it."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 @dataclass
 class Warehouse:
     """A source table of leads and a project wired to it."""
@@ -40,7 +53,7 @@ class Warehouse:
         """Rows of a query (``{t:name}`` is replaced by the qualified table name)."""
         sql = self._expand(sql)
         if self.kind == "duckdb":
-            con = duckdb.connect(str(self.path), read_only=True)
+            con = _connect_duckdb(self.path, read_only=True)
             try:
                 return con.execute(sql, list(params)).fetchall()
             finally:
@@ -54,7 +67,7 @@ class Warehouse:
         """Run a statement and commit."""
         sql = self._expand(sql)
         if self.kind == "duckdb":
-            con = duckdb.connect(str(self.path))
+            con = _connect_duckdb(self.path)
             try:
                 con.execute(sql, list(params))
             finally:
@@ -69,7 +82,7 @@ class Warehouse:
         """Run a statement once per row, in one transaction."""
         sql = self._expand(sql)
         if self.kind == "duckdb":
-            con = duckdb.connect(str(self.path))
+            con = _connect_duckdb(self.path)
             try:
                 con.executemany(sql, [list(r) for r in rows])
             finally:

@@ -1,0 +1,82 @@
+"""After a sync's own pass: "new fields" steps, each asking only the fields a group of rows lacks.
+
+The sync's own pass leaves out the enriched rows whose stamp lacks only some fields
+(:mod:`sixtyfour_sync.engine.fields`); here each group of stamps gets a step of its own over just those rows
+and just those fields (``SyncSpec.only_fields``), under the same lease and budget. Jobs of a step left
+unfinished by an earlier run are finished by a step with their own fields, whatever the struct is now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sixtyfour_sync.config.models import SyncSpec
+from sixtyfour_sync.engine.escalation import tier_stats
+from sixtyfour_sync.engine.scheduler import StopToken
+from sixtyfour_sync.engine.states import ACTIVE
+from sixtyfour_sync.engine.summary import SyncResult
+
+if TYPE_CHECKING:
+    from sixtyfour_sync.engine.runner import SyncRunner
+
+__all__ = ["ask_new_fields"]
+
+_SETTLED = ("ok", "nothing_to_do")
+
+
+def _fold(base: SyncResult, step: SyncResult, fields: tuple[str, ...]) -> None:
+    base.rows_sent += step.rows_sent
+    base.rows_enriched += step.rows_enriched
+    base.rows_failed += step.rows_failed
+    base.rows_not_returned += step.rows_not_returned
+    base.rows_unexpected += step.rows_unexpected
+    base.rows_merged += step.rows_merged
+    base.estimated_cost_cents += step.estimated_cost_cents
+    base.charged_cents += step.charged_cents
+    base.replays += step.replays
+    base.incomplete_rows += step.incomplete_rows
+    base.jobs.extend(step.jobs)
+    for reason, n in step.rows_by_reason.items():
+        base.rows_by_reason[reason] = base.rows_by_reason.get(reason, 0) + n
+    for f, n in step.gated.items():
+        base.gated[f] = base.gated.get(f, 0) + n
+    base.errors.extend(e for e in step.errors if e not in base.errors)
+    base.warnings.extend(w for w in step.warnings if w not in base.warnings)
+    base.new_fields[",".join(fields)] = tier_stats(step)
+    if step.status not in _SETTLED and base.status in _SETTLED:
+        base.status = step.status
+
+
+def ask_new_fields(
+    result: SyncResult,
+    runner: SyncRunner,
+    *,
+    stop: StopToken,
+    make_runner: Callable[[SyncSpec, list[str]], SyncRunner],
+) -> None:
+    """Run a step per group of fields the target's rows lack (and per unfinished step job left before)."""
+    spec = runner.ctx.spec
+    groups: dict[tuple[str, ...], list[str]] = dict(runner.changes.groups) if runner.changes else {}
+    ledger = runner.ctx.ledger
+    if ledger.exists():
+        for job in ledger.jobs_for(sync_name=spec.name, states=sorted(ACTIVE)):
+            if job.fields:
+                asked = tuple(sorted(f for f in job.fields.split(",") if f))
+                groups.setdefault(asked, [])
+    for fields, stamps in sorted(groups.items()):
+        if stop.requested or runner.stop_reason is not None or result.status not in _SETTLED:
+            return
+        known = [f for f in fields if f in spec.struct]
+        if not known:
+            continue  # every field of it was removed since: nothing to merge it into
+        step = make_runner(spec.only_fields(known), stamps)
+        step.sync_spent = runner.sync_spent
+        step.prepare()
+        if stamps:
+            step.ctx.note(f"asking only {', '.join(known)} for rows answered before the struct changed")
+        outcome = step.run()
+        _fold(result, outcome, fields)
+        runner.sync_spent = step.sync_spent
+        if step.stop_reason in ("budget", "no_credits"):
+            return

@@ -1,0 +1,54 @@
+"""Struct changes ask only what changed: which fields each stamp in the target still lacks. Pure logic.
+
+A target row carries the spec hash of the question it answered (``_sixtyfour_spec_hash``); the ledger keeps
+what each hash stands for (``_sixtyfour_sync_specs``: the shared part, and one hash per field of its
+description and type). Against the sync as it is now, an enriched row whose stamp has the same shared part
+(endpoint, tier, field_confidence, research_plan) needs only the fields that are new or whose hash changed:
+
+- none (fields were only removed): the row is current, nothing is asked;
+- some: a "new fields" step asks just those, for the rows with that stamp, and merges just their columns.
+
+A stamp the ledger does not know (written before stamps were recorded), a changed shared part, a failed row
+or changed inputs are a new question, asked whole, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sixtyfour_sync.config.models import SyncSpec
+
+__all__ = ["FieldChanges", "field_changes"]
+
+
+@dataclass
+class FieldChanges:
+    """What the target's stamps need from the sync as it is now."""
+
+    #: Stamps whose enriched rows are not asked whole (current but for fields added/changed, or removed).
+    not_whole: list[str] = field(default_factory=list)
+    #: Fields to ask -> the stamps whose enriched rows lack exactly those.
+    groups: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
+    #: Fields to ask -> how many enriched rows have those stamps (inputs not checked: an upper bound).
+    rows: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+
+def field_changes(
+    spec: SyncSpec, stamp_counts: Mapping[str, int], definitions: Mapping[str, Mapping[str, Any]]
+) -> FieldChanges:
+    """Group the target's stamps (enriched rows per stamp) by the fields each still needs."""
+    out = FieldChanges()
+    current, base, now = spec.spec_hash(), spec.question_base(), spec.field_hashes()
+    for stamp, n in sorted(stamp_counts.items()):
+        definition = definitions.get(stamp)
+        if stamp == current or definition is None or definition.get("base") != base:
+            continue
+        had = definition.get("fields") or {}
+        ask = tuple(sorted(f for f, h in now.items() if had.get(f) != h))
+        out.not_whole.append(stamp)
+        if ask:
+            out.groups.setdefault(ask, []).append(stamp)
+            out.rows[ask] = out.rows.get(ask, 0) + int(n)
+    return out

@@ -117,6 +117,8 @@ def plan_results(plans: Sequence[SyncPlan]) -> list[dict[str, Any]]:
             "key_problems": p.key_problems,
             "new_columns": list(p.new_columns),
             "preview": None if p.preview is None else p.preview.to_dict(),
+            "new_fields": list(p.new_fields),
+            "escalation": list(p.escalation),
         }
         for p in plans
     ]

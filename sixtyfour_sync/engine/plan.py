@@ -273,7 +273,8 @@ def plan_sync(
     new_cols = []
     if columns is not None:
         new_cols = [c.name for c in owned_columns(spec) if adapter.find_column(columns, c.name) is None]
-    new_fields = []
+    new_fields: list[dict[str, Any]] = []
+    asked_fields = 0
     for fields, stamps in sorted((changes.groups if changes else {}).items()):
         step = spec.only_fields(fields)
         sel = build_selection(adapter, step, source_sql=source_sql, inputs=inputs, target=target,
@@ -281,6 +282,7 @@ def plan_sync(
         with adapter.session() as s:
             n = sum(int(c) for _, c in s.fetchall(count_by_reason_sql(adapter, sel, spec.refresh.limit)))
         if n:
+            asked_fields += n
             new_fields.append(
                 {
                     "fields": list(fields),
@@ -288,6 +290,9 @@ def plan_sync(
                     "estimated_cost_cents": None if price is None else round(price.cents_per_row * n, 2),
                 }
             )
+    if new_fields:  # they are sent too: counted in the rows, the files and the cost
+        counts["new_fields"] = asked_fields
+        rows = sum(counts.values())
     escalation = (
         plan_escalation(adapter, spec, target, columns, selection_args={"source_sql": source_sql, "inputs": inputs},
                         rows=rows, ledger=ledger if has_ledger else None, prices=prices)

@@ -152,11 +152,14 @@ def test_a_result_without_a_struct_column_is_incomplete_and_asked_again(project:
     assert s.incomplete_rows == s.rows_enriched > 0
     assert any("no column(s) title" in w for w in s.warnings)
     assert wh.jobs("missing_columns")[0][0] == "title"
-    # Those fields are not taken as answered: the next run asks the rows again and fills them.
+    # Those fields are not taken as answered: the next run asks the rows again, just the missing field
     plan = api.plan(project.dir, env=project.env)[0]
-    assert plan.rows_by_reason.get("changed") == s.rows_enriched
+    assert plan.rows_by_reason.get("new_fields") == s.rows_enriched and "changed" not in plan.rows_by_reason
+    assert [nf["fields"] for nf in plan.new_fields] == [["title"]]
     second = _run(project)
     assert second.exit_code == 0, second.to_dict()
+    assert second.syncs[0].new_fields["title"]["rows_sent"] == s.rows_enriched
+    assert sorted(emu.jobs.values(), key=lambda j: j.created_at)[-1].config["struct"].keys() == {"title"}
     titles = wh.query("SELECT count(title) FROM {t:leads_enriched} WHERE _sixtyfour_status = 'enriched'")[0][0]
     assert titles == second.syncs[0].rows_enriched > 0
     assert _run(project).syncs[0].status == "nothing_to_do"

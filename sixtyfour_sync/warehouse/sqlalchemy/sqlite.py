@@ -84,7 +84,11 @@ class SQLiteAdapter(SqlAlchemyAdapter):
 
         def on_begin(conn: Any) -> None:
             if not conn.connection.dbapi_connection.in_transaction:
-                conn.exec_driver_sql("BEGIN")
+                # IMMEDIATE: the write lock is taken (waiting up to busy_timeout) when the transaction starts.
+                # A deferred transaction that reads and then writes while another connection (the lease's,
+                # the key writer's) committed meanwhile fails at once with "database is locked" in WAL mode:
+                # SQLite cannot upgrade a stale read snapshot, and busy_timeout does not apply.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         sa.event.listen(engine, "connect", on_connect)
         sa.event.listen(engine, "begin", on_begin)

@@ -34,7 +34,7 @@ from sixtyfour_sync.engine.states import HELD
 from tests.e2e.conftest import MODEL, E2EProject, unique_key
 from tests.e2e.warehouses import TARGET_COLUMNS, make_duckdb, setup_leads
 
-EXAMPLES = int(os.environ.get("SIXTYFOUR_SYNC_PROPERTY_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("SIXTYFOUR_SYNC_PROPERTY_EXAMPLES", "2"))
 POINTS = ["written", "submitting", "answered", "submitted", "completed", "downloaded", "merging", "merged"]
 
 

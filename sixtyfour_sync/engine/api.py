@@ -21,7 +21,7 @@ from typing import Any
 
 from sixtyfour_sync.api import ConflictError, NotFoundError, SixtyfourClient
 from sixtyfour_sync.api.poll import poll_interval_from_env
-from sixtyfour_sync.config.models import LoadedSync
+from sixtyfour_sync.config.models import LoadedSync, SyncSpec
 from sixtyfour_sync.engine.budget import Budget
 from sixtyfour_sync.engine.checks import check_sync
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder
@@ -446,18 +446,18 @@ def _run_one(
         runner.ctx.lease = lease
         try:
             result = runner.run()
+
+            def step_runner(sub: SyncSpec, **kind: Any) -> SyncRunner:  # a step after the sync's own pass
+                return SyncRunner(
+                    loaded=dataclasses.replace(loaded, spec=sub), adapter=adapter, ledger=ledger, client=api,
+                    run_id=recorder.run_id, settings=settings, budget=budget, recorder=recorder, stop=stop,
+                    reporter=reporter, ref_table=ref, lease=lease, **kind,
+                )  # fmt: skip
+
             if settings.only_tasks is None:
-                ask_new_fields(result, runner, stop=stop, make_runner=lambda sub, stamps: SyncRunner(
-                    loaded=dataclasses.replace(loaded, spec=sub), adapter=adapter, ledger=ledger, client=api,
-                    run_id=recorder.run_id, settings=settings, budget=budget, recorder=recorder, stop=stop,
-                    reporter=reporter, ref_table=ref, field_stamps=stamps, lease=lease,
-                ))  # fmt: skip
-            if loaded.spec.escalate and settings.only_tasks is None:
-                escalate(result, runner, stop=stop, make_runner=lambda sub, prev: SyncRunner(
-                    loaded=dataclasses.replace(loaded, spec=sub), adapter=adapter, ledger=ledger, client=api,
-                    run_id=recorder.run_id, settings=settings, budget=budget, recorder=recorder, stop=stop,
-                    reporter=reporter, ref_table=ref, escalate_from=prev, lease=lease,
-                ))  # fmt: skip
+                ask_new_fields(result, runner, stop=stop, make_runner=lambda sub, st: step_runner(sub, field_stamps=st))
+                if loaded.spec.escalate:
+                    escalate(result, runner, stop=stop, make_runner=lambda sub, p: step_runner(sub, escalate_from=p))
             return result
         except ApiKeyRefusedError:
             raise

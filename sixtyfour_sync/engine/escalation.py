@@ -25,12 +25,12 @@ from sixtyfour_sync.engine.summary import SyncResult
 if TYPE_CHECKING:
     from sixtyfour_sync.engine.runner import SyncRunner
 
-__all__ = ["escalate", "fold", "tier_stats"]
+__all__ = ["SETTLED", "escalate", "fold", "tier_stats"]
 
 log = logging.getLogger("sixtyfour_sync.engine")
 
 #: A sync result a step may follow: its answers are all merged.
-_SETTLED = ("ok", "nothing_to_do")
+SETTLED = ("ok", "nothing_to_do")
 
 
 def tier_stats(r: SyncResult) -> dict[str, Any]:
@@ -49,31 +49,14 @@ def tier_stats(r: SyncResult) -> dict[str, Any]:
 
 def fold(base: SyncResult, step: SyncResult, tier: str) -> None:
     """Add an escalation step's outcome to the sync's result."""
-    base.rows_sent += step.rows_sent
-    base.rows_enriched += step.rows_enriched
-    base.rows_failed += step.rows_failed
-    base.rows_not_returned += step.rows_not_returned
-    base.rows_unexpected += step.rows_unexpected
-    base.rows_merged += step.rows_merged
-    base.estimated_cost_cents += step.estimated_cost_cents
-    base.charged_cents += step.charged_cents
-    base.replays += step.replays
-    base.incomplete_rows += step.incomplete_rows
-    base.jobs.extend(step.jobs)
-    for reason, n in step.rows_by_reason.items():
-        key = f"escalate:{tier}" if reason == "escalate" else reason
-        base.rows_by_reason[key] = base.rows_by_reason.get(key, 0) + n
-    for f, n in step.gated.items():
-        base.gated[f] = base.gated.get(f, 0) + n
-    base.errors.extend(e for e in step.errors if e not in base.errors)
-    base.warnings.extend(w for w in step.warnings if w not in base.warnings)
+    base.add_step(step, {"escalate": f"escalate:{tier}"})
     base.tiers[tier] = tier_stats(step)
     if step.status == "budget":
         # the sync's own answers are all in: a budget that stops the extra asking is not a failure
         base.warnings.extend(e for e in step.errors if e not in base.warnings)
         base.errors = [e for e in base.errors if e not in step.errors]
         base.warnings.append(f"escalation to {tier} stopped at the budget; the next run goes on")
-    elif step.status not in _SETTLED and base.status in _SETTLED:
+    elif step.status not in SETTLED and base.status in SETTLED:
         base.status = step.status
 
 
@@ -89,7 +72,7 @@ def escalate(
     result.tiers[spec.tier] = tier_stats(result)
     previous, last = spec.tier, result
     for tier in spec.escalate:
-        if stop.requested or runner.stop_reason is not None or last.status not in _SETTLED or last.jobs_in_flight:
+        if stop.requested or runner.stop_reason is not None or last.status not in SETTLED or last.jobs_in_flight:
             runner.ctx.note(f"escalation to {tier} waits for the next run (the answers at {previous} are not all in)")
             return
         step = make_runner(spec.escalated(tier), previous)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sixtyfour_sync.config.models import SyncSpec
-from sixtyfour_sync.engine.escalation import tier_stats
+from sixtyfour_sync.engine.escalation import SETTLED, tier_stats
 from sixtyfour_sync.engine.scheduler import StopToken
 from sixtyfour_sync.engine.states import ACTIVE
 from sixtyfour_sync.engine.summary import SyncResult
@@ -22,29 +22,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ask_new_fields"]
 
-_SETTLED = ("ok", "nothing_to_do")
-
 
 def _fold(base: SyncResult, step: SyncResult, fields: tuple[str, ...]) -> None:
-    base.rows_sent += step.rows_sent
-    base.rows_enriched += step.rows_enriched
-    base.rows_failed += step.rows_failed
-    base.rows_not_returned += step.rows_not_returned
-    base.rows_unexpected += step.rows_unexpected
-    base.rows_merged += step.rows_merged
-    base.estimated_cost_cents += step.estimated_cost_cents
-    base.charged_cents += step.charged_cents
-    base.replays += step.replays
-    base.incomplete_rows += step.incomplete_rows
-    base.jobs.extend(step.jobs)
-    for reason, n in step.rows_by_reason.items():
-        base.rows_by_reason[reason] = base.rows_by_reason.get(reason, 0) + n
-    for f, n in step.gated.items():
-        base.gated[f] = base.gated.get(f, 0) + n
-    base.errors.extend(e for e in step.errors if e not in base.errors)
-    base.warnings.extend(w for w in step.warnings if w not in base.warnings)
+    base.add_step(step)
     base.new_fields[",".join(fields)] = tier_stats(step)
-    if step.status not in _SETTLED and base.status in _SETTLED:
+    if step.status not in SETTLED and base.status in SETTLED:
         base.status = step.status
 
 
@@ -65,7 +47,7 @@ def ask_new_fields(
                 asked = tuple(sorted(f for f in job.fields.split(",") if f))
                 groups.setdefault(asked, [])
     for fields, stamps in sorted(groups.items()):
-        if stop.requested or runner.stop_reason is not None or result.status not in _SETTLED:
+        if stop.requested or runner.stop_reason is not None or result.status not in SETTLED:
             return
         known = [f for f in fields if f in spec.struct]
         if not known:

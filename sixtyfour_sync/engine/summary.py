@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -134,6 +135,33 @@ class SyncResult:
     #: When the sync started and ended in this run (unix seconds, UTC), and how long it took.
     started_at: float | None = None
     completed_at: float | None = None
+
+    def add_step(self, step: SyncResult, reason_key: Mapping[str, str] | None = None) -> None:
+        """Add the counts, jobs and messages of a step run after the sync's own pass (escalation, new fields).
+
+        ``reason_key`` renames the step's selection reasons (``escalate`` -> ``escalate:medium``).
+        """
+        for name in (
+            "rows_sent",
+            "rows_enriched",
+            "rows_failed",
+            "rows_not_returned",
+            "rows_unexpected",
+            "rows_merged",
+            "estimated_cost_cents",
+            "charged_cents",
+            "replays",
+            "incomplete_rows",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(step, name))  # fmt: skip
+        self.jobs.extend(step.jobs)
+        for reason, n in step.rows_by_reason.items():
+            key = (reason_key or {}).get(reason, reason)
+            self.rows_by_reason[key] = self.rows_by_reason.get(key, 0) + n
+        for f, n in step.gated.items():
+            self.gated[f] = self.gated.get(f, 0) + n
+        self.errors.extend(e for e in step.errors if e not in self.errors)
+        self.warnings.extend(w for w in step.warnings if w not in self.warnings)
 
     @property
     def resumed_jobs(self) -> int:

@@ -44,6 +44,7 @@ from sixtyfour_sync.api import (
 from sixtyfour_sync.api.errors import ApiError, DownloadError
 from sixtyfour_sync.engine.context import SyncContext
 from sixtyfour_sync.engine.failpoints import failpoint
+from sixtyfour_sync.engine.files import SpilledTable
 from sixtyfour_sync.engine.ledger import Job, utcnow
 from sixtyfour_sync.engine.merge import MergePlan, plan_merge
 from sixtyfour_sync.engine.merger import Merger
@@ -71,8 +72,9 @@ class Tracked:
     state: JobState
     outcome: JobOutcome
     file: Path | None = None
-    #: What was sent: key columns and the input hash, in file order (None: not known here).
-    sent: pa.Table | None = None
+    #: What was sent: key columns and the input hash, in file order (None: not known here); a new file's waits
+    #: on disk until its result is parsed.
+    sent: pa.Table | SpilledTable | None = None
     resumed: bool = False
     task_id: str | None = None
     status: JobStatus | None = None
@@ -497,6 +499,7 @@ class JobDriver:
                 got = ResultDownload(final, got.format, got.source, got.row_count, got.block_number)
             # Parsing is CPU-bound and holds a whole result in memory: two at a time are as fast, and half the size.
             with self._parsing:
+                sent_rows = sent.load() if isinstance(sent, SpilledTable) else sent
                 try:
                     parsed = parse_result(
                         got.path,
@@ -509,7 +512,7 @@ class JobDriver:
                 except ResultParseError as exc:
                     raise Unreadable(got, exc) from exc
                 plan = plan_merge(
-                    spec, parsed, sent, task_id=task_id, now=utcnow(), file_label=label, insert_only=insert_only
+                    spec, parsed, sent_rows, task_id=task_id, now=utcnow(), file_label=label, insert_only=insert_only
                 )
             return got, plan
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 from sixtyfour_sync.api import ResultDownload
 from sixtyfour_sync.engine.context import SyncContext
 from sixtyfour_sync.engine.failpoints import failpoint
+from sixtyfour_sync.engine.files import SpilledTable
 from sixtyfour_sync.engine.merge import MergePlan, counts
 from sixtyfour_sync.engine.states import JobState
 from sixtyfour_sync.errors import WarehouseError
@@ -152,6 +153,9 @@ class Merger:
             if t.file is not None:
                 t.file.unlink(missing_ok=True)
             got.path.unlink(missing_ok=True)
+        if isinstance(t.sent, SpilledTable):
+            t.sent.discard()
+            t.sent = None
 
 
 def _combine(batch: list[Item]) -> list[UpsertPart]:

@@ -39,7 +39,7 @@ from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder,
 from sixtyfour_sync.engine.extract import Producer, ScanStats, denormalize, rebuild_file
 from sixtyfour_sync.engine.failpoints import failpoint
 from sixtyfour_sync.engine.fields import FieldChanges, field_changes
-from sixtyfour_sync.engine.files import ChunkFile, head_chunk, tail_chunk
+from sixtyfour_sync.engine.files import ChunkFile, SpilledTable, head_chunk, spill, tail_chunk
 from sixtyfour_sync.engine.jobs import JobDriver, Tracked
 from sixtyfour_sync.engine.keys import idempotency_key, salt_for
 from sixtyfour_sync.engine.lease import Lease
@@ -79,6 +79,8 @@ __all__ = [
 
 log = logging.getLogger("sixtyfour_sync.engine")
 S = JobState
+#: Beside a file in flight: what it sent (its keys and input hashes), until its result is merged.
+SENT_SUFFIX = ".sent.arrow"
 
 
 class SyncRunner:
@@ -164,6 +166,8 @@ class SyncRunner:
         try:
             if not self.prepared:
                 self.prepare()
+            for stale in ctx.files_dir.glob(f"*{SENT_SUFFIX}") if ctx.files_dir.is_dir() else ():
+                stale.unlink(missing_ok=True)  # what a killed run's files sent: only that run used it
             self._resume()
             finishing_only = ctx.settings.only_tasks is not None
             if (
@@ -188,6 +192,9 @@ class SyncRunner:
                 self.keys_adapter.close()
             for chunk, _ in self.waiting_files:
                 chunk.path.unlink(missing_ok=True)
+            for t in self.driver.jobs.values():
+                if isinstance(t.sent, SpilledTable):
+                    t.sent.discard()  # a resumed job reads what it sent from its file (or the ledger's keys)
             ctx.scheduler.shutdown()
             ctx.ledger.guard = _no_guard
         self._finish_status()
@@ -566,7 +573,8 @@ class SyncRunner:
         failpoint("submitting")
         outcome = JobOutcome(job.job_id, job.file_name, job.rows, S.SUBMITTING.value)
         t = Tracked(job, S.SUBMITTING, outcome, file=chunk.path, holds_slot=holds_slot)
-        t.sent = chunk.kept.select([*spec.source.key, HASH_COLUMN])
+        # What the file sent waits on disk until its result is merged: memory does not grow with the jobs in flight.
+        t.sent = spill(chunk.kept.select([*spec.source.key, HASH_COLUMN]), chunk.path.with_suffix(SENT_SUFFIX))
         if EXISTS_COLUMN in chunk.kept.column_names:
             # none of the file's keys is in the target: its result is inserted, not upserted
             t.extra["all_new"] = not _any_true(chunk.kept.column(EXISTS_COLUMN))

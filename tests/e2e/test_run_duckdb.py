@@ -55,6 +55,8 @@ def test_first_run_then_nothing_to_do(project: E2EProject) -> None:
     assert s.estimated_cost_cents > 0
     rows = _target(db)
     assert len(rows) == 250
+    # what each file sent waited on disk until its result was merged, and is gone with it
+    assert list(project.dir.rglob("*.sent.arrow")) == []
     enriched = [r for r in rows if r[5] == "enriched"]
     assert all(r[1] and "@" in r[1] for r in enriched)
     assert all(r[1] is None for r in rows if r[5] == "failed")
@@ -117,3 +119,19 @@ def test_missing_mode_ignores_changes(project: E2EProject, when: str) -> None:
     con.execute("UPDATE leads SET company = 'Hooli' WHERE lead_id = 3")
     con.close()
     assert _run(project).syncs[0].status == "nothing_to_do"
+
+
+def test_no_wait_leaves_no_sent_rows_behind_and_the_next_run_merges(project: E2EProject) -> None:
+    db = _setup_duckdb(project, 150)
+    project.write_model(chunk_rows=100)
+    first = _run(project, no_wait=True)
+    assert first.exit_code == 0, first.to_dict()
+    assert first.syncs[0].rows_sent == 150
+    assert list(project.dir.rglob("*.sent.arrow")) == []  # a resume reads what was sent from the file itself
+    files_dir = next(project.dir.rglob("*.jsonl")).parent  # the files in flight stay for the resume
+    (files_dir / "killed-run.sent.arrow").write_bytes(b"left by a run killed with -9")
+    second = _run(project)
+    assert list(project.dir.rglob("*.sent.arrow")) == []  # a killed run's leftovers are removed
+    assert second.exit_code == 0, second.to_dict()
+    assert second.syncs[0].resumed.rows_merged == 150  # the jobs in flight, finished and merged
+    assert len(_target(db)) == 150

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from sixtyfour_sync.engine.files import file_sha256, write_chunks
+from sixtyfour_sync.engine.files import file_sha256, spill, write_chunks
 from sixtyfour_sync.engine.keys import idempotency_key
 from sixtyfour_sync.errors import LimitExceededError
 
@@ -65,3 +65,21 @@ def test_files_over_the_byte_limit_are_split(tmp_path: Path) -> None:
 def test_a_single_row_over_the_limit_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(LimitExceededError, match="single row"):
         list(write_chunks(_batches(1), out_dir=tmp_path, prefix="s", chunk_rows=10, max_bytes=10))
+
+
+def test_a_spilled_table_reads_back_equal_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "lead_id": pa.array([3, 1, None, 2], pa.int64()),
+            "_sixtyfour_input_hash": ["a" * 32, "b" * 32, None, "c" * 32],
+        }
+    )
+    spilled = spill(table, tmp_path / "f.sent.arrow")
+    assert spilled.num_rows == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["f.sent.arrow"]
+    back = spilled.load()
+    assert back.equals(table)  # same types, same order, NULLs kept
+    assert spilled.load().equals(table)  # read as often as needed
+    spilled.discard()
+    spilled.discard()  # twice is fine
+    assert list(tmp_path.iterdir()) == []

@@ -170,7 +170,9 @@ def _struct() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- measuring
 
 
-def measure(thing: str, backend: str, rows: int, source: dict[str, Any], work: Path) -> dict[str, Any]:
+def measure(
+    thing: str, backend: str, rows: int, source: dict[str, Any], work: Path, duckdb_memory_limit: str | None = None
+) -> dict[str, Any]:
     """One measured thing in its own child process, with its own emulator, on a fresh copy of the data."""
     reset_postgres(source)
     thing_dir = work / f"{backend}-{rows}-{thing}"
@@ -182,6 +184,7 @@ def measure(thing: str, backend: str, rows: int, source: dict[str, Any], work: P
         "rows": rows,
         "work": str(thing_dir),
         "poll_seconds": POLL_SECONDS,
+        "duckdb_memory_limit": duckdb_memory_limit,
         "source": source["source"],
         "schema": source.get("schema"),
     }
@@ -261,6 +264,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each thing; the median run (by wall) is shown")
     parser.add_argument("--json", type=Path, default=None, help="write every result (and the ratios) here")
     parser.add_argument("--work", type=Path, default=None, help="work directory (default: a temporary one)")
+    parser.add_argument(
+        "--duckdb-memory-limit",
+        default=None,
+        help="the engine's DuckDB profile gets settings: {memory_limit: ...} (default: the adapter's own cap)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -280,7 +288,10 @@ def main() -> None:
                 source = make_source(backend, rows, work)
                 try:
                     for thing in args.things:
-                        runs = [measure(thing, backend, rows, source, work) for _ in range(args.repeat)]
+                        runs = [
+                            measure(thing, backend, rows, source, work, args.duckdb_memory_limit)
+                            for _ in range(args.repeat)
+                        ]
                         r = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]  # the median run
                         if len(runs) > 1:
                             r["walls_s"] = [x["wall_s"] for x in runs]

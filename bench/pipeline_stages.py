@@ -301,6 +301,8 @@ def write_project(spec: dict[str, Any]) -> Path:
     (project / "models" / "bench.yml").write_text(MODEL)
     if spec["backend"] == "duckdb":
         profile = f"      type: duckdb\n      path: {spec['db']}\n"
+        if spec.get("duckdb_memory_limit"):
+            profile += f"      settings:\n        memory_limit: {spec['duckdb_memory_limit']}\n"
     else:
         profile = (
             "      type: postgres\n      host: 127.0.0.1\n      user: postgres\n      dbname: test\n"

@@ -652,7 +652,9 @@ class SyncRunner:
                 d.record_all_completed()
                 return
             limit = ctx.settings.max_wait_seconds
-            if limit is not None and now - self._started > limit and not busy:
+            # --max-wait bounds the waiting for jobs, not the sending: the files still being written are sent first
+            # (under load, a short limit could otherwise pass before the selection's last file was submitted).
+            if limit is not None and now - self._started > limit and not busy and not producing:
                 d.merger.flush()
                 d.record_all_completed()
                 self._give_up_waiting()

@@ -135,3 +135,16 @@ def test_no_wait_leaves_no_sent_rows_behind_and_the_next_run_merges(project: E2E
     assert second.exit_code == 0, second.to_dict()
     assert second.syncs[0].resumed.rows_merged == 150  # the jobs in flight, finished and merged
     assert len(_target(db)) == 150
+
+
+def test_max_wait_stops_waiting_only_after_every_file_is_sent(project: E2EProject) -> None:
+    db = _setup_duckdb(project, 250)
+    project.write_model(chunk_rows=100)
+    first = _run(project, max_wait_seconds=0)
+    assert first.exit_code in (0, 3), first.to_dict()
+    assert first.syncs[0].rows_sent == 250  # the limit passed at once, yet the whole selection went out
+    assert len(project.emulator.submissions) == 3
+    second = _run(project)
+    assert second.exit_code == 0, second.to_dict()
+    assert len(_target(db)) == 250
+    assert len(project.emulator.submissions) == 3  # the jobs in flight were finished, nothing asked twice

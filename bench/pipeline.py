@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline_stages as st
 
 ROOT = Path(__file__).resolve().parents[1]
-THINGS = ("raw", "script", "engine")
+THINGS = ("raw", "script", "engine", "refresh")
 POLL_SECONDS = 0.1
 
 
@@ -49,6 +49,7 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
     """The emulator in its own process: jobs instant, no submission or request limit."""
     cmd = [sys.executable, "-m", "sixtyfour_sync", "emulator", "--port", "0", "--api-key", st.API_KEY]
     cmd += ["--job-seconds", "0", "--rate-limit-per-minute", "0", "--request-limit-per-minute", "0"]
+    cmd += ["--balance-cents", str(10**12)]  # a refresh asks every row twice
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     assert proc.stdout is not None
     deadline = time.monotonic() + 60

@@ -62,7 +62,7 @@ def markdown(data: dict[str, Any]) -> str:
         "| emulator CPU s / peak MB | load avg |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    order = {t: i for i, t in enumerate(("raw", "script", "engine"))}
+    order = {t: i for i, t in enumerate(("raw", "script", "engine", "refresh"))}
     for r in sorted(data["results"], key=lambda r: (r["backend"], r["rows"], order.get(r["thing"], 9))):
         excl = f"{r['rows_per_s_excl_api']:,}" if r.get("rows_per_s_excl_api") else ""
         lines.append(

@@ -139,7 +139,8 @@ def test_no_wait_leaves_no_sent_rows_behind_and_the_next_run_merges(project: E2E
 
 def test_max_wait_stops_waiting_only_after_every_file_is_sent(project: E2EProject) -> None:
     db = _setup_duckdb(project, 250)
-    project.write_model(chunk_rows=100)
+    # A known price: with none, the files wait for a one-row job's estimate, which --max-wait may cut short.
+    project.write_model(chunk_rows=100, extra="budget:\n  price_cents_per_row: 2\n")
     first = _run(project, max_wait_seconds=0)
     assert first.exit_code in (0, 3), first.to_dict()
     assert first.syncs[0].rows_sent == 250  # the limit passed at once, yet the whole selection went out

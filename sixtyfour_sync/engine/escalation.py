@@ -25,7 +25,7 @@ from sixtyfour_sync.engine.summary import SyncResult
 if TYPE_CHECKING:
     from sixtyfour_sync.engine.runner import SyncRunner
 
-__all__ = ["SETTLED", "escalate", "fold", "tier_stats"]
+__all__ = ["SETTLED", "adopt_unsettled", "escalate", "fold", "tier_stats"]
 
 log = logging.getLogger("sixtyfour_sync.engine")
 
@@ -56,7 +56,13 @@ def fold(base: SyncResult, step: SyncResult, tier: str) -> None:
         base.warnings.extend(e for e in step.errors if e not in base.warnings)
         base.errors = [e for e in base.errors if e not in step.errors]
         base.warnings.append(f"escalation to {tier} stopped at the budget; the next run goes on")
-    elif step.status not in SETTLED and base.status in SETTLED:
+    else:
+        adopt_unsettled(base, step)
+
+
+def adopt_unsettled(base: SyncResult, step: SyncResult) -> None:
+    """A step that did not settle gives its status to a sync that had (a failed step fails the sync)."""
+    if step.status not in SETTLED and base.status in SETTLED:
         base.status = step.status
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sixtyfour_sync.config.models import SyncSpec
-from sixtyfour_sync.engine.escalation import SETTLED, tier_stats
+from sixtyfour_sync.engine.escalation import SETTLED, adopt_unsettled, tier_stats
 from sixtyfour_sync.engine.scheduler import StopToken
 from sixtyfour_sync.engine.states import ACTIVE
 from sixtyfour_sync.engine.summary import SyncResult
@@ -26,8 +26,7 @@ __all__ = ["ask_new_fields"]
 def _fold(base: SyncResult, step: SyncResult, fields: tuple[str, ...]) -> None:
     base.add_step(step)
     base.new_fields[",".join(fields)] = tier_stats(step)
-    if step.status not in SETTLED and base.status in SETTLED:
-        base.status = step.status
+    adopt_unsettled(base, step)
 
 
 def ask_new_fields(

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "csv_chunks",
     "read_options",
     "row_blocks",
+    "zoned_text",
 ]
 
 Buffer = bytes | bytearray | memoryview
@@ -116,12 +118,31 @@ def row_blocks(chunks: Iterable[Buffer], size: int = CSV_BLOCK) -> Iterator[byte
 
 
 def csv_chunks(data: pa.Table, rows: int = 50_000) -> Iterator[memoryview]:
-    """The table as headerless CSV, ``rows`` rows at a time, for ``COPY ... FROM STDIN (FORMAT csv)``."""
+    """The table as headerless CSV, ``rows`` rows at a time, for ``COPY ... FROM STDIN (FORMAT csv)``.
+
+    Time-zone-aware timestamps are rendered first, as UTC text with its offset (:func:`zoned_text`):
+    pyarrow's CSV writer (and ``strftime``) convert each such value through the time zone database, which
+    made the bookkeeping column ``enriched_at`` 80% of the cost of writing a merge's rows (0.27 s of 0.34 s
+    per 300,000 rows of the engine's 13 columns, against 0.01 s rendered this way).
+    """
     opts = pacsv.WriteOptions(include_header=False, batch_size=10_000)
+    zoned = [i for i, f in enumerate(data.schema) if pa.types.is_timestamp(f.type) and f.type.tz is not None]
     for batch in data.to_batches(max_chunksize=rows):
+        for i in zoned:
+            batch = batch.set_column(i, batch.schema.field(i).name, zoned_text(batch.column(i)))
         buf = io.BytesIO()
         pacsv.write_csv(batch, buf, opts)
         yield buf.getbuffer()
+
+
+def zoned_text(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A time-zone-aware timestamp array as text PostgreSQL reads exactly: ``YYYY-MM-DD HH:MM:SS[.f]+00``.
+
+    Arrow keeps such values as UTC instants, so dropping the zone gives the UTC wall clock, whose text is
+    cheap to render; ``+00`` says so. Fractional digits follow the unit (none for seconds); NULL stays NULL.
+    """
+    utc = values.cast(pa.timestamp(values.type.unit))
+    return pc.binary_join_element_wise(utc.cast(pa.string()), "+00", "")
 
 
 def describe_columns(description: Sequence[Any]) -> tuple[list[str], list[pa.DataType], list[str | None]]:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from sixtyfour_sync.config.profiles import parse_target_config
@@ -212,6 +213,61 @@ def test_upsert_into_jsonb_timestamptz_and_a_table_without_primary_key(pg: Postg
         {"id": 2, "data": None, "at": at, "note": None},
     ]
     assert setting == "on"
+
+
+def test_zoned_text_keeps_the_instant_for_every_unit_zone_and_year() -> None:
+    """What COPY receives for a time-zone-aware timestamp: the instant, its offset, NULL as NULL (no server)."""
+    from sixtyfour_sync.warehouse.postgres_copy import zoned_text
+
+    utc = pa.array(
+        [
+            dt.datetime(2026, 12, 1, 19, 8, 14, 403057, tzinfo=UTC),
+            None,
+            dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            dt.datetime(1, 1, 1, tzinfo=UTC),
+            dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+        ],
+        pa.timestamp("us", tz="UTC"),
+    )
+    assert zoned_text(utc).to_pylist() == [
+        "2026-12-01 19:08:14.403057+00",
+        None,
+        "1969-12-31 23:59:59.999999+00",
+        "0001-01-01 00:00:00.000000+00",
+        "9999-12-31 23:59:59.000000+00",
+    ]
+    plus5 = pa.array([dt.datetime(2026, 1, 1, 5, 0, tzinfo=UTC)], pa.timestamp("s", tz="+05:00"))
+    assert zoned_text(plus5).to_pylist() == ["2026-01-01 05:00:00+00"]
+
+
+def test_copy_in_of_zoned_timestamps_round_trips(pg: PostgresAdapter) -> None:
+    """Every unit and zone, NULLs, before 1970, and the naive kind beside them, read back as written."""
+    table = TableRef("stamps")
+    key = [Column("id", LogicalType.BIGINT)]
+    pg.ensure_table(table, key, [Column("at", LogicalType.TIMESTAMP)])
+    tokyo = dt.timezone(dt.timedelta(hours=9))
+    values = [
+        dt.datetime(2026, 12, 1, 19, 8, 14, 403057, tzinfo=UTC),
+        None,
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        dt.datetime(2000, 2, 29, 12, 0, tzinfo=tokyo),
+    ]
+    ids = pa.array(range(len(values)), pa.int64())
+    for n, typ in enumerate(
+        [
+            pa.timestamp("us", tz="UTC"),
+            pa.timestamp("ms", tz="UTC"),
+            pa.timestamp("s", tz="Asia/Tokyo"),
+            pa.timestamp("ns", tz="+09:00"),
+        ]
+    ):
+        cut = [v.replace(microsecond=v.microsecond // 1000 * 1000) if v and typ.unit != "us" else v for v in values]
+        cut = [v.replace(microsecond=0) if v and typ.unit == "s" else v for v in cut]
+        data = pa.table({"id": pc.add(ids, n * 10), "at": pa.array(cut, typ)})
+        pg.upsert(table, ["id"], [UpsertPart(data, ["at"], insert_only=True)])
+        with pg.session() as s:
+            got = [r["at"] for r in s.select(table, order_by=["id"]) if n * 10 <= r["id"] < n * 10 + 10]
+        assert got == cut, typ
 
 
 def test_upsert_50k_shuffled_rows(pg: PostgresAdapter) -> None:

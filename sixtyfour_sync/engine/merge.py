@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -117,6 +118,11 @@ def _reconcile_one_key(res: pa.Table, sent: pa.Table, k: str) -> Reconciled:
     return Reconciled(returned, missing, res.num_rows - returned.num_rows)
 
 
+def _same(value: Any, n: int, typ: pa.DataType) -> pa.Array:
+    """``n`` copies of one value (vectorised: a Python list of 100,000 zoned datetimes took 0.2 s to convert)."""
+    return pa.repeat(pa.scalar(value, typ), n)
+
+
 def plan_merge(
     spec: SyncSpec,
     parsed: ParsedResult,
@@ -159,17 +165,17 @@ def plan_merge(
         cols[spec.column_for(c)] = _cat(returned.column(c), pa.nulls(n_missing, returned.schema.field(c).type))
     n = returned.num_rows + n_missing
     data = pa.table(cols)
-    data = data.append_column(write, _cat(is_enriched, pa.array([False] * n_missing, pa.bool_())))
+    data = data.append_column(write, _cat(is_enriched, _same(False, n_missing, pa.bool_())))
     data = data.append_column(
-        bk("status"), _cat(pc.if_else(is_enriched, "enriched", "failed"), pa.array(["failed"] * n_missing))
+        bk("status"), _cat(pc.if_else(is_enriched, "enriched", "failed"), _same("failed", n_missing, pa.string()))
     )
-    data = data.append_column(bk("enriched_at"), pa.array([now] * n, pa.timestamp("us", tz="UTC")))
-    data = data.append_column(bk("task_id"), pa.array([task_id] * n, pa.string()))
+    data = data.append_column(bk("enriched_at"), _same(now, n, pa.timestamp("us", tz="UTC")))
+    data = data.append_column(bk("task_id"), _same(task_id, n, pa.string()))
     data = data.append_column(bk("input_hash"), _cat(returned.column(_HASH), missing.column(_HASH)))
     stamps = pc.if_else(is_enriched, partial_stamp, full_stamp)
-    data = data.append_column(bk("spec_hash"), _cat(stamps, pa.array([full_stamp] * n_missing)))
+    data = data.append_column(bk("spec_hash"), _cat(stamps, _same(full_stamp, n_missing, pa.string())))
     if not spec.field_subset:  # a "new fields" answer completes the row: the tier of its answer stays
-        data = data.append_column(bk("tier"), pa.array([spec.tier] * n, pa.string()))
+        data = data.append_column(bk("tier"), _same(spec.tier, n, pa.string()))
     fields = [spec.column_for(c) for c in values]
     guards = {f: Guard(when=write) for f in fields}
     gated: dict[str, int] = {}
@@ -237,14 +243,14 @@ def _confidence_guards(
     gated: dict[str, int] = {}
     statuses: list[pa.ChunkedArray] = []
     keep_higher = spec.overwrite != "always"
-    no = pa.array([False] * n_missing, pa.bool_())
+    no = _same(False, n_missing, pa.bool_())
     for f in spec.struct:
         col, conf_col = spec.column_for(f), spec.column_for(f"{f}_confidence")
         conf = returned.column(f"{f}_confidence")
         not_below = conf_col if keep_higher else None
         threshold = spec.threshold(f)
         if threshold is None:
-            low = pa.chunked_array([pa.array([False] * returned.num_rows, pa.bool_())])
+            low = pa.chunked_array([_same(False, returned.num_rows, pa.bool_())])
         else:
             below = pc.or_kleene(pc.is_null(conf), pc.less(conf, pa.scalar(threshold, conf.type)))
             low = pc.fill_null(pc.and_kleene(pc.and_kleene(is_enriched, pc.is_valid(returned.column(f))), below), False)
@@ -254,7 +260,7 @@ def _confidence_guards(
         guards[col] = Guard(when=when, not_below=not_below)
         guards[conf_col] = Guard(when=write, not_below=not_below)
         text = pc.if_else(low, json.dumps({f: "low_confidence"})[1:-1] + ", ", "")
-        statuses.append(_cat(text, pa.array([""] * n_missing, pa.string())))
+        statuses.append(_cat(text, _same("", n_missing, pa.string())))
     if spec.gating:
         # {"email": "low_confidence", ...} for the fields held back; NULL when none was
         joined = pc.utf8_rtrim(pc.binary_join_element_wise(*statuses, ""), characters=", ")

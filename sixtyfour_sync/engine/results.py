@@ -289,7 +289,7 @@ def parse_result(
     for field_name in struct:
         v = pc.is_valid(typed.column(field_name))
         any_value = v if any_value is None else pc.or_(any_value, v)
-    enriched = any_value if any_value is not None else pa.array([False] * typed.num_rows)
+    enriched = any_value if any_value is not None else pa.repeat(pa.scalar(False), typed.num_rows)
     typed = typed.append_column(STATUS, pc.if_else(enriched, "enriched", "failed"))
     key_null = None
     for k in key:

@@ -92,7 +92,7 @@ def _column_literals(col: pa.ChunkedArray) -> pa.ChunkedArray:
     """Every value of one column as literal SQL text, computed column-wise (no Python per row)."""
     t = col.type
     if pa.types.is_null(t):
-        return pa.chunked_array([pa.array(["NULL"] * len(col), pa.string())])
+        return pa.chunked_array([pa.repeat(pa.scalar("NULL", pa.string()), len(col))])
     if pa.types.is_boolean(t):
         text = pc.if_else(col, "TRUE", "FALSE")
     elif pa.types.is_integer(t):

@@ -20,7 +20,7 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,8 +103,12 @@ def _csv_header(path: Path) -> list[str]:
         return []
 
 
-def read_result_table(path: Path, fmt: str) -> pa.Table:
-    """Read a result file with every column as text (NULL for empty CSV fields)."""
+def read_result_table(path: Path, fmt: str, columns: Collection[str] | None = None) -> pa.Table:
+    """Read a result file with every column as text (NULL for empty CSV fields).
+
+    ``columns``: of a CSV, only these are converted (the others are skipped by the parser, as are the inputs
+    the API echoes back); the table then has the ones the file has, in the file's order.
+    """
     try:
         if fmt == "csv":
             header = _csv_header(path)
@@ -113,12 +117,14 @@ def read_result_table(path: Path, fmt: str) -> pa.Table:
             if len(set(header)) != len(header):
                 dupes = sorted({h for h in header if header.count(h) > 1})
                 raise ResultParseError(f"result file {path} has duplicate columns: {', '.join(dupes)}")
+            keep = [h for h in header if columns is None or h in columns] or header
             return pacsv.read_csv(
                 path,
                 read_options=pacsv.ReadOptions(use_threads=True, block_size=_JSON_BLOCK, encoding="utf8"),
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={h: pa.string() for h in header},
+                    column_types={h: pa.string() for h in keep},
+                    include_columns=keep,
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=True,
                 ),
@@ -232,9 +238,19 @@ def parse_result(
     ``carry`` names columns passed through as text when the result has them (such as the input hash that
     was uploaded alongside the rows).
     """
-    raw = source if isinstance(source, pa.Table) else read_result_table(source, fmt)
-    present = set(raw.column_names)
     key = list(key_types)
+    wanted = set(key) | set(struct) | set(carry)
+    conf_cols = {f"{f}_confidence" for f in struct}
+    if field_confidence:
+        wanted |= conf_cols | {"field_confidence"}
+    if isinstance(source, pa.Table):
+        raw, names = source, source.column_names
+    else:
+        # Only the columns the merge reads are parsed (the inputs echoed back are not); the header says
+        # what else the file had, for the report.
+        raw = read_result_table(source, fmt, columns=wanted)
+        names = _csv_header(source) if fmt == "csv" else raw.column_names
+    present = set(raw.column_names)
     missing = [k for k in key if k not in present]
     if missing:
         where = source if isinstance(source, Path) else "inline results"
@@ -243,12 +259,8 @@ def parse_result(
             "nothing from this file was merged",
             hint="the file is kept for inspection",
         )
-    wanted = set(key) | set(struct) | set(carry)
-    conf_cols = {f"{f}_confidence" for f in struct}
-    if field_confidence:
-        wanted |= conf_cols | {"field_confidence"}
     missing_fields = [f for f in struct if f not in present]
-    extra = [c for c in raw.column_names if c not in wanted and c not in conf_cols]
+    extra = [c for c in names if c not in wanted and c not in conf_cols]
 
     select: list[str] = []
     for k, typ in key_types.items():

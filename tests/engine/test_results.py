@@ -108,3 +108,17 @@ def test_unparseable_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text('{"lead_id": 1}\n{broken\n')
     with pytest.raises(ResultParseError, match="cannot be parsed"):
         parse_result(path, fmt="jsonl", key_types=KEYS, struct={"email": STRUCT["email"]}, field_confidence=False)
+
+
+def test_only_the_columns_the_merge_reads_are_parsed(tmp_path: Path) -> None:
+    """The inputs the API echoes back are skipped by the parser, and still reported as extra columns."""
+    from sixtyfour_sync.engine.results import read_result_table
+
+    path = tmp_path / "r.csv"
+    path.write_text('city,lead_id,notes,email\nParis,1,"two\nlines",a@x.com\n,2,,\n')
+    table = read_result_table(path, "csv", columns={"lead_id", "email", "absent"})
+    assert table.column_names == ["lead_id", "email"]
+    assert table.to_pylist() == [{"lead_id": "1", "email": "a@x.com"}, {"lead_id": "2", "email": None}]
+    parsed = parse_result(path, fmt="csv", key_types=KEYS, struct={"email": STRUCT["email"]}, field_confidence=False)
+    assert parsed.extra_columns == ["city", "notes"] and parsed.rows_read == 2
+    assert _rows(parsed)[1]["email"] == "a@x.com"

@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["BATCH_ROWS", "MAX_BATCH_FILES", "MAX_WAIT_SECONDS", "UPDATE_BATCH_ROWS", "Merger"]
 
 S = JobState
-#: A batch of new rows is merged once it holds this many rows (DuckDB, for one, writes a transaction of a
-#: quarter million rows straight to the table, three times faster than one of 100,000 through its log), or
-#: this many files, or once its oldest result has waited this long.
+#: A batch of new rows is merged once it holds the warehouse's ``capabilities.insert_batch_rows`` (this
+#: many unless the adapter says otherwise: DuckDB, for one, writes a transaction of a quarter million rows
+#: straight to the table, three times faster than one of 100,000 through its log), or this many files, or
+#: once its oldest result has waited this long.
 BATCH_ROWS = 250_000
 #: A batch that updates rows stays at one file's worth: until it commits, the warehouse holds the old versions
 #: of every row it changed, beside the selection still being read. Under DuckDB's memory cap, update batches
@@ -65,7 +66,8 @@ class Merger:
         """Whether the waiting results make a batch worth merging now."""
         rows = sum(p.rows for _, _, p in self.pending)
         inserting = all(part.insert_only for _, _, p in self.pending for part in p.parts)
-        return len(self.pending) >= MAX_BATCH_FILES or rows >= (BATCH_ROWS if inserting else UPDATE_BATCH_ROWS)
+        insert_rows = self.ctx.adapter.capabilities.insert_batch_rows
+        return len(self.pending) >= MAX_BATCH_FILES or rows >= (insert_rows if inserting else UPDATE_BATCH_ROWS)
 
     def due(self, *, more_coming: bool) -> bool:
         """Whether to merge what waits: a full batch, one that waited long enough, or nothing more coming."""

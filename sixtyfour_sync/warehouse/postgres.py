@@ -115,6 +115,9 @@ class PostgresAdapter(Adapter[PostgresTarget]):
         identifier_case="lower",
         max_identifier_length=63,
         transactional_ddl=True,
+        # A merge holds the run's only connection: while 250,000 rows are inserted (0.8 s), files that are
+        # ready wait to be submitted. 100,000-row merges: 6% less wall and 40 MB less peak memory at 1M rows.
+        insert_batch_rows=100_000,
     )
     dialect: Dialect = POSTGRES
 

@@ -1,6 +1,9 @@
 """Draw seconds and peak RSS against rows for the engine, the raw stages and the script, from pipeline JSON.
 
-    python bench/plot_pipeline.py docs/benchmarks-pipeline.json --out docs/benchmarks.png [--markdown]
+    python bench/plot_pipeline.py docs/benchmarks-pipeline.json [docs/benchmarks-pipeline-5m.json ...] \
+        --out docs/benchmarks.png [--markdown]
+
+Several files are drawn as one (say, 250,000 and 1,000,000 rows of every thing, and 5,000,000 of some).
 
 One column per backend; the top row is wall seconds, the bottom row peak RSS of the measured process.
 """
@@ -85,12 +88,17 @@ def markdown(data: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("json", type=Path)
+    parser.add_argument("json", type=Path, nargs="+")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.png"))
     parser.add_argument("--title", default=None)
     parser.add_argument("--markdown", action="store_true", help="also print the Markdown tables")
     args = parser.parse_args()
-    data = json.loads(args.json.read_text())
+    files = [json.loads(p.read_text()) for p in args.json]
+    data = {
+        **files[0],
+        "results": [r for f in files for r in f["results"]],
+        "ratios": [e for f in files for e in f.get("ratios", [])],
+    }
     plot(data, args.out, args.title)
     print(f"wrote {args.out}")
     if args.markdown:

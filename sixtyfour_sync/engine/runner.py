@@ -646,15 +646,17 @@ class SyncRunner:
                 self._interrupted()
             producing = self.producer is not None and not self.producer.done and not stopping
             work = d.waiting() or self.waiting_files
-            busy = ctx.scheduler.busy
-            if (stopping and busy == 0) or (not work and not busy and not producing):
+            # Settled: no API call under way and none of their answers still queued (a submission's answer
+            # is recorded before the run leaves, whatever the reason it leaves).
+            settled = ctx.scheduler.settled()
+            if (stopping and settled) or (not work and settled and not producing):
                 d.merger.flush()  # paid results waiting are merged before the run leaves
                 d.record_all_completed()
                 return
             limit = ctx.settings.max_wait_seconds
             # --max-wait bounds the waiting for jobs, not the sending: the files still being written are sent first
             # (under load, a short limit could otherwise pass before the selection's last file was submitted).
-            if limit is not None and now - self._started > limit and not busy and not producing:
+            if limit is not None and now - self._started > limit and settled and not producing:
                 d.merger.flush()
                 d.record_all_completed()
                 self._give_up_waiting()

@@ -91,12 +91,15 @@ class Scheduler:
             self._busy += 1
 
         def done(fut: Future[Any]) -> None:
-            with self._lock:
-                self._busy -= 1
-            if fut.cancelled():
-                return
-            exc = fut.exception()
-            self.events.put(("api", (subject, what, exc if exc is not None else fut.result())))
+            # The answer is queued before the call stops counting as under way, so whoever sees no call
+            # under way and an empty queue (:meth:`settled`) has every answer already handled.
+            try:
+                if not fut.cancelled():
+                    exc = fut.exception()
+                    self.events.put(("api", (subject, what, exc if exc is not None else fut.result())))
+            finally:
+                with self._lock:
+                    self._busy -= 1
 
         self._pool.submit(fn).add_done_callback(done)
 
@@ -105,6 +108,11 @@ class Scheduler:
         """Calls under way."""
         with self._lock:
             return self._busy
+
+    def settled(self) -> bool:
+        """No call under way and no event waiting to be handled (every API answer has been seen)."""
+        with self._lock:
+            return self._busy == 0 and self.events.empty()
 
     def next_event(self, timeout: float) -> tuple[str, Any] | None:
         """The next event, or None after ``timeout`` seconds."""

@@ -109,16 +109,21 @@ def read_result_table(path: Path, fmt: str, columns: Collection[str] | None = No
     ``columns``: of a CSV, only these are converted (the others are skipped by the parser, as are the inputs
     the API echoes back); the table then has the ones the file has, in the file's order.
     """
+    return _read_result(path, fmt, columns)[0]
+
+
+def _read_result(path: Path, fmt: str, columns: Collection[str] | None) -> tuple[pa.Table, list[str]]:
+    """:func:`read_result_table`, and the names of every column the file has (a CSV's whole header)."""
     try:
         if fmt == "csv":
             header = _csv_header(path)
             if not header:
-                return pa.table({})
+                return pa.table({}), []
             if len(set(header)) != len(header):
                 dupes = sorted({h for h in header if header.count(h) > 1})
                 raise ResultParseError(f"result file {path} has duplicate columns: {', '.join(dupes)}")
             keep = [h for h in header if columns is None or h in columns] or header
-            return pacsv.read_csv(
+            table = pacsv.read_csv(
                 path,
                 read_options=pacsv.ReadOptions(use_threads=True, block_size=_JSON_BLOCK, encoding="utf8"),
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
@@ -129,8 +134,10 @@ def read_result_table(path: Path, fmt: str, columns: Collection[str] | None = No
                     quoted_strings_can_be_null=True,
                 ),
             )
+            return table, header
         if fmt in ("jsonl", "ndjson", "json"):
-            return _read_json_objects(path, array=fmt == "json")
+            table = _read_json_objects(path, array=fmt == "json")
+            return table, table.column_names
     except ResultParseError:
         raise
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError, ValueError, duckdb.Error) as exc:
@@ -248,8 +255,7 @@ def parse_result(
     else:
         # Only the columns the merge reads are parsed (the inputs echoed back are not); the header says
         # what else the file had, for the report.
-        raw = read_result_table(source, fmt, columns=wanted)
-        names = _csv_header(source) if fmt == "csv" else raw.column_names
+        raw, names = _read_result(source, fmt, wanted)
     present = set(raw.column_names)
     missing = [k for k in key if k not in present]
     if missing:

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.localdb import ident, registered
-from sixtyfour_sync.engine.results import ParsedResult
+from sixtyfour_sync.engine.results import ParsedResult, ResultParseError
 from sixtyfour_sync.engine.select import HASH_COLUMN
 from sixtyfour_sync.warehouse.base import Adapter, Session, TableRef, UpsertPart, UpsertResult
 from sixtyfour_sync.warehouse.types import Guard
@@ -140,6 +140,13 @@ def plan_merge(
     """
     key = list(spec.source.key)
     rec = reconcile(parsed, sent, key)
+    if sent is not None and sent.num_rows and parsed.rows_read and not rec.returned.num_rows:
+        # Rows came back, and not one of them is a row that was sent: a broken file, not an answer. Held as
+        # unreadable rather than marking every paid row failed.
+        raise ResultParseError(
+            f"{file_label}: none of the result's {parsed.rows_read:,} row(s) has a key that was sent "
+            f"({sent.num_rows:,} row(s) were sent)"
+        )
     returned = rec.returned
     answered = [f for f in spec.struct if f not in parsed.missing_columns]
     # An enriched row answered only the fields the result had; a failed row was asked the whole question.

@@ -49,7 +49,7 @@ from sixtyfour_sync.engine.ledger import Job, utcnow
 from sixtyfour_sync.engine.merge import MergePlan, plan_merge
 from sixtyfour_sync.engine.merger import Merger
 from sixtyfour_sync.engine.plan import arrow_to_logical, owned_columns
-from sixtyfour_sync.engine.results import ResultParseError, describe_parse_failure, parse_result
+from sixtyfour_sync.engine.results import ResultParseError, parse_result
 from sixtyfour_sync.engine.select import HASH_COLUMN
 from sixtyfour_sync.engine.states import JobState
 from sixtyfour_sync.engine.summary import JobOutcome
@@ -521,15 +521,10 @@ class JobDriver:
                         file_label=label,
                         insert_only=insert_only,
                     )
-                except ResultParseError as exc:
+                except ResultParseError as exc:  # no row ties back: a broken file, held as unreadable
                     raise Unreadable(got, exc) from exc
-                except Exception as exc:  # rows that cannot be tied back or shaped hold this job only, never the run
-                    log.debug("shaping the result of %s failed", label, exc_info=True)
-                    reason = ResultParseError(
-                        f"the rows of result file {got.path.name} cannot be tied back to what was sent: "
-                        f"{describe_parse_failure(exc)}"
-                    )
-                    raise Unreadable(got, reason) from None
+                # Anything else is a bug here, not the file's: it stops the run loudly, the job stays paid and
+                # active, and the next run merges it.
             return got, plan
 
         t.busy = True

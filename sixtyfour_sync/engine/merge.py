@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.localdb import ident, registered
+from sixtyfour_sync.engine.overwrite import confidence_guard, same_question_columns, value_guard
 from sixtyfour_sync.engine.results import ParsedResult, ResultParseError
 from sixtyfour_sync.engine.select import HASH_COLUMN
 from sixtyfour_sync.warehouse.base import Adapter, Session, TableRef, UpsertPart, UpsertResult
@@ -160,9 +161,9 @@ def plan_merge(
     if spec.field_confidence:
         values += [f"{f}_confidence" for f in spec.struct]
     book = [c for c in spec.bookkeeping_columns() if not (spec.field_subset and c == bk("tier"))]
-    # ONE part for every row the file answered: the fields and confidences are written only where the row
-    # was enriched (a failed row keeps what an earlier run found); the bookkeeping always.
-    write = "__sixtyfour_write"
+    # ONE part for every row the file answered: the fields and confidences follow the overwrite rule
+    # (engine/overwrite.py), the bookkeeping is always written.
+    write, unanswered = "__sixtyfour_write", "__sixtyfour_unanswered"
     missing = rec.missing
     n_missing = missing.num_rows
     cols: dict[str, pa.ChunkedArray] = {}
@@ -172,7 +173,9 @@ def plan_merge(
         cols[spec.column_for(c)] = _cat(returned.column(c), pa.nulls(n_missing, returned.schema.field(c).type))
     n = returned.num_rows + n_missing
     data = pa.table(cols)
-    data = data.append_column(write, _cat(is_enriched, _same(False, n_missing, pa.bool_())))
+    answered_flags = _cat(is_enriched, _same(False, n_missing, pa.bool_()))
+    data = data.append_column(write, answered_flags)
+    data = data.append_column(unanswered, pc.invert(answered_flags))
     data = data.append_column(
         bk("status"), _cat(pc.if_else(is_enriched, "enriched", "failed"), _same("failed", n_missing, pa.string()))
     )
@@ -184,11 +187,15 @@ def plan_merge(
     if not spec.field_subset:  # a "new fields" answer completes the row: the tier of its answer stays
         data = data.append_column(bk("tier"), _same(spec.tier, n, pa.string()))
     fields = [spec.column_for(c) for c in values]
-    guards = {f: Guard(when=write) for f in fields}
+    same = same_question_columns(bk("input_hash"), bk("spec_hash"))
+    policy = spec.overwrite_policy
+    guards = {
+        f: value_guard(write=write, unwritten=unanswered, same=same, confidence=None, policy=policy) for f in fields
+    }
     gated: dict[str, int] = {}
     filled = {f: int(pc.sum(pc.is_valid(returned.column(f))).as_py() or 0) for f in spec.struct}
     if spec.field_confidence:
-        data, guards, gated = _confidence_guards(spec, data, returned, is_enriched, n_missing, write)
+        data, guards, gated = _confidence_guards(spec, data, returned, is_enriched, n_missing, (write, unanswered))
         filled = {f: filled[f] - gated.get(f, 0) for f in filled}
     set_columns = [*fields, *book]
     if spec.gating:
@@ -239,22 +246,25 @@ def _confidence_guards(
     returned: pa.Table,
     is_enriched: pa.ChunkedArray,
     n_missing: int,
-    write: str,
+    flags: tuple[str, str],
 ) -> tuple[pa.Table, dict[str, Guard], dict[str, int]]:
-    """Per-field guards: min_confidence gating and, unless ``overwrite: always``, never below a stored confidence.
+    """Per-field guards with confidences: min_confidence gating and the overwrite rule (engine/overwrite.py).
 
-    A field answered below its threshold (or without a confidence) is not written: its value stays, its
-    confidence is kept in ``<field>_confidence`` and ``_sixtyfour_field_status`` says ``low_confidence``.
+    A field answered below its threshold (or without a confidence) is not written: a value that answered the
+    same question stays, one that answered another question is cleared; its confidence is kept in
+    ``<field>_confidence`` and ``_sixtyfour_field_status`` says ``low_confidence``.
     """
+    answered, unanswered = flags
+    bk = spec.bookkeeping
+    same = same_question_columns(bk("input_hash"), bk("spec_hash"))
+    policy = spec.overwrite_policy
     guards: dict[str, Guard] = {}
     gated: dict[str, int] = {}
     statuses: list[pa.ChunkedArray] = []
-    keep_higher = spec.overwrite != "always"
     no = _same(False, n_missing, pa.bool_())
     for f in spec.struct:
         col, conf_col = spec.column_for(f), spec.column_for(f"{f}_confidence")
         conf = returned.column(f"{f}_confidence")
-        not_below = conf_col if keep_higher else None
         threshold = spec.threshold(f)
         if threshold is None:
             low = pa.chunked_array([_same(False, returned.num_rows, pa.bool_())])
@@ -262,10 +272,14 @@ def _confidence_guards(
             below = pc.or_kleene(pc.is_null(conf), pc.less(conf, pa.scalar(threshold, conf.type)))
             low = pc.fill_null(pc.and_kleene(pc.and_kleene(is_enriched, pc.is_valid(returned.column(f))), below), False)
         gated[f] = int(pc.sum(low).as_py() or 0)
-        when = f"__sixtyfour_write_{f}"
-        data = data.append_column(when, _cat(pc.and_(is_enriched, pc.invert(low)), no))
-        guards[col] = Guard(when=when, not_below=not_below)
-        guards[conf_col] = Guard(when=write, not_below=not_below)
+        when, unwritten = f"__sixtyfour_write_{f}", f"__sixtyfour_unwritten_{f}"
+        writes = _cat(pc.and_(is_enriched, pc.invert(low)), no)
+        data = data.append_column(when, writes)
+        data = data.append_column(unwritten, pc.invert(writes))
+        guards[col] = value_guard(write=when, unwritten=unwritten, same=same, confidence=conf_col, policy=policy)
+        guards[conf_col] = confidence_guard(
+            answered=answered, unanswered=unanswered, same=same, confidence=conf_col, policy=policy
+        )
         text = pc.if_else(low, json.dumps({f: "low_confidence"})[1:-1] + ", ", "")
         statuses.append(_cat(text, _same("", n_missing, pa.string())))
     if spec.gating:

@@ -141,7 +141,7 @@ def test_result_download_parts(tmp_path: Path) -> None:
     assert both.all_parts == tuple(parts)
     unknown = ResultDownload.from_parts([parts[0], ResultPart(tmp_path / "x", "csv", "download", None)], 3)
     assert unknown.row_count is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one part"):
         ResultDownload.from_parts([], 3)
 
 

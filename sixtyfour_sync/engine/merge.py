@@ -60,6 +60,9 @@ class MergePlan:
     filled: dict[str, int]
     missing_columns: list[str]
     warnings: list[str] = field(default_factory=list)
+    #: Paid rows that could not be tied back (result keys never sent, sent rows without a result): the run that
+    #: merges this plan is partial and says so.
+    problems: list[str] = field(default_factory=list)
     #: Answers below min_confidence per field, not written.
     gated: dict[str, int] = field(default_factory=dict)
 
@@ -87,8 +90,14 @@ def reconcile(parsed: ParsedResult, sent: pa.Table | None, key: list[str]) -> Re
         return Reconciled(returned, missing, 0, note)
     res = table.drop_columns([HASH_COLUMN]) if HASH_COLUMN in table.column_names else table
     sent = sent.select([*key, HASH_COLUMN])
-    if len(key) == 1:
-        return _reconcile_one_key(res, sent, key[0])
+    exact = _reconcile_one_key(res, sent, key[0]) if len(key) == 1 else _reconcile_keys(res, sent, key)
+    if exact.unexpected and exact.missing.num_rows:
+        return _tie_back_loosely(res, exact, key)
+    return exact
+
+
+def _reconcile_keys(res: pa.Table, sent: pa.Table, key: list[str]) -> Reconciled:
+    """:func:`reconcile` for a composite key: a join in the process's DuckDB."""
     on = " AND ".join(f"r.{ident(k)} = s.{ident(k)}" for k in key)
     with registered(res, sent) as (con, (r_name, s_name)):
         returned = con.sql(
@@ -100,6 +109,65 @@ def reconcile(parsed: ParsedResult, sent: pa.Table | None, key: list[str]) -> Re
         ).to_arrow_table()
     unexpected = res.num_rows - returned.num_rows
     return Reconciled(returned, missing, max(0, unexpected))
+
+
+def _tie_back_loosely(res: pa.Table, exact: Reconciled, key: list[str]) -> Reconciled:
+    """Result rows whose key matches no sent key exactly, tied to a sent key that came back without a row when
+    the two are one and the same but for letter case and surrounding spaces (``abc`` sent, ``ABC`` returned).
+
+    Only one-to-one matches count: a loose key two sent rows (or two result rows) share ties nothing. The row
+    is merged under the key as it was sent.
+    """
+    text = [
+        k
+        for k in key
+        if pa.types.is_string(res.schema.field(k).type) or pa.types.is_large_string(res.schema.field(k).type)
+    ]
+    if not text:
+        return exact
+    loose = "__sixtyfour_loose"
+    on = " AND ".join(f"r.{ident(k)} = x.{ident(k)}" for k in key)
+    with registered(res, exact.returned) as (con, (r_name, x_name)):
+        unmatched = con.sql(
+            f"SELECT r.* FROM {r_name} r WHERE NOT EXISTS (SELECT 1 FROM {x_name} x WHERE {on})"
+        ).to_arrow_table()
+    folded = {k: (lambda a: pc.utf8_lower(pc.utf8_trim_whitespace(a))) if k in text else (lambda a: a) for k in key}
+
+    def loose_key(t: pa.Table) -> pa.ChunkedArray:
+        parts = [pc.cast(folded[k](t.column(k)), pa.string()) for k in key]
+        return pc.binary_join_element_wise(*parts, "\x1f")
+
+    sent_loose, res_loose = loose_key(exact.missing), loose_key(unmatched)
+    with registered(exact.missing.append_column(loose, sent_loose), unmatched.append_column(loose, res_loose)) as (
+        con,
+        (s_name, u_name),
+    ):
+        cols = ", ".join(f"u.{ident(c)}" for c in unmatched.column_names if c not in key)
+        sent_keys = ", ".join(f"s.{ident(k)}" for k in key)
+        unique = f"(SELECT {ident(loose)} FROM {{}} GROUP BY {ident(loose)} HAVING count(*) = 1)"
+        matched = con.sql(
+            f"SELECT {sent_keys}{', ' + cols if cols else ''}, s.{ident(_HASH)} FROM {u_name} u "
+            f"JOIN {s_name} s ON u.{ident(loose)} = s.{ident(loose)} "
+            f"WHERE u.{ident(loose)} IN {unique.format(u_name)} AND s.{ident(loose)} IN {unique.format(s_name)}"
+        ).to_arrow_table()
+        if not matched.num_rows:
+            return exact
+        still_missing = con.sql(
+            f"SELECT {', '.join('s.' + ident(k) for k in key)}, s.{ident(_HASH)} FROM {s_name} s "
+            f"WHERE s.{ident(loose)} NOT IN (SELECT {ident(loose)} FROM {u_name} WHERE {ident(loose)} IN "
+            f"{unique.format(u_name)} AND {ident(loose)} IN {unique.format(s_name)})"
+        ).to_arrow_table()
+    matched = matched.select(exact.returned.column_names).cast(exact.returned.schema)
+    note = (
+        f"{matched.num_rows:,} result row(s) came back with their key in another letter case or with surrounding "
+        "spaces; each was tied to the one sent key it matches that way"
+    )
+    return Reconciled(
+        pa.concat_tables([exact.returned, matched]),
+        still_missing,
+        exact.unexpected - matched.num_rows,
+        note if exact.note is None else f"{exact.note}; {note}",
+    )
 
 
 def _reconcile_one_key(res: pa.Table, sent: pa.Table, k: str) -> Reconciled:
@@ -220,10 +288,17 @@ def plan_merge(
             f"{file_label}: the result has no column(s) {', '.join(parsed.missing_columns)}; "
             f"{enriched_rows:,} row(s) are incomplete and those fields are asked again next run"
         )
+    problems = []
     if rec.unexpected:
-        warnings.append(f"{file_label}: {rec.unexpected} result row(s) had keys that were never sent; not merged")
+        problems.append(
+            f"{file_label}: {rec.unexpected:,} result row(s) had keys that were never sent, so they could not be tied "
+            "back; not merged"
+        )
     if rec.missing.num_rows:
-        warnings.append(f"{file_label}: {rec.missing.num_rows} sent row(s) came back without a result; marked failed")
+        problems.append(
+            f"{file_label}: {rec.missing.num_rows:,} paid row(s) were sent but came back without a result; marked "
+            "failed (asked again after refresh.retry_failed_after)"
+        )
     if parsed.duplicate_keys:
         warnings.append(f"{file_label}: {parsed.duplicate_keys} duplicate result row(s) were folded")
     return MergePlan(
@@ -236,6 +311,7 @@ def plan_merge(
         filled=filled,
         missing_columns=list(parsed.missing_columns),
         warnings=warnings,
+        problems=problems,
         gated=gated,
     )
 

@@ -172,3 +172,32 @@ def test_keys_and_text_answers_are_read_exactly_as_written(tmp_path: Path, spell
     jsonl.write_text(f'{{"code": "{spelling}", "country": "NA"}}\n')
     parsed = parse_result(jsonl, fmt="jsonl", key_types=key_types, struct=struct, field_confidence=False)
     assert parsed.table.to_pylist() == [{"code": spelling, "country": "NA", "_sixtyfour_status": "enriched"}]
+
+
+def test_the_parts_of_one_result_are_read_whole_and_stacked(tmp_path: Path) -> None:
+    """Every file of the final block, each in its own format; a key in two parts is one answer, reported."""
+    one, two, three = tmp_path / "r.csv", tmp_path / "r.part1.jsonl", tmp_path / "r.part2.csv"
+    one.write_text("lead_id,email,employees\n1,a@x,10\n2,b@x,20\n")
+    two.write_text('{"lead_id": 3, "email": "c@x", "employees": 30}\n{"lead_id": 2, "email": null}\n')
+    three.write_text("\ufefflead_id,employees,email\n4,,d@x\n")
+    struct = {"email": STRUCT["email"], "employees": STRUCT["employees"]}
+    parsed = parse_result(
+        [(one, "csv"), (two, "jsonl"), (three, "csv")], key_types=KEYS, struct=struct, field_confidence=False
+    )
+    assert parsed.parts == 3 and parsed.rows_read == 5 and parsed.duplicate_keys == 1
+    rows = _rows(parsed)
+    assert sorted(rows) == [1, 2, 3, 4]
+    assert rows[2]["email"] == "b@x"  # the enriched answer beats the empty one
+    assert rows[4] == {"lead_id": 4, "email": "d@x", "employees": None, "_sixtyfour_status": "enriched"}
+
+
+def test_a_field_one_part_lacks_is_missing_and_a_part_without_the_key_is_unreadable(tmp_path: Path) -> None:
+    one, two = tmp_path / "r.csv", tmp_path / "r.part1.csv"
+    one.write_text("lead_id,email,employees\n1,a@x,10\n")
+    two.write_text("lead_id,email\n2,b@x\n")
+    struct = {"email": STRUCT["email"], "employees": STRUCT["employees"]}
+    parsed = parse_result([(one, "csv"), (two, "csv")], key_types=KEYS, struct=struct, field_confidence=False)
+    assert parsed.missing_columns == ["employees"]  # asked again next run rather than taken as answered
+    two.write_text("id,email\n2,b@x\n")
+    with pytest.raises(ResultParseError, match=r"r\.part1\.csv.*lead_id"):
+        parse_result([(one, "csv"), (two, "csv")], key_types=KEYS, struct=struct, field_confidence=False)

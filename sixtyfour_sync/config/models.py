@@ -182,8 +182,9 @@ class SourceSpec(_Strict):
     )
     columns: list[str] | None = Field(
         default=None,
-        description="The input columns sent for research (the key travels too, but does not steer the research). "
-        "Default: every source column but the key.",
+        description="The input columns sent for research. The key always travels in the file to tie results back; "
+        "it steers the research only when listed here too (key: domain with columns: [name, domain]: the natural "
+        "key of a company is its best input). Default: every source column but the key.",
     )
     where: str | None = Field(default=None, description="A SQL filter on the source rows, e.g. \"country = 'US'\".")
 
@@ -220,11 +221,6 @@ class SourceSpec(_Strict):
         if len(given) != 1:
             raise ValueError(
                 "give exactly one of table, sql or ref" + (f" (found {', '.join(given)})" if given else "")
-            )
-        if self.columns and set(self.columns) & set(self.key):
-            both = sorted(set(self.columns) & set(self.key))
-            raise ValueError(
-                f"{', '.join(both)} is the key: it is always sent to tie results back, leave it out of columns"
             )
         return self
 
@@ -610,7 +606,8 @@ def build_api_config(sync: SyncSpec, input_columns: Sequence[str]) -> dict[str, 
     """The ``config`` object sent with each file: exactly what the API documents, nothing else.
 
     ``input_columns`` are the columns that feed the enrichment; the key columns travel in the file too (to tie
-    results back) but are kept out of ``columns`` so they do not steer the research.
+    results back) but are kept out of ``columns`` so they do not steer the research, unless ``source.columns``
+    lists them (a key that is also an input, sent once).
     """
     struct: dict[str, Any] = {}
     for name, f in sync.struct.items():
@@ -618,7 +615,8 @@ def build_api_config(sync: SyncSpec, input_columns: Sequence[str]) -> dict[str, 
     config: dict[str, Any] = {"struct": struct, "tier": sync.tier}
     if sync.field_confidence:
         config["field_confidence"] = True
-    cols = [c for c in input_columns if c not in sync.source.key]
+    listed = {c.lower() for c in sync.source.columns or ()}
+    cols = [c for c in input_columns if c not in sync.source.key or c.lower() in listed]
     if cols:
         config["columns"] = cols
     if sync.research_plan:

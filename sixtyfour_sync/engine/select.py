@@ -144,8 +144,12 @@ def build_selection(
     q = adapter.quote
     key = list(sync.source.key)
     key_cols = ", ".join(f"c.{q(k, what='key column')}" for k in key)
+    # A key column that is also an input travels once, under its own name: the file carries it for both.
+    hashed_inputs = list(inputs)
+    lower_key = {k.lower() for k in key}
+    inputs = [c for c in inputs if c.lower() not in lower_key]
     input_cols = "".join(f", c.{q(c, what='source column')}" for c in inputs)
-    row_hash = adapter.row_hash_sql(list(inputs) or key, alias="c")
+    row_hash = adapter.row_hash_sql(hashed_inputs or key, alias="c")
     key_hash = adapter.row_hash_sql(key, alias="c")
     inner = strip_sql(source_sql)
     where_bucket = bucket_predicate(adapter, "c", key, bucket)

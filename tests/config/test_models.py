@@ -114,7 +114,6 @@ def test_tier_is_checked_per_endpoint(tmp_path: Path) -> None:
         (("table: leads\n", "table: leads\n      sql: select 1\n"), "exactly one of table, sql or ref"),
         (("max_age: 90d", "max_age: ninety days"), "not a duration"),
         (('prefix: "sf_"', 'prefix: "1x"'), "prefix '1x'"),
-        (("columns: [first_name, last_name, company]", "columns: [lead_id, company]"), "is the key"),
         (("skills:", "company:"), "name of a source column"),
     ],
 )

@@ -169,3 +169,26 @@ def test_a_result_without_a_struct_column_is_incomplete_and_asked_again(project:
     titles = wh.query("SELECT count(title) FROM {t:leads_enriched} WHERE _sixtyfour_status = 'enriched'")[0][0]
     assert titles == second.syncs[0].rows_enriched > 0
     assert _run(project).syncs[0].status == "nothing_to_do"
+
+
+# ------------------------------------------------------------------ no half-written download is left behind
+
+
+def test_half_written_downloads_of_a_killed_run_are_removed(project: E2EProject, wh: Warehouse) -> None:
+    import tempfile
+
+    setup_leads(wh, 20)
+    crashed = run_cli(project, "run", "--yes", failpoint="completed")  # paid, not yet downloaded
+    assert crashed.returncode == -signal.SIGKILL
+    results = project.dir / ".sixtyfour" / "results" / "enrich_leads"
+    results.mkdir(parents=True, exist_ok=True)
+    (job_id,) = [r[0] for r in wh.jobs("job_id")]
+    # what a kill -9 in the middle of a download leaves: the client's temporary files, for one part and another
+    for name in (f"{job_id}.result", f"{job_id}.result.part1"):
+        fd, _ = tempfile.mkstemp(dir=results, prefix=f".{name}.", suffix=".part")
+        os.write(fd, b"lead_id,email\n1,half")
+        os.close(fd)
+    resumed = run_cli(project, "run", "--yes")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert len(wh.target()) == 20
+    assert not [p.name for p in results.iterdir()]  # nothing left: no .part file, no result file

@@ -110,7 +110,9 @@ class Merger:
 
         try:
             d.ensure_target()
-            ctx.adapter.upsert(ctx.target, list(ctx.spec.source.key), _combine(batch), before_commit=ledger_write)
+            written = ctx.adapter.upsert(
+                ctx.target, list(ctx.spec.source.key), _combine(batch), before_commit=ledger_write
+            )
         except (WarehouseError, pa.ArrowException) as exc:
             for (t, _, _), was in zip(batch, before, strict=True):  # rolled back: the ledger says what it said
                 t.state = was
@@ -122,6 +124,11 @@ class Merger:
         failpoint("merged")
         for t, got, plan in batch:
             self._done(t, got, plan)
+        if written.adjusted:
+            ctx.result.warnings.append(
+                f"{written.adjusted:,} value(s) were changed so {ctx.adapter.type} could store them (NUL characters "
+                "removed from text, infinite or NaN numbers stored as NULL)"
+            )
         return True
 
     def _failed(self, t: Tracked, got: ResultDownload, exc: BaseException) -> None:

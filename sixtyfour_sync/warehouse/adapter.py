@@ -397,7 +397,7 @@ class Adapter(SqlMethods, ABC, Generic[ConfigT]):
 
     def _upsert_prepared(self, session: Session, table: TableRef, part: PreparedPart) -> UpsertResult:
         """Insert a new-rows part; else stage it, UPDATE existing keys and INSERT missing ones."""
-        dropped = UpsertResult(duplicates_dropped=part.duplicates_dropped)
+        dropped = UpsertResult(duplicates_dropped=part.duplicates_dropped, adjusted=part.adjusted)
         n = part.data.num_rows
         if n == 0:
             return dropped

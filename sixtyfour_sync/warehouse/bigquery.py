@@ -432,7 +432,7 @@ class BigQueryAdapter(Adapter["BigQueryTarget"]):
         dropped = part.duplicates_dropped
         if part.insert_only:
             inserted = s.execute_count(cloud_sql.insert_select_sql(**args))
-            return UpsertResult(inserted=inserted, duplicates_dropped=dropped)
+            return UpsertResult(inserted=inserted, duplicates_dropped=dropped, adjusted=part.adjusted)
         matched = None
         if not self._merge_reports_stats:
             # Until a MERGE has shown that the API reports inserted/updated counts, count the matches first.
@@ -446,7 +446,7 @@ class BigQueryAdapter(Adapter["BigQueryTarget"]):
         stats = getattr(job, "dml_stats", None)
         self._merge_reports_stats = stats is not None
         inserted, updated = merge_counts(stats, job.num_dml_affected_rows, part.data.num_rows, matched)
-        return UpsertResult(inserted=inserted, updated=updated, duplicates_dropped=dropped)
+        return UpsertResult(inserted=inserted, updated=updated, duplicates_dropped=dropped, adjusted=part.adjusted)
 
     def upsert(
         self,

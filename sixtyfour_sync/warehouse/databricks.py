@@ -380,7 +380,7 @@ class DatabricksAdapter(Adapter["DatabricksTarget"]):
         stages: list[str] = []
         try:
             for p in prepared:
-                result += UpsertResult(duplicates_dropped=p.duplicates_dropped)
+                result += UpsertResult(duplicates_dropped=p.duplicates_dropped, adjusted=p.adjusted)
                 if p.data.num_rows:
                     result += self._apply_part(table, key, p, self._load_stage(table, p.data, stages))
         finally:

@@ -87,6 +87,8 @@ class Dialect:
     #: buckets that are sorted one at a time; None: the warehouse sorts the whole selection itself (its own
     #: memory, not this process's).
     bucket_hash: str | None = None
+    #: Whether text (and JSON) values cannot hold a NUL character (PostgreSQL): it is removed before the upsert.
+    text_forbids_nul: bool = False
 
     def type_name(self, t: LogicalType, *, key: bool = False) -> str:
         """The column type for a logical type (a key column may need another one)."""
@@ -131,6 +133,7 @@ POSTGRES = Dialect(
     now_epoch="CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)",
     add_column_if_not_exists=True,
     insert_if_absent="on_conflict",
+    text_forbids_nul=True,
 )
 
 SNOWFLAKE = Dialect(

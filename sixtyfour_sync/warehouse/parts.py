@@ -18,7 +18,7 @@ from sixtyfour_sync.warehouse.dialect import Dialect
 from sixtyfour_sync.warehouse.sql.identifiers import Names
 from sixtyfour_sync.warehouse.types import Guard, TableRef, UpsertPart
 
-__all__ = ["PreparedPart", "apply_insert_guards", "guards_decided_in_stage", "prepare_part"]
+__all__ = ["PreparedPart", "apply_insert_guards", "guards_decided_in_stage", "prepare_part", "storable"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class PreparedPart:
     duplicates_dropped: int = 0
     #: Staged boolean columns that exist only in the stage (the guards' ``when`` columns).
     flag_columns: tuple[str, ...] = ()
+    #: Values changed so the warehouse can store them (see :func:`storable`).
+    adjusted: int = 0
 
 
 def _check_guards(table: TableRef, key: Sequence[str], set_cols: Sequence[str], part: UpsertPart) -> list[str]:
@@ -104,6 +106,7 @@ def prepare_part(names: Names, table: TableRef, key: Sequence[str], part: Upsert
     _null_key_check(data, table, key)
     data, dropped = (data, 0) if part.unique_keys else dedupe_last(data, key)
     data = json_columns_to_text(data)
+    data, adjusted = storable(data, set_cols, names.dialect)
     return PreparedPart(
         data,
         tuple(key),
@@ -112,6 +115,7 @@ def prepare_part(names: Names, table: TableRef, key: Sequence[str], part: Upsert
         part.insert_only,
         dropped,
         tuple(dict.fromkeys(flags)),
+        adjusted,
     )
 
 
@@ -164,4 +168,48 @@ def guards_decided_in_stage(
         guards[col] = Guard(when=write, clear=clear)
         decide.append(((write, clear), guard))
     flags = (*part.flag_columns, *(f for (w, c), _ in decide for f in (w, c) if f is not None))
-    return PreparedPart(data, part.key, part.set_columns, guards, False, part.duplicates_dropped, flags), decide
+    prepared = PreparedPart(
+        data, part.key, part.set_columns, guards, False, part.duplicates_dropped, flags, part.adjusted
+    )
+    return prepared, decide
+
+
+def storable(data: pa.Table, columns: Sequence[str], dialect: Dialect) -> tuple[pa.Table, int]:
+    """``columns`` with each value made storable where the rule is obvious and loses nothing that matters.
+
+    Infinite and NaN floats become NULL (SQL has no such number; MySQL refuses them). Where text cannot hold a
+    NUL character (PostgreSQL), it is removed, and so is its escape in JSON text (JSONB refuses it too).
+    Returns the table and how many values changed.
+    """
+    changed = 0
+    for name in columns:
+        i = data.column_names.index(name)
+        col = data.column(i)
+        if pa.types.is_floating(col.type):
+            bad = pc.fill_null(pc.invert(pc.is_finite(col)), False)
+            n = int(pc.sum(bad).as_py() or 0)
+            if n:
+                data = data.set_column(i, data.schema.field(i), pc.if_else(bad, pa.scalar(None, col.type), col))
+                changed += n
+        elif dialect.text_forbids_nul and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            has = pc.fill_null(pc.or_(pc.match_substring(col, "\x00"), pc.match_substring(col, _NUL_ESCAPE)), False)
+            n = int(pc.sum(has).as_py() or 0)
+            if n:
+                values = [
+                    _without_nul(v) if hit else v for v, hit in zip(col.to_pylist(), has.to_pylist(), strict=True)
+                ]
+                data = data.set_column(i, data.schema.field(i), pa.array(values, col.type))
+                changed += n
+    return data, changed
+
+
+#: The JSON escape of a NUL character.
+_NUL_ESCAPE = "\\u0000"
+
+
+def _without_nul(value: str) -> str:
+    """``value`` without NUL characters, and, when it is JSON text, without their escapes (rare: a loop)."""
+    value = value.replace("\x00", "")
+    if value.lstrip()[:1] in ("{", "[", '"') and _NUL_ESCAPE in value:
+        value = value.replace(_NUL_ESCAPE, "")
+    return value

@@ -441,14 +441,20 @@ class SnowflakeAdapter(Adapter[SnowflakeTarget]):
                 for part in prepared:
                     if part.insert_only and part.data.num_rows:
                         part = PreparedPart(
-                            apply_insert_guards(part), part.key, part.set_columns, {}, True, part.duplicates_dropped
+                            apply_insert_guards(part),
+                            part.key,
+                            part.set_columns,
+                            {},
+                            True,
+                            part.duplicates_dropped,
+                            adjusted=part.adjusted,
                         )
                     stage_sql = self._load_stage(table, part.data, Path(tmp), stages) if part.data.num_rows else ""
                     loaded.append((stage_sql, part))
             result = UpsertResult()
             with self.session() as s:
                 for stage_sql, part in loaded:
-                    result += UpsertResult(duplicates_dropped=part.duplicates_dropped)
+                    result += UpsertResult(duplicates_dropped=part.duplicates_dropped, adjusted=part.adjusted)
                     if stage_sql:
                         result += self._merge_part(s, table, stage_sql, part, json_of(part.set_columns))
                 if before_commit is not None:

@@ -241,6 +241,8 @@ class UpsertResult:
     updated: int = 0
     #: Rows dropped before staging because a later row in the same part had the same key.
     duplicates_dropped: int = 0
+    #: Values changed so the warehouse can store them (a NUL removed from text, an infinite float made NULL).
+    adjusted: int = 0
 
     @property
     def rows(self) -> int:
@@ -252,6 +254,7 @@ class UpsertResult:
             self.inserted + other.inserted,
             self.updated + other.updated,
             self.duplicates_dropped + other.duplicates_dropped,
+            self.adjusted + other.adjusted,
         )
 
 
@@ -287,7 +290,8 @@ TYPE_NAMES: Mapping[str, Mapping[LogicalType, str]] = {
         _L.TIMESTAMP: "TIMESTAMP_TZ",
     },
     "mysql": {
-        _L.TEXT: "TEXT",
+        # TEXT stops at 64 KB: an answer (a summary, a JSON list) can be longer.
+        _L.TEXT: "LONGTEXT",
         _L.BIGINT: "BIGINT",
         _L.DOUBLE: "DOUBLE",
         _L.BOOLEAN: "BOOLEAN",

@@ -106,7 +106,7 @@ def test_mysql_exact_upsert_sql(mysql_offline: MySQLAdapter) -> None:
 def test_mysql_ddl_uses_varchar_keys_datetime_and_json(mysql_offline: MySQLAdapter) -> None:
     sql = mysql_offline.create_table_sql(T, [Column("email_key", LogicalType.TEXT)], COLS)
     assert sql == (
-        "CREATE TABLE IF NOT EXISTS `shop`.`leads_enriched` (`email_key` VARCHAR(255) NOT NULL, `email` TEXT, "
+        "CREATE TABLE IF NOT EXISTS `shop`.`leads_enriched` (`email_key` VARCHAR(255) NOT NULL, `email` LONGTEXT, "
         "`employees` BIGINT, `tags` JSON, `_sixtyfour_enriched_at` DATETIME(6), PRIMARY KEY (`email_key`))"
     )
 

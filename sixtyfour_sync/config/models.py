@@ -479,8 +479,9 @@ class SyncSpec(_Strict):
     )
     source: SourceSpec = Field(description="Where the rows come from, and their key.")
     struct: dict[str, StructField] = Field(
-        description="What to get back: field name -> a description, or {description, type}. One target column "
-        "per field (plus <field>_confidence with field_confidence)."
+        description="What to get back: field name -> a description, or {description, type} (with values for an "
+        "enum, subfields for an object). One target column per field (plus <field>_confidence with "
+        "field_confidence)."
     )
     tier: str = Field(
         default="low",

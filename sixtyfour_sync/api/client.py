@@ -18,7 +18,7 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import count
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from sixtyfour_sync import __version__
-from sixtyfour_sync._redact import Secret, redact
+from sixtyfour_sync._redact import Secret, redact, sanitize
 from sixtyfour_sync.api.errors import (
     ApiConnectionError,
     ApiError,
@@ -46,6 +46,7 @@ from sixtyfour_sync.api.models import (
     LiveStatus,
     ResultDownload,
     ResultFile,
+    ResultPart,
     SubmitResult,
 )
 from sixtyfour_sync.api.poll import JobPoller
@@ -119,6 +120,28 @@ def _base_url(base_url: str | None) -> str:
             ]
         )
     return url
+
+
+def _part_keys(entries: Sequence[ResultFile]) -> tuple[str, ...]:
+    """How each part is recognised in a later poll: by file name when every part has its own, else by position."""
+    names = [e.filename for e in entries]
+    if all(names) and len(set(names)) == len(names):
+        return tuple(f"name:{n}" for n in names)
+    return tuple(f"position:{i}" for i in range(len(entries)))
+
+
+def _part_label(index: int, total: int, entry: ResultFile) -> str:
+    """How messages name a part: ``the result`` when it is the only one, else its place and file name."""
+    if total == 1:
+        return "the result"
+    name = f" ({sanitize(entry.filename, 120)})" if entry.filename else ""
+    return f"file {index + 1} of {total}{name} of the result"
+
+
+def _discard(paths: Iterable[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _result_format(entry: ResultFile, response_type: str | None) -> str:
@@ -470,42 +493,107 @@ class SixtyfourClient:
     def download_result(
         self, task_id_or_status: str | JobStatus, dest: Path | str, *, max_refreshes: int = 3
     ) -> ResultDownload:
-        """Save the job's final result file (highest block number) at ``dest``.
+        """Save every file of the job's final result (the highest block number) at ``dest`` and beside it.
 
-        Small results carry the rows inline: they are written as JSONL with no download. Otherwise the
-        signed link is fetched with the key and without following redirects, streamed to a temp file
-        beside ``dest`` and renamed into place only when complete. A refused, redirected, expired or
-        missing link is replaced by polling the job again, at most ``max_refreshes`` times; transient
-        failures and truncated bodies are retried per the retry policy. Then :class:`DownloadError`.
+        The final block may be split into several files (``output``, ``output.part1``...): part 0 is saved at
+        ``dest``, part ``i`` at ``dest.parent / f"{dest.name}.part{i}"``, and the answer lists every part in order
+        (:attr:`ResultDownload.all_parts`): a reader must read and concatenate them all.
+
+        A part whose rows come inline (a small file) is written as JSONL with no download. Any other part's
+        signed link is fetched with the key and without following redirects, streamed to a temp file beside
+        its destination (``.{name}.<random>.part``) and checked complete (Content-Length, the listed file size);
+        the parts are renamed into place once every one is complete. Transient failures and truncated bodies
+        are retried per the retry policy.
+
+        A refused, redirected, expired or missing link is replaced by polling the job again and going on with
+        the fresh link of the same part (matched by file name, else by position); parts already fetched are
+        not fetched again. Each part may cause at most ``max_refreshes`` polls. When a poll lists other
+        files (another count or other names), the download starts over, at most ``max_refreshes`` times.
+        Then :class:`DownloadError`. When the call raises, it leaves nothing behind: no temp file and no part.
         """
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         given = task_id_or_status
         status = given if isinstance(given, JobStatus) else self.job_status(given)
         task_id = status.task_id
-        refreshes = 0
-        while True:
-            if not status.is_completed:
-                raise DownloadError(f"job {task_id} is {status.status}: only a completed job has results")
-            entry = status.final_result
-            if entry is None:
-                raise DownloadError(f"job {task_id} completed but lists no result files")
-            rows = entry.preview_rows
-            if rows is not None and (entry.row_count is None or entry.row_count == len(rows)):
-                return self._write_inline(rows, dest, entry)
-            problem = self._link_problem(entry, status)
-            if problem is None:
-                outcome = self._fetch(entry, dest, task_id)
-                if isinstance(outcome, ResultDownload):
-                    return outcome
-                problem = outcome
-            if refreshes >= max_refreshes:
-                raise DownloadError(
-                    f"result of job {task_id} could not be downloaded after {refreshes} link refreshes: {problem}"
+        staged: dict[int, tuple[Path, ResultPart]] = {}  # part index -> (its complete temp file, the part)
+        placed: list[Path] = []
+        polls: dict[str, int] = {}  # part key -> polls it caused
+        restarts = 0
+        layout: tuple[int | None, tuple[str, ...]] | None = None
+        try:
+            while True:
+                if not status.is_completed:
+                    raise DownloadError(f"job {task_id} is {status.status}: only a completed job has results")
+                entries = status.final_results
+                if not entries:
+                    raise DownloadError(f"job {task_id} completed but lists no result files")
+                keys = _part_keys(entries)
+                shape = (entries[0].block_number, keys)
+                if layout is not None and shape != layout:
+                    if restarts >= max_refreshes:
+                        raise DownloadError(
+                            f"the result files of job {task_id} changed between polls {restarts + 1} times "
+                            f"(now {len(entries)} file(s)): giving up"
+                        )
+                    restarts += 1
+                    log.info(
+                        "job %s: the result's files changed between polls (%d now, %d before); starting over",
+                        task_id,
+                        len(entries),
+                        len(layout[1]),
+                    )
+                    _discard(path for path, _ in staged.values())
+                    staged.clear()
+                layout = shape
+                failed: tuple[int, str] | None = None
+                for index, entry in enumerate(entries):
+                    if index in staged:
+                        continue
+                    label = _part_label(index, len(entries), entry)
+                    target = dest if index == 0 else dest.with_name(f"{dest.name}.part{index}")
+                    rows = entry.preview_rows
+                    if rows is not None and (entry.row_count is None or entry.row_count == len(rows)):
+                        staged[index] = self._write_inline(rows, target, entry)
+                        continue
+                    problem = self._link_problem(entry, status)
+                    if problem is None:
+                        outcome = self._fetch(entry, target, task_id, label)
+                        if not isinstance(outcome, str):
+                            staged[index] = outcome
+                            continue
+                        problem = outcome
+                    failed = (index, problem)
+                    break
+                if failed is None:
+                    parts = []
+                    for index in range(len(entries)):
+                        tmp, part = staged[index]
+                        os.replace(tmp, part.path)
+                        del staged[index]
+                        placed.append(part.path)
+                        parts.append(part)
+                    if len(parts) > 1:
+                        log.info("job %s: result saved in %d files", task_id, len(parts))
+                    return ResultDownload.from_parts(parts, entries[0].block_number)
+                index, problem = failed
+                label = _part_label(index, len(entries), entries[index])
+                used = polls.get(keys[index], 0)
+                if used >= max_refreshes:
+                    raise DownloadError(
+                        f"{label} of job {task_id} could not be downloaded after {used} link refreshes: {problem}"
+                    )
+                polls[keys[index]] = used + 1
+                where = "" if len(entries) == 1 else f"{label}: "
+                log.info(
+                    "job %s: %s%s; polling for fresh links (%d of %d)", task_id, where, problem, used + 1, max_refreshes
                 )
-            refreshes += 1
-            log.info("job %s: %s; polling for fresh links (%d of %d)", task_id, problem, refreshes, max_refreshes)
-            status = self.job_status(task_id)
+                status = self.job_status(task_id)
+        except BaseException:
+            # Nothing of a failed call stays: neither temp files nor parts already in place (a mix of old and
+            # new parts, or some parts without the others, would look like a complete result).
+            _discard([*(path for path, _ in staged.values()), *placed])
+            raise
 
     def _link_problem(self, entry: ResultFile, status: JobStatus) -> str | None:
         if entry.download_url is None:
@@ -517,27 +605,26 @@ class SixtyfourClient:
         return None
 
     @staticmethod
-    def _write_inline(rows: list[dict[str, Any]], dest: Path, entry: ResultFile) -> ResultDownload:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    def _write_inline(rows: list[dict[str, Any]], target: Path, entry: ResultFile) -> tuple[Path, ResultPart]:
+        """Write preview rows as JSONL to a temp file beside ``target``; return it and the part it becomes."""
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
                 for row in rows:
                     out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
                     out.write("\n")
-            os.replace(tmp, dest)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        return ResultDownload(
-            path=dest, format="jsonl", source="inline", row_count=len(rows), block_number=entry.block_number
-        )
+        return Path(tmp), ResultPart(target, "jsonl", "inline", len(rows), entry.filename)
 
-    def _fetch(self, entry: ResultFile, dest: Path, task_id: str) -> ResultDownload | str:
-        """Download one link with retries; a str result names a link problem a refresh may cure."""
+    def _fetch(self, entry: ResultFile, target: Path, task_id: str, label: str) -> tuple[Path, ResultPart] | str:
+        """Download one link with retries into a complete temp file beside ``target``; return it and the part it
+        becomes. A str result names a link problem a refresh may cure."""
         assert entry.download_url is not None
         url = entry.download_url.get()
-        what = f"download of the result of job {task_id}"
+        what = f"download of {label} of job {task_id}"
         for attempt in count(1):
             tmp: str | None = None
             cause: BaseException | None = None
@@ -557,7 +644,7 @@ class SixtyfourClient:
                         if not should_retry(code):
                             raise DownloadError(str(error), status_code=code, detail=error.detail) from error
                     else:
-                        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+                        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
                         with os.fdopen(fd, "wb") as out:
                             for chunk in resp.iter_bytes(_COPY_CHUNK):
                                 out.write(chunk)
@@ -565,15 +652,10 @@ class SixtyfourClient:
                             os.fsync(out.fileno())
                         shortfall = self._shortfall(resp, entry, Path(tmp))
                         if shortfall is None:
-                            os.replace(tmp, dest)
+                            done = Path(tmp)
                             tmp = None
-                            return ResultDownload(
-                                path=dest,
-                                format=_result_format(entry, resp.headers.get("content-type")),
-                                source="download",
-                                row_count=entry.row_count,
-                                block_number=entry.block_number,
-                            )
+                            fmt = _result_format(entry, resp.headers.get("content-type"))
+                            return done, ResultPart(target, fmt, "download", entry.row_count, entry.filename)
                         error = ApiConnectionError(f"{what}: truncated body ({shortfall})")
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 return f"the download link is not a usable URL ({type(exc).__name__})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +27,14 @@ __all__ = [
     "LiveStatus",
     "ResultDownload",
     "ResultFile",
+    "ResultPart",
     "SignedUrl",
     "SubmitResult",
     "final_result",
+    "final_results",
     "is_terminal_status",
     "normalize_status",
+    "part_number",
 ]
 
 RUNNING = "running"
@@ -190,24 +194,43 @@ class ResultFile:
         )
 
 
-def final_result(results: Sequence[ResultFile]) -> ResultFile | None:
-    """The final enriched output: the entry with the highest ``block_number``, whatever the list order.
+#: A part number in a file name: ``X.part1``, ``X.part1.csv``, ``part-00001.csv``, ``X_part_2.csv``. The
+#: marker starts the name or follows ``.``, ``_`` or ``-``; only extensions may follow the number; the last
+#: such marker counts.
+_PART_NUMBER = re.compile(r"(?:.*[._-])?part[._-]?(\d+)(?:\.[A-Za-z0-9]+)*", re.IGNORECASE | re.DOTALL)
 
-    Entries without a block number lose to any that has one; among equals the later entry wins.
+
+def part_number(filename: str | None) -> int:
+    """The part number a result file's name carries; 0 for a name without one (``output``, ``X.csv``)."""
+    if not filename:
+        return 0
+    match = _PART_NUMBER.fullmatch(filename)
+    return int(match.group(1)) if match else 0
+
+
+def final_results(results: Sequence[ResultFile]) -> list[ResultFile]:
+    """Every file of the final enriched output: the entries of the highest ``block_number``, as parts in order.
+
+    The API may split the final block into several files (``output``, ``output.part1``, ``output.part2``...):
+    all of them together are the output. Entries without a block number count only when none has one.
+    Order: the part number in the file name (:func:`part_number`; a name without one is part 0), then the
+    file name, then the position in the list, so the same files in any list order give the same parts.
+    Empty when the list is.
+    """
+    numbered = [e.block_number for e in results if e.block_number is not None]
+    top = max(numbered) if numbered else None
+    finals = [(i, e) for i, e in enumerate(results) if e.block_number == top]
+    finals.sort(key=lambda item: (part_number(item[1].filename), item[1].filename or "", item[0]))
+    return [e for _, e in finals]
+
+
+def final_result(results: Sequence[ResultFile]) -> ResultFile | None:
+    """The first file of the final enriched output (see :func:`final_results` for all of them).
+
     None when the list is empty.
     """
-    best: ResultFile | None = None
-    for entry in results:
-        if best is None:
-            best = entry
-            continue
-        if entry.block_number is None:
-            if best.block_number is None:
-                best = entry
-            continue
-        if best.block_number is None or entry.block_number >= best.block_number:
-            best = entry
-    return best
+    parts = final_results(results)
+    return parts[0] if parts else None
 
 
 @dataclass(frozen=True)
@@ -233,8 +256,13 @@ class JobStatus:
 
     @property
     def final_result(self) -> ResultFile | None:
-        """The final enriched output file (highest block number), if the job lists any."""
+        """The first file of the final enriched output (highest block number), if the job lists any."""
         return final_result(self.results)
+
+    @property
+    def final_results(self) -> list[ResultFile]:
+        """Every file of the final enriched output (highest block number), as parts in order."""
+        return final_results(self.results)
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any], *, task_id: str, fetched_at: float | None = None) -> JobStatus:
@@ -338,8 +366,28 @@ class CancelResult:
 
 
 @dataclass(frozen=True)
+class ResultPart:
+    """One file of a downloaded result, complete on local disk."""
+
+    path: Path
+    #: ``csv``, ``jsonl`` or ``json``
+    format: str
+    #: ``download`` (fetched from the signed link) or ``inline`` (written from the preview rows)
+    source: str
+    row_count: int | None
+    #: The file name the job listed, if any.
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
 class ResultDownload:
-    """A result file on local disk, complete (written to a temp file and renamed into place)."""
+    """A job's result on local disk, complete: every file of its final block, each written to a temp file and
+    renamed into place.
+
+    ``path``, ``format`` and ``source`` describe the first part; ``parts`` lists every part in order (empty
+    when built by hand for one file: :attr:`all_parts` covers both). ``row_count`` is the sum of the parts'
+    row counts when every one is known, else None. A reader must read and concatenate every part.
+    """
 
     path: Path
     #: ``csv``, ``jsonl`` or ``json``
@@ -348,3 +396,21 @@ class ResultDownload:
     source: str
     row_count: int | None
     block_number: int | None
+    parts: tuple[ResultPart, ...] = ()
+
+    @property
+    def all_parts(self) -> tuple[ResultPart, ...]:
+        """Every part in order: ``parts``, or when empty the one file ``path`` describes."""
+        if self.parts:
+            return self.parts
+        return (ResultPart(self.path, self.format, self.source, self.row_count),)
+
+    @classmethod
+    def from_parts(cls, parts: Sequence[ResultPart], block_number: int | None) -> ResultDownload:
+        """The download of these parts (at least one), described by its first."""
+        if not parts:
+            raise ValueError("a result download has at least one part")
+        counts = [p.row_count for p in parts]
+        total = None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+        first = parts[0]
+        return cls(first.path, first.format, first.source, total, block_number, tuple(parts))

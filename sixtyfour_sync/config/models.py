@@ -504,14 +504,18 @@ class SyncSpec(_Strict):
         ge=0,
         le=100,
         description="Confidence gating (needs field_confidence: true): a field answered below this confidence "
-        "(0-100) is not written; the previous value stays, the answer's confidence goes to <field>_confidence and "
+        "(0-100) is not written (the stored value stays if it answered the same question, and is cleared otherwise: "
+        "docs/config.md, the overwrite rule); the answer's confidence goes to <field>_confidence and "
         "_sixtyfour_field_status says low_confidence for that field. A struct field's own min_confidence wins. "
         "Changing it asks nothing again.",
     )
-    overwrite: Literal["higher_confidence", "always"] = Field(
-        default="higher_confidence",
-        description="With field_confidence: higher_confidence (default) never overwrites a stored value whose "
-        "confidence is higher than the new answer's; always writes every answer that passes min_confidence.",
+    overwrite: Literal["always", "keep_more_confident", "higher_confidence"] = Field(
+        default="always",
+        description="What an answer does to a stored value (docs/config.md, the overwrite rule). always (default): "
+        "an answer to the question asked now replaces the stored value whenever it meets min_confidence. "
+        "keep_more_confident: between answers to the same question (same inputs, same field definition), a stored "
+        "value with a higher confidence stays; an answer to a new question still replaces it. higher_confidence is "
+        "an older name of keep_more_confident.",
     )
     research_plan: str | None = Field(
         default=None,
@@ -631,6 +635,11 @@ class SyncSpec(_Strict):
         """The confidence below which an answer for ``field`` is not written (None: no gating)."""
         own = self.struct[field].min_confidence
         return own if own is not None else self.min_confidence
+
+    @property
+    def overwrite_policy(self) -> Literal["always", "keep_more_confident"]:
+        """The overwrite rule's policy (``higher_confidence`` is an older name of ``keep_more_confident``)."""
+        return "always" if self.overwrite == "always" else "keep_more_confident"
 
     @property
     def gating(self) -> bool:

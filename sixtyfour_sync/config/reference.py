@@ -186,6 +186,7 @@ def markdown_reference(schema: dict[str, Any] | None = None) -> str:
         out += ["", f"## {_TITLES[name]}", "", about, "", *_table(definition, defs)]
         if name == "SubField":
             out += ["", *struct_types_section()]
+    out += ["", *_overwrite_rule()]
     return "\n".join(out) + "\n"
 
 
@@ -260,6 +261,36 @@ def struct_types_section() -> list[str]:
         cells = [f"`{TYPE_NAMES[dialect][logical]}`" for _, dialect in _WAREHOUSES]
         lines.append(f"| {label} | {sent} | {read} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _overwrite_rule() -> list[str]:
+    from sixtyfour_sync.engine.overwrite import rule_table
+
+    return [
+        "## The overwrite rule",
+        "",
+        "What a merge does to each stored field (and its `<field>_confidence`), decided row by row in SQL against",
+        "the stored hashes, on every warehouse (`sixtyfour_sync/engine/overwrite.py` states it; this table is",
+        "computed from it). A stored value *answered the same question* when the row's `_sixtyfour_input_hash`",
+        "(its inputs) and `_sixtyfour_spec_hash` (endpoint, tier, the field definitions, options) equal the new",
+        "answer's; a row whose inputs or field definitions changed is another question. An answer to an earlier",
+        "question never outranks the answer to the question asked now, whatever the confidences.",
+        "",
+        *rule_table(),
+        "",
+        "- *write*: the new answer (an enriched row that left the field empty writes it empty) and its confidence.",
+        "- *keep*: the stored value and its confidence stay. For an answer below `min_confidence` the new",
+        "  confidence is still written to `<field>_confidence`, and `_sixtyfour_field_status` says",
+        "  `low_confidence` for the field.",
+        "- *clear*: the stored value (and, for a row not enriched, its confidence) becomes NULL, so an earlier",
+        "  question's answer is never left standing as if it answered this one; below `min_confidence`,",
+        "  `_sixtyfour_field_status` says `low_confidence`.",
+        "- A new row gets the answer where it would be written, else NULL.",
+        "- `--full-refresh` and a `max_age` refresh of unchanged inputs ask the same question again: the same rule",
+        "  applies (with `keep_more_confident`, a more confident stored value stays). Without `field_confidence`",
+        "  there is no threshold and no confidence: an enriched answer is written, a row not enriched keeps or",
+        "  clears by the same question test.",
+    ]
 
 
 def _paths(root: Path) -> tuple[Path, Path]:

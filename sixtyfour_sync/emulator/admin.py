@@ -28,7 +28,8 @@ class AdminControls(Protocol):
     def cancel_job(self, task_id: str) -> Job: ...
     def expire_links(self, task_id: str) -> None: ...
     def forget_job(self, task_id: str) -> Job: ...
-    def corrupt_result(self, task_id: str, data: bytes) -> Job: ...
+    def corrupt_result(self, task_id: str, data: bytes, part: int = ...) -> Job: ...
+    def split_result(self, task_id: str, parts: int, order: Any = ...) -> Job: ...
     def drop_result_columns(self, task_id: str, names: Sequence[str]) -> Job: ...
     def forget_idempotency_keys(self) -> int: ...
     def add_key(self, api_key: str, *, same_org_as: str | None = None) -> None: ...
@@ -50,7 +51,7 @@ class AdminControls(Protocol):
 
 def admin_routes() -> list[Rule]:
     """The admin routes (endpoints named ``admin_*``)."""
-    actions = "complete, fail, cancel, 'expire-links', forget, corrupt, 'drop-columns'"
+    actions = "complete, fail, cancel, 'expire-links', forget, corrupt, 'drop-columns', split"
     return [
         Rule("/_emulator/health", methods=["GET"], endpoint="admin_health"),
         Rule("/_emulator/submissions", methods=["GET"], endpoint="admin_submissions"),
@@ -118,7 +119,13 @@ def _admin(emu: AdminControls, endpoint: str, args: Mapping[str, Any], request: 
     elif action == "forget":
         emu.forget_job(job.task_id)
     elif action == "corrupt":
-        emu.corrupt_result(job.task_id, request.get_data())
+        part = request.args.get("part", "0")
+        if not part.isdigit():
+            raise ValueError(f"part must be a part number, got {part!r}")
+        emu.corrupt_result(job.task_id, request.get_data(), int(part))
+    elif action == "split":
+        spec = _json_body(request)
+        emu.split_result(job.task_id, spec["parts"], spec.get("order"))
     elif action == "drop-columns":
         emu.drop_result_columns(job.task_id, list(_json_body(request)["columns"]))
     return json_response(job.summary())

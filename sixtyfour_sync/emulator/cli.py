@@ -11,7 +11,12 @@ from typing import Any
 
 import click
 
-from sixtyfour_sync.emulator.settings import EmulatorSettings, FaultSettings
+from sixtyfour_sync.emulator.settings import (
+    MAX_RESULT_PARTS,
+    RESULT_PARTS_ORDERS,
+    EmulatorSettings,
+    FaultSettings,
+)
 
 __all__ = ["emulator_command"]
 
@@ -101,6 +106,20 @@ _RATE = click.FloatRange(0.0, 1.0)
     show_default=True,
     type=click.IntRange(0),
     help="Outputs up to this many rows carry an inline preview.",
+)
+@click.option(
+    "--result-parts",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, MAX_RESULT_PARTS),
+    help="Split every final output into N files of about equal rows (block_3_enriched.csv, .part1.csv...).",
+)
+@click.option(
+    "--result-parts-order",
+    default="in_order",
+    show_default=True,
+    type=click.Choice(RESULT_PARTS_ORDERS),
+    help="How /job-status lists the files of a split output.",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the generated values.")
 @click.option(

@@ -36,7 +36,12 @@ from sixtyfour_sync.emulator.models import InjectedFault, Job, SubmissionRecord,
 from sixtyfour_sync.emulator.output import OutputOptions, produce_outputs
 from sixtyfour_sync.emulator.responses import DOCUMENTED_DETAILS, UploadRequest, error, json_response, stream_file
 from sixtyfour_sync.emulator.server import EmulatorServer, serve
-from sixtyfour_sync.emulator.settings import CREDITS_PER_CENT, EmulatorSettings
+from sixtyfour_sync.emulator.settings import (
+    CREDITS_PER_CENT,
+    EmulatorSettings,
+    ResultPartsOrder,
+    check_result_parts,
+)
 from sixtyfour_sync.emulator.status import LinkSigner, live_status, status_body
 from sixtyfour_sync.emulator.submit import SubmitHandler
 from sixtyfour_sync.emulator.webhooks import WebhookSender
@@ -200,21 +205,49 @@ class Emulator:
             job.lost = True
         return job
 
-    def corrupt_result(self, task_id: str, data: bytes) -> Job:
-        """Replace the bytes of the job's final output (block 3) with ``data``; its inline preview goes.
+    def corrupt_result(self, task_id: str, data: bytes, part: int = 0) -> Job:
+        """Replace the bytes of the job's final output (block 3; ``part`` of it when split) with ``data``; that
+        file's inline preview goes.
 
         On a running job this takes effect when it completes; a failed or cancelled job has no output.
         """
+        if isinstance(part, bool) or not isinstance(part, int) or part < 0:
+            raise ValueError(f"part must be a part number (0 for the first file), got {part!r}")
         job = self._job(task_id)
         with job.lock:
             if job.status in ("failed", "cancelled"):
                 raise ValueError(f"job {task_id} is {job.status}: it has no result to corrupt")
-            job.corrupt_bytes = bytes(data)
+            if part >= job.result_parts:
+                raise ValueError(f"job {task_id}'s result is in {job.result_parts} file(s): it has no part {part}")
+            job.corrupted[part] = bytes(data)
             if job.status == "completed":
-                final = max(job.files, key=lambda f: f.block_number)
-                final.path.write_bytes(job.corrupt_bytes)
-                final.file_size = len(job.corrupt_bytes)
+                final = next(f for f in job.files if f.block_number == 3 and f.part == part)
+                final.path.write_bytes(data)
+                final.file_size = len(data)
                 final.preview = None
+        return job
+
+    def split_result(self, task_id: str, parts: int, order: ResultPartsOrder | None = None) -> Job:
+        """Split the job's final output (block 3) into ``parts`` files of about equal rows (``parts=1``: one
+        file again), listed by /job-status in ``order`` (None: unchanged).
+
+        Each file is a whole CSV with its own header; more files than rows leaves some with only a header.
+        On a running job this takes effect when it completes; on a completed one the output is rewritten.
+        """
+        job = self._job(task_id)
+        check_result_parts(parts, job.result_parts_order if order is None else order)
+        with job.lock:
+            if job.status in ("failed", "cancelled"):
+                raise ValueError(f"job {task_id} is {job.status}: it has no result")
+            lost = sorted(p for p in job.corrupted if p >= parts)
+            if lost:
+                raise ValueError(f"job {task_id} has a corrupted part {lost[0]}: it cannot be split in {parts}")
+            changed = parts != job.result_parts
+            job.result_parts = parts
+            if order is not None:
+                job.result_parts_order = order
+            if changed and job.status == "completed":
+                self._produce(job)
         return job
 
     def drop_result_columns(self, task_id: str, names: Sequence[str]) -> Job:

@@ -41,6 +41,8 @@ class ResultFile:
     created_at: float
     file_size: int = 0
     preview: list[dict[str, Any]] | None = None
+    #: Its place among the files of its block (0 unless the final output is split).
+    part: int = 0
 
 
 @dataclass
@@ -72,11 +74,15 @@ class Job:
     files: list[ResultFile] = field(default_factory=list)
     # Links whose expiry is at or before this instant are refused (expire_links).
     links_expire_before: float = 0.0
+    #: Into how many files the final output is split, and how /job-status lists them (set from the
+    #: settings at submission; the split control changes them).
+    result_parts: int = 1
+    result_parts_order: str = "in_order"
     #: Test controls: the API lost track of the job (404 everywhere), columns dropped from the final
-    #: output, bytes that replace it.
+    #: output, bytes that replace a part of it (part number -> bytes).
     lost: bool = False
     dropped_columns: tuple[str, ...] = ()
-    corrupt_bytes: bytes | None = field(default=None, repr=False)
+    corrupted: dict[int, bytes] = field(default_factory=dict, repr=False)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
@@ -116,7 +122,10 @@ class Job:
             "file_sha256": self.file_sha256,
             "lost": self.lost,
             "dropped_columns": list(self.dropped_columns),
-            "corrupted": self.corrupt_bytes is not None,
+            "corrupted": bool(self.corrupted),
+            "corrupted_parts": sorted(self.corrupted),
+            "result_parts": self.result_parts,
+            "result_parts_order": self.result_parts_order,
             "created_at": self.created_at,
             "closed_at": self.closed_at,
             "files": [
@@ -125,6 +134,7 @@ class Job:
                     "filename": f.filename,
                     "row_count": f.row_count,
                     "file_size": f.file_size,
+                    "part": f.part,
                 }
                 for f in self.files
             ],

@@ -1,12 +1,13 @@
 """A completed job's result files, generated a slice at a time and written as CSV while generated.
 
 Three stage outputs (docs/emulator.md): block 1 the upload as received, block 2 the enriched columns
-alone, block 3 the final output (uploaded columns, struct fields, confidences). Memory holds one slice
-of rows (``SLICE_ROWS``), never the whole file: the parsed upload is read batch by batch from its
-Arrow IPC file and each slice's CSV is written before the next one is generated.
+alone, block 3 the final output (uploaded columns, struct fields, confidences), in one file or split into
+``job.result_parts`` files of about equal rows. Memory holds one slice of rows (``SLICE_ROWS``), never the
+whole file: the parsed upload is read batch by batch from its Arrow IPC file and each slice's CSV is
+written before the next one is generated (into the part files in turn, one open at a time).
 
-Test controls change the final output: columns dropped from it (``drop_columns``) or its bytes
-replaced (``corrupt_bytes``); either also changes or removes its inline preview.
+Test controls change the final output: columns dropped from it (``dropped_columns``) or the bytes of a
+part replaced (``corrupted``); either also changes or removes the inline preview (of that part).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sixtyfour_sync.emulator.generate import OutputPlan, generate_table, make_pl
 from sixtyfour_sync.emulator.models import Job, ResultFile
 from sixtyfour_sync.emulator.uploads import iter_parsed
 
-__all__ = ["SLICE_ROWS", "OutputOptions", "produce_outputs"]
+__all__ = ["FINAL_NAME", "SLICE_ROWS", "OutputOptions", "part_name", "part_sizes", "produce_outputs"]
 
 #: Rows generated at a time: bounds the generator's temporaries whatever the file size.
 SLICE_ROWS = 16_384
@@ -31,6 +32,18 @@ SLICE_ROWS = 16_384
 SLICE_BYTES = 16 << 20
 _CSV_BOM = b"\xef\xbb\xbf"
 CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson", "json": "application/json"}
+#: The final output's file; its other parts are ``block_3_enriched.part1.csv``, ``.part2.csv``...
+FINAL_NAME = "block_3_enriched.csv"
+
+
+def part_name(index: int) -> str:
+    """The file name of part ``index`` of the final output."""
+    return FINAL_NAME if index == 0 else f"block_3_enriched.part{index}.csv"
+
+
+def part_sizes(rows: int, parts: int) -> list[int]:
+    """Rows per part: about equal, the first ones one larger; more parts than rows leaves the last ones empty."""
+    return [rows // parts + (1 if i < rows % parts else 0) for i in range(parts)]
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,53 @@ class _CsvSink:
         self._file.close()
 
 
+class _PartSinks:
+    """The final output split into files of planned sizes, filled in turn with one file open at a time.
+
+    The last part takes any rows beyond the plan; a part given no rows is still a CSV with a header.
+    """
+
+    def __init__(self, paths: list[Path], sizes: list[int], schema: pa.Schema, *, keep: bool) -> None:
+        self.paths = paths
+        self._sizes = sizes
+        self._schema = schema
+        self.rows = [0] * len(paths)
+        #: The slices written to each part, when ``keep`` (for the inline previews).
+        self.pieces: list[list[pa.Table]] = [[] for _ in paths]
+        self._keep = keep
+        self._index = 0
+        self._sink: _CsvSink | None = None
+
+    def write(self, table: pa.Table) -> None:
+        offset = 0
+        while offset < table.num_rows:
+            i = self._index
+            left = table.num_rows - offset
+            room = left if i == len(self.paths) - 1 else min(left, self._sizes[i] - self.rows[i])
+            if room <= 0:
+                self._next()
+                continue
+            piece = table.slice(offset, room)
+            if self._sink is None:
+                self._sink = _CsvSink(self.paths[i])
+            self._sink.write(piece)
+            self.rows[i] += room
+            if self._keep:
+                self.pieces[i].append(piece)
+            offset += room
+
+    def _next(self) -> None:
+        sink = self._sink or _CsvSink(self.paths[self._index])
+        self._sink = None
+        sink.close(self._schema)
+        self._index += 1
+
+    def close(self) -> None:
+        """Close the open part and write the ones not reached yet (header only)."""
+        while self._index < len(self.paths):
+            self._next()
+
+
 def _slices(path: Path) -> Iterator[pa.Table]:
     """The parsed upload in tables of about SLICE_ROWS rows (or SLICE_BYTES bytes)."""
     pending: list[pa.RecordBatch] = []
@@ -107,10 +167,18 @@ def produce_outputs(job: Job, options: OutputOptions, now: float) -> tuple[list[
     plan = _plan(job, schema.names, options)
     struct_names = [s.name for s in plan.specs]
     dropped = set(job.dropped_columns)
+    empty = generate_table(plan, schema.empty_table(), seed=options.seed, failure_rate=options.failure_rate)[0]
+    parts = max(1, job.result_parts)
+    for stale in job_dir.glob("block_3_enriched.part*.csv"):  # from an earlier split into more parts
+        stale.unlink(missing_ok=True)
     research = _CsvSink(job_dir / "block_2_research.csv")
-    final = _CsvSink(job_dir / "block_3_enriched.csv")
-    want_preview = job.row_count <= options.preview_max_rows and job.corrupt_bytes is None
-    preview_tables: list[pa.Table] = []
+    want_preview = job.row_count <= options.preview_max_rows
+    final = _PartSinks(
+        [job_dir / part_name(i) for i in range(parts)],
+        part_sizes(job.row_count, parts),
+        empty.drop_columns([c for c in empty.column_names if c in dropped]).schema,
+        keep=want_preview,
+    )
     failed_rows = 0
     try:
         for table in _slices(parsed):
@@ -120,14 +188,12 @@ def produce_outputs(job: Job, options: OutputOptions, now: float) -> tuple[list[
             if dropped:
                 out = out.drop_columns([c for c in out.column_names if c in dropped])
             final.write(out)
-            if want_preview:
-                preview_tables.append(out)
     finally:
-        empty = generate_table(plan, schema.empty_table(), seed=options.seed, failure_rate=options.failure_rate)[0]
         research.close(empty.select(struct_names).schema)
-        final.close(empty.drop_columns([c for c in empty.column_names if c in dropped]).schema)
-    if job.corrupt_bytes is not None:
-        final.path.write_bytes(job.corrupt_bytes)
+        final.close()
+    for index, data in job.corrupted.items():
+        if index < parts:
+            final.paths[index].write_bytes(data)
     files = [
         ResultFile(
             1,
@@ -138,10 +204,12 @@ def produce_outputs(job: Job, options: OutputOptions, now: float) -> tuple[list[
             now,
         ),
         ResultFile(2, research.path.name, research.path, research.rows, "text/csv", now),
-        ResultFile(3, final.path.name, final.path, final.rows, "text/csv", now),
     ]
-    if want_preview:
-        files[2].preview = _preview(plan, preview_tables)
+    for index, path in enumerate(final.paths):
+        part = ResultFile(3, path.name, path, final.rows[index], "text/csv", now, part=index)
+        if want_preview and index not in job.corrupted:
+            part.preview = _preview(plan, final.pieces[index])
+        files.append(part)
     for f in files:
         f.file_size = f.path.stat().st_size
     return files, failed_rows

@@ -9,15 +9,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Literal, get_args
 
 __all__ = [
     "COMPANY_ONLY_KEYS",
     "CONFIG_KEYS",
     "CREDITS_PER_CENT",
     "DEFAULT_PRICES_CENTS",
+    "MAX_RESULT_PARTS",
+    "RESULT_PARTS_ORDERS",
     "TIERS",
     "EmulatorSettings",
     "FaultSettings",
+    "ResultPartsOrder",
+    "check_result_parts",
 ]
 
 #: Tiers each endpoint accepts.
@@ -44,6 +49,11 @@ DEFAULT_PRICES_CENTS: Mapping[str, int] = MappingProxyType(
 )
 #: The emulator's exchange rate: 1 credit = 1 US dollar = 100 cents.
 CREDITS_PER_CENT = 0.01
+#: How /job-status lists the files of a final output split in parts.
+ResultPartsOrder = Literal["in_order", "reversed", "shuffled"]
+RESULT_PARTS_ORDERS: tuple[str, ...] = get_args(ResultPartsOrder)
+#: The most files a final output may be split into.
+MAX_RESULT_PARTS = 1000
 
 _WEBHOOK_SECRET = re.compile(r"^sk_whsec_[0-9a-f]{64}$")
 
@@ -51,6 +61,14 @@ _WEBHOOK_SECRET = re.compile(r"^sk_whsec_[0-9a-f]{64}$")
 def _check_rate(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be between 0 and 1, got {value}")
+
+
+def check_result_parts(parts: object, order: object) -> None:
+    """ValueError unless ``parts`` is a number of result files (1-MAX_RESULT_PARTS) and ``order`` a listing order."""
+    if isinstance(parts, bool) or not isinstance(parts, int) or not 1 <= parts <= MAX_RESULT_PARTS:
+        raise ValueError(f"result_parts must be a whole number from 1 to {MAX_RESULT_PARTS}, got {parts!r}")
+    if order not in RESULT_PARTS_ORDERS:
+        raise ValueError(f"result_parts_order must be one of {', '.join(RESULT_PARTS_ORDERS)}, got {order!r}")
 
 
 @dataclass(frozen=True)
@@ -158,6 +176,11 @@ class EmulatorSettings:
     #: Outputs leave out the carried columns (uploaded, not in ``columns``) except ``keep_carried_columns``.
     strip_carried_columns: bool = False
     keep_carried_columns: frozenset[str] = frozenset()
+    #: Split every final output (block 3) into this many files of about equal rows, each a whole CSV with
+    #: its own header: ``block_3_enriched.csv``, ``block_3_enriched.part1.csv``... (as the real API may).
+    result_parts: int = 1
+    #: How /job-status lists those files: in part order, reversed, or shuffled (seeded by the task id).
+    result_parts_order: ResultPartsOrder = "in_order"
 
     def tier_seed(self, tier: str) -> int:
         """The seed of a tier's values: ``seed`` at ``low``, another one per other tier."""
@@ -191,11 +214,12 @@ class EmulatorSettings:
                 raise ValueError(f"{name} must not be negative")
         if self.webhook_max_attempts < 1:
             raise ValueError("webhook_max_attempts must be at least 1")
+        check_result_parts(self.result_parts, self.result_parts_order)
 
     def __repr__(self) -> str:
         # Keys and the webhook secret are credentials: never show them.
         return (
             f"EmulatorSettings(api_keys=<{len(self.api_keys)} keys>, job_seconds={self.job_seconds}, "
             f"failure_rate={self.failure_rate}, rate_limit_per_minute={self.rate_limit_per_minute}, "
-            f"seed={self.seed}, faults={self.faults})"
+            f"seed={self.seed}, result_parts={self.result_parts}, faults={self.faults})"
         )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import random
 import secrets
 from typing import Any
 
-from sixtyfour_sync.emulator.models import Job
+from sixtyfour_sync.emulator.models import Job, ResultFile
 from sixtyfour_sync.emulator.responses import iso
 from sixtyfour_sync.emulator.settings import CREDITS_PER_CENT
 
@@ -35,27 +36,43 @@ class LinkSigner:
         return None
 
 
+def _listed(files: list[ResultFile], order: str, task_id: str) -> list[ResultFile]:
+    """The files of one block in the order /job-status lists them (``result_parts_order``)."""
+    files = sorted(files, key=lambda f: f.part)
+    if len(files) < 2 or order == "in_order":
+        return files
+    if order == "reversed":
+        return files[::-1]
+    shuffled = files[:]
+    random.Random(task_id).shuffle(shuffled)  # the same order on every poll of a job
+    if shuffled == files:
+        shuffled = shuffled[1:] + shuffled[:1]  # never the part order itself
+    return shuffled
+
+
 def _result_entries(job: Job, base_url: str, signer: LinkSigner, now: float, ttl: int) -> list[dict[str, Any]]:
     expires = max(math.floor(now) + ttl, int(job.links_expire_before) + 1)
-    by_block = {f.block_number: f for f in job.files}
+    blocks: dict[int, list[ResultFile]] = {}
+    for f in job.files:
+        blocks.setdefault(f.block_number, []).append(f)
     entries = []
     # Deliberately not in block order: the final output is neither first nor last.
-    for block in sorted(by_block, key=lambda b: (b != 2, -b)):
-        f = by_block[block]
-        path = f"/downloads/{job.task_id}/{f.filename}"
-        entry: dict[str, Any] = {
-            "filename": f.filename,
-            "download_url": f"{base_url}{path}?expires={expires}&signature={signer.sign(path, expires)}",
-            "block_number": f.block_number,
-            "row_count": f.row_count,
-            "file_size": f.file_size,
-            "content_type": f.content_type,
-            "created_at": iso(f.created_at),
-            "download_expires_in_seconds": max(0, int(expires - now)),
-        }
-        if f.preview is not None:
-            entry["results"] = f.preview
-        entries.append(entry)
+    for block in sorted(blocks, key=lambda b: (b != 2, -b)):
+        for f in _listed(blocks[block], job.result_parts_order, job.task_id):
+            path = f"/downloads/{job.task_id}/{f.filename}"
+            entry: dict[str, Any] = {
+                "filename": f.filename,
+                "download_url": f"{base_url}{path}?expires={expires}&signature={signer.sign(path, expires)}",
+                "block_number": f.block_number,
+                "row_count": f.row_count,
+                "file_size": f.file_size,
+                "content_type": f.content_type,
+                "created_at": iso(f.created_at),
+                "download_expires_in_seconds": max(0, int(expires - now)),
+            }
+            if f.preview is not None:
+                entry["results"] = f.preview
+            entries.append(entry)
     return entries
 
 

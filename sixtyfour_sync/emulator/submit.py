@@ -227,6 +227,8 @@ class SubmitHandler:
             cost_units=cost_units,
             created_at=now,
             due_at=now + settings.job_seconds,
+            result_parts=settings.result_parts,
+            result_parts_order=settings.result_parts_order,
         )
         self._register(job)
         if idem is not None:

@@ -104,7 +104,11 @@ class WebhookSender:
         body.update(status)
         results = status.get("results", [])
         if results:
-            final = max(results, key=lambda r: int(r.get("block_number", 0)))
+            top = max(int(r.get("block_number", 0)) for r in results)
+            # The final output's first file when it is split (block_3_enriched.csv sorts before its .partN.csv).
+            final = min(
+                (r for r in results if int(r.get("block_number", 0)) == top), key=lambda r: str(r.get("filename"))
+            )
             body["results_download_url"] = final["download_url"]
         return body
 

@@ -17,7 +17,6 @@ side effect that follows it; the API calls run on worker threads and come back a
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,11 +36,13 @@ from sixtyfour_sync.api import (
     NotFoundError,
     PermissionDeniedError,
     ResultDownload,
+    ResultPart,
     RetryableApiError,
     SubmitResult,
     UnprocessableEntityError,
 )
 from sixtyfour_sync.api.errors import ApiError, DownloadError
+from sixtyfour_sync.engine import result_files
 from sixtyfour_sync.engine.context import SyncContext
 from sixtyfour_sync.engine.failpoints import failpoint
 from sixtyfour_sync.engine.files import SpilledTable
@@ -478,9 +479,9 @@ class JobDriver:
 
     # ------------------------------------------------------------------ download and merge
 
-    def download(self, t: Tracked, *, local: Path | None = None, fmt: str = "csv") -> None:
-        """Download (unless ``local`` is the result already on disk) and parse on a worker; the main thread
-        records and merges it."""
+    def download(self, t: Tracked, *, local: list[tuple[Path, str]] | None = None) -> None:
+        """Download (unless ``local`` is the result already on disk: its files and formats) and parse on a
+        worker; the main thread records and merges it."""
         ctx = self.ctx
         dest = ctx.results_dir / f"{t.job_id}.result"
         source: JobStatus | str = t.status if t.status is not None else (t.task_id or "")
@@ -490,20 +491,15 @@ class JobDriver:
 
         def work() -> tuple[ResultDownload, MergePlan]:
             if local is not None:
-                got = ResultDownload(local, fmt, "local", None, None)
+                got = ResultDownload.from_parts([ResultPart(path, f, "local", None) for path, f in local], None)
             else:
-                got = ctx.client.download_result(source, dest)
-                final = got.path.with_name(f"{t.job_id}.{got.format}")
-                if got.path != final:
-                    os.replace(got.path, final)
-                got = ResultDownload(final, got.format, got.source, got.row_count, got.block_number)
+                got = result_files.settle(ctx.client.download_result(source, dest), t.job_id)
             # Parsing is CPU-bound and holds a whole result in memory: two at a time are as fast, and half the size.
             with self._parsing:
                 sent_rows = sent.load() if isinstance(sent, SpilledTable) else sent
                 try:
                     parsed = parse_result(
-                        got.path,
-                        fmt=got.format,
+                        [(part.path, part.format) for part in got.all_parts],
                         key_types=key_types,
                         struct=spec.struct,
                         field_confidence=spec.field_confidence,
@@ -511,9 +507,20 @@ class JobDriver:
                     )
                 except ResultParseError as exc:
                     raise Unreadable(got, exc) from exc
-                plan = plan_merge(
-                    spec, parsed, sent_rows, task_id=task_id, now=utcnow(), file_label=label, insert_only=insert_only
-                )
+                try:
+                    plan = plan_merge(
+                        spec,
+                        parsed,
+                        sent_rows,
+                        task_id=task_id,
+                        now=utcnow(),
+                        file_label=label,
+                        insert_only=insert_only,
+                    )
+                except ResultParseError as exc:  # no row ties back: a broken file, held as unreadable
+                    raise Unreadable(got, exc) from exc
+                # Anything else is a bug here, not the file's: it stops the run loudly, the job stays paid and
+                # active, and the next run merges it.
             return got, plan
 
         t.busy = True
@@ -555,19 +562,20 @@ class JobDriver:
         got, error = failure.download, failure.error
         self.record_completed(t)
         if t.state is not S.DOWNLOADED:
-            self.move(t, S.DOWNLOADED, result_file=got.path.name, result_format=got.format)
+            self.move(t, S.DOWNLOADED, **result_files.ledger_values(got))
         if not t.redownloaded:
             # Perhaps the copy is damaged: fetch a fresh one once before deciding.
             t.redownloaded = True
-            got.path.unlink(missing_ok=True)
+            result_files.discard(got)
             self.move(t, S.COMPLETED, error=f"the result could not be read ({error}); downloading it again")
             t.status = None
             self.download(t)
             return
+        kept = ", ".join(str(part.path) for part in got.all_parts)
         message = (
-            f"the paid result of task {t.task_id} cannot be read: {error}. The file is kept as "
-            f"{got.path}; its rows are held (not asked again). `sixtyfour-sync run --retry-unreadable` downloads it "
-            "again; if it still cannot be read, its rows are asked again"
+            f"the paid result of task {t.task_id} cannot be read: {error}. The file is kept as {kept}; its rows "
+            "are held (not asked again). `sixtyfour-sync run --retry-unreadable` downloads it again; if it still "
+            "cannot be read, its rows are asked again"
         )
         self.move(t, S.RESULT_UNREADABLE, error=message)
         if t.extra.get("retrying_unreadable"):

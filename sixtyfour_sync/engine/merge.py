@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.localdb import ident, registered
-from sixtyfour_sync.engine.results import ParsedResult
+from sixtyfour_sync.engine.overwrite import confidence_guard, same_question_columns, value_guard
+from sixtyfour_sync.engine.results import ParsedResult, ResultParseError
 from sixtyfour_sync.engine.select import HASH_COLUMN
 from sixtyfour_sync.warehouse.base import Adapter, Session, TableRef, UpsertPart, UpsertResult
 from sixtyfour_sync.warehouse.types import Guard
@@ -59,6 +60,9 @@ class MergePlan:
     filled: dict[str, int]
     missing_columns: list[str]
     warnings: list[str] = field(default_factory=list)
+    #: Paid rows that could not be tied back (result keys never sent, sent rows without a result): the run that
+    #: merges this plan is partial and says so.
+    problems: list[str] = field(default_factory=list)
     #: Answers below min_confidence per field, not written.
     gated: dict[str, int] = field(default_factory=dict)
 
@@ -86,8 +90,14 @@ def reconcile(parsed: ParsedResult, sent: pa.Table | None, key: list[str]) -> Re
         return Reconciled(returned, missing, 0, note)
     res = table.drop_columns([HASH_COLUMN]) if HASH_COLUMN in table.column_names else table
     sent = sent.select([*key, HASH_COLUMN])
-    if len(key) == 1:
-        return _reconcile_one_key(res, sent, key[0])
+    exact = _reconcile_one_key(res, sent, key[0]) if len(key) == 1 else _reconcile_keys(res, sent, key)
+    if exact.unexpected and exact.missing.num_rows:
+        return _tie_back_loosely(res, exact, key)
+    return exact
+
+
+def _reconcile_keys(res: pa.Table, sent: pa.Table, key: list[str]) -> Reconciled:
+    """:func:`reconcile` for a composite key: a join in the process's DuckDB."""
     on = " AND ".join(f"r.{ident(k)} = s.{ident(k)}" for k in key)
     with registered(res, sent) as (con, (r_name, s_name)):
         returned = con.sql(
@@ -99,6 +109,65 @@ def reconcile(parsed: ParsedResult, sent: pa.Table | None, key: list[str]) -> Re
         ).to_arrow_table()
     unexpected = res.num_rows - returned.num_rows
     return Reconciled(returned, missing, max(0, unexpected))
+
+
+def _tie_back_loosely(res: pa.Table, exact: Reconciled, key: list[str]) -> Reconciled:
+    """Result rows whose key matches no sent key exactly, tied to a sent key that came back without a row when
+    the two are one and the same but for letter case and surrounding spaces (``abc`` sent, ``ABC`` returned).
+
+    Only one-to-one matches count: a loose key two sent rows (or two result rows) share ties nothing. The row
+    is merged under the key as it was sent.
+    """
+    text = [
+        k
+        for k in key
+        if pa.types.is_string(res.schema.field(k).type) or pa.types.is_large_string(res.schema.field(k).type)
+    ]
+    if not text:
+        return exact
+    loose = "__sixtyfour_loose"
+    on = " AND ".join(f"r.{ident(k)} = x.{ident(k)}" for k in key)
+    with registered(res, exact.returned) as (con, (r_name, x_name)):
+        unmatched = con.sql(
+            f"SELECT r.* FROM {r_name} r WHERE NOT EXISTS (SELECT 1 FROM {x_name} x WHERE {on})"
+        ).to_arrow_table()
+    folded = {k: (lambda a: pc.utf8_lower(pc.utf8_trim_whitespace(a))) if k in text else (lambda a: a) for k in key}
+
+    def loose_key(t: pa.Table) -> pa.ChunkedArray:
+        parts = [pc.cast(folded[k](t.column(k)), pa.string()) for k in key]
+        return pc.binary_join_element_wise(*parts, "\x1f")
+
+    sent_loose, res_loose = loose_key(exact.missing), loose_key(unmatched)
+    with registered(exact.missing.append_column(loose, sent_loose), unmatched.append_column(loose, res_loose)) as (
+        con,
+        (s_name, u_name),
+    ):
+        cols = ", ".join(f"u.{ident(c)}" for c in unmatched.column_names if c not in key)
+        sent_keys = ", ".join(f"s.{ident(k)}" for k in key)
+        unique = f"(SELECT {ident(loose)} FROM {{}} GROUP BY {ident(loose)} HAVING count(*) = 1)"
+        matched = con.sql(
+            f"SELECT {sent_keys}{', ' + cols if cols else ''}, s.{ident(_HASH)} FROM {u_name} u "
+            f"JOIN {s_name} s ON u.{ident(loose)} = s.{ident(loose)} "
+            f"WHERE u.{ident(loose)} IN {unique.format(u_name)} AND s.{ident(loose)} IN {unique.format(s_name)}"
+        ).to_arrow_table()
+        if not matched.num_rows:
+            return exact
+        still_missing = con.sql(
+            f"SELECT {', '.join('s.' + ident(k) for k in key)}, s.{ident(_HASH)} FROM {s_name} s "
+            f"WHERE s.{ident(loose)} NOT IN (SELECT {ident(loose)} FROM {u_name} WHERE {ident(loose)} IN "
+            f"{unique.format(u_name)} AND {ident(loose)} IN {unique.format(s_name)})"
+        ).to_arrow_table()
+    matched = matched.select(exact.returned.column_names).cast(exact.returned.schema)
+    note = (
+        f"{matched.num_rows:,} result row(s) came back with their key in another letter case or with surrounding "
+        "spaces; each was tied to the one sent key it matches that way"
+    )
+    return Reconciled(
+        pa.concat_tables([exact.returned, matched]),
+        still_missing,
+        exact.unexpected - matched.num_rows,
+        note if exact.note is None else f"{exact.note}; {note}",
+    )
 
 
 def _reconcile_one_key(res: pa.Table, sent: pa.Table, k: str) -> Reconciled:
@@ -140,6 +209,13 @@ def plan_merge(
     """
     key = list(spec.source.key)
     rec = reconcile(parsed, sent, key)
+    if sent is not None and sent.num_rows and parsed.rows_read and not rec.returned.num_rows:
+        # Rows came back, and not one of them is a row that was sent: a broken file, not an answer. Held as
+        # unreadable rather than marking every paid row failed.
+        raise ResultParseError(
+            f"{file_label}: none of the result's {parsed.rows_read:,} row(s) has a key that was sent "
+            f"({sent.num_rows:,} row(s) were sent)"
+        )
     returned = rec.returned
     answered = [f for f in spec.struct if f not in parsed.missing_columns]
     # An enriched row answered only the fields the result had; a failed row was asked the whole question.
@@ -153,9 +229,9 @@ def plan_merge(
     if spec.field_confidence:
         values += [f"{f}_confidence" for f in spec.struct]
     book = [c for c in spec.bookkeeping_columns() if not (spec.field_subset and c == bk("tier"))]
-    # ONE part for every row the file answered: the fields and confidences are written only where the row
-    # was enriched (a failed row keeps what an earlier run found); the bookkeeping always.
-    write = "__sixtyfour_write"
+    # ONE part for every row the file answered: the fields and confidences follow the overwrite rule
+    # (engine/overwrite.py), the bookkeeping is always written.
+    write, unanswered = "__sixtyfour_write", "__sixtyfour_unanswered"
     missing = rec.missing
     n_missing = missing.num_rows
     cols: dict[str, pa.ChunkedArray] = {}
@@ -165,7 +241,9 @@ def plan_merge(
         cols[spec.column_for(c)] = _cat(returned.column(c), pa.nulls(n_missing, returned.schema.field(c).type))
     n = returned.num_rows + n_missing
     data = pa.table(cols)
-    data = data.append_column(write, _cat(is_enriched, _same(False, n_missing, pa.bool_())))
+    answered_flags = _cat(is_enriched, _same(False, n_missing, pa.bool_()))
+    data = data.append_column(write, answered_flags)
+    data = data.append_column(unanswered, pc.invert(answered_flags))
     data = data.append_column(
         bk("status"), _cat(pc.if_else(is_enriched, "enriched", "failed"), _same("failed", n_missing, pa.string()))
     )
@@ -177,11 +255,15 @@ def plan_merge(
     if not spec.field_subset:  # a "new fields" answer completes the row: the tier of its answer stays
         data = data.append_column(bk("tier"), _same(spec.tier, n, pa.string()))
     fields = [spec.column_for(c) for c in values]
-    guards = {f: Guard(when=write) for f in fields}
+    same = same_question_columns(bk("input_hash"), bk("spec_hash"))
+    policy = spec.overwrite_policy
+    guards = {
+        f: value_guard(write=write, unwritten=unanswered, same=same, confidence=None, policy=policy) for f in fields
+    }
     gated: dict[str, int] = {}
     filled = {f: int(pc.sum(pc.is_valid(returned.column(f))).as_py() or 0) for f in spec.struct}
     if spec.field_confidence:
-        data, guards, gated = _confidence_guards(spec, data, returned, is_enriched, n_missing, write)
+        data, guards, gated = _confidence_guards(spec, data, returned, is_enriched, n_missing, (write, unanswered))
         filled = {f: filled[f] - gated.get(f, 0) for f in filled}
     set_columns = [*fields, *book]
     if spec.gating:
@@ -206,10 +288,17 @@ def plan_merge(
             f"{file_label}: the result has no column(s) {', '.join(parsed.missing_columns)}; "
             f"{enriched_rows:,} row(s) are incomplete and those fields are asked again next run"
         )
+    problems = []
     if rec.unexpected:
-        warnings.append(f"{file_label}: {rec.unexpected} result row(s) had keys that were never sent; not merged")
+        problems.append(
+            f"{file_label}: {rec.unexpected:,} result row(s) had keys that were never sent, so they could not be tied "
+            "back; not merged"
+        )
     if rec.missing.num_rows:
-        warnings.append(f"{file_label}: {rec.missing.num_rows} sent row(s) came back without a result; marked failed")
+        problems.append(
+            f"{file_label}: {rec.missing.num_rows:,} paid row(s) were sent but came back without a result; marked "
+            "failed (asked again after refresh.retry_failed_after)"
+        )
     if parsed.duplicate_keys:
         warnings.append(f"{file_label}: {parsed.duplicate_keys} duplicate result row(s) were folded")
     if parsed.outside_enum:
@@ -225,6 +314,7 @@ def plan_merge(
         filled=filled,
         missing_columns=list(parsed.missing_columns),
         warnings=warnings,
+        problems=problems,
         gated=gated,
     )
 
@@ -235,22 +325,25 @@ def _confidence_guards(
     returned: pa.Table,
     is_enriched: pa.ChunkedArray,
     n_missing: int,
-    write: str,
+    flags: tuple[str, str],
 ) -> tuple[pa.Table, dict[str, Guard], dict[str, int]]:
-    """Per-field guards: min_confidence gating and, unless ``overwrite: always``, never below a stored confidence.
+    """Per-field guards with confidences: min_confidence gating and the overwrite rule (engine/overwrite.py).
 
-    A field answered below its threshold (or without a confidence) is not written: its value stays, its
-    confidence is kept in ``<field>_confidence`` and ``_sixtyfour_field_status`` says ``low_confidence``.
+    A field answered below its threshold (or without a confidence) is not written: a value that answered the
+    same question stays, one that answered another question is cleared; its confidence is kept in
+    ``<field>_confidence`` and ``_sixtyfour_field_status`` says ``low_confidence``.
     """
+    answered, unanswered = flags
+    bk = spec.bookkeeping
+    same = same_question_columns(bk("input_hash"), bk("spec_hash"))
+    policy = spec.overwrite_policy
     guards: dict[str, Guard] = {}
     gated: dict[str, int] = {}
     statuses: list[pa.ChunkedArray] = []
-    keep_higher = spec.overwrite != "always"
     no = _same(False, n_missing, pa.bool_())
     for f in spec.struct:
         col, conf_col = spec.column_for(f), spec.column_for(f"{f}_confidence")
         conf = returned.column(f"{f}_confidence")
-        not_below = conf_col if keep_higher else None
         threshold = spec.threshold(f)
         if threshold is None:
             low = pa.chunked_array([_same(False, returned.num_rows, pa.bool_())])
@@ -258,10 +351,14 @@ def _confidence_guards(
             below = pc.or_kleene(pc.is_null(conf), pc.less(conf, pa.scalar(threshold, conf.type)))
             low = pc.fill_null(pc.and_kleene(pc.and_kleene(is_enriched, pc.is_valid(returned.column(f))), below), False)
         gated[f] = int(pc.sum(low).as_py() or 0)
-        when = f"__sixtyfour_write_{f}"
-        data = data.append_column(when, _cat(pc.and_(is_enriched, pc.invert(low)), no))
-        guards[col] = Guard(when=when, not_below=not_below)
-        guards[conf_col] = Guard(when=write, not_below=not_below)
+        when, unwritten = f"__sixtyfour_write_{f}", f"__sixtyfour_unwritten_{f}"
+        writes = _cat(pc.and_(is_enriched, pc.invert(low)), no)
+        data = data.append_column(when, writes)
+        data = data.append_column(unwritten, pc.invert(writes))
+        guards[col] = value_guard(write=when, unwritten=unwritten, same=same, confidence=conf_col, policy=policy)
+        guards[conf_col] = confidence_guard(
+            answered=answered, unanswered=unanswered, same=same, confidence=conf_col, policy=policy
+        )
         text = pc.if_else(low, json.dumps({f: "low_confidence"})[1:-1] + ", ", "")
         statuses.append(_cat(text, _same("", n_missing, pa.string())))
     if spec.gating:

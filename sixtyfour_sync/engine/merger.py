@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from sixtyfour_sync.api import ResultDownload
+from sixtyfour_sync.engine import result_files
 from sixtyfour_sync.engine.context import SyncContext
 from sixtyfour_sync.engine.failpoints import failpoint
 from sixtyfour_sync.engine.files import SpilledTable
@@ -98,7 +99,7 @@ class Merger:
             for t, got, plan in batch:
                 d.record_completed(t, session)
                 if t.state is S.COMPLETED:
-                    d.move(t, S.DOWNLOADED, session=session, result_file=got.path.name, result_format=got.format)
+                    d.move(t, S.DOWNLOADED, session=session, **result_files.ledger_values(got))
                 d.move(
                     t,
                     S.MERGED,
@@ -127,7 +128,7 @@ class Merger:
         msg = f"merging the result of {t.label} failed: {exc}; the job is paid for and kept, the next run tries again"
         self.driver.record_completed(t)
         if t.state is S.COMPLETED:
-            self.driver.move(t, S.DOWNLOADED, result_file=got.path.name, result_format=got.format, error=msg)
+            self.driver.move(t, S.DOWNLOADED, error=msg, **result_files.ledger_values(got))
         else:
             self.ctx.ledger.annotate(t.job_id, S.DOWNLOADED, error=msg)
         self.driver.partial(msg)
@@ -155,12 +156,14 @@ class Merger:
             if r.status in ("ok", "nothing_to_do"):
                 r.status = "partial"
         r.warnings.extend(plan.warnings)
+        for problem in plan.problems:  # paid rows that could not be tied back: partial, and said
+            self.driver.partial(problem)
         ctx.reporter.on("merged", ctx.name, rows=plan.rows)
         ctx.reporter.on("job_done", ctx.name, state="merged", rows=t.job.rows)
         if not ctx.settings.keep_files:
             if t.file is not None:
                 t.file.unlink(missing_ok=True)
-            got.path.unlink(missing_ok=True)
+            result_files.discard(got)
         if isinstance(t.sent, SpilledTable):
             t.sent.discard()
             t.sent = None

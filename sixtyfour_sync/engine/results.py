@@ -20,12 +20,12 @@ import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, Union
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -59,12 +59,65 @@ def max_object_size(path: Path) -> int:
 
 
 class ResultParseError(SixtyfourSyncError):
-    """A result file cannot be read; the file is kept and its path is in the message."""
+    """A result file cannot be read; the file is kept. The message names the file and the reason, never its bytes."""
+
+
+#: A reason is cut to this many characters: a reason, not a dump.
+_MAX_REASON = 240
+_CSV_COUNTS = re.compile(r"Expected \d+ columns, got \d+")
+_ROW_AT = re.compile(r"\b(?:row|line) \d+\b", re.IGNORECASE)
+#: How much of a CSV is read to find its header (a header longer than this is not one).
+_HEADER_BYTES = 1 << 20
+
+
+def describe_parse_failure(exc: BaseException) -> str:
+    """Why a file could not be parsed, in words that never quote the file's own bytes.
+
+    Library messages often end with the offending text (pyarrow: ``Expected 3 columns, got 1: <the line>``;
+    DuckDB: ``... in line 2: <the record>``), which may be binary, huge or personal: only the kind of
+    problem (and where, when the library says) is kept.
+    """
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (an invalid byte at offset {exc.start:,})"
+    if isinstance(exc, MemoryError):
+        return "too large to parse within the memory limit"
+    text = str(exc)
+    found = _CSV_COUNTS.search(text)
+    if found:
+        return f"a row has the wrong number of fields ({found.group(0).lower()})"
+    lowered = text.lower()
+    for needle, reason in (
+        ("invalid utf", "not UTF-8 text"),
+        ("straddl", "a record is larger than the parser's block"),
+        ("out of memory", "too large to parse within the memory limit"),
+        ("expected object", "a record is not a JSON object"),
+        ("malformed json", "not valid JSON"),
+        ("json", "not valid JSON"),
+        ("unterminated", "a quoted field is not closed"),
+    ):
+        if needle in lowered:
+            where = _ROW_AT.search(text)
+            return reason + (f" ({where.group(0)})" if where else "")
+    return f"the parser failed ({type(exc).__name__})"
+
+
+def _bounded(message: str) -> str:
+    """``message`` with unprintable characters replaced, and cut to a reasonable length."""
+    message = "".join(ch if ch.isprintable() else "?" for ch in message)
+    return message if len(message) <= _MAX_REASON else message[: _MAX_REASON - 1] + "…"
+
+
+def unreadable(path: Path | str, fmt: str, reason: str) -> ResultParseError:
+    """The one error a result that cannot be read raises: where, what kind, why (never the file's bytes)."""
+    return ResultParseError(
+        _bounded(f"result file {Path(path).name} ({fmt}) cannot be read: {reason}"),
+        hint="the file is kept; rerun `sixtyfour-sync run --retry-unreadable` to download it again",
+    )
 
 
 @dataclass
 class ParsedResult:
-    """Typed rows of one result file.
+    """Typed rows of one result (one or several files).
 
     ``table`` holds the key columns (cast to the sent key types), one column per struct field (named by the
     field), ``<field>_confidence`` (int64) when asked, and ``_sixtyfour_status`` (``enriched``/``failed``).
@@ -79,6 +132,8 @@ class ParsedResult:
     null_keys: int = 0
     #: Per enum field with values: answers outside them (kept; the run warns).
     outside_enum: dict[str, int] = field(default_factory=dict)
+    #: How many files the result came in.
+    parts: int = 1
 
     @property
     def enriched(self) -> int:
@@ -94,70 +149,93 @@ class ParsedResult:
 
 
 def _csv_header(path: Path) -> list[str]:
+    """The CSV's column names, as the parser reads them (a UTF-8 BOM skipped; a name that is not UTF-8 text,
+    or holds a NUL or a line break, makes the header unreadable)."""
     with path.open("rb") as fh:
-        head = fh.read(1 << 20)
+        head = fh.read(_HEADER_BYTES)
     if head.startswith(codecs.BOM_UTF8):
         head = head[len(codecs.BOM_UTF8) :]
-    text = head.decode("utf-8", errors="replace")
-    reader = csv.reader(io.StringIO(text))
+    if not head.strip():
+        return []
+    # Bytes that are not UTF-8 survive decoding as surrogates, so they can be found in the names (and only
+    # there: the rows are the parser's business).
+    rows = csv.reader(io.StringIO(head.decode("utf-8", errors="surrogateescape"), newline=""))
     try:
-        return next(reader)
+        names = next(rows)
     except StopIteration:
         return []
+    for name in names:
+        if any("\udc80" <= ch <= "\udcff" for ch in name):
+            raise ValueError("invalid utf-8 in the header")
+        if "\x00" in name or "\n" in name or "\r" in name:
+            raise ValueError("the header holds a NUL or a line break inside a name: not a header")
+    return names
 
 
 def read_result_table(path: Path, fmt: str, columns: Collection[str] | None = None) -> pa.Table:
-    """Read a result file with every column as text (NULL for empty CSV fields).
+    """Read a result file with every column as text, exactly as written.
 
-    ``columns``: of a CSV, only these are converted (the others are skipped by the parser, as are the inputs
-    the API echoes back); the table then has the ones the file has, in the file's order.
+    No value becomes NULL by its spelling: an empty CSV field is the empty string, and ``NA``, ``null`` or
+    ``nan`` are text (deciding what is empty is the typing's job, per field). ``columns``: only these are
+    read (the others, such as the inputs the API echoes back, are skipped by the parser).
     """
     return _read_result(path, fmt, columns)[0]
 
 
 def _read_result(path: Path, fmt: str, columns: Collection[str] | None) -> tuple[pa.Table, list[str]]:
-    """:func:`read_result_table`, and the names of every column the file has (a CSV's whole header)."""
+    """:func:`read_result_table`, and the names of every column the file has.
+
+    Whatever the file holds, this returns a table or raises :class:`ResultParseError` (never another error).
+    """
+    if fmt not in ("csv", "jsonl", "ndjson", "json"):
+        raise unreadable(path, fmt, "unknown format (expected csv, jsonl or json)")
     try:
         if fmt == "csv":
-            header = _csv_header(path)
-            if not header:
-                return pa.table({}), []
-            if len(set(header)) != len(header):
-                dupes = sorted({h for h in header if header.count(h) > 1})
-                raise ResultParseError(f"result file {path} has duplicate columns: {', '.join(dupes)}")
-            keep = [h for h in header if columns is None or h in columns] or header
-            table = pacsv.read_csv(
-                path,
-                read_options=pacsv.ReadOptions(use_threads=True, block_size=_JSON_BLOCK, encoding="utf8"),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={h: pa.string() for h in keep},
-                    include_columns=keep,
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=True,
-                    null_values=[""],  # only an empty field: "NA", "null", "nan" may be answers
-                ),
-            )
-            return table, header
-        if fmt in ("jsonl", "ndjson", "json"):
-            table = _read_json_objects(path, array=fmt == "json")
-            return table, table.column_names
+            return _read_csv(path, columns)
+        return _read_json_objects(path, columns, array=fmt == "json")
     except ResultParseError:
         raise
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError, ValueError, duckdb.Error) as exc:
-        raise ResultParseError(
-            f"result file {path} ({fmt}) cannot be parsed: {exc}",
-            hint="the file is kept; rerun `sixtyfour-sync run` to download it again",
-        ) from exc
-    raise ResultParseError(f"result file {path}: unknown format {fmt!r} (expected csv, jsonl or json)")
+    except Exception as exc:  # any failure of any library on any bytes: the file is unreadable, not a bug
+        raise unreadable(path, fmt, describe_parse_failure(exc)) from None
 
 
-def _read_json_objects(path: Path, *, array: bool) -> pa.Table:
-    """JSON Lines or a JSON array, every field as text (nested values as JSON text).
+def _read_csv(path: Path, columns: Collection[str] | None) -> tuple[pa.Table, list[str]]:
+    header = _csv_header(path)
+    if not header:
+        raise unreadable(path, "csv", "the file is empty (no header)")
+    counts: dict[str, int] = {}
+    for h in header:
+        counts[h] = counts.get(h, 0) + 1
+    wanted = [h for h in dict.fromkeys(header) if columns is None or h in columns]
+    dupes = sorted(h for h in wanted if counts[h] > 1)
+    if dupes:
+        raise unreadable(path, "csv", f"the header names {', '.join(map(repr, dupes[:5]))} more than once")
+    if not wanted:
+        return pa.table({}), header
+    table = pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(use_threads=True, block_size=_JSON_BLOCK, encoding="utf8"),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={h: pa.string() for h in wanted},
+            include_columns=wanted,
+            null_values=[],
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    if table.column_names != wanted:
+        raise unreadable(path, "csv", "the parser read another header than the file's first line")
+    return table, header
+
+
+def _read_json_objects(path: Path, columns: Collection[str] | None, *, array: bool) -> tuple[pa.Table, list[str]]:
+    """JSON Lines or a JSON array, the wanted fields as text (nested values as JSON text), each record parsed once.
 
     pyarrow's JSON reader fixes each column's type from the first block and raises when a later row differs
     (an ``employees`` of 7, then "n/a"); the API gives no such guarantee, so each object is read whole by
-    DuckDB and its fields extracted as text.
+    DuckDB and the wanted fields are extracted together, as text, in one pass over the documents (one pass
+    per field re-parsed every document once per column: 800 fields with confidences ran out of memory).
     """
     con = local_duckdb()
     try:
@@ -177,19 +255,23 @@ def _read_json_objects(path: Path, *, array: bool) -> pa.Table:
                         f"(SELECT unnest(json_extract(o, {literal('$.' + key + '[*]')})) AS value FROM j)"
                     )
                     break
-        bad = fetch_one(con, "SELECT count(*) FROM j WHERE json_type(o) <> 'OBJECT'")
+        bad = fetch_one(con, "SELECT count(*) FROM j WHERE json_type(o) IS DISTINCT FROM 'OBJECT'")
         if bad and bad[0]:
-            raise ResultParseError(f"result file {path}: {bad[0]} record(s) are not JSON objects")
+            raise unreadable(path, "json" if array else "jsonl", f"{bad[0]:,} record(s) are not JSON objects")
         names = [
             r[0]
             for r in con.execute(
                 "SELECT k FROM (SELECT unnest(json_keys(o)) AS k, i FROM j) GROUP BY k ORDER BY min(i), k"
             ).fetchall()
         ]
-        if not names:
-            return pa.table({})
-        cols = ", ".join(f"json_extract_string(o, {json_path(n)}) AS {ident(n)}" for n in names)
-        return con.sql(f"SELECT {cols} FROM j ORDER BY i").to_arrow_table()
+        wanted = [n for n in names if columns is None or n in columns]
+        if not wanted:
+            count = fetch_one(con, "SELECT count(*) FROM j")
+            return pa.table({"__rows": pa.nulls(int(count[0]) if count else 0)}).drop_columns(["__rows"]), names
+        paths = "[" + ", ".join(json_path(n) for n in wanted) + "]"
+        cols = ", ".join(f"v[{i}] AS {ident(n)}" for i, n in enumerate(wanted, start=1))
+        sql = f"SELECT {cols} FROM (SELECT i, json_extract_string(o, {paths}) AS v FROM j) ORDER BY i"
+        return con.sql(sql).to_arrow_table(), names
     finally:
         con.execute("DROP TABLE IF EXISTS j")
 
@@ -222,8 +304,12 @@ def _cast_sql(expr: str, spec: StructField) -> str:
     return cast_sql(expr, spec)  # the rules per struct type: sixtyfour_sync/engine/casts.py
 
 
+#: A result to parse: one file, several (the parts of one result, each with its format), or a text table.
+ResultSource: TypeAlias = Union[Path, Sequence[tuple[Path, str]], pa.Table]  # noqa: UP007
+
+
 def parse_result(
-    source: Path | pa.Table,
+    source: ResultSource,
     *,
     fmt: str = "csv",
     key_types: Mapping[str, pa.DataType],
@@ -231,10 +317,12 @@ def parse_result(
     field_confidence: bool,
     carry: Sequence[str] = (),
 ) -> ParsedResult:
-    """Read, type and classify a result file (or inline rows already read into a text table).
+    """Read, type and classify a result: one file, every part of a result that came as several files (read
+    and stacked before anything else), or inline rows already read into a text table.
 
     ``carry`` names columns passed through as text when the result has them (such as the input hash that
-    was uploaded alongside the rows).
+    was uploaded alongside the rows). Whatever the files hold, this returns a result or raises
+    :class:`ResultParseError`.
     """
     key = list(key_types)
     wanted = set(key) | set(struct) | set(carry)
@@ -242,20 +330,68 @@ def parse_result(
     if field_confidence:
         wanted |= conf_cols | {"field_confidence"}
     if isinstance(source, pa.Table):
-        raw, names = source, source.column_names
+        raw, names, present, parts = source, source.column_names, set(source.column_names), 1
+        where = "inline results"
     else:
-        # Only the columns the merge reads are parsed (the inputs echoed back are not); the header says
-        # what else the file had, for the report.
-        raw, names = _read_result(source, fmt, wanted)
-    present = set(raw.column_names)
+        files = [(source, fmt)] if isinstance(source, Path) else list(source)
+        raw, names, present = _read_parts(files, wanted, key)
+        parts, where = len(files), files[0][0].name if len(files) == 1 else f"{len(files)} result files"
     missing = [k for k in key if k not in present]
     if missing:
-        where = source if isinstance(source, Path) else "inline results"
         raise ResultParseError(
             f"{where}: the key column(s) {', '.join(missing)} are missing, so no row can be tied back; "
-            "nothing from this file was merged",
+            "nothing from this result was merged",
             hint="the file is kept for inspection",
         )
+    try:
+        return _typed(raw, names, present, key_types, struct, field_confidence, carry, wanted, conf_cols, parts)
+    except ResultParseError:
+        raise
+    except Exception as exc:  # typing text that came from anywhere: a failure is the file's, not a bug
+        raise ResultParseError(_bounded(f"{where} cannot be typed: {describe_parse_failure(exc)}")) from None
+
+
+def _read_parts(
+    files: Sequence[tuple[Path, str]], wanted: Collection[str], key: Sequence[str]
+) -> tuple[pa.Table, list[str], set[str]]:
+    """Every part as text, stacked; the columns every part has (a column one part lacks is missing)."""
+    tables: list[pa.Table] = []
+    names: dict[str, None] = {}
+    present: set[str] | None = None
+    for path, fmt in files:
+        # Only the columns the merge reads are parsed (the inputs echoed back are not); the header says
+        # what else the file had, for the report.
+        table, header = _read_result(path, fmt, wanted)
+        lacking = [k for k in key if k not in table.column_names]
+        if lacking:
+            raise ResultParseError(
+                f"result file {path.name} ({fmt}): the key column(s) {', '.join(lacking)} are missing, so no row "
+                "can be tied back; nothing from this result was merged",
+                hint="the file is kept for inspection",
+            )
+        names.update(dict.fromkeys(header))
+        present = set(table.column_names) if present is None else present & set(table.column_names)
+        tables.append(table)
+    if len(tables) == 1:
+        return tables[0], list(names), present or set()
+    typed = [t.cast(pa.schema([pa.field(c, pa.string()) for c in t.column_names])) for t in tables]
+    return pa.concat_tables(typed, promote_options="permissive"), list(names), present or set()
+
+
+def _typed(
+    raw: pa.Table,
+    names: Sequence[str],
+    present: set[str],
+    key_types: Mapping[str, pa.DataType],
+    struct: Mapping[str, StructField],
+    field_confidence: bool,
+    carry: Sequence[str],
+    wanted: set[str],
+    conf_cols: set[str],
+    parts: int,
+) -> ParsedResult:
+    """Cast the text table to the key and field types, classify rows, fold duplicate keys."""
+    key = list(key_types)
     missing_fields = [f for f in struct if f not in present]
     extra = [c for c in names if c not in wanted and c not in conf_cols]
 
@@ -313,16 +449,16 @@ def parse_result(
         before = typed.num_rows
         typed = _fold_duplicates(typed, key)
         duplicate_keys = before - typed.num_rows
-    table = typed
     return ParsedResult(
-        table=table,
+        table=typed,
         rows_read=raw.num_rows,
         missing_columns=missing_fields,
         extra_columns=extra,
         cast_failures=failures,
         duplicate_keys=duplicate_keys,
         null_keys=null_keys,
-        outside_enum=count_outside_values(table, struct),
+        outside_enum=count_outside_values(typed, struct),
+        parts=parts,
     )
 
 

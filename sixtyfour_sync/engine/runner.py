@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 from sixtyfour_sync.api import JobPoller, SixtyfourClient
 from sixtyfour_sync.api.schema import validate_config
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec, build_api_config
+from sixtyfour_sync.engine import result_files
 from sixtyfour_sync.engine.budget import Budget, fit_file
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder, SyncContext
 from sixtyfour_sync.engine.extract import Producer, ScanStats, denormalize, rebuild_file
@@ -168,6 +169,7 @@ class SyncRunner:
                 self.prepare()
             for stale in ctx.files_dir.glob(f"*{SENT_SUFFIX}") if ctx.files_dir.is_dir() else ():
                 stale.unlink(missing_ok=True)  # what a killed run's files sent: only that run used it
+            result_files.clean_leftovers(ctx.results_dir)  # downloads a killed run left half-written
             self._resume()
             finishing_only = ctx.settings.only_tasks is not None
             if (
@@ -381,9 +383,11 @@ class SyncRunner:
             t.action, t.due = "cancel", time.monotonic()
         elif state is S.NEEDS_ATTENTION:
             d.move(t, S.ABANDONED, error="released by --retry-lost: its rows are asked again")
-        elif state is S.DOWNLOADED and t.job.result_file and (ctx.results_dir / t.job.result_file).is_file():
+        elif state is S.DOWNLOADED and (
+            local := result_files.stored_parts(ctx.results_dir, t.job.result_file, t.job.result_format)
+        ):
             t.sent = self._sent_rows(t, selection)
-            d.download(t, local=ctx.results_dir / t.job.result_file, fmt=t.job.result_format or "csv")
+            d.download(t, local=local)
         elif state in (S.COMPLETED, S.DOWNLOADED, S.RESULT_UNREADABLE):
             if state is S.RESULT_UNREADABLE:
                 t.extra["retrying_unreadable"] = True

@@ -2,13 +2,9 @@
 
 Both warehouses upsert the same way: rows are staged in a table of their own, then one ``MERGE``
 (or, for a part whose keys are known to be new, one ``INSERT ... SELECT``) writes only the columns
-the sync owns. Per-column guards decide row by row whether a value is written:
-
-- an existing row gets ``s.col`` where the staged boolean ``when`` column is true and (without
-  ``not_below``, or where the stored ``not_below`` value is NULL or not above the staged one), and
-  keeps ``t.col`` otherwise;
-- a new row gets ``s.col`` where ``when`` is true, else NULL;
-- the ``when`` columns themselves are never written.
+the sync owns. Per-column guards decide row by row whether a value is written, kept or cleared
+(:mod:`sixtyfour_sync.warehouse.sql.guards`, shared with every other warehouse); the guards' flag columns
+themselves are never written.
 
 Names reach these builders already quoted by the adapter (a ``quote`` callable), so nothing here
 decides how a dialect spells an identifier.
@@ -17,13 +13,14 @@ decides how a dialect spells an identifier.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sixtyfour_sync.warehouse.sql import guards as guard_sql
+from sixtyfour_sync.warehouse.types import Guard
+
 __all__ = [
-    "GuardSpec",
     "insert_select_sql",
     "merge_sql",
     "parquet_ready",
@@ -33,27 +30,9 @@ __all__ = [
 Quote = Callable[[str], str]
 
 
-class GuardSpec(Protocol):
-    """What a guard says (``sixtyfour_sync.warehouse`` ``Guard``): the staged flag and the optional floor."""
-
-    @property
-    def when(self) -> str: ...
-
-    @property
-    def not_below(self) -> str | None: ...
-
-
 def _value(col: str, alias: str, quote: Quote, json_cols: Iterable[str], parse_json: str | None) -> str:
     ref = f"{alias}.{quote(col)}"
     return f"{parse_json}({ref})" if parse_json and col in set(json_cols) else ref
-
-
-def _guard_condition(guard: GuardSpec, quote: Quote) -> str:
-    cond = f"s.{quote(guard.when)}"
-    if guard.not_below:
-        nb = quote(guard.not_below)
-        cond += f" AND (t.{nb} IS NULL OR s.{nb} >= t.{nb})"
-    return cond
 
 
 def merge_sql(
@@ -62,7 +41,7 @@ def merge_sql(
     source: str,
     key: Sequence[str],
     set_columns: Sequence[str],
-    guards: Mapping[str, GuardSpec],
+    guards: Mapping[str, Guard],
     quote: Quote,
     json_columns: Iterable[str] = (),
     parse_json: str | None = None,
@@ -78,9 +57,7 @@ def merge_sql(
     sets = []
     for c in set_columns:
         value = _value(c, "s", quote, json_cols, parse_json)
-        guard = guards.get(c)
-        if guard is not None:
-            value = f"CASE WHEN {_guard_condition(guard, quote)} THEN {value} ELSE t.{quote(c)} END"
+        value = guard_sql.update_value(guards.get(c), c, quote, value)
         sets.append(f"{quote(c)} = {value}")
     if sets:
         sql += " WHEN MATCHED THEN UPDATE SET " + ", ".join(sets)
@@ -91,13 +68,9 @@ def merge_sql(
 
 
 def _insert_value(
-    col: str, guards: Mapping[str, GuardSpec], quote: Quote, json_cols: Sequence[str], parse_json: str | None
+    col: str, guards: Mapping[str, Guard], quote: Quote, json_cols: Sequence[str], parse_json: str | None
 ) -> str:
-    value = _value(col, "s", quote, json_cols, parse_json)
-    guard = guards.get(col)
-    if guard is None:
-        return value
-    return f"CASE WHEN s.{quote(guard.when)} THEN {value} END"
+    return guard_sql.insert_value(guards.get(col), quote, _value(col, "s", quote, json_cols, parse_json))
 
 
 def insert_select_sql(
@@ -106,7 +79,7 @@ def insert_select_sql(
     source: str,
     key: Sequence[str],
     set_columns: Sequence[str],
-    guards: Mapping[str, GuardSpec],
+    guards: Mapping[str, Guard],
     quote: Quote,
     json_columns: Iterable[str] = (),
     parse_json: str | None = None,

@@ -42,12 +42,17 @@ def _check_guards(table: TableRef, key: Sequence[str], set_cols: Sequence[str], 
     for col, guard in part.guards.items():
         if col not in set_cols:
             raise DataError(f"{where}: a guard for {col!r}, which is not among the set columns {list(set_cols)}")
-        if guard.when in key or guard.when in set_cols:
-            raise DataError(f"{where}: guard column {guard.when!r} of {col!r} is a key or set column, not a flag")
-        if guard.not_below is not None and guard.not_below in key:
-            raise DataError(f"{where}: guard of {col!r} compares the key column {guard.not_below!r}")
-        for name in (guard.when, guard.not_below):
-            if name is not None and name not in set_cols and name not in extra:
+        for flag in guard.flags:
+            if flag in key or flag in set_cols:
+                raise DataError(f"{where}: guard column {flag!r} of {col!r} is a key or set column, not a flag")
+        for name in guard.compared:
+            if name in key:
+                raise DataError(f"{where}: guard of {col!r} compares the key column {name!r}")
+        for name in guard.same:
+            if name not in set_cols:
+                raise DataError(f"{where}: guard of {col!r} compares {name!r}, which is not among the set columns")
+        for name in (*guard.flags, *guard.compared):
+            if name not in set_cols and name not in extra:
                 extra.append(name)
     return extra
 
@@ -94,7 +99,7 @@ def prepare_part(names: Names, table: TableRef, key: Sequence[str], part: Upsert
     if missing:
         raise DataError(f"upsert into {table}: the rows have no column(s) {missing} (they have {data.column_names})")
     data = data.select([*key, *set_cols, *extra])
-    flags = [g.when for g in part.guards.values()]
+    flags = [f for g in part.guards.values() for f in g.flags]
     data = _flags_to_bool(data, list(dict.fromkeys(flags)), table)
     _null_key_check(data, table, key)
     data, dropped = (data, 0) if part.unique_keys else dedupe_last(data, key)
@@ -124,25 +129,39 @@ def apply_insert_guards(part: PreparedPart) -> pa.Table:
     return data.select([*part.key, *part.set_columns])
 
 
-def guards_decided_in_stage(part: PreparedPart, dialect: Dialect) -> tuple[PreparedPart, list[tuple[str, Guard]]]:
-    """Where SET assignments may see each other (MySQL), ``not_below`` guards get decided in the stage.
+def guards_decided_in_stage(
+    part: PreparedPart, dialect: Dialect
+) -> tuple[PreparedPart, list[tuple[tuple[str, str | None], Guard]]]:
+    """Where SET assignments may see each other (MySQL), guards that compare stored values are decided in the
+    stage first.
 
-    Each such guard gets a flag column (a copy of its ``when``) that one UPDATE of the stage ANDs with the
-    comparison; the upsert then tests only the flag. Returns the part to stage and the (flag, guard) pairs
-    to decide; elsewhere the part unchanged and no pairs.
+    Each such guard gets flag columns (copies of its ``when`` and ``clear``) that one UPDATE of the stage
+    decides against the stored rows; the upsert then tests only the flags. Returns the part to stage and the
+    ((write flag, clear flag), guard) pairs to decide; elsewhere the part unchanged and no pairs.
     """
-    needs = {c: g for c, g in part.guards.items() if g.not_below is not None}
+    needs = {c: g for c, g in part.guards.items() if g.compared}
     if dialect.assignments_see_old_values or not needs:
         return part, []
     data = part.data
     guards = dict(part.guards)
-    decide: list[tuple[str, Guard]] = []
+    decide: list[tuple[tuple[str, str | None], Guard]] = []
+    taken = set(data.column_names)
+
+    def fresh(base: str) -> str:
+        name = base
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        return name
+
     for i, (col, guard) in enumerate(needs.items()):
-        flag = f"__sixtyfour_guard_{i}"
-        while flag in data.column_names:
-            flag += "_"
-        data = data.append_column(flag, data.column(guard.when))
-        guards[col] = Guard(when=flag)
-        decide.append((flag, guard))
-    flags = (*part.flag_columns, *(flag for flag, _ in decide))
+        write = fresh(f"__sixtyfour_guard_{i}")
+        data = data.append_column(write, data.column(guard.when))
+        clear: str | None = None
+        if guard.clear is not None and guard.same:
+            clear = fresh(f"__sixtyfour_clear_{i}")
+            data = data.append_column(clear, data.column(guard.clear))
+        guards[col] = Guard(when=write, clear=clear)
+        decide.append(((write, clear), guard))
+    flags = (*part.flag_columns, *(f for (w, c), _ in decide for f in (w, c) if f is not None))
     return PreparedPart(data, part.key, part.set_columns, guards, False, part.duplicates_dropped, flags), decide

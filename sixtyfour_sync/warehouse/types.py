@@ -185,16 +185,33 @@ class EnsureResult:
 
 @dataclass(frozen=True)
 class Guard:
-    """When an upsert may overwrite one column of an existing row.
+    """When an upsert may overwrite one column of an existing row (the overwrite rule, docs/config.md).
 
-    ``when`` names a staged boolean column: the value is written only where it is true. With
-    ``not_below`` (a column staged and stored, e.g. ``email_confidence``) it is also kept where the
-    stored value is higher than the staged one (a NULL stored value never blocks). A new row gets the
-    value where ``when`` is true, else NULL. The ``when`` column itself is never written.
+    ``when`` names a staged boolean column: the value is written only where it is true. ``same`` names
+    columns (staged and stored, e.g. the input and spec hashes) that are all equal when the stored row
+    answered the same question as the staged one. With ``not_below`` (a column staged and stored, e.g.
+    ``email_confidence``) the value is also kept where the stored value is higher than the staged one (a
+    NULL stored value never blocks), but only between answers to the same question when ``same`` is given.
+    ``clear`` names a staged boolean column: where it is true and the stored row answered another question
+    (with no ``same`` columns: wherever it is true), the stored value is cleared (NULL) rather than left
+    standing as if it answered this one. A new row gets
+    the value where ``when`` is true, else NULL. The ``when`` and ``clear`` columns are never written.
     """
 
     when: str
     not_below: str | None = None
+    same: tuple[str, ...] = ()
+    clear: str | None = None
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The staged boolean columns this guard reads."""
+        return (self.when,) if self.clear is None else (self.when, self.clear)
+
+    @property
+    def compared(self) -> tuple[str, ...]:
+        """The columns compared between the stage and the stored row."""
+        return (*self.same, *((self.not_below,) if self.not_below else ()))
 
 
 @dataclass(frozen=True)

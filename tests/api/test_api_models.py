@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from api_fakes import SIGNED_URL
 
 from sixtyfour_sync.api import (
     JobStatus,
+    ResultDownload,
     ResultFile,
+    ResultPart,
     SignedUrl,
     SubmitResult,
     final_result,
+    final_results,
     is_terminal_status,
     normalize_status,
+    part_number,
 )
 from sixtyfour_sync.api.models import Balance, CancelResult, LiveStatus
 
@@ -44,11 +50,99 @@ def test_final_result_highest_block_whatever_the_order() -> None:
     assert final_result(list(reversed(entries))).filename == "final"  # type: ignore[union-attr]
 
 
-def test_final_result_ties_last_wins_and_missing_blocks_lose() -> None:
-    assert final_result([_entry(2, "first"), _entry(2, "second")]).filename == "second"  # type: ignore[union-attr]
+def test_final_result_is_the_first_part_and_missing_blocks_lose() -> None:
+    # Several entries of the highest block are parts of one output: final_result is the first of them.
+    assert final_result([_entry(2, "second"), _entry(2, "first")]).filename == "first"  # type: ignore[union-attr]
     assert final_result([_entry(None, "x"), _entry(0, "zero")]).filename == "zero"  # type: ignore[union-attr]
     assert final_result([_entry(0, "zero"), _entry(None, "x")]).filename == "zero"  # type: ignore[union-attr]
     assert final_result([]) is None
+
+
+def _names(entries: list[ResultFile]) -> list[str | None]:
+    return [e.filename for e in entries]
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["output", "output.part1", "output.part2", "output.part10"],
+        ["block_3_enriched.csv", "block_3_enriched.part1.csv", "block_3_enriched.part2.csv"],
+        ["part-00000.csv", "part-00001.csv", "part-00002.csv", "part-00011.csv"],
+        ["result.csv", "result_part_1.csv", "result_part_2.csv", "result_part_12.csv"],
+        ["out.part1.csv.gz", "out.part2.csv.gz", "out.part3.csv.gz"],
+    ],
+    ids=["dot-part", "dot-part-ext", "spark", "underscore", "compressed"],
+)
+def test_final_results_are_the_parts_in_numeric_order_whatever_the_listing(names: list[str]) -> None:
+    stages = [_entry(1, "input.csv"), _entry(2, "research.csv")]
+    parts = [_entry(3, n) for n in names]
+    for listing in (
+        [*stages, *parts],
+        [*parts[::-1], *stages],
+        [parts[1], stages[1], *parts[2:], stages[0], parts[0]],
+    ):
+        assert _names(final_results(listing)) == names
+        assert final_result(listing).filename == names[0]  # type: ignore[union-attr]
+
+
+def test_part_numbers() -> None:
+    assert [part_number(n) for n in ("output", "output.part1", "output.part12", "X.part3.csv")] == [0, 1, 12, 3]
+    assert [part_number(n) for n in ("part-00000.csv", "part-00007.csv", "a_part_2.csv", "a-part4")] == [0, 7, 2, 4]
+    # Not part markers: a word containing "part", digits followed by more than extensions, no digits.
+    assert [part_number(n) for n in ("departments.csv", "part2024summary.csv", "x.part.csv", None, "")] == [0] * 5
+    assert part_number("part1.part2.csv") == 2  # the last marker counts
+    assert part_number("OUT.PART3.CSV") == 3
+
+
+def test_final_results_without_part_numbers_keep_a_stable_order() -> None:
+    a, b, c = _entry(5, "b.csv"), _entry(5, "a.csv"), _entry(5, "c.csv")
+    assert _names(final_results([a, b, c])) == ["a.csv", "b.csv", "c.csv"]
+    assert _names(final_results([c, a, b])) == ["a.csv", "b.csv", "c.csv"]
+    # Without names: list position.
+    first, second = ResultFile(block_number=5, row_count=1), ResultFile(block_number=5, row_count=2)
+    assert final_results([first, second]) == [first, second]
+    assert final_results([_entry(4, "x"), first, second])[0] is first
+    # Entries without a block number count only when none has one.
+    assert _names(final_results([_entry(None, "n.csv"), _entry(1, "one.csv")])) == ["one.csv"]
+    assert _names(final_results([_entry(None, "n.part1"), _entry(None, "n")])) == ["n", "n.part1"]
+    assert final_results([]) == []
+
+
+def test_job_status_final_results() -> None:
+    raw = {
+        "status": "completed",
+        "results": [
+            {"filename": "out.part1.csv", "block_number": 3, "row_count": 2},
+            {"filename": "stage.csv", "block_number": 2},
+            {"filename": "out.csv", "block_number": 3, "row_count": 3},
+        ],
+    }
+    status = JobStatus.from_api(raw, task_id="t1")
+    assert _names(status.final_results) == ["out.csv", "out.part1.csv"]
+    assert status.final_result is not None and status.final_result.filename == "out.csv"
+
+
+def test_result_download_parts(tmp_path: Path) -> None:
+    single = ResultDownload(tmp_path / "r.csv", "csv", "download", 4, 3)
+    assert single.parts == ()
+    assert single.all_parts == (ResultPart(tmp_path / "r.csv", "csv", "download", 4, None),)
+    parts = [
+        ResultPart(tmp_path / "r.csv", "jsonl", "inline", 2, "out.csv"),
+        ResultPart(tmp_path / "r.csv.part1", "csv", "download", 3, "out.part1.csv"),
+    ]
+    both = ResultDownload.from_parts(parts, 3)
+    assert (both.path, both.format, both.source, both.row_count, both.block_number) == (
+        tmp_path / "r.csv",
+        "jsonl",
+        "inline",
+        5,
+        3,
+    )
+    assert both.all_parts == tuple(parts)
+    unknown = ResultDownload.from_parts([parts[0], ResultPart(tmp_path / "x", "csv", "download", None)], 3)
+    assert unknown.row_count is None
+    with pytest.raises(ValueError, match="at least one part"):
+        ResultDownload.from_parts([], 3)
 
 
 def test_job_status_completed_parses_everything() -> None:

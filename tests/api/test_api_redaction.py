@@ -127,3 +127,58 @@ def test_connection_refused_is_a_connection_error() -> None:
         client.check_balance()
     assert exc.value.retryable and exc.value.status_code is None
     assert API_KEY not in str(exc.value)
+
+
+def _parts_status(server: LocalServer, n: int, names: list[str]) -> dict[str, object]:
+    return {
+        "id": "t2",
+        "status": "completed",
+        "results": [
+            {
+                "filename": name,
+                "block_number": 3,
+                # The token is in the path as well as in the query: both are credentials.
+                "download_url": f"{server.url}/dl/{n}/{SIG}{i}/{name}?token={SIG}&expires=900",
+                "content_type": "text/csv",
+            }
+            for i, name in reversed(list(enumerate(names)))
+        ],
+    }
+
+
+def test_no_secret_in_logs_or_errors_with_several_parts(
+    server: LocalServer, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    caplog.set_level(logging.DEBUG)
+    for name in ("httpx", "httpcore", "sixtyfour_sync"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    names = ["out.csv", "out.part1.csv", "out.part2.csv"]
+    for n in (1, 2):
+        server.add("/job-status/t2", 200, _parts_status(server, n, names))
+    server.add(f"/dl/1/{SIG}0/out.csv", 200, b"id\n1\n", {"Content-Type": "text/csv"})
+    echoed = f"{server.url}/dl/1/{SIG}1/out.part1.csv?token={SIG}&expires=900"
+    server.add(f"/dl/1/{SIG}1/out.part1.csv", 403, {"detail": f"expired link {echoed} for key {API_KEY}"})
+    server.add(f"/dl/2/{SIG}1/out.part1.csv", 302, b"", {"Location": f"{server.url}/elsewhere?token={SIG}"})
+    server.add(f"/dl/2/{SIG}2/out.part2.csv", 200, b"id\n3\n", {"Content-Type": "text/csv"})
+    errors: list[BaseException] = []
+    with make(server, clock) as client:
+        status = client.job_status("t2")
+        try:
+            client.download_result(status, tmp_path / "r.csv", max_refreshes=1)
+        except DownloadError as exc:
+            errors.append(exc)
+        # A repr shows a link's path (SignedUrl); logged, a path that carries a token is masked.
+        logging.getLogger("sixtyfour_sync.api").info("status: %r", status)
+    (error,) = errors
+    assert "file 2 of 3 (out.part1.csv)" in str(error) and "after 1 link refreshes" in str(error)
+    assert list(tmp_path.iterdir()) == []  # part 0 was fetched, and removed with the failure
+    assert any(SIG in path for _, path, _ in server.seen)
+    assert all(h.get("x-api-key") == API_KEY for _, _, h in server.seen)
+    assert not any(path.startswith("/elsewhere") for _, path, _ in server.seen)
+    assert any(r.name.startswith("httpx") for r in caplog.records)
+    assert "status: JobStatus(" in caplog.text
+    texts = [caplog.text] + [r.getMessage() for r in caplog.records] + [str(error), repr(error)]
+    for text in texts:
+        assert API_KEY not in text
+        assert SIG not in text

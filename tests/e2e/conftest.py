@@ -137,3 +137,16 @@ def wh(request: pytest.FixtureRequest, project: E2EProject) -> Iterator[Any]:
         yield make_duckdb(project)
     else:
         yield from make_postgres(project)
+
+
+@pytest.fixture(params=["duckdb", "postgres", "mariadb"])
+def wh3(request: pytest.FixtureRequest, project: E2EProject) -> Iterator[Any]:
+    """The project's warehouse: DuckDB, PostgreSQL, then MariaDB (through the SQLAlchemy adapter)."""
+    from tests.e2e.warehouses import make_duckdb, make_mariadb, make_postgres
+
+    if request.param == "duckdb":
+        yield make_duckdb(project)
+    elif request.param == "postgres":
+        yield from make_postgres(project)
+    else:
+        yield from make_mariadb(project)

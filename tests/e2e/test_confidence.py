@@ -1,5 +1,7 @@
-"""Confidence gating end to end: min_confidence per sync and per field, and never overwriting a more
-confident value unless ``overwrite: always``. DuckDB and PostgreSQL, the emulator on a real socket."""
+"""Confidence gating and the overwrite rule end to end: min_confidence per sync and per field; an answer to the
+question asked now always replaces an earlier question's (cleared when below the threshold); a more confident
+value stays only between answers to the same question, with ``overwrite: keep_more_confident``. DuckDB and
+PostgreSQL, the emulator on a real socket."""
 
 from __future__ import annotations
 
@@ -64,22 +66,77 @@ def test_min_confidence_needs_field_confidence(project: E2EProject, wh: Warehous
     assert "leads.yml" in out.stderr
 
 
-def test_a_more_confident_stored_value_is_kept_unless_overwrite_always(project: E2EProject, wh: Warehouse) -> None:
+def _vet(wh: Warehouse, leads: str) -> None:
+    """A person vetted these values: confidence 100."""
+    wh.execute(
+        f"UPDATE {{t:leads_enriched}} SET email = 'vetted@x.io', email_confidence = 100 WHERE lead_id IN ({leads})"
+    )
+
+
+def test_a_changed_row_gets_the_new_answer_whatever_the_old_confidence(project: E2EProject, wh: Warehouse) -> None:
+    """An answer to an earlier question never outranks the answer to the question asked now: a lead whose last
+    name changed gets the new email, though the stored one was more confident, under either policy."""
+    setup_leads(wh, 20)
+    for policy in ("always", "keep_more_confident"):
+        project.write_model(extra=f"overwrite: {policy}\n")
+        assert run_cli(project, "run", "--yes").returncode == 0
+        _vet(wh, "1, 2, 3, 4, 5")
+        wh.execute("UPDATE {t:leads} SET last_name = last_name || 'x' WHERE lead_id IN (1, 2, 3, 4, 5)")
+        again = run_cli(project, "run", "--yes")
+        assert again.returncode == 0, again.stderr
+        rows = {r[0]: r[1:] for r in wh.target("lead_id, email, email_confidence, _sixtyfour_status")}
+        for lead in range(1, 6):
+            email, conf, status = rows[lead]
+            if status == "enriched":
+                assert email != "vetted@x.io" and conf < 100, (policy, lead, rows[lead])
+            else:  # the API could not enrich it: the old answer is not left standing as if it were current
+                assert email is None and conf is None, (policy, lead, rows[lead])
+
+
+def test_a_changed_row_answered_below_min_confidence_is_cleared_not_left_standing(
+    project: E2EProject, wh: Warehouse
+) -> None:
+    setup_leads(wh, 40)
+    project.write_model(extra="min_confidence: 60\n")
+    assert run_cli(project, "run", "--yes").returncode == 0
+    before = {r[0]: r[1:] for r in wh.target("lead_id, email, email_confidence")}
+    wh.execute("UPDATE {t:leads} SET last_name = last_name || 'x' WHERE lead_id <= 20")
+    assert run_cli(project, "run", "--yes").returncode == 0
+    rows = {r[0]: r[1:] for r in wh.target(COLUMNS)}
+    cleared = 0
+    for lead in range(1, 21):
+        email, conf, _title, _title_conf, status, field_status = rows[lead]
+        held = json.loads(field_status) if field_status else {}
+        if status == "enriched" and conf is not None and conf < 60:
+            # the new question's answer is below the threshold: the old company's email is cleared, never kept
+            assert email is None and held.get("email") == "low_confidence", (lead, rows[lead], before[lead])
+            cleared += 1
+        elif status == "enriched":
+            assert email is not None and "email" not in held
+    assert cleared > 0  # the emulator's confidences spread over 0-100
+    for lead in range(21, 41):  # unchanged rows were not asked, and kept their values
+        assert rows[lead][0] == before[lead][0]
+
+
+def test_a_same_question_refresh_keeps_a_more_confident_value_only_when_asked_to(
+    project: E2EProject, wh: Warehouse
+) -> None:
     setup_leads(wh, 20)
     project.write_model()
     assert run_cli(project, "run", "--yes").returncode == 0
-    # a person vetted these values: confidence 100
-    wh.execute("UPDATE {t:leads_enriched} SET email = 'vetted@x.io', email_confidence = 100 WHERE lead_id <= 10")
+    _vet(wh, ", ".join(str(i) for i in range(1, 11)))
+    # default (always): the refresh's answers replace the vetted values
     again = run_cli(project, "run", "--yes", "--full-refresh")
     assert again.returncode == 0, again.stderr
     rows = {r[0]: r[1:] for r in wh.target("lead_id, email, email_confidence, _sixtyfour_status")}
-    kept = [k for k in range(1, 11) if rows[k][0] == "vetted@x.io"]
-    assert len(kept) == 10 and all(rows[k][1] == 100 for k in kept)
-    assert all(rows[k][0] != "vetted@x.io" for k in range(11, 21))
-
-    project.write_model(extra="overwrite: always\n")
-    forced = run_cli(project, "run", "--yes", "--full-refresh")
-    assert forced.returncode == 0, forced.stderr
-    rows = {r[0]: r[1:] for r in wh.target("lead_id, email, email_confidence, _sixtyfour_status")}
     assert all(rows[k][0] != "vetted@x.io" for k in range(1, 11) if rows[k][2] == "enriched")
     assert "_sixtyfour_field_status" not in wh.columns("leads_enriched")  # no gating, no status column
+
+    _vet(wh, ", ".join(str(i) for i in range(1, 11)))
+    project.write_model(extra="overwrite: keep_more_confident\n")
+    kept_run = run_cli(project, "run", "--yes", "--full-refresh")
+    assert kept_run.returncode == 0, kept_run.stderr
+    rows = {r[0]: r[1:] for r in wh.target("lead_id, email, email_confidence, _sixtyfour_status")}
+    kept = [k for k in range(1, 11) if rows[k][0] == "vetted@x.io"]
+    assert len(kept) == 10 and all(rows[k][1] == 100 for k in kept)  # same question: the vetted values stay
+    assert all(rows[k][0] != "vetted@x.io" for k in range(11, 21))

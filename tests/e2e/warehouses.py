@@ -1,4 +1,8 @@
-"""One interface over the warehouses the end-to-end money tests run on: DuckDB (a file) and PostgreSQL."""
+"""One interface over the warehouses the end-to-end tests run on: DuckDB (a file), PostgreSQL and MariaDB.
+
+Test SQL is written once: ``{t:name}`` becomes the qualified table, ``?`` the driver's placeholder, and the
+MariaDB connections of the tests (not the sync's own) use ANSI quotes and ``||`` as concatenation.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from tests.e2e.conftest import E2EProject, lead_rows
 from tests.services import require_service
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/"
+#: The test connections' SQL mode on MariaDB: standard quoting and concatenation, so test SQL is portable.
+_ANSI = "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES,PIPES_AS_CONCAT')"
 
 #: The target columns the tests compare with a clean run (no timestamps or task ids, which differ by run).
 TARGET_COLUMNS = (
@@ -58,6 +65,11 @@ class Warehouse:
                 return con.execute(sql, list(params)).fetchall()
             finally:
                 con.close()
+        if self.kind == "mariadb":
+            with self._mariadb() as con:
+                cur = con.cursor()
+                cur.execute(sql.replace("?", "%s"), list(params))
+                return [tuple(r) for r in cur.fetchall()]
         import psycopg
 
         with psycopg.connect(PG_DSN) as con:
@@ -72,6 +84,11 @@ class Warehouse:
                 con.execute(sql, list(params))
             finally:
                 con.close()
+            return
+        if self.kind == "mariadb":
+            with self._mariadb() as con:
+                con.cursor().execute(sql.replace("?", "%s"), list(params))
+                con.commit()
             return
         import psycopg
 
@@ -88,10 +105,24 @@ class Warehouse:
             finally:
                 con.close()
             return
+        if self.kind == "mariadb":
+            with self._mariadb() as con:
+                con.cursor().executemany(sql.replace("?", "%s"), [list(r) for r in rows])
+                con.commit()
+            return
         import psycopg
 
         with psycopg.connect(PG_DSN) as con, con.cursor() as cur:
             cur.executemany(sql.replace("?", "%s"), [list(r) for r in rows])
+
+    def _mariadb(self) -> Any:
+        import contextlib
+
+        import pymysql
+
+        con = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", database=self.schema)
+        con.cursor().execute(_ANSI)
+        return contextlib.closing(con)
 
     def _expand(self, sql: str) -> str:
         import re
@@ -144,8 +175,8 @@ def setup_leads(wh: Warehouse, rows: int, start: int = 1) -> None:
     """Create (or refill) the leads table with ``rows`` deterministic leads."""
     wh.execute("DROP TABLE IF EXISTS {t:leads}")
     wh.execute(
-        "CREATE TABLE {t:leads} (lead_id BIGINT, first_name VARCHAR, last_name VARCHAR, company VARCHAR, "
-        "domain VARCHAR, country VARCHAR)"
+        "CREATE TABLE {t:leads} (lead_id BIGINT, first_name VARCHAR(100), last_name VARCHAR(100), "
+        "company VARCHAR(100), domain VARCHAR(100), country VARCHAR(10))"
     )
     wh.executemany("INSERT INTO {t:leads} VALUES (?, ?, ?, ?, ?, ?)", lead_rows(rows, start))
 
@@ -177,3 +208,22 @@ def make_postgres(project: E2EProject) -> Iterator[Warehouse]:
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as con:
             con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def make_mariadb(project: E2EProject) -> Iterator[Warehouse]:
+    """A fresh database on the local MariaDB (the sync's schema), dropped afterwards."""
+    require_service("mariadb", "127.0.0.1", 3306)
+    import pymysql
+
+    db = f"e2e_{uuid.uuid4().hex[:10]}"
+    admin = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+    try:
+        admin.cursor().execute(f"CREATE DATABASE `{db}`")
+        (project.dir / "profiles.yml").write_text(
+            "sixtyfour:\n  target: db\n  outputs:\n    db:\n      type: sqlalchemy\n"
+            f'      url: "{MARIADB_URL}{db}"\n      schema: {db}\n'
+        )
+        yield Warehouse("mariadb", project, schema=db)
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS `{db}`")
+        admin.close()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sixtyfour_sync.config.models import StructField
 from sixtyfour_sync.engine.results import ResultParseError, parse_result, rows_to_table
@@ -106,8 +109,9 @@ def test_missing_key_column_is_an_error_naming_the_file(tmp_path: Path) -> None:
 def test_unparseable_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     path.write_text('{"lead_id": 1}\n{broken\n')
-    with pytest.raises(ResultParseError, match="cannot be parsed"):
+    with pytest.raises(ResultParseError, match=r"r\.jsonl \(jsonl\) cannot be read: not valid JSON") as err:
         parse_result(path, fmt="jsonl", key_types=KEYS, struct={"email": STRUCT["email"]}, field_confidence=False)
+    assert "broken" not in str(err.value)  # the file's own bytes are never quoted
 
 
 def test_only_the_columns_the_merge_reads_are_parsed(tmp_path: Path) -> None:
@@ -118,7 +122,8 @@ def test_only_the_columns_the_merge_reads_are_parsed(tmp_path: Path) -> None:
     path.write_text('city,lead_id,notes,email\nParis,1,"two\nlines",a@x.com\n,2,,\n')
     table = read_result_table(path, "csv", columns={"lead_id", "email", "absent"})
     assert table.column_names == ["lead_id", "email"]
-    assert table.to_pylist() == [{"lead_id": "1", "email": "a@x.com"}, {"lead_id": "2", "email": None}]
+    # read exactly as written: an empty field is the empty string (typing decides what is empty, per field)
+    assert table.to_pylist() == [{"lead_id": "1", "email": "a@x.com"}, {"lead_id": "2", "email": ""}]
     parsed = parse_result(path, fmt="csv", key_types=KEYS, struct={"email": STRUCT["email"]}, field_confidence=False)
     assert parsed.extra_columns == ["city", "notes"] and parsed.rows_read == 2
     assert _rows(parsed)[1]["email"] == "a@x.com"
@@ -216,3 +221,77 @@ def test_every_type_from_jsonl_with_nested_values(tmp_path: Path) -> None:
     assert rows[2]["offices"] == "[]" and rows[2]["hq"] is None and rows[2]["name"] is None
     assert parsed.cast_failures == {}
     assert parsed.outside_enum == {"level": 1, "langs": 1}  # compared exactly: "Senior" is not "senior"
+
+
+# ------------------------------------------------------------------ whatever the bytes: a table or the one error
+
+_EXAMPLES = int(os.environ.get("SIXTYFOUR_SYNC_PROPERTY_EXAMPLES", "150"))
+_PREFIXES = [b"", b"lead_id,email\n", b"\xef\xbb\xbflead_id,email,title\n", b'{"lead_id": 1, "email": "a"}\n', b"["]
+
+
+@settings(max_examples=_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prefix=st.sampled_from(_PREFIXES), body=st.binary(max_size=400), fmt=st.sampled_from(["csv", "jsonl", "json"]))
+def test_any_bytes_parse_to_a_result_or_the_one_parse_error(
+    tmp_path_factory: pytest.TempPathFactory, prefix: bytes, body: bytes, fmt: str
+) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / f"r.{fmt}"
+    path.write_bytes(prefix + body)
+    try:
+        parsed = parse_result(path, fmt=fmt, key_types=KEYS, struct=STRUCT, field_confidence=True)
+    except ResultParseError as exc:
+        text = str(exc)
+        assert len(text) <= 400 and "\x00" not in text
+        assert all(ch.isprintable() for ch in text)
+    else:
+        assert parsed.table.num_rows <= parsed.rows_read
+        assert set(parsed.table.column_names) >= {"lead_id", "email", "_sixtyfour_status"}
+
+
+@pytest.mark.parametrize("spelling", ["NA", "null", "NULL", "N/A", "nan", "NaN", "#N/A", "None", "", " "])
+def test_keys_and_text_answers_are_read_exactly_as_written(tmp_path: Path, spelling: str) -> None:
+    """No spelling is a null marker: a text key ``NA`` ties back as ``NA``, a country code ``NA`` is stored."""
+    key_types = {"code": pa.string()}
+    struct = {"country": STRUCT["email"].model_copy(update={"description": "Country code"})}
+    path = tmp_path / "r.csv"
+    quoted = '"' + spelling + '"'
+    path.write_text(f"code,country\n{quoted},NA\nplain,{spelling}\n")
+    parsed = parse_result(path, fmt="csv", key_types=key_types, struct=struct, field_confidence=False)
+    rows = {r["code"]: r for r in parsed.table.to_pylist()}
+    assert set(rows) == {spelling, "plain"} and parsed.null_keys == 0
+    assert rows[spelling]["country"] == "NA" and rows[spelling]["_sixtyfour_status"] == "enriched"
+    # an empty text answer is no answer; any word is an answer
+    expected = None if spelling == "" else spelling
+    assert rows["plain"]["country"] == expected
+    jsonl = tmp_path / "r.jsonl"
+    jsonl.write_text(f'{{"code": "{spelling}", "country": "NA"}}\n')
+    parsed = parse_result(jsonl, fmt="jsonl", key_types=key_types, struct=struct, field_confidence=False)
+    assert parsed.table.to_pylist() == [{"code": spelling, "country": "NA", "_sixtyfour_status": "enriched"}]
+
+
+def test_the_parts_of_one_result_are_read_whole_and_stacked(tmp_path: Path) -> None:
+    """Every file of the final block, each in its own format; a key in two parts is one answer, reported."""
+    one, two, three = tmp_path / "r.csv", tmp_path / "r.part1.jsonl", tmp_path / "r.part2.csv"
+    one.write_text("lead_id,email,employees\n1,a@x,10\n2,b@x,20\n")
+    two.write_text('{"lead_id": 3, "email": "c@x", "employees": 30}\n{"lead_id": 2, "email": null}\n')
+    three.write_text("\ufefflead_id,employees,email\n4,,d@x\n")
+    struct = {"email": STRUCT["email"], "employees": STRUCT["employees"]}
+    parsed = parse_result(
+        [(one, "csv"), (two, "jsonl"), (three, "csv")], key_types=KEYS, struct=struct, field_confidence=False
+    )
+    assert parsed.parts == 3 and parsed.rows_read == 5 and parsed.duplicate_keys == 1
+    rows = _rows(parsed)
+    assert sorted(rows) == [1, 2, 3, 4]
+    assert rows[2]["email"] == "b@x"  # the enriched answer beats the empty one
+    assert rows[4] == {"lead_id": 4, "email": "d@x", "employees": None, "_sixtyfour_status": "enriched"}
+
+
+def test_a_field_one_part_lacks_is_missing_and_a_part_without_the_key_is_unreadable(tmp_path: Path) -> None:
+    one, two = tmp_path / "r.csv", tmp_path / "r.part1.csv"
+    one.write_text("lead_id,email,employees\n1,a@x,10\n")
+    two.write_text("lead_id,email\n2,b@x\n")
+    struct = {"email": STRUCT["email"], "employees": STRUCT["employees"]}
+    parsed = parse_result([(one, "csv"), (two, "csv")], key_types=KEYS, struct=struct, field_confidence=False)
+    assert parsed.missing_columns == ["employees"]  # asked again next run rather than taken as answered
+    two.write_text("id,email\n2,b@x\n")
+    with pytest.raises(ResultParseError, match=r"r\.part1\.csv.*lead_id"):
+        parse_result([(one, "csv"), (two, "csv")], key_types=KEYS, struct=struct, field_confidence=False)

@@ -16,7 +16,7 @@ import pytest
 
 from sixtyfour_sync.config.profiles import BigQueryTarget, load_target, parse_target_config
 from sixtyfour_sync.errors import ConfigError, UnsafeIdentifierError
-from sixtyfour_sync.warehouse import Column, LogicalType, TableRef, cloud_sql
+from sixtyfour_sync.warehouse import Column, Guard, LogicalType, TableRef, cloud_sql
 from sixtyfour_sync.warehouse.bigquery import BigQueryAdapter
 from sixtyfour_sync.warehouse.bigquery_sql import (
     bind_params,
@@ -30,7 +30,7 @@ from sixtyfour_sync.warehouse.bigquery_sql import (
 sqlglot = pytest.importorskip("sqlglot")
 
 BASE = {"type": "bigquery", "method": "oauth", "project": "my-proj-1", "dataset": "dbt_ada"}
-GUARD = SimpleNamespace(when="__write_email", not_below="email_confidence")
+GUARD = Guard(when="__write_email", not_below="email_confidence")
 
 
 def adapter(**over: object) -> BigQueryAdapter:

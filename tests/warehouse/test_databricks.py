@@ -16,7 +16,7 @@ import pytest
 
 from sixtyfour_sync.config.profiles import DatabricksTarget, load_target, parse_target_config
 from sixtyfour_sync.errors import ConfigError
-from sixtyfour_sync.warehouse import Column, LogicalType, TableRef, cloud_sql
+from sixtyfour_sync.warehouse import Column, Guard, LogicalType, TableRef, cloud_sql
 from sixtyfour_sync.warehouse.databricks import DatabricksAdapter, render_params
 from sixtyfour_sync.warehouse.databricks_client import _cast_batch
 from sixtyfour_sync.warehouse.databricks_sql import (
@@ -189,7 +189,7 @@ def test_ddl_merge_and_insert_if_absent() -> None:
     )
     add = a.add_column_sql(TableRef("leads_enriched"), Column("title", LogicalType.TEXT))
     assert add == "ALTER TABLE `main`.`dbt_ada`.`leads_enriched` ADD COLUMN `title` STRING"
-    guard = SimpleNamespace(when="__write_email", not_below=None)
+    guard = Guard(when="__write_email")
     merge = cloud_sql.merge_sql(
         target=a.table_sql(TableRef("leads_enriched")),
         source=a.table_sql(TableRef("_sixtyfour_stage_1")),

@@ -136,10 +136,35 @@ def test_guarded_insert_writes_the_value_only_where_its_flag_is_true() -> None:
 
 
 def test_mysql_decides_comparing_guards_in_the_stage() -> None:
-    sql = upsert.guard_stage_sql(n(MYSQL), T, "`stg`", ["lead_id"], "__sixtyfour_guard_0", GUARD["email"])
+    sql = upsert.guard_stage_sql(n(MYSQL), T, "`stg`", ["lead_id"], ("__sixtyfour_guard_0", None), GUARD["email"])
     assert sql == (
         "UPDATE `stg` AS s JOIN `crm`.`leads` AS t ON s.`lead_id` = t.`lead_id` SET s.`__sixtyfour_guard_0` = "
         "(s.`__sixtyfour_guard_0` AND (t.`email_confidence` IS NULL OR s.`email_confidence` >= t.`email_confidence`))"
+    )
+
+
+#: The overwrite rule's guard (engine/overwrite.py): the floor only between answers to the same question, and a
+#: value that answered another question cleared where the answer is not written.
+RULE = Guard(when="__w", not_below="email_confidence", same=("ih", "sh"), clear="__u")
+
+
+def test_a_guard_keeps_the_floor_for_the_same_question_and_clears_another_questions_value() -> None:
+    sql = upsert.update_from_sql(n(POSTGRES), T, '"stg"', ["lead_id"], ["email", "ih", "sh"], {"email": RULE})
+    same = 'COALESCE(t."ih" = s."ih" AND t."sh" = s."sh", FALSE)'
+    assert sql == (
+        f'UPDATE "crm"."leads" AS t SET "email" = CASE WHEN s."__w" AND (NOT {same} OR t."email_confidence" IS NULL '
+        f'OR s."email_confidence" >= t."email_confidence") THEN s."email" WHEN s."__u" AND NOT {same} THEN NULL '
+        'ELSE t."email" END, "ih" = s."ih", "sh" = s."sh" FROM "stg" AS s WHERE t."lead_id" = s."lead_id"'
+    )
+
+
+def test_mysql_decides_the_rule_in_the_stage_before_the_hashes_are_written() -> None:
+    sql = upsert.guard_stage_sql(n(MYSQL), T, "`stg`", ["lead_id"], ("__g", "__c"), RULE)
+    same = "COALESCE(t.`ih` = s.`ih` AND t.`sh` = s.`sh`, FALSE)"
+    assert sql == (
+        "UPDATE `stg` AS s JOIN `crm`.`leads` AS t ON s.`lead_id` = t.`lead_id` SET s.`__g` = (s.`__g` AND "
+        f"(NOT {same} OR t.`email_confidence` IS NULL OR s.`email_confidence` >= t.`email_confidence`)), "
+        f"s.`__c` = (s.`__c` AND NOT {same})"
     )
 
 
@@ -274,7 +299,7 @@ def _statements(dialect: Dialect) -> list[str]:
         select.key_report_sql(names, "select * from raw", ["lead_id"]).duplicate_samples,
     ]
     if dialect.update_style == "join":
-        out.append(upsert.guard_stage_sql(names, T, s, ["lead_id"], "__g", GUARD["email"]))
+        out.append(upsert.guard_stage_sql(names, T, s, ["lead_id"], ("__g", None), GUARD["email"]))
     if dialect is SNOWFLAKE:
         out.append(upsert.merge_sql(names, T, s, ["lead_id"], ["email"], frozenset(), GUARD))
         out.append(upsert.merge_sql(names, T, s, ["lead_id"], ["email"]))

@@ -1036,3 +1036,73 @@ def test_row_hash_does_not_depend_on_session_settings(backend_name: str, backend
         assert probe() in ("Asia/Kolkata", "+05:30")  # the default really changed
         assert hashes(twin) == before
         assert hashes(backend) == before
+
+
+# ---------------------------------------------------------------------------------------------- the overwrite rule
+
+
+@pytest.mark.parametrize("policy", ["always", "keep_more_confident"])
+def test_the_overwrite_rule_in_sql_matches_its_statement_case_by_case(backend: Adapter, policy: str) -> None:
+    """engine/overwrite.py states the rule (decide); the guards it builds must do exactly that in SQL, here."""
+    import itertools
+
+    from sixtyfour_sync.engine.overwrite import Outcome, confidence_guard, decide, value_guard
+
+    table = TableRef(f"rule_{policy}")
+    cols = [Column(c, LogicalType.TEXT) for c in ("email", "ih", "sh")] + [
+        Column("email_confidence", LogicalType.BIGINT)
+    ]
+    backend.ensure_table(table, KEY, cols)
+    cases = list(itertools.product([True, False], repeat=4))  # answered, meets, same question, stored more sure
+    stored = [
+        {"lead_id": i, "email": f"old{i}", "email_confidence": 80 if more else 20, "ih": "h", "sh": "s"}
+        for i, (_, _, _, more) in enumerate(cases)
+    ]
+    backend.upsert(
+        table, ["lead_id"], [UpsertPart(pa.Table.from_pylist(stored), ["email", "email_confidence", "ih", "sh"])]
+    )
+    staged = []
+    for i, (answered, meets, same, _) in enumerate(cases):
+        writes = answered and meets
+        staged.append(
+            {
+                "lead_id": i,
+                "email": f"new{i}",
+                "email_confidence": 50,
+                "ih": "h" if same else "h2",
+                "sh": "s",
+                "__w": writes,
+                "__u": not writes,
+                "__a": answered,
+                "__n": not answered,
+            }
+        )
+    same_cols = ("ih", "sh")
+    guards = {
+        "email": value_guard(
+            write="__w",
+            unwritten="__u",
+            same=same_cols,
+            confidence="email_confidence",
+            policy=policy,  # type: ignore[arg-type]
+        ),
+        "email_confidence": confidence_guard(
+            answered="__a",
+            unanswered="__n",
+            same=same_cols,
+            confidence="email_confidence",
+            policy=policy,  # type: ignore[arg-type]
+        ),
+    }
+    part_ = UpsertPart(pa.Table.from_pylist(staged), ["email", "email_confidence", "ih", "sh"], guards=guards)
+    backend.upsert(table, ["lead_id"], [part_])
+    got = {r["lead_id"]: r for r in select_all(backend, table)}
+    for i, (answered, meets, same, more) in enumerate(cases):
+        args = {"same_question": same, "stored_more_confident": more, "policy": policy}
+        want = {Outcome.WRITE: f"new{i}", Outcome.KEEP: f"old{i}", Outcome.CLEAR: None}[
+            decide(answered=answered, meets_threshold=meets, **args)  # type: ignore[arg-type]
+        ]
+        want_conf = {Outcome.WRITE: 50, Outcome.KEEP: 80 if more else 20, Outcome.CLEAR: None}[
+            decide(answered=answered, meets_threshold=True, **args)  # type: ignore[arg-type]
+        ]
+        assert (got[i]["email"], got[i]["email_confidence"]) == (want, want_conf), (backend.type, policy, cases[i])

@@ -1,16 +1,17 @@
 """Upsert and merge SQL: update from a stage, insert what is missing, guarded columns, MERGE (pure).
 
-A staged part carries the key, the set columns and, for guarded columns, the staged boolean ``when``
-columns (and any ``not_below`` column). For an existing row a guarded column becomes
-``CASE WHEN s.when AND (t.nb IS NULL OR s.nb >= t.nb) THEN s.col ELSE t.col END``; an inserted row gets
-``CASE WHEN s.when THEN s.col END``. Every SET expression sees the row's old values (standard SQL), except
-in MySQL's multi-table UPDATE, where :func:`guard_stage_sql` decides the guards in the stage first.
+A staged part carries the key, the set columns and, for guarded columns, the staged boolean ``when`` (and
+``clear``) columns. A guarded column's value is decided by :mod:`.guards` (write, keep, or clear a value
+that answered another question); an inserted row gets ``CASE WHEN s.when THEN s.col END``. Every SET
+expression sees the row's old values (standard SQL), except in MySQL's multi-table UPDATE, where
+:func:`guard_stage_sql` decides the guards in the stage first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sixtyfour_sync.warehouse.sql import guards as guard_sql
 from sixtyfour_sync.warehouse.sql.identifiers import Names
 from sixtyfour_sync.warehouse.types import Guard, TableRef
 
@@ -33,30 +34,18 @@ SEQ = "_SIXTYFOUR_SEQ"
 Guards = Mapping[str, Guard]
 
 
-def _condition(names: Names, guard: Guard, s: str, t: str) -> str:
-    cond = f"{s}.{names.quote(guard.when, what='guard column')}"
-    if guard.not_below is None:
-        return cond
-    nb = names.quote(guard.not_below, what="guard column")
-    return f"{cond} AND ({t}.{nb} IS NULL OR {s}.{nb} >= {t}.{nb})"
+def _quote(names: Names) -> guard_sql.Quote:
+    return lambda name: names.quote(name, what="column")
 
 
-def _update_value(names: Names, col: str, guards: Guards, s: str, t: str, staged: str | None = None) -> str:
+def _update_value(names: Names, col: str, guards_: Guards, s: str, t: str, staged: str | None = None) -> str:
     """The value an existing row gets; ``staged`` replaces ``s.col`` (e.g. parsed as JSON)."""
-    q = names.quote(col, what="column")
-    value = staged or f"{s}.{q}"
-    guard = guards.get(col)
-    if guard is None:
-        return value
-    return f"CASE WHEN {_condition(names, guard, s, t)} THEN {value} ELSE {t}.{q} END"
+    value = staged or f"{s}.{names.quote(col, what='column')}"
+    return guard_sql.update_value(guards_.get(col), col, _quote(names), value, s, t)
 
 
-def _insert_value(names: Names, col: str, guards: Guards, s: str) -> str:
-    q = names.quote(col, what="column")
-    guard = guards.get(col)
-    if guard is None:
-        return f"{s}.{q}"
-    return f"CASE WHEN {s}.{names.quote(guard.when, what='guard column')} THEN {s}.{q} END"
+def _insert_value(names: Names, col: str, guards_: Guards, s: str) -> str:
+    return guard_sql.insert_value(guards_.get(col), _quote(names), f"{s}.{names.quote(col, what='column')}", s)
 
 
 def update_from_sql(
@@ -115,15 +104,24 @@ def _rowid_update(
     )
 
 
-def guard_stage_sql(names: Names, table: TableRef, stage: str, key: Sequence[str], flag: str, guard: Guard) -> str:
-    """Decide a ``not_below`` guard in the stage: ``flag`` (a copy of ``guard.when``) ANDs the comparison.
+def guard_stage_sql(
+    names: Names, table: TableRef, stage: str, key: Sequence[str], flags: tuple[str, str | None], guard: Guard
+) -> str:
+    """Decide a guard in the stage, against the stored rows: ``flags`` (copies of ``guard.when`` and
+    ``guard.clear``) become the write and clear decisions; the update that follows tests only them.
 
-    For MySQL's multi-table UPDATE, whose assignments may see each other's new values; the update that
-    follows tests only the flag.
+    For MySQL's multi-table UPDATE, whose assignments may see each other's new values (the stored hashes a
+    guard compares are written by the same statement). Rows with no stored match keep the copies.
     """
-    q = names.quote(flag, what="guard column")
-    cond = _condition(names, Guard(when=flag, not_below=guard.not_below), "s", "t")
-    return f"UPDATE {stage} AS s JOIN {names.table(table)} AS t ON {names.key_join(key, 's', 't')} SET s.{q} = ({cond})"
+    q = _quote(names)
+    write_flag, clear_flag = flags
+    sets = [f"s.{q(write_flag)} = ({guard_sql.write_condition(Guard(write_flag, guard.not_below, guard.same), q)})"]
+    clear = guard_sql.clear_condition(Guard(write_flag, None, guard.same, clear_flag), q) if clear_flag else None
+    if clear_flag is not None:
+        sets.append(f"s.{q(clear_flag)} = ({clear or 'FALSE'})")
+    return (
+        f"UPDATE {stage} AS s JOIN {names.table(table)} AS t ON {names.key_join(key, 's', 't')} SET {', '.join(sets)}"
+    )
 
 
 def insert_missing_sql(

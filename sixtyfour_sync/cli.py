@@ -89,8 +89,21 @@ def validate(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, .
     report = do_validate(select=_sel(select), exclude=_sel(exclude), target_path=opts.target_path, **opts.common())
     if opts.log_format == "json":
         problems = [vars(p) for p in report.problems]
-        click.echo(json.dumps({"event": "validate", "ok": report.ok, "checked": report.checked, "problems": problems}))
+        warnings = [vars(w) for w in report.warnings]
+        click.echo(
+            json.dumps(
+                {
+                    "event": "validate",
+                    "ok": report.ok,
+                    "checked": report.checked,
+                    "problems": problems,
+                    "warnings": warnings,
+                }
+            )
+        )
     else:
+        for w in report.warnings:
+            click.echo(f"warning: {redact(str(w))}", err=True)
         for p in report.problems:
             click.echo(f"error: {redact(str(p))}", err=True)
         if report.ok:

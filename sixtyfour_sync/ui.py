@@ -242,6 +242,7 @@ def print_plans(plans: Sequence[SyncPlan], log_format: str, console: Console | N
             notes.append(f"adds column(s) {', '.join(p.new_columns)}")
         if p.over_budget:
             notes.append("the run stops at the budget: not every row would be sent")
+        notes += [f"warning: {w}" for w in p.warnings]
         for n in notes:
             console.print(f"  {p.name}: {n}", markup=False, highlight=False)
     for p in plans:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from sixtyfour_sync.config.structtypes import API_STRUCT_TYPES
 from sixtyfour_sync.errors import ConfigError, ConfigProblem, LimitExceededError
 
 __all__ = [
@@ -49,10 +50,11 @@ MAX_WEBHOOK_URL = 2083
 PEOPLE_TIERS = ("micro", "low", "medium", "high", "xhigh", "scout")
 COMPANY_TIERS = ("micro", "low", "medium", "high")
 RESULT_FORMATS = ("csv", "ndjson", "json")
-STRUCT_TYPES = (
-    "str", "string", "int", "integer", "float", "bool", "boolean",
-    "list", "list[str]", "list[int]", "list[float]", "list[bool]", "list[boolean]", "dict",
-)  # fmt: skip
+#: The struct types the API's current schema lists. Another name is not refused here: the API's 422 decides.
+STRUCT_TYPES = API_STRUCT_TYPES
+#: The keys of a struct field given as an object, and of one of its subfields (the schema's ``StructField``).
+_FIELD_KEYS = ("description", "type", "subfields")
+_SUBFIELD_KEYS = ("name", "description", "type", "subfields")
 COMPANY_ONLY_KEYS = ("find_people", "people_focus_prompt", "lead_struct", "full_org_chart")
 _COMMON_KEYS = (
     "struct", "tier", "field_confidence", "webhook_url", "columns", "research_plan",
@@ -80,6 +82,40 @@ def _type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _check_type(spec: Mapping[Any, Any], where: str, problems: _Problems) -> None:
+    # Any non-empty name passes: the API's schema grows, and its 422 is the judge of a name it does not know.
+    if "type" in spec and (not isinstance(spec["type"], str) or not spec["type"].strip()):
+        problems.add(
+            f"{where}.type", f"must be a non-empty string, got {spec['type']!r}", "e.g. " + ", ".join(STRUCT_TYPES)
+        )
+
+
+def _check_subfields(value: object, where: str, problems: _Problems) -> None:
+    if not isinstance(value, list) or not value:
+        problems.add(where, f"must be a non-empty list of {{name, description, type}}, got {_type_name(value)}")
+        return
+    seen: set[str] = set()
+    for i, sub in enumerate(value):
+        here = f"{where}[{i}]"
+        if not isinstance(sub, Mapping):
+            problems.add(here, f"must be {{name, description, type}}, got {_type_name(sub)}")
+            continue
+        for extra in sorted(str(k) for k in sub if k not in _SUBFIELD_KEYS):
+            problems.add(f"{here}.{extra}", "unknown key", "allowed keys: " + ", ".join(_SUBFIELD_KEYS))
+        name = sub.get("name")
+        if not isinstance(name, str) or not name.strip():
+            problems.add(f"{here}.name", "a non-empty name string is required")
+        elif name in seen:
+            problems.add(f"{here}.name", f"{name!r} appears twice")
+        else:
+            seen.add(name)
+        if not isinstance(sub.get("description"), str):
+            problems.add(f"{here}.description", "a description string is required")
+        _check_type(sub, here, problems)
+        if "subfields" in sub:
+            _check_subfields(sub["subfields"], f"{here}.subfields", problems)
+
+
 def _check_struct(value: object, path: str, problems: _Problems) -> None:
     if not isinstance(value, Mapping):
         problems.add(path, f"must be a mapping of field name -> description, got {_type_name(value)}")
@@ -99,19 +135,14 @@ def _check_struct(value: object, path: str, problems: _Problems) -> None:
                 f"must be a description string or {{description, type}}, got {_type_name(spec)}",
             )
             continue
-        for extra in sorted(str(k) for k in spec if k not in ("description", "type")):
-            problems.add(f"{where}.{extra}", "unknown key", "allowed keys: description, type")
+        for extra in sorted(str(k) for k in spec if k not in _FIELD_KEYS):
+            problems.add(f"{where}.{extra}", "unknown key", "allowed keys: " + ", ".join(_FIELD_KEYS))
         description = spec.get("description")
         if not isinstance(description, str) or not description.strip():
             problems.add(f"{where}.description", "a non-empty description string is required")
-        if "type" in spec:
-            kind = spec["type"]
-            if not isinstance(kind, str) or kind not in STRUCT_TYPES:
-                problems.add(
-                    f"{where}.type",
-                    f"unknown type {kind!r}",
-                    "one of: " + ", ".join(STRUCT_TYPES),
-                )
+        _check_type(spec, where, problems)
+        if "subfields" in spec:
+            _check_subfields(spec["subfields"], f"{where}.subfields", problems)
 
 
 def _check_bool(config: Mapping[str, Any], key: str, problems: _Problems) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -28,6 +29,18 @@ from pydantic import (
     model_validator,
 )
 
+from sixtyfour_sync.config.structtypes import (
+    ENUM_TYPES,
+    JSON_TYPES,
+    KNOWN_TYPES,
+    OBJECT_TYPES,
+    SUBFIELD_API_NAMES,
+    SUBFIELD_TYPE_ALIASES,
+    canonical_subfield_type,
+    canonical_type,
+    enum_description,
+    is_known_type,
+)
 from sixtyfour_sync.config.yamlfile import LineMap, load_yaml
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
 
@@ -40,6 +53,7 @@ __all__ = [
     "RefreshSpec",
     "SourceSpec",
     "StructField",
+    "SubField",
     "SyncSpec",
     "TargetSpec",
     "build_api_config",
@@ -58,25 +72,6 @@ BOOKKEEPING_COLUMNS = (
     "_sixtyfour_tier",
 )
 
-# Canonical struct type names; the API accepts the aliases on the left.
-_TYPE_ALIASES = {
-    "str": "str",
-    "string": "str",
-    "int": "int",
-    "integer": "int",
-    "float": "float",
-    "bool": "bool",
-    "boolean": "bool",
-    "list": "list",
-    "list[str]": "list[str]",
-    "list[string]": "list[str]",
-    "list[int]": "list[int]",
-    "list[integer]": "list[int]",
-    "list[float]": "list[float]",
-    "list[bool]": "list[bool]",
-    "list[boolean]": "list[bool]",
-    "dict": "dict",
-}
 _TIERS = {
     "people": ("micro", "low", "medium", "high", "xhigh", "scout"),
     "company": ("micro", "low", "medium", "high"),
@@ -119,6 +114,37 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+class SubField(_Strict):
+    """One subfield of an object or object_list field: a key of the object the API answers."""
+
+    name: str = Field(min_length=1, description="The key of this value in the answered object.")
+    description: str = Field(min_length=1, description="What to find, in plain words.")
+    type: str = Field(
+        default="str",
+        description="The value's type: str, int, float, bool or dict (the API's subfield types; aliases string, "
+        "integer, boolean). Sent as string, int, float, bool, dict.",
+        json_schema_extra={"enum": list[JsonValue](SUBFIELD_TYPE_ALIASES)},
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _subfield_type(cls, v: str) -> str:
+        canonical = canonical_subfield_type(v)
+        if canonical is None:
+            raise ValueError(f"subfield type {v!r} is not offered; use one of: {', '.join(SUBFIELD_TYPE_ALIASES)}")
+        return canonical
+
+    def api_value(self) -> dict[str, str]:
+        """The subfield as sent: the API's ``StructField`` shape."""
+        return {"name": self.name, "description": self.description, "type": SUBFIELD_API_NAMES[self.type]}
+
+
+_UNKNOWN_TYPE = (
+    "type {type!r} is not one the API is known to accept; it is sent as written and stored as text; the API's "
+    "answer (422) decides"
+)
+
+
 class StructField(_Strict):
     """One output field: what to ask for and the type to cast the answer to."""
 
@@ -127,9 +153,25 @@ class StructField(_Strict):
     )
     type: str = Field(
         default="str",
-        description="The type to cast the answer to: str, int, float, bool, list, list[str], list[int], "
-        "list[float], list[bool] or dict (aliases string, integer, boolean). Lists and dicts are stored as JSON.",
-        json_schema_extra={"enum": list[JsonValue](sorted(_TYPE_ALIASES))},
+        description="The type of the answer: "
+        + ", ".join(KNOWN_TYPES)
+        + " (aliases string, integer, boolean, list[string], list[integer], list[boolean], list[object]; case "
+        "and spaces do not matter). See [Struct types](#struct-types) for what each sends, stores and reads. "
+        "Another name is sent as written and stored as text, with a warning: the API decides.",
+        json_schema_extra={"examples": list[JsonValue](KNOWN_TYPES)},
+    )
+    values: list[str] | None = Field(
+        default=None,
+        validation_alias=AliasChoices("values", "enum"),
+        description="enum and list[enum] only: the allowed answers (distinct, non-empty strings; the key enum "
+        "works too). They are sent at the end of the description (One of: ...); an answer outside them is "
+        "kept and counted in the run's warnings.",
+    )
+    subfields: list[SubField] | None = Field(
+        default=None,
+        description="object and object_list only: the keys of each answered object, as a mapping (name: "
+        "description, or name: {description, type}) or as a list of {name, description, type}. Without "
+        "subfields the API chooses the keys.",
     )
     min_confidence: int | None = Field(
         default=None,
@@ -139,18 +181,115 @@ class StructField(_Strict):
         "it is not written. Needs field_confidence: true.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_values_key(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "values" in data and "enum" in data:
+            raise ValueError("give the allowed answers once: values or enum, not both")
+        return data
+
     @field_validator("type")
     @classmethod
-    def _known_type(cls, v: str) -> str:
-        canonical = _TYPE_ALIASES.get(v.strip().lower().replace(" ", ""))
-        if canonical is None:
-            raise ValueError(f"unknown type {v!r}; use one of: {', '.join(sorted(set(_TYPE_ALIASES)))}")
+    def _type(cls, v: str) -> str:
+        canonical = canonical_type(v)
+        if not canonical:
+            raise ValueError(f"type is empty; use one of: {', '.join(KNOWN_TYPES)}")
         return canonical
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _values_are_text(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            for i, item in enumerate(v):
+                if not isinstance(item, str):
+                    raise ValueError(f"values[{i}] is {item!r}, not a string: quote it (values are compared as text)")
+        return v
+
+    @field_validator("values")
+    @classmethod
+    def _values(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if v is None:
+            return v
+        kind = info.data.get("type")
+        if kind is not None and kind not in ENUM_TYPES:
+            raise ValueError(f"values is only for type enum or list[enum] (this field's type is {kind!r})")
+        if not v:
+            raise ValueError("values is empty: list the allowed answers, or leave values out")
+        if any(not item for item in v):
+            raise ValueError("values holds an empty string")
+        dupes = sorted({item for item in v if v.count(item) > 1})
+        if dupes:
+            raise ValueError(f"values lists {', '.join(repr(d) for d in dupes)} more than once")
+        return v
+
+    @field_validator("subfields", mode="before")
+    @classmethod
+    def _subfield_forms(cls, v: Any) -> Any:
+        if not isinstance(v, Mapping):
+            return v
+        out = []
+        for name, value in v.items():
+            if isinstance(value, Mapping):
+                if "name" in value and value["name"] != name:
+                    raise ValueError(f"subfield {name!r} names itself {value['name']!r}: give one name")
+                out.append({"name": str(name), **value})
+            else:
+                out.append({"name": str(name), "description": value})
+        return out
+
+    @field_validator("subfields")
+    @classmethod
+    def _subfields(cls, v: list[SubField] | None, info: ValidationInfo) -> list[SubField] | None:
+        if v is None:
+            return v
+        kind = info.data.get("type")
+        if kind is not None and kind not in OBJECT_TYPES:
+            raise ValueError(f"subfields is only for type object or object_list (this field's type is {kind!r})")
+        if not v:
+            raise ValueError("subfields is empty: name the keys of the object, or leave subfields out")
+        names = [s.name for s in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"subfields names {', '.join(repr(d) for d in dupes)} more than once")
+        return v
 
     @property
     def is_json(self) -> bool:
-        """Lists and dicts are stored as JSON."""
-        return self.type.startswith("list") or self.type == "dict"
+        """Lists, dicts, objects and list[enum] are stored as JSON."""
+        return self.type in JSON_TYPES
+
+    @property
+    def known(self) -> bool:
+        """Whether the type is one of the API's schema (else it is sent as written and stored as text)."""
+        return is_known_type(self.type)
+
+    def warning(self) -> str | None:
+        """What the API may refuse in this field (an unknown type), or None."""
+        return None if self.known else _UNKNOWN_TYPE.format(type=self.type)
+
+    def api_value(self) -> str | dict[str, Any]:
+        """The field as sent in ``config.struct``: a plain description for a plain ``str`` field, else
+        ``{description, type}`` (enum values appended to the description; ``subfields`` in the API's
+        ``StructField`` shape)."""
+        if self.type == "str":
+            return self.description
+        description = self.description
+        if self.values is not None:
+            description = enum_description(description, self.values)
+        out: dict[str, Any] = {"description": description, "type": self.type}
+        if self.subfields is not None:
+            out["subfields"] = [s.api_value() for s in self.subfields]
+        return out
+
+    def hash_extras(self) -> dict[str, Any]:
+        """What the stamp covers besides the description and type: the values and subfields, when given (so a
+        field without them keeps the stamp it always had)."""
+        extras: dict[str, Any] = {}
+        if self.values is not None:
+            extras["values"] = list(self.values)
+        if self.subfields is not None:
+            extras["subfields"] = [[s.name, s.description, s.type] for s in self.subfields]
+        return extras
 
 
 class SourceSpec(_Strict):
@@ -336,8 +475,9 @@ class SyncSpec(_Strict):
     )
     source: SourceSpec = Field(description="Where the rows come from, and their key.")
     struct: dict[str, StructField] = Field(
-        description="What to get back: field name -> a description, or {description, type}. One target column "
-        "per field (plus <field>_confidence with field_confidence)."
+        description="What to get back: field name -> a description, or {description, type} (with values for an "
+        "enum, subfields for an object). One target column per field (plus <field>_confidence with "
+        "field_confidence)."
     )
     tier: str = Field(
         default="low",
@@ -547,11 +687,20 @@ class SyncSpec(_Strict):
         return self._whole is not None
 
     def field_hashes(self) -> dict[str, str]:
-        """Each struct field's own hash (its description and type): a change in one re-asks only that one."""
-        return {
-            k: hashlib.sha256(json.dumps([f.description, f.type], ensure_ascii=False).encode()).hexdigest()[:16]
-            for k, f in sorted(self.struct.items())
-        }
+        """Each struct field's own hash (its description and type, and its values and subfields when given): a
+        change in one re-asks only that one."""
+        out = {}
+        for k, f in sorted(self.struct.items()):
+            what: list[Any] = [f.description, f.type]
+            extras = f.hash_extras()
+            if extras:  # only when given: a field without them keeps the hash it always had
+                what.append(extras)
+            out[k] = hashlib.sha256(json.dumps(what, ensure_ascii=False).encode()).hexdigest()[:16]
+        return out
+
+    def warnings(self) -> list[str]:
+        """What this definition allows but the API may refuse (an unknown struct type); never an error."""
+        return [f"struct field {name}: {w}" for name, f in self.struct.items() if (w := f.warning()) is not None]
 
     def question_base(self) -> dict[str, Any]:
         """What every field of the question shares: a change here re-asks every field."""
@@ -592,7 +741,9 @@ class SyncSpec(_Strict):
         struct = {k: f for k, f in self.struct.items() if k in wanted}
         spec = {
             "endpoint": self.endpoint,
-            "struct": {k: {"description": f.description, "type": f.type} for k, f in sorted(struct.items())},
+            "struct": {
+                k: {"description": f.description, "type": f.type, **f.hash_extras()} for k, f in sorted(struct.items())
+            },
             # an escalated answer is stamped with the question as the sync asks it (at its own tier)
             "tier": self._question_tier or self.tier,
             "field_confidence": self.field_confidence,
@@ -609,9 +760,7 @@ def build_api_config(sync: SyncSpec, input_columns: Sequence[str]) -> dict[str, 
     results back) but are kept out of ``columns`` so they do not steer the research, unless ``source.columns``
     lists them (a key that is also an input, sent once).
     """
-    struct: dict[str, Any] = {}
-    for name, f in sync.struct.items():
-        struct[name] = f.description if f.type == "str" else {"description": f.description, "type": f.type}
+    struct = {name: f.api_value() for name, f in sync.struct.items()}
     config: dict[str, Any] = {"struct": struct, "tier": sync.tier}
     if sync.field_confidence:
         config["field_confidence"] = True
@@ -674,6 +823,16 @@ class LoadedSync:
             return self.line
         return self.lines.line_for(("syncs", self.index, *path)) or self.line
 
+    def warnings(self) -> list[ConfigProblem]:
+        """The sync's :meth:`SyncSpec.warnings`, each located (file, line, path); never an error."""
+        return [
+            ConfigProblem(
+                str(self.file), f"{self.spec.name}.struct.{name}.type", w, line=self.line_of("struct", name, "type")
+            )
+            for name, f in self.spec.struct.items()
+            if (w := f.warning()) is not None
+        ]
+
 
 def _keys_at(loc: tuple[str | int, ...]) -> list[str]:
     """The keys the model at ``loc`` (a location in a models file) accepts, by their YAML names."""
@@ -701,12 +860,26 @@ def _keys_at(loc: tuple[str | int, ...]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
+def _yaml_path(loc: tuple[str | int, ...], lines: LineMap) -> tuple[str | int, ...]:
+    """``loc`` as the YAML spells it: a list index the model made from a mapping (``subfields`` written as
+    ``name: description``) becomes that mapping's key, so the problem points at its line."""
+    out: list[str | int] = []
+    for part in loc:
+        if isinstance(part, int) and (*out, part) not in lines.lines:
+            here = tuple(out)
+            keys = [p[-1] for p in lines.lines if len(p) == len(here) + 1 and p[: len(here)] == here]
+            if 0 <= part < len(keys) and all(isinstance(k, str) for k in keys):
+                part = keys[part]
+        out.append(part)
+    return tuple(out)
+
+
 def _problems_from(exc: ValidationError, file: Path, lines: LineMap) -> list[ConfigProblem]:
     problems = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # pydantic reports the alias-free field name for aliased fields
-        loc = tuple("schema" if p == "schema_" else p for p in loc)
+        loc = _yaml_path(tuple("schema" if p == "schema_" else p for p in loc), lines)
         msg = err["msg"].removeprefix("Value error, ")
         hint = None
         if err["type"] == "extra_forbidden":

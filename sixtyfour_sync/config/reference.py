@@ -17,16 +17,25 @@ from typing import Any
 
 from sixtyfour_sync import __version__
 
-__all__ = ["SCHEMA_FILE", "SCHEMA_URL", "build_schema", "markdown_reference", "schema_text", "shipped_schema"]
+__all__ = [
+    "SCHEMA_FILE",
+    "SCHEMA_URL",
+    "build_schema",
+    "markdown_reference",
+    "schema_text",
+    "shipped_schema",
+    "struct_types_section",
+]
 
 SCHEMA_FILE = "sync.schema.json"
 #: Where editors fetch the schema of this version (the file in the package, as published with the release).
 SCHEMA_URL = f"https://raw.githubusercontent.com/sixtyfour-sync/sixtyfour-sync/v{__version__}/sixtyfour_sync/config/{SCHEMA_FILE}"
-_ORDER = ("SyncSpec", "SourceSpec", "StructField", "TargetSpec", "RefreshSpec", "BudgetSpec")
+_ORDER = ("SyncSpec", "SourceSpec", "StructField", "SubField", "TargetSpec", "RefreshSpec", "BudgetSpec")
 _TITLES = {
     "SyncSpec": "syncs[]: one sync",
     "SourceSpec": "source",
     "StructField": "struct.FIELD",
+    "SubField": "struct.FIELD.subfields",
     "TargetSpec": "target",
     "RefreshSpec": "refresh",
     "BudgetSpec": "budget",
@@ -43,12 +52,48 @@ def build_schema() -> dict[str, Any]:
     struct["additionalProperties"] = {"anyOf": [{"type": "string", "minLength": 1}, {"$ref": "#/$defs/StructField"}]}
     struct["minProperties"] = 1
     struct["propertyNames"] = {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,62}$"}
+    _struct_field_schema(schema["$defs"])
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_URL,
         "title": "sixtyfour-sync sync definitions (models/*.yml)",
         **{k: v for k, v in schema.items() if k != "title"},
     }
+
+
+def _struct_field_schema(defs: dict[str, Any]) -> None:
+    """``values`` may be spelled ``enum``; ``subfields`` may be a mapping of name -> description or
+    {description, type} (the model folds both into its list)."""
+    field = defs["StructField"]
+    props = field["properties"]
+    sub = defs["SubField"]["properties"]
+    props["subfields"]["anyOf"] = [
+        {"type": "array", "items": {"$ref": "#/$defs/SubField"}, "minItems": 1},
+        {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string", "minLength": 1},
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"description": sub["description"], "type": sub["type"]},
+                        "required": ["description"],
+                    },
+                ]
+            },
+        },
+        {"type": "null"},
+    ]
+    alias = {k: v for k, v in props["values"].items() if k not in ("title", "description")}
+    alias["description"] = "Another name for values (give one of the two)."
+    ordered: dict[str, Any] = {}
+    for key, value in props.items():
+        ordered[key] = value
+        if key == "values":
+            ordered["enum"] = alias
+    field["properties"] = ordered
 
 
 def schema_text() -> str:
@@ -75,8 +120,10 @@ def _type(prop: dict[str, Any]) -> str:
     kind = prop.get("type", "any")
     if kind == "array":
         return f"list of {_type(prop.get('items', {}))}"
-    if kind == "object" and "additionalProperties" in prop:
+    if kind == "object" and isinstance(prop.get("additionalProperties"), dict):
         return f"mapping of name to {_type(prop['additionalProperties'])}"
+    if kind == "object" and "properties" in prop:
+        return "{" + ", ".join(prop["properties"]) + "}"
     if kind == "string" and "pattern" in prop and "[smhdw]" in prop["pattern"]:
         return "duration (`90d`, `12h`, `30m`, `45s`, `2w`)"
     return str(kind)
@@ -137,8 +184,83 @@ def markdown_reference(schema: dict[str, Any] | None = None) -> str:
         definition = defs[name]
         about = str(definition.get("description", "")).strip()
         out += ["", f"## {_TITLES[name]}", "", about, "", *_table(definition, defs)]
+        if name == "SubField":
+            out += ["", *struct_types_section()]
     out += ["", *_overwrite_rule()]
     return "\n".join(out) + "\n"
+
+
+#: What each struct type sends and how its answer is read (the rules of sixtyfour_sync/engine/casts.py).
+_SENT = {
+    "str": "the description alone (a plain string)",
+    "enum": '`{description, "type": "enum"}`; with `values`, the description ends `One of: "a", "b".`',
+    "list[enum]": '`{description, "type": "list[enum]"}`; with `values`, as enum',
+    "object": '`{description, "type": "object", "subfields": [{name, description, type}]}` (subfields when '
+    "given; subfield types go as string, int, float, bool, dict)",
+    "object_list": '`{description, "type": "object_list", "subfields": [...]}`, as object',
+    "other": "`{description, type}`, the type as written (lower case, no spaces); `validate`, `plan` and `run` warn",
+}
+_JSON_ARRAY = "valid JSON text that is an array (items not checked), kept as written; NULL when empty, `null`, "
+_READ = {
+    "str": "the text as it came; NULL only when empty (`NA`, `null`, `nan`, `N/A` are kept as text)",
+    "int": "an exact integer (`3.0`, `1e3` too); NULL when empty or not an integer",
+    "float": "a finite number; NULL when empty, not a number, `inf`, `-inf`, `nan` or overflowing (`1e400`)",
+    "bool": "true/false, t/f, yes/no, y/n, 1/0 (any case); NULL otherwise",
+    "list": _JSON_ARRAY + "invalid JSON or not an array",
+    "dict": "any valid JSON text, kept as written; NULL when empty, `null` or invalid JSON",
+    "enum": "as str; an answer outside `values` is kept and counted in the run's warnings",
+    "list[enum]": "as list; an array with an item outside `values` is kept and counted in the run's warnings",
+    "object": "valid JSON text that is an object, kept as written; NULL when empty, `null`, invalid JSON or not "
+    "an object",
+    "object_list": "as list (an array of objects)",
+    "other": "as str",
+}
+_WAREHOUSES = (
+    ("DuckDB", "duckdb"),
+    ("PostgreSQL", "postgres"),
+    ("MySQL/MariaDB", "mysql"),
+    ("SQLite", "sqlite"),
+    ("Snowflake", "snowflake"),
+    ("BigQuery", "bigquery"),
+    ("Databricks", "databricks"),
+)
+
+
+def struct_types_section() -> list[str]:
+    """The "Struct types" section: every type, what is sent, how the answer is read, the column per warehouse."""
+    from sixtyfour_sync.config.models import StructField
+    from sixtyfour_sync.config.structtypes import KNOWN_TYPES, TYPE_ALIASES
+    from sixtyfour_sync.engine.plan import field_logical_type
+    from sixtyfour_sync.warehouse.types import TYPE_NAMES
+
+    lines = [
+        "## Struct types",
+        "",
+        "What each `type` sends to the API, how its answer is read from the result file, and the column it gets in "
+        "a new target table on each warehouse.",
+        "",
+        "- A non-empty answer that does not read as its type is stored as NULL and counted as a cast failure; a row "
+        "whose fields are all NULL is `failed`.",
+        "- Lists (`list[enum]` and `object_list` too) are stored as JSON on every warehouse, never as native arrays, "
+        "so existing targets keep their columns.",
+        "- The API's `StructField` has no key for allowed values: `values` travel at the end of the description. "
+        "Answers are compared with them exactly (case matters); one outside them is kept and counted.",
+        "- On MariaDB, `JSON` is `LONGTEXT` with a `JSON_VALID` check; SQLite and Databricks hold JSON as text.",
+        "",
+        "| type | sent to the API | read from the result | " + " | ".join(name for name, _ in _WAREHOUSES) + " |",
+        "|---|---|---|" + "---|" * len(_WAREHOUSES),
+    ]
+    for kind in (*KNOWN_TYPES, "other"):
+        aliases = [a for a, c in TYPE_ALIASES.items() if c == kind and a != kind]
+        label = f"`{kind}`" + (f" ({', '.join(f'`{a}`' for a in aliases)})" if aliases else "")
+        if kind == "other":
+            label = "any other name (e.g. `date`)"
+        sent = _SENT.get(kind, f'`{{description, "type": "{kind}"}}`')
+        read = _READ.get(kind, "as list")  # list[str], list[int], list[float], list[bool]
+        logical = field_logical_type(StructField(description="x", type="date" if kind == "other" else kind))
+        cells = [f"`{TYPE_NAMES[dialect][logical]}`" for _, dialect in _WAREHOUSES]
+        lines.append(f"| {label} | {sent} | {read} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _overwrite_rule() -> list[str]:

@@ -25,6 +25,7 @@ __all__ = [
     "Domain",
     "Expr",
     "Input",
+    "JsonStr",
     "Lit",
     "Num",
     "Pad",
@@ -353,3 +354,32 @@ class Choose(Expr):
 
     def py(self, ctx: RowCtx) -> str | None:
         return self.options[self.index.int_py(ctx) - self.index.lo].py(ctx)
+
+
+#: JSON string escapes, applied in this order by both evaluations; other control characters are dropped.
+_JSON_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+_CONTROL = r"[\x00-\x1f]"
+
+
+@dataclass
+class JsonStr(Expr):
+    """The inner text as a JSON string literal (quoted and escaped); ``null`` where the inner value is absent."""
+
+    inner: Expr
+
+    def vec(self, ctx: VecCtx) -> pa.Array:
+        raw = self.inner.vec(ctx)
+        out = raw
+        for old, new in _JSON_ESCAPES:
+            out = pc.replace_substring(out, old, new)
+        out = pc.replace_substring_regex(out, _CONTROL, "")
+        quoted = pc.binary_join_element_wise('"', out, '"', "")
+        return pc.if_else(pc.is_null(raw), pa.scalar("null", pa.string()), quoted)
+
+    def py(self, ctx: RowCtx) -> str | None:
+        value = self.inner.py(ctx)
+        if value is None:
+            return "null"
+        for old, new in _JSON_ESCAPES:
+            value = value.replace(old, new)
+        return '"' + re.sub(_CONTROL, "", value) + '"'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from sixtyfour_sync.emulator.expressions import (
     Domain,
     Expr,
     Input,
+    JsonStr,
     Lit,
     Num,
     Pad,
@@ -21,7 +23,7 @@ from sixtyfour_sync.emulator.expressions import (
     slug_text,
 )
 
-__all__ = ["FieldSpec", "build_spec", "resolve_roles"]
+__all__ = ["FieldSpec", "build_spec", "enum_values", "resolve_roles"]
 
 _CONF_SALT = 0xC0DE
 
@@ -132,7 +134,7 @@ class FieldSpec:
     """How one struct field is generated: its kind and expression, plus its confidence."""
 
     name: str
-    kind: str  # str | int | float | bool | list[...] | dict
+    kind: str  # str | int | float | bool | list[...] | dict | enum | list[enum] | object | object_list
     expr: Expr
     confidence: Num = field(default_factory=lambda: Num(35, 99, _CONF_SALT))
 
@@ -250,8 +252,92 @@ def _string_expr(norm: str, endpoint: str, salt: _Salts) -> tuple[Expr, bool]:
     return Pick(_GENERIC, salt()), False
 
 
-def build_spec(name: str, typename: str, endpoint: str) -> FieldSpec:
-    """The generation spec of one struct field, from its name, canonical type and the endpoint."""
+#: Answers of an enum field whose description lists none, by a word of the field's name (else the last entry).
+_ENUM_VOCABS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("seniority", "level"), ("junior", "mid", "senior", "lead", "executive")),
+    (("size",), ("small", "medium", "large", "enterprise")),
+    (("stage", "status"), ("seed", "series_a", "series_b", "growth", "public")),
+    (("sentiment",), ("positive", "neutral", "negative")),
+    (("department", "function", "team"), ("engineering", "sales", "marketing", "finance", "operations")),
+    (("language",), ("en", "de", "fr", "es", "ja")),
+    ((), ("low", "medium", "high")),
+)
+_ONE_OF = "One of:"
+
+
+def enum_values(description: str) -> tuple[str, ...]:
+    """The allowed answers an enum field's description ends with (``One of: "a", "b".``), or none."""
+    at = description.rfind(_ONE_OF)
+    if at < 0:
+        return ()
+    listed = description[at + len(_ONE_OF) :].strip().removesuffix(".").strip()
+    try:
+        values = json.loads(f"[{listed}]")
+    except ValueError:
+        values = [v.strip().strip("\"'") for v in listed.split(",")]
+    return tuple(dict.fromkeys(str(v) for v in values if str(v).strip()))
+
+
+def _enum_vocab(norm: str, description: str) -> tuple[str, ...]:
+    listed = enum_values(description)
+    if listed:
+        return listed
+    return next(vocab for words, vocab in _ENUM_VOCABS if not words or any(w in norm for w in words))
+
+
+def _dict_expr(salt: _Salts) -> Expr:
+    parts: list[Expr] = [
+        Lit('{"source": "'),
+        Pick(_SOURCES, salt()),
+        Lit('", "score": '),
+        Num(0, 100, salt()),
+        Lit(', "verified": '),
+        Pick(("true", "false"), salt()),
+        Lit("}"),
+    ]
+    return Concat(parts)
+
+
+def _json_value(name: str, typename: str, endpoint: str, salt: _Salts) -> Expr:
+    """One subfield's value as JSON text (``typename``: str, int, float, bool or dict)."""
+    if typename == "int":
+        expr, numeric = _string_expr(_norm(name), endpoint, salt)
+        return expr if numeric and isinstance(expr, Num) else Num(0, 9_999, salt())
+    if typename == "float":
+        return _float_text(salt, 9_999)
+    if typename == "bool":
+        return Pick(("true", "false"), salt())
+    if typename == "dict":
+        return _dict_expr(salt)
+    return JsonStr(_string_expr(_norm(name), endpoint, salt)[0])
+
+
+def _object_expr(subfields: Sequence[tuple[str, str]], endpoint: str, salt: _Salts) -> Expr:
+    """A JSON object with one value per subfield; a small default object without subfields."""
+    if not subfields:
+        return _dict_expr(salt)
+    parts: list[Expr] = [Lit("{")]
+    for i, (sub, typename) in enumerate(subfields):
+        parts.append(Lit((", " if i else "") + json.dumps(sub, ensure_ascii=False) + ": "))
+        parts.append(_json_value(sub, typename, endpoint, salt))
+    parts.append(Lit("}"))
+    return Concat(parts)
+
+
+def build_spec(
+    name: str,
+    typename: str,
+    endpoint: str,
+    *,
+    description: str = "",
+    subfields: Sequence[tuple[str, str]] = (),
+) -> FieldSpec:
+    """The generation spec of one struct field, from its name, canonical type and the endpoint.
+
+    An ``enum`` answers one of the values its description lists (``One of: ...``, as the client sends them),
+    else a small vocabulary chosen by the field's name; ``object`` one value per subfield ((name, type)
+    pairs; a small default object without them); the list types 1-3 items.
+    """
     salt = _Salts()
     norm = _norm(name)
     expr, numeric = _string_expr(norm, endpoint, salt)
@@ -273,14 +359,14 @@ def build_spec(name: str, typename: str, endpoint: str) -> FieldSpec:
     if typename == "list[bool]":
         return FieldSpec(name, typename, _json_list(lambda: Pick(("true", "false"), salt()), False, salt))
     if typename == "dict":
-        parts: list[Expr] = [
-            Lit('{"source": "'),
-            Pick(_SOURCES, salt()),
-            Lit('", "score": '),
-            Num(0, 100, salt()),
-            Lit(', "verified": '),
-            Pick(("true", "false"), salt()),
-            Lit("}"),
-        ]
-        return FieldSpec(name, "dict", Concat(parts))
+        return FieldSpec(name, "dict", _dict_expr(salt))
+    if typename == "enum":
+        return FieldSpec(name, "enum", Pick(_enum_vocab(norm, description), salt()))
+    if typename == "list[enum]":
+        quoted = tuple(json.dumps(v, ensure_ascii=False) for v in _enum_vocab(norm, description))
+        return FieldSpec(name, typename, _json_list(lambda: Pick(quoted, salt()), False, salt))
+    if typename == "object":
+        return FieldSpec(name, "object", _object_expr(subfields, endpoint, salt))
+    if typename == "object_list":
+        return FieldSpec(name, typename, _json_list(lambda: _object_expr(subfields, endpoint, salt), False, salt))
     raise ValueError(f"unknown struct type {typename!r}")

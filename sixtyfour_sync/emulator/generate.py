@@ -28,8 +28,10 @@ from sixtyfour_sync.emulator.hashing import combine, combine_vec, hash_str, row_
 
 __all__ = [
     "DEFAULT_PEOPLE_STRUCT",
+    "SUBFIELD_TYPES",
     "TYPE_ALIASES",
     "OutputPlan",
+    "StructRequest",
     "canonical_text",
     "generate_output",
     "generate_table",
@@ -60,26 +62,53 @@ TYPE_ALIASES = {
     "list[bool]": "list[bool]",
     "list[boolean]": "list[bool]",
     "dict": "dict",
+    "enum": "enum",
+    "list[enum]": "list[enum]",
+    "object": "object",
+    "object_list": "object_list",
 }
+#: A subfield's type, as the schema's ``StructField`` names them.
+SUBFIELD_TYPES = {"string": "str", "int": "int", "float": "float", "bool": "bool", "dict": "dict"}
+#: Generated as JSON text that a preview row (and the reference) holds parsed: the lists and objects (a
+#: ``dict`` comes back as a JSON string to parse, as the API documents).
+_PARSED_KINDS = ("object", "object_list")
 
 _FAIL_SALT = 0xFA11
 
 
 def normalise_type(name: str | None) -> str:
-    """The canonical struct type (``str``, ``int``, ``float``, ``bool``, ``list[...]``, ``dict``)."""
+    """The canonical struct type (``str``, ``int``, ``float``, ``bool``, ``list[...]``, ``dict``, ``enum``,
+    ``list[enum]``, ``object``, ``object_list``)."""
     if name is None:
         return "str"
     return TYPE_ALIASES[name.strip().lower()]
 
 
-def parse_struct(struct: Mapping[str, Any] | None, endpoint: str) -> list[tuple[str, str]]:
-    """(field name, canonical type) pairs of a validated struct; people without a struct get defaults."""
+@dataclass(frozen=True)
+class StructRequest:
+    """One requested struct field, as the server reads it from a validated config."""
+
+    name: str
+    type: str
+    description: str = ""
+    #: (name, canonical type) of each subfield of an object or object_list.
+    subfields: tuple[tuple[str, str], ...] = ()
+
+
+def parse_struct(struct: Mapping[str, Any] | None, endpoint: str) -> list[StructRequest]:
+    """The fields of a validated struct; people without a struct get defaults."""
     if not struct:
         struct = DEFAULT_PEOPLE_STRUCT if endpoint == "people" else {}
-    fields: list[tuple[str, str]] = []
+    fields: list[StructRequest] = []
     for name, value in struct.items():
-        typename = value.get("type") if isinstance(value, Mapping) else None
-        fields.append((name, normalise_type(typename)))
+        if not isinstance(value, Mapping):
+            fields.append(StructRequest(name, "str", str(value)))
+            continue
+        subs = tuple(
+            (str(s["name"]), SUBFIELD_TYPES[str(s.get("type") or "string").strip().lower()])
+            for s in value.get("subfields") or ()
+        )
+        fields.append(StructRequest(name, normalise_type(value.get("type")), str(value.get("description", "")), subs))
     return fields
 
 
@@ -130,7 +159,10 @@ def make_plan(
     ``carried`` None returns every uploaded column; otherwise only the feeding columns and, of the
     carried ones (uploaded but not in ``columns``), those named in it.
     """
-    specs = [build_spec(name, typename, endpoint) for name, typename in parse_struct(struct, endpoint)]
+    specs = [
+        build_spec(f.name, f.type, endpoint, description=f.description, subfields=f.subfields)
+        for f in parse_struct(struct, endpoint)
+    ]
     feed = list(columns) if columns else list(input_columns)
     plan = OutputPlan([], specs, feed, resolve_roles(feed, endpoint), field_confidence)
     owned = set(plan.enriched_columns)
@@ -223,14 +255,14 @@ def _typed_py(spec: FieldSpec, ctx: RowCtx) -> Any:
             return value / 100.0
         return value == 1
     text = spec.expr.py(ctx)
-    if spec.kind.startswith("list") and text is not None:
+    if (spec.kind.startswith("list") or spec.kind in _PARSED_KINDS) and text is not None:
         return json.loads(text)
     return text
 
 
 def preview_value(kind: str, value: Any) -> Any:
-    """A generated cell as it appears in an inline preview row (list JSON text becomes a list)."""
-    if kind.startswith("list") and isinstance(value, str):
+    """A generated cell as it appears in an inline preview row (list and object JSON text is parsed)."""
+    if (kind.startswith("list") or kind in _PARSED_KINDS) and isinstance(value, str):
         return json.loads(value)
     return value
 

@@ -225,4 +225,4 @@ def _preview(plan: OutputPlan, tables: list[pa.Table]) -> list[dict[str, Any]]:
 
 def struct_field_names(job: Job) -> list[str]:
     """The struct fields of a job's config (people without a struct get the defaults)."""
-    return [name for name, _ in parse_struct(job.config.get("struct"), job.endpoint)]
+    return [f.name for f in parse_struct(job.config.get("struct"), job.endpoint)]

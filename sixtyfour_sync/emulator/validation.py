@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from sixtyfour_sync.emulator.generate import SUBFIELD_TYPES as _SUBFIELD_TYPES
 from sixtyfour_sync.emulator.generate import TYPE_ALIASES as _TYPE_ALIASES
 from sixtyfour_sync.emulator.settings import COMPANY_ONLY_KEYS, CONFIG_KEYS, TIERS
 
@@ -100,7 +101,7 @@ def _check_struct(value: Any, loc: tuple[Any, ...], required: bool) -> list[Erro
             )
             continue
         for key in spec:
-            if key not in ("description", "type"):
+            if key not in ("description", "type", "subfields"):
                 errors.append(_err((*here, key), "Extra inputs are not permitted", "extra_forbidden"))
         desc = spec.get("description")
         if desc is None:
@@ -111,6 +112,37 @@ def _check_struct(value: Any, loc: tuple[Any, ...], required: bool) -> list[Erro
         if typename is not None and (not isinstance(typename, str) or typename.strip().lower() not in _TYPE_ALIASES):
             allowed = ", ".join(f"'{t}'" for t in _TYPE_ALIASES)
             errors.append(_err((*here, "type"), f"Input should be one of {allowed}", "enum"))
+        if "subfields" in spec:
+            errors += _check_subfields(spec["subfields"], (*here, "subfields"))
+    return errors
+
+
+def _check_subfields(value: Any, loc: tuple[Any, ...]) -> list[ErrorItem]:
+    """A ``subfields`` list of the schema's ``StructField``: ``{name, description, type}``."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return [_err(loc, "Input should be a valid list", "list_type")]
+    errors: list[ErrorItem] = []
+    for i, sub in enumerate(value):
+        here = (*loc, i)
+        if not isinstance(sub, dict):
+            errors.append(_err(here, "Input should be a valid dictionary or instance of StructField", "model_type"))
+            continue
+        for key in sub:
+            if key not in ("name", "description", "type", "subfields"):
+                errors.append(_err((*here, key), "Extra inputs are not permitted", "extra_forbidden"))
+        for key in ("name", "description"):
+            if key not in sub:
+                errors.append(_err((*here, key), "Field required", "missing"))
+            elif not isinstance(sub[key], str):
+                errors.append(_err((*here, key), "Input should be a valid string", "string_type"))
+        typename = sub.get("type", "string")
+        if not isinstance(typename, str) or typename.strip().lower() not in _SUBFIELD_TYPES:
+            allowed = ", ".join(f"'{t}'" for t in _SUBFIELD_TYPES)
+            errors.append(_err((*here, "type"), f"Input should be {allowed}", "enum"))
+        if sub.get("subfields"):
+            errors.append(_err((*here, "subfields"), "Subfields cannot have subfields", "value_error"))
     return errors
 
 

@@ -109,6 +109,8 @@ class ValidationReport:
 
     problems: list[ConfigProblem] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
+    #: What the definitions allow but the API may refuse (an unknown struct type), located; never a failure.
+    warnings: list[ConfigProblem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -138,6 +140,8 @@ def validate(
         return report
     with project:
         syncs = project.select(select, exclude)
+        for loaded in syncs:
+            report.warnings.extend(loaded.warnings())
         report.problems.extend(project.check_targets(syncs))
         if report.problems:
             return report
@@ -324,6 +328,8 @@ def run(
                         project, loaded, adapter, recorder, api, settings, budget, reporter, full_refresh, token
                     )
                     one.started_at, one.completed_at = began, time.time()
+                    # what the definition allows but the API may refuse (an unknown struct type): said first
+                    one.warnings[:0] = [w for w in loaded.spec.warnings() if w not in one.warnings]
                     result.syncs.append(one)
                     failed = fail_fast and one.status in ("failed", "budget")
                     if one.status == "no_credits" or result.error or failed:

@@ -301,6 +301,9 @@ def plan_merge(
         )
     if parsed.duplicate_keys:
         warnings.append(f"{file_label}: {parsed.duplicate_keys} duplicate result row(s) were folded")
+    if parsed.outside_enum:
+        counts = ", ".join(f"{f} {n:,}" for f, n in parsed.outside_enum.items())
+        warnings.append(f"{file_label}: answers outside the field's values (kept as answered): {counts}")
     return MergePlan(
         parts=parts,
         enriched=enriched_rows,

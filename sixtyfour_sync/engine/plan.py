@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sixtyfour_sync.config.models import LoadedSync, SyncSpec, build_api_config
+from sixtyfour_sync.config.models import LoadedSync, StructField, SyncSpec, build_api_config
 from sixtyfour_sync.engine.extract import denormalize
 from sixtyfour_sync.engine.fields import field_changes
 from sixtyfour_sync.engine.ledger import Ledger
@@ -40,6 +40,7 @@ from sixtyfour_sync.warehouse.base import Adapter, Column, LogicalType, TableRef
 __all__ = [
     "Price",
     "arrow_to_logical",
+    "field_logical_type",
     "owned_columns",
     "plan_sync",
     "query_columns",
@@ -69,12 +70,17 @@ def arrow_to_logical(t: pa.DataType) -> LogicalType:
     return LogicalType.TEXT
 
 
+def field_logical_type(field: StructField) -> LogicalType:
+    """The target column type of a struct field: JSON for lists, dicts, objects and list[enum]; BIGINT, DOUBLE,
+    BOOLEAN for int, float, bool; TEXT for str, enum and a type the API's schema does not list."""
+    if field.is_json:
+        return LogicalType.JSON
+    return _FIELD_TYPES.get(field.type, LogicalType.TEXT)
+
+
 def owned_columns(spec: SyncSpec) -> list[Column]:
     """The columns a sync owns in its target: fields, confidences, its own bookkeeping."""
-    cols = [
-        Column(spec.column_for(n), LogicalType.JSON if f.is_json else _FIELD_TYPES[f.type])
-        for n, f in spec.struct.items()
-    ]
+    cols = [Column(spec.column_for(n), field_logical_type(f)) for n, f in spec.struct.items()]
     if spec.field_confidence:
         cols += [Column(spec.column_for(f"{n}_confidence"), LogicalType.BIGINT) for n in spec.struct]
     cols += [
@@ -319,6 +325,7 @@ def plan_sync(
         preview=preview,
         escalation=escalation,
         new_fields=new_fields,
+        warnings=spec.warnings(),
     )
 
 

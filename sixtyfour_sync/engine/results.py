@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sixtyfour_sync.config.models import StructField
+from sixtyfour_sync.engine.casts import answered_mask, cast_sql, count_outside_values
 from sixtyfour_sync.engine.localdb import duck_type, fetch_one, ident, json_path, literal, local_duckdb, registered
 from sixtyfour_sync.errors import SixtyfourSyncError
 from sixtyfour_sync.warehouse.arrow import has_duplicate_keys
@@ -129,6 +130,8 @@ class ParsedResult:
     cast_failures: dict[str, int] = field(default_factory=dict)
     duplicate_keys: int = 0
     null_keys: int = 0
+    #: Per enum field with values: answers outside them (kept; the run warns).
+    outside_enum: dict[str, int] = field(default_factory=dict)
     #: How many files the result came in.
     parts: int = 1
 
@@ -297,21 +300,8 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     return pa.table(columns) if columns else pa.table({})
 
 
-def _cast_sql(expr: str, type_name: str) -> str:
-    blank = f"NULLIF(trim({expr}), '')"
-    if type_name == "int":
-        # "3.0" and "1e3" are integers the API may render as floats; round only when exact.
-        return (
-            f"COALESCE(TRY_CAST({blank} AS BIGINT), CASE WHEN TRY_CAST({blank} AS DOUBLE) = "
-            f"round(TRY_CAST({blank} AS DOUBLE)) THEN TRY_CAST(TRY_CAST({blank} AS DOUBLE) AS BIGINT) END)"
-        )
-    if type_name == "float":
-        return f"TRY_CAST({blank} AS DOUBLE)"
-    if type_name == "bool":
-        return f"TRY_CAST({blank} AS BOOLEAN)"
-    if type_name.startswith("list") or type_name == "dict":
-        return f"CASE WHEN json_valid({blank}) THEN {blank} END"
-    return f"NULLIF({expr}, '')"
+def _cast_sql(expr: str, spec: StructField) -> str:
+    return cast_sql(expr, spec)  # the rules per struct type: sixtyfour_sync/engine/casts.py
 
 
 #: A result to parse: one file, several (the parts of one result, each with its format), or a text table.
@@ -409,7 +399,7 @@ def _typed(
     for k, typ in key_types.items():
         select.append(f"TRY_CAST({ident(k)} AS {duck_type(typ)}) AS {ident(k)}")
     for name, spec in struct.items():
-        expr = _cast_sql(ident(name), spec.type) if name in present else "NULL"
+        expr = _cast_sql(ident(name), spec) if name in present else "NULL"
         select.append(f"{expr} AS {ident(name)}")
     if field_confidence:
         for name in struct:
@@ -436,7 +426,7 @@ def _typed(
     for field_name in struct:
         if field_name not in present:
             continue
-        given = pc.not_equal(pc.utf8_trim_whitespace(raw.column(field_name)), "")
+        given = answered_mask(raw.column(field_name), struct[field_name])
         lost = int(pc.sum(pc.and_(given, pc.is_null(typed.column(field_name)))).as_py() or 0)
         if lost:
             failures[field_name] = lost
@@ -467,6 +457,7 @@ def _typed(
         cast_failures=failures,
         duplicate_keys=duplicate_keys,
         null_keys=null_keys,
+        outside_enum=count_outside_values(typed, struct),
         parts=parts,
     )
 

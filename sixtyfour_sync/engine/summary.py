@@ -40,6 +40,8 @@ class SyncPlan:
     escalation: list[dict[str, Any]] = field(default_factory=list)
     #: Rows answered before fields were added or changed, asked just those: [{fields, rows, estimated_cost_cents}].
     new_fields: list[dict[str, Any]] = field(default_factory=list)
+    #: What the sync's definition allows but the API may refuse (an unknown struct type): shown, never an error.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:

@@ -69,7 +69,28 @@ def test_company_requires_struct() -> None:
         ({"email": ""}, "struct.email", "must not be empty"),
         ({"email": 5}, "struct.email", "got int"),
         ({"email": {"type": "str"}}, "struct.email.description", "description string is required"),
-        ({"email": {"description": "x", "type": "varchar"}}, "struct.email.type", "unknown type 'varchar'"),
+        ({"email": {"description": "x", "type": ""}}, "struct.email.type", "must be a non-empty string"),
+        ({"email": {"description": "x", "type": 3}}, "struct.email.type", "must be a non-empty string"),
+        ({"o": {"description": "x", "type": "object", "subfields": {"a": "b"}}}, "struct.o.subfields", "got dict"),
+        ({"o": {"description": "x", "type": "object", "subfields": []}}, "struct.o.subfields", "non-empty list"),
+        ({"o": {"description": "x", "subfields": [{"description": "d"}]}}, "struct.o.subfields[0].name", "required"),
+        ({"o": {"description": "x", "subfields": [{"name": "a"}]}}, "struct.o.subfields[0].description", "required"),
+        (
+            {"o": {"description": "x", "subfields": [{"name": "a", "description": "d", "kind": "int"}]}},
+            "struct.o.subfields[0].kind",
+            "unknown key",
+        ),
+        (
+            {
+                "o": {
+                    "description": "x",
+                    "subfields": [{"name": "a", "description": "d"}, {"name": "a", "description": "e"}],
+                }
+            },
+            "struct.o.subfields[1].name",
+            "appears twice",
+        ),
+        ({"email": {"description": "x", "values": ["a"]}}, "struct.email.values", "unknown key"),
         ({"email": {"description": "x", "kind": "str"}}, "struct.email.kind", "unknown key"),
         ({"": "empty name"}, "struct.''", "non-empty strings"),
     ],
@@ -78,6 +99,24 @@ def test_struct_forms(struct: dict[str, Any], path: str, text: str) -> None:
     with pytest.raises(ConfigError) as exc:
         validate_config("people", {"struct": struct})
     assert text in _problems(exc)[path]
+
+
+def test_every_struct_type_of_the_schema_passes_and_an_unknown_one_is_left_to_the_api() -> None:
+    from sixtyfour_sync.api.schema import STRUCT_TYPES
+
+    for kind in ("enum", "list[enum]", "object", "object_list", "string", "list[bool]"):
+        assert kind in STRUCT_TYPES
+    struct: dict[str, Any] = {f"f{i}": {"description": "d", "type": kind} for i, kind in enumerate(STRUCT_TYPES)}
+    struct["hq"] = {
+        "description": "HQ",
+        "type": "object",
+        "subfields": [{"name": n, "description": n, "type": t} for n, t in
+                      (("a", "string"), ("b", "int"), ("c", "float"), ("d", "bool"), ("e", "dict"))],
+    }  # fmt: skip
+    struct["offices"] = {"description": "O", "type": "object_list", "subfields": [{"name": "city", "description": "c"}]}
+    struct["founded"] = {"description": "Founding date", "type": "date"}  # not in the schema: the API decides
+    assert json.loads(validate_config("people", {"struct": struct})) == {"struct": struct}
+    assert json.loads(validate_config("company", {"struct": struct, "lead_struct": struct}))["lead_struct"] == struct
 
 
 def test_every_problem_is_listed_at_once() -> None:

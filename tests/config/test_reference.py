@@ -89,3 +89,39 @@ def test_unknown_key_hints_list_the_keys_that_exist_there(tmp_path: Path) -> Non
         load_target(project_dir=tmp_path, env={})
     [problem] = info.value.problems
     assert "password (or pass)" in (problem.hint or "") and "profiles.example" not in (problem.hint or "")
+
+
+def test_the_schema_takes_every_struct_form_and_flags_bad_subfield_types() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(build_schema())
+    struct = {
+        "seniority": {"description": "Level", "type": "enum", "values": ["junior", "senior"]},
+        "languages": {"description": "Languages", "type": "list[enum]", "enum": ["en", "de"]},
+        "hq": {"description": "HQ", "type": "object", "subfields": {"city": "City", "n": {"description": "N",
+                                                                                           "type": "int"}}},
+        "offices": {"description": "Offices", "type": "object_list",
+                    "subfields": [{"name": "city", "description": "City", "type": "string"}]},
+        "founded": {"description": "Founded", "type": "date"},  # not known: a warning, never an error
+    }  # fmt: skip
+    sync = {"name": "x", "endpoint": "people", "source": {"table": "t", "key": "id"}, "struct": struct}
+    sync["target"] = {"table": "o"}
+    assert not list(validator.iter_errors({"syncs": [sync]}))
+    struct["hq"]["subfields"]["n"]["type"] = "date"
+    assert list(validator.iter_errors({"syncs": [sync]}))
+
+
+def test_the_docs_map_every_struct_type_to_a_column_per_warehouse() -> None:
+    from sixtyfour_sync.config.structtypes import KNOWN_TYPES
+
+    doc = markdown_reference()
+    table = doc.split("## Struct types", 1)[1].split("\n## ", 1)[0]
+    header = (
+        "| type | sent to the API | read from the result | DuckDB | PostgreSQL | MySQL/MariaDB | SQLite | Snowflake"
+    )
+    assert header in table
+    rows = [line for line in table.splitlines() if line.startswith("| `") or line.startswith("| any other")]
+    assert [r.split("`")[1] for r in rows[: len(KNOWN_TYPES)]] == list(KNOWN_TYPES)
+    cells = {r.split("`")[1]: [c.strip() for c in r.strip("|").split("|")] for r in rows[: len(KNOWN_TYPES)]}
+    assert cells["object"][3:] == ["`JSON`", "`JSONB`", "`JSON`", "`TEXT`", "`VARIANT`", "`JSON`", "`STRING`"]
+    assert cells["enum"][3:] == ["`VARCHAR`", "`TEXT`", "`TEXT`", "`TEXT`", "`VARCHAR`", "`STRING`", "`STRING`"]
+    assert rows[-1].startswith("| any other name")

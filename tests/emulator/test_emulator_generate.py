@@ -172,3 +172,84 @@ def test_csv_round_trip_keeps_multiline_and_quotes() -> None:
     assert back.column("summary").to_pylist() == out.column("summary").to_pylist()
     assert any("\n" in v for v in back.column("summary").to_pylist())
     assert back.column("company").to_pylist()[3] == 'Q, "Continuum"'
+
+
+NEW_TYPES_STRUCT: dict[str, Any] = {
+    "seniority": {
+        "description": 'Seniority level. One of: "junior", "senior", "Sr. \\"Lead\\", EMEA".',
+        "type": "enum",
+    },
+    "department": {"description": "Department", "type": "enum"},
+    "languages": {"description": 'Languages. One of: "en", "de", "fr".', "type": "list[enum]"},
+    "hq": {
+        "description": "Headquarters",
+        "type": "object",
+        "subfields": [
+            {"name": "city", "description": "City", "type": "string"},
+            {"name": "employees", "description": "Staff", "type": "int"},
+            {"name": "ratio", "description": "Ratio", "type": "float"},
+            {"name": "public", "description": "Listed?", "type": "bool"},
+            {"name": "extra", "description": "More", "type": "dict"},
+            {"name": "full_name", "description": "Founder", "type": "string"},
+            {"name": "summary", "description": "About", "type": "string"},
+        ],
+    },
+    "anything": {"description": "Free-form", "type": "object"},
+    "offices": {"description": "Offices", "type": "object_list", "subfields": [{"name": "city", "description": "c"}]},
+}
+_PARSED = {"list[enum]", "object", "object_list"}
+
+
+def test_every_new_type_is_generated_plausibly_and_agrees_with_the_reference() -> None:
+    kwargs: dict[str, Any] = {"endpoint": "people", "field_confidence": True, "columns": None, "failure_rate": 0.1}
+    out, _ = generate_output(_table(ROWS), NEW_TYPES_STRUCT, seed=5, **kwargs)
+    ref = reference_output(NEW_TYPES_STRUCT, ROWS, seed=5, **kwargs)
+    decoded = []
+    for row in out.to_pylist():
+        for name, spec in NEW_TYPES_STRUCT.items():
+            if spec["type"] in _PARSED and row[name] is not None:
+                row[name] = json.loads(row[name])  # the files hold JSON text: valid JSON, always
+        decoded.append(row)
+    assert decoded == ref
+    assert ref == reference_output(NEW_TYPES_STRUCT, ROWS, seed=5, **kwargs)  # deterministic
+    assert ref != reference_output(NEW_TYPES_STRUCT, ROWS, seed=6, **kwargs)
+    answered = [r for r in ref if r["hq"] is not None]
+    assert answered
+    levels = {r["seniority"] for r in answered}
+    assert levels <= {"junior", "senior", 'Sr. "Lead", EMEA'} and len(levels) > 1  # the values the description lists
+    assert {r["department"] for r in answered} <= {"engineering", "sales", "marketing", "finance", "operations"}
+    for r in answered:
+        assert 1 <= len(r["languages"]) <= 3 and set(r["languages"]) <= {"en", "de", "fr"}
+        hq = r["hq"]
+        assert list(hq) == ["city", "employees", "ratio", "public", "extra", "full_name", "summary"]
+        assert isinstance(hq["city"], str) and isinstance(hq["employees"], int) and isinstance(hq["ratio"], float)
+        assert isinstance(hq["public"], bool) and isinstance(hq["extra"], dict)
+        assert isinstance(r["anything"], dict) and r["anything"]
+        assert 1 <= len(r["offices"]) <= 3 and all(list(o) == ["city"] for o in r["offices"])
+    # input text with quotes, backslashes and line breaks stays valid JSON inside an object
+    names = [(r["hq"]["full_name"], f"{row['first_name']} {row['last_name']}") for r, row in zip(ref, ROWS, strict=True)
+             if r["hq"] is not None and row["first_name"] and row["last_name"]]  # fmt: skip
+    assert names and all(got == want for got, want in names)
+    assert ("李 O'Brien", "李 O'Brien") in names or ref[3]["hq"] is None
+    assert any("\n" in r["hq"]["summary"] for r in answered)
+
+
+def test_enum_values_are_read_back_from_the_description() -> None:
+    from sixtyfour_sync.emulator.fields import enum_values
+
+    assert enum_values('Level. One of: "a", "b, c", "d\\"e".') == ("a", "b, c", 'd"e')
+    assert enum_values("Level. One of: a, b, c.") == ("a", "b", "c")
+    assert enum_values("Level") == ()
+
+
+def test_text_inside_generated_objects_is_escaped_as_json() -> None:
+    rows = [{"first_name": 'Jo"e\\', "last_name": "Line\nBreak\x01\t", "domain": "", "company": ""}]
+    offices = {"description": "o", "type": "object_list", "subfields": [{"name": "full_name", "description": "n"}]}
+    struct = {"hq": NEW_TYPES_STRUCT["hq"], "offices": offices}
+    kwargs: dict[str, Any] = {"endpoint": "people", "field_confidence": False, "columns": None, "failure_rate": 0.0}
+    out, _ = generate_output(_table(rows), struct, seed=1, **kwargs)
+    [ref] = reference_output(struct, rows, seed=1, **kwargs)
+    [row] = out.to_pylist()
+    assert json.loads(row["hq"]) == ref["hq"] and json.loads(row["offices"]) == ref["offices"]
+    assert ref["hq"]["full_name"] == 'Jo"e\\ Line\nBreak\t'  # other control characters are dropped
+    assert all(o["full_name"] == 'Jo"e\\ Line\nBreak\t' for o in ref["offices"])

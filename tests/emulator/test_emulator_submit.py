@@ -145,6 +145,34 @@ def test_idempotency_key_too_long_is_400(live: Live) -> None:
         ("people", {"struct": {"e": {"type": "int"}}}, (("body", "config", "struct", "e", "description"), "missing")),
         (
             "people",
+            {"struct": {"e": {"description": "x", "type": "date"}}},
+            (("body", "config", "struct", "e", "type"), "enum"),
+        ),
+        (
+            "people",
+            {
+                "struct": {
+                    "o": {
+                        "description": "x",
+                        "type": "object",
+                        "subfields": [{"name": "a", "description": "a", "type": "object"}],
+                    }
+                }
+            },
+            (("body", "config", "struct", "o", "subfields", 0, "type"), "enum"),
+        ),
+        (
+            "people",
+            {"struct": {"o": {"description": "x", "type": "object", "subfields": [{"description": "a"}]}}},
+            (("body", "config", "struct", "o", "subfields", 0, "name"), "missing"),
+        ),
+        (
+            "people",
+            {"struct": {"o": {"description": "x", "type": "object", "subfields": {"a": "b"}}}},
+            (("body", "config", "struct", "o", "subfields"), "list_type"),
+        ),
+        (
+            "people",
             {"struct": {"e": {"description": "x", "why": 1}}},
             (("body", "config", "struct", "e", "why"), "extra_forbidden"),
         ),
@@ -173,6 +201,16 @@ def test_config_violations_are_422_in_fastapi_shape(
     for item in response.json()["detail"]:
         assert set(item) == {"loc", "msg", "type"} and item["msg"]
     assert live.emu.jobs == {}
+
+
+def test_every_struct_type_of_the_schema_is_accepted(live: Live) -> None:
+    kinds = ["str", "string", "int", "integer", "float", "bool", "boolean", "dict", "enum", "list[enum]", "object",
+             "object_list", "list", "list[str]", "list[int]", "list[float]", "list[bool]"]  # fmt: skip
+    struct: dict[str, object] = {f"f{i}": {"description": "d", "type": k} for i, k in enumerate(kinds)}
+    subfields = [{"name": n, "description": n, "type": t} for n, t in (("a", "string"), ("b", "int"), ("c", "dict"))]
+    struct["hq"] = {"description": "HQ", "type": "object", "subfields": subfields}
+    response = live.submit({"struct": struct})
+    assert response.status_code == 200, response.text
 
 
 def test_every_problem_is_listed_at_once(live: Live) -> None:

@@ -129,6 +129,100 @@ def test_only_the_columns_the_merge_reads_are_parsed(tmp_path: Path) -> None:
     assert _rows(parsed)[1]["email"] == "a@x.com"
 
 
+# ---------------------------------------------------------------------------------------------- struct types
+
+TYPED = {
+    "name": StructField(description="n"),
+    "level": StructField(description="l", type="enum", values=["junior", "senior"]),
+    "langs": StructField(description="g", type="list[enum]", values=["en", "de"]),
+    "hq": StructField(description="h", type="object", subfields=[{"name": "city", "description": "c"}]),
+    "offices": StructField(description="o", type="object_list"),
+    "meta": StructField(description="m", type="dict"),
+    "tags": StructField(description="t", type="list"),
+    "score": StructField(description="s", type="float"),
+    "founded": StructField(description="f", type="date"),
+}
+
+
+def _csv(tmp_path: Path, header: str, *lines: str) -> Path:
+    path = tmp_path / "typed.csv"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return path
+
+
+def test_text_types_keep_the_words_na_null_nan_and_only_an_empty_field_is_null(tmp_path: Path) -> None:
+    words = ["NA", "null", "nan", "N/A", "NULL", "NaN", "None", "#N/A", " "]
+    lines = [f'{i},"{w}","{w}","{w}"' for i, w in enumerate(words, 1)] + ['99,,"",']
+    path = _csv(tmp_path, "lead_id,name,level,founded", *lines)
+    struct = {k: TYPED[k] for k in ("name", "level", "founded")}
+    parsed = parse_result(path, fmt="csv", key_types=KEYS, struct=struct, field_confidence=False)
+    rows = _rows(parsed)
+    for i, w in enumerate(words, 1):
+        assert (rows[i]["name"], rows[i]["level"], rows[i]["founded"]) == (w, w, w)
+        assert rows[i]["_sixtyfour_status"] == "enriched"
+    assert (rows[99]["name"], rows[99]["level"], rows[99]["founded"]) == (None, None, None)
+    assert rows[99]["_sixtyfour_status"] == "failed"
+    assert parsed.cast_failures == {}
+    # every value but the two allowed ones is outside the enum: kept, and counted
+    assert parsed.outside_enum == {"level": len(words)}
+
+
+def test_non_finite_floats_are_null_and_counted(tmp_path: Path) -> None:
+    values = ["1.5", "inf", "-inf", "nan", "NaN", "Infinity", "1e400", "-1e400", "1e300", "x"]
+    path = _csv(tmp_path, "lead_id,score", *(f"{i},{v}" for i, v in enumerate(values, 1)))
+    parsed = parse_result(path, fmt="csv", key_types=KEYS, struct={"score": TYPED["score"]}, field_confidence=False)
+    got = [r["score"] for r in parsed.table.to_pylist()]
+    assert got == [1.5, None, None, None, None, None, None, None, 1e300, None]
+    assert parsed.cast_failures == {"score": 8}
+
+
+def test_json_types_need_their_shape_and_json_null_is_no_answer(tmp_path: Path) -> None:
+    header = "lead_id,hq,offices,meta,tags,langs"
+    obj, arr = '"{""city"": ""Paris""}"', '"[{""city"": ""Oslo""}]"'
+    path = _csv(
+        tmp_path,
+        header,
+        f'1,{obj},{arr},"{{""a"": 1}}","[""x""]","[""en"", ""de""]"',
+        f'2,{arr},{obj},"[1, 2]","{{""a"": 1}}","""en"""',  # wrong shapes (dict takes any JSON)
+        "3,null,null,null,null,null",  # the JSON literal null: no answer, not a failure
+        "4,{broken,[1,nope,[,[en]",  # invalid JSON
+        '5,"{}","[]","3","[]","[""fr"", ""en""]"',  # empty object and arrays are answers
+    )
+    struct = {k: TYPED[k] for k in ("hq", "offices", "meta", "tags", "langs")}
+    parsed = parse_result(path, fmt="csv", key_types=KEYS, struct=struct, field_confidence=False)
+    rows = _rows(parsed)
+    assert json.loads(rows[1]["hq"]) == {"city": "Paris"} and json.loads(rows[1]["offices"]) == [{"city": "Oslo"}]
+    assert json.loads(rows[1]["meta"]) == {"a": 1} and json.loads(rows[1]["langs"]) == ["en", "de"]
+    assert [rows[2][k] for k in struct] == [None, None, "[1, 2]", None, None]
+    assert [rows[3][k] for k in struct] == [None] * 5 and rows[3]["_sixtyfour_status"] == "failed"
+    assert [rows[4][k] for k in struct] == [None] * 5
+    assert [rows[5][k] for k in struct] == ["{}", "[]", "3", "[]", '["fr", "en"]']
+    assert parsed.cast_failures == {"hq": 2, "offices": 2, "meta": 1, "tags": 2, "langs": 2}
+    assert parsed.outside_enum == {"langs": 1}  # ["fr", "en"]
+
+
+def test_every_type_from_jsonl_with_nested_values(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    lines = [
+        {"lead_id": 1, "name": "NA", "level": "senior", "langs": ["de"], "hq": {"city": "Rome"},
+         "offices": [{"city": "Oslo"}, {"city": "Lima"}], "meta": {"k": [1]}, "tags": ["a"], "score": 2.5,
+         "founded": "1999"},
+        {"lead_id": 2, "name": None, "level": "Senior", "langs": ["de", "it"], "hq": None, "offices": [],
+         "meta": None, "tags": None, "score": None, "founded": None},
+    ]  # fmt: skip
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    parsed = parse_result(path, fmt="jsonl", key_types=KEYS, struct=TYPED, field_confidence=False)
+    rows = _rows(parsed)
+    one = rows[1]
+    assert (one["name"], one["level"], one["score"], one["founded"]) == ("NA", "senior", 2.5, "1999")
+    assert json.loads(one["langs"]) == ["de"] and json.loads(one["hq"]) == {"city": "Rome"}
+    assert json.loads(one["offices"]) == [{"city": "Oslo"}, {"city": "Lima"}]
+    assert json.loads(one["meta"]) == {"k": [1]} and json.loads(one["tags"]) == ["a"]
+    assert rows[2]["offices"] == "[]" and rows[2]["hq"] is None and rows[2]["name"] is None
+    assert parsed.cast_failures == {}
+    assert parsed.outside_enum == {"level": 1, "langs": 1}  # compared exactly: "Senior" is not "senior"
+
+
 # ------------------------------------------------------------------ whatever the bytes: a table or the one error
 
 _EXAMPLES = int(os.environ.get("SIXTYFOUR_SYNC_PROPERTY_EXAMPLES", "150"))

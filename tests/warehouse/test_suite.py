@@ -18,6 +18,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from sixtyfour_sync.config.models import SyncSpec
+from sixtyfour_sync.engine.plan import owned_columns
+from sixtyfour_sync.engine.results import parse_result
 from sixtyfour_sync.errors import DataError, UnsafeIdentifierError, WarehouseError
 from sixtyfour_sync.warehouse import (
     Adapter,
@@ -886,6 +889,99 @@ def test_one_guarded_part_carries_enriched_and_failed_rows(backend: Adapter) -> 
     ]
     assert select_all(backend, table)[0]["owner_note"] == "theirs"
     assert "__write_email" not in [c.lower() for c in backend.get_columns(table)]
+
+
+# ---------------------------------------------------------------------------------------------- struct types
+
+#: One field of every struct type (and one the API's schema does not list), as a sync would define them.
+TYPED_STRUCT: dict[str, Any] = {
+    "name": "Full name",
+    "employees": {"description": "Employees", "type": "integer"},
+    "revenue": {"description": "Revenue", "type": "float"},
+    "hiring": {"description": "Hiring?", "type": "boolean"},
+    "anything": {"description": "Any list", "type": "list"},
+    "skills": {"description": "Skills", "type": "list[str]"},
+    "scores": {"description": "Scores", "type": "list[int]"},
+    "ratios": {"description": "Ratios", "type": "list[float]"},
+    "flags": {"description": "Flags", "type": "list[bool]"},
+    "meta": {"description": "Metadata", "type": "dict"},
+    "level": {"description": "Seniority", "type": "enum", "values": ["junior", "senior"]},
+    "langs": {"description": "Languages", "type": "list[enum]", "values": ["en", "de"]},
+    "hq": {"description": "HQ", "type": "object", "subfields": {"city": "City", "staff": {"description": "n",
+                                                                                         "type": "int"}}},
+    "offices": {"description": "Offices", "type": "object_list", "subfields": {"city": "City"}},
+    "founded": {"description": "Founding date", "type": "date"},
+}  # fmt: skip
+
+#: A result file as the API would send it: every type answered (1), the words NA/null/nan and empty containers
+#: (2), nothing (3: JSON null and empty fields), and values a warehouse would refuse (4: inf, nan).
+TYPED_CSV = (
+    "lead_id,name,employees,revenue,hiring,anything,skills,scores,ratios,flags,meta,level,langs,hq,offices,founded\n"
+    '1,"Ann ""A"" Lee\nsecond line",42,2.5,true,"[""a"", 1, null]","[""sql"", ""dbt""]","[1, 2]","[1.5, -0.25]",'
+    '"[true, false]","{""k"": {""n"": 1}, ""é"": ""✓""}",senior,"[""en"", ""de""]",'
+    '"{""city"": ""Paris"", ""staff"": 3}","[{""city"": ""Oslo""}, {""city"": ""Lima""}]",1999-01-01\n'
+    "2,NA,3.0,-1e3,no,[],[],[],[],[],{},Senior,[],{},[],null\n"
+    "3,,,,,null,null,null,null,null,null,,null,null,null,\n"
+    "4,nan,x,inf,maybe,{},{},{},{},{},{},nan,x,[],{},NA\n"
+)
+
+
+def test_every_struct_type_is_parsed_and_upserted_into_its_column(backend: Adapter, tmp_path: Path) -> None:
+    spec = SyncSpec.model_validate(
+        {"name": "typed", "endpoint": "people", "source": {"table": "leads", "key": "lead_id"},
+         "struct": TYPED_STRUCT, "target": {"table": "typed_target"}}
+    )  # fmt: skip
+    table = TableRef("typed_target")
+    created = backend.ensure_table(table, KEY, owned_columns(spec))  # the engine's own column types
+    assert created.created
+    stored = {k.lower(): v for k, v in backend.get_columns(table).items()}
+    for col in owned_columns(spec):
+        assert backend.is_compatible(stored[col.name], col.type), (col, stored[col.name])
+    path = tmp_path / "typed.csv"
+    path.write_text(TYPED_CSV, encoding="utf-8")
+    parsed = parse_result(
+        path, fmt="csv", key_types={"lead_id": pa.int64()}, struct=spec.struct, field_confidence=False
+    )
+    assert parsed.rows_read == 4 and not parsed.missing_columns
+    fields = list(spec.struct)
+    backend.upsert(table, ["lead_id"], [UpsertPart(parsed.table, [*fields, "_sixtyfour_status"])])
+
+    rows = {r["lead_id"]: r for r in select_all(backend, table)}
+    json_fields = [f for f in fields if spec.struct[f].is_json]
+
+    def values(row: dict[str, Any]) -> dict[str, Any]:
+        out = {f: row[f] for f in fields}
+        out["hiring"] = as_bool(out["hiring"])
+        out.update({f: as_json(out[f]) for f in json_fields})
+        return out
+
+    assert values(rows[1]) == {
+        "name": 'Ann "A" Lee\nsecond line',
+        "employees": 42,
+        "revenue": 2.5,
+        "hiring": True,
+        "anything": ["a", 1, None],
+        "skills": ["sql", "dbt"],
+        "scores": [1, 2],
+        "ratios": [1.5, -0.25],
+        "flags": [True, False],
+        "meta": {"k": {"n": 1}, "é": "✓"},
+        "level": "senior",
+        "langs": ["en", "de"],
+        "hq": {"city": "Paris", "staff": 3},
+        "offices": [{"city": "Oslo"}, {"city": "Lima"}],
+        "founded": "1999-01-01",
+    }
+    assert values(rows[2]) == {
+        "name": "NA", "employees": 3, "revenue": -1000.0, "hiring": False, "anything": [], "skills": [],
+        "scores": [], "ratios": [], "flags": [], "meta": {}, "level": "Senior", "langs": [], "hq": {}, "offices": [],
+        "founded": "null",
+    }  # fmt: skip
+    assert values(rows[3]) == dict.fromkeys(fields)
+    assert rows[3]["_sixtyfour_status"] == "failed"
+    # the words stay text; what a warehouse cannot hold (inf, nan) or has the wrong shape is NULL
+    assert values(rows[4]) == {**dict.fromkeys(fields), "name": "nan", "level": "nan", "meta": {}, "founded": "NA"}
+    assert parsed.outside_enum == {"level": 2}  # "Senior" (case matters) and "nan": kept as answered
 
 
 # ---------------------------------------------------------------------------------------------- races, settings

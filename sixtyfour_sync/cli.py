@@ -294,7 +294,7 @@ def status(
     if exclude:
         chosen = _resolved_names(opts, select, exclude)
     report = do_status(run_id=run_id, select=chosen, limit=limit, **opts.common())
-    print_status(report.runs, report.jobs, opts.log_format, wide=wide)
+    print_status(report.runs, report.jobs, opts.log_format, wide=wide, quarantined=report.quarantined)
 
 
 def _resolved_names(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:

@@ -369,15 +369,34 @@ def print_status(
     *,
     wide: bool = False,
     console: Console | None = None,
+    quarantined: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """The ``status`` report: runs, then jobs; ``wide`` shows full task ids, files, timestamps and errors."""
+    """The ``status`` report: runs, jobs, then the answers the target refused (held in the quarantine); ``wide``
+    shows full task ids, files, timestamps and errors."""
     if log_format == "json":
-        print(json.dumps({"runs": list(runs), "jobs": list(jobs)}, default=str))
+        print(json.dumps({"runs": list(runs), "jobs": list(jobs), "quarantined": list(quarantined)}, default=str))
         return
     console = console or _console(log_format)
     if not runs and not jobs:
         console.print("No runs recorded yet.")
         return
+    _print_jobs_and_runs(console, runs, jobs, wide)
+    if quarantined:
+        console.print(
+            f"[red]{len(quarantined):,} paid row(s) the target refused are held in the quarantine[/] (never asked "
+            "again; each run tries to merge them, so fixing the target merges them):"
+        )
+        for q in quarantined[: None if wide else 20]:
+            reason = str(q.get("reason") or "")
+            reason = reason if wide or len(reason) <= 100 else reason[:99] + "…"
+            console.print(f"  {q.get('sync_name')}: key {q.get('key_text')}, task {q.get('task_id')}: {reason}")
+        if not wide and len(quarantined) > 20:
+            console.print(f"  ... and {len(quarantined) - 20:,} more (--wide lists them all)")
+
+
+def _print_jobs_and_runs(
+    console: Console, runs: Sequence[dict[str, Any]], jobs: Sequence[dict[str, Any]], wide: bool
+) -> None:
     cols = [Col("run", number=False), Col("status", number=False), Col("syncs", number=False, narrow=False)]
     cols += [Col("started", number=False), Col("sent"), Col("enriched"), Col("failed", narrow=False)]
     cols += [Col("est. cost", narrow=False), Col("charged")]

@@ -542,6 +542,8 @@ class StatusReport:
 
     runs: list[dict[str, Any]]
     jobs: list[dict[str, Any]]
+    #: Paid answers the target refused, held (not asked again) until they merge: sync, job, task, key, reason.
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
 
 
 def status(
@@ -561,8 +563,15 @@ def status(
     project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars)
     runs: list[dict[str, Any]] = []
     jobs: list[dict[str, Any]] = []
+    quarantined: list[dict[str, Any]] = []
     with project:
         for ledger in _ledgers(project, select):
+            names = set(select) if select else None
+            quarantined.extend(
+                {k: q.get(k) for k in ("sync_name", "job_id", "task_id", "key_text", "reason", "quarantined_at")}
+                for q in ledger.quarantined()
+                if names is None or q["sync_name"] in names
+            )
             these = ledger.list_runs(limit=10_000)
             these = [r for r in these if r["run_id"] == run_id] if run_id else these[:limit]
             runs.extend(these)
@@ -574,7 +583,7 @@ def status(
             )
     if run_id and not runs:
         raise ConfigError(f"run {run_id!r} is not in the ledger", hint="`sixtyfour-sync status` lists the recent runs")
-    return StatusReport(runs, jobs)
+    return StatusReport(runs, jobs, quarantined)
 
 
 def cancel(

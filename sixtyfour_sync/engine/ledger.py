@@ -13,6 +13,9 @@ job on a throwaway machine resumes where the last one stopped:
   rebuild a lost file, a selection can leave out rows that a job still holds, and a merge knows what was sent.
   Those of ended jobs are pruned at the start and end of each sync's run;
 - ``_sixtyfour_sync_prices``: per-row prices learned from the API's estimates, per endpoint and tier;
+- ``_sixtyfour_sync_quarantine``: paid answers the target refused (a CHECK constraint, a trigger, a value too
+  long for a column someone narrowed), one row each with its key, the warehouse's reason and the answer itself;
+  their rows are held (never asked again) until they merge (see :mod:`sixtyfour_sync.engine.quarantine`);
 - ``_sixtyfour_sync_leases``: see :mod:`sixtyfour_sync.engine.lease`.
 """
 
@@ -45,6 +48,7 @@ __all__ = [
     "KEY_HASH",
     "LEASES_TABLE",
     "PRICES_TABLE",
+    "QUARANTINE_TABLE",
     "RUNS_TABLE",
     "SPECS_TABLE",
     "Job",
@@ -61,6 +65,7 @@ PRICES_TABLE = "_sixtyfour_sync_prices"
 LEASES_TABLE = "_sixtyfour_sync_leases"
 EVENTS_TABLE = "_sixtyfour_sync_webhook_events"
 SPECS_TABLE = "_sixtyfour_sync_specs"
+QUARANTINE_TABLE = "_sixtyfour_sync_quarantine"
 #: The column of a selection (and of the job keys) holding the warehouse's hash of a row's key.
 KEY_HASH = "_sixtyfour_key_hash"
 INPUT_HASH = "_sixtyfour_input_hash"
@@ -154,6 +159,20 @@ _EVENT_COLUMNS = [
 #: What each spec hash stamped into a target stands for: its shared part and one hash per field (JSON).
 _SPEC_COLUMNS = [Column("sync_name", T), Column("definition", T), Column("recorded_at", TS)]
 _KEY_COLUMNS = [Column("job_id", T), Column("part", B), Column("data", T)]
+#: An answer the target refused: whose, its key (the stored prefix of its hash, and as JSON text to show), why,
+#: and the staged row itself (Arrow IPC, base64) with how to merge it, so it merges without asking again.
+_QUARANTINE_COLUMNS = [
+    Column("sync_name", T),
+    Column("job_id", T),
+    Column("task_id", T),
+    Column("key_prefix", T),
+    Column("key_text", T),
+    Column("reason", T),
+    Column("row_data", T),
+    Column("merge_spec", T),
+    Column("quarantined_at", TS),
+    Column("released_at", TS),
+]
 _PRICE_COLUMNS = [
     Column("price_cents_per_row", D),
     Column("learned_at", TS),
@@ -267,6 +286,7 @@ class Ledger:
         self.leases = TableRef(LEASES_TABLE, self.schema)
         self.events = TableRef(EVENTS_TABLE, self.schema)
         self.specs = TableRef(SPECS_TABLE, self.schema)
+        self.quarantine = TableRef(QUARANTINE_TABLE, self.schema)
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.guard: Callable[[], None] = _no_guard
@@ -293,6 +313,7 @@ class Ledger:
         a.ensure_table(self.leases, [Column("sync_name", T, nullable=False)], _LEASE_COLUMNS)
         a.ensure_table(self.events, [Column("event_id", T, nullable=False)], _EVENT_COLUMNS)
         a.ensure_table(self.specs, [Column("spec_hash", T, nullable=False)], _SPEC_COLUMNS)
+        a.ensure_table(self.quarantine, [Column("quarantine_id", T, nullable=False)], _QUARANTINE_COLUMNS)
         # No primary key on the job keys: they are only ever read by job, and an index over millions of hashes
         # would cost more memory than the rows themselves.
         if not a.table_exists(self.keys):
@@ -538,12 +559,42 @@ class Ledger:
         return rowkeys.unpack(str(r["data"] or "") for r in sorted(rows, key=lambda r: int(r["part"])))
 
     def held_keys(self, sync_name: str, states: Sequence[JobState]) -> pa.Array | None:
-        """The key prefixes that jobs of ``sync_name`` in ``states`` hold, or None when no such job exists."""
+        """The key prefixes that jobs of ``sync_name`` in ``states`` hold, and those of its quarantined answers;
+        None when there are none."""
         jobs = self.jobs_for(sync_name=sync_name, states=states)
-        if not jobs:
-            return None
         held = [self.job_keys(j.job_id).column("key") for j in jobs]
+        quarantined = [r["key_prefix"] for r in self.quarantined(sync_name) if r["key_prefix"]]
+        if quarantined:
+            held.append(pa.chunked_array([pa.array(quarantined, pa.string())]))
+        if not held:
+            return None
         return pa.chunked_array([c for col in held for c in col.chunks], type=pa.string()).combine_chunks()
+
+    # -- quarantined answers -------------------------------------------------------------------------
+
+    def quarantine_rows(self, rows: Sequence[Mapping[str, Any]], session: Session) -> None:
+        """Record answers the target refused (in the merge's transaction)."""
+        self.guard()
+        now = utcnow()
+        with self._session(session) as s:
+            s.insert(self.quarantine, [{**r, "quarantine_id": uuid.uuid4().hex, "quarantined_at": now} for r in rows])
+
+    def quarantined(self, sync_name: str | None = None) -> list[dict[str, Any]]:
+        """Answers still held because the target refused them (of one sync, or all), oldest first."""
+        if not self.adapter.table_exists(self.quarantine):
+            return []
+        with self.adapter.session() as s:
+            where = {"sync_name": sync_name} if sync_name else None
+            rows = s.select(self.quarantine, where, order_by=["quarantined_at"])
+        return [r for r in rows if r.get("released_at") is None]
+
+    def release_quarantined(self, ids: Sequence[str], session: Session) -> None:
+        """Mark quarantined answers merged (in the transaction that merged them)."""
+        self.guard()
+        now = utcnow()
+        with self._session(session) as s:
+            for qid in ids:
+                s.update(self.quarantine, {"released_at": now}, {"quarantine_id": qid})
 
     # -- prices --------------------------------------------------------------------------------------
 

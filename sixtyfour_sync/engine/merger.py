@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from sixtyfour_sync.api import ResultDownload
-from sixtyfour_sync.engine import result_files
+from sixtyfour_sync.engine import quarantine, result_files
 from sixtyfour_sync.engine.context import SyncContext
 from sixtyfour_sync.engine.failpoints import failpoint
 from sixtyfour_sync.engine.files import SpilledTable
 from sixtyfour_sync.engine.merge import MergePlan, counts
+from sixtyfour_sync.engine.select import KEY_PREFIX_COLUMN
 from sixtyfour_sync.engine.states import JobState
 from sixtyfour_sync.errors import WarehouseError
 from sixtyfour_sync.warehouse.base import Session, UpsertPart
@@ -117,7 +118,7 @@ class Merger:
             for (t, _, _), was in zip(batch, before, strict=True):  # rolled back: the ledger says what it said
                 t.state = was
                 t.outcome.state = was.value
-            if report:
+            if report and not self._quarantine(batch[0], exc):
                 t, got, _ = batch[0]
                 self._failed(t, got, exc)
             return False
@@ -129,6 +130,55 @@ class Merger:
                 f"{written.adjusted:,} value(s) were changed so {ctx.adapter.type} could store them (NUL characters "
                 "removed from text, infinite or NaN numbers stored as NULL)"
             )
+        return True
+
+    def _quarantine(self, item: Item, exc: BaseException) -> bool:
+        """One file's merge failed: merge it in halves to find the rows the target refuses alone, merge the rest,
+        and hold those rows in the ledger's quarantine (engine/quarantine.py). False (nothing recorded) when the
+        rows cannot be told apart or held: then the whole file is held, as before."""
+        ctx, d = self.ctx, self.driver
+        t, got, plan = item
+        sent = t.sent.load() if isinstance(t.sent, SpilledTable) else t.sent
+        if len(plan.parts) != 1 or sent is None or KEY_PREFIX_COLUMN not in sent.column_names:
+            return False
+        part, key = plan.parts[0], list(ctx.spec.source.key)
+
+        def attempt(start: int, stop: int) -> None:
+            ctx.adapter.upsert(ctx.target, key, [quarantine.slice_part(part, start, stop)])
+
+        refused = quarantine.find_refused(attempt, part.data.num_rows)
+        if refused is None:
+            return False
+        records = quarantine.refused_records(
+            part, refused, sent, key, KEY_PREFIX_COLUMN, sync_name=ctx.name, job_id=t.job_id, task_id=t.task_id
+        )
+        if records is None:
+            return False
+        _discount(plan, part.data.column(ctx.spec.bookkeeping("status")).take([r.index for r in refused]))
+        ctx.ledger.ensure()
+        with ctx.adapter.session() as session:
+            ctx.ledger.record_specs(ctx.name, ctx.spec.stamp_definitions(plan.missing_columns), session)
+            ctx.ledger.quarantine_rows(records, session)
+            d.record_completed(t, session)
+            if t.state is S.COMPLETED:
+                d.move(t, S.DOWNLOADED, session=session, **result_files.ledger_values(got))
+            d.move(
+                t,
+                S.MERGED,
+                session=session,
+                missing_columns=",".join(plan.missing_columns) or None,
+                error=f"{len(records):,} row(s) refused by the target are held in the quarantine",
+                **counts(plan),
+            )
+        failpoint("merged")
+        self._done(t, got, plan)
+        ctx.result.rows_quarantined += len(records)
+        sample = ", ".join(str(r["key_text"]) for r in records[:3])
+        d.partial(
+            f"{t.label}: {ctx.adapter.type} refused {len(records):,} paid row(s) ({sample}): {refused[0].reason}. "
+            "The rest of the file is merged; these rows are held, not asked again (`sixtyfour-sync status` lists "
+            "them). Fix the target and the next run merges them"
+        )
         return True
 
     def _failed(self, t: Tracked, got: ResultDownload, exc: BaseException) -> None:
@@ -174,6 +224,17 @@ class Merger:
         if isinstance(t.sent, SpilledTable):
             t.sent.discard()
             t.sent = None
+
+
+def _discount(plan: MergePlan, statuses: pa.Array | pa.ChunkedArray) -> None:
+    """Take the refused rows out of the counts of what the merge wrote (they are counted as quarantined)."""
+    for status in statuses.to_pylist():
+        if status == "enriched" and plan.enriched:
+            plan.enriched -= 1
+        elif plan.failed:
+            plan.failed -= 1
+        elif plan.not_returned:
+            plan.not_returned -= 1
 
 
 def _combine(batch: list[Item]) -> list[UpsertPart]:

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from sixtyfour_sync.api import JobPoller, SixtyfourClient
 from sixtyfour_sync.api.schema import validate_config
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec, build_api_config
-from sixtyfour_sync.engine import result_files
+from sixtyfour_sync.engine import quarantine, result_files
 from sixtyfour_sync.engine.budget import Budget, fit_file
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder, SyncContext
 from sixtyfour_sync.engine.extract import Producer, ScanStats, denormalize, rebuild_file
@@ -54,11 +54,13 @@ from sixtyfour_sync.engine.select import (
     EXISTS_COLUMN,
     HASH_COLUMN,
     KEY_HASH_COLUMN,
+    KEY_PREFIX_COLUMN,
     Selection,
     bucket_count,
     build_selection,
     keep_keys,
     rebuild_sql,
+    sent_rows,
     source_relation_sql,
     stamp_counts_sql,
 )
@@ -170,6 +172,8 @@ class SyncRunner:
             for stale in ctx.files_dir.glob(f"*{SENT_SUFFIX}") if ctx.files_dir.is_dir() else ():
                 stale.unlink(missing_ok=True)  # what a killed run's files sent: only that run used it
             result_files.clean_leftovers(ctx.results_dir)  # downloads a killed run left half-written
+            if self.escalate_from is None and self.field_stamps is None and ctx.settings.only_tasks is None:
+                self._merge_quarantined()
             self._resume()
             finishing_only = ctx.settings.only_tasks is not None
             if (
@@ -275,6 +279,46 @@ class SyncRunner:
             )
             for b in range(buckets)
         ]
+
+    # ------------------------------------------------------------------ quarantined answers
+
+    def _merge_quarantined(self) -> None:
+        """Merge the answers an earlier run held because the target refused them; say what is still held."""
+        ctx = self.ctx
+        held = ctx.ledger.quarantined(ctx.name) if ctx.ledger.exists() else []
+        if not held:
+            return
+        key = list(ctx.spec.source.key)
+        by_spec: dict[str, list[dict[str, Any]]] = {}
+        for row in held:
+            by_spec.setdefault(str(row["merge_spec"]), []).append(row)
+        still: list[dict[str, Any]] = []
+        for spec_text, rows in by_spec.items():
+            part = quarantine.part_from_rows(quarantine.unpack_rows([str(r["row_data"]) for r in rows]), spec_text)
+            ids = [str(r["quarantine_id"]) for r in rows]
+
+            def attempt(start: int, stop: int, part: Any = part, ids: list[str] = ids) -> None:
+                def release(session: Any) -> None:
+                    ctx.ledger.release_quarantined(ids[start:stop], session)
+
+                ctx.adapter.upsert(ctx.target, key, [quarantine.slice_part(part, start, stop)], before_commit=release)
+
+            self.driver.ensure_target()
+            try:
+                attempt(0, len(rows))
+                refused: list[quarantine.Refused] | None = []
+            except quarantine.REFUSALS:
+                refused = quarantine.find_refused(attempt, len(rows))
+            left = rows if refused is None else [rows[r.index] for r in refused]
+            self.result.rows_released += len(rows) - len(left)
+            still.extend(left)
+        if self.result.rows_released:
+            ctx.note(f"{self.result.rows_released:,} held row(s) the target refused before are merged now")
+        if still:
+            self.driver.partial(
+                f"{len(still):,} paid row(s) the target refused are still held, not asked again (e.g. "
+                f"{still[0]['key_text']}: {still[0]['reason']}); `sixtyfour-sync status` lists them"
+            )
 
     # ------------------------------------------------------------------ resume
 
@@ -415,7 +459,7 @@ class SyncRunner:
                 "warning",
             )
         t.file = chunk.path
-        t.sent = chunk.kept.select([*ctx.spec.source.key, HASH_COLUMN]) if chunk.kept is not None else None
+        t.sent = sent_rows(chunk.kept, ctx.spec.source.key) if chunk.kept is not None else None
         return True
 
     def _sent_rows(self, t: Tracked, selection: Selection) -> pa.Table | None:
@@ -429,7 +473,15 @@ class SyncRunner:
             cols.append(f"json_extract_string(json, {json_path(HASH_COLUMN)}) AS {ident(HASH_COLUMN)}")
             source = f"read_ndjson_objects({literal(str(t.file))}, maximum_object_size = {max_object_size(t.file)})"
             sql = f"SELECT {', '.join(cols)} FROM {source}"
-            return local_duckdb().sql(sql).to_arrow_table()
+            rows = local_duckdb().sql(sql).to_arrow_table()
+            stored = ctx.ledger.job_keys(t.job_id)
+            # The ledger keeps the file's keys in the file's order: the same input hashes, row by row, say so.
+            if (
+                stored.num_rows == rows.num_rows
+                and pc.all(pc.equal(stored.column("input_hash"), rows.column(HASH_COLUMN))).as_py()
+            ):
+                rows = rows.append_column(KEY_PREFIX_COLUMN, stored.column("key"))
+            return rows
         stored = ctx.ledger.job_keys(t.job_id)
         if stored.num_rows == 0:
             return None
@@ -443,8 +495,10 @@ class SyncRunner:
         if rows is None:
             return None
         # the input hash that was SENT (the source may have changed since): from the ledger, by key prefix
-        where = pc.index_in(key_prefix(rows.column(KEY_HASH_COLUMN)), value_set=wanted)
-        return rows.select(key).append_column(HASH_COLUMN, stored.column("input_hash").take(where))
+        prefixes = key_prefix(rows.column(KEY_HASH_COLUMN))
+        where = pc.index_in(prefixes, value_set=wanted)
+        sent = rows.select(key).append_column(HASH_COLUMN, stored.column("input_hash").take(where))
+        return sent.append_column(KEY_PREFIX_COLUMN, prefixes)
 
     # ------------------------------------------------------------------ new rows
 
@@ -578,7 +632,7 @@ class SyncRunner:
         outcome = JobOutcome(job.job_id, job.file_name, job.rows, S.SUBMITTING.value)
         t = Tracked(job, S.SUBMITTING, outcome, file=chunk.path, holds_slot=holds_slot)
         # What the file sent waits on disk until its result is merged: memory does not grow with the jobs in flight.
-        t.sent = spill(chunk.kept.select([*spec.source.key, HASH_COLUMN]), chunk.path.with_suffix(SENT_SUFFIX))
+        t.sent = spill(sent_rows(chunk.kept, spec.source.key), chunk.path.with_suffix(SENT_SUFFIX))
         if EXISTS_COLUMN in chunk.kept.column_names:
             # none of the file's keys is in the target: its result is inserted, not upserted
             t.extra["all_new"] = not _any_true(chunk.kept.column(EXISTS_COLUMN))

@@ -39,6 +39,7 @@ __all__ = [
     "EXISTS_COLUMN",
     "HASH_COLUMN",
     "KEY_HASH_COLUMN",
+    "KEY_PREFIX_COLUMN",
     "KEY_ROWS_COLUMN",
     "REASONS",
     "REASON_COLUMN",
@@ -58,6 +59,9 @@ __all__ = [
 
 HASH_COLUMN = "_sixtyfour_input_hash"
 KEY_HASH_COLUMN = "_sixtyfour_key_hash"
+#: What a file sent keeps of each row's key hash: the prefix the ledger stores (rowkeys.key_prefix), so a row
+#: the target refuses can be held by it.
+KEY_PREFIX_COLUMN = "_sixtyfour_key_prefix"
 REASON_COLUMN = "_sixtyfour_reason"
 #: Whether the target already has a row for the key (a file of rows it has none of is inserted, not upserted).
 EXISTS_COLUMN = "_sixtyfour_in_target"
@@ -315,6 +319,11 @@ def rebuild_sql(adapter: Adapter, selection: Selection) -> str:
         f"SELECT {cols} FROM ({selection.hashed_sql}) {adapter.subquery_alias('h')} "
         f"WHERE h.{q(KEY_ROWS_COLUMN)} = 1 ORDER BY {order}"
     )
+
+
+def sent_rows(kept: pa.Table, key: Sequence[str]) -> pa.Table:
+    """What a file sent, as the merge needs it: the key, the input hash and the key hash's stored prefix."""
+    return kept.select([*key, HASH_COLUMN]).append_column(KEY_PREFIX_COLUMN, key_prefix(kept.column(KEY_HASH_COLUMN)))
 
 
 def drop_held(batch: pa.RecordBatch, held: pa.Array | None) -> pa.RecordBatch:

@@ -134,6 +134,10 @@ class SyncResult:
     incomplete_rows: int = 0
     #: ``run --no-wait``: jobs left submitted on purpose, to finish via webhook or the next run.
     submitted_only: int = 0
+    #: Paid answers the target refused, held one by one (the ledger's quarantine), and those merged in this run
+    #: after an earlier run held them.
+    rows_quarantined: int = 0
+    rows_released: int = 0
     #: When the sync started and ended in this run (unix seconds, UTC), and how long it took.
     started_at: float | None = None
     completed_at: float | None = None
@@ -154,6 +158,7 @@ class SyncResult:
             "charged_cents",
             "replays",
             "incomplete_rows",
+            "rows_quarantined",
         ):
             setattr(self, name, getattr(self, name) + getattr(step, name))  # fmt: skip
         self.jobs.extend(step.jobs)
@@ -218,6 +223,8 @@ class SyncResult:
             "jobs": [vars(j) for j in self.jobs if not j.resumed],
             "replays": self.replays,
             "incomplete_rows": self.incomplete_rows,
+            "rows_quarantined": self.rows_quarantined,
+            "rows_released": self.rows_released,
             "resumed": {**vars(self.resumed), "job_list": [vars(j) for j in self.jobs if j.resumed]},
             "resumed_jobs": self.resumed_jobs,
             "jobs_in_flight": [j.task_id or j.job_id for j in self.jobs_in_flight],

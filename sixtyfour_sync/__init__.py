@@ -13,14 +13,13 @@ import sys
 from typing import Any
 
 from sixtyfour_sync._redact import install_log_redaction
+from sixtyfour_sync._version import __version__
 
 if "pyarrow" not in sys.modules:
     # Arrow's allocator (mimalloc) keeps freed pages for a while before giving them back; a sync frees a result
     # file's worth of memory every few hundred milliseconds, so waiting only raises the peak (about 100 MB at
     # a million rows). Read when pyarrow loads; a value the environment sets wins.
     os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
-
-__version__ = "0.1.0"
 
 install_log_redaction()
 

@@ -33,7 +33,8 @@ import pyarrow.csv as pacsv
 
 from sixtyfour_sync.config.models import StructField
 from sixtyfour_sync.engine.casts import answered_mask, cast_sql, count_outside_values
-from sixtyfour_sync.engine.localdb import duck_type, fetch_one, ident, json_path, literal, local_duckdb, registered
+from sixtyfour_sync.engine.jsonrecords import NotRecords, read_records
+from sixtyfour_sync.engine.localdb import duck_type, ident, json_path, registered
 from sixtyfour_sync.errors import SixtyfourSyncError
 from sixtyfour_sync.warehouse.arrow import has_duplicate_keys
 
@@ -45,17 +46,32 @@ _JSON_BLOCK = 16 << 20
 _MAX_OBJECT = 32 << 20  # a single record; DuckDB buffers twice this
 
 
-def max_object_size(path: Path) -> int:
-    """DuckDB's ``maximum_object_size`` for a JSON file: no record is larger than the file itself.
+def max_object_size(path: Path, *, lines: bool = True) -> int:
+    """DuckDB's ``maximum_object_size`` for a JSON file: no record is larger than its longest line (JSON Lines)
+    or than the file (a JSON array).
 
     DuckDB allocates twice this per read, and the process's in-memory DuckDB shares one memory limit
-    between threads: sizing it to the file keeps small files from reserving 64 MB each.
+    between threads: sizing it to the records keeps a 15 MB file of 15 KB records from reserving 30 MB.
     """
     try:
         size = path.stat().st_size
+        longest = _longest_line(path) if lines else size
     except OSError:
         return _MAX_OBJECT
-    return max(1 << 16, min(_MAX_OBJECT, size + 1))
+    return max(1 << 16, min(_MAX_OBJECT, longest + 1))
+
+
+def _longest_line(path: Path) -> int:
+    """The length of the longest line of a file, in bytes (read in blocks: about 10 ms per 15 MB)."""
+    longest = current = 0
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            start = 0
+            while (end := block.find(b"\n", start)) >= 0:
+                longest = max(longest, current + end - start)
+                current, start = 0, end + 1
+            current += len(block) - start
+    return max(longest, current)
 
 
 class ResultParseError(SixtyfourSyncError):
@@ -230,50 +246,25 @@ def _read_csv(path: Path, columns: Collection[str] | None) -> tuple[pa.Table, li
 
 
 def _read_json_objects(path: Path, columns: Collection[str] | None, *, array: bool) -> tuple[pa.Table, list[str]]:
-    """JSON Lines or a JSON array, the wanted fields as text (nested values as JSON text), each record parsed once.
+    """JSON Lines or a JSON array, the wanted fields as text (nested values as JSON text), each record parsed
+    once (:mod:`sixtyfour_sync.engine.jsonrecords`).
 
     pyarrow's JSON reader fixes each column's type from the first block and raises when a later row differs
-    (an ``employees`` of 7, then "n/a"); the API gives no such guarantee, so each object is read whole by
-    DuckDB and the wanted fields are extracted together, as text, in one pass over the documents (one pass
-    per field re-parsed every document once per column: 800 fields with confidences ran out of memory).
+    (an ``employees`` of 7, then "n/a"); the API gives no such guarantee, so every value is read as text.
     """
-    con = local_duckdb()
     try:
-        fn = "read_json_objects" if array else "read_ndjson_objects"
-        fmt = ", format = 'auto'" if array else ""
-        con.execute(
-            f"CREATE TEMP TABLE j AS SELECT row_number() OVER () AS i, json AS o FROM "
-            f"{fn}({literal(str(path))}{fmt}, maximum_object_size = {max_object_size(path)})"
-        )
-        if array and fetch_one(con, "SELECT count(*) FROM j") == (1,):
-            # perhaps {"results": [...]}: an object wrapping the rows
-            for key in ("results", "rows", "data"):
-                path_sql = literal("$." + key)
-                if fetch_one(con, f"SELECT json_type(o, {path_sql}) FROM j") == ("ARRAY",):
-                    con.execute(
-                        "CREATE OR REPLACE TEMP TABLE j AS SELECT row_number() OVER () AS i, value AS o FROM "
-                        f"(SELECT unnest(json_extract(o, {literal('$.' + key + '[*]')})) AS value FROM j)"
-                    )
-                    break
-        bad = fetch_one(con, "SELECT count(*) FROM j WHERE json_type(o) IS DISTINCT FROM 'OBJECT'")
-        if bad and bad[0]:
-            raise unreadable(path, "json" if array else "jsonl", f"{bad[0]:,} record(s) are not JSON objects")
-        names = [
-            r[0]
-            for r in con.execute(
-                "SELECT k FROM (SELECT unnest(json_keys(o)) AS k, i FROM j) GROUP BY k ORDER BY min(i), k"
-            ).fetchall()
-        ]
-        wanted = [n for n in names if columns is None or n in columns]
-        if not wanted:
-            count = fetch_one(con, "SELECT count(*) FROM j")
-            return pa.table({"__rows": pa.nulls(int(count[0]) if count else 0)}).drop_columns(["__rows"]), names
-        paths = "[" + ", ".join(json_path(n) for n in wanted) + "]"
-        cols = ", ".join(f"v[{i}] AS {ident(n)}" for i, n in enumerate(wanted, start=1))
-        sql = f"SELECT {cols} FROM (SELECT i, json_extract_string(o, {paths}) AS v FROM j) ORDER BY i"
-        return con.sql(sql).to_arrow_table(), names
-    finally:
-        con.execute("DROP TABLE IF EXISTS j")
+        return read_records(path, columns, array=array)
+    except NotRecords as exc:
+        raise unreadable(path, "json" if array else "jsonl", str(exc)) from None
+
+
+#: Columns typed by one query: DuckDB holds a vector per column per chunk, so a query over all of a wide
+#: result's 1,600 columns outgrew the 128 MB cap.
+_GROUP = 128
+
+
+def _groups(items: Sequence[str]) -> list[Sequence[str]]:
+    return [items[i : i + _GROUP] for i in range(0, len(items), _GROUP)] or [items]
 
 
 def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -421,7 +412,9 @@ def _typed(
     # One vectorised pass casts every column; what did not cast, the empty rows and the keys are then
     # counted with Arrow kernels (no second pass, no join, no sort).
     with registered(raw) as (con, (name,)):
-        typed = con.sql("SELECT " + ", ".join(select) + f" FROM {name}").to_arrow_table()
+        # in groups of columns, so that a result of 1,600 columns is typed within the memory cap
+        pieces = [con.sql("SELECT " + ", ".join(group) + f" FROM {name}").to_arrow_table() for group in _groups(select)]
+    typed = pa.table([c for t in pieces for c in t.columns], names=[n for t in pieces for n in t.column_names])
     failures: dict[str, int] = {}
     for field_name in struct:
         if field_name not in present:

@@ -295,3 +295,27 @@ def test_a_field_one_part_lacks_is_missing_and_a_part_without_the_key_is_unreada
     two.write_text("id,email\n2,b@x\n")
     with pytest.raises(ResultParseError, match=r"r\.part1\.csv.*lead_id"):
         parse_result([(one, "csv"), (two, "csv")], key_types=KEYS, struct=struct, field_confidence=False)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
+def test_a_json_array_is_read_element_by_element_across_any_buffer_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    from sixtyfour_sync.engine import jsonrecords
+
+    monkeypatch.setattr(jsonrecords, "_CHUNK", chunk)
+    path = tmp_path / "r.json"
+    rows = [{"lead_id": i, "email": f"e{i}@x", "tags": ["a", i], "n": 12345678901234567890} for i in range(1, 6)]
+    path.write_text("\ufeff  [\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]  \n")
+    table, names = jsonrecords.read_records(path, {"lead_id", "email", "tags", "n"}, array=True)
+    assert names == ["lead_id", "email", "tags", "n"]
+    assert table.column("lead_id").to_pylist() == ["1", "2", "3", "4", "5"]
+    assert table.column("tags").to_pylist()[0] == '["a",1]'
+    assert table.column("n").to_pylist()[0] == "12345678901234567890"  # no rounding through a double
+    wrapped = tmp_path / "w.json"
+    wrapped.write_text(json.dumps({"results": rows}))
+    assert jsonrecords.read_records(wrapped, {"lead_id"}, array=True)[0].num_rows == 5
+    for bad, message in (("[1, 2]", "not a JSON object"), ('[{"a": 1}', "not closed"), ("nope", "not an array")):
+        path.write_text(bad)
+        with pytest.raises(ValueError, match=message):
+            jsonrecords.read_records(path, None, array=True)

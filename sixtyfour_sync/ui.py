@@ -315,6 +315,14 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
             console.print(f"  {s.name}: below min_confidence, not written: {held}")
         if s.replays:
             console.print(f"  {s.name}: {s.replays} file(s) answered by an earlier job (replay: $0 new charge)")
+        if s.rows_source_deleted or s.rows_source_restored:
+            back = f"; {s.rows_source_restored:,} back in the source (flag cleared)" if s.rows_source_restored else ""
+            console.print(
+                f"  {s.name}: {s.rows_source_deleted:,} target row(s) whose key left the source "
+                f"{s.source_deletion or 'flagged'}{back}"
+            )
+        if s.rows_released:
+            console.print(f"  {s.name}: {s.rows_released:,} held row(s) the target refused before are merged now")
         if s.resumed_jobs:
             r = s.resumed
             console.print(

@@ -384,8 +384,28 @@ class TargetSpec(_Strict):
         default="",
         description="Prefix for the struct columns in the target (e.g. sf_ gives sf_email, sf_email_confidence).",
     )
+    on_source_delete: Literal["keep", "flag", "delete"] = Field(
+        default="keep",
+        description="What a run does to a target row the sync wrote whose key is gone from the source: keep "
+        "(default: the row stays, unmarked), flag (sets _sixtyfour_source_deleted_at to when the run saw it gone, "
+        "and clears it if the key comes back) or delete (removes the row; only for a target that holds nothing "
+        "but this sync's columns). Done in the warehouse by one statement at the end of each run, never on rows "
+        "the sync did not write.",
+    )
+    on_source_delete_scope: Literal["source", "selection"] | None = Field(
+        default=None,
+        description="With on_source_delete and a source.where: what 'gone from the source' means. source: gone "
+        "from the table, query or model itself (a row the filter leaves out is not deleted); selection: no longer "
+        "selected by the filter either (a lead moving from US to DE under where: country = 'US' counts as "
+        "deleted). Required then, so a filter is never mistaken for a deletion.",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
+
+    @property
+    def tracks_deletions(self) -> bool:
+        """Whether a run flags or deletes target rows whose key is gone from the source."""
+        return self.on_source_delete != "keep"
 
     @field_validator("prefix")
     @classmethod
@@ -607,6 +627,12 @@ class SyncSpec(_Strict):
                     f"escalate[{i}]: tier {step!r} is already asked (tier: {self.tier}, escalate: "
                     f"{self.escalate}); each tier appears once"
                 )
+        if self.target.tracks_deletions and self.source.where and self.target.on_source_delete_scope is None:
+            raise ValueError(
+                f"target.on_source_delete: {self.target.on_source_delete} with a source.where: say what 'deleted' "
+                "means with target.on_source_delete_scope: source (gone from the source itself; a row the filter "
+                "leaves out is kept) or selection (a row the filter no longer selects counts as deleted)"
+            )
         gated = [n for n, f in self.struct.items() if f.min_confidence is not None]
         if (self.min_confidence is not None or gated) and not self.field_confidence:
             where = "min_confidence" if self.min_confidence is not None else f"struct.{gated[0]}.min_confidence"
@@ -669,6 +695,8 @@ class SyncSpec(_Strict):
         cols += self.bookkeeping_columns()
         if self.gating:
             cols.append(self.bookkeeping("field_status"))
+        if self.target.on_source_delete == "flag":
+            cols.append(self.bookkeeping("source_deleted_at"))
         return cols
 
     def only_fields(self, names: Iterable[str]) -> SyncSpec:

@@ -93,6 +93,8 @@ def owned_columns(spec: SyncSpec) -> list[Column]:
     ]
     if spec.gating:  # which fields of the row's last answer were held back, and why (JSON)
         cols.append(Column(spec.bookkeeping("field_status"), LogicalType.TEXT))
+    if spec.target.on_source_delete == "flag":  # when a run found the row's key gone from the source
+        cols.append(Column(spec.bookkeeping("source_deleted_at"), LogicalType.TIMESTAMP))
     return cols
 
 

@@ -37,6 +37,7 @@ from sixtyfour_sync.config.models import LoadedSync, SyncSpec, build_api_config
 from sixtyfour_sync.engine import quarantine, result_files
 from sixtyfour_sync.engine.budget import Budget, fit_file
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder, SyncContext
+from sixtyfour_sync.engine.deletions import check_delete, deletion_statements, scope_sql
 from sixtyfour_sync.engine.extract import Producer, ScanStats, denormalize, rebuild_file
 from sixtyfour_sync.engine.failpoints import failpoint
 from sixtyfour_sync.engine.fields import FieldChanges, field_changes
@@ -183,6 +184,8 @@ class SyncRunner:
                 and not finishing_only
             ):
                 self._run_new()
+                if self.stop_reason is None and not ctx.stop.requested and self.driver.key_refused is None:
+                    self._source_deletions()
             if self.driver.key_refused is not None:
                 raise self.driver.key_refused
         except SixtyfourSyncError as exc:
@@ -223,6 +226,9 @@ class SyncRunner:
                 for p in exc.problems
             ] or [ConfigProblem(str(ctx.loaded.file), spec.name, str(exc), line=ctx.loaded.line)]
             raise ConfigError(problems=problems) from exc
+        if spec.target.on_source_delete == "delete" and ctx.adapter.table_exists(ctx.target):
+            columns = ctx.adapter.get_columns(ctx.target)  # checked before anything is paid for
+            check_delete(spec, columns, spec.output_columns(), spec.source.key, where=str(ctx.loaded.file))
         ledger = ctx.ledger if ctx.ledger.exists() else None
         price = resolve_price(spec, ledger, ctx.settings.prices)
         self.price = None if price is None else price.cents_per_row
@@ -279,6 +285,35 @@ class SyncRunner:
             )
             for b in range(buckets)
         ]
+
+    # ------------------------------------------------------------------ rows gone from the source
+
+    def _source_deletions(self) -> None:
+        """``target.on_source_delete``: flag or delete the target rows whose key left the source (one statement)."""
+        ctx, spec, a = self.ctx, self.ctx.spec, self.ctx.adapter
+        if not spec.target.tracks_deletions or self.escalate_from is not None or self.field_stamps is not None:
+            return
+        source = TableRef(spec.source.table, spec.source.schema_, spec.source.database) if spec.source.table else None
+        if source is not None and a.table_sql(source) == a.table_sql(ctx.target):
+            return  # the target is the source: its rows go with the source's
+        if not a.table_exists(ctx.target):
+            return
+        self.driver.ensure_target()  # the flag column of a sync that just turned flagging on
+        columns = a.get_columns(ctx.target)
+        check_delete(spec, columns, spec.output_columns(), spec.source.key, where=str(ctx.loaded.file))
+        statements = deletion_statements(a, spec, ctx.target, columns, scope_sql(a, spec, self.ref_table))
+        if ctx.lease is not None:
+            ctx.lease.confirm()
+        counts: dict[str, int] = {}
+        with a.session() as s:
+            for sql, what in statements:
+                counts[what] = max(0, s.execute_count(sql))
+        r = self.result
+        r.source_deletion = "deleted" if spec.target.on_source_delete == "delete" else "flagged"
+        r.rows_source_deleted = counts.get("deleted", 0) + counts.get("flagged", 0)
+        r.rows_source_restored = counts.get("unflagged", 0)
+        if r.status == "nothing_to_do" and (r.rows_source_deleted or r.rows_source_restored):
+            r.status = "ok"
 
     # ------------------------------------------------------------------ quarantined answers
 

@@ -138,6 +138,12 @@ class SyncResult:
     #: after an earlier run held them.
     rows_quarantined: int = 0
     rows_released: int = 0
+    #: ``target.on_source_delete``: target rows whose key left the source, flagged (or deleted) in this run,
+    #: and flagged rows whose key came back.
+    rows_source_deleted: int = 0
+    rows_source_restored: int = 0
+    #: What was done to them: ``flagged`` or ``deleted`` ("" with on_source_delete: keep).
+    source_deletion: str = ""
     #: When the sync started and ended in this run (unix seconds, UTC), and how long it took.
     started_at: float | None = None
     completed_at: float | None = None
@@ -225,6 +231,8 @@ class SyncResult:
             "incomplete_rows": self.incomplete_rows,
             "rows_quarantined": self.rows_quarantined,
             "rows_released": self.rows_released,
+            "rows_source_deleted": self.rows_source_deleted,
+            "rows_source_restored": self.rows_source_restored,
             "resumed": {**vars(self.resumed), "job_list": [vars(j) for j in self.jobs if j.resumed]},
             "resumed_jobs": self.resumed_jobs,
             "jobs_in_flight": [j.task_id or j.job_id for j in self.jobs_in_flight],

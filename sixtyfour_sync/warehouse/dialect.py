@@ -89,6 +89,10 @@ class Dialect:
     bucket_hash: str | None = None
     #: Whether text (and JSON) values cannot hold a NUL character (PostgreSQL): it is removed before the upsert.
     text_forbids_nul: bool = False
+    #: Whether an UPDATE or DELETE names its table by an alias (``UPDATE t AS x``) for the columns its subqueries
+    #: compare (BigQuery and Databricks: a column is never qualified by a whole table path); elsewhere by the
+    #: table's own name (MySQL's single-table DELETE takes no alias).
+    dml_alias: bool = False
 
     def type_name(self, t: LogicalType, *, key: bool = False) -> str:
         """The column type for a logical type (a key column may need another one)."""
@@ -212,6 +216,7 @@ BIGQUERY = Dialect(
     insert_if_absent="merge",
     parse_json="PARSE_JSON({})",
     enforces_primary_key=False,
+    dml_alias=True,
 )
 
 #: Databricks (Unity Catalog): backticks; names fold to lower case and compare case-insensitively (dbt-databricks
@@ -233,6 +238,7 @@ DATABRICKS = Dialect(
     # Delta lets two appends commit side by side; two MERGEs reading one table conflict.
     insert_if_absent="merge",
     enforces_primary_key=False,
+    dml_alias=True,
 )
 
 #: Any other SQLAlchemy dialect: the portable forms only.

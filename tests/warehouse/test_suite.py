@@ -1106,3 +1106,50 @@ def test_the_overwrite_rule_in_sql_matches_its_statement_case_by_case(backend: A
             decide(answered=answered, meets_threshold=True, **args)  # type: ignore[arg-type]
         ]
         assert (got[i]["email"], got[i]["email_confidence"]) == (want, want_conf), (backend.type, policy, cases[i])
+
+
+# ---------------------------------------------------------------------------------------------- rows gone from the source
+
+
+@pytest.mark.parametrize("mode", ["flag", "delete"])
+def test_rows_gone_from_the_source_are_flagged_or_deleted(backend: Adapter, mode: str) -> None:
+    """The statements of engine/deletions.py, on every warehouse: only the sync's own rows, one statement each."""
+    from sixtyfour_sync.config.models import SyncSpec
+    from sixtyfour_sync.engine.deletions import deletion_statements
+    from sixtyfour_sync.engine.plan import owned_columns
+
+    spec = SyncSpec.model_validate(
+        {
+            "name": "s",
+            "endpoint": "people",
+            "source": {"table": "gone_src", "key": "lead_id"},
+            "struct": {"email": "Email"},
+            "target": {"table": f"gone_{mode}", "on_source_delete": mode},
+        }
+    )
+    source = source_table(
+        backend,
+        "gone_src",
+        [{"lead_id": i, "email": None} for i in (1, 2, 4)],
+        [KEY[0], Column("email", LogicalType.TEXT)],
+    )
+    assert source.name == "gone_src"
+    target = TableRef(f"gone_{mode}")
+    backend.ensure_table(target, KEY, owned_columns(spec))
+    rows = [{"lead_id": i, "email": f"{i}@x", "_sixtyfour_status": "enriched"} for i in (1, 2, 3, 4, 5)]
+    rows.append({"lead_id": 6, "email": None, "_sixtyfour_status": None})  # never written by the sync
+    backend.upsert(target, ["lead_id"], [part(rows, ["email", "_sixtyfour_status"])])
+    counts = {}
+    statements = deletion_statements(
+        backend, spec, target, backend.get_columns(target), backend.source_sql(table=TableRef("gone_src"))
+    )
+    with backend.session() as s:
+        for sql, what in statements:
+            counts[what] = s.execute_count(sql)
+    got = {r["lead_id"]: r for r in select_all(backend, target)}
+    if mode == "delete":
+        assert sorted(got) == [1, 2, 4, 6] and counts == {"deleted": 2}
+    else:
+        flagged = sorted(k for k, r in got.items() if r["_sixtyfour_source_deleted_at"] is not None)
+        assert flagged == [3, 5] and sorted(got) == [1, 2, 3, 4, 5, 6]
+        assert counts["flagged"] == 2 and counts["unflagged"] == 0

@@ -123,5 +123,5 @@ def test_the_docs_map_every_struct_type_to_a_column_per_warehouse() -> None:
     assert [r.split("`")[1] for r in rows[: len(KNOWN_TYPES)]] == list(KNOWN_TYPES)
     cells = {r.split("`")[1]: [c.strip() for c in r.strip("|").split("|")] for r in rows[: len(KNOWN_TYPES)]}
     assert cells["object"][3:] == ["`JSON`", "`JSONB`", "`JSON`", "`TEXT`", "`VARIANT`", "`JSON`", "`STRING`"]
-    assert cells["enum"][3:] == ["`VARCHAR`", "`TEXT`", "`TEXT`", "`TEXT`", "`VARCHAR`", "`STRING`", "`STRING`"]
+    assert cells["enum"][3:] == ["`VARCHAR`", "`TEXT`", "`LONGTEXT`", "`TEXT`", "`VARCHAR`", "`STRING`", "`STRING`"]
     assert rows[-1].startswith("| any other name")

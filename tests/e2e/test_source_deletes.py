@@ -91,6 +91,6 @@ def test_a_filtered_source_needs_a_scope_and_honours_it(project: E2EProject, wh3
     second = _run(project)
     flagged = [
         r[0] for r in wh3.query("SELECT lead_id FROM {t:leads_enriched} WHERE _sixtyfour_source_deleted_at IS NOT NULL")
-    ]  # noqa: E501
+    ]
     assert flagged == ([moved] if scope == "selection" else [])
     assert second.syncs[0].rows_source_deleted == len(flagged)

@@ -1108,7 +1108,7 @@ def test_the_overwrite_rule_in_sql_matches_its_statement_case_by_case(backend: A
         assert (got[i]["email"], got[i]["email_confidence"]) == (want, want_conf), (backend.type, policy, cases[i])
 
 
-# ---------------------------------------------------------------------------------------------- rows gone from the source
+# ------------------------------------------------------------------------------ rows gone from the source
 
 
 @pytest.mark.parametrize("mode", ["flag", "delete"])

@@ -27,6 +27,8 @@ from tests.e2e.warehouses import TARGET_COLUMNS, make_duckdb, setup_leads
 POINTS = ["written", "submitting", "answered", "submitted", "completed", "downloaded", "merging", "merged"]
 MODES = ["new", "full_refresh", "max_age", "retry_failed_after"]
 FULL = os.environ.get("SIXTYFOUR_SYNC_FULL_MATRIX", "") not in ("", "0")
+#: Seconds of max_age / retry_failed_after in the deliberate re-ask modes.
+AGE = 5
 
 
 def _cases() -> list[tuple[str, str, bool]]:
@@ -61,8 +63,10 @@ def test_killed_then_resumed_equals_a_clean_run(
     if mode != "new":
         assert api.run(project.dir, api_key=project.api_key, api_url=project.url, env=project.env).exit_code == 0
         if mode in ("max_age", "retry_failed_after"):
-            project.write_model(chunk_rows=50, extra=f"  {mode}: 1s\n")
-            time.sleep(1.1)
+            # long enough that rows the killed run merged are not stale again when the resume selects (a resume
+            # that first finishes the jobs in flight can take a few seconds on a loaded machine)
+            project.write_model(chunk_rows=50, extra=f"  {mode}: {AGE}s\n")
+            time.sleep(AGE + 0.1)
     # the reference: a clean run of the same project, from the same state, against the same emulator
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -94,7 +98,7 @@ def again_nothing_to_do(project: E2EProject) -> bool:
     text = (project.dir / "models" / "leads.yml").read_text()
     # max_age / retry_failed_after would find work again after a second: plan as a plain `changed` sync
     (project.dir / "models" / "leads.yml").write_text(
-        text.replace("      max_age: 1s\n", "").replace("      retry_failed_after: 1s\n", "")
+        text.replace(f"      max_age: {AGE}s\n", "").replace(f"      retry_failed_after: {AGE}s\n", "")
     )
     result = api.run(project.dir, api_key=project.api_key, api_url=project.url, env=project.env)
     return result.syncs[0].status == "nothing_to_do"

@@ -295,8 +295,15 @@ class Ledger:
     # -- setup ---------------------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        """Whether the ledger tables have been created (a ``plan`` must not create them)."""
-        return self.adapter.table_exists(self.jobs)
+        """Whether the ledger tables have been created (a ``plan`` must not create them).
+
+        An existing ledger is brought up to date the first time it is seen (the tables and columns a newer
+        version reads are added), so every command, ``plan`` included, reads a ledger an older version wrote.
+        """
+        found = self.adapter.table_exists(self.jobs)
+        if found and not self._ensured:
+            self.ensure()
+        return found
 
     def ensure(self) -> None:
         """Create the ledger tables (and their schema) when missing; add columns new versions need."""

@@ -48,7 +48,8 @@ def _gone(adapter: Adapter, spec: SyncSpec, target: str, source: str) -> str:
     """SQL true for a target row (the unaliased ``target``) whose key the source does not have."""
     q = adapter.quote
     on = " AND ".join(f"s.{q(k, what='key column')} = {target}.{q(k, what='key column')}" for k in spec.source.key)
-    return f"NOT EXISTS (SELECT 1 FROM ({strip_sql(source)}) {adapter.subquery_alias('s')} WHERE {on})"
+    inner = strip_sql(source, adapter.dialect.sqlglot)
+    return f"NOT EXISTS (SELECT 1 FROM ({inner}) {adapter.subquery_alias('s')} WHERE {on})"
 
 
 def deletion_statements(

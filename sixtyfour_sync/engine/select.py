@@ -155,7 +155,7 @@ def build_selection(
     input_cols = "".join(f", c.{q(c, what='source column')}" for c in inputs)
     row_hash = adapter.row_hash_sql(hashed_inputs or key, alias="c")
     key_hash = adapter.row_hash_sql(key, alias="c")
-    inner = strip_sql(source_sql)
+    inner = strip_sql(source_sql, adapter.dialect.sqlglot)
     where_bucket = bucket_predicate(adapter, "c", key, bucket)
     hashed = (
         f"SELECT {key_cols}{input_cols}, {row_hash} AS {q(HASH_COLUMN)}, {key_hash} AS {q(KEY_HASH_COLUMN)}, "

@@ -257,7 +257,7 @@ class PostgresAdapter(Adapter[PostgresTarget]):
     def stream(self, sql: str, params: Sequence[Any] = (), *, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
         """Yield the query's rows as Arrow batches via ``COPY ... TO STDOUT``, with bounded memory."""
         conn = self._stream_connection()
-        query = strip_sql(sql)
+        query = strip_sql(sql, self.dialect.sqlglot)
         values = [self.adapt_value(v) for v in params]
         finished = False
         try:

@@ -94,3 +94,21 @@ def test_a_filtered_source_needs_a_scope_and_honours_it(project: E2EProject, wh3
     ]
     assert flagged == ([moved] if scope == "selection" else [])
     assert second.syncs[0].rows_source_deleted == len(flagged)
+
+
+def test_source_sql_and_where_may_end_with_comments_and_semicolons(project: E2EProject, wh3: Warehouse) -> None:
+    setup_leads(wh3, 8)
+    project.write_model()
+    model = project.dir / "models" / "leads.yml"
+    leads = wh3.table("leads") if wh3.kind == "postgres" else "leads"  # the others read the sync's schema
+    text = model.read_text().replace(
+        "      table: leads\n",
+        f"      sql: |\n        select * from {leads} -- every lead\n        ;  -- the end\n"
+        "      where: \"country = 'US' -- only the US\"\n",
+        1,
+    )
+    model.write_text(text)
+    result = _run(project)
+    assert result.exit_code == 0, result.syncs[0].errors
+    us = wh3.query("SELECT count(*) FROM {t:leads} WHERE country = 'US'")[0][0]
+    assert result.syncs[0].rows_sent == us > 0

@@ -311,3 +311,20 @@ def test_every_statement_parses_in_its_dialect(dialect: Dialect) -> None:
     parse: Callable[[str], object] = lambda sql: sqlglot.parse_one(sql, read=dialect.sqlglot)  # noqa: E731
     for sql in _statements(dialect):
         parse(sql)
+
+
+@pytest.mark.parametrize(
+    ("sql", "dialect", "nested"),
+    [
+        ("select 1 -- trailing comment", "", "select 1"),
+        ("select 1;\n-- a note\n;  ", "postgres", "select 1"),
+        ("select ';--' as x /* done */ ;", "", "select ';--' as x"),
+        ("select $$a -- b$$ as x -- c", "postgres", "select $$a -- b$$ as x"),
+        ("select 1 # mysql comment", "mysql", "select 1"),
+        ("select '", "", "select '\n"),  # unreadable: the plain rule, and a line break closes any comment
+    ],
+)
+def test_user_sql_nests_in_parentheses_whatever_it_ends_with(sql: str, dialect: str, nested: str) -> None:
+    from sixtyfour_sync.warehouse.sql.identifiers import strip_sql
+
+    assert strip_sql(sql, dialect) == nested

@@ -28,8 +28,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from sqlglot import TokenType
+from sqlglot.errors import TokenError
+
 from sixtyfour_sync.errors import UnsafeIdentifierError
 from sixtyfour_sync.warehouse.dialect import Dialect
+from sixtyfour_sync.warehouse.sql.placeholders import sqlglot_dialect
 from sixtyfour_sync.warehouse.types import NameKind, Quoting, TableRef
 
 __all__ = ["Names", "adapt_value", "strip_sql"]
@@ -154,14 +158,28 @@ class Names:
         )
 
 
-def strip_sql(sql: str) -> str:
-    """User SQL ready to nest in parentheses: no trailing semicolon or whitespace."""
+def strip_sql(sql: str, dialect: str = "") -> str:
+    """User SQL ready to nest in parentheses: nothing after its last token (no trailing semicolons, comments
+    or whitespace: a trailing ``-- comment`` would swallow the closing parenthesis).
+
+    Tokens are read with sqlglot's tokenizer for the warehouse's ``dialect`` (its strings, quoted names and
+    comments: MySQL's ``#``, PostgreSQL's ``$$``); SQL the tokenizer cannot read is cut by the plain rule and
+    ends with a line break, so the parenthesis still closes a trailing line comment.
+    """
     text = sql.strip()
+    try:
+        tokens = [t for t in sqlglot_dialect(dialect).tokenize(text) if t.token_type != TokenType.SEMICOLON]
+    except (TokenError, ValueError):
+        tokens = None
+    if tokens is not None:
+        if not tokens:
+            raise ValueError("empty SQL")
+        return text[: tokens[-1].end + 1]
     while text.endswith(";"):
         text = text[:-1].rstrip()
     if not text:
         raise ValueError("empty SQL")
-    return text
+    return text + "\n"
 
 
 def adapt_value(value: Any) -> Any:

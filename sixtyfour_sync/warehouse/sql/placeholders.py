@@ -17,7 +17,7 @@ from sqlglot import Token, TokenType
 from sqlglot.dialects.dialect import Dialect as SqlglotDialect
 from sqlglot.errors import TokenError
 
-__all__ = ["convert_qmark", "count_qmarks", "placeholder_positions"]
+__all__ = ["convert_qmark", "count_qmarks", "placeholder_positions", "sqlglot_dialect"]
 
 #: Tokens after which a ``?`` is PostgreSQL's jsonb key-exists operator, not a placeholder.
 _OPERAND_END = frozenset(
@@ -47,7 +47,8 @@ _NOT_PLACEHOLDERS = _OPERAND_END - {TokenType.R_PAREN, TokenType.R_BRACKET}
 
 
 @lru_cache(maxsize=16)
-def _dialect(name: str) -> SqlglotDialect:
+def sqlglot_dialect(name: str) -> SqlglotDialect:
+    """sqlglot's dialect of this name ("" for its default)."""
     return SqlglotDialect.get_or_raise(name or None)
 
 
@@ -57,7 +58,7 @@ def placeholder_positions(sql: str, dialect: str = "") -> tuple[int, ...]:
     if "?" not in sql:
         return ()
     try:
-        tokens: list[Token] = _dialect(dialect).tokenize(sql)
+        tokens: list[Token] = sqlglot_dialect(dialect).tokenize(sql)
     except TokenError as exc:
         raise ValueError(f"cannot read this SQL to find its ? placeholders: {exc}") from None
     jsonb_operator = dialect == "postgres"

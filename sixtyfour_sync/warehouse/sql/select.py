@@ -37,11 +37,11 @@ def source_sql(
         from_sql = names.table(table)
     else:
         assert sql is not None
-        from_sql = f"({strip_sql(sql)}) {names.alias('_src')}"
+        from_sql = f"({strip_sql(sql, names.dialect.sqlglot)}) {names.alias('_src')}"
     cols = names.columns(columns, what="source column") if columns else "*"
     out = f"SELECT {cols} FROM {from_sql}"
     if where and where.strip():
-        out += f" WHERE ({where.strip()})"
+        out += f" WHERE ({strip_sql(where, names.dialect.sqlglot)})"
     if order_by:
         out += " ORDER BY " + ", ".join(names.order_term(o, what="source order_by") for o in order_by)
     return out
@@ -70,7 +70,7 @@ class KeyReportSql:
 
 def key_report_sql(names: Names, source: str, key: Sequence[str], *, sample: int = 20) -> KeyReportSql:
     """Count NULL and duplicate keys of a source query in SQL, and fetch up to ``sample`` examples each."""
-    src = f"({strip_sql(source)}) {names.alias('s')}"
+    src = f"({strip_sql(source, names.dialect.sqlglot)}) {names.alias('s')}"
     ks = _key_terms(names, key, "s")
     any_null = " OR ".join(f"{k} IS NULL" for k in ks)
     none_null = " AND ".join(f"{k} IS NOT NULL" for k in ks)
@@ -97,7 +97,7 @@ def clean_source_sql(names: Names, source: str, key: Sequence[str]) -> str:
     With ``QUALIFY`` one window count does it; the portable form joins the source to its keys that occur
     exactly once (equality never matches NULL, so NULL keys drop out too).
     """
-    inner = strip_sql(source)
+    inner = strip_sql(source, names.dialect.sqlglot)
     if names.dialect.qualify:
         ks = _key_terms(names, key, "s")
         return (

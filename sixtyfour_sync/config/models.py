@@ -640,7 +640,18 @@ class SyncSpec(_Strict):
         for col in self.output_columns():
             if col.lower() in lower_key:
                 raise ValueError(f"target column {col!r} would overwrite the key: change target.prefix")
+        clash = _column_clash(self.column_origins())
+        if clash:
+            raise ValueError(clash)
         return self
+
+    def column_origins(self) -> list[tuple[str, str]]:
+        """Every target column this sync writes, with where it comes from (for messages)."""
+        out = [(self.column_for(f), f"struct field {f!r}") for f in self.struct]
+        if self.field_confidence:
+            out += [(self.column_for(f"{f}_confidence"), f"the confidence of struct field {f!r}") for f in self.struct]
+        out += [(c, "a bookkeeping column") for c in self.output_columns() if c.startswith("_sixtyfour")]
+        return out
 
     def escalated(self, tier: str) -> SyncSpec:
         """This sync asked at ``tier`` (an escalation step): same question, same stamp, another depth."""
@@ -779,6 +790,20 @@ class SyncSpec(_Strict):
         }
         blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _column_clash(origins: Sequence[tuple[str, str]]) -> str | None:
+    """Two origins writing one column (names compared as a warehouse that folds case compares them)."""
+    seen: dict[str, tuple[str, str]] = {}
+    for column, origin in origins:
+        first = seen.get(column.lower())
+        if first is not None and first[1] != origin:
+            return (
+                f"{first[1]} and {origin} would both be written to the column {column!r} (names compare without "
+                "case in most warehouses): rename one of them"
+            )
+        seen.setdefault(column.lower(), (column, origin))
+    return None
 
 
 def build_api_config(sync: SyncSpec, input_columns: Sequence[str]) -> dict[str, Any]:
@@ -1051,30 +1076,44 @@ def load_project_models(
 
 
 def _shared_target_problems(syncs: Sequence[LoadedSync]) -> list[ConfigProblem]:
-    """Two syncs writing one target table must keep their columns apart with distinct ``target.prefix``es.
-
-    Their struct columns and their bookkeeping (status, hashes) would otherwise overwrite each other, and
-    every run would select every row of both again.
-    """
-    owners: dict[tuple[str, ...], LoadedSync] = {}
-    problems = []
+    """Syncs writing one target table must write different columns (compared by name, without case) and key it
+    alike; their struct columns and bookkeeping would otherwise overwrite each other (and every run would select
+    every row of both again)."""
+    by_table: dict[tuple[str, ...], list[LoadedSync]] = {}
     for item in syncs:
         t = item.spec.target
         where = (item.profile or "", (t.database or "").lower(), (t.schema_ or "").lower(), t.table.lower())
-        key = (*where, t.prefix.lower())
-        first = owners.get(key)
-        if first is None:
-            owners[key] = item
-            continue
-        problems.append(
-            ConfigProblem(
-                str(item.file),
-                f"{item.spec.name}.target",
-                f"syncs {first.spec.name!r} ({first.file}:{first.line}) and {item.spec.name!r} both write table "
-                f"{t.table!r} with target.prefix {t.prefix!r}: their columns and bookkeeping would overwrite each "
-                "other",
-                line=item.line,
-                hint="give each sync sharing the table its own target.prefix (e.g. prefix: co_), or its own table",
-            )
-        )
+        by_table.setdefault(where, []).append(item)
+    problems = []
+    for items in by_table.values():
+        for i, item in enumerate(items):
+            for first in items[:i]:
+                problem = _shared_problem(first, item)
+                if problem:
+                    problems.append(problem)
     return problems
+
+
+def _shared_problem(first: LoadedSync, item: LoadedSync) -> ConfigProblem | None:
+    a, b = first.spec, item.spec
+    where = f"syncs {a.name!r} ({first.file}:{first.line}) and {b.name!r} both write table {b.target.table!r}"
+    if [k.lower() for k in a.source.key] != [k.lower() for k in b.source.key]:
+        return ConfigProblem(
+            str(item.file),
+            f"{b.name}.source.key",
+            f"{where} but key it differently ({', '.join(a.source.key)} and {', '.join(b.source.key)})",
+            line=item.line,
+            hint="syncs sharing a table share its key; give one of them its own table",
+        )
+    mine = {c.lower(): c for c in a.output_columns()}
+    both = sorted(c for c in b.output_columns() if c.lower() in mine)
+    if not both:
+        return None
+    return ConfigProblem(
+        str(item.file),
+        f"{b.name}.target",
+        f"{where}, and both would write the column(s) {', '.join(both[:5])}{', ...' if len(both) > 5 else ''}: "
+        "their values and bookkeeping would overwrite each other",
+        line=item.line,
+        hint="give each sync sharing the table its own target.prefix (e.g. prefix: co_), or its own table",
+    )

@@ -381,3 +381,43 @@ def test_values_and_subfields_are_part_of_the_question() -> None:
         {"description": "HQ", "type": "object", "subfields": [{"name": "city", "description": "City", "type": "str"}]}
     )
     assert with_subs != hashes({"description": "HQ", "type": "object", "subfields": {"city": "Town"}})
+
+
+def _sync(name: str, struct: dict[str, str], *, key: str = "lead_id", prefix: str = "", confidence: bool = False):
+    return {
+        "name": name,
+        "endpoint": "people",
+        "source": {"table": "leads", "key": key},
+        "struct": struct,
+        "field_confidence": confidence,
+        "target": {"table": "leads_enriched", "prefix": prefix},
+    }
+
+
+@pytest.mark.parametrize(
+    ("struct", "confidence", "both"),
+    [
+        ({"Email": "e", "email": "e"}, False, ("'Email'", "'email'")),
+        ({"a": "a", "a_confidence": "c"}, True, ("'a_confidence'", "confidence of struct field 'a'")),
+    ],
+)
+def test_struct_fields_whose_columns_collide_are_refused_naming_both(
+    struct: dict[str, str], confidence: bool, both: tuple[str, str]
+) -> None:
+    with pytest.raises(ValueError, match="would both be written to the column") as err:
+        SyncSpec.model_validate(_sync("s", struct, confidence=confidence))
+    assert all(name in str(err.value) for name in both)
+
+
+def test_syncs_sharing_a_table_are_checked_by_the_columns_they_write(tmp_path: Path) -> None:
+    import yaml
+
+    a = _sync("a", {"x_email": "Email"})
+    b = _sync("b", {"email": "Email"}, prefix="x_")  # another prefix, the same column x_email
+    c = _sync("c", {"phone": "Phone"}, key="email", prefix="c_")  # another key on the same table
+    _write(tmp_path, "two.yml", yaml.safe_dump({"syncs": [a, b, c]}))
+    with pytest.raises(ConfigError) as err:
+        load_models(tmp_path)
+    text = " ".join(str(p) for p in err.value.problems)
+    assert "both would write the column(s) x_email" in text
+    assert "key it differently (lead_id and email)" in text

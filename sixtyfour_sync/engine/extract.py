@@ -68,7 +68,11 @@ class ScanStats:
     null_samples: list[tuple[Any, ...]] = field(default_factory=list)
     duplicate_samples: dict[tuple[Any, ...], int] = field(default_factory=dict)
     limited: bool = False
+    #: Selected rows dropped because the target holds their key more than once (the join repeated them).
+    target_repeats: int = 0
+    target_repeat_samples: list[tuple[Any, ...]] = field(default_factory=list)
     _last_duplicate: tuple[Any, ...] | None = None
+    _last_key_hash: str | None = None
 
     def skip_bad_keys(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """``batch`` without its rows of NULL or duplicated keys, which are counted (with a few samples)."""
@@ -104,6 +108,28 @@ class ScanStats:
             last = dups.slice(dups.num_rows - 1).select(list(self.key)).to_pylist()[0]
             self._last_duplicate = tuple(last[c] for c in self.key)
         return batch.filter(pc.invert(bad))
+
+    def skip_repeated(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """``batch`` without the repeats of a row whose key the target holds more than once.
+
+        The selection joins the target, so a key a table written by other tools holds twice comes back twice;
+        the rows of one key are adjacent (the selection is in key order), so the repeats are the rows whose key
+        hash equals the previous row's (across batches too). Each source row is sent once.
+        """
+        if batch.num_rows == 0:
+            return batch
+        hashes = batch.column(KEY_HASH_COLUMN)
+        previous = pa.concat_arrays([pa.array([self._last_key_hash], hashes.type), hashes.slice(0, batch.num_rows - 1)])
+        repeat = pc.fill_null(pc.equal(hashes, previous), False)
+        self._last_key_hash = hashes[batch.num_rows - 1].as_py()
+        n = int(pc.sum(repeat).as_py() or 0)
+        if not n:
+            return batch
+        self.target_repeats += n
+        if len(self.target_repeat_samples) < 5:
+            sample = batch.filter(repeat).select(list(self.key)).slice(0, 5 - len(self.target_repeat_samples))
+            self.target_repeat_samples.extend(tuple(r.values()) for r in sample.to_pylist())
+        return batch.filter(pc.invert(repeat))
 
     def count(self, batch: pa.RecordBatch) -> None:
         """Count a batch's rows by reason."""
@@ -192,7 +218,8 @@ class Producer:
             for raw in adapter.stream(sel.sql, list(sel.params), batch_rows=self._batch_rows):
                 if self._stop.is_set():
                     return
-                batch = drop_held(self.stats.skip_bad_keys(denormalize(adapter, raw)), self._held)
+                batch = self.stats.skip_repeated(self.stats.skip_bad_keys(denormalize(adapter, raw)))
+                batch = drop_held(batch, self._held)
                 if left is not None and batch.num_rows >= left:
                     batch = batch.slice(0, left)
                     self.stats.limited = True

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import LoadedSync, StructField, SyncSpec, build_api_config
-from sixtyfour_sync.engine.extract import denormalize
+from sixtyfour_sync.engine.extract import ScanStats, denormalize
 from sixtyfour_sync.engine.fields import field_changes
 from sixtyfour_sync.engine.ledger import Ledger
 from sixtyfour_sync.engine.select import (
@@ -172,12 +172,13 @@ def _count_without_held(adapter: Adapter, selection: Selection, held: pa.Array, 
     """Rows by reason, leaving out those a job still holds (read, not counted in SQL: held jobs are rare)."""
     counts: dict[str, int] = {}
     left = limit
+    stats = ScanStats(tuple(selection.key))
     for raw in adapter.stream(selection.sql):
         batch = denormalize(adapter, raw)
         good = pc.equal(batch.column(KEY_ROWS_COLUMN), 1)
         for k in selection.key:
             good = pc.and_(good, pc.is_valid(batch.column(k)))
-        batch = drop_held(batch.filter(good), held)
+        batch = drop_held(stats.skip_repeated(batch.filter(good)), held)
         if left is not None:
             batch = batch.slice(0, max(0, left))
             left -= batch.num_rows

@@ -46,7 +46,7 @@ def _first_rows(
     left = rows
     for sel in selections:
         for raw in adapter.stream(sel.sql, list(sel.params)):
-            batch = drop_held(stats.skip_bad_keys(denormalize(adapter, raw)), held)
+            batch = drop_held(stats.skip_repeated(stats.skip_bad_keys(denormalize(adapter, raw))), held)
             batch = batch.slice(0, left)
             if batch.num_rows:
                 yield batch

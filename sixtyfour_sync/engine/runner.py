@@ -587,6 +587,15 @@ class SyncRunner:
         if not report.ok and report.describe() not in r.warnings:
             r.warnings.append(report.describe())
             ctx.note(report.describe(), "warning")
+        if self.scan.target_repeats:
+            repeats = (
+                f"the target {ctx.target} holds key(s) more than once (e.g. {list(self.scan.target_repeat_samples[:3])}"
+                f"; {self.scan.target_repeats:,} repeated row(s) of the selection dropped): each source row was sent "
+                "once; remove the duplicated target rows (the merge writes every copy)"
+            )
+            if repeats not in r.warnings:
+                r.warnings.append(repeats)
+                ctx.note(repeats, "warning")
         r.rows_by_reason = dict(self.scan.rows_by_reason)
         if not r.rows_selected and not r.jobs and r.status == "ok":
             r.status = "nothing_to_do"

@@ -341,13 +341,16 @@ def keep_keys(batch: pa.RecordBatch, keys: pa.Array) -> pa.RecordBatch:
 
 def count_by_reason_sql(adapter: Adapter, selection: Selection, limit: int | None = None) -> str:
     """``SELECT reason, count(*)`` over the rows a run would send (good keys only; at most ``limit``), for
-    ``plan``."""
+    ``plan``. A key a target holds twice is counted once, as the run sends it once."""
     q = adapter.quote
     good = " AND ".join([f"x.{q(KEY_ROWS_COLUMN)} = 1", *(f"x.{q(k)} IS NOT NULL" for k in selection.key)])
-    rows = f"SELECT x.{q(REASON_COLUMN)} FROM ({selection.sql}) {adapter.subquery_alias('x')} WHERE {good}"
+    rows = (
+        f"SELECT x.{q(REASON_COLUMN)}, x.{q(KEY_HASH_COLUMN)} FROM ({selection.sql}) {adapter.subquery_alias('x')} "
+        f"WHERE {good}"
+    )
     if limit is not None:
         rows = adapter.limit_sql(rows, limit)
     return (
-        f"SELECT y.{q(REASON_COLUMN)}, COUNT(*) FROM ({rows}) {adapter.subquery_alias('y')} "
-        f"GROUP BY y.{q(REASON_COLUMN)}"
+        f"SELECT y.{q(REASON_COLUMN)}, COUNT(DISTINCT y.{q(KEY_HASH_COLUMN)}) FROM ({rows}) "
+        f"{adapter.subquery_alias('y')} GROUP BY y.{q(REASON_COLUMN)}"
     )

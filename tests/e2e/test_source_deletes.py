@@ -112,3 +112,19 @@ def test_source_sql_and_where_may_end_with_comments_and_semicolons(project: E2EP
     assert result.exit_code == 0, result.syncs[0].errors
     us = wh3.query("SELECT count(*) FROM {t:leads} WHERE country = 'US'")[0][0]
     assert result.syncs[0].rows_sent == us > 0
+
+
+def test_a_target_holding_a_key_twice_never_sends_a_row_twice(project: E2EProject, wh3: Warehouse) -> None:
+    """A table other tools write, without a primary key, holding a key twice: the row is sent (and paid) once."""
+    setup_leads(wh3, 6)
+    wh3.execute("CREATE TABLE {t:leads_enriched} (lead_id BIGINT, note VARCHAR(20))")
+    wh3.execute("INSERT INTO {t:leads_enriched} VALUES (3, 'a'), (3, 'b'), (5, 'c'), (5, 'd'), (5, 'e')")
+    project.write_model()
+    plan = api.plan(project.dir, env=project.env)[0]
+    assert plan.rows_by_reason == {"new": 6}
+    result = _run(project)
+    assert result.exit_code == 0, result.syncs[0].errors
+    assert result.syncs[0].rows_sent == 6
+    (job,) = project.emulator.jobs.values()
+    assert job.row_count == 6
+    assert any("holds key(s) more than once" in w for w in result.syncs[0].warnings)

@@ -1,9 +1,11 @@
 """Spending limits, decided before every submission (pure arithmetic, no I/O).
 
-A budget is never enforced by cancelling a paid job. When the price per row is not known yet, the first file
-of the run is a single row: its answer is kept and merged, and its estimate teaches the price. After that,
-each file is checked before it is sent; a file that does not fit is cut to the rows that do, so a budget is
-never exceeded by more than one row's price (as long as the API's per-row price holds).
+A budget is never enforced by cancelling a paid job. Under a budget, the first file of a run (per endpoint and
+tier) is a single row unless the API has quoted the price in this run already: a price the ledger learned or the
+config gives may have moved since. The row's answer is kept and merged, and its estimate is the price. After
+that, each file is fitted with the price the API quoted for the file before it (the next file waits for that
+estimate), and a file that does not fit is cut to the rows that do, so a budget is never exceeded by more than
+one row's price (at the price quoted when the file is sent).
 """
 
 from __future__ import annotations
@@ -55,11 +57,10 @@ def fit_file(rows: int, room: float | None, price: float | None) -> Fit:
     """
     if room is None:
         return Fit(rows)
-    if price is None:
-        # The first file of a run without a known price: one row to learn it (at most one row over budget).
+    if price is None or price <= 0:
+        # The first file of a run without a price the API quoted in it: one row to learn the price (at most one
+        # row over budget). A price of 0 is no price: it never switches the budget off.
         return Fit(1, learn_price=True) if room > 0 else Fit(0, reason="the budget is used up")
-    if price <= 0:
-        return Fit(rows)
     fits = math.floor((room + 1e-9) / price)
     if fits <= 0:
         return Fit(0, reason=f"the budget left ({room:,.2f} cents) does not cover one row at {price:g} cents")

@@ -129,8 +129,9 @@ class Host(Protocol):
     def stop_sync(self, status: str, message: str) -> None:
         """Stop submitting for this sync."""
 
-    def price_known(self) -> None:
-        """The per-row price was just learned."""
+    def answered(self, price: float | None) -> None:
+        """A submission was answered (``price``: the per-row price its estimate says; None when it says none,
+        or the file was refused or given up): files waiting for the estimate go on."""
 
 
 class JobDriver:
@@ -284,13 +285,16 @@ class JobDriver:
         # they must see this job's cost, or the budget would be overrun by it.
         self.host.spend((estimate or 0.0) - t.reserved)
         t.reserved = 0.0
-        if value.estimated_cost_cents is not None and t.job.rows and replay_of is None:
-            price = value.estimated_cost_cents / t.job.rows
+        quoted = value.estimated_cost_cents is not None or value.estimated_cost_credits is not None
+        quoted_price: float | None = None
+        if quoted and estimate is not None and t.job.rows and replay_of is None and not value.is_replay:
+            quoted_price = estimate / t.job.rows
             known = self.host.price
-            if known is None or abs(known - price) > 1e-9:  # the ledger keeps it once, not once per file
-                ctx.ledger.learn_price(ctx.spec.endpoint, ctx.spec.tier, price, job_id=t.job_id, sync_name=ctx.name)
-            self.host.price = price
-            self.host.price_known()
+            if known is None or abs(known - quoted_price) > 1e-9:  # the ledger keeps it once, not once per file
+                ctx.ledger.learn_price(
+                    ctx.spec.endpoint, ctx.spec.tier, quoted_price, job_id=t.job_id, sync_name=ctx.name
+                )
+        self.host.answered(quoted_price)
         o = t.outcome
         o.task_id, o.replay, o.replay_of, o.estimated_cost_cents = value.task_id, value.is_replay, replay_of, estimate
         if not t.resumed:
@@ -314,6 +318,7 @@ class JobDriver:
                     f"submitting {t.label} failed for {now - t.failing_since:.0f}s ({exc}); it stays `submitting` "
                     "and the next run sends it again with the same Idempotency-Key"
                 )
+                self.host.answered(None)
                 return
             wait = exc.retry_after if exc.retry_after is not None else min(300.0, 15.0 * 2 ** min(t.attempts, 4))
             ctx.note(f"submitting {t.label} failed ({exc}); trying again in {wait:.0f}s", "warning")
@@ -349,6 +354,7 @@ class JobDriver:
         ctx = self.ctx
         self.host.spend(-t.reserved)
         t.reserved = 0.0
+        self.host.answered(None)
         if not self.accepted_any and not t.resumed:
             ctx.ledger.discard_job(t.job_id, t.state)
             t.state = S.REJECTED

@@ -151,7 +151,12 @@ class SyncRunner:
         #: Files waiting for the price to be learned (the first, one-row file is in flight), with whether
         #: each holds an extraction slot.
         self.waiting_files: list[tuple[ChunkFile, bool]] = []
-        self.learning_price = False
+        #: Under a budget, the next file waits for the estimate of the one submitted before it: files are fitted
+        #: with the price the API quotes now, so a price that moved is seen before anything more is sent.
+        self.awaiting_estimate = False
+        #: Whether this run has seen the API quote the price (a price from the ledger or the config is checked
+        #: with a one-row first file under a budget: it may have moved since).
+        self.price_confirmed = False
         self.prepared = False
         self._started = time.monotonic()
 
@@ -612,12 +617,16 @@ class SyncRunner:
             if holds_slot:
                 self.release_slot()
             return
-        if self.learning_price:
+        if self.awaiting_estimate:
             self.waiting_files.append((chunk, holds_slot))
             return
-        fit = fit_file(chunk.rows, self._room(), self.price)
+        room = self._room()
+        # A price of 0 is no price: a budget is never switched off by it.
+        trusted = self.price if self.price_confirmed and self.price is not None and self.price > 0 else None
+        fit = fit_file(chunk.rows, room, trusted)
         if fit.stop:
-            self.stop_sync("budget", f"budget reached: {fit.reason}; nothing more was submitted")
+            at = f" at {trusted:g} cents per row, as the API quoted it in this run" if trusted else ""
+            self.stop_sync("budget", f"budget reached: {fit.reason}{at}; nothing more was submitted")
             chunk.path.unlink(missing_ok=True)
             if holds_slot:
                 self.release_slot()
@@ -626,19 +635,26 @@ class SyncRunner:
         if fit.rows < chunk.rows:
             send = head_chunk(chunk, fit.rows)
             if fit.learn_price:
-                self.learning_price = True
                 rest = tail_chunk(chunk, fit.rows)
                 chunk.path.unlink(missing_ok=True)
                 self.waiting_files.append((rest, holds_slot))
                 holds_slot = False
-                ctx.note("the price per row is not known yet: a one-row file goes first to learn it")
+                if self.price is not None and self.price > 0:
+                    ctx.note(
+                        f"a one-row file goes first to check the price per row ({self.price:g} cents, as known before "
+                        "this run): a price that moved cannot overrun the budget"
+                    )
+                else:
+                    ctx.note("the price per row is not known yet: a one-row file goes first to learn it")
             else:
                 chunk.path.unlink(missing_ok=True)
                 self.stop_sync(
                     "budget",
-                    f"budget reached: only {fit.rows:,} of the next file's {chunk.rows:,} rows fit the budget; "
-                    "they were sent and nothing more was submitted",
+                    f"budget reached: only {fit.rows:,} of the next file's {chunk.rows:,} rows fit the budget at "
+                    f"{trusted:g} cents per row; they were sent and nothing more was submitted",
                 )
+        if room is not None:
+            self.awaiting_estimate = True  # the next file is fitted with this one's estimate
         self._submit_new(send, holds_slot=holds_slot)
 
     def _submit_new(self, chunk: ChunkFile, *, holds_slot: bool) -> None:
@@ -708,11 +724,19 @@ class SyncRunner:
         if self.producer is not None:
             self.producer.release()
 
-    def price_known(self) -> None:
-        """The first estimate arrived: the files that waited for it go on."""
-        if not self.learning_price:
+    def answered(self, price: float | None) -> None:
+        """A submission was answered: its estimate's per-row price (when it quoted one) fits the files that
+        waited for it."""
+        if price is not None:
+            if self.price_confirmed and self.price is not None and abs(price - self.price) > 1e-9:
+                self.ctx.note(
+                    f"the API now quotes {price:g} cents per row (was {self.price:g}): the files left are fitted "
+                    "with it"
+                )
+            self.price, self.price_confirmed = price, price > 0
+        if not self.awaiting_estimate:
             return
-        self.learning_price = False
+        self.awaiting_estimate = False
         waiting, self.waiting_files = self.waiting_files, []
         for chunk, holds_slot in waiting:
             self._on_file(chunk, holds_slot=holds_slot)
@@ -731,7 +755,7 @@ class SyncRunner:
             if holds_slot:
                 self.release_slot()
         self.waiting_files = []
-        self.learning_price = False
+        self.awaiting_estimate = False
         if not partial_ok and r.status in ("ok", "partial", "nothing_to_do"):
             r.status = status
 

@@ -104,10 +104,11 @@ def test_budget_stops_before_spending(project: E2EProject) -> None:
     s = result.syncs[0]
     assert s.status == "budget"
     assert result.exit_code == 1
-    # the first file (200 cents) fits; of the second only the 25 rows that fit the 50 cents left are sent
+    # a one-row file checks the configured price first; then the rest of the first file (198 cents) fits, and of
+    # the second only the 25 rows that fit the 50 cents left are sent
     assert s.rows_sent == 125
     assert s.estimated_cost_cents <= 250
-    assert len(project.emulator.submissions) == 2
+    assert [x.row_count for x in project.emulator.submissions] == [1, 99, 25]
 
 
 @pytest.mark.parametrize("when", ["missing"])

@@ -422,18 +422,24 @@ def _print_jobs_and_runs(
         _grid(console, "runs", cols, rows, wide)
     if not jobs:
         return
+    # jobs of several targets share this ledger (dev and prod): say where each one's answers go
+    targets = wide or len({r.get("target") for r in jobs}) > 1
     cols = [Col("run", number=False), Col("sync", number=False), Col("file", number=False, narrow=False)]
+    if targets:
+        cols.append(Col("target", number=False))
     cols += [Col("rows"), Col("state", number=False), Col("task", number=False), Col("est. cost", narrow=False)]
     cols += [Col("charged"), Col("updated", number=False, narrow=False), Col("error", number=False, narrow=False)]
     rows = []
     for row in jobs:
         task = str(row.get("task_id") or "-")
         error = str(row.get("error") or "")
+        where = [str(row.get("profile_target") or row.get("target") or "-")] if targets else []
         rows.append(
             [
                 str(row.get("run_id")),
                 str(row.get("sync_name")),
                 str(row.get("file_name")),
+                *where,
                 _count(row, "rows"),
                 str(row.get("state")),
                 task if wide or len(task) <= 13 else task[:8] + "…",

@@ -27,7 +27,7 @@ from sixtyfour_sync.engine.checks import check_sync
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder
 from sixtyfour_sync.engine.escalation import escalate
 from sixtyfour_sync.engine.field_steps import ask_new_fields
-from sixtyfour_sync.engine.lease import Lease, LeaseHeldError, pid_alive
+from sixtyfour_sync.engine.lease import Lease, LeaseHeldError, lease_name, pid_alive
 from sixtyfour_sync.engine.ledger import Job, Ledger, new_run_id
 from sixtyfour_sync.engine.plan import owned_columns, plan_sync, target_ref
 from sixtyfour_sync.engine.project import Project
@@ -433,13 +433,16 @@ def _run_one(
         ref_table=ref,
         full_refresh=full_refresh,
     )
+    resolved = project.target_for(loaded)
+    runner.ctx.profile_target = f"{resolved.profile}.{resolved.target}"
+    runner.ctx.project_name = project.dbt.name if project.dbt and project.dbt.name else project.project_dir.name
     try:
         runner.prepare()  # local checks first: a sync that cannot work writes nothing
     except SixtyfourSyncError as exc:
         return SyncResult(name, status="failed", errors=[str(exc)])
     ledger.ensure()
     lease_adapter, own = _sibling(adapter)
-    lease = Lease(Ledger(lease_adapter, schema=ledger.schema), name, recorder.run_id)
+    lease = Lease(Ledger(lease_adapter, schema=ledger.schema), lease_name(name, runner.ctx.target_id), recorder.run_id)
     try:
         try:
             lease.acquire()
@@ -454,11 +457,13 @@ def _run_one(
             result = runner.run()
 
             def step_runner(sub: SyncSpec, **kind: Any) -> SyncRunner:  # a step after the sync's own pass
-                return SyncRunner(
+                step = SyncRunner(
                     loaded=dataclasses.replace(loaded, spec=sub), adapter=adapter, ledger=ledger, client=api,
                     run_id=recorder.run_id, settings=settings, budget=budget, recorder=recorder, stop=stop,
                     reporter=reporter, ref_table=ref, lease=lease, **kind,
                 )  # fmt: skip
+                step.ctx.profile_target, step.ctx.project_name = runner.ctx.profile_target, runner.ctx.project_name
+                return step
 
             if settings.only_tasks is None:
                 ask_new_fields(result, runner, stop=stop, make_runner=lambda sub, st: step_runner(sub, field_stamps=st))
@@ -611,24 +616,30 @@ def cancel(
     project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars)
     out: list[dict[str, Any]] = []
     with project, _client(api_key, api_url, env_map) as api:
-        for ledger in _ledgers(project, select):
-            by_sync: dict[str, list[Job]] = {}
-            for job in ledger.jobs_for(run_id=run_id, states=[S.WRITTEN, S.SUBMITTING, S.SUBMITTED]):
-                by_sync.setdefault(job.sync_name, []).append(job)
-            for sync_name, jobs in by_sync.items():
-                lease = Lease(ledger, sync_name, f"cancel-{new_run_id()}", renew_every=15.0)
-                try:
-                    lease.acquire()
-                except LeaseHeldError as exc:
-                    out.extend(_row(j, error=f"not cancelled: {exc}") for j in jobs)
-                    continue
-                ledger.guard = lease.check
-                try:
-                    for job in jobs:
-                        out.append(_cancel_job(ledger, api, job))
-                finally:
-                    ledger.guard = _no_guard
-                    lease.release()
+        for loaded in project.select(select):
+            adapter = project.adapter_for(loaded)
+            ledger = Ledger(adapter)
+            if not ledger.exists():
+                continue
+            sync_name, target_id = loaded.spec.name, adapter.table_sql(target_ref(loaded.spec))
+            states = [S.WRITTEN, S.SUBMITTING, S.SUBMITTED]
+            # only the jobs whose answers go to this target: another target's (sharing the ledger) are its own
+            jobs = ledger.jobs_for(sync_name=sync_name, run_id=run_id, states=states, target=target_id)
+            if not jobs:
+                continue
+            lease = Lease(ledger, lease_name(sync_name, target_id), f"cancel-{new_run_id()}", renew_every=15.0)
+            try:
+                lease.acquire()
+            except LeaseHeldError as exc:
+                out.extend(_row(j, error=f"not cancelled: {exc}") for j in jobs)
+                continue
+            ledger.guard = lease.check
+            try:
+                for job in jobs:
+                    out.append(_cancel_job(ledger, api, job))
+            finally:
+                ledger.guard = _no_guard
+                lease.release()
     return out
 
 

@@ -99,6 +99,16 @@ class SyncContext:
     results_dir: Path = Path()
     #: Whether the target table has been created and has every column this sync owns.
     target_ready: bool = False
+    #: Where the answers go, as the ledger records it for each job (see :attr:`target_id`), with the profile's
+    #: target (``profile.target``) and the project, for people reading the ledger.
+    profile_target: str | None = None
+    project_name: str | None = None
+
+    @property
+    def target_id(self) -> str:
+        """The target table, qualified as the warehouse names it: jobs, leases and held rows are kept per target,
+        so targets sharing a ledger (dev and prod) never finish each other's jobs."""
+        return self.adapter.table_sql(self.target)
 
     @property
     def spec(self) -> SyncSpec:

@@ -41,7 +41,7 @@ def ask_new_fields(
     groups: dict[tuple[str, ...], list[str]] = dict(runner.changes.groups) if runner.changes else {}
     ledger = runner.ctx.ledger
     if ledger.exists():
-        for job in ledger.jobs_for(sync_name=spec.name, states=sorted(ACTIVE)):
+        for job in ledger.jobs_for(sync_name=spec.name, states=sorted(ACTIVE), target=runner.ctx.target_id):
             if job.fields:
                 asked = tuple(sorted(f for f in job.fields.split(",") if f))
                 groups.setdefault(asked, [])

@@ -1,7 +1,8 @@
 """Leases: at most one run works on a sync at a time, on any machine.
 
-A lease is a row of ``_sixtyfour_sync_leases`` per sync. It is taken by ONE conditional statement (free,
-expired, ours, or held by a process on this host that is gone) whose affected row count says whether it
+A lease is a row of ``_sixtyfour_sync_leases`` per sync and target (:func:`lease_name`). It is taken by ONE
+conditional statement (free, expired, ours, or held by a process on this host that is gone) whose affected row
+count says whether it
 worked, so two runs can never both believe they hold it, even where primary keys are not enforced
 (Snowflake): a second check after taking it sees a duplicate row held by someone else and gives the lease
 back. Expiry is compared with the warehouse's own clock, never a host's.
@@ -24,7 +25,7 @@ from sixtyfour_sync.engine.ledger import Ledger, utcnow
 from sixtyfour_sync.errors import SixtyfourSyncError, WarehouseError
 from sixtyfour_sync.warehouse.base import Adapter
 
-__all__ = ["LEASE_SECONDS", "Lease", "LeaseHeldError", "LeaseLostError", "pid_alive"]
+__all__ = ["LEASE_SECONDS", "Lease", "LeaseHeldError", "LeaseLostError", "lease_name", "pid_alive"]
 
 log = logging.getLogger("sixtyfour_sync.engine.lease")
 
@@ -32,6 +33,12 @@ log = logging.getLogger("sixtyfour_sync.engine.lease")
 LEASE_SECONDS = 180.0
 #: How often the timer thread renews it.
 RENEW_EVERY = 30.0
+
+
+def lease_name(sync_name: str, target_id: str) -> str:
+    """The lease of a sync writing one target: syncs of one name writing other targets (dev and prod sharing a
+    ledger) run side by side."""
+    return f"{sync_name} -> {target_id}"
 
 
 class LeaseHeldError(SixtyfourSyncError):

@@ -126,6 +126,11 @@ _JOB_COLUMNS = [
     Column("missing_columns", T),
     #: A "new fields" job: the fields it asked (comma-separated); NULL for a job asking the whole struct.
     Column("fields", T),
+    #: Where the job's answers go: the target table, qualified as the warehouse names it; with the profile's
+    #: target and the project, for people reading the ledger. Targets sharing a ledger keep apart by it.
+    Column("target", T),
+    Column("profile_target", T),
+    Column("project", T),
     Column("error", T),
     Column("created_at", TS),
     Column("submitting_at", TS),
@@ -167,6 +172,7 @@ _QUARANTINE_COLUMNS = [
     Column("task_id", T),
     Column("key_prefix", T),
     Column("key_text", T),
+    Column("target", T),
     Column("reason", T),
     Column("row_data", T),
     Column("merge_spec", T),
@@ -227,8 +233,15 @@ class Job:
     result_format: str | None = None
     missing_columns: str | None = None
     fields: str | None = None
+    target: str | None = None
+    profile_target: str | None = None
+    project: str | None = None
     error: str | None = None
     created_at: datetime | None = None
+
+    def belongs_to(self, target: str | None) -> bool:
+        """Whether this job's answers go to ``target`` (a job an older version recorded names none: any)."""
+        return target is None or self.target is None or self.target == target
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -260,6 +273,9 @@ class Job:
             result_file=row.get("result_file"),
             result_format=row.get("result_format"),
             missing_columns=row.get("missing_columns"),
+            target=row.get("target"),
+            profile_target=row.get("profile_target"),
+            project=row.get("project"),
             fields=row.get("fields"),
             error=row.get("error"),
             created_at=row.get("created_at"),
@@ -412,6 +428,9 @@ class Ledger:
             "salt": job.salt,
             "reasons": job.reasons,
             "fields": job.fields,
+            "target": job.target,
+            "profile_target": job.profile_target,
+            "project": job.project,
             "file_name": job.file_name,
             "rows": job.rows,
             "bytes": 0,
@@ -523,8 +542,9 @@ class Ledger:
         sync_name: str | None = None,
         run_id: str | None = None,
         states: Sequence[JobState | str] | None = None,
+        target: str | None = None,
     ) -> list[Job]:
-        """Jobs filtered by sync, run and states, oldest first."""
+        """Jobs filtered by sync, run, states and target (:meth:`Job.belongs_to`), oldest first."""
         where: dict[str, Any] = {}
         if sync_name is not None:
             where["sync_name"] = sync_name
@@ -532,7 +552,7 @@ class Ledger:
             where["run_id"] = run_id
         with self.adapter.session() as s:
             rows = s.select(self.jobs, where, columns=_JOB_READ, order_by=["created_at", "job_id"])
-        jobs = [Job.from_row(r) for r in rows]
+        jobs = [j for j in (Job.from_row(r) for r in rows) if j.belongs_to(target)]
         if states is not None:
             wanted = {JobState(s) for s in states}
             jobs = [j for j in jobs if j.state in wanted]
@@ -565,12 +585,12 @@ class Ledger:
             rows = s.select(self.keys, {"job_id": job_id}, columns=["part", "data"])
         return rowkeys.unpack(str(r["data"] or "") for r in sorted(rows, key=lambda r: int(r["part"])))
 
-    def held_keys(self, sync_name: str, states: Sequence[JobState]) -> pa.Array | None:
-        """The key prefixes that jobs of ``sync_name`` in ``states`` hold, and those of its quarantined answers;
-        None when there are none."""
-        jobs = self.jobs_for(sync_name=sync_name, states=states)
+    def held_keys(self, sync_name: str, states: Sequence[JobState], target: str | None = None) -> pa.Array | None:
+        """The key prefixes that jobs of ``sync_name`` (for ``target``) in ``states`` hold, and those of its
+        quarantined answers; None when there are none."""
+        jobs = self.jobs_for(sync_name=sync_name, states=states, target=target)
         held = [self.job_keys(j.job_id).column("key") for j in jobs]
-        quarantined = [r["key_prefix"] for r in self.quarantined(sync_name) if r["key_prefix"]]
+        quarantined = [r["key_prefix"] for r in self.quarantined(sync_name, target) if r["key_prefix"]]
         if quarantined:
             held.append(pa.chunked_array([pa.array(quarantined, pa.string())]))
         if not held:
@@ -586,14 +606,16 @@ class Ledger:
         with self._session(session) as s:
             s.insert(self.quarantine, [{**r, "quarantine_id": uuid.uuid4().hex, "quarantined_at": now} for r in rows])
 
-    def quarantined(self, sync_name: str | None = None) -> list[dict[str, Any]]:
-        """Answers still held because the target refused them (of one sync, or all), oldest first."""
+    def quarantined(self, sync_name: str | None = None, target: str | None = None) -> list[dict[str, Any]]:
+        """Answers still held because the target refused them (of one sync and target, or all), oldest first."""
         if not self.adapter.table_exists(self.quarantine):
             return []
         with self.adapter.session() as s:
             where = {"sync_name": sync_name} if sync_name else None
             rows = s.select(self.quarantine, where, order_by=["quarantined_at"])
-        return [r for r in rows if r.get("released_at") is None]
+        return [
+            r for r in rows if r.get("released_at") is None and (target is None or r.get("target") in (None, target))
+        ]
 
     def release_quarantined(self, ids: Sequence[str], session: Session) -> None:
         """Mark quarantined answers merged (in the transaction that merged them)."""

@@ -152,6 +152,8 @@ class Merger:
         records = quarantine.refused_records(
             part, refused, sent, key, KEY_PREFIX_COLUMN, sync_name=ctx.name, job_id=t.job_id, task_id=t.task_id
         )
+        if records is not None:
+            records = [{**r, "target": ctx.target_id} for r in records]
         if records is None:
             return False
         _discount(plan, part.data.column(ctx.spec.bookkeeping("status")).take([r.index for r in refused]))

@@ -211,7 +211,8 @@ def plan_sync(
     columns = adapter.get_columns(target) if exists else None
     ledger = Ledger(adapter)
     has_ledger = ledger.exists()
-    held = ledger.held_keys(spec.name, sorted(ACTIVE | HELD)) if has_ledger else None
+    target_id = adapter.table_sql(target)
+    held = ledger.held_keys(spec.name, sorted(ACTIVE | HELD), target_id) if has_ledger else None
     changes = None
     if columns is not None and has_ledger and not full_refresh and spec.refresh.when != "always":
         sql = stamp_counts_sql(adapter, spec, target, columns)
@@ -274,8 +275,8 @@ def plan_sync(
     rows = sum(counts.values())
     unfinished = held_jobs = 0
     if has_ledger:
-        unfinished = len(ledger.jobs_for(sync_name=spec.name, states=sorted(ACTIVE)))
-        held_jobs = len(ledger.jobs_for(sync_name=spec.name, states=sorted(HELD)))
+        unfinished = len(ledger.jobs_for(sync_name=spec.name, states=sorted(ACTIVE), target=target_id))
+        held_jobs = len(ledger.jobs_for(sync_name=spec.name, states=sorted(HELD), target=target_id))
     limit = budget_cents if budget_cents is not None else spec.budget.max_cost_cents
     if spec.budget.max_cost_cents is not None and budget_cents is not None:
         limit = min(budget_cents, spec.budget.max_cost_cents)

@@ -325,7 +325,7 @@ class SyncRunner:
     def _merge_quarantined(self) -> None:
         """Merge the answers an earlier run held because the target refused them; say what is still held."""
         ctx = self.ctx
-        held = ctx.ledger.quarantined(ctx.name) if ctx.ledger.exists() else []
+        held = ctx.ledger.quarantined(ctx.name, ctx.target_id) if ctx.ledger.exists() else []
         if not held:
             return
         key = list(ctx.spec.source.key)
@@ -366,8 +366,15 @@ class SyncRunner:
         ctx = self.ctx
         if not ctx.ledger.exists():
             return
-        jobs = ctx.ledger.jobs_for(sync_name=ctx.name, states=sorted(ACTIVE | HELD))
-        jobs = [j for j in jobs if self._owns(j)]
+        every = ctx.ledger.jobs_for(sync_name=ctx.name, states=sorted(ACTIVE | HELD))
+        elsewhere = [j for j in every if not j.belongs_to(ctx.target_id)]
+        if elsewhere:  # another target's jobs (dev and prod sharing a ledger): left for a run against it
+            where = sorted({f"{j.target} ({j.profile_target or 'another target'})" for j in elsewhere})
+            ctx.note(
+                f"{len(elsewhere)} unfinished job(s) of this sync answer another target ({', '.join(where)}): left "
+                "for a run against it"
+            )
+        jobs = [j for j in every if j.belongs_to(ctx.target_id) and self._owns(j)]
         only = ctx.settings.only_tasks
         if only is not None:  # a webhook receiver finishes the tasks it heard of, nothing else
             jobs = [j for j in jobs if j.task_id in only and j.state in ACTIVE]
@@ -557,7 +564,7 @@ class SyncRunner:
                 self.result.status = "nothing_to_do"
             return
         selections = self._selections(buckets=bucket_count(a, source_rows))
-        held = ctx.ledger.held_keys(ctx.name, sorted(HOLDS_ROWS)) if ctx.ledger.exists() else None
+        held = ctx.ledger.held_keys(ctx.name, sorted(HOLDS_ROWS), ctx.target_id) if ctx.ledger.exists() else None
         self.scan = ScanStats(tuple(spec.source.key), source_rows=source_rows)
         ctx.reporter.on("scan", spec.name, source_rows=source_rows)
         ctx.ledger.ensure()
@@ -679,6 +686,9 @@ class SyncRunner:
             salt=salt or None,
             reasons=json.dumps(reasons, sort_keys=True),
             fields=",".join(sorted(spec.struct)) if spec.field_subset else None,
+            target=ctx.target_id,
+            profile_target=ctx.profile_target,
+            project=ctx.project_name,
         )
         assert chunk.kept is not None
         if ctx.lease is not None:

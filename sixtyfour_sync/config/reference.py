@@ -186,6 +186,8 @@ def markdown_reference(schema: dict[str, Any] | None = None) -> str:
         out += ["", f"## {_TITLES[name]}", "", about, "", *_table(definition, defs)]
         if name == "SubField":
             out += ["", *struct_types_section()]
+        if name == "SourceSpec":
+            out += ["", *key_types_section()]
     out += ["", *_overwrite_rule()]
     return "\n".join(out) + "\n"
 
@@ -260,6 +262,79 @@ def struct_types_section() -> list[str]:
         logical = field_logical_type(StructField(description="x", type="date" if kind == "other" else kind))
         cells = [f"`{TYPE_NAMES[dialect][logical]}`" for _, dialect in _WAREHOUSES]
         lines.append(f"| {label} | {sent} | {read} | " + " | ".join(cells) + " |")
+    return lines
+
+
+#: The key types of the table in docs/config.md: a label, and the key type it stands for.
+def _key_rows() -> list[tuple[str, Any]]:
+    from sixtyfour_sync.warehouse.keytypes import KeyType
+
+    return [
+        ("text (`VARCHAR`, `TEXT`, `CHAR`, `STRING`, an enum)", KeyType("text")),
+        ("integer up to 64 bits (`BIGINT`, `INTEGER`, `SMALLINT`, `INT UNSIGNED`...)", KeyType("integer")),
+        ("unsigned 64-bit integer (`UBIGINT`, `BIGINT UNSIGNED`)", KeyType("unsigned")),
+        ("DuckDB `HUGEINT` / `UHUGEINT`", KeyType("hugeint", source="HUGEINT")),
+        ("exact decimal `DECIMAL(p,s)` / `NUMERIC(p,s)` / `NUMBER(p,s)`", KeyType("decimal", 20, 4)),
+        ("PostgreSQL `numeric` without a precision", KeyType("decimal")),
+        ("float (`DOUBLE`, `REAL`, `FLOAT`)", KeyType("float")),
+        ("`BOOLEAN`", KeyType("boolean")),
+        ("`DATE`", KeyType("date")),
+        ("`TIMESTAMP` (no time zone: `DATETIME`, `TIMESTAMP_NTZ`)", KeyType("timestamp")),
+        (
+            "`TIMESTAMP WITH TIME ZONE` (`TIMESTAMPTZ`, `TIMESTAMP_TZ`/`_LTZ`, BigQuery `TIMESTAMP`)",
+            KeyType("timestamptz"),
+        ),
+        ("`UUID`", KeyType("uuid")),
+    ]
+
+
+def key_types_section() -> list[str]:
+    """The "Key types" section: the key types the sync carries and the type the target's key column gets."""
+    from sixtyfour_sync.warehouse.keytypes import key_sql_type
+    from sixtyfour_sync.warehouse.types import KEY_TYPE_NAMES, TYPE_NAMES, LogicalType
+
+    lines = [
+        "## Key types",
+        "",
+        "The target's key columns are created with the source key's own type, so every later run compares keys",
+        "like with like and no exact number ever becomes a double. The type is read from the warehouse (DuckDB's",
+        "`DESCRIBE`, PostgreSQL's `format_type`, MySQL's column type of the query) or, elsewhere, from how its rows",
+        "arrive. `DECIMAL(20,4)` stands for any precision and scale, which the target keeps.",
+        "",
+        "| source key type | " + " | ".join(name for name, _ in _WAREHOUSES) + " |",
+        "|---|" + "---|" * len(_WAREHOUSES),
+    ]
+    for label, kt in _key_rows():
+        cells = []
+        for _, dialect in _WAREHOUSES:
+            only = {"hugeint": "duckdb"}.get(kt.kind) or (
+                "postgres" if kt.kind == "decimal" and kt.precision is None else None
+            )
+            if only is not None and dialect != only:
+                cells.append("-")  # a type only that warehouse has
+                continue
+            text = KEY_TYPE_NAMES.get(dialect, {}).get(LogicalType.TEXT) or TYPE_NAMES[dialect][LogicalType.TEXT]
+            cells.append(f"`{key_sql_type(dialect, kt, text)}`")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "- Refused as keys, by `validate`, `plan` and `run` before anything is paid for (the message names the key,",
+        "  its type and the supported types): `TIME`, `INTERVAL`, `BLOB`/`bytea`/`BINARY`, bit strings, JSON,",
+        "  `VARIANT`, arrays, structs, maps, geography, nanosecond timestamps (DuckDB `TIMESTAMP_NS`), BigQuery",
+        "  `BIGNUMERIC` and `money`. Cast such a key in `source.sql` (an id as text, say) or key the sync by another",
+        "  column.",
+        "- A float key is exact in its own type and kept; a NaN or infinite key is skipped and reported like a NULL",
+        "  one (no file can carry it). A decimal or unsigned 64-bit key is written to the file as a JSON string, so",
+        "  no JSON parser turns it into a double; DuckDB's `HUGEINT` and MySQL's unsigned and decimal keys travel",
+        "  as text between the warehouse and the result, and the warehouse converts them back on merge.",
+        "- Timestamps are carried to the microsecond. A UUID is text of its canonical form where the warehouse has",
+        "  no UUID type. Snowflake's `NUMBER(38,0)` (its `INTEGER`/`BIGINT`) is read as a 64-bit integer; declare a",
+        "  wider key `NUMBER(p,0)` with p from 19 to 37 to carry values beyond 2^63 exactly. bqemulator's `NUMERIC`",
+        "  holds fewer digits than BigQuery's (38, scale 9).",
+        "- A target an earlier version created with a text key (a PostgreSQL `uuid`, `date` or `numeric` key) or",
+        "  a double key (an exact number) keeps working: the source key is cast to the stored type wherever keys",
+        "  are compared.",
+    ]
     return lines
 
 

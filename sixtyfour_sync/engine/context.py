@@ -16,6 +16,7 @@ from sixtyfour_sync.engine.ledger import Ledger
 from sixtyfour_sync.engine.scheduler import Scheduler, StopToken
 from sixtyfour_sync.engine.summary import SyncResult
 from sixtyfour_sync.warehouse.base import Adapter, TableRef
+from sixtyfour_sync.warehouse.keytypes import KeyType
 
 __all__ = ["EngineSettings", "Reporter", "RunRecorder", "SyncContext"]
 
@@ -94,6 +95,8 @@ class SyncContext:
     target: TableRef
     spec_hash: str
     key_types: dict[str, pa.DataType] = field(default_factory=dict)
+    #: The source key's types (warehouse/keytypes.py): the target's key columns get them.
+    key_specs: dict[str, KeyType] = field(default_factory=dict)
     api_config: dict[str, Any] = field(default_factory=dict)
     files_dir: Path = Path()
     results_dir: Path = Path()

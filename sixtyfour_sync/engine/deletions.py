@@ -19,9 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sixtyfour_sync.config.models import SyncSpec
-from sixtyfour_sync.engine.select import source_relation_sql
+from sixtyfour_sync.engine.select import key_join_sql, source_relation_sql
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
 from sixtyfour_sync.warehouse.base import Adapter, LogicalType, TableRef
+from sixtyfour_sync.warehouse.keytypes import KeyType
 from sixtyfour_sync.warehouse.sql.identifiers import strip_sql
 
 __all__ = ["Deletions", "check_delete", "deletion_statements", "scope_sql"]
@@ -44,16 +45,32 @@ def scope_sql(adapter: Adapter, spec: SyncSpec, ref_table: TableRef | None) -> s
     return source_relation_sql(adapter, unfiltered, ref_table)
 
 
-def _gone(adapter: Adapter, spec: SyncSpec, target: str, source: str) -> str:
-    """SQL true for a target row (the unaliased ``target``) whose key the source does not have."""
-    q = adapter.quote
-    on = " AND ".join(f"s.{q(k, what='key column')} = {target}.{q(k, what='key column')}" for k in spec.source.key)
+def _gone(
+    adapter: Adapter,
+    spec: SyncSpec,
+    target: str,
+    source: str,
+    columns: Mapping[str, LogicalType | str],
+    key_types: Mapping[str, KeyType] | None,
+) -> str:
+    """SQL true for a target row (the unaliased ``target``) whose key the source does not have (compared like
+    with like: see :func:`~sixtyfour_sync.engine.select.key_join_sql`)."""
+    on = " AND ".join(
+        f"{key_join_sql(adapter, 's.' + adapter.quote(k, what='key column'), k, key_types, columns)} = "
+        f"{target}.{adapter.quote(k, what='key column')}"
+        for k in spec.source.key
+    )
     inner = strip_sql(source, adapter.dialect.sqlglot)
     return f"NOT EXISTS (SELECT 1 FROM ({inner}) {adapter.subquery_alias('s')} WHERE {on})"
 
 
 def deletion_statements(
-    adapter: Adapter, spec: SyncSpec, target: TableRef, columns: Mapping[str, LogicalType | str], source: str
+    adapter: Adapter,
+    spec: SyncSpec,
+    target: TableRef,
+    columns: Mapping[str, LogicalType | str],
+    source: str,
+    key_types: Mapping[str, KeyType] | None = None,
 ) -> list[tuple[str, str]]:
     """The statements a run executes, each with what its row count means (``flagged``, ``unflagged`` or
     ``deleted``). ``columns``: the target's columns as stored (names as the warehouse spells them)."""
@@ -69,7 +86,7 @@ def deletion_statements(
         return f"{adapter.quote_char}{found}{adapter.quote_char}"
 
     owned = f"{t}.{stored(spec.bookkeeping('status'))} IS NOT NULL"
-    gone = _gone(adapter, spec, t, source)
+    gone = _gone(adapter, spec, t, source, columns, key_types)
     if spec.target.on_source_delete == "delete":
         return [(f"DELETE FROM {named} WHERE {owned} AND {gone}", "deleted")]
     flag = stored(spec.bookkeeping("source_deleted_at"))

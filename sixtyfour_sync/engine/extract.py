@@ -36,7 +36,7 @@ from sixtyfour_sync.engine.select import (
 )
 from sixtyfour_sync.warehouse.base import Adapter, KeyReport
 
-__all__ = ["NOT_SENT", "Producer", "ScanStats", "denormalize", "rebuild_file"]
+__all__ = ["NOT_SENT", "Producer", "ScanStats", "denormalize", "missing_key", "rebuild_file"]
 
 #: Columns of the selection that travel with each row but are not written to the submitted file.
 NOT_SENT = (REASON_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, EXISTS_COLUMN)
@@ -48,6 +48,14 @@ def denormalize(adapter: Adapter, batch: pa.RecordBatch) -> pa.RecordBatch:
     if names == batch.schema.names:
         return batch
     return pa.RecordBatch.from_arrays(batch.columns, names=names)
+
+
+def missing_key(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Where a key part is missing: NULL, or a float that no file can carry and no result can tie back (NaN
+    and the infinities are written as null); such a row is skipped and counted like one with a NULL key."""
+    if pa.types.is_floating(column.type):
+        return pc.or_kleene(pc.is_null(column, nan_is_null=True), pc.is_inf(column)).fill_null(True)
+    return pc.is_null(column)
 
 
 def _describe(table: pa.Table) -> dict[str, Any]:
@@ -78,7 +86,7 @@ class ScanStats:
         """``batch`` without its rows of NULL or duplicated keys, which are counted (with a few samples)."""
         nulls = None
         for k in self.key:
-            m = pc.is_null(batch.column(k))
+            m = missing_key(batch.column(k))
             nulls = m if nulls is None else pc.or_(nulls, m)
         dup = pc.not_equal(batch.column(KEY_ROWS_COLUMN), 1)
         bad = pc.or_(nulls, dup) if nulls is not None else dup
@@ -244,6 +252,7 @@ class Producer:
                 drop=NOT_SENT,
                 describe=_describe,
                 keep=keep,
+                keys=self._selections[0].key,
             ):
                 while not self._slots.acquire(timeout=0.5):
                     if self._stop.is_set():
@@ -287,6 +296,7 @@ def rebuild_file(
             chunk_rows=10**9,
             drop=[KEY_HASH_COLUMN],
             keep=keep,
+            keys=selection.key,
         )
     )
     if not files:

@@ -99,11 +99,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _select_list(schema: pa.Schema) -> str:
+def _exact_as_text(t: pa.DataType) -> bool:
+    """Whether a key of Arrow type ``t`` is written as a JSON string: an exact number a double cannot hold
+    (a decimal, an unsigned 64-bit integer), which a JSON parser reading numbers as doubles would change."""
+    return bool(pa.types.is_decimal(t) or pa.types.is_uint64(t))
+
+
+def _select_list(schema: pa.Schema, keys: Sequence[str] = ()) -> str:
     parts = []
     for f in schema:
         q = ident(f.name)
-        if pa.types.is_floating(f.type):
+        if f.name in keys and _exact_as_text(f.type):
+            parts.append(f"CAST({q} AS VARCHAR) AS {q}")
+        elif pa.types.is_floating(f.type):
             parts.append(f"CASE WHEN isnan({q}) OR isinf({q}) THEN NULL ELSE {q} END AS {q}")
         else:
             parts.append(q)
@@ -119,6 +127,7 @@ class _Writer:
         drop: Sequence[str],
         describe: Callable[[pa.Table], Mapping[str, Any]] | None,
         keep: Sequence[str] = (),
+        keys: Sequence[str] = (),
     ) -> None:
         self.out_dir = out_dir
         self.prefix = prefix
@@ -126,6 +135,7 @@ class _Writer:
         self.drop = set(drop)
         self.describe = describe
         self.keep = list(keep)
+        self.keys = list(keys)
         self.con = local_duckdb()
 
     def write(self, table: pa.Table) -> list[ChunkFile]:
@@ -137,7 +147,9 @@ class _Writer:
             self.con.register(name, sent)
             try:
                 target = literal(str(tmp))
-                self.con.execute(f"COPY (SELECT {_select_list(sent.schema)} FROM {name}) TO {target} (FORMAT json)")
+                self.con.execute(
+                    f"COPY (SELECT {_select_list(sent.schema, self.keys)} FROM {name}) TO {target} (FORMAT json)"
+                )
             finally:
                 self.con.unregister(name)
             size = tmp.stat().st_size
@@ -174,15 +186,18 @@ def write_chunks(
     drop: Sequence[str] = (),
     describe: Callable[[pa.Table], Mapping[str, Any]] | None = None,
     keep: Sequence[str] = (),
+    keys: Sequence[str] = (),
 ) -> Iterator[ChunkFile]:
     """Write batches as JSONL files of at most ``chunk_rows`` rows and ``max_bytes`` bytes, lazily.
 
     ``drop`` columns travel with the rows but are not written; ``describe`` sees each file's rows (with
-    them) and its answer is kept on the :class:`ChunkFile`, as are the ``keep`` columns. Memory holds at
-    most one file's rows at a time.
+    them) and its answer is kept on the :class:`ChunkFile`, as are the ``keep`` columns. ``keys`` name the
+    key columns: an exact number there (a decimal, an unsigned 64-bit integer) is written as a JSON string,
+    so a reader that parses JSON numbers as doubles cannot change it. Memory holds at most one file's rows
+    at a time.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(out_dir, re.sub(r"[^A-Za-z0-9_.-]", "_", prefix), max_bytes, drop, describe, keep)
+    writer = _Writer(out_dir, re.sub(r"[^A-Za-z0-9_.-]", "_", prefix), max_bytes, drop, describe, keep, keys)
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     try:

@@ -600,7 +600,10 @@ class JobDriver:
         ctx = self.ctx
         if ctx.target_ready:
             return
-        key = [Column(k, arrow_to_logical(t), nullable=False) for k, t in ctx.key_types.items()]
+        key = [
+            ctx.adapter.key_column(k, ctx.key_specs[k]) if k in ctx.key_specs else Column(k, arrow_to_logical(t), False)
+            for k, t in ctx.key_types.items()
+        ]
         if ctx.target.schema and not ctx.adapter.schema_exists(ctx.target.schema):
             ctx.adapter.ensure_schema(ctx.target.schema)
         res = ctx.adapter.ensure_table(ctx.target, key, owned_columns(ctx.spec))

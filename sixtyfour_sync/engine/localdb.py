@@ -97,14 +97,17 @@ def fetch_one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...] | Non
 
 
 def duck_type(typ: pa.DataType) -> str:
-    """The DuckDB type an Arrow key column is cast back to."""
+    """The DuckDB type an Arrow key column is cast back to (exactly: an unsigned 64-bit key is UBIGINT, a
+    decimal keeps its precision and scale; what DuckDB has no exact type for stays text)."""
+    if pa.types.is_uint64(typ):
+        return "UBIGINT"
     if pa.types.is_integer(typ):
         return "BIGINT"
     if pa.types.is_floating(typ):
         return "DOUBLE"
     if pa.types.is_boolean(typ):
         return "BOOLEAN"
-    if pa.types.is_decimal(typ):
+    if pa.types.is_decimal128(typ) and typ.precision <= 38:
         return f"DECIMAL({typ.precision}, {typ.scale})"
     if pa.types.is_date(typ):
         return "DATE"

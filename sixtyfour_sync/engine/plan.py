@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import LoadedSync, StructField, SyncSpec, build_api_config
-from sixtyfour_sync.engine.extract import ScanStats, denormalize
+from sixtyfour_sync.engine.extract import ScanStats, denormalize, missing_key
 from sixtyfour_sync.engine.fields import field_changes
 from sixtyfour_sync.engine.ledger import Ledger
 from sixtyfour_sync.engine.select import (
@@ -36,6 +36,7 @@ from sixtyfour_sync.engine.states import JobState as S
 from sixtyfour_sync.engine.summary import SyncPlan
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
 from sixtyfour_sync.warehouse.base import Adapter, Column, LogicalType, TableRef
+from sixtyfour_sync.warehouse.keytypes import SUPPORTED_KEY_TYPES, KeyType, refusal_message
 
 __all__ = [
     "Price",
@@ -45,6 +46,7 @@ __all__ = [
     "plan_sync",
     "query_columns",
     "resolve_inputs",
+    "resolve_key_types",
     "resolve_price",
     "target_ref",
 ]
@@ -58,10 +60,12 @@ _FIELD_TYPES = {
 
 
 def arrow_to_logical(t: pa.DataType) -> LogicalType:
-    """The logical type a key column of Arrow type ``t`` gets in a new target table."""
-    if pa.types.is_integer(t):
+    """The nearest logical type of an Arrow key type (a new target's key columns take the source key's own
+    type: :meth:`Adapter.key_column`). An exact number is never a double: a decimal or an unsigned 64-bit
+    integer is text here."""
+    if pa.types.is_integer(t) and not pa.types.is_uint64(t):
         return LogicalType.BIGINT
-    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+    if pa.types.is_floating(t):
         return LogicalType.DOUBLE
     if pa.types.is_boolean(t):
         return LogicalType.BOOLEAN
@@ -144,6 +148,40 @@ def resolve_inputs(adapter: Adapter, loaded: LoadedSync, source_sql: str) -> lis
     return inputs
 
 
+def resolve_key_types(adapter: Adapter, loaded: LoadedSync, source_sql: str) -> dict[str, KeyType]:
+    """Each source key column's type (warehouse/keytypes.py); a ConfigError naming every key of a type the sync
+    cannot carry exactly, with the supported key types (``validate``, ``plan`` and ``run`` before paying)."""
+    spec = loaded.spec
+    found = adapter.key_types(source_sql, spec.source.key)
+    problems = []
+    for k, kt in found.items():
+        if kt is None:
+            label = adapter.source_column_types(source_sql, [k]).get(k) or _arrow_label(adapter, source_sql, k)
+            problems.append(
+                ConfigProblem(
+                    str(loaded.file),
+                    f"{spec.name}.source.key",
+                    refusal_message(k, label),
+                    line=loaded.line,
+                    hint="cast the key in source.sql to one of these types (an id as text, say), or key the sync "
+                    f"by another column; supported key types: {SUPPORTED_KEY_TYPES}",
+                )
+            )
+    if problems:
+        raise ConfigError(problems=problems)
+    return {k: kt for k, kt in found.items() if kt is not None}
+
+
+def _arrow_label(adapter: Adapter, source_sql: str, key: str) -> str:
+    """A refused key's type as its rows arrive, for the message where the warehouse names none."""
+    sql = adapter.limit_sql(
+        f"SELECT {adapter.quote(key, what='key column')} FROM ({source_sql}) {adapter.subquery_alias('k')}", 1
+    )
+    for batch in adapter.stream(sql):
+        return str(batch.schema.field(0).type)
+    return "unknown"
+
+
 @dataclass(frozen=True)
 class Price:
     """A per-row price and where it came from."""
@@ -177,7 +215,7 @@ def _count_without_held(adapter: Adapter, selection: Selection, held: pa.Array, 
         batch = denormalize(adapter, raw)
         good = pc.equal(batch.column(KEY_ROWS_COLUMN), 1)
         for k in selection.key:
-            good = pc.and_(good, pc.is_valid(batch.column(k)))
+            good = pc.and_(good, pc.invert(missing_key(batch.column(k))))
         batch = drop_held(stats.skip_repeated(batch.filter(good)), held)
         if left is not None:
             batch = batch.slice(0, max(0, left))
@@ -207,6 +245,7 @@ def plan_sync(
     target = target_ref(spec)
     source_sql = source_relation_sql(adapter, spec, ref_table)
     inputs = resolve_inputs(adapter, loaded, source_sql)
+    key_types = resolve_key_types(adapter, loaded, source_sql)
     exists = adapter.table_exists(target)
     columns = adapter.get_columns(target) if exists else None
     ledger = Ledger(adapter)
@@ -232,6 +271,7 @@ def plan_sync(
         spec_hash=spec.spec_hash(),
         full_refresh=full_refresh,
         not_whole=changes.not_whole if changes else (),
+        key_types=key_types,
     )
     report = adapter.key_report(source_sql, spec.source.key)
     if held is not None and len(held):
@@ -260,6 +300,7 @@ def plan_sync(
                     spec_hash=spec.spec_hash(),
                     full_refresh=full_refresh,
                     bucket=(b, n) if n > 1 else None,
+                    key_types=key_types,
                 )
 
         limit_rows = preview_rows if spec.refresh.limit is None else min(preview_rows, spec.refresh.limit)
@@ -288,7 +329,8 @@ def plan_sync(
     for fields, stamps in sorted((changes.groups if changes else {}).items()):
         step = spec.only_fields(fields)
         sel = build_selection(adapter, step, source_sql=source_sql, inputs=inputs, target=target,
-                              target_columns=columns, spec_hash=spec.spec_hash(), field_stamps=stamps)  # fmt: skip
+                              target_columns=columns, spec_hash=spec.spec_hash(), field_stamps=stamps,
+                              key_types=key_types)  # fmt: skip
         with adapter.session() as s:
             n = sum(int(c) for _, c in s.fetchall(count_by_reason_sql(adapter, sel, spec.refresh.limit)))
         if n:
@@ -304,7 +346,8 @@ def plan_sync(
         counts["new_fields"] = asked_fields
         rows = sum(counts.values())
     escalation = (
-        plan_escalation(adapter, spec, target, columns, selection_args={"source_sql": source_sql, "inputs": inputs},
+        plan_escalation(adapter, spec, target, columns,
+                        selection_args={"source_sql": source_sql, "inputs": inputs, "key_types": key_types},
                         rows=rows, ledger=ledger if has_ledger else None, prices=prices)
         if spec.escalate
         else []

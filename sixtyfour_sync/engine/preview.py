@@ -83,6 +83,7 @@ def write_preview(
                 prefix="rows",
                 chunk_rows=rows,
                 drop=NOT_SENT,
+                keys=key,
             )
         )
         rows_file = tmp / "rows.jsonl"

@@ -47,7 +47,14 @@ from sixtyfour_sync.engine.keys import idempotency_key, salt_for
 from sixtyfour_sync.engine.lease import Lease
 from sixtyfour_sync.engine.ledger import Job, Ledger
 from sixtyfour_sync.engine.localdb import duck_type, ident, json_path, literal, local_duckdb
-from sixtyfour_sync.engine.plan import owned_columns, plan_sync, resolve_inputs, resolve_price, target_ref
+from sixtyfour_sync.engine.plan import (
+    owned_columns,
+    plan_sync,
+    resolve_inputs,
+    resolve_key_types,
+    resolve_price,
+    target_ref,
+)
 from sixtyfour_sync.engine.results import max_object_size
 from sixtyfour_sync.engine.rowkeys import key_prefix
 from sixtyfour_sync.engine.scheduler import Scheduler, StopToken
@@ -68,7 +75,7 @@ from sixtyfour_sync.engine.select import (
 from sixtyfour_sync.engine.states import ACTIVE, HELD, HOLDS_ROWS, JobState
 from sixtyfour_sync.engine.summary import JobOutcome, SyncResult
 from sixtyfour_sync.errors import ConfigError, ConfigProblem, SixtyfourSyncError
-from sixtyfour_sync.warehouse.base import Adapter, LogicalType, TableRef
+from sixtyfour_sync.warehouse.base import Adapter, TableRef
 
 __all__ = [
     "Budget",
@@ -219,7 +226,9 @@ class SyncRunner:
         ctx, spec = self.ctx, self.ctx.spec
         self.source_sql = source_relation_sql(ctx.adapter, spec, self.ref_table)
         self.inputs = resolve_inputs(ctx.adapter, ctx.loaded, self.source_sql)
-        ctx.key_types = self._key_types()
+        # Key types first: a key the sync cannot carry exactly is refused before anything is written or paid.
+        ctx.key_specs = resolve_key_types(ctx.adapter, ctx.loaded, self.source_sql)
+        ctx.key_types = {k: kt.arrow for k, kt in ctx.key_specs.items()}
         ctx.api_config = build_api_config(spec, self.inputs)
         try:  # the API's own rules (config size, struct types...), checked before anything is written
             validate_config(spec.endpoint, ctx.api_config)
@@ -238,28 +247,6 @@ class SyncRunner:
         price = resolve_price(spec, ledger, ctx.settings.prices)
         self.price = None if price is None else price.cents_per_row
         self.prepared = True
-
-    def _key_types(self) -> dict[str, pa.DataType]:
-        ctx, spec = self.ctx, self.ctx.spec
-        a = ctx.adapter
-        cols = ", ".join(a.quote(k, what="key column") for k in spec.source.key)
-        sql = a.limit_sql(f"SELECT {cols} FROM ({self.source_sql}) {a.subquery_alias('k')}", 1)
-        for batch in a.stream(sql):
-            schema = denormalize(a, batch).schema
-            names = [n.lower() for n in schema.names]
-            types = {}
-            for k in spec.source.key:
-                t = schema.field(names.index(k.lower())).type
-                types[k] = pa.string() if pa.types.is_null(t) else t
-            return types
-        existing = a.get_columns(ctx.target) if a.table_exists(ctx.target) else {}
-        arrow = {LogicalType.BIGINT: pa.int64(), LogicalType.DOUBLE: pa.float64(), LogicalType.BOOLEAN: pa.bool_()}
-        out = {}
-        for k in spec.source.key:
-            stored = a.find_column(existing, k)
-            lt = existing.get(stored) if stored else None
-            out[k] = arrow.get(lt, pa.string()) if isinstance(lt, LogicalType) else pa.string()
-        return out
 
     def _selections(self, *, buckets: int = 1) -> list[Selection]:
         """The selection, as ``buckets`` queries over disjoint sets of keys (one when the dialect sorts all)."""
@@ -287,6 +274,7 @@ class SyncRunner:
                 escalate_from=self.escalate_from,
                 not_whole=not_whole,
                 field_stamps=self.field_stamps,
+                key_types=ctx.key_specs,
             )
             for b in range(buckets)
         ]
@@ -306,7 +294,9 @@ class SyncRunner:
         self.driver.ensure_target()  # the flag column of a sync that just turned flagging on
         columns = a.get_columns(ctx.target)
         check_delete(spec, columns, spec.output_columns(), spec.source.key, where=str(ctx.loaded.file))
-        statements = deletion_statements(a, spec, ctx.target, columns, scope_sql(a, spec, self.ref_table))
+        statements = deletion_statements(
+            a, spec, ctx.target, columns, scope_sql(a, spec, self.ref_table), key_types=ctx.key_specs
+        )
         if ctx.lease is not None:
             ctx.lease.confirm()
         counts: dict[str, int] = {}

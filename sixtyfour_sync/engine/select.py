@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.rowkeys import key_prefix
 from sixtyfour_sync.warehouse.base import Adapter, LogicalType, TableRef
+from sixtyfour_sync.warehouse.keytypes import KeyType, join_key_sql, transport_sql
 from sixtyfour_sync.warehouse.sql.identifiers import strip_sql
 
 __all__ = [
@@ -89,6 +90,8 @@ class Selection:
     inputs: list[str]
     hashed_sql: str = ""
     params: tuple[Any, ...] = ()
+    #: The key columns handed over as text (``CAST({} AS ...)`` templates, see warehouse/keytypes.py).
+    transport: tuple[tuple[str, str], ...] = ()
 
     @property
     def sent_columns(self) -> list[str]:
@@ -138,8 +141,13 @@ def build_selection(
     escalate_from: str | None = None,
     not_whole: Sequence[str] = (),
     field_stamps: Sequence[str] | None = None,
+    key_types: Mapping[str, KeyType] | None = None,
 ) -> Selection:
     """The selection query for a sync (``target_columns`` None: the target table does not exist yet).
+
+    ``key_types`` (the source key's types) make the join with an existing target compare like with like
+    (a key an earlier version stored as text is compared with the source key's text) and hand over the keys
+    carried as text (:func:`~sixtyfour_sync.warehouse.keytypes.transport_sql`).
 
     Rows that unfinished or held jobs own are left out by the reader (:func:`drop_held`), by key hash.
     ``bucket`` ``(b, n)`` restricts the selection to the keys that hash to bucket ``b`` of ``n``, so a big
@@ -163,6 +171,9 @@ def build_selection(
         f"FROM ({inner}) {adapter.subquery_alias('c')}" + (f" WHERE {where_bucket}" if where_bucket else "")
     )
     out_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN])
+    transport = _transport(adapter, key, key_types)
+    outer = _outer_columns(adapter, "r", [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN,
+                                          REASON_COLUMN, EXISTS_COLUMN], transport)  # fmt: skip
     hold, params = "", ()
     bad_key = " OR ".join([f"r.{q(KEY_ROWS_COLUMN)} <> 1", *(f"r.{q(k)} IS NULL" for k in key)])
     order = ", ".join(f"r.{q(k)}" for k in key)
@@ -176,8 +187,10 @@ def build_selection(
             f"{q(EXISTS_COLUMN)} FROM ({hashed}) {adapter.subquery_alias('s')}"
             + (f" WHERE 1 = 1{hold}" if hold else "")
         )
-        sql = f"SELECT * FROM ({rows}) {adapter.subquery_alias('r')} ORDER BY {order}"
-        return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, params=tuple(params))
+        sql = f"SELECT {outer} FROM ({rows}) {adapter.subquery_alias('r')} ORDER BY {order}"
+        return Selection(
+            sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, params=tuple(params), transport=transport
+        )
 
     def col(name: str) -> str:
         stored = adapter.find_column(target_columns, name)
@@ -229,7 +242,12 @@ def build_selection(
         reason = _escalation_reason(
             sync, col, s_hash=f"s.{q(HASH_COLUMN)}", spec_lit=spec_lit, previous=escalate_from, first_key=first_key
         )
-    on = " AND ".join(f"t.{q(k)} = s.{q(k)}" if col(k) != "NULL" else "FALSE" for k in key)
+    on = " AND ".join(
+        f"t.{q(k)} = {key_join_sql(adapter, f's.{q(k)}', k, key_types, target_columns)}"
+        if col(k) != "NULL"
+        else "FALSE"
+        for k in key
+    )
     target_sql = adapter.table_sql(target)
     t_bucket = bucket_predicate(adapter, "t0", key, bucket)
     if t_bucket:  # the target's side of the join is cut to the same bucket, so each join stays small
@@ -241,10 +259,57 @@ def build_selection(
         f"FROM ({hashed}) {adapter.subquery_alias('s')} LEFT JOIN {target_sql} t ON {on}{where}"
     )
     sql = (
-        f"SELECT * FROM ({joined}) {adapter.subquery_alias('r')} "
+        f"SELECT {outer} FROM ({joined}) {adapter.subquery_alias('r')} "
         f"WHERE r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key} ORDER BY {order}"
     )
-    return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, params=tuple(params))
+    return Selection(
+        sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, params=tuple(params), transport=transport
+    )
+
+
+def key_join_sql(
+    adapter: Adapter,
+    expr: str,
+    k: str,
+    key_types: Mapping[str, KeyType] | None,
+    target_columns: Mapping[str, LogicalType | str] | None,
+) -> str:
+    """The source side (``expr``) of a comparison with the target's key column ``k``: cast to what an existing
+    target stores where it was written with another type (see ``warehouse.keytypes.join_key_sql``)."""
+    if key_types is None or not target_columns:
+        return expr
+    stored = adapter.find_column(target_columns, k)
+    return join_key_sql(
+        expr,
+        key_types.get(k),
+        target_columns[stored] if stored is not None else None,
+        text_type=adapter.dialect.text_type,
+        double_type=adapter.dialect.type_name(LogicalType.DOUBLE),
+    )
+
+
+def _transport(
+    adapter: Adapter, key: Sequence[str], key_types: Mapping[str, KeyType] | None
+) -> tuple[tuple[str, str], ...]:
+    if not key_types:
+        return ()
+    text = adapter.dialect.text_type
+    return tuple(
+        (k, transport_sql("{}", kt, adapter.dialect.types, text))
+        for k in key
+        if (kt := key_types.get(k)) is not None and kt.transport
+    )
+
+
+def _outer_columns(adapter: Adapter, alias: str, columns: Sequence[str], transport: Sequence[tuple[str, str]]) -> str:
+    """The columns by name, the keys carried as text rendered as such (``*`` for a selection without any)."""
+    q = adapter.quote
+    if not transport and alias == "r":
+        return "*"
+    as_text = dict(transport)
+    return ", ".join(
+        f"{as_text[c].format(f'{alias}.{q(c)}')} AS {q(c)}" if c in as_text else f"{alias}.{q(c)}" for c in columns
+    )
 
 
 def _literals(values: Sequence[str]) -> str:
@@ -313,7 +378,9 @@ def rebuild_sql(adapter: Adapter, selection: Selection) -> str:
     reader keeps the rows whose key hash the job holds (:func:`keep_keys`).
     """
     q = adapter.quote
-    cols = ", ".join(f"h.{q(c)}" for c in [*selection.key, *selection.inputs, HASH_COLUMN, KEY_HASH_COLUMN])
+    cols = _outer_columns(
+        adapter, "h", [*selection.key, *selection.inputs, HASH_COLUMN, KEY_HASH_COLUMN], selection.transport
+    )
     order = ", ".join(f"h.{q(k)}" for k in selection.key)
     return (
         f"SELECT {cols} FROM ({selection.hashed_sql}) {adapter.subquery_alias('h')} "

@@ -31,6 +31,7 @@ from sixtyfour_sync._redact import redact
 from sixtyfour_sync.errors import DataError, WarehouseError
 from sixtyfour_sync.warehouse.dialect import GENERIC, Dialect
 from sixtyfour_sync.warehouse.facade import SqlMethods
+from sixtyfour_sync.warehouse.keytypes import KeyType, classify_key, key_logical_type, key_sql_type
 from sixtyfour_sync.warehouse.parts import PreparedPart, apply_insert_guards, guards_decided_in_stage, prepare_part
 from sixtyfour_sync.warehouse.session import Session
 from sixtyfour_sync.warehouse.sql import catalog, ddl, select, upsert
@@ -246,6 +247,34 @@ class Adapter(SqlMethods, ABC, Generic[ConfigT]):
             null_samples=tuple(null_samples),
             duplicate_samples=tuple(dup_samples),
         )
+
+    # ------------------------------------------------------------------------------ key types
+    def source_column_types(self, sql: str, columns: Sequence[str]) -> dict[str, str]:
+        """The warehouse's own type names of some columns of a query (as written in the query's output),
+        where the warehouse tells them cheaply; a column left out is classified by its Arrow type."""
+        return {}
+
+    def key_types(self, sql: str, key: Sequence[str]) -> dict[str, KeyType | None]:
+        """Each key column's :class:`KeyType` (None: a type the sync refuses as a key), from the warehouse's
+        name for it and the Arrow type of one row of ``sql``."""
+        native = {k.lower(): t for k, t in self.source_column_types(sql, key).items()}
+        arrow: dict[str, pa.DataType] = {}
+        cols = ", ".join(self.quote(k, what="key column") for k in key)
+        probe = self.limit_sql(f"SELECT {cols} FROM ({sql}) {self.subquery_alias('k')}", 1)
+        for batch in self.stream(probe):
+            names = [self.denormalize_identifier(n).lower() for n in batch.schema.names]
+            for k in key:
+                if k.lower() in names:
+                    t = batch.schema.field(names.index(k.lower())).type
+                    if not pa.types.is_null(t):
+                        arrow[k.lower()] = t
+            break
+        return {k: classify_key(native.get(k.lower()), arrow.get(k.lower()), self.dialect.types) for k in key}
+
+    def key_column(self, name: str, kt: KeyType) -> Column:
+        """The target's key column for a source key of type ``kt``: the same type on this warehouse."""
+        text = self.dialect.type_name(LogicalType.TEXT, key=True)
+        return Column(name, key_logical_type(kt), nullable=False, sql=key_sql_type(self.dialect.types, kt, text))
 
     # ------------------------------------------------------------------------------ DDL
     def ensure_schema(self, schema: str | None = None) -> None:

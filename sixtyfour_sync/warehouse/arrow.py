@@ -190,16 +190,22 @@ def arrow_from_rows(
 
 
 def rows_to_batches(
-    fetchmany: Callable[[int], Sequence[Sequence[Any]]], names: Sequence[str], batch_rows: int
+    fetchmany: Callable[[int], Sequence[Sequence[Any]]],
+    names: Sequence[str],
+    batch_rows: int,
+    types: Sequence[pa.DataType | None] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Turn a DB-API style ``fetchmany`` into Arrow batches of up to ``batch_rows`` rows.
 
     Rows are fetched and converted :data:`CONVERT_ROWS` at a time, so at most that many Python row
     objects are alive (Python rows weigh ~10x their Arrow form); the converted slices are joined into
-    one batch. Every batch has the same schema: the first type seen for a column wins, and columns that
-    were all NULL so far take the type that shows up later.
+    one batch. Every batch has the same schema: ``types`` where given (a declared decimal's precision),
+    else the first type seen for a column, and columns that were all NULL so far take the type that shows
+    up later.
     """
     schema: pa.Schema | None = None
+    if types is not None and len(types) == len(names):
+        schema = pa.schema([pa.field(n, t if t is not None else pa.null()) for n, t in zip(names, types, strict=True)])
     step = max(1, min(batch_rows, CONVERT_ROWS))
     while True:
         parts: list[pa.RecordBatch] = []

@@ -264,6 +264,13 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
         wanted = sorted(k.lower() for k in key)
         return any(sorted(str(c).lower() for c in cols) == wanted for (cols,) in rows)
 
+    def source_column_types(self, sql: str, columns: Sequence[str]) -> dict[str, str]:
+        """``DESCRIBE`` of the query: DuckDB's own names (``DECIMAL(18,0)``, ``UUID``, ``HUGEINT``...)."""
+        cols = ", ".join(self.quote(c, what="key column") for c in columns)
+        with self.session() as s:
+            rows = s.fetchall(f"DESCRIBE SELECT {cols} FROM ({sql}) AS _k")
+        return {str(r[0]): str(r[1]) for r in rows}
+
     # ------------------------------------------------------------------------------ reading
     def stream(self, sql: str, params: Sequence[Any] = (), *, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
         """Yield the query's rows as Arrow batches of at most ``batch_rows`` (bounded memory)."""

@@ -244,6 +244,21 @@ class PostgresAdapter(Adapter[PostgresTarget]):
             sql = "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = ?"
             return bool(s.fetchall(sql, [self.normalize_identifier(schema, "schema")]))
 
+    def source_column_types(self, sql: str, columns: Sequence[str]) -> dict[str, str]:
+        """``format_type`` of each column of the query's result description (``numeric(20,0)``, ``uuid``...)."""
+        cols = ", ".join(self.quote(c, what="key column") for c in columns)
+        with self.session() as s:
+            assert isinstance(s, _PgSession)
+            with s.conn.cursor() as cur:
+                cur.execute(f"SELECT {cols} FROM ({strip_sql(sql)}) AS _k LIMIT 0")
+                described = [(d.name, d.type_code, int(getattr(d, "_fmod", -1))) for d in cur.description or ()]
+                if not described:
+                    return {}
+                calls = ", ".join("pg_catalog.format_type(%s, %s)" for _ in described)
+                cur.execute(f"SELECT {calls}", [v for _, oid, mod in described for v in (oid, mod)])
+                row = cur.fetchone()
+        return {name: str(t) for (name, _, _), t in zip(described, row or (), strict=False)}
+
     # ------------------------------------------------------------------------------ reading
     def _stream_connection(self) -> psycopg.Connection[Any]:
         # Reading runs on its own connection, so the engine can write its ledger while a stream is

@@ -27,7 +27,9 @@ MAX_PRECISION = 38
 def result_types(description: Sequence[Any]) -> list[pa.DataType | None]:
     """The Arrow type each result column is cast to, from the cursor's metadata (None: the first batch's).
 
-    NUMBER(p, 0) is int64 whatever width a chunk used; timestamps are microseconds, zoned ones in UTC.
+    NUMBER(p, 0) is int64 whatever width a chunk used (p up to 18, and 38: Snowflake's INTEGER and BIGINT);
+    a NUMBER declared wider than 18 digits (NUMBER(20,0)) or with a scale is a decimal of that precision and
+    scale, exact and the same in every chunk; timestamps are microseconds, zoned ones in UTC.
     """
     try:
         from snowflake.connector.constants import FIELD_ID_TO_NAME
@@ -38,8 +40,12 @@ def result_types(description: Sequence[Any]) -> list[pa.DataType | None]:
         code = getattr(col, "type_code", None)
         name = FIELD_ID_TO_NAME.get(code, "") if isinstance(code, int) else ""
         scale = getattr(col, "scale", None)
+        precision = getattr(col, "precision", None)
         if name == "FIXED":
-            out.append(pa.int64() if not scale else None)
+            if not scale and (precision is None or precision <= 18 or precision == MAX_PRECISION):
+                out.append(pa.int64())
+            else:
+                out.append(pa.decimal128(min(precision or MAX_PRECISION, MAX_PRECISION), scale or 0))
         elif name in ("TIMESTAMP_TZ", "TIMESTAMP_LTZ"):
             out.append(pa.timestamp("us", tz="UTC"))
         elif name in ("TIMESTAMP_NTZ", "TIMESTAMP"):
@@ -61,7 +67,9 @@ def arrow_batches(cursor: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:
     fetch = getattr(cursor, "fetch_arrow_batches", None)
     if not callable(fetch):
         names = [str(d[0]) for d in cursor.description or ()]
-        yield from rows_to_batches(cursor.fetchmany, names, batch_rows)
+        # Decimals get the declared precision and scale, not the first rows' (a key must keep one type).
+        declared = [t if t is not None and pa.types.is_decimal(t) else None for t in result_types(cursor.description)]
+        yield from rows_to_batches(cursor.fetchmany, names, batch_rows, declared if any(declared) else None)
         return
     try:
         # Without it each chunk picks its own timestamp unit (ns, or us for dates outside 1677-2262).

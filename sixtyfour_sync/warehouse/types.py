@@ -66,6 +66,9 @@ class Column:
     name: str
     type: LogicalType
     nullable: bool = True
+    #: The column's own SQL type, written as it is instead of the dialect's name for ``type`` (a key column
+    #: keeping its source key's type: ``UUID``, ``NUMERIC(20,0)``...).
+    sql: str | None = None
 
 
 @dataclass(frozen=True)

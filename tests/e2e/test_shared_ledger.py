@@ -97,7 +97,8 @@ def _exists(kind: str, project: E2EProject, schema: str, table: str) -> bool:
         _count(
             kind,
             project,
-            f"SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}' AND table_name = '{table}'",
+            "SELECT count(*) FROM information_schema.tables "
+            f"WHERE table_schema = '{schema}' AND table_name = '{table}'",
         )
     )
 
@@ -119,7 +120,7 @@ def test_dev_and_prod_sharing_a_ledger_never_swap_paid_results(project: E2EProje
     assert len(paid) == 1  # prod's file of the same rows is the same question: a replay of dev's job ($0)
     states = _count(
         kind, project, f"""SELECT count(*) FROM "{base}_ops"."_sixtyfour_sync_jobs" WHERE state = 'submitted'"""
-    )  # noqa: E501
+    )
     assert states == 1  # dev's job, still waiting for dev
 
     cancel = run_cli(project, "cancel", "--target", "prod")
@@ -132,5 +133,5 @@ def test_dev_and_prod_sharing_a_ledger_never_swap_paid_results(project: E2EProje
     back = run_cli(project, "run", "--yes", "--target", "dev")
     assert back.returncode == 0, back.stdout + back.stderr
     assert _count(kind, project, f'SELECT count(*) FROM "{base}_dev"."leads_enriched"') == 10
-    done = _count(kind, project, f"""SELECT count(*) FROM "{base}_ops"."_sixtyfour_sync_jobs" WHERE state = 'merged'""")  # noqa: E501
+    done = _count(kind, project, f"""SELECT count(*) FROM "{base}_ops"."_sixtyfour_sync_jobs" WHERE state = 'merged'""")
     assert done == 2

@@ -28,7 +28,8 @@ def sql_type(names: Names, t: LogicalType, *, key: bool = False) -> str:
 
 def column_def_sql(names: Names, column: Column, *, not_null: bool = False, key: bool = False) -> str:
     """``"name" TYPE [NOT NULL]``."""
-    sql = f"{names.quote(column.name, what='column')} {sql_type(names, column.type, key=key)}"
+    typ = column.sql or sql_type(names, column.type, key=key)
+    sql = f"{names.quote(column.name, what='column')} {typ}"
     if not_null or not column.nullable:
         sql += " NOT NULL"
     return sql

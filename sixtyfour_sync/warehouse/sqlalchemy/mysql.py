@@ -14,6 +14,8 @@ MariaDB the adapter adds ``ADD COLUMN IF NOT EXISTS``.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -65,6 +67,20 @@ class MySQLAdapter(SqlAlchemyAdapter):
         orig = getattr(cause, "orig", cause)
         args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
         return bool(args) and args[0] in _DUPLICATE_KEY
+
+    def source_column_types(self, sql: str, columns: Sequence[str]) -> dict[str, str]:
+        """The query's column types as MySQL names them (``bigint(20) unsigned``, ``decimal(30,0)``): from an
+        empty temporary table created from it (which neither commits nor holds a row)."""
+        name = f"_sixtyfour_keys_{uuid.uuid4().hex[:12]}"
+        table = self._stage_table_sql(name, TableRef(name, self.default_schema))
+        cols = ", ".join(self.quote(c, what="key column") for c in columns)
+        with self.session() as s:
+            s.execute(f"CREATE TEMPORARY TABLE {table} AS SELECT {cols} FROM ({sql}) AS _k LIMIT 0")
+            try:
+                rows = s.fetchall(f"SHOW COLUMNS FROM {table}")
+            finally:
+                s.execute(f"{self.dialect.drop_temp_table} {table}")
+        return {str(r[0]): str(r[1].decode() if isinstance(r[1], bytes) else r[1]) for r in rows}
 
     def _stage_table_sql(self, name: str, table: TableRef) -> str:
         # Qualified by the target's database, so staging works even when the URL names no database.

@@ -523,7 +523,7 @@ def webhooks() -> None:
     type=click.FloatRange(min=0),
     default=120.0,
     show_default=True,
-    help="Longest a finish waits for a job the API has not ended yet before trying again later.",
+    help="Longest a finish polls a job the API has not ended yet (holding no lease) before trying again later.",
 )
 @click.option(
     "--give-up-after",
@@ -537,8 +537,9 @@ def webhooks_serve(opts: GlobalOptions, host: str, port: int, finish_wait: float
     """Listen for deliveries (plain HTTP: put it behind the public HTTPS address given as webhook_url).
 
     Each delivery is checked against SIXTYFOUR_WEBHOOK_SECRET (401 when it does not match or is over 300 s
-    old), recorded once by its event id, and answered at once; its job is then finished in the background
-    (fresh links, download, merge) under the sync's lease. Ctrl-C or SIGTERM stops after the finish under way.
+    old), recorded once by its event id (the signed body's event_id), and answered at once; its job is then
+    finished in the background: the API is asked until it ends the job, without the sync's lease, then the
+    lease is taken for fresh links, download and merge. Ctrl-C or SIGTERM stops after the finish under way.
     """
     import os
     import time

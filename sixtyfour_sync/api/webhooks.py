@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import string
 import time
 
@@ -27,6 +28,9 @@ __all__ = [
 SIGNATURE_HEADER = "Sixtyfour-Signature"
 _HEX = frozenset(string.hexdigits)
 _MAX_HEADER = 4096
+#: A unix timestamp: ASCII digits only (``str.isdigit`` also takes "²" and other Unicode digits, which
+#: ``int`` then refuses), and few enough of them to stay a number a float can hold.
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
 
 
 def _secret_bytes(secret: str | Secret) -> bytes:
@@ -64,7 +68,7 @@ def parse_signature_header(header: str) -> tuple[int, list[str]]:
         if name == "t":
             if timestamp is not None:
                 raise WebhookSignatureError("malformed webhook signature header: more than one t=")
-            if not value.isdigit():
+            if not _TIMESTAMP.fullmatch(value):
                 raise WebhookSignatureError("malformed webhook signature header: t is not a unix timestamp")
             timestamp = int(value)
         elif name == "v1":

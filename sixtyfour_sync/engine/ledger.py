@@ -720,6 +720,11 @@ class Ledger:
         with self.adapter.session() as s:  # one statement: two receivers racing on one event insert it once
             return s.insert_if_absent(self.events, row, ["event_id"])
 
+    def forget_event(self, event_id: str) -> None:
+        """Remove a delivery's record: it was answered with a non-2xx after all, so its retry must be new."""
+        with self.adapter.session() as s:
+            s.delete(self.events, {"event_id": event_id})
+
     def set_event_outcome(self, event_id: str, outcome: str) -> None:
         """Say what became of a delivery (finished, ignored, left to a run)."""
         with self.adapter.session() as s:

@@ -41,6 +41,10 @@ class StopToken:
         """Whether a stop was asked for."""
         return self._event.is_set()
 
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, waking when a stop is asked for; whether one was."""
+        return self._event.wait(max(0.0, timeout))
+
     @property
     def exit_code(self) -> int:
         """130 after SIGINT, 143 after SIGTERM (128 + the signal), 130 otherwise."""

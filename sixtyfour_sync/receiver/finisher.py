@@ -1,11 +1,12 @@
 """Finishing jobs in the background once a delivery says they ended: one worker thread, retries with backoff.
 
-The HTTP handler only records the event and queues the task; this worker does the slow part (job-status for
-fresh links, download, merge) through ``finish(sync, tasks)``, which holds the sync's lease. It knows nothing
-of HTTP or warehouses: it is given
+The HTTP handler only records the event and queues the task; this worker does the slow part (job-status until
+the API ends the job, then fresh links, download, merge) through ``finish(sync, tasks)``, which takes the
+sync's lease only once the API has ended the job, to merge. It knows nothing of HTTP or warehouses: it is given
 
 - ``finish(sync, tasks)``: finish those tasks of a sync; answers each task's ledger state afterwards
-  (``"locked"`` for all when another run holds the lease: that run finishes them);
+  (``"locked"`` when another run holds the lease: that run finishes them; an active state such as
+  ``"submitted"`` while the API has not ended the job);
 - ``lookup(task)``: the sync a task belongs to, or None while the ledger does not know it.
 
 A task still unfinished afterwards (the API had not ended it yet, the lease was held, the warehouse was
@@ -58,8 +59,10 @@ class Finisher:
         first_retry: float = 2.0,
         max_retry: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        on_stop: Callable[[], None] | None = None,
     ) -> None:
         self._finish = finish
+        self._on_stop = on_stop
         self._lookup = lookup
         self.give_up_after = give_up_after
         self.unknown_grace = unknown_grace
@@ -111,10 +114,12 @@ class Finisher:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking new work; the finish under way ends (the caller's stop token interrupts it)."""
+        """Stop taking new work; the finish under way ends (``on_stop`` asks it to, through its stop token)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        if self._on_stop is not None:
+            self._on_stop()
         if self._thread is not None:
             self._thread.join(timeout)
 

@@ -73,3 +73,11 @@ def test_body_must_be_bytes() -> None:
     header = f"t={NOW},v1={_sig(SECRET, NOW, BODY)}"
     with pytest.raises(WebhookSignatureError, match="raw request bytes"):
         verify_webhook_signature(SECRET, header, BODY.decode(), now=NOW)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("t", ["\u00b2", "\u00b9\u00b3", "1\u00b2", "\u0661\u0662\u0663", "\uff11\uff12", "9" * 400])
+def test_a_timestamp_is_ascii_digits_only(t: str) -> None:
+    # str.isdigit() takes these; int() refuses the first ones and the last overflows a float
+    header = f"t={t},v1={_sig(SECRET, NOW, BODY)}"
+    with pytest.raises(WebhookSignatureError, match="unix timestamp"):
+        verify_webhook_signature(SECRET, header, BODY, now=NOW)

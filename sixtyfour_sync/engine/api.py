@@ -512,15 +512,18 @@ def _run_counts(result: RunResult) -> dict[str, Any]:
 
 
 def _ledgers(project: Project, select: Sequence[str] | None) -> Iterator[Ledger]:
-    """The existing ledger of each warehouse the selected syncs use, once each."""
-    seen: set[int] = set()
+    """The existing ledger of each warehouse the selected syncs use, once each; each knows the target of every
+    selected sync it holds jobs for (:attr:`Ledger.targets`)."""
+    found: dict[int, Ledger] = {}
     for loaded in project.select(select):
         adapter = project.adapter_for(loaded)
-        if id(adapter) not in seen:
-            seen.add(id(adapter))
-            ledger = Ledger(adapter)
-            if ledger.exists():
-                yield ledger
+        ledger = found.get(id(adapter))
+        if ledger is None:
+            ledger = found[id(adapter)] = Ledger(adapter)
+        ledger.targets[loaded.spec.name] = adapter.table_sql(target_ref(loaded.spec))
+    for ledger in found.values():
+        if ledger.exists():
+            yield ledger
 
 
 @contextlib.contextmanager

@@ -306,6 +306,9 @@ class Ledger:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.guard: Callable[[], None] = _no_guard
+        #: The target each sync of the command writes (sync name -> target table, as jobs record it), where the
+        #: command set it: a job of another target sharing this ledger is not this command's.
+        self.targets: dict[str, str] = {}
         self._ensured = False
 
     # -- setup ---------------------------------------------------------------------------------------
@@ -557,6 +560,10 @@ class Ledger:
             wanted = {JobState(s) for s in states}
             jobs = [j for j in jobs if j.state in wanted]
         return jobs
+
+    def mine(self, job: Job) -> bool:
+        """Whether a job belongs to a sync of the command and the target it writes (see :attr:`targets`)."""
+        return job.sync_name in self.targets and job.belongs_to(self.targets[job.sync_name])
 
     def job_by_task(self, task_id: str) -> Job | None:
         """The earliest job that the API answered with ``task_id`` (not counting replays of it)."""

@@ -109,7 +109,8 @@ def build_server(
         with ledgers() as found:
             for ledger in found:
                 job = ledger.job_by_task(task_id)
-                if job is not None:
+                # a job of another target sharing this ledger (dev's, for a receiver of prod) is not ours
+                if job is not None and ledger.mine(job):
                     return str(job.sync_name)
         return None
 

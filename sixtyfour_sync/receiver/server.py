@@ -273,6 +273,8 @@ class Receiver:
         for task in d.task_ids:
             for ledger in ledgers:
                 job = ledger.job_by_task(task)
+                if job is not None and not ledger.mine(job):
+                    return self._elsewhere(p, ledger, task, job)
                 if job is not None:
                     return self._known(p, ledger, task, job)
         if ledgers:
@@ -289,6 +291,19 @@ class Receiver:
             self.finisher.enqueue(task, None)
         log.info("webhook: event %s names no task in the ledger (%s)", d.event_id, ", ".join(d.task_ids) or "none")
         return 200, {"status": "ignored", "reason": "unknown task", "event_id": d.event_id}
+
+    def _elsewhere(self, p: _Pending, ledger: Ledger, task: str, job: Job) -> Answer:
+        """A job of another target sharing the ledger (dev's, at a receiver serving prod): left for a run of that
+        target, never merged here."""
+        d = p.delivery
+        recorded = self._record(
+            p, ledger, event_type=d.event_type, task_id=task, attempt=d.attempt, outcome="another target", job=job
+        )
+        if recorded is None:
+            return _RETRY
+        log.info("webhook: task %s answers %s (%s), not this receiver's target: left to it", task, job.target,
+                 job.profile_target)  # fmt: skip
+        return 200, {"status": "ignored", "reason": "another target", "event_id": d.event_id}
 
     def _known(self, p: _Pending, ledger: Ledger, task: str, job: Job) -> Answer:
         d = p.delivery

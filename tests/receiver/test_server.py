@@ -52,6 +52,10 @@ class FakeLedger:
     def job_by_task(self, task_id: str) -> Job | None:
         return self.jobs.get(task_id)
 
+    def mine(self, job: Job) -> bool:
+        """Every job here belongs to the receiver's project and target."""
+        return True
+
     def record_event(self, event_id: str, **row: Any) -> bool:
         if self.record_gate is not None:
             assert self.record_gate.wait(20)
@@ -440,3 +444,19 @@ def test_an_unreachable_ledger_is_a_503_with_nothing_recorded() -> None:
     with quiet_process() as (err, _), serving(ledgers) as (server, finisher):
         answer = exchange(_port(server), request(raw, headers))
     assert status_of(answer) == 503 and ledger.events == {} and finisher.queued == [] and err.getvalue() == ""
+
+
+def test_a_delivery_for_another_targets_job_is_recorded_and_left_alone() -> None:
+    """dev and prod share a ledger: a receiver serving prod never finishes dev's job (a run of dev does)."""
+
+    class Elsewhere(FakeLedger):
+        def mine(self, job: Job) -> bool:
+            return False
+
+    ledger = Elsewhere(_job())
+    with serving(Ledgers(ledger)) as (server, finisher):
+        raw, headers = signed({"event_id": "evt-dev", "task_id": TASK}, event="evt-dev")
+        answer = exchange(_port(server), request(raw, headers))
+    assert status_of(answer) == 200 and json_of(answer)["reason"] == "another target"
+    assert finisher.queued == []  # not finished here
+    assert "evt-dev" in ledger.events  # recorded once: a retry is a duplicate

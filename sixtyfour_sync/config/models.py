@@ -384,6 +384,13 @@ class TargetSpec(_Strict):
         default="",
         description="Prefix for the struct columns in the target (e.g. sf_ gives sf_email, sf_email_confidence).",
     )
+    adopt_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns of an existing target the sync may write though it did not create them (the ledger "
+        "knows which it created). A struct column that already exists in the table, written by another tool, is "
+        "otherwise refused before anything is paid for, so a sync never overwrites what it does not own. Never "
+        "an input column of a source that is the target itself.",
+    )
     on_source_delete: Literal["keep", "flag", "delete"] = Field(
         default="keep",
         description="What a run does to a target row the sync wrote whose key is gone from the source: keep "

@@ -22,17 +22,20 @@ from typing import Any
 from sixtyfour_sync.api import ConflictError, NotFoundError, SixtyfourClient
 from sixtyfour_sync.api.poll import poll_interval_from_env
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
+from sixtyfour_sync.engine import targets
 from sixtyfour_sync.engine.budget import Budget
 from sixtyfour_sync.engine.checks import check_sync
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder
 from sixtyfour_sync.engine.escalation import escalate
+from sixtyfour_sync.engine.extract import denormalize
 from sixtyfour_sync.engine.field_steps import ask_new_fields
 from sixtyfour_sync.engine.lease import Lease, LeaseHeldError, lease_name, pid_alive
 from sixtyfour_sync.engine.ledger import Job, Ledger, new_run_id
-from sixtyfour_sync.engine.plan import owned_columns, plan_sync, target_ref
+from sixtyfour_sync.engine.plan import owned_columns, plan_sync, resolve_inputs, target_ref
 from sixtyfour_sync.engine.project import Project
 from sixtyfour_sync.engine.runner import SyncRunner
 from sixtyfour_sync.engine.scheduler import StopToken
+from sixtyfour_sync.engine.select import source_relation_sql
 from sixtyfour_sync.engine.states import ACTIVE, HELD, JobState
 from sixtyfour_sync.engine.summary import RunResult, SyncPlan, SyncResult
 from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError, ConfigProblem, SixtyfourSyncError
@@ -149,8 +152,9 @@ def validate(
             where = str(loaded.file)
             try:
                 adapter = project.adapter_for(loaded)
-                plan_sync(adapter, loaded, ref_table=check_sync(project, loaded, adapter))
-                _check_target(adapter, loaded)
+                ref = check_sync(project, loaded, adapter)
+                plan_sync(adapter, loaded, ref_table=ref)
+                _check_target(adapter, loaded, ref)
                 report.checked.append(loaded.spec.name)
             except ConfigError as exc:
                 report.problems.extend(
@@ -163,26 +167,40 @@ def validate(
     return report
 
 
-def _check_target(adapter: Adapter, loaded: LoadedSync) -> None:
-    from sixtyfour_sync.errors import DataError
-
-    target = target_ref(loaded.spec)
-    if not adapter.table_exists(target):
-        return
-    existing = adapter.get_columns(target)
-    problems = []
-    for col in owned_columns(loaded.spec):
-        stored = adapter.find_column(existing, col.name)
-        if stored is not None and not adapter.is_compatible(existing[stored], col.type):
-            problems.append(f"column {stored!r} has type {existing[stored]}, the sync writes {col.type.value}")
-    for k in loaded.spec.source.key:
-        if adapter.find_column(existing, k) is None:
-            problems.append(f"key column {k!r} is missing")
+def _check_target(adapter: Adapter, loaded: LoadedSync, ref_table: TableRef | None) -> None:
+    """What ``run`` checks before paying (engine/targets.py), read-only: types, keys, ownership, and a row like
+    the sync's tried and rolled back (when the target already has every column the sync writes)."""
+    spec = loaded.spec
+    tgt = target_ref(spec)
+    tid = adapter.table_sql(tgt)
+    ledger = Ledger(adapter)
+    source = TableRef(spec.source.table, spec.source.schema_, spec.source.database) if spec.source.table else None
+    inputs: list[str] = []
+    if source is not None and adapter.table_sql(source) == tid:
+        inputs = resolve_inputs(adapter, loaded, source_relation_sql(adapter, spec, ref_table))
+    problems = targets.check(adapter, ledger if ledger.exists() else None, loaded, tgt, tid, inputs_of_target=inputs)
+    if not problems and adapter.table_exists(tgt):
+        existing = adapter.get_columns(tgt)
+        if all(adapter.find_column(existing, c.name) for c in owned_columns(spec)):
+            sample = _first_key(adapter, spec, source_relation_sql(adapter, spec, ref_table))
+            refusal = None if sample is None else targets.dry_run(adapter, spec, tgt, sample)
+            if refusal is not None:
+                problems.append(f"a row like this sync's was refused: {refusal}")
     if problems:
-        raise DataError(
-            f"target table {target} is not compatible: " + "; ".join(problems),
-            hint="rename the struct field, set target.prefix, or point target.table at another table",
-        )
+        raise targets.refuse(loaded, tgt, problems)
+
+
+def _first_key(adapter: Adapter, spec: SyncSpec, source_sql: str) -> dict[str, Any] | None:
+    """The key of one source row with a whole key (for a trial row), or None when there is none."""
+    cols = ", ".join(adapter.quote(k, what="key column") for k in spec.source.key)
+    whole = " AND ".join(f"{adapter.quote(k, what='key column')} IS NOT NULL" for k in spec.source.key)
+    sql = adapter.limit_sql(f"SELECT {cols} FROM ({source_sql}) {adapter.subquery_alias('k')} WHERE {whole}", 1)
+    for batch in adapter.stream(sql):
+        if batch.num_rows:
+            row = denormalize(adapter, batch).slice(0, 1).to_pylist()[0]
+            lower = {k.lower(): v for k, v in row.items()}
+            return {k: lower.get(k.lower()) for k in spec.source.key}
+    return None
 
 
 def plan(

@@ -596,7 +596,7 @@ class JobDriver:
         self.partial(f"{t.label}: result unreadable ({sanitize(error, 200)}); see `sixtyfour-sync status`")
 
     def ensure_target(self) -> None:
-        """Create the target table or add this sync's columns: only once a paid result is to be merged."""
+        """Create the target table or add this sync's columns (and record them as the sync's)."""
         ctx = self.ctx
         if ctx.target_ready:
             return
@@ -606,9 +606,12 @@ class JobDriver:
         ]
         if ctx.target.schema and not ctx.adapter.schema_exists(ctx.target.schema):
             ctx.adapter.ensure_schema(ctx.target.schema)
-        res = ctx.adapter.ensure_table(ctx.target, key, owned_columns(ctx.spec))
+        owned = owned_columns(ctx.spec)
+        res = ctx.adapter.ensure_table(ctx.target, key, owned)
         if res.created:
             ctx.note(f"created target table {ctx.target}")
+            ctx.ledger.record_columns(ctx.target_id, ctx.name, [c.name for c in owned])
         elif res.added_columns:
             ctx.note(f"added columns {', '.join(res.added_columns)} to {ctx.target}")
+            ctx.ledger.record_columns(ctx.target_id, ctx.name, list(res.added_columns))
         ctx.target_ready = True

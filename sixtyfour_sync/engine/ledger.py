@@ -13,6 +13,8 @@ job on a throwaway machine resumes where the last one stopped:
   rebuild a lost file, a selection can leave out rows that a job still holds, and a merge knows what was sent.
   Those of ended jobs are pruned at the start and end of each sync's run;
 - ``_sixtyfour_sync_prices``: per-row prices learned from the API's estimates, per endpoint and tier;
+- ``_sixtyfour_sync_columns``: the target columns each sync created, so a sync never writes a column it does
+  not own (another tool's) unless told to (``target.adopt_columns``);
 - ``_sixtyfour_sync_quarantine``: paid answers the target refused (a CHECK constraint, a trigger, a value too
   long for a column someone narrowed), one row each with its key, the warehouse's reason and the answer itself;
   their rows are held (never asked again) until they merge (see :mod:`sixtyfour_sync.engine.quarantine`);
@@ -42,6 +44,7 @@ from sixtyfour_sync.warehouse.base import Adapter, Column, LogicalType, Session,
 
 __all__ = [
     "ACTIVE_STATES",
+    "COLUMNS_TABLE",
     "EVENTS_TABLE",
     "JOBS_TABLE",
     "JOB_KEYS_TABLE",
@@ -66,6 +69,7 @@ LEASES_TABLE = "_sixtyfour_sync_leases"
 EVENTS_TABLE = "_sixtyfour_sync_webhook_events"
 SPECS_TABLE = "_sixtyfour_sync_specs"
 QUARANTINE_TABLE = "_sixtyfour_sync_quarantine"
+COLUMNS_TABLE = "_sixtyfour_sync_columns"
 #: The column of a selection (and of the job keys) holding the warehouse's hash of a row's key.
 KEY_HASH = "_sixtyfour_key_hash"
 INPUT_HASH = "_sixtyfour_input_hash"
@@ -164,6 +168,8 @@ _EVENT_COLUMNS = [
 #: What each spec hash stamped into a target stands for: its shared part and one hash per field (JSON).
 _SPEC_COLUMNS = [Column("sync_name", T), Column("definition", T), Column("recorded_at", TS)]
 _KEY_COLUMNS = [Column("job_id", T), Column("part", B), Column("data", T)]
+#: Which sync created which column of which target (the target as jobs record it; the column lower-cased).
+_CREATED_COLUMNS = [Column("sync_name", T), Column("created_at", TS)]
 #: An answer the target refused: whose, its key (the stored prefix of its hash, and as JSON text to show), why,
 #: and the staged row itself (Arrow IPC, base64) with how to merge it, so it merges without asking again.
 _QUARANTINE_COLUMNS = [
@@ -303,6 +309,7 @@ class Ledger:
         self.events = TableRef(EVENTS_TABLE, self.schema)
         self.specs = TableRef(SPECS_TABLE, self.schema)
         self.quarantine = TableRef(QUARANTINE_TABLE, self.schema)
+        self.created = TableRef(COLUMNS_TABLE, self.schema)
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.guard: Callable[[], None] = _no_guard
@@ -340,6 +347,11 @@ class Ledger:
         a.ensure_table(self.events, [Column("event_id", T, nullable=False)], _EVENT_COLUMNS)
         a.ensure_table(self.specs, [Column("spec_hash", T, nullable=False)], _SPEC_COLUMNS)
         a.ensure_table(self.quarantine, [Column("quarantine_id", T, nullable=False)], _QUARANTINE_COLUMNS)
+        a.ensure_table(
+            self.created,
+            [Column("target", T, nullable=False), Column("column_name", T, nullable=False)],
+            _CREATED_COLUMNS,
+        )
         # No primary key on the job keys: they are only ever read by job, and an index over millions of hashes
         # would cost more memory than the rows themselves.
         if not a.table_exists(self.keys):
@@ -603,6 +615,28 @@ class Ledger:
         if not held:
             return None
         return pa.chunked_array([c for col in held for c in col.chunks], type=pa.string()).combine_chunks()
+
+    # -- columns the syncs created --------------------------------------------------------------------
+
+    def created_columns(self, target: str) -> dict[str, str]:
+        """The columns of ``target`` a sync created: lower-cased name -> the sync's name."""
+        if not self.adapter.table_exists(self.created):
+            return {}
+        with self.adapter.session() as s:
+            rows = s.select(self.created, {"target": target}, columns=["column_name", "sync_name"])
+        return {str(r["column_name"]): str(r["sync_name"]) for r in rows}
+
+    def record_columns(self, target: str, sync_name: str, names: Sequence[str]) -> None:
+        """Record that ``sync_name`` created (or, for a table an older version made, has always written) columns."""
+        if not names:
+            return
+        self.ensure()
+        self.guard()
+        now = utcnow()
+        with self.adapter.session() as s:
+            for name in dict.fromkeys(n.lower() for n in names):
+                row = {"target": target, "column_name": name, "sync_name": sync_name, "created_at": now}
+                s.insert_if_absent(self.created, row, ["target", "column_name"])
 
     # -- quarantined answers -------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from sixtyfour_sync.api import JobPoller, SixtyfourClient
 from sixtyfour_sync.api.schema import validate_config
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec, build_api_config
-from sixtyfour_sync.engine import quarantine, result_files
+from sixtyfour_sync.engine import quarantine, result_files, targets
 from sixtyfour_sync.engine.budget import Budget, fit_file
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder, SyncContext
 from sixtyfour_sync.engine.deletions import check_delete, deletion_statements, scope_sql
@@ -164,6 +164,8 @@ class SyncRunner:
         #: Whether this run has seen the API quote the price (a price from the ledger or the config is checked
         #: with a one-row first file under a budget: it may have moved since).
         self.price_confirmed = False
+        #: Whether the target was checked (and made ready) before this runner's first submission.
+        self.target_checked = False
         self.prepared = False
         self._started = time.monotonic()
 
@@ -278,6 +280,38 @@ class SyncRunner:
             )
             for b in range(buckets)
         ]
+
+    # ------------------------------------------------------------------ the target, before paying
+
+    def _source_is_target(self) -> bool:
+        spec, a = self.ctx.spec, self.ctx.adapter
+        if not spec.source.table:
+            return False
+        return a.table_sql(TableRef(spec.source.table, spec.source.schema_, spec.source.database)) == self.ctx.target_id
+
+    def _prepare_target(self, first: ChunkFile) -> str | None:
+        """Check the target and make it ready before the first submission (engine/targets.py): None, or why the
+        sync stops without paying."""
+        ctx, spec, a = self.ctx, self.ctx.spec, self.ctx.adapter
+        inputs = self.inputs if self._source_is_target() else []
+        try:
+            existed = a.table_exists(ctx.target)
+            problems = targets.check(a, ctx.ledger, ctx.loaded, ctx.target, ctx.target_id, inputs_of_target=inputs)
+            if problems:
+                return str(targets.refuse(ctx.loaded, ctx.target, problems))
+            if existed:  # a target an older version made and the sync wrote: its columns are the sync's
+                created = ctx.ledger.created_columns(ctx.target_id)
+                claimed = targets.claimed_columns(spec, a.get_columns(ctx.target), created)
+                ctx.ledger.record_columns(ctx.target_id, spec.name, [c for c in claimed if c not in created])
+            self.driver.ensure_target()
+            assert first.kept is not None
+            sample = {k: first.kept.column(k)[0].as_py() for k in spec.source.key}
+            refusal = targets.dry_run(a, spec, ctx.target, sample)
+        except SixtyfourSyncError as exc:
+            return f"the target {ctx.target} cannot be made ready: {exc}; nothing was sent"
+        if refusal is not None:
+            return str(targets.refuse(ctx.loaded, ctx.target, [f"a row like this sync's was refused: {refusal}"]))
+        return None
 
     # ------------------------------------------------------------------ rows gone from the source
 
@@ -617,6 +651,15 @@ class SyncRunner:
         if self.awaiting_estimate:
             self.waiting_files.append((chunk, holds_slot))
             return
+        if not self.target_checked:
+            self.target_checked = True
+            refusal = self._prepare_target(chunk)
+            if refusal is not None:
+                self.stop_sync("failed", refusal)
+                chunk.path.unlink(missing_ok=True)
+                if holds_slot:
+                    self.release_slot()
+                return
         room = self._room()
         # A price of 0 is no price: a budget is never switched off by it.
         trusted = self.price if self.price_confirmed and self.price is not None and self.price > 0 else None

@@ -15,6 +15,7 @@ A backend subclasses :class:`Adapter` with its config class (``Adapter[PostgresT
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import uuid
 from abc import ABC, abstractmethod
@@ -435,12 +436,10 @@ class Adapter(SqlMethods, ABC, Generic[ConfigT]):
                 return UpsertResult(inserted=self._insert_new(session, table, apply_insert_guards(part))) + dropped
             part, decide = guards_decided_in_stage(part, self.dialect)
             stage = self._stage(session, table, part)
-            try:
+            with self._stage_dropped(session, stage):
                 for flag, guard in decide:
                     session.execute(upsert.guard_stage_sql(self.names, table, stage, part.key, flag, guard))
                 inserted = self._apply_stage(session, table, stage, part)
-            finally:
-                self._drop_stage(session, stage)
         return UpsertResult(inserted=inserted, updated=n - inserted) + dropped
 
     def _apply_stage(self, session: Session, table: TableRef, stage: str, part: PreparedPart) -> int:
@@ -458,6 +457,18 @@ class Adapter(SqlMethods, ABC, Generic[ConfigT]):
         if inserted < 0:
             raise WarehouseError(f"{self.type}: the driver did not report the inserted row count")
         return inserted
+
+    @contextlib.contextmanager
+    def _stage_dropped(self, session: Session, stage: str) -> Iterator[None]:
+        """Drop the stage after the block; when the block failed, its error is the one raised (the drop may fail
+        too in a transaction the error aborted, and the rollback that follows drops a temporary stage anyway)."""
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._drop_stage(session, stage)
+            raise
+        self._drop_stage(session, stage)
 
     def stage_name(self) -> str:
         """A unique name for a staging relation."""
@@ -491,7 +502,5 @@ class Adapter(SqlMethods, ABC, Generic[ConfigT]):
         """
         part = PreparedPart(data, (), tuple(data.column_names))
         stage = self._stage(session, table, part)
-        try:
+        with self._stage_dropped(session, stage):
             return session.execute_count(upsert.insert_select_sql(self.names, table, stage, data.column_names))
-        finally:
-            self._drop_stage(session, stage)

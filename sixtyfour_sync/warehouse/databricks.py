@@ -154,6 +154,7 @@ class DatabricksAdapter(Adapter["DatabricksTarget"]):
         identifier_case="lower",
         max_identifier_length=255,
         transactional_ddl=False,
+        atomic_upsert=False,
     )
     dialect: Dialect = DATABRICKS
 

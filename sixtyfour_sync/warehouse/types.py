@@ -89,6 +89,9 @@ class Capabilities:
     #: times faster than one of 100,000 through its log); smaller where the server's insert blocks the rest
     #: of the run for longer than it saves (PostgreSQL: measured by bench/pipeline.py).
     insert_batch_rows: int = 250_000
+    #: Whether an upsert whose ``before_commit`` raises leaves nothing behind (every statement one transaction):
+    #: only then can the target be tried with a row that is rolled back (Databricks commits each statement).
+    atomic_upsert: bool = True
 
 
 @dataclass(frozen=True)

@@ -423,7 +423,7 @@ def _print_jobs_and_runs(
     if not jobs:
         return
     # jobs of several targets share this ledger (dev and prod): say where each one's answers go
-    targets = wide or len({r.get("target") for r in jobs}) > 1
+    targets = len({r.get("target") for r in jobs}) > 1
     cols = [Col("run", number=False), Col("sync", number=False), Col("file", number=False, narrow=False)]
     if targets:
         cols.append(Col("target", number=False))

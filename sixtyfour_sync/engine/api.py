@@ -31,7 +31,7 @@ from sixtyfour_sync.engine.extract import denormalize
 from sixtyfour_sync.engine.field_steps import ask_new_fields
 from sixtyfour_sync.engine.lease import Lease, LeaseHeldError, lease_name, pid_alive
 from sixtyfour_sync.engine.ledger import Job, Ledger, new_run_id
-from sixtyfour_sync.engine.plan import owned_columns, plan_sync, resolve_inputs, target_ref
+from sixtyfour_sync.engine.plan import owned_columns, plan_sync, resolve_inputs, resolve_key_types, target_ref
 from sixtyfour_sync.engine.project import Project
 from sixtyfour_sync.engine.runner import SyncRunner
 from sixtyfour_sync.engine.scheduler import StopToken
@@ -40,6 +40,7 @@ from sixtyfour_sync.engine.states import ACTIVE, HELD, JobState
 from sixtyfour_sync.engine.summary import RunResult, SyncPlan, SyncResult
 from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError, ConfigProblem, SixtyfourSyncError
 from sixtyfour_sync.warehouse.base import Adapter, TableRef
+from sixtyfour_sync.warehouse.keytypes import transport_sql
 
 __all__ = ["ValidationReport", "cancel", "dbt_sources", "plan", "run", "status", "validate"]
 
@@ -182,7 +183,7 @@ def _check_target(adapter: Adapter, loaded: LoadedSync, ref_table: TableRef | No
     if not problems and adapter.table_exists(tgt):
         existing = adapter.get_columns(tgt)
         if all(adapter.find_column(existing, c.name) for c in owned_columns(spec)):
-            sample = _first_key(adapter, spec, source_relation_sql(adapter, spec, ref_table))
+            sample = _first_key(adapter, loaded, source_relation_sql(adapter, spec, ref_table))
             refusal = None if sample is None else targets.dry_run(adapter, spec, tgt, sample)
             if refusal is not None:
                 problems.append(f"a row like this sync's was refused: {refusal}")
@@ -190,16 +191,23 @@ def _check_target(adapter: Adapter, loaded: LoadedSync, ref_table: TableRef | No
         raise targets.refuse(loaded, tgt, problems)
 
 
-def _first_key(adapter: Adapter, spec: SyncSpec, source_sql: str) -> dict[str, Any] | None:
-    """The key of one source row with a whole key (for a trial row), or None when there is none."""
-    cols = ", ".join(adapter.quote(k, what="key column") for k in spec.source.key)
+def _first_key(adapter: Adapter, loaded: LoadedSync, source_sql: str) -> dict[str, Any] | None:
+    """The key of one source row with a whole key, as a selection hands it over (for a trial row), or None."""
+    spec = loaded.spec
+    kinds = resolve_key_types(adapter, loaded, source_sql)
+    text = adapter.dialect.text_type
+    cols = ", ".join(
+        f"{transport_sql(adapter.quote(k, what='key column'), kinds[k], adapter.dialect.types, text)} AS "
+        f"{adapter.quote(k, what='key column')}"
+        for k in spec.source.key
+    )
     whole = " AND ".join(f"{adapter.quote(k, what='key column')} IS NOT NULL" for k in spec.source.key)
     sql = adapter.limit_sql(f"SELECT {cols} FROM ({source_sql}) {adapter.subquery_alias('k')} WHERE {whole}", 1)
     for batch in adapter.stream(sql):
         if batch.num_rows:
-            row = denormalize(adapter, batch).slice(0, 1).to_pylist()[0]
-            lower = {k.lower(): v for k, v in row.items()}
-            return {k: lower.get(k.lower()) for k in spec.source.key}
+            first = denormalize(adapter, batch).slice(0, 1)
+            lower = {n.lower(): first.column(i) for i, n in enumerate(first.schema.names)}
+            return {k: lower[k.lower()] for k in spec.source.key}
     return None
 
 

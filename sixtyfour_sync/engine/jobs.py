@@ -54,6 +54,7 @@ from sixtyfour_sync.engine.results import ResultParseError, parse_result
 from sixtyfour_sync.engine.select import HASH_COLUMN
 from sixtyfour_sync.engine.states import JobState
 from sixtyfour_sync.engine.summary import JobOutcome
+from sixtyfour_sync.engine.targets import claimed_columns
 from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError
 from sixtyfour_sync.warehouse.base import Column, Session
 
@@ -595,19 +596,28 @@ class JobDriver:
         ctx.reporter.on("job_done", ctx.name, state=S.RESULT_UNREADABLE.value, rows=t.job.rows)
         self.partial(f"{t.label}: result unreadable ({sanitize(error, 200)}); see `sixtyfour-sync status`")
 
-    def ensure_target(self) -> None:
-        """Create the target table or add this sync's columns (and record them as the sync's)."""
+    def key_columns(self) -> list[Column]:
+        """The target's key columns, typed as the source's keys."""
         ctx = self.ctx
-        if ctx.target_ready:
-            return
-        key = [
+        return [
             ctx.adapter.key_column(k, ctx.key_specs[k]) if k in ctx.key_specs else Column(k, arrow_to_logical(t), False)
             for k, t in ctx.key_types.items()
         ]
+
+    def ensure_target(self) -> None:
+        """Create the target table or add this sync's columns (and record them as the sync's): when a paid result
+        is to be merged."""
+        ctx = self.ctx
+        if ctx.target_ready:
+            return
         if ctx.target.schema and not ctx.adapter.schema_exists(ctx.target.schema):
             ctx.adapter.ensure_schema(ctx.target.schema)
+        if ctx.adapter.table_exists(ctx.target):  # an older version's target the sync wrote: its columns are its
+            created = ctx.ledger.created_columns(ctx.target_id)
+            claimed = claimed_columns(ctx.spec, ctx.adapter.get_columns(ctx.target), created)
+            ctx.ledger.record_columns(ctx.target_id, ctx.name, [c for c in claimed if c not in created])
         owned = owned_columns(ctx.spec)
-        res = ctx.adapter.ensure_table(ctx.target, key, owned)
+        res = ctx.adapter.ensure_table(ctx.target, self.key_columns(), owned)
         if res.created:
             ctx.note(f"created target table {ctx.target}")
             ctx.ledger.record_columns(ctx.target_id, ctx.name, [c.name for c in owned])

@@ -290,25 +290,19 @@ class SyncRunner:
         return a.table_sql(TableRef(spec.source.table, spec.source.schema_, spec.source.database)) == self.ctx.target_id
 
     def _prepare_target(self, first: ChunkFile) -> str | None:
-        """Check the target and make it ready before the first submission (engine/targets.py): None, or why the
-        sync stops without paying."""
+        """Check the target before the first submission (engine/targets.py): None, or why the sync stops without
+        paying. Nothing is written: the first merge creates or completes the target."""
         ctx, spec, a = self.ctx, self.ctx.spec, self.ctx.adapter
         inputs = self.inputs if self._source_is_target() else []
         try:
-            existed = a.table_exists(ctx.target)
             problems = targets.check(a, ctx.ledger, ctx.loaded, ctx.target, ctx.target_id, inputs_of_target=inputs)
             if problems:
                 return str(targets.refuse(ctx.loaded, ctx.target, problems))
-            if existed:  # a target an older version made and the sync wrote: its columns are the sync's
-                created = ctx.ledger.created_columns(ctx.target_id)
-                claimed = targets.claimed_columns(spec, a.get_columns(ctx.target), created)
-                ctx.ledger.record_columns(ctx.target_id, spec.name, [c for c in claimed if c not in created])
-            self.driver.ensure_target()
             assert first.kept is not None
-            sample = {k: first.kept.column(k)[0].as_py() for k in spec.source.key}
-            refusal = targets.dry_run(a, spec, ctx.target, sample)
+            sample = {k: first.kept.column(k).slice(0, 1) for k in spec.source.key}
+            refusal = targets.dry_run(a, spec, ctx.target, sample, self.driver.key_columns())
         except SixtyfourSyncError as exc:
-            return f"the target {ctx.target} cannot be made ready: {exc}; nothing was sent"
+            return f"the target {ctx.target} cannot be checked: {exc}; nothing was sent"
         if refusal is not None:
             return str(targets.refuse(ctx.loaded, ctx.target, [f"a row like this sync's was refused: {refusal}"]))
         return None

@@ -6,14 +6,17 @@ Before a sync's first submission of a run, and in ``validate``:
   every column it writes: a column that already exists and that the sync did not create (the ledger's
   ``_sixtyfour_sync_columns`` knows) belongs to someone else, and is written only when ``target.adopt_columns``
   names it. A source that is the target itself never has its input columns written, adopted or not;
-- the target is created (or given the columns it lacks), and the columns the sync created are recorded;
 - one row shaped like the rows the sync writes (its key taken from the source) is upserted in a transaction
   that is then rolled back, where the warehouse can roll an upsert back: a view, a NOT NULL column without a
   default, a CHECK constraint, a trigger that raises or a column too narrow refuse it here, and the sync pays
-  nothing and says what to change.
+  nothing and says what to change. Where the warehouse can roll DDL back too (PostgreSQL, DuckDB, SQLite), a
+  target that does not exist yet, or lacks columns, is created or completed inside that transaction, so it is
+  tried as the merge will find it; elsewhere an incomplete target is tried only once it is complete.
 
-A target an older version created, on which the sync has already written (its status column is there), has
-always been written by the sync: its columns are recorded as the sync's the first time it is seen.
+Nothing is written by the checks: the target is created (or completed) by the first merge, and the columns the
+sync created are recorded then (``_sixtyfour_sync_columns``). A target an older version created, on which the
+sync has already written (its status column is there), has always been written by the sync: its columns are
+recorded as the sync's the first time it is merged into.
 """
 
 from __future__ import annotations
@@ -123,34 +126,58 @@ def _trial_value(col: Column, spec: SyncSpec) -> Any:
     return fixed.get(name, "x" * 32)
 
 
-def dry_run(adapter: Adapter, spec: SyncSpec, target: TableRef, sample_key: Mapping[str, Any]) -> str | None:
+def _trial_part(spec: SyncSpec, sample_key: Mapping[str, Any]) -> UpsertPart:
+    columns = owned_columns(spec)
+    # the key as the source typed it (a one-row Arrow array: a HUGEINT or a UBIGINT above 2^63 fits no Python
+    # int conversion), or a plain value
+    data: dict[str, pa.Array] = {
+        k: v if isinstance(v, (pa.Array, pa.ChunkedArray)) else pa.array([v]) for k, v in sample_key.items()
+    }
+    for col in columns:
+        value = _trial_value(col, spec)
+        data[col.name] = pa.array([value], type=pa.timestamp("us", tz="UTC") if isinstance(value, datetime) else None)
+    data = {n: (a.cast(pa.string()) if pa.types.is_null(a.type) else a) for n, a in data.items()}
+    return UpsertPart(pa.table(data), [c.name for c in columns], unique_keys=True)
+
+
+def dry_run(
+    adapter: Adapter,
+    spec: SyncSpec,
+    target: TableRef,
+    sample_key: Mapping[str, Any],
+    key_columns: Sequence[Column] = (),
+) -> str | None:
     """Upsert one row like the sync's (key ``sample_key``) and roll it back; the warehouse's refusal, or None.
 
+    A target that does not exist or lacks columns is created or completed first, in the same transaction, where
+    DDL rolls back (``key_columns`` then say how to create the key); elsewhere it is not tried until complete.
     Nothing is tried (None) where an upsert cannot be rolled back (each statement commits on its own).
     """
     if not adapter.capabilities.atomic_upsert:
         return None
     columns = owned_columns(spec)
-    data: dict[str, pa.Array] = {}
-    for k, value in sample_key.items():
-        data[k] = pa.array([value])
-    for col in columns:
-        value = _trial_value(col, spec)
-        data[col.name] = pa.array([value], type=pa.timestamp("us", tz="UTC") if isinstance(value, datetime) else None)
-    if any(pa.types.is_null(a.type) for a in data.values()):
-        data = {n: (a.cast(pa.string()) if pa.types.is_null(a.type) else a) for n, a in data.items()}
-    part = UpsertPart(pa.table(data), [c.name for c in columns], unique_keys=True)
-
-    def roll_back(_: Any) -> None:
-        raise _RolledBack
-
+    exists = adapter.table_exists(target)
+    existing = adapter.get_columns(target) if exists else {}
+    missing = [c for c in columns if adapter.find_column(existing, c.name) is None]
+    if (not exists or missing) and not (adapter.capabilities.transactional_ddl and key_columns):
+        return None
+    part = _trial_part(spec, sample_key)
     try:
-        adapter.upsert(target, list(spec.source.key), [part], before_commit=roll_back)
+        with adapter.session() as s:
+            if not exists:
+                schema = adapter.names.schema_of(target)
+                if schema and not target.database and not adapter.schema_exists(schema):
+                    s.execute(adapter.create_schema_sql(schema))
+                s.execute(adapter.create_table_sql(target, key_columns, columns))
+            else:
+                for col in missing:
+                    s.execute(adapter.add_column_sql(target, col))
+            s.upsert(target, list(spec.source.key), [part])
+            raise _RolledBack
     except _RolledBack:
         return None
     except SixtyfourSyncError as exc:
         return sanitize(exc, 500)
-    return None
 
 
 def refuse(loaded: LoadedSync, target: TableRef, problems: Sequence[str]) -> ConfigError:

@@ -58,7 +58,8 @@ def test_a_failed_job_is_recorded_and_partial(tmp_path: Path, project: E2EProjec
     assert s.status == "partial"
     assert result.exit_code == 3
     assert [j[0] for j in _jobs(db)] == ["failed"]
-    # nothing was paid for, so nothing changed in the warehouse beyond the ledger: no target table yet
+    # nothing was paid for, so nothing changed in the warehouse beyond the ledger: no target table yet (the target
+    # was tried before the file was sent, in a transaction that was rolled back)
     assert not _query(db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'leads_enriched'")[0][0]
     # A failed job is not retried blindly: the rows were never enriched, so the next run asks again.
     with emu.serve() as server:

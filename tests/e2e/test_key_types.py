@@ -111,7 +111,7 @@ def _check_round(wh: Warehouse, stored_type: str) -> None:
     plan = api.plan(project.dir, env=project.env)[0]
     assert sum(plan.rows_by_reason.values()) == 0, plan.rows_by_reason
     report = api.validate(project.dir, env=project.env)
-    assert report.ok, report.problems
+    assert report.ok, [p.message for p in report.problems]
 
     # One row changes: exactly that row is asked again (a key colliding with another would ask two, or none).
     wh.execute("UPDATE {t:keyed} SET name = 'Someone Else' WHERE k = ?", [_source_keys(wh)[-1]])

@@ -162,8 +162,15 @@ def dry_run(
     if (not exists or missing) and not (adapter.capabilities.transactional_ddl and key_columns):
         return None
     part = _trial_part(spec, sample_key)
+
+    def roll_back(_: Any) -> None:
+        raise _RolledBack
+
     try:
-        with adapter.session() as s:
+        if exists and not missing:  # the target as it is: the upsert's own transaction, rolled back
+            adapter.upsert(target, list(spec.source.key), [part], before_commit=roll_back)
+            return None
+        with adapter.session() as s:  # created or completed, then tried, in one transaction rolled back
             if not exists:
                 schema = adapter.names.schema_of(target)
                 if schema and not target.database and not adapter.schema_exists(schema):

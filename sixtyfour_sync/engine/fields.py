@@ -8,13 +8,15 @@ description and type). Against the sync as it is now, an enriched row whose stam
 - none (fields were only removed): the row is current, nothing is asked;
 - some: a "new fields" step asks just those, for the rows with that stamp, and merges just their columns.
 
-A stamp the ledger does not know (written before stamps were recorded), a changed shared part, a failed row
-or changed inputs are a new question, asked whole, as before.
+A row the API could not enrich is asked again whole when the question grew or changed (a new question is a new
+chance), but not when fields were only removed: a removed field costs nothing, and the row waits for
+``refresh.retry_failed_after`` as before. A stamp the ledger does not know (written before stamps were recorded),
+a changed shared part or changed inputs are a new question, asked whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,14 +35,27 @@ class FieldChanges:
     groups: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
     #: Fields to ask -> how many enriched rows have those stamps (inputs not checked: an upper bound).
     rows: dict[tuple[str, ...], int] = field(default_factory=dict)
+    #: Stamps whose failed rows asked the question as it is now but for fields since removed: not asked again.
+    failed_current: list[str] = field(default_factory=list)
 
 
 def field_changes(
-    spec: SyncSpec, stamp_counts: Mapping[str, int], definitions: Mapping[str, Mapping[str, Any]]
+    spec: SyncSpec,
+    stamp_counts: Mapping[str, int],
+    definitions: Mapping[str, Mapping[str, Any]],
+    failed_stamps: Sequence[str] = (),
 ) -> FieldChanges:
-    """Group the target's stamps (enriched rows per stamp) by the fields each still needs."""
+    """Group the target's stamps (enriched rows per stamp) by the fields each still needs; and the stamps of
+    failed rows (``failed_stamps``) that differ from the question now only by removed fields."""
     out = FieldChanges()
     current, base, now = spec.spec_hash(), spec.question_base(), spec.field_hashes()
+    for stamp in sorted(set(failed_stamps)):
+        definition = definitions.get(stamp)
+        if stamp == current or definition is None or definition.get("base") != base:
+            continue
+        had = definition.get("fields") or {}
+        if all(had.get(f) == h for f, h in now.items()):  # nothing new or changed: only removals
+            out.failed_current.append(stamp)
     for stamp, n in sorted(stamp_counts.items()):
         definition = definitions.get(stamp)
         if stamp == current or definition is None or definition.get("base") != base:

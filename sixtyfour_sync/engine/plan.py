@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import LoadedSync, StructField, SyncSpec, build_api_config
 from sixtyfour_sync.engine.extract import ScanStats, denormalize, missing_key
-from sixtyfour_sync.engine.fields import field_changes
+from sixtyfour_sync.engine.fields import FieldChanges, field_changes
 from sixtyfour_sync.engine.ledger import Ledger
 from sixtyfour_sync.engine.select import (
     KEY_ROWS_COLUMN,
@@ -225,6 +225,25 @@ def _count_without_held(adapter: Adapter, selection: Selection, held: pa.Array, 
     return counts
 
 
+def read_field_changes(
+    adapter: Adapter, ledger: Ledger, spec: SyncSpec, target: TableRef, columns: Mapping[str, Any]
+) -> FieldChanges | None:
+    """What the target's stamps need from the sync as it is now (engine/fields.py), read with one GROUP BY; None
+    when every row carries the current stamp."""
+    sql = stamp_counts_sql(adapter, spec, target, columns)
+    if not sql:
+        return None
+    with adapter.session() as s:
+        rows = [(str(st), str(h), int(n)) for st, h, n in s.fetchall(sql) if h is not None]
+    current = spec.spec_hash()
+    enriched = {h: n for st, h, n in rows if st == "enriched"}
+    failed = [h for st, h, _ in rows if st == "failed" and h != current]
+    others = sorted({h for _, h, _ in rows if h != current})
+    if not others:
+        return None
+    return field_changes(spec, enriched, ledger.spec_definitions(others), failed)
+
+
 def plan_sync(
     adapter: Adapter,
     loaded: LoadedSync,
@@ -254,13 +273,7 @@ def plan_sync(
     held = ledger.held_keys(spec.name, sorted(ACTIVE | HELD), target_id) if has_ledger else None
     changes = None
     if columns is not None and has_ledger and not full_refresh and spec.refresh.when != "always":
-        sql = stamp_counts_sql(adapter, spec, target, columns)
-        if sql:
-            with adapter.session() as s:
-                per_stamp = {str(h): int(n) for h, n in s.fetchall(sql) if h is not None}
-            others = [h for h in per_stamp if h != spec.spec_hash()]
-            if others:
-                changes = field_changes(spec, per_stamp, ledger.spec_definitions(others))
+        changes = read_field_changes(adapter, ledger, spec, target, columns)
     selection = build_selection(
         adapter,
         spec,
@@ -271,6 +284,7 @@ def plan_sync(
         spec_hash=spec.spec_hash(),
         full_refresh=full_refresh,
         not_whole=changes.not_whole if changes else (),
+        failed_current=changes.failed_current if changes else (),
         key_types=key_types,
     )
     report = adapter.key_report(source_sql, spec.source.key)

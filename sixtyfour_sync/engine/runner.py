@@ -40,7 +40,7 @@ from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder,
 from sixtyfour_sync.engine.deletions import check_delete, deletion_statements, scope_sql
 from sixtyfour_sync.engine.extract import Producer, ScanStats, denormalize, rebuild_file
 from sixtyfour_sync.engine.failpoints import failpoint
-from sixtyfour_sync.engine.fields import FieldChanges, field_changes
+from sixtyfour_sync.engine.fields import FieldChanges
 from sixtyfour_sync.engine.files import ChunkFile, SpilledTable, head_chunk, spill, tail_chunk
 from sixtyfour_sync.engine.jobs import JobDriver, Tracked
 from sixtyfour_sync.engine.keys import idempotency_key, salt_for
@@ -50,6 +50,7 @@ from sixtyfour_sync.engine.localdb import duck_type, ident, json_path, literal, 
 from sixtyfour_sync.engine.plan import (
     owned_columns,
     plan_sync,
+    read_field_changes,
     resolve_inputs,
     resolve_key_types,
     resolve_price,
@@ -70,7 +71,6 @@ from sixtyfour_sync.engine.select import (
     rebuild_sql,
     sent_rows,
     source_relation_sql,
-    stamp_counts_sql,
 )
 from sixtyfour_sync.engine.states import ACTIVE, HELD, HOLDS_ROWS, JobState
 from sixtyfour_sync.engine.summary import JobOutcome, SyncResult
@@ -262,6 +262,7 @@ class SyncRunner:
         if own_pass and columns is not None and not self.full_refresh and ctx.spec.refresh.when != "always":
             self.changes = self._field_changes(columns)
         not_whole = self.changes.not_whole if self.changes is not None else []
+        failed_current = self.changes.failed_current if self.changes is not None else []
         return [
             build_selection(
                 a,
@@ -275,6 +276,7 @@ class SyncRunner:
                 bucket=(b, buckets) if buckets > 1 else None,
                 escalate_from=self.escalate_from,
                 not_whole=not_whole,
+                failed_current=failed_current,
                 field_stamps=self.field_stamps,
                 key_types=ctx.key_specs,
             )
@@ -419,15 +421,9 @@ class SyncRunner:
 
     def _field_changes(self, columns: Mapping[str, Any]) -> FieldChanges | None:
         ctx = self.ctx
-        sql = stamp_counts_sql(ctx.adapter, ctx.spec, ctx.target, columns)
-        if not sql or not ctx.ledger.exists():
+        if not ctx.ledger.exists():
             return None
-        with ctx.adapter.session() as s:
-            counts = {str(h): int(n) for h, n in s.fetchall(sql) if h is not None}
-        others = [h for h in counts if h != ctx.spec_hash]
-        if not others:
-            return None
-        return field_changes(ctx.spec, counts, ctx.ledger.spec_definitions(others))
+        return read_field_changes(ctx.adapter, ctx.ledger, ctx.spec, ctx.target, columns)
 
     def _owns(self, job: Job) -> bool:
         """Whether this runner finishes ``job``: a step its own jobs (tier, fields), the sync the others."""

@@ -140,6 +140,7 @@ def build_selection(
     bucket: tuple[int, int] | None = None,
     escalate_from: str | None = None,
     not_whole: Sequence[str] = (),
+    failed_current: Sequence[str] = (),
     field_stamps: Sequence[str] | None = None,
     key_types: Mapping[str, KeyType] | None = None,
 ) -> Selection:
@@ -204,6 +205,10 @@ def build_selection(
     stamp_changed = f"{sp_hash} <> {spec_lit}"
     if not_whole:  # enriched rows of these stamps lack only some fields (asked by a "new fields" step), or none
         stamp_changed = f"({stamp_changed} AND NOT ({status} = 'enriched' AND {sp_hash} IN ({_literals(not_whole)})))"
+    if failed_current:  # failed rows that asked the question as it is now, but for fields since removed
+        stamp_changed = (
+            f"({stamp_changed} AND NOT ({status} = 'failed' AND {sp_hash} IN ({_literals(failed_current)})))"
+        )
     changed = f"({in_hash} IS NULL OR {in_hash} <> s.{q(HASH_COLUMN)} OR {sp_hash} IS NULL OR {stamp_changed})"
 
     def older_than(seconds: float) -> str:
@@ -317,7 +322,7 @@ def _literals(values: Sequence[str]) -> str:
 
 
 def stamp_counts_sql(adapter: Adapter, sync: SyncSpec, target: TableRef, target_columns: Mapping[str, Any]) -> str:
-    """``SELECT stamp, COUNT(*)`` over the target's enriched rows of this sync (one GROUP BY)."""
+    """``SELECT status, stamp, COUNT(*)`` over the target's answered rows of this sync (one GROUP BY)."""
 
     def col(name: str) -> str:
         stored = adapter.find_column(target_columns, name)
@@ -327,8 +332,8 @@ def stamp_counts_sql(adapter: Adapter, sync: SyncSpec, target: TableRef, target_
     if "NULL" in (sp_hash, status):
         return ""
     return (
-        f"SELECT {sp_hash}, COUNT(*) FROM {adapter.table_sql(target)} t WHERE {status} = 'enriched' "
-        f"AND {sp_hash} IS NOT NULL GROUP BY {sp_hash}"
+        f"SELECT {status}, {sp_hash}, COUNT(*) FROM {adapter.table_sql(target)} t WHERE {status} IN "
+        f"('enriched', 'failed') AND {sp_hash} IS NOT NULL GROUP BY {status}, {sp_hash}"
     )
 
 

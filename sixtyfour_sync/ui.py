@@ -297,11 +297,13 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
          f"{s.rows_not_returned:,}", str(len(s.jobs)), _cents(s.estimated_cost_cents), _cents(s.charged_cents)]
         for s in result.syncs
     ]  # fmt: skip
-    _grid(console, f"run {result.run_id}: {result.status} in {result.duration_seconds:,.1f}s", cols, rows)
+    # a run refused before anything was accepted is in no ledger: it shows no run id `status --run` could not find
+    title = f"run {result.run_id}" if result.recorded else "run (not recorded: nothing was sent or written)"
+    _grid(console, f"{title}: {result.status} in {result.duration_seconds:,.1f}s", cols, rows)
     for s in result.syncs:
-        if s.fill_rate:
+        if s.fill_rate and s.returned:
             rates = ", ".join(f"{k} {v:.0%}" for k, v in s.fill_rate.items())
-            console.print(f"  {s.name} fill rate: {rates}")
+            console.print(f"  {s.name} fill rate of this run's {s.returned:,} answer(s): {rates}")
         for fields, stats in s.new_fields.items():
             console.print(
                 f"  {s.name}: asked only {fields.replace(',', ', ')} for {stats['rows_sent']:,} row(s) answered "
@@ -314,7 +316,12 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
             held = ", ".join(f"{k} {v:,}" for k, v in s.gated.items() if v)
             console.print(f"  {s.name}: below min_confidence, not written: {held}")
         if s.replays:
-            console.print(f"  {s.name}: {s.replays} file(s) answered by an earlier job (replay: $0 new charge)")
+            console.print(
+                f"  {s.name}: {s.replays} file(s), {s.replayed_rows:,} row(s), answered by an earlier job (replay: "
+                "$0 new charge; the earlier job is the one that paid)"
+            )
+        if s.charged_later_cents:
+            console.print(f"  {s.name}: {_cents(s.charged_later_cents)} charged for this run's jobs after it ended")
         if s.rows_source_deleted or s.rows_source_restored:
             back = f"; {s.rows_source_restored:,} back in the source (flag cleared)" if s.rows_source_restored else ""
             console.print(
@@ -353,17 +360,18 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
 
 
 def _tier_line(tier: str, stats: Mapping[str, Any], s: Any) -> str:
-    """``medium: 40 asked, 31 enriched, fill +22% email, +15% title``: what one tier added."""
-    base = max(int(next(iter(s.tiers.values()))["returned"] or 0), 1)
-    gains = ", ".join(f"+{n / base:.0%} {f}" for f, n in stats["filled"].items() if n)
+    """``medium: 40 asked, 31 enriched, fill of its 38 answers: email 82%, title 40%``: what one tier did (each
+    tier's fill rate is over its own answers)."""
+    answers = int(stats.get("returned") or 0)
+    rates = ", ".join(f"{f} {n / answers:.0%}" for f, n in stats["filled"].items()) if answers else ""
     line = f"{tier}: {stats['rows_sent']:,} asked, {stats['rows_enriched']:,} enriched"
-    return line + (f", fill {gains}" if gains else "")
+    return line + (f", fill of its {answers:,} answer(s): {rates}" if rates else "")
 
 
 def _charged(row: Mapping[str, Any]) -> str:
     # a job the API did not run to completion is not charged: say $0, not "unknown"; a replay is $0 new charge
     text = _cents(row.get("charged_cents"), str(row.get("state")))
-    return text + (" (replay)" if row.get("replay_of") else "")
+    return text + (" (replay)" if row.get("replay_of") or (row.get("replay") and not row.get("charged_cents")) else "")
 
 
 def _count(row: Mapping[str, Any], key: str) -> str:
@@ -407,14 +415,15 @@ def _print_jobs_and_runs(
 ) -> None:
     cols = [Col("run", number=False), Col("status", number=False), Col("syncs", number=False, narrow=False)]
     cols += [Col("started", number=False), Col("sent"), Col("enriched"), Col("failed", narrow=False)]
-    cols += [Col("est. cost", narrow=False), Col("charged")]
+    cols += [Col("est. cost", narrow=False), Col("charged"), Col("charged later", narrow=False)]
     if wide:
         cols += [Col("finished", number=False), Col("error", number=False)]
     rows = []
     for r in runs:
         cells = [str(r.get("run_id")), str(r.get("status")), str(r.get("syncs")), when(r.get("started_at"))]
         cells += [_count(r, "rows_sent"), _count(r, "rows_enriched"), _count(r, "rows_failed")]
-        cells += [_cents(r.get("estimated_cost_cents")), _charged(r)]
+        cells += [_cents(r.get("estimated_cost_cents")), _cents(r.get("charged_cents") or 0.0)]
+        cells += [_cents(r.get("charged_later_cents") or 0.0)]
         if wide:
             cells += [when(r.get("finished_at")), str(r.get("error") or "")]
         rows.append(cells)

@@ -11,12 +11,14 @@ the server comes back as a replay of the original job instead of a second, paid 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import random
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import count
@@ -213,6 +215,8 @@ class SixtyfourClient:
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
         self._retry = retry or RetryPolicy()
+        #: Per calling thread: whether an earlier attempt of the call under way may have reached the API.
+        self._local = threading.local()
         self._limiter = limiter or shared_limiter()
         self._sleep = sleep
         self._clock = clock
@@ -306,6 +310,7 @@ class SixtyfourClient:
         headers = self._headers()
         if extra_headers:
             headers.update(extra_headers)
+        self._local.landed = False
         for attempt in count(1):
             reservation = self._limiter.acquire(self._key) if submission else None
             cause: BaseException | None = None
@@ -324,9 +329,12 @@ class SixtyfourClient:
                 else:
                     response = self._http.request(method, url, params=params, headers=headers)
             except httpx.HTTPError as exc:
-                if reservation is not None and isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+                if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
                     # Nothing reached the server, so nothing counted against its window.
-                    self._limiter.release(reservation)
+                    if reservation is not None:
+                        self._limiter.release(reservation)
+                else:
+                    self._local.landed = True  # the request may have reached the server: a job may exist
                 cause = exc
                 error = self._transport_error(exc, what)
                 retry = should_retry(None, exc)
@@ -347,6 +355,8 @@ class SixtyfourClient:
                     retry_after = parse_retry_after(response.headers.get("retry-after"), now=self._wall_clock())
                     error = error_from_response(response, retry_after=retry_after, what=what)
                     retry = should_retry(response.status_code)
+                    if response.status_code >= 500:
+                        self._local.landed = True  # a 5xx may have created the job before it failed
                     if reservation is not None and 400 <= response.status_code < 500:
                         # Refused (429, 4xx): no job was accepted, so it takes no place in the API's window; a
                         # 5xx may have created one, so its slot stays counted.
@@ -432,6 +442,8 @@ class SixtyfourClient:
             extra_headers={"Idempotency-Key": key},
         )
         result = SubmitResult.from_api(data)
+        if getattr(self._local, "landed", False):
+            result = dataclasses.replace(result, earlier_attempt=True)
         if result.is_replay and reservation is not None:
             # Replays do not count against the API's submission limit: give the slot back.
             self._limiter.release(reservation)

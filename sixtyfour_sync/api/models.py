@@ -132,6 +132,9 @@ class SubmitResult:
     estimated_cost_credits: float | None
     already_started: bool
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    #: An earlier attempt of this same call may have reached the API (a timeout, a dropped connection, a 5xx):
+    #: a replay may then answer our own upload, not another submitter's.
+    earlier_attempt: bool = False
 
     @property
     def is_replay(self) -> bool:

@@ -771,7 +771,28 @@ class SyncSpec(_Strict):
         if lacking:
             answered = set(whole.struct) - lacking
             out[whole.spec_hash(answered)] = whole.spec_definition(answered)
+        if self.field_subset and whole.escalate:
+            for done in (False, True):
+                out.update([self.through_stamp(done=done)])
         return out
+
+    @property
+    def ladder(self) -> list[str]:
+        """The tiers the sync asks at, in order: its own, then ``escalate``."""
+        whole = self._whole or self
+        return [whole._question_tier or whole.tier, *whole.escalate]
+
+    def through_stamp(self, tier: str | None = None, *, done: bool = False) -> tuple[str, dict[str, Any]]:
+        """A "new fields" step's stamp for rows whose new fields were asked up to ``tier`` (this step's): waiting
+        for the next tier (``done`` False), or asked above the row's own tier and finished there (``done``); with
+        its definition, as the ledger keeps it (engine/fields.py)."""
+        whole = self._whole or self
+        definition = {
+            **whole.spec_definition(),
+            "through": {"fields": sorted(self.struct), "tier": tier or self.tier, "done": done},
+        }
+        blob = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return "t" + hashlib.sha256(blob.encode()).hexdigest()[:31], definition
 
     def spec_hash(self, fields: Iterable[str] | None = None) -> str:
         """Hash of what is asked (endpoint, struct, tier, options): a change re-enriches under ``changed``.

@@ -23,6 +23,7 @@ from sixtyfour_sync.api import ConflictError, NotFoundError, SixtyfourClient
 from sixtyfour_sync.api.poll import poll_interval_from_env
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
 from sixtyfour_sync.engine import targets
+from sixtyfour_sync.engine.accounting import RunAccount
 from sixtyfour_sync.engine.budget import Budget
 from sixtyfour_sync.engine.checks import check_sync
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder
@@ -30,7 +31,7 @@ from sixtyfour_sync.engine.escalation import escalate
 from sixtyfour_sync.engine.extract import denormalize
 from sixtyfour_sync.engine.field_steps import ask_new_fields
 from sixtyfour_sync.engine.lease import Lease, LeaseHeldError, lease_name, pid_alive
-from sixtyfour_sync.engine.ledger import Job, Ledger, new_run_id
+from sixtyfour_sync.engine.ledger import Job, Ledger, new_run_id, read_account
 from sixtyfour_sync.engine.plan import owned_columns, plan_sync, resolve_inputs, resolve_key_types, target_ref
 from sixtyfour_sync.engine.project import Project
 from sixtyfour_sync.engine.runner import SyncRunner
@@ -45,6 +46,7 @@ from sixtyfour_sync.warehouse.keytypes import transport_sql
 __all__ = ["ValidationReport", "cancel", "dbt_sources", "plan", "run", "status", "validate"]
 
 API_KEY_ENV = "SIXTYFOUR_API_KEY"
+API_URL_ENV = "SIXTYFOUR_API_URL"
 log = logging.getLogger("sixtyfour_sync.engine")
 S = JobState
 
@@ -104,7 +106,7 @@ def _client(api_key: str | None, api_url: str | None, env: Mapping[str, str]) ->
             f"no API key: set {API_KEY_ENV}",
             hint=f"export {API_KEY_ENV}=... (for the local emulator any non-empty key works)",
         )
-    return SixtyfourClient(key, base_url=api_url)
+    return SixtyfourClient(key, base_url=api_url or env.get(API_URL_ENV) or None)
 
 
 @dataclass
@@ -348,11 +350,18 @@ def run(
                     adapter = project.adapter_for(loaded)
                     recorder = recorders.get(id(adapter))
                     if recorder is None:
-                        recorder = recorders[id(adapter)] = RunRecorder(Ledger(adapter), result.run_id, command, names)
+                        recorder = recorders[id(adapter)] = RunRecorder(
+                            Ledger(adapter), result.run_id, command, names, only_tasks=only_tasks is not None
+                        )
                     began = time.time()
-                    one = _run_one(
-                        project, loaded, adapter, recorder, api, settings, budget, reporter, full_refresh, token
-                    )
+                    outcome: SyncResult | None = None
+                    try:
+                        outcome = _run_one(
+                            project, loaded, adapter, recorder, api, settings, budget, reporter, full_refresh, token
+                        )
+                    finally:  # the steps it ran, for the run's numbers (engine/accounting.py)
+                        recorder.flush(outcome.status if outcome is not None else "failed")
+                    one = outcome
                     one.started_at, one.completed_at = began, time.time()
                     # what the definition allows but the API may refuse (an unknown struct type): said first
                     one.warnings[:0] = [w for w in loaded.spec.warnings() if w not in one.warnings]
@@ -387,8 +396,10 @@ def run(
                 result.duration_seconds = time.monotonic() - started
                 if token.requested:
                     result.interrupted_exit = token.exit_code
+                by_name = {loaded.spec.name: loaded for loaded in syncs}
                 for recorder in recorders.values():
-                    _close_run(recorder, result, crashed=crashed)
+                    _close_run(recorder, result, by_name, crashed=crashed)
+                result.recorded = any(r.opened for r in recorders.values())
     finally:
         if own_client:
             api.close()
@@ -411,15 +422,34 @@ def _check_key(api: SixtyfourClient) -> None:
         log.info("checking the balance failed (%s); going on", exc)
 
 
-def _close_run(recorder: RunRecorder, result: RunResult, *, crashed: bool = False) -> None:
-    """Record the run's outcome in a ledger where the run left a row (always, even after a crash)."""
+def _close_run(
+    recorder: RunRecorder, result: RunResult, syncs: Mapping[str, LoadedSync], *, crashed: bool = False
+) -> None:
+    """Take the numbers of the run's syncs in this ledger from the ledger's facts (engine/accounting.py), and
+    record the run's outcome where the run left a row (always, even after a crash)."""
     if not recorder.opened:
         return
+    try:
+        acc = run_account(recorder.ledger, result.run_id, syncs)
+    except SixtyfourSyncError as exc:
+        log.warning("reading the facts of run %s failed: %s", result.run_id, exc)
+        acc = None
+    if acc is not None:
+        for sync in result.syncs:
+            if sync.name in acc.syncs and sync.name in syncs:
+                spec = syncs[sync.name].spec
+                sync.apply(acc.syncs[sync.name], tiers=[spec.tier, *spec.escalate] if spec.escalate else [])
     status = "crashed" if crashed and result.interrupted_exit is None else result.status
     try:
-        recorder.ledger.close_run(result.run_id, status, _run_counts(result), result.error)
+        counts = acc.counts() if acc is not None else {}
+        recorder.ledger.close_run(result.run_id, status, counts, result.error)
     except SixtyfourSyncError as exc:
         log.warning("recording the end of run %s failed: %s", result.run_id, exc)
+
+
+def run_account(ledger: Ledger, run_id: str, syncs: Mapping[str, LoadedSync] | None = None) -> RunAccount:
+    """A run's numbers from one ledger's facts: the one function every view of a run reads."""
+    return read_account(ledger, run_id, {name: loaded.spec.tier for name, loaded in (syncs or {}).items()})
 
 
 def _sibling(adapter: Adapter) -> tuple[Adapter, bool]:
@@ -521,22 +551,6 @@ def _run_alive(ledger: Ledger) -> Any:
     return alive
 
 
-def _run_counts(result: RunResult) -> dict[str, Any]:
-    s = result.syncs
-    return {
-        "rows_selected": sum(x.rows_selected for x in s),
-        "rows_sent": sum(x.rows_sent for x in s),
-        "rows_enriched": sum(x.rows_enriched for x in s),
-        "rows_failed": sum(x.rows_failed for x in s),
-        "rows_not_returned": sum(x.rows_not_returned for x in s),
-        "rows_unexpected": sum(x.rows_unexpected for x in s),
-        "jobs": sum(len([j for j in x.jobs if not j.resumed]) for x in s),
-        "jobs_resumed": sum(x.resumed_jobs for x in s),
-        "estimated_cost_cents": result.estimated_cost_cents,
-        "charged_cents": result.charged_cents,
-    }
-
-
 def _ledgers(project: Project, select: Sequence[str] | None) -> Iterator[Ledger]:
     """The existing ledger of each warehouse the selected syncs use, once each; each knows the target of every
     selected sync it holds jobs for (:attr:`Ledger.targets`)."""
@@ -608,6 +622,12 @@ def status(
             )
             these = ledger.list_runs(limit=10_000)
             these = [r for r in these if r["run_id"] == run_id] if run_id else these[:limit]
+            for r in these:  # the numbers every view shows, from the ledger's facts (engine/accounting.py)
+                acc = run_account(ledger, str(r["run_id"]))
+                r.update(acc.counts())
+                r["charged_later_cents"] = acc.total("charged_later_cents")
+                r["resumed_charged_cents"] = acc.resumed_charged_cents
+                r["replays"] = acc.total("replays")
             runs.extend(these)
             ids = {r["run_id"] for r in these}
             jobs.extend(

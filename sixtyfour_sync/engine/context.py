@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,15 @@ from sixtyfour_sync.engine.lease import Lease
 from sixtyfour_sync.engine.ledger import Ledger
 from sixtyfour_sync.engine.scheduler import Scheduler, StopToken
 from sixtyfour_sync.engine.summary import SyncResult
+from sixtyfour_sync.errors import SixtyfourSyncError
 from sixtyfour_sync.warehouse.base import Adapter, TableRef
 from sixtyfour_sync.warehouse.keytypes import KeyType
 
-__all__ = ["EngineSettings", "Reporter", "RunRecorder", "SyncContext"]
+__all__ = ["REFUSED", "EngineSettings", "Reporter", "RunRecorder", "SyncContext"]
+
+log = logging.getLogger("sixtyfour_sync.engine")
+#: Outcomes of a sync that, before anything was accepted, leave no trace in the ledger.
+REFUSED = frozenset({"failed", "budget", "no_credits", "interrupted", "skipped", "locked"})
 
 
 class Reporter:
@@ -60,12 +66,40 @@ class RunRecorder:
     402 on the first file) changes nothing in the ledger.
     """
 
-    def __init__(self, ledger: Ledger, run_id: str, command: str, syncs: list[str]) -> None:
+    def __init__(
+        self, ledger: Ledger, run_id: str, command: str, syncs: list[str], *, only_tasks: bool = False
+    ) -> None:
         self.ledger = ledger
+        #: A webhook receiver's run: recorded only when it finished something.
+        self.only_tasks = only_tasks
         self.run_id = run_id
         self.command = command
         self.syncs = syncs
         self.opened = False
+        self._seq = 0
+        #: Steps of the sync under way, written by :meth:`flush` once it is done.
+        self.steps: list[dict[str, Any]] = []
+
+    def next_seq(self) -> int:
+        """The order of the next step recorded in this run."""
+        self._seq += 1
+        return self._seq
+
+    def flush(self, status: str) -> None:
+        """Write the steps of the sync that just ended (its final ``status``). A sync refused before anything was
+        accepted writes nothing, as the run does not; one with nothing to do is recorded, so the run id it
+        shows is in the ledger."""
+        steps, self.steps = self.steps, []
+        if self.only_tasks and not self.opened:
+            return
+        if not self.opened and status in REFUSED:
+            return
+        try:
+            self.ensure()
+            for row in steps:
+                self.ledger.record_step(row)
+        except SixtyfourSyncError as exc:  # the sync's outcome stands; the run's numbers then lack its selection
+            log.warning("recording the steps of run %s failed: %s", self.run_id, exc)
 
     def ensure(self) -> None:
         """Write the run row now, if it is not written yet."""

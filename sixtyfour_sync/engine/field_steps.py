@@ -4,29 +4,39 @@ The sync's own pass leaves out the enriched rows whose stamp lacks only some fie
 (:mod:`sixtyfour_sync.engine.fields`); here each group of stamps gets a step of its own over just those rows
 and just those fields (``SyncSpec.only_fields``), under the same lease and budget. Jobs of a step left
 unfinished by an earlier run are finished by a step with their own fields, whatever the struct is now.
+
+With ``escalate:``, the new fields follow the waterfall the rows took: a step per tier, the sync's own first.
+The step at a tier asks the rows whose fields were asked at the tier before and are waiting for this one,
+because the row's answer came from a higher tier (``_sixtyfour_tier``) or because the new field came back weak
+there. Its merge writes only the new fields' columns (the row's other fields, its status and its tier stay) and
+then marks, in the same transaction, which rows wait for the next tier (:func:`through_statements`). A row is
+asked each new field once per tier, and its own escalation never asks the whole question again for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sixtyfour_sync.config.models import SyncSpec
-from sixtyfour_sync.engine.escalation import SETTLED, adopt_unsettled, tier_stats
+from sixtyfour_sync.engine.escalation import SETTLED, adopt_unsettled
 from sixtyfour_sync.engine.scheduler import StopToken
 from sixtyfour_sync.engine.states import ACTIVE
 from sixtyfour_sync.engine.summary import SyncResult
+from sixtyfour_sync.warehouse.base import Adapter, TableRef
 
 if TYPE_CHECKING:
     from sixtyfour_sync.engine.runner import SyncRunner
 
-__all__ = ["ask_new_fields"]
+__all__ = ["ask_new_fields", "through_statements"]
 
 
-def _fold(base: SyncResult, step: SyncResult, fields: tuple[str, ...]) -> None:
-    base.add_step(step)
-    base.new_fields[",".join(fields)] = tier_stats(step)
-    adopt_unsettled(base, step)
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _literals(values: Sequence[str]) -> str:
+    return ", ".join(_literal(v) for v in values)
 
 
 def ask_new_fields(
@@ -36,28 +46,89 @@ def ask_new_fields(
     stop: StopToken,
     make_runner: Callable[[SyncSpec, list[str]], SyncRunner],
 ) -> None:
-    """Run a step per group of fields the target's rows lack (and per unfinished step job left before)."""
+    """Run the steps of each group of fields the target's rows lack (and of unfinished step jobs left before)."""
     spec = runner.ctx.spec
-    groups: dict[tuple[str, ...], list[str]] = dict(runner.changes.groups) if runner.changes else {}
+    changes = runner.changes
+    groups: dict[tuple[str, ...], list[str]] = dict(changes.groups) if changes else {}
+    pending = set(changes.pending) if changes else set()
+    unfinished: dict[tuple[str, ...], set[str]] = {}
     ledger = runner.ctx.ledger
     if ledger.exists():
         for job in ledger.jobs_for(sync_name=spec.name, states=sorted(ACTIVE), target=runner.ctx.target_id):
             if job.fields:
                 asked = tuple(sorted(f for f in job.fields.split(",") if f))
-                groups.setdefault(asked, [])
-    for fields, stamps in sorted(groups.items()):
-        if stop.requested or runner.stop_reason is not None or result.status not in SETTLED:
-            return
+                unfinished.setdefault(asked, set()).add(job.tier or spec.tier)
+    ladder = spec.ladder
+    for fields in sorted(set(groups) | pending | set(unfinished)):
         known = [f for f in fields if f in spec.struct]
         if not known:
             continue  # every field of it was removed since: nothing to merge it into
-        step = make_runner(spec.only_fields(known), stamps)
-        step.sync_spent = runner.sync_spent
-        step.prepare()
-        if stamps:
-            step.ctx.note(f"asking only {', '.join(known)} for rows answered before the struct changed")
-        outcome = step.run()
-        _fold(result, outcome, fields)
-        runner.sync_spent = step.sync_spent
-        if step.stop_reason in ("budget", "no_credits"):
-            return
+        sub = spec.only_fields(known)
+        asked_before = fields in pending
+        for i, tier in enumerate(ladder):
+            if stop.requested or runner.stop_reason is not None or result.status not in SETTLED:
+                return
+            stamps = groups.get(fields, []) if i == 0 else [sub.through_stamp(ladder[i - 1])[0]]
+            if not stamps and tier not in unfinished.get(fields, set()):
+                continue
+            if i > 0 and not asked_before and tier not in unfinished.get(fields, set()):
+                continue  # nothing was asked at the tier before: no row waits for this one
+            step = make_runner(sub if i == 0 else sub.escalated(tier), stamps)
+            step.sync_spent = runner.sync_spent
+            step.prepare()
+            if stamps and i == 0:
+                step.ctx.note(f"asking only {', '.join(known)} for rows answered before the struct changed")
+            elif stamps:
+                step.ctx.note(f"asking only {', '.join(known)} at {tier} for the rows that reached it")
+            outcome = step.run()
+            _fold(result, outcome)
+            runner.sync_spent = step.sync_spent
+            if step.stop_reason in ("budget", "no_credits"):
+                return
+            asked_before = asked_before or bool(outcome.rows_sent) or bool(outcome.jobs)
+
+
+def _fold(base: SyncResult, step: SyncResult) -> None:
+    base.add_step(step)
+    adopt_unsettled(base, step)
+
+
+def through_statements(
+    adapter: Adapter, spec: SyncSpec, target: TableRef, columns: Mapping[str, Any], tasks: Sequence[str]
+) -> list[str]:
+    """After a "new fields" step's merge (in its transaction): the rows that wait for the next tier get the
+    step's ``through`` stamp (their answer came from a higher tier, or the new fields came back weak), and those
+    whose answer came from a lower tier and are done get the ``done`` stamp (so their own escalation does not
+    ask the whole question again). Empty without ``escalate:``."""
+    ladder = spec.ladder
+    if not spec.field_subset or len(ladder) < 2 or not tasks:
+        return []
+
+    def col(name: str) -> str | None:
+        stored = adapter.find_column(columns, name)
+        return None if stored is None else adapter.quote(stored, what="target column")
+
+    stamp, task, tier = (
+        col(spec.bookkeeping("spec_hash")),
+        col(spec.bookkeeping("task_id")),
+        col(spec.bookkeeping("tier")),
+    )
+    if stamp is None or task is None:
+        return []
+    at = ladder.index(spec.tier) if spec.tier in ladder else 0
+    above, below = ladder[at + 1 :], ladder[:at]
+    own = ladder[0]
+    row_tier = f"COALESCE({tier}, {_literal(own)})" if tier is not None else _literal(own)
+    mine = f"{task} IN ({_literals(sorted(set(tasks)))}) AND {stamp} = {_literal(spec.spec_hash())}"
+    table = adapter.table_sql(target)
+    out = []
+    if above:
+        weak = [f"{c} IS NULL" for c in (col(spec.column_for(f)) for f in spec.struct) if c is not None]
+        waiting = " OR ".join([f"{row_tier} IN ({_literals(above)})", *weak])
+        out.append(f"UPDATE {table} SET {stamp} = {_literal(spec.through_stamp()[0])} WHERE {mine} AND ({waiting})")
+    if below:
+        out.append(
+            f"UPDATE {table} SET {stamp} = {_literal(spec.through_stamp(done=True)[0])} "
+            f"WHERE {mine} AND {row_tier} IN ({_literals(below)})"
+        )
+    return out

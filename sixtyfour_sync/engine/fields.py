@@ -8,6 +8,12 @@ description and type). Against the sync as it is now, an enriched row whose stam
 - none (fields were only removed): the row is current, nothing is asked;
 - some: a "new fields" step asks just those, for the rows with that stamp, and merges just their columns.
 
+With ``escalate:``, the new fields follow the waterfall the row took: asked at the sync's tier, then at each
+tier above it that the row's answer reached (``_sixtyfour_tier``) or at which the new field came back weak,
+just those fields, once per tier (engine/field_steps.py). Between tiers the row carries a stamp that says how
+far the fields were asked (``through``: pending, or done above the row's own tier), so a run that stops between
+two tiers is continued, never repeated, and the row's own escalation does not ask the whole question again.
+
 A row the API could not enrich is asked again whole when the question grew or changed (a new question is a new
 chance), but not when fields were only removed: a removed field costs nothing, and the row waits for
 ``refresh.retry_failed_after`` as before. A stamp the ledger does not know (written before stamps were recorded),
@@ -37,6 +43,9 @@ class FieldChanges:
     rows: dict[tuple[str, ...], int] = field(default_factory=dict)
     #: Stamps whose failed rows asked the question as it is now but for fields since removed: not asked again.
     failed_current: list[str] = field(default_factory=list)
+    #: With ``escalate:``, fields whose "new fields" waterfall has rows waiting at a tier above the sync's
+    #: (a step stopped between tiers, or a run ended there): those fields -> the stamps of the rows waiting.
+    pending: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
 
 
 def field_changes(
@@ -66,4 +75,10 @@ def field_changes(
         if ask:
             out.groups.setdefault(ask, []).append(stamp)
             out.rows[ask] = out.rows.get(ask, 0) + int(n)
+            continue
+        through = definition.get("through") or {}
+        if through and not through.get("done"):  # a new field's waterfall goes on at the next tier
+            waiting = tuple(sorted(str(f) for f in through.get("fields") or ()))
+            if waiting and all(f in spec.struct for f in waiting):
+                out.pending.setdefault(waiting, []).append(stamp)
     return out

@@ -52,7 +52,7 @@ from sixtyfour_sync.engine.merger import Merger
 from sixtyfour_sync.engine.plan import arrow_to_logical, owned_columns
 from sixtyfour_sync.engine.results import ResultParseError, parse_result
 from sixtyfour_sync.engine.select import HASH_COLUMN
-from sixtyfour_sync.engine.states import JobState
+from sixtyfour_sync.engine.states import JobState, stamp_run
 from sixtyfour_sync.engine.summary import JobOutcome
 from sixtyfour_sync.engine.targets import claimed_columns
 from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError
@@ -87,6 +87,8 @@ class Tracked:
     busy: bool = False
     estimate: float | None = None
     replay_of: str | None = None
+    #: The API answered with an earlier job (this ledger's, ``replay_of``, or another one's): $0 to this job.
+    free: bool = False
     #: Cents held against the budget from submission until the API's estimate replaces them.
     reserved: float = 0.0
     #: Whether this file holds one of the extraction thread's slots.
@@ -151,7 +153,12 @@ class JobDriver:
     # ------------------------------------------------------------------ bookkeeping
 
     def move(self, t: Tracked, new: JobState, *, session: Session | None = None, **values: Any) -> None:
-        """Record ``t``'s move to ``new`` (compare-and-set on its current state), then adopt it."""
+        """Record ``t``'s move to ``new`` (compare-and-set on its current state), then adopt it.
+
+        The run that records a job's charge (``completed``) or its end is recorded with it: a run's numbers
+        (engine/accounting.py) tell its own charges from those of jobs it finished for earlier runs.
+        """
+        values.update(stamp_run(new, self.ctx.run_id))
         self.ctx.ledger.transition(t.job_id, t.state, new, session=session, **values)
         t.state = new
         t.outcome.state = new.value
@@ -255,12 +262,8 @@ class JobDriver:
             return
         failpoint("answered")  # the API has the job; the ledger does not know yet
         t.failing_since = None
-        replay_of: str | None = None
-        if value.is_replay:
-            earlier = ctx.ledger.job_by_task(value.task_id)
-            if earlier is not None and earlier.job_id != t.job_id:
-                replay_of = earlier.job_id
-        if replay_of is not None:
+        replay_of, free = self._replay(t, value)
+        if free:
             estimate: float | None = 0.0  # the earlier job is the one that pays
         elif value.estimated_cost_cents is not None:
             estimate = float(value.estimated_cost_cents)
@@ -271,12 +274,12 @@ class JobDriver:
             estimate = t.job.estimated_cost_cents or (None if price is None else round(price * t.job.rows, 2))
         ctx.recorder.ensure()
         self.accepted_any = True
-        t.task_id, t.estimate, t.replay_of = value.task_id, estimate, replay_of
+        t.task_id, t.estimate, t.replay_of, t.free = value.task_id, estimate, replay_of, free
         self.move(
             t,
             S.SUBMITTED,
             task_id=value.task_id,
-            replay=int(value.is_replay),
+            replay=int(free),
             replay_of=replay_of,
             estimated_cost_cents=estimate,
             api_status=value.status,
@@ -288,7 +291,7 @@ class JobDriver:
         t.reserved = 0.0
         quoted = value.estimated_cost_cents is not None or value.estimated_cost_credits is not None
         quoted_price: float | None = None
-        if quoted and estimate is not None and t.job.rows and replay_of is None and not value.is_replay:
+        if quoted and estimate is not None and t.job.rows and not free and not value.is_replay:
             quoted_price = estimate / t.job.rows
             known = self.host.price
             if known is None or abs(known - quoted_price) > 1e-9:  # the ledger keeps it once, not once per file
@@ -297,17 +300,36 @@ class JobDriver:
                 )
         self.host.answered(quoted_price)
         o = t.outcome
-        o.task_id, o.replay, o.replay_of, o.estimated_cost_cents = value.task_id, value.is_replay, replay_of, estimate
+        o.task_id, o.replay, o.replay_of, o.estimated_cost_cents = value.task_id, free, replay_of, estimate
         if not t.resumed:
             ctx.result.rows_sent += t.job.rows
             ctx.result.estimated_cost_cents += estimate or 0.0
-            if value.is_replay:
+            if free:
                 ctx.result.replays += 1
-        ctx.reporter.on("submitted", ctx.name, rows=t.job.rows, replay=value.is_replay, task_id=value.task_id)
+        ctx.reporter.on("submitted", ctx.name, rows=t.job.rows, replay=free, task_id=value.task_id)
         t.poller = JobPoller(initial=ctx.settings.poll_interval)
         if ctx.settings.no_wait:
             return  # recorded as submitted: a webhook receiver or the next run finishes it
         self._later(t, "poll", t.poller.next_delay(None) or 0.0)
+
+    def _replay(self, t: Tracked, value: SubmitResult) -> tuple[str | None, bool]:
+        """Whether the API's answer is a replay of another job ($0 to this one), and the earlier job when this
+        ledger has it.
+
+        An answer that names an earlier job is this job's own upload when an earlier attempt of it may have
+        reached the API (a retry after a timeout or a 5xx, or a run that died while submitting): then this job
+        is the one that pays. Otherwise another submission asked the same question first, in this ledger or in
+        another (dev and prod asking the same rows): a replay, $0 new charge.
+        """
+        if not value.is_replay:
+            return None, False
+        earlier = self.ctx.ledger.job_by_task(value.task_id)
+        if earlier is not None and earlier.job_id != t.job_id:
+            return earlier.job_id, True
+        if earlier is not None:  # this job's own task: recorded before, its answer lost
+            return None, False
+        own_earlier = value.earlier_attempt or t.attempts > 1 or bool(t.extra.get("may_have_landed"))
+        return None, not own_earlier
 
     def _submit_failed(self, t: Tracked, exc: BaseException) -> None:
         ctx = self.ctx
@@ -434,7 +456,7 @@ class JobDriver:
             api_charge: float | None = None if status.charge_amount_cents is None else float(status.charge_amount_cents)
             if api_charge is None and status.charge_credits is not None:
                 api_charge = status.charge_credits * 100.0
-            charge = 0.0 if t.replay_of else (None if api_charge is None else float(api_charge))
+            charge = 0.0 if (t.replay_of or t.free) else (None if api_charge is None else float(api_charge))
             t.status = status
             # Recorded with the merge, in its transaction (one commit less per file): until then the ledger
             # says `submitted`, and a run that stops before the merge polls the job again and finds it done.

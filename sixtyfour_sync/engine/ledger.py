@@ -18,6 +18,8 @@ job on a throwaway machine resumes where the last one stopped:
 - ``_sixtyfour_sync_quarantine``: paid answers the target refused (a CHECK constraint, a trigger, a value too
   long for a column someone narrowed), one row each with its key, the warehouse's reason and the answer itself;
   their rows are held (never asked again) until they merge (see :mod:`sixtyfour_sync.engine.quarantine`);
+- ``_sixtyfour_sync_steps``: what each run did in each step of each sync (status, selection by reason),
+  which with the jobs is everything a run's numbers are derived from (:mod:`sixtyfour_sync.engine.accounting`);
 - ``_sixtyfour_sync_leases``: see :mod:`sixtyfour_sync.engine.lease`.
 """
 
@@ -38,6 +40,7 @@ import pyarrow as pa
 from sixtyfour_sync import __version__
 from sixtyfour_sync._redact import sanitize
 from sixtyfour_sync.engine import rowkeys
+from sixtyfour_sync.engine.accounting import JobFacts, RunAccount, StepFacts, account
 from sixtyfour_sync.engine.states import ACTIVE, FREED, HELD, TERMINAL, JobState, check_transition
 from sixtyfour_sync.errors import SixtyfourSyncError
 from sixtyfour_sync.warehouse.base import Adapter, Column, LogicalType, Session, TableRef, UpsertPart
@@ -54,10 +57,12 @@ __all__ = [
     "QUARANTINE_TABLE",
     "RUNS_TABLE",
     "SPECS_TABLE",
+    "STEPS_TABLE",
     "Job",
     "Ledger",
     "LedgerConflictError",
     "new_run_id",
+    "read_account",
     "utcnow",
 ]
 
@@ -70,6 +75,7 @@ EVENTS_TABLE = "_sixtyfour_sync_webhook_events"
 SPECS_TABLE = "_sixtyfour_sync_specs"
 QUARANTINE_TABLE = "_sixtyfour_sync_quarantine"
 COLUMNS_TABLE = "_sixtyfour_sync_columns"
+STEPS_TABLE = "_sixtyfour_sync_steps"
 #: The column of a selection (and of the job keys) holding the warehouse's hash of a row's key.
 KEY_HASH = "_sixtyfour_key_hash"
 INPUT_HASH = "_sixtyfour_input_hash"
@@ -128,6 +134,16 @@ _JOB_COLUMNS = [
     Column("rows_not_returned", B),
     Column("rows_unexpected", B),
     Column("missing_columns", T),
+    #: What the merge wrote (rows), how many rows the API answered, and those a target refused (quarantined).
+    Column("rows_merged", B),
+    Column("rows_returned", B),
+    Column("rows_quarantined", B),
+    #: Per field, the answers with a value, and those held back below min_confidence (JSON objects).
+    Column("filled", T),
+    Column("gated", T),
+    #: The run that recorded the job's charge (``completed``), and the run that ended it (see engine/accounting.py).
+    Column("charged_by", T),
+    Column("finished_by", T),
     #: A "new fields" job: the fields it asked (comma-separated); NULL for a job asking the whole struct.
     Column("fields", T),
     #: Where the job's answers go: the target table, qualified as the warehouse names it; with the profile's
@@ -185,6 +201,22 @@ _QUARANTINE_COLUMNS = [
     Column("quarantined_at", TS),
     Column("released_at", TS),
 ]
+#: What a run did in each step of a sync (its own pass, a "new fields" step, an escalation tier): the step's
+#: status, its selection by reason, and what it did besides jobs (see engine/accounting.py).
+_STEP_COLUMNS = [
+    Column("run_id", T),
+    Column("sync_name", T),
+    Column("target", T),
+    Column("step", T),
+    Column("seq", B),
+    Column("status", T),
+    Column("rows_by_reason", T),
+    Column("rows_released", B),
+    Column("rows_source_deleted", B),
+    Column("rows_source_restored", B),
+    Column("source_deletion", T),
+    Column("recorded_at", TS),
+]
 _PRICE_COLUMNS = [
     Column("price_cents_per_row", D),
     Column("learned_at", TS),
@@ -206,6 +238,15 @@ def utcnow() -> datetime:
 def new_run_id() -> str:
     """A sortable, unique run id: UTC time plus randomness."""
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+def read_account(ledger: Ledger, run_id: str, own_tiers: Mapping[str, str] | None = None) -> RunAccount:
+    """A run's numbers from this ledger's facts (engine/accounting.py): what every view of a run shows."""
+    jobs = [JobFacts.from_row(r) for r in ledger.run_job_rows(run_id)]
+    steps = [StepFacts.from_row(r) for r in ledger.step_rows(run_id)]
+    row = ledger.run_row(run_id)
+    finished = row.get("finished_at") if row else None
+    return account(run_id, jobs, steps, run_finished=finished, own_tiers=own_tiers)
 
 
 class LedgerConflictError(SixtyfourSyncError):
@@ -310,6 +351,7 @@ class Ledger:
         self.specs = TableRef(SPECS_TABLE, self.schema)
         self.quarantine = TableRef(QUARANTINE_TABLE, self.schema)
         self.created = TableRef(COLUMNS_TABLE, self.schema)
+        self.steps = TableRef(STEPS_TABLE, self.schema)
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.guard: Callable[[], None] = _no_guard
@@ -347,6 +389,7 @@ class Ledger:
         a.ensure_table(self.events, [Column("event_id", T, nullable=False)], _EVENT_COLUMNS)
         a.ensure_table(self.specs, [Column("spec_hash", T, nullable=False)], _SPEC_COLUMNS)
         a.ensure_table(self.quarantine, [Column("quarantine_id", T, nullable=False)], _QUARANTINE_COLUMNS)
+        a.ensure_table(self.steps, [Column("step_id", T, nullable=False)], _STEP_COLUMNS)
         a.ensure_table(
             self.created,
             [Column("target", T, nullable=False), Column("column_name", T, nullable=False)],
@@ -597,6 +640,38 @@ class Ledger:
         """Every column of the jobs (of one run, or all), oldest first: for ``status``."""
         with self.adapter.session() as s:
             return s.select(self.jobs, {"run_id": run_id} if run_id else None, order_by=["created_at", "job_id"])
+
+    def run_job_rows(self, run_id: str) -> list[dict[str, Any]]:
+        """The jobs a run created, and those of earlier runs it finished or recorded the charge of."""
+        out: dict[str, dict[str, Any]] = {}
+        with self.adapter.session() as s:
+            for column in ("run_id", "finished_by", "charged_by"):
+                for row in s.select(self.jobs, {column: run_id}, order_by=["created_at", "job_id"]):
+                    out.setdefault(str(row["job_id"]), row)
+        return list(out.values())
+
+    def record_step(self, row: Mapping[str, Any]) -> None:
+        """Record what a run did in one step of a sync (once per run, sync, target and step)."""
+        self.guard()
+        data = dict(row)
+        data["recorded_at"] = utcnow()
+        step_id = "|".join(str(data.get(k) or "") for k in ("run_id", "sync_name", "target", "step"))
+        with self.adapter.session() as s:
+            s.delete(self.steps, {"step_id": step_id})
+            s.insert(self.steps, [{"step_id": step_id, **data}])
+
+    def step_rows(self, run_id: str) -> list[dict[str, Any]]:
+        """What a run recorded of its steps, in order."""
+        if not self.adapter.table_exists(self.steps):
+            return []
+        with self.adapter.session() as s:
+            return s.select(self.steps, {"run_id": run_id}, order_by=["seq"])
+
+    def run_row(self, run_id: str) -> dict[str, Any] | None:
+        """The run's row, or None."""
+        with self.adapter.session() as s:
+            rows = s.select(self.runs, {"run_id": run_id})
+        return rows[0] if rows else None
 
     def job_keys(self, job_id: str) -> pa.Table:
         """A job's row keys: ``key`` (the key hash's stored prefix) and ``input_hash`` (empty when pruned)."""

@@ -228,7 +228,9 @@ def plan_merge(
     values = list(spec.struct)
     if spec.field_confidence:
         values += [f"{f}_confidence" for f in spec.struct]
-    book = [c for c in spec.bookkeeping_columns() if not (spec.field_subset and c == bk("tier"))]
+    # A "new fields" answer completes the row: the row's status and the tier of its answer stay (the fields it
+    # asked may come back empty, or be asked at the next tier: engine/field_steps.py).
+    book = [c for c in spec.bookkeeping_columns() if not (spec.field_subset and c in (bk("tier"), bk("status")))]
     # ONE part for every row the file answered: the fields and confidences follow the overwrite rule
     # (engine/overwrite.py), the bookkeeping is always written.
     write, unanswered = "__sixtyfour_write", "__sixtyfour_unanswered"
@@ -266,7 +268,7 @@ def plan_merge(
         data, guards, gated = _confidence_guards(spec, data, returned, is_enriched, n_missing, (write, unanswered))
         filled = {f: filled[f] - gated.get(f, 0) for f in filled}
     set_columns = [*fields, *book]
-    if spec.gating:
+    if spec.gating and not spec.field_subset:  # the row's other fields keep what their answer said of them
         set_columns.append(spec.bookkeeping("field_status"))
     parts = []
     if n:
@@ -391,11 +393,16 @@ def apply_merge(
     return adapter.upsert(target, key, plan.parts, before_commit=before_commit)
 
 
-def counts(plan: MergePlan) -> Mapping[str, int]:
-    """The row counts a merge records in the ledger."""
+def counts(plan: MergePlan) -> Mapping[str, Any]:
+    """What a merge records of its job in the ledger: the facts a run's numbers are derived from
+    (engine/accounting.py)."""
     return {
         "rows_enriched": plan.enriched,
         "rows_failed": plan.failed,
         "rows_not_returned": plan.not_returned,
         "rows_unexpected": plan.unexpected,
+        "rows_merged": plan.rows,
+        "rows_returned": plan.returned,
+        "filled": json.dumps(plan.filled, sort_keys=True),
+        "gated": json.dumps(plan.gated, sort_keys=True),
     }

@@ -18,6 +18,7 @@ from sixtyfour_sync.api import ResultDownload
 from sixtyfour_sync.engine import quarantine, result_files
 from sixtyfour_sync.engine.context import SyncContext
 from sixtyfour_sync.engine.failpoints import failpoint
+from sixtyfour_sync.engine.field_steps import through_statements
 from sixtyfour_sync.engine.files import SpilledTable
 from sixtyfour_sync.engine.merge import MergePlan, counts
 from sixtyfour_sync.engine.select import KEY_PREFIX_COLUMN
@@ -91,8 +92,15 @@ class Merger:
         ctx, d = self.ctx, self.driver
         before = [t.state for t, _, _ in batch]
 
+        d.ensure_target()
+        tasks = [t.task_id for t, _, _ in batch if t.task_id]
+        columns = ctx.adapter.get_columns(ctx.target) if ctx.spec.field_subset and len(ctx.spec.ladder) > 1 else {}
+        marks = through_statements(ctx.adapter, ctx.spec, ctx.target, columns, tasks) if columns else []
+
         def ledger_write(session: Session) -> None:
             failpoint("merging")  # inside the transaction: a crash here must leave the target as it was
+            for sql in marks:  # which rows a new field's next tier waits for (engine/field_steps.py)
+                session.execute(sql)
             stamps: dict[str, dict[str, Any]] = {}
             for _, _, plan in batch:
                 stamps.update(ctx.spec.stamp_definitions(plan.missing_columns))
@@ -110,7 +118,6 @@ class Merger:
                 )
 
         try:
-            d.ensure_target()
             written = ctx.adapter.upsert(
                 ctx.target, list(ctx.spec.source.key), _combine(batch), before_commit=ledger_write
             )
@@ -170,6 +177,7 @@ class Merger:
                 session=session,
                 missing_columns=",".join(plan.missing_columns) or None,
                 error=f"{len(records):,} row(s) refused by the target are held in the quarantine",
+                rows_quarantined=len(records),
                 **counts(plan),
             )
         failpoint("merged")

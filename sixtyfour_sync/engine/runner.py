@@ -167,6 +167,7 @@ class SyncRunner:
         #: Whether the target was checked (and made ready) before this runner's first submission.
         self.target_checked = False
         self.prepared = False
+        self.step_recorded = False
         self._started = time.monotonic()
 
     @property
@@ -181,6 +182,7 @@ class SyncRunner:
         ctx = self.ctx
         if ctx.lease is not None:
             ctx.ledger.guard = ctx.lease.check
+        finished = False
         try:
             if not self.prepared:
                 self.prepare()
@@ -202,6 +204,7 @@ class SyncRunner:
                     self._source_deletions()
             if self.driver.key_refused is not None:
                 raise self.driver.key_refused
+            finished = True
         except SixtyfourSyncError as exc:
             self.stop_sync("failed", str(exc))
             raise
@@ -220,8 +223,51 @@ class SyncRunner:
                     t.sent.discard()  # a resumed job reads what it sent from its file (or the ledger's keys)
             ctx.scheduler.shutdown()
             ctx.ledger.guard = _no_guard
+            if not finished:
+                self._record_step()
         self._finish_status()
+        self._record_step()
         return self.result
+
+    @property
+    def step_name(self) -> str:
+        """How the ledger names this runner's step: ``own``, ``fields:<f1,f2>@<tier>`` or ``escalate:<tier>``."""
+        spec = self.ctx.spec
+        if spec.field_subset:
+            return f"fields:{','.join(sorted(spec.struct))}@{spec.tier}"
+        if self.escalate_from is not None:
+            return f"escalate:{spec.tier}"
+        return "own"
+
+    def _reasons(self) -> dict[str, int]:
+        """The step's selection by reason, as the run's numbers name them (``escalate:<tier>``)."""
+        if self.escalate_from is None:
+            return dict(self.result.rows_by_reason)
+        tier = self.ctx.spec.tier
+        return {(f"escalate:{tier}" if k == "escalate" else k): n for k, n in self.result.rows_by_reason.items()}
+
+    def _record_step(self) -> None:
+        """Keep the step's status and selection for the ledger (engine/accounting.py derives the run's numbers
+        from them and the jobs); the run's recorder writes them once the sync is done (RunRecorder.flush)."""
+        ctx, r = self.ctx, self.result
+        if self.step_recorded:
+            return
+        self.step_recorded = True
+        ctx.recorder.steps.append(
+            {
+                "run_id": ctx.run_id,
+                "sync_name": ctx.name,
+                "target": ctx.target_id,
+                "step": self.step_name,
+                "seq": ctx.recorder.next_seq(),
+                "status": r.status,
+                "rows_by_reason": json.dumps(self._reasons(), sort_keys=True),
+                "rows_released": r.rows_released,
+                "rows_source_deleted": r.rows_source_deleted,
+                "rows_source_restored": r.rows_source_restored,
+                "source_deletion": r.source_deletion or None,
+            }
+        )
 
     def prepare(self) -> None:
         """Read the source's shape and check the API config locally: nothing is written, nothing is sent."""
@@ -462,6 +508,7 @@ class SyncRunner:
         outcome = self._outcome(job)
         t = Tracked(job, job.state, outcome, file=path if path.is_file() else None, resumed=True)
         t.task_id, t.estimate, t.replay_of = job.task_id, job.estimated_cost_cents, job.replay_of
+        t.free = bool(job.replay_of) or (job.replay and not job.charged_cents and job.estimated_cost_cents == 0)
         return self.driver.track(t)
 
     def _restart(self, t: Tracked, selection: Selection) -> None:
@@ -469,6 +516,8 @@ class SyncRunner:
         ctx, d = self.ctx, self.driver
         state = t.state
         if state in (S.WRITTEN, S.SUBMITTING):
+            if state is S.SUBMITTING:
+                t.extra["may_have_landed"] = True  # the run that died may have reached the API with it
             if t.file is None:
                 if not self._rebuild(t, selection):
                     return

@@ -31,6 +31,7 @@ __all__ = [
     "check_transition",
     "is_allowed",
     "mermaid",
+    "stamp_run",
 ]
 
 
@@ -149,6 +150,17 @@ def check_transition(current: JobState | str, new: JobState | str) -> tuple[JobS
         allowed = ", ".join(sorted(s.value for s in TRANSITIONS[a])) or "none (final)"
         raise IllegalTransitionError(f"a job cannot move from {a.value} to {b.value} (allowed: {allowed})")
     return a, b
+
+
+def stamp_run(new: JobState, run_id: str) -> dict[str, str]:
+    """The run a move records beside it: the run that records a job's charge (``completed``) is ``charged_by``;
+    the run that ends or holds a job is ``finished_by`` (engine/accounting.py)."""
+    out: dict[str, str] = {}
+    if new is JobState.COMPLETED:
+        out["charged_by"] = run_id
+    if new in TERMINAL or new in HELD:
+        out["finished_by"] = run_id
+    return out
 
 
 def mermaid() -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from sixtyfour_sync.engine.accounting import Tally
+
 if TYPE_CHECKING:
+    from sixtyfour_sync.engine.accounting import JobFacts, SyncAccount
     from sixtyfour_sync.engine.preview import Preview
 
 __all__ = ["JobOutcome", "ResumedWork", "RunResult", "SyncPlan", "SyncResult"]
@@ -144,6 +147,10 @@ class SyncResult:
     rows_source_restored: int = 0
     #: What was done to them: ``flagged`` or ``deleted`` ("" with on_source_delete: keep).
     source_deletion: str = ""
+    #: Own jobs' charges recorded after the run ended (by a later run or a webhook delivery).
+    charged_later_cents: float = 0.0
+    #: Rows of the files the API answered with an earlier job ($0 new charge).
+    replayed_rows: int = 0
     #: When the sync started and ended in this run (unix seconds, UTC), and how long it took.
     started_at: float | None = None
     completed_at: float | None = None
@@ -176,6 +183,49 @@ class SyncResult:
         self.errors.extend(e for e in step.errors if e not in self.errors)
         self.warnings.extend(w for w in step.warnings if w not in self.warnings)
 
+    def apply(self, acc: SyncAccount, *, tiers: Sequence[str] = ()) -> None:
+        """Take this sync's numbers from the run's account (engine/accounting.py), the one source every view of
+        the run shows: the counts kept while the run went are replaced by those derived from the ledger."""
+        own = acc.own
+        self.rows_by_reason = dict(acc.rows_by_reason)
+        self.rows_sent, self.rows_enriched, self.rows_failed = own.rows_sent, own.rows_enriched, own.rows_failed
+        self.rows_not_returned, self.rows_unexpected = own.rows_not_returned, own.rows_unexpected
+        self.rows_merged, self.returned = own.rows_merged, own.returned
+        self.estimated_cost_cents, self.charged_cents = own.estimated_cost_cents, own.charged_cents
+        self.charged_later_cents = own.charged_later_cents
+        self.replays, self.replayed_rows = own.replays, own.replayed_rows
+        self.incomplete_rows, self.rows_quarantined = own.incomplete_rows, own.rows_quarantined
+        self.filled, self.gated = dict(own.filled), dict(own.gated)
+        self.rows_released = acc.rows_released
+        self.rows_source_deleted, self.rows_source_restored = acc.rows_source_deleted, acc.rows_source_restored
+        self.source_deletion = acc.source_deletion or self.source_deletion
+        r = acc.resumed
+        self.resumed = ResumedWork(
+            jobs=max(self.resumed.jobs, r.jobs),
+            rows_enriched=r.rows_enriched,
+            rows_failed=r.rows_failed,
+            rows_not_returned=r.rows_not_returned,
+            rows_unexpected=r.rows_unexpected,
+            rows_merged=r.rows_merged,
+            charged_cents=r.charged_cents,
+        )
+        # with escalate: each tier of the sync in order, the own tier always (``tiers``: [tier, *escalate])
+        self.tiers = {
+            t: (acc.tiers[t] if t in acc.tiers else Tally()).stats()
+            for i, t in enumerate(tiers)
+            if i == 0 or t in acc.tiers
+        }
+        self.new_fields = {k: v.stats() for k, v in acc.new_fields.items()}
+        if acc.steps and self.status not in ("skipped", "locked"):
+            self.status = acc.status
+        known = {j.job_id: j for j in self.jobs}
+        for facts, resumed in [(j, False) for j in acc.jobs] + [(j, True) for j in acc.resumed_jobs]:
+            o = known.get(facts.job_id)
+            if o is None:
+                o = JobOutcome(facts.job_id, facts.file_name, facts.rows, facts.state, resumed=resumed)
+                self.jobs.append(o)
+            _outcome_from(o, facts)
+
     @property
     def resumed_jobs(self) -> int:
         """Jobs left by earlier runs that this run picked up."""
@@ -202,7 +252,8 @@ class SyncResult:
 
     @property
     def fill_rate(self) -> dict[str, float]:
-        """Share of returned rows with a value, per struct field."""
+        """Share of this run's answers with a value, per struct field (a row answered at two tiers is two
+        answers; the target's fill rate now is the report's, another view)."""
         if not self.returned:
             return {k: 0.0 for k in self.filled}
         return {k: v / self.returned for k, v in self.filled.items()}
@@ -222,12 +273,16 @@ class SyncResult:
             "rows_merged": self.rows_merged,
             "estimated_cost_cents": self.estimated_cost_cents,
             "charged_cents": self.charged_cents,
+            "charged_later_cents": self.charged_later_cents,
+            "answers": self.returned,
+            "fill_rate_of": "this run's answers",
             "fill_rate": {k: round(v, 4) for k, v in self.fill_rate.items()},
             "gated_below_confidence": dict(self.gated),
             "tiers": {t: dict(v) for t, v in self.tiers.items()},
             "new_fields": {t: dict(v) for t, v in self.new_fields.items()},
             "jobs": [vars(j) for j in self.jobs if not j.resumed],
             "replays": self.replays,
+            "replayed_rows": self.replayed_rows,
             "incomplete_rows": self.incomplete_rows,
             "rows_quarantined": self.rows_quarantined,
             "rows_released": self.rows_released,
@@ -266,6 +321,9 @@ class RunResult:
     error: str | None = None
     #: Set when the run was asked to stop (Ctrl-C, SIGTERM): its exit code (130/143).
     interrupted_exit: int | None = None
+    #: Whether a ledger holds the run (a run refused before anything was accepted is recorded nowhere: it shows
+    #: no run id, since ``status --run`` could not find it).
+    recorded: bool = False
 
     @property
     def status(self) -> str:
@@ -296,6 +354,11 @@ class RunResult:
         return sum(s.charged_cents for s in self.syncs)
 
     @property
+    def charged_later_cents(self) -> float:
+        """Charges of this run's jobs recorded after it ended (a later run, a webhook delivery)."""
+        return sum(s.charged_later_cents for s in self.syncs)
+
+    @property
     def resumed_charged_cents(self) -> float:
         """Charges of jobs earlier runs submitted and this run saw complete."""
         return sum(s.resumed.charged_cents for s in self.syncs)
@@ -303,13 +366,27 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly form."""
         return {
-            "run_id": self.run_id,
+            "run_id": self.run_id if self.recorded else None,
+            "recorded": self.recorded,
             "status": self.status,
             "exit_code": self.exit_code,
             "duration_seconds": round(self.duration_seconds, 3),
             "estimated_cost_cents": self.estimated_cost_cents,
             "charged_cents": self.charged_cents,
+            "charged_later_cents": self.charged_later_cents,
             "resumed_charged_cents": self.resumed_charged_cents,
             "error": self.error,
             "syncs": [s.to_dict() for s in self.syncs],
         }
+
+
+def _outcome_from(o: JobOutcome, facts: JobFacts) -> None:
+    """A job's outcome as the ledger records it."""
+    o.state, o.task_id = facts.state, facts.task_id or o.task_id
+    o.replay, o.replay_of = facts.replay, facts.replay_of
+    o.estimated_cost_cents = facts.estimated_cost_cents
+    o.charged_cents = facts.charged_cents
+    o.rows_enriched, o.rows_failed = facts.rows_enriched, facts.rows_failed
+    o.rows_not_returned, o.rows_unexpected = facts.rows_not_returned, facts.rows_unexpected
+    o.missing_columns = list(facts.missing_columns)
+    o.error = facts.error or o.error

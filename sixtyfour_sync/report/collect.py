@@ -16,7 +16,7 @@ from typing import Any
 from sixtyfour_sync import __version__
 from sixtyfour_sync._redact import sanitize
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
-from sixtyfour_sync.engine.ledger import Job, Ledger
+from sixtyfour_sync.engine.ledger import Job, Ledger, read_account
 from sixtyfour_sync.engine.plan import target_ref
 from sixtyfour_sync.engine.project import Project
 from sixtyfour_sync.engine.states import ACTIVE, HELD
@@ -80,24 +80,22 @@ def _text(v: Any) -> str | None:
 def collect_runs(adapter: Adapter, ledger: Ledger, names: Sequence[str], limit: int) -> list[RunRow]:
     """The latest ``limit`` runs of ``names`` in one ledger, with their jobs' rows and money."""
     runs = {r.run_id: r for r in _run_rows(adapter, ledger, names, limit)}
-    if not runs:
-        return []
-    sql, params = queries.run_jobs_sql(adapter, ledger.jobs, ledger.runs, list(runs), list(names))
-    with adapter.session() as s:
-        totals = s.fetchall(sql, params)
-    for run_id, jobs, replays, sent, enriched, failed, missing, est, charged, later in totals:
-        key = str(run_id)
+    wanted = set(names)
+    for key, row in runs.items():
+        # the numbers every view of a run shows, from the ledger's facts (engine/accounting.py)
+        acc = read_account(ledger, key)
+        syncs = [s for name, s in acc.syncs.items() if name in wanted]
         runs[key] = replace(
-            runs[key],
-            jobs=_int(jobs),
-            replays=_int(replays),
-            rows_sent=_int(sent),
-            rows_enriched=_int(enriched),
-            rows_failed=_int(failed),
-            rows_not_returned=_int(missing),
-            estimated_cents=_float(est),
-            charged_cents=_float(charged),
-            charged_later_cents=_float(later),
+            row,
+            jobs=sum(s.own.jobs for s in syncs),
+            replays=sum(s.own.replays for s in syncs),
+            rows_sent=sum(s.own.rows_sent for s in syncs),
+            rows_enriched=sum(s.own.rows_enriched for s in syncs),
+            rows_failed=sum(s.own.rows_failed for s in syncs),
+            rows_not_returned=sum(s.own.rows_not_returned for s in syncs),
+            estimated_cents=sum(s.own.estimated_cost_cents for s in syncs),
+            charged_cents=sum(s.own.charged_cents for s in syncs),
+            charged_later_cents=sum(s.own.charged_later_cents for s in syncs),
         )
     return list(runs.values())
 

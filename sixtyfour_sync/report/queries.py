@@ -20,7 +20,6 @@ __all__ = [
     "held_jobs_sql",
     "job_states_sql",
     "recent_errors_sql",
-    "run_jobs_sql",
     "runs_sql",
     "target_stats_sql",
     "tier_jobs_sql",
@@ -58,42 +57,6 @@ def runs_sql(a: Adapter, runs: TableRef, names: Sequence[str], limit: int) -> tu
 def _like(text: str) -> str:
     """``text`` as a literal LIKE pattern under ``ESCAPE '!'``."""
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-
-
-def run_jobs_sql(
-    a: Adapter, jobs: TableRef, runs: TableRef, run_ids: Sequence[str], names: Sequence[str]
-) -> tuple[str, list[object]]:
-    """Per run: jobs, replays, rows sent/enriched/failed/not returned, estimate, charge during and after it.
-
-    Rows are "sent" when the API took the file (it has a task id). A charge is "after" when the job completed
-    after the run had ended (a later run, or a webhook delivery, finished it).
-    """
-    q = a.quote
-
-    def j(c: str) -> str:
-        return f"j.{q(c)}"
-
-    ended, done = f"r.{q('finished_at')}", j("completed_at")
-    late = f"{ended} IS NOT NULL AND {done} IS NOT NULL AND {done} > {ended}"
-    select = [
-        j("run_id"),
-        "COUNT(*)",
-        f"COALESCE(SUM({j('replay')}), 0)",
-        f"COALESCE(SUM(CASE WHEN {j('task_id')} IS NOT NULL THEN {j('rows')} ELSE 0 END), 0)",
-        f"COALESCE(SUM({j('rows_enriched')}), 0)",
-        f"COALESCE(SUM({j('rows_failed')}), 0)",
-        f"COALESCE(SUM({j('rows_not_returned')}), 0)",
-        f"COALESCE(SUM({j('estimated_cost_cents')}), 0)",
-        f"COALESCE(SUM(CASE WHEN {late} THEN 0 ELSE {j('charged_cents')} END), 0)",
-        f"COALESCE(SUM(CASE WHEN {late} THEN {j('charged_cents')} ELSE 0 END), 0)",
-    ]
-    sql = (
-        f"SELECT {', '.join(select)} FROM {a.table_sql(jobs)} j JOIN {a.table_sql(runs)} r "
-        f"ON r.{q('run_id')} = {j('run_id')} "
-        f"WHERE {j('run_id')} IN ({_marks(len(run_ids))}) AND {j('sync_name')} IN ({_marks(len(names))}) "
-        f"GROUP BY {j('run_id')}"
-    )
-    return sql, [*run_ids, *names]
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,11 @@ def _fill(s: SyncReport) -> str:
         else:
             share = f.filled / s.rows if s.rows else 0.0
             items.append((f.name, share, f"{pct(f.filled, s.rows)} · {f.filled:,} of {s.rows:,}"))
-    svg = charts.hbar_chart("chart-fill", f"Fill rate per field: {s.name}", items)
-    return f'<figure class="wide"><figcaption>Fill rate per field</figcaption>{svg}</figure>'
+    svg = charts.hbar_chart("chart-fill", f"Fill rate per field in the target now: {s.name}", items)
+    return (
+        '<figure class="wide"><figcaption>Fill rate per field in the target now (share of its rows with a value; '
+        f"a run's summary counts that run's answers)</figcaption>{svg}</figure>"
+    )
 
 
 def _fill_by_tier(s: SyncReport) -> str:

@@ -79,6 +79,9 @@ def test_completion_is_delivered_signed(serve_emulator: Callable[..., Live], rec
     final = max(payload["results"], key=lambda e: e["block_number"])
     assert payload["results_download_url"] == final["download_url"]
     assert live.client.get(payload["results_download_url"]).status_code == 200
+    deadline = time.monotonic() + 10  # the emulator records a delivery once its answer is read
+    while not live.emu.webhook_deliveries and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert [d.status_code for d in live.emu.webhook_deliveries] == [200]
 
 

@@ -148,6 +148,13 @@ def _write_artifact(opts: GlobalOptions, command: str, payload: Any, started: fl
     help="Also write the first N rows a run would send, as the exact JSONL file and config JSON it would "
     "submit, to <target-path>/sixtyfour_preview/<sync>/, and show them.",
 )
+@click.option(
+    "--out",
+    "-o",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the plan to this JSON file, for `run --plan FILE` to execute once it is approved.",
+)
 @click.pass_obj
 def plan(
     opts: GlobalOptions,
@@ -158,6 +165,7 @@ def plan(
     max_cost_cents: int | None,
     only_rebuilt: bool,
     preview: int | None,
+    out: Path | None,
     **_run_only: Any,
 ) -> None:
     """Dry run: rows that would be sent per sync and why, files, estimated cost. Calls no API.
@@ -183,6 +191,29 @@ def plan(
     )
     _write_artifact(opts, "plan", plans, started)
     print_plans(plans, opts.log_format)
+    if out is not None:
+        _save_plan(opts, plans, out)
+
+
+def _save_plan(opts: GlobalOptions, plans: Any, out: Path) -> None:
+    """``plan -o FILE``: the plan as ``run --plan FILE`` executes it (engine/approval.py), written whole or not at
+    all."""
+    import datetime as dt
+    import json
+    import os
+
+    from sixtyfour_sync.engine.approval import plan_document
+
+    doc = plan_document(
+        plans,
+        project=Path(opts.project_dir).resolve().name,
+        target=opts.target,
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    tmp = out.with_name(f".{out.name}.part")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, out)
+    click.echo(f"plan saved to {out}: run it with `sixtyfour-sync run --plan {out}`", err=True)
 
 
 @cli.command()
@@ -197,6 +228,13 @@ def plan(
 @_fail_fast
 @_retry_lost
 @_retry_unreadable
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Execute an approved plan (`plan -o FILE`): only its syncs, at most its rows and its estimate plus one "
+    "row's price; a sync whose definition changed or whose data grew since is refused and says so.",
+)
 @click.pass_obj
 def run(
     opts: GlobalOptions,
@@ -211,6 +249,7 @@ def run(
     fail_fast: bool,
     retry_lost: bool,
     retry_unreadable: bool,
+    plan_file: Path | None,
 ) -> None:
     """Finish unfinished jobs, then select, submit, poll, download, parse and upsert.
 
@@ -233,15 +272,20 @@ def run(
         "target_path": opts.target_path,
         **opts.common(),
     }
-    if not yes and sys.stdin.isatty() and sys.stdout.isatty():
+    approved: Any = plan_file
+    if plan_file is None and not yes and sys.stdin.isatty() and sys.stdout.isatty():
+        from sixtyfour_sync.ui import print_plans
+
         plans = do_plan(**common)
         rows = sum(p.rows for p in plans)
         if rows:
+            print_plans(plans, opts.log_format)  # the plan the run then executes, capped at what it shows
             known = [p.estimated_cost_cents for p in plans if p.rows and p.estimated_cost_cents is not None]
             cost = (
                 f"about ${sum(known) / 100:,.2f}" if len(known) == sum(1 for p in plans if p.rows) else "cost unknown"
             )
             click.confirm(f"Send {rows:,} row(s) to Sixtyfour ({cost})?", abort=True)
+            approved = plans
     started = time.time()
     reporter = make_reporter(opts.log_format)
     token = StopToken()
@@ -261,6 +305,7 @@ def run(
                 stop=token,
                 retry_lost=retry_lost,
                 retry_unreadable=retry_unreadable,
+                plan=approved,
                 **common,
             )
     finally:

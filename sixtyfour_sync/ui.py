@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from sixtyfour_sync.engine.runner import Reporter
-from sixtyfour_sync.engine.summary import RunResult, SyncPlan
+from sixtyfour_sync.engine.summary import RunResult, StepPlan, SyncPlan
 from sixtyfour_sync.logging import event
 
 __all__ = ["LogReporter", "RichReporter", "make_reporter", "print_plans", "print_run", "print_status"]
@@ -180,10 +180,17 @@ def when(value: Any) -> str:
     return str(value)
 
 
+def _step_line(i: int, st: StepPlan) -> str:
+    what = {"own": "own pass", "fields": f"new fields {', '.join(st.fields or [])}", "escalate": "escalation"}
+    rows = f"~{st.rows:,} row(s) expected" if st.expected else f"{st.rows:,} row(s)"
+    cost = "price unknown" if st.estimated_cost_cents is None else _cents(st.estimated_cost_cents)
+    return f"step {i} {st.name}: {what.get(st.kind, st.kind)} at {st.tier}, {rows}, {st.files} file(s), {cost}"
+
+
 def print_plans(plans: Sequence[SyncPlan], log_format: str, console: Console | None = None) -> None:
     """The ``plan`` report."""
     if log_format == "json":
-        print(json.dumps({"plans": [_plan_dict(p) for p in plans]}, default=str))
+        print(json.dumps({"plans": [p.to_dict() for p in plans]}, default=str))
         return
     console = console or _console(log_format)
     reasons = ("new", "changed", "stale", "failed_retry", "refresh")
@@ -218,6 +225,8 @@ def print_plans(plans: Sequence[SyncPlan], log_format: str, console: Console | N
             notes.append(f"{p.price_cents_per_row:g} cents/row ({p.price_source})")
         if p.unfinished_jobs:
             notes.append(f"{p.unfinished_jobs} unfinished job(s) will be finished first")
+        if len(p.steps) > 1:  # the steps a run takes, in its order
+            notes += [_step_line(i, st) for i, st in enumerate(p.steps, 1)]
         for nf in p.new_fields:
             cost = _cents(nf["estimated_cost_cents"]) if nf["estimated_cost_cents"] is not None else "price unknown"
             notes.append(
@@ -273,14 +282,6 @@ def _print_preview(console: Console, p: SyncPlan) -> None:
             console.print(line.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
     if pv.rows == 0:
         console.print("  (no row would be sent)", markup=False)
-
-
-def _plan_dict(p: SyncPlan) -> dict[str, Any]:
-    d = dict(vars(p))
-    d["rows"] = p.rows
-    d["over_budget"] = p.over_budget
-    d["preview"] = None if p.preview is None else p.preview.to_dict()
-    return d
 
 
 def print_run(result: RunResult, log_format: str, console: Console | None = None) -> None:

@@ -24,6 +24,7 @@ from sixtyfour_sync.api.poll import poll_interval_from_env
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
 from sixtyfour_sync.engine import targets
 from sixtyfour_sync.engine.accounting import RunAccount
+from sixtyfour_sync.engine.approval import ApprovedPlan, approved_from, capped, hold_to, plan_document, read_plan
 from sixtyfour_sync.engine.budget import Budget
 from sixtyfour_sync.engine.checks import check_sync
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder
@@ -296,6 +297,7 @@ def run(
     no_wait: bool = False,
     only_tasks: Sequence[str] | None = None,
     command: str = "run",
+    plan: ApprovedPlan | Sequence[SyncPlan] | Path | str | None = None,
 ) -> RunResult:
     """Finish unfinished jobs, then select, submit, poll, download, parse and upsert; return the outcome.
 
@@ -309,6 +311,11 @@ def run(
     a caller ask the run to stop (the CLI sets it on Ctrl-C/SIGTERM): nothing more is submitted, calls under
     way are recorded, and the run ends ``interrupted``. A sync that fails does not stop the others unless
     ``fail_fast``; the result's exit code is the worst.
+
+    ``plan`` executes an approved plan (a file ``plan -o`` wrote, or the plans a caller showed for approval):
+    only its syncs run, each planned again first and refused when its definition changed or its data or price
+    grew past what was approved (:func:`~sixtyfour_sync.engine.approval.hold_to`); the others are capped at the
+    approved rows and at the approved estimate plus one row's price.
     """
     env_map = os.environ if env is None else env
     started = time.monotonic()
@@ -317,6 +324,13 @@ def run(
     skipped: list[SyncResult] = []
     if only_rebuilt:
         syncs, skipped = _only_rebuilt(project, syncs)
+    approved = _approved(plan, project)
+    if approved is not None:
+        skipped += [
+            SyncResult(name, status="failed", errors=[f"{name}: in the approved plan, not in the project"])
+            for name in sorted(set(approved.syncs) - {s.spec.name for s in project.syncs})
+        ]
+        syncs = [s for s in syncs if s.spec.name in approved.syncs]
     own_client = client is None
     api = client or _client(api_key, api_url, env_map)
     token = stop or StopToken()
@@ -357,7 +371,17 @@ def run(
                     outcome: SyncResult | None = None
                     try:
                         outcome = _run_one(
-                            project, loaded, adapter, recorder, api, settings, budget, reporter, full_refresh, token
+                            project,
+                            loaded,
+                            adapter,
+                            recorder,
+                            api,
+                            settings,
+                            budget,
+                            reporter,
+                            full_refresh,
+                            token,
+                            approved,
                         )
                     finally:  # the steps it ran, for the run's numbers (engine/accounting.py)
                         recorder.flush(outcome.status if outcome is not None else "failed")
@@ -468,6 +492,7 @@ def _run_one(
     reporter: Reporter | None,
     full_refresh: bool,
     stop: StopToken,
+    approved: ApprovedPlan | None = None,
 ) -> SyncResult:
     name = loaded.spec.name
     ledger = recorder.ledger
@@ -475,6 +500,14 @@ def _run_one(
         ref = check_sync(project, loaded, adapter)  # a missing table or column is a located error, not a crash
     except ConfigError as exc:
         return SyncResult(name, status="failed", errors=[str(p) for p in exc.problems] or [str(exc)])
+    notes: list[str] = []
+    if approved is not None:  # the plan approved, planned again: refused if it grew, else capped at it
+        now = plan_sync(adapter, loaded, ref_table=ref, full_refresh=full_refresh, prices=project.prices)
+        hold = hold_to(approved.syncs.get(name), now, definition=now.definition)
+        if hold.refusal is not None:
+            return SyncResult(name, status="failed", errors=[f"{name}: not run: {hold.refusal}"])
+        loaded = dataclasses.replace(loaded, spec=capped(loaded.spec, hold))
+        notes = hold.notes
     runner = SyncRunner(
         loaded=loaded,
         adapter=adapter,
@@ -521,6 +554,7 @@ def _run_one(
                 step.ctx.profile_target, step.ctx.project_name = runner.ctx.profile_target, runner.ctx.project_name
                 return step
 
+            result.warnings.extend(notes)
             if settings.only_tasks is None:
                 ask_new_fields(result, runner, stop=stop, make_runner=lambda sub, st: step_runner(sub, field_stamps=st))
                 if loaded.spec.escalate:
@@ -540,6 +574,16 @@ def _run_one(
         lease.release()
         if own:
             lease_adapter.close()
+
+
+def _approved(plan: ApprovedPlan | Sequence[SyncPlan] | Path | str | None, project: Project) -> ApprovedPlan | None:
+    """The approved plan a run executes: read from its file, or made from the plans a caller showed."""
+    if plan is None or isinstance(plan, ApprovedPlan):
+        return plan
+    if isinstance(plan, (str, Path)):
+        return read_plan(plan)
+    doc = plan_document(list(plan), project=project.project_dir.name, target=None, created_at="")
+    return approved_from(doc, Path("<the plan shown>"))
 
 
 def _run_alive(ledger: Ledger) -> Any:

@@ -5,11 +5,13 @@ Nothing here writes anything or calls the API.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,10 +35,13 @@ from sixtyfour_sync.engine.select import (
 )
 from sixtyfour_sync.engine.states import ACTIVE, HELD
 from sixtyfour_sync.engine.states import JobState as S
-from sixtyfour_sync.engine.summary import SyncPlan
+from sixtyfour_sync.engine.summary import StepPlan, SyncPlan
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
 from sixtyfour_sync.warehouse.base import Adapter, Column, LogicalType, TableRef
 from sixtyfour_sync.warehouse.keytypes import SUPPORTED_KEY_TYPES, KeyType, refusal_message
+
+if TYPE_CHECKING:
+    from sixtyfour_sync.engine.preview import Preview
 
 __all__ = [
     "Price",
@@ -274,19 +279,28 @@ def plan_sync(
     changes = None
     if columns is not None and has_ledger and not full_refresh and spec.refresh.when != "always":
         changes = read_field_changes(adapter, ledger, spec, target, columns)
-    selection = build_selection(
-        adapter,
-        spec,
-        source_sql=source_sql,
-        inputs=inputs,
-        target=target,
-        target_columns=columns,
-        spec_hash=spec.spec_hash(),
-        full_refresh=full_refresh,
-        not_whole=changes.not_whole if changes else (),
-        failed_current=changes.failed_current if changes else (),
-        key_types=key_types,
-    )
+    common: dict[str, Any] = {
+        "source_sql": source_sql,
+        "inputs": inputs,
+        "target": target,
+        "target_columns": columns,
+        "spec_hash": spec.spec_hash(),
+        "key_types": key_types,
+    }
+
+    def own_selection(bucket: tuple[int, int] | None = None) -> Selection:
+        # exactly the run's own pass (runner.SyncRunner._selections): the rows the new-fields steps ask are not in it
+        return build_selection(
+            adapter,
+            spec,
+            **common,
+            full_refresh=full_refresh,
+            bucket=bucket,
+            not_whole=changes.not_whole if changes else (),
+            failed_current=changes.failed_current if changes else (),
+        )
+
+    selection = own_selection()
     report = adapter.key_report(source_sql, spec.source.key)
     if held is not None and len(held):
         counts = _count_without_held(adapter, selection, held, spec.refresh.limit)
@@ -296,38 +310,36 @@ def plan_sync(
                 str(r): int(n) for r, n in s.fetchall(count_by_reason_sql(adapter, selection, spec.refresh.limit))
             }
     price = resolve_price(spec, ledger, prices)
+    steps = [_step("own", "own", spec, dict(counts), price)]
+    field_steps: dict[str, tuple[SyncSpec, list[str]]] = {}
+    for sub, stamps, tier_index in _field_step_specs(spec, changes):
+        sel = build_selection(adapter, sub, **common, field_stamps=stamps)
+        with adapter.session() as s:
+            n = sum(int(c) for _, c in s.fetchall(count_by_reason_sql(adapter, sel, spec.refresh.limit)))
+        name = f"fields:{','.join(sorted(sub.struct))}@{sub.tier}"
+        if tier_index == 0:
+            if n:
+                steps.append(_step(name, "fields", sub, {"new_fields": n}, price, fields=sorted(sub.struct)))
+                field_steps[name] = (sub, stamps)
+        elif n or any(st.kind == "fields" and st.fields == sorted(sub.struct) for st in steps):
+            # rows waiting for this tier now; the rows the step at the tier before sends may add to them
+            step_price = resolve_price(sub, ledger, prices)
+            steps.append(
+                _step(name, "fields", sub, {"waiting": n}, step_price, fields=sorted(sub.struct), expected=True)
+            )
+    asked_fields = sum(st.rows for st in steps if st.kind == "fields" and not st.expected)
+    new_fields = [
+        {"fields": st.fields, "rows": st.rows, "estimated_cost_cents": st.estimated_cost_cents}
+        for st in steps
+        if st.kind == "fields" and not st.expected
+    ]
+    if asked_fields:  # they are sent too: counted in the rows, the files and the cost
+        counts["new_fields"] = asked_fields
+    rows = sum(counts.values())
     preview = None
     if preview_rows is not None:
-        from sixtyfour_sync.engine.preview import write_preview
-
-        n = bucket_count(adapter, report.total_rows)
-
-        def selections() -> Iterator[Selection]:
-            for b in range(n):
-                yield build_selection(
-                    adapter,
-                    spec,
-                    source_sql=source_sql,
-                    inputs=inputs,
-                    target=target,
-                    target_columns=columns,
-                    spec_hash=spec.spec_hash(),
-                    full_refresh=full_refresh,
-                    bucket=(b, n) if n > 1 else None,
-                    key_types=key_types,
-                )
-
-        limit_rows = preview_rows if spec.refresh.limit is None else min(preview_rows, spec.refresh.limit)
-        preview = write_preview(
-            adapter,
-            selections,
-            key=tuple(spec.source.key),
-            config=build_api_config(spec, inputs),
-            rows=max(1, limit_rows),
-            out_dir=preview_dir or Path("target") / "sixtyfour_preview" / spec.name,
-            held=held,
-        )
-    rows = sum(counts.values())
+        preview = _preview(adapter, spec, steps, field_steps, own_selection, common, held, report.total_rows,
+                           inputs=inputs, rows=preview_rows, out_dir=preview_dir)  # fmt: skip
     unfinished = held_jobs = 0
     if has_ledger:
         unfinished = len(ledger.jobs_for(sync_name=spec.name, states=sorted(ACTIVE), target=target_id))
@@ -338,27 +350,6 @@ def plan_sync(
     new_cols = []
     if columns is not None:
         new_cols = [c.name for c in owned_columns(spec) if adapter.find_column(columns, c.name) is None]
-    new_fields: list[dict[str, Any]] = []
-    asked_fields = 0
-    for fields, stamps in sorted((changes.groups if changes else {}).items()):
-        step = spec.only_fields(fields)
-        sel = build_selection(adapter, step, source_sql=source_sql, inputs=inputs, target=target,
-                              target_columns=columns, spec_hash=spec.spec_hash(), field_stamps=stamps,
-                              key_types=key_types)  # fmt: skip
-        with adapter.session() as s:
-            n = sum(int(c) for _, c in s.fetchall(count_by_reason_sql(adapter, sel, spec.refresh.limit)))
-        if n:
-            asked_fields += n
-            new_fields.append(
-                {
-                    "fields": list(fields),
-                    "rows": n,
-                    "estimated_cost_cents": None if price is None else round(price.cents_per_row * n, 2),
-                }
-            )
-    if new_fields:  # they are sent too: counted in the rows, the files and the cost
-        counts["new_fields"] = asked_fields
-        rows = sum(counts.values())
     escalation = (
         plan_escalation(adapter, spec, target, columns,
                         selection_args={"source_sql": source_sql, "inputs": inputs, "key_types": key_types},
@@ -366,13 +357,27 @@ def plan_sync(
         if spec.escalate
         else []
     )  # fmt: skip
+    for e in escalation:
+        steps.append(
+            StepPlan(
+                name=f"escalate:{e['tier']}",
+                kind="escalate",
+                tier=e["tier"],
+                rows_by_reason={"waiting": int(e["rows_waiting"])},
+                rows=int(e["rows"]),
+                files=math.ceil(int(e["rows"]) / spec.chunk_rows) if e["rows"] else 0,
+                price_cents_per_row=e["price_cents_per_row"],
+                estimated_cost_cents=e["estimated_cost_cents"],
+                expected=True,
+            )
+        )
     return SyncPlan(
         name=spec.name,
         endpoint=spec.endpoint,
         tier=spec.tier,
         target=str(target),
         rows_by_reason=counts,
-        files=math.ceil(rows / spec.chunk_rows) if rows else 0,
+        files=sum(st.files for st in steps if not st.expected),
         chunk_rows=spec.chunk_rows,
         price_cents_per_row=None if price is None else price.cents_per_row,
         price_source=None if price is None else price.source,
@@ -387,6 +392,107 @@ def plan_sync(
         escalation=escalation,
         new_fields=new_fields,
         warnings=spec.warnings(),
+        definition=definition_hash(spec),
+        steps=steps,
+    )
+
+
+def definition_hash(spec: SyncSpec) -> str:
+    """A hash of everything the sync's definition says (source, key, struct, tier, escalation, target, budget...):
+    an approved plan (``run --plan``) is executed only for the definition it was made with."""
+    blob = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _step(
+    name: str,
+    kind: str,
+    spec: SyncSpec,
+    rows_by_reason: dict[str, int],
+    price: Price | None,
+    *,
+    fields: list[str] | None = None,
+    expected: bool = False,
+) -> StepPlan:
+    rows = sum(rows_by_reason.values())
+    return StepPlan(
+        name=name,
+        kind=kind,
+        tier=spec.tier,
+        fields=fields,
+        rows_by_reason=rows_by_reason,
+        rows=rows,
+        files=math.ceil(rows / spec.chunk_rows) if rows else 0,
+        price_cents_per_row=None if price is None else price.cents_per_row,
+        price_source=None if price is None else price.source,
+        estimated_cost_cents=None if price is None else round(price.cents_per_row * rows, 2),
+        expected=expected,
+    )
+
+
+def _field_step_specs(spec: SyncSpec, changes: FieldChanges | None) -> Iterator[tuple[SyncSpec, list[str], int]]:
+    """The "new fields" steps a run takes (engine/field_steps.py), in its order: per group of fields, one at the
+    sync's tier for the rows lacking them, then one per escalation tier for the rows waiting for it."""
+    if changes is None:
+        return
+    groups = dict(changes.groups)
+    for fields in sorted(set(groups) | set(changes.pending)):
+        known = [f for f in fields if f in spec.struct]
+        if not known:
+            continue
+        sub = spec.only_fields(known)
+        ladder = spec.ladder
+        for i, tier in enumerate(ladder):
+            if i == 0:
+                if groups.get(fields):
+                    yield sub, groups[fields], 0
+                continue
+            yield sub.escalated(tier), [sub.through_stamp(ladder[i - 1])[0]], i
+
+
+def _preview(
+    adapter: Adapter,
+    spec: SyncSpec,
+    steps: list[StepPlan],
+    field_steps: Mapping[str, tuple[SyncSpec, list[str]]],
+    own_selection: Callable[[tuple[int, int] | None], Selection],
+    common: Mapping[str, Any],
+    held: pa.Array | None,
+    total_rows: int,
+    *,
+    inputs: list[str],
+    rows: int,
+    out_dir: Path | None,
+) -> Preview:
+    """``plan --preview``: the first file of the first step that sends rows, from that step's own selection."""
+    from sixtyfour_sync.engine.preview import write_preview
+
+    n = bucket_count(adapter, total_rows)
+    buckets = [(b, n) if n > 1 else None for b in range(n)]
+    first = next((st for st in steps if st.rows and not st.expected), None)
+    step_spec = spec
+    if first is not None and first.kind == "fields":
+        step_spec, stamps = field_steps[first.name]
+
+        def selections() -> Iterator[Selection]:
+            for b in buckets:
+                yield build_selection(adapter, step_spec, **common, field_stamps=stamps, bucket=b)
+
+    else:
+
+        def selections() -> Iterator[Selection]:
+            for b in buckets:
+                yield own_selection(b)
+
+    limit_rows = rows if spec.refresh.limit is None else min(rows, spec.refresh.limit)
+    return write_preview(
+        adapter,
+        selections,
+        key=tuple(spec.source.key),
+        config=build_api_config(step_spec, inputs),
+        rows=max(1, limit_rows),
+        out_dir=out_dir or Path("target") / "sixtyfour_preview" / spec.name,
+        held=held,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -13,12 +14,32 @@ if TYPE_CHECKING:
     from sixtyfour_sync.engine.accounting import JobFacts, SyncAccount
     from sixtyfour_sync.engine.preview import Preview
 
-__all__ = ["JobOutcome", "ResumedWork", "RunResult", "SyncPlan", "SyncResult"]
+__all__ = ["JobOutcome", "ResumedWork", "RunResult", "StepPlan", "SyncPlan", "SyncResult"]
+
+
+@dataclass
+class StepPlan:
+    """One step of a sync's plan, named as the ledger's steps table names it (engine/accounting.py): ``own`` (the
+    sync's own pass), ``fields:<f1,f2>@<tier>`` (rows answered before those fields were added) or
+    ``escalate:<tier>``. Rows of an ``expected`` step depend on the answers of the steps before it: they are
+    what is waiting now plus what the learned weak rate expects, not a count."""
+
+    name: str
+    kind: str
+    tier: str
+    fields: list[str] | None = None
+    rows_by_reason: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    files: int = 0
+    price_cents_per_row: float | None = None
+    price_source: str | None = None
+    estimated_cost_cents: float | None = None
+    expected: bool = False
 
 
 @dataclass
 class SyncPlan:
-    """What ``plan`` found for one sync (no paid call made)."""
+    """What ``plan`` found for one sync (no paid call made): its steps in the order a run takes them."""
 
     name: str
     endpoint: str
@@ -45,6 +66,10 @@ class SyncPlan:
     new_fields: list[dict[str, Any]] = field(default_factory=list)
     #: What the sync's definition allows but the API may refuse (an unknown struct type): shown, never an error.
     warnings: list[str] = field(default_factory=list)
+    #: A hash of the sync's whole definition (engine/plan.py:definition_hash): ``run --plan`` checks it.
+    definition: str = ""
+    #: The steps a run takes, in order (the sync's own pass first).
+    steps: list[StepPlan] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -59,6 +84,15 @@ class SyncPlan:
             and self.estimated_cost_cents is not None
             and self.estimated_cost_cents > self.budget_cents
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON carries it (``plan --output json``, ``plan -o``, the plan artifact)."""
+        d = {k: v for k, v in vars(self).items() if k not in ("preview", "steps")}
+        d["rows"] = self.rows
+        d["over_budget"] = self.over_budget
+        d["preview"] = None if self.preview is None else self.preview.to_dict()
+        d["steps"] = [dataclasses.asdict(st) for st in self.steps]
+        return d
 
 
 @dataclass

@@ -24,6 +24,7 @@ def emulator_settings(api_key: str) -> EmulatorSettings:
     """Every answer comes back: the rows a step sends are exactly the rows the test changed."""
     return EmulatorSettings(api_keys=frozenset({api_key}), job_seconds=0.1, failure_rate=0.0, seed=3)
 
+
 FIELD = "      seniority: The individual's seniority level\n"
 
 

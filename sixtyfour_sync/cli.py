@@ -50,6 +50,11 @@ _only_rebuilt = click.option(
     is_flag=True,
     help="Only syncs whose source.ref model succeeded in the last dbt invocation (target/run_results.json).",
 )
+_fail_on_empty = click.option(
+    "--fail-on-empty",
+    is_flag=True,
+    help="Exit 1 when --select/--exclude leave no sync (default: a warning that says why, and exit 0).",
+)
 _yes = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
 _max_wait = click.option(
     "--max-wait",
@@ -81,12 +86,19 @@ _retry_unreadable = click.option(
 @cli.command()
 @global_options
 @selection_options
+@_fail_on_empty
 @click.pass_obj
-def validate(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+def validate(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], fail_on_empty: bool) -> None:
     """Check every profile, model, connection, source and target table; list every problem at once."""
     from sixtyfour_sync.engine.api import validate as do_validate
 
-    report = do_validate(select=_sel(select), exclude=_sel(exclude), target_path=opts.target_path, **opts.common())
+    report = do_validate(
+        select=_sel(select),
+        exclude=_sel(exclude),
+        target_path=opts.target_path,
+        fail_on_empty=fail_on_empty,
+        **opts.common(),
+    )
     if opts.log_format == "json":
         problems = [vars(p) for p in report.problems]
         warnings = [vars(w) for w in report.warnings]
@@ -135,6 +147,7 @@ def _write_artifact(opts: GlobalOptions, command: str, payload: Any, started: fl
 @_full_refresh
 @_max_cost
 @_only_rebuilt
+@_fail_on_empty
 @_yes
 @_max_wait
 @_no_wait
@@ -157,6 +170,7 @@ def plan(
     full_refresh: bool,
     max_cost_cents: int | None,
     only_rebuilt: bool,
+    fail_on_empty: bool,
     preview: int | None,
     **_run_only: Any,
 ) -> None:
@@ -179,6 +193,7 @@ def plan(
         only_rebuilt=only_rebuilt,
         target_path=opts.target_path,
         preview=preview,
+        fail_on_empty=fail_on_empty,
         **opts.common(),
     )
     _write_artifact(opts, "plan", plans, started)
@@ -191,6 +206,7 @@ def plan(
 @_full_refresh
 @_max_cost
 @_only_rebuilt
+@_fail_on_empty
 @_yes
 @_max_wait
 @_no_wait
@@ -205,6 +221,7 @@ def run(
     full_refresh: bool,
     max_cost_cents: int | None,
     only_rebuilt: bool,
+    fail_on_empty: bool,
     yes: bool,
     max_wait: float | None,
     no_wait: bool,
@@ -230,11 +247,18 @@ def run(
         "full_refresh": full_refresh,
         "max_cost_cents": max_cost_cents,
         "only_rebuilt": only_rebuilt,
+        "fail_on_empty": fail_on_empty,
         "target_path": opts.target_path,
         **opts.common(),
     }
     if not yes and sys.stdin.isatty() and sys.stdout.isatty():
-        plans = do_plan(**common)
+        from sixtyfour_sync.engine.api import selection_log
+
+        selection_log.disabled = True  # the run says "nothing to do" itself; once is enough
+        try:
+            plans = do_plan(**common)
+        finally:
+            selection_log.disabled = False
         rows = sum(p.rows for p in plans)
         if rows:
             known = [p.estimated_cost_cents for p in plans if p.rows and p.estimated_cost_cents is not None]
@@ -431,6 +455,7 @@ def init(opts: GlobalOptions, /, directory: Path, no_input: bool, force: bool, *
     default=None,
     help="Write the YAML to this file (atomically: dbt never reads half a file). Default: stdout.",
 )
+@_fail_on_empty
 @click.pass_obj
 def dbt_sources(
     opts: GlobalOptions,
@@ -439,11 +464,19 @@ def dbt_sources(
     source_name: str,
     schema: str | None,
     output: Path | None,
+    fail_on_empty: bool,
 ) -> None:
     """A dbt sources YAML for the target tables, with freshness, so dbt models can source() them."""
     from sixtyfour_sync.engine.api import dbt_sources as make
 
-    text = make(select=_sel(select), exclude=_sel(exclude), source_name=source_name, schema=schema, **opts.common())
+    text = make(
+        select=_sel(select),
+        exclude=_sel(exclude),
+        source_name=source_name,
+        schema=schema,
+        fail_on_empty=fail_on_empty,
+        **opts.common(),
+    )
     if output is None:
         click.echo(text, nl=False)
         return

@@ -36,6 +36,7 @@ from sixtyfour_sync.engine.project import Project
 from sixtyfour_sync.engine.runner import SyncRunner
 from sixtyfour_sync.engine.scheduler import StopToken
 from sixtyfour_sync.engine.select import source_relation_sql
+from sixtyfour_sync.engine.selectors import explain_empty
 from sixtyfour_sync.engine.states import ACTIVE, HELD, JobState
 from sixtyfour_sync.engine.summary import RunResult, SyncPlan, SyncResult
 from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError, ConfigProblem, SixtyfourSyncError
@@ -46,6 +47,8 @@ __all__ = ["ValidationReport", "cancel", "dbt_sources", "plan", "run", "status",
 
 API_KEY_ENV = "SIXTYFOUR_API_KEY"
 log = logging.getLogger("sixtyfour_sync.engine")
+#: Where "nothing to do" is said when a selection picks no sync (a logger of its own, so a caller can quiet it).
+selection_log = logging.getLogger("sixtyfour_sync.selection")
 S = JobState
 
 
@@ -97,6 +100,27 @@ def _only_rebuilt(project: Project, syncs: list[LoadedSync]) -> tuple[list[Loade
     return kept, skipped
 
 
+def _empty_selection(project: Project, select: Sequence[str] | None, exclude: Sequence[str] | None) -> str:
+    why = explain_empty(project.syncs, select, exclude, root=project.project_dir)
+    return f"nothing to do: {why or 'no sync selected'}"
+
+
+_EMPTY_HINT = "a comma intersects (tag:a,tag:b is what has both); separate words are a union (tag:a tag:b)"
+
+
+def _select(
+    project: Project, select: Sequence[str] | None, exclude: Sequence[str] | None, *, fail_on_empty: bool = False
+) -> list[LoadedSync]:
+    """The selected syncs; when there are none, a warning that says why (an error under ``fail_on_empty``)."""
+    syncs = project.select(select, exclude)
+    if not syncs:
+        message = _empty_selection(project, select, exclude)
+        if fail_on_empty:
+            raise ConfigError(message, hint=_EMPTY_HINT + "; without --fail-on-empty this exits 0")
+        selection_log.warning(message, extra={"event": "selection.empty"})
+    return syncs
+
+
 def _client(api_key: str | None, api_url: str | None, env: Mapping[str, str]) -> SixtyfourClient:
     key = api_key or env.get(API_KEY_ENV)
     if not key:
@@ -134,8 +158,12 @@ def validate(
     exclude: Sequence[str] | None = None,
     vars: Mapping[str, Any] | None = None,
     target_path: Path | str | None = None,
+    fail_on_empty: bool = False,
 ) -> ValidationReport:
-    """Load every profile and model, connect, and check sources and targets; list every problem."""
+    """Load every profile and model, connect, and check sources and targets; list every problem.
+
+    A selection that picks no sync is a warning (a problem under ``fail_on_empty``) saying why.
+    """
     report = ValidationReport()
     try:
         project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
@@ -144,6 +172,9 @@ def validate(
         return report
     with project:
         syncs = project.select(select, exclude)
+        if not syncs:
+            empty = ConfigProblem(None, None, _empty_selection(project, select, exclude), hint=_EMPTY_HINT)
+            (report.problems if fail_on_empty else report.warnings).append(empty)
         for loaded in syncs:
             report.warnings.extend(loaded.warnings())
         report.problems.extend(project.check_targets(syncs))
@@ -227,6 +258,7 @@ def plan(
     vars: Mapping[str, Any] | None = None,
     target_path: Path | str | None = None,
     preview: int | None = None,
+    fail_on_empty: bool = False,
 ) -> list[SyncPlan]:
     """What ``run`` would send and spend, per sync. Writes to no warehouse and calls no API.
 
@@ -234,11 +266,12 @@ def plan(
     JSON it would submit, under ``<target dir>/sixtyfour_preview/<sync>/``.
 
     Every sync is checked first (:func:`~sixtyfour_sync.engine.checks.check_sync`): one ConfigError lists the
-    problems of all of them.
+    problems of all of them. A selection that picks no sync logs a warning saying why (``fail_on_empty``: raises
+    a ConfigError instead).
     """
     project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
     with project:
-        syncs = project.select(select, exclude)
+        syncs = _select(project, select, exclude, fail_on_empty=fail_on_empty)
         if only_rebuilt:
             syncs, _ = _only_rebuilt(project, syncs)
         problems: list[ConfigProblem] = []
@@ -294,6 +327,7 @@ def run(
     no_wait: bool = False,
     only_tasks: Sequence[str] | None = None,
     command: str = "run",
+    fail_on_empty: bool = False,
 ) -> RunResult:
     """Finish unfinished jobs, then select, submit, poll, download, parse and upsert; return the outcome.
 
@@ -306,12 +340,13 @@ def run(
     (``target/run_results.json``): the recipe ``dbt build && sixtyfour-sync run --only-rebuilt``. ``stop`` lets
     a caller ask the run to stop (the CLI sets it on Ctrl-C/SIGTERM): nothing more is submitted, calls under
     way are recorded, and the run ends ``interrupted``. A sync that fails does not stop the others unless
-    ``fail_fast``; the result's exit code is the worst.
+    ``fail_fast``; the result's exit code is the worst. A selection that picks no sync logs a warning saying
+    why and the run does nothing (``fail_on_empty``: raises a ConfigError first).
     """
     env_map = os.environ if env is None else env
     started = time.monotonic()
     project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
-    syncs = project.select(select, exclude)
+    syncs = _select(project, select, exclude, fail_on_empty=fail_on_empty)
     skipped: list[SyncResult] = []
     if only_rebuilt:
         syncs, skipped = _only_rebuilt(project, syncs)
@@ -711,6 +746,7 @@ def dbt_sources(
     exclude: Sequence[str] | None = None,
     schema: str | None = None,
     vars: Mapping[str, Any] | None = None,
+    fail_on_empty: bool = False,
 ) -> str:
     """A dbt sources YAML for the target tables; no connection is made.
 
@@ -720,5 +756,5 @@ def dbt_sources(
     from sixtyfour_sync.dbt import TARGET_SCHEMA, sources_yaml
 
     project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars)
-    syncs = project.select(select, exclude)
+    syncs = _select(project, select, exclude, fail_on_empty=fail_on_empty)
     return sources_yaml(syncs, source_name=source_name, schema=schema or TARGET_SCHEMA)

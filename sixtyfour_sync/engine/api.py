@@ -65,6 +65,8 @@ def _project(
     dbt_project_dir: Path | str | None = None,
     vars: Mapping[str, Any] | None = None,
     target_path: Path | str | None = None,
+    *,
+    lenient: bool = False,
 ) -> Project:
     return Project.load(
         Path(project_dir),
@@ -75,6 +77,7 @@ def _project(
         dbt_project_dir=Path(dbt_project_dir) if dbt_project_dir else None,
         vars=vars,
         target_path=target_path,
+        lenient=lenient,
     )
 
 
@@ -162,25 +165,38 @@ def validate(
 ) -> ValidationReport:
     """Load every profile and model, connect, and check sources and targets; list every problem.
 
-    A selection that picks no sync is a warning (a problem under ``fail_on_empty``) saying why.
+    Every phase runs for every sync it can: a mistake in one sync's definition or profile target does not hide
+    the warehouse checks of the others (a sync with a mistake of its own is not connected for). A problem that
+    several syncs share (one profile target for all) is listed once. A selection that picks no sync is a
+    warning (a problem under ``fail_on_empty``) saying why.
     """
     report = ValidationReport()
     try:
-        project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
+        project = _project(
+            project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path, lenient=True
+        )
     except ConfigError as exc:
-        report.problems.extend(exc.problems or [ConfigProblem(None, None, str(exc))])
-        return report
+        report.problems.extend(exc.problems or [ConfigProblem(None, None, str(exc), hint=exc.hint)])
+        return _once(report)
+    report.problems.extend(project.problems)
     with project:
-        syncs = project.select(select, exclude)
-        if not syncs:
+        try:
+            syncs = project.select(select, exclude)
+        except ConfigError as exc:
+            report.problems.extend(exc.problems or [ConfigProblem(None, None, str(exc), hint=exc.hint)])
+            return _once(report)
+        if not syncs and not project.problems:
             empty = ConfigProblem(None, None, _empty_selection(project, select, exclude), hint=_EMPTY_HINT)
             (report.problems if fail_on_empty else report.warnings).append(empty)
         for loaded in syncs:
             report.warnings.extend(loaded.warnings())
-        report.problems.extend(project.check_targets(syncs))
-        if report.problems:
-            return report
+        connectable = []
         for loaded in syncs:
+            found = project.check_targets([loaded])
+            report.problems.extend(found)
+            if not found:
+                connectable.append(loaded)
+        for loaded in connectable:
             where = str(loaded.file)
             try:
                 adapter = project.adapter_for(loaded)
@@ -196,6 +212,14 @@ def validate(
                 report.problems.append(
                     ConfigProblem(where, loaded.spec.name, str(exc), line=loaded.line, hint=exc.hint)
                 )
+    return _once(report)
+
+
+def _once(report: ValidationReport) -> ValidationReport:
+    """Each problem and warning listed once, in the order found (syncs sharing a profile target share its
+    problem)."""
+    report.problems = list(dict.fromkeys(report.problems))
+    report.warnings = list(dict.fromkeys(report.warnings))
     return report
 
 

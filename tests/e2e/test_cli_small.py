@@ -109,3 +109,77 @@ def test_an_unknown_word_is_still_an_error(proj: Path) -> None:
     out = cli(proj, "plan", "-s", "tag:monthly")
     assert out.returncode == 1
     assert "--select matched no sync for: tag:monthly" in out.stderr
+
+
+BROKEN = """\
+syncs:
+  - name: enrich_leads
+    endpoint: people
+    source:
+      table: leads
+      key: lead_id
+      colums: [first_name]
+    struct:
+      email: The individual's email address
+    target:
+      table: leads_enriched
+  - name: enrich_contacts
+    endpoint: people
+    source:
+      table: contacts
+      key: id
+      columns: [first_name, phone]
+    struct:
+      title: The individual's job title
+    target:
+      table: contacts_enriched
+"""
+
+OTHER = """\
+syncs:
+  - name: enrich_companies
+    endpoint: company
+    source:
+      table: companiez
+      key: domain
+    struct:
+      industry: The company's industry
+    target:
+      table: companies_enriched
+"""
+
+
+def _warehouse(project: Path) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(project / "wh.duckdb"))
+    con.execute("CREATE TABLE leads (lead_id INTEGER, first_name TEXT)")
+    con.execute("CREATE TABLE contacts (id INTEGER, first_name TEXT)")
+    con.execute("CREATE TABLE companies (domain TEXT, name TEXT)")
+    con.close()
+
+
+def test_validate_lists_every_problem_in_every_file(proj: Path) -> None:
+    """A schema mistake in one sync hides neither the warehouse checks of its neighbour nor of another file."""
+    _warehouse(proj)
+    (proj / "models" / "syncs.yml").write_text(BROKEN)
+    (proj / "models" / "other.yml").write_text(OTHER)
+    out = cli(proj, "validate")
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3, out.stderr
+    assert any("syncs.yml:7" in e and "unknown key 'colums'" in e for e in errors)
+    assert any("enrich_contacts.source.columns" in e and "'phone'" in e for e in errors)
+    assert any("other.yml" in e and "source table companiez does not exist" in e for e in errors)
+    assert "3 problem(s) found." in out.stderr
+    as_json = cli(proj, "--log-format", "json", "validate")
+    report = json.loads(as_json.stdout)
+    assert len(report["problems"]) == 3 and report["ok"] is False
+
+
+def test_validate_with_an_unknown_target_says_it_once(proj: Path) -> None:
+    out = cli(proj, "validate", "-t", "prod")
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "target 'prod' not found in profile 'sixtyfour'" in errors[0], out.stderr
+    assert "1 problem(s) found." in out.stderr

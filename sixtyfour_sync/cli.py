@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import click
 
 from sixtyfour_sync import __version__
 from sixtyfour_sync._redact import redact
-from sixtyfour_sync.cli_options import GlobalOptions, global_options, scan_argv, selection_options
+from sixtyfour_sync.cli_options import GlobalOptions, command_line, global_options, scan_argv, selection_options
 from sixtyfour_sync.errors import ConfigError, SixtyfourSyncError
 from sixtyfour_sync.logging import configure_logging, error_event
 from sixtyfour_sync.scaffold import WAREHOUSES
@@ -434,7 +435,8 @@ def init(opts: GlobalOptions, /, directory: Path, no_input: bool, force: bool, *
     note = profiles_note(directory, opts.profiles_dir, os.environ)
     if note:
         _say(opts, "init.profiles", note)
-    _say(opts, "init.next", f"next: cd {directory} && sixtyfour-sync debug && sixtyfour-sync plan")
+    exe = command_line(directory)
+    _say(opts, "init.next", f"next: cd {shlex.quote(str(directory))} && {exe} debug && {exe} plan")
 
 
 @cli.command("dbt-sources")

@@ -8,6 +8,10 @@ to the next option, as dbt's selectors do.
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +21,7 @@ import click
 
 from sixtyfour_sync.logging import configure_logging
 
-__all__ = ["GlobalOptions", "MultiOption", "global_options", "scan_argv", "selection_options"]
+__all__ = ["GlobalOptions", "MultiOption", "command_line", "global_options", "scan_argv", "selection_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -149,3 +153,31 @@ def selection_options(f: F) -> F:
         help="Syncs to run, as dbt selects: names (globs allowed), tag:NAME, path:FILE, endpoint:people; "
         "several words are a union, a comma intersects (tag:a,tag:b). Default: every enabled sync.",
     )(f)
+
+
+def _runnable(path: str, from_dir: Path | None) -> str:
+    """``path`` as a person can type it in ``from_dir``: its bare name when PATH finds this very file there,
+    else a path relative to ``from_dir`` (the current directory by default)."""
+    found = shutil.which(Path(path).name)
+    if found and os.path.realpath(found) == os.path.realpath(path):
+        return Path(path).name
+    here = os.path.abspath(from_dir) if from_dir is not None else os.getcwd()
+    full = os.path.abspath(path)
+    rel = os.path.relpath(full, here)
+    shown = rel if not rel.startswith("..") or rel.count("..") <= 2 else full
+    return shlex.quote(shown if os.sep in shown else os.path.join(".", shown))
+
+
+def command_line(from_dir: Path | None = None, *, argv0: str | None = None) -> str:
+    """How to run sixtyfour-sync again, from ``from_dir`` (default: here), as it was run this time.
+
+    ``sixtyfour-sync`` when that is on PATH; ``.venv/bin/sixtyfour-sync`` (relative to ``from_dir``) when it was
+    run by its path and PATH does not find it; ``<python> -m sixtyfour_sync`` when run as a module.
+    """
+    arg = sys.argv[0] if argv0 is None else argv0
+    name = Path(arg).name
+    if name == "__main__.py" or arg in ("-m", "-c", ""):
+        return f"{_runnable(sys.executable, from_dir)} -m sixtyfour_sync"
+    if os.sep not in arg:
+        return arg if shutil.which(arg) else "sixtyfour-sync"
+    return _runnable(arg, from_dir)

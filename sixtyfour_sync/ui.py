@@ -283,6 +283,14 @@ def _plan_dict(p: SyncPlan) -> dict[str, Any]:
     return d
 
 
+#: What to do about a job held for a person, when it carries no error of its own (docs/job-states.md).
+NEXT_STEP = {
+    "lost": "the API does not know this task under this key; `sixtyfour-sync run --retry-lost` looks again",
+    "needs_attention": "the API refused to resume it; `sixtyfour-sync run --retry-lost` asks its rows again",
+    "result_unreadable": "its paid result cannot be read; `sixtyfour-sync run --retry-unreadable` downloads it again",
+}
+
+
 def print_run(result: RunResult, log_format: str, console: Console | None = None) -> None:
     """The summary every run ends with: rows, jobs, cost, fill rate per field."""
     if log_format == "json":
@@ -342,7 +350,13 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
                 "the next `sixtyfour-sync run` picks it up[/]"
             )
         for j in s.jobs_needing_attention:
-            console.print(f"  [red]{s.name}: {j.file_name} needs attention ({j.state}, task {j.task_id}): {j.error}[/]")
+            what = j.error or NEXT_STEP.get(j.state, "`sixtyfour-sync status --wide` shows it")
+            console.print(
+                f"  {s.name}: {j.file_name} needs attention ({j.state}, task {j.task_id or '-'}): {what}",
+                style="red",
+                markup=False,
+                soft_wrap=True,
+            )
         # messages hold paths and file:line references: printed whole (never folded) and never read as markup
         for w in s.warnings:
             console.print(f"  {s.name}: {w}", style="yellow", markup=False, soft_wrap=True)

@@ -77,6 +77,18 @@ _retry_lost = click.option(
     is_flag=True,
     help="Look for lost jobs again (the API answered 404); ask the rows of those still unknown again.",
 )
+RUN_EXIT_CODES = """\b
+Exit codes:
+  0    success; also "nothing to do" (the selection picks no sync), and
+       --no-wait once everything selected is submitted
+  1    failure: config, API key, budget, out of credits, bad data, an
+       internal error (it says so); --fail-on-empty with no sync selected
+  2    bad command-line usage
+  3    partial: some jobs failed, or were still running when the run
+       stopped waiting (--max-wait); the next run picks them up
+  130  stopped by Ctrl-C (SIGINT); 143 by SIGTERM
+"""
+
 _retry_unreadable = click.option(
     "--retry-unreadable",
     is_flag=True,
@@ -86,7 +98,7 @@ _retry_unreadable = click.option(
 
 @cli.command()
 @global_options
-@selection_options
+@selection_options(what="Syncs to check")
 @_fail_on_empty
 @click.pass_obj
 def validate(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], fail_on_empty: bool) -> None:
@@ -144,7 +156,7 @@ def _write_artifact(opts: GlobalOptions, command: str, payload: Any, started: fl
 
 @cli.command()
 @global_options
-@selection_options
+@selection_options(what="Syncs to plan")
 @_full_refresh
 @_max_cost
 @_only_rebuilt
@@ -201,7 +213,7 @@ def plan(
     print_plans(plans, opts.log_format)
 
 
-@cli.command()
+@cli.command(epilog=RUN_EXIT_CODES)
 @global_options
 @selection_options
 @_full_refresh
@@ -298,7 +310,7 @@ def run(
 
 @cli.command()
 @global_options
-@selection_options
+@selection_options(what="Syncs whose runs and jobs to show", default="every sync")
 @click.option("--run", "run_id", default=None, help="One run's jobs (default: the latest runs).")
 @click.option("--limit", "-n", type=click.IntRange(min=1), default=10, show_default=True, help="How many runs.")
 @click.option("--wide", "-w", is_flag=True, help="Full task and run ids, every column.")
@@ -339,9 +351,32 @@ def _resolved_names(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple
     return names
 
 
+@cli.command("ls")
+@global_options
+@selection_options(what="Syncs to list")
+@_fail_on_empty
+@click.option(
+    "--output",
+    "output",
+    type=click.Choice(["table", "name", "json"]),
+    default=None,
+    help="table (the default), name (one per line, for scripts) or json (also under --log-format json).",
+)
+@click.pass_obj
+def ls_command(
+    opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], fail_on_empty: bool, output: str | None
+) -> None:
+    """List the syncs a selection picks: name, endpoint, tier, source, target, tags. Reads the models only."""
+    from sixtyfour_sync.engine.api import list_syncs
+    from sixtyfour_sync.ui import print_syncs
+
+    syncs = list_syncs(select=_sel(select), exclude=_sel(exclude), fail_on_empty=fail_on_empty, **opts.common())
+    print_syncs(syncs, output or ("json" if opts.log_format == "json" else "table"))
+
+
 @cli.command()
 @global_options
-@selection_options
+@selection_options(what="Syncs whose unfinished jobs to cancel", default="every sync")
 @click.option("--run", "run_id", default=None, help="Cancel this run's unfinished jobs (default: all unfinished).")
 @click.pass_obj
 def cancel(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], run_id: str | None) -> None:
@@ -365,7 +400,7 @@ def cancel(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...
 
 @cli.command()
 @global_options
-@selection_options
+@selection_options(what="Syncs whose profile, target, connection and manifest to check")
 @click.pass_obj
 def debug(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...]) -> None:
     """Like `dbt debug`: which profile and target and why, the connection, schemas, manifest, API key, balance."""
@@ -441,7 +476,7 @@ def init(opts: GlobalOptions, /, directory: Path, no_input: bool, force: bool, *
 
 @cli.command("dbt-sources")
 @global_options
-@selection_options
+@selection_options(what="Syncs whose target tables to write as dbt sources")
 @click.option("--name", "source_name", default="sixtyfour", show_default=True, help="The dbt source name.")
 @click.option(
     "--schema",
@@ -490,7 +525,7 @@ def dbt_sources(
 
 @cli.command()
 @global_options
-@selection_options
+@selection_options(what="Syncs to show in the report")
 @click.option(
     "--out",
     "-o",

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import click
 
@@ -137,22 +137,100 @@ class MultiOption(click.Option):
             opt.process = process
 
 
-def selection_options(f: F) -> F:
-    """``--select`` and ``--exclude`` in dbt's syntax."""
-    f = click.option(
-        "--exclude",
-        "exclude",
-        cls=MultiOption,
-        help="Syncs to leave out, with the same syntax as --select.",
-    )(f)
-    return click.option(
-        "--select",
-        "-s",
-        "select",
-        cls=MultiOption,
-        help="Syncs to run, as dbt selects: names (globs allowed), tag:NAME, path:FILE, endpoint:people; "
-        "several words are a union, a comma intersects (tag:a,tag:b). Default: every enabled sync.",
-    )(f)
+_SELECT_SYNTAX = (
+    "as dbt selects: names (globs allowed), tag:NAME, path:FILE, endpoint:people; several words are a union, a "
+    "comma intersects (tag:a,tag:b)."
+)
+
+
+def complete_selector(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion for ``--select``/``--exclude``: the project's sync names and ``tag:`` values, and the
+    methods. Reads the models files as plain YAML (fast, no Jinja, no profile); never fails: a file it cannot
+    read is skipped."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        head, sep, _ = incomplete.rpartition(",")
+        prefix = head + sep
+        options = [(f"{prefix}{c}", h) for c, h in _selector_candidates(_completion_project_dir(ctx))]
+        methods = [(f"{prefix}{m}", "method") for m in ("tag:", "path:", "endpoint:people", "endpoint:company")]
+        return [
+            CompletionItem(value, help=help_text)
+            for value, help_text in options + methods
+            if value.startswith(incomplete)
+        ]
+    except Exception:  # completion must never print a traceback into a shell
+        return []
+
+
+def _completion_project_dir(ctx: click.Context) -> Path:
+    """``--project-dir`` from the words being completed (the options store nothing while completing)."""
+    words = shlex.split(os.environ.get("COMP_WORDS", ""))
+    for i, word in enumerate(words):
+        if word == "--project-dir" and i + 1 < len(words):
+            return Path(words[i + 1])
+        if word.startswith("--project-dir="):
+            return Path(word.split("=", 1)[1])
+    return Path(".")
+
+
+def _selector_candidates(project_dir: Path) -> list[tuple[str, str]]:
+    """``(word, help)`` for every sync name and tag in ``project_dir/models``."""
+    import yaml
+
+    from sixtyfour_sync.config.models import model_files
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    names: list[tuple[str, str]] = []
+    tags: dict[str, None] = {}
+    for path in model_files(project_dir):
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 (a safe loader)
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        syncs = data.get("syncs") if isinstance(data, dict) else None
+        for sync in syncs if isinstance(syncs, list) else []:
+            if not isinstance(sync, dict) or not isinstance(sync.get("name"), str):
+                continue
+            names.append((sync["name"], f"{sync.get('endpoint', '')} sync in {path.name}".strip()))
+            raw = sync.get("tags")
+            for tag in raw if isinstance(raw, list) else [raw] if isinstance(raw, str) else []:
+                tags[f"tag:{tag}"] = None
+    return names + [(t, "tag") for t in tags]
+
+
+@overload
+def selection_options(f: F) -> F: ...
+
+
+@overload
+def selection_options(*, what: str = ..., default: str = ...) -> Callable[[F], F]: ...
+
+
+def selection_options(
+    f: F | None = None, *, what: str = "Syncs to run", default: str = "every enabled sync"
+) -> F | Callable[[F], F]:
+    """``--select`` and ``--exclude`` in dbt's syntax; ``what`` starts the help of ``--select`` (what the command
+    does with the syncs it selects). Both complete sync names and tags in the shell."""
+
+    def decorate(f: F) -> F:
+        f = click.option(
+            "--exclude",
+            "exclude",
+            cls=MultiOption,
+            shell_complete=complete_selector,
+            help="Syncs to leave out, with the same syntax as --select.",
+        )(f)
+        return click.option(
+            "--select",
+            "-s",
+            "select",
+            cls=MultiOption,
+            shell_complete=complete_selector,
+            help=f"{what}, {_SELECT_SYNTAX} Default: {default}.",
+        )(f)
+
+    return decorate(f) if f is not None else decorate
 
 
 def _runnable(path: str, from_dir: Path | None) -> str:

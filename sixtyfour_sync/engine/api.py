@@ -43,7 +43,7 @@ from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError, ConfigProblem
 from sixtyfour_sync.warehouse.base import Adapter, TableRef
 from sixtyfour_sync.warehouse.keytypes import transport_sql
 
-__all__ = ["ValidationReport", "cancel", "dbt_sources", "plan", "run", "status", "validate"]
+__all__ = ["ValidationReport", "cancel", "dbt_sources", "list_syncs", "plan", "run", "status", "validate"]
 
 API_KEY_ENV = "SIXTYFOUR_API_KEY"
 log = logging.getLogger("sixtyfour_sync.engine")
@@ -782,3 +782,22 @@ def dbt_sources(
     project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars)
     syncs = _select(project, select, exclude, fail_on_empty=fail_on_empty)
     return sources_yaml(syncs, source_name=source_name, schema=schema or TARGET_SCHEMA)
+
+
+def list_syncs(
+    project_dir: Path | str = ".",
+    *,
+    select: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    dbt_project_dir: Path | str | None = None,
+    vars: Mapping[str, Any] | None = None,
+    fail_on_empty: bool = False,
+    **_profile: Any,
+) -> list[LoadedSync]:
+    """The syncs a selection picks, in file order (what ``ls`` lists); reads the models only, connects nowhere.
+
+    A selection that picks no sync logs a warning saying why (``fail_on_empty``: raises a ConfigError).
+    """
+    project = _project(project_dir, None, None, None, env, dbt_project_dir, vars)
+    return _select(project, select, exclude, fail_on_empty=fail_on_empty)

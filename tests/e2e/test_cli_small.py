@@ -183,3 +183,92 @@ def test_validate_with_an_unknown_target_says_it_once(proj: Path) -> None:
     errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "target 'prod' not found in profile 'sixtyfour'" in errors[0], out.stderr
     assert "1 problem(s) found." in out.stderr
+
+
+def _help(*args: str) -> str:
+    from click.testing import CliRunner
+
+    from sixtyfour_sync.cli import cli as group
+
+    out = CliRunner().invoke(group, [*args, "--help"], terminal_width=200)
+    assert out.exit_code == 0, out.output
+    return " ".join(out.output.split())
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("run", "Syncs to run, as dbt selects"),
+        ("plan", "Syncs to plan, as dbt selects"),
+        ("validate", "Syncs to check, as dbt selects"),
+        ("status", "Syncs whose runs and jobs to show, as dbt selects"),
+        ("dbt-sources", "Syncs whose target tables to write as dbt sources, as dbt selects"),
+        ("report", "Syncs to show in the report, as dbt selects"),
+        ("cancel", "Syncs whose unfinished jobs to cancel, as dbt selects"),
+        ("ls", "Syncs to list, as dbt selects"),
+    ],
+)
+def test_select_help_says_what_each_command_does_with_it(command: str, says: str) -> None:
+    text = _help(command)
+    assert says in text
+    if command != "run":
+        assert "Syncs to run" not in text
+
+
+def test_run_help_lists_the_exit_codes() -> None:
+    text = _help("run")
+    assert "Exit codes:" in text
+    for code in ("0 success", "1 failure", "2 bad command-line usage", "3 partial", "130 stopped by Ctrl-C", "143"):
+        assert code in text
+
+
+def test_ls_lists_the_selected_syncs(proj: Path) -> None:
+    table = cli(proj, "ls")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["name", "endpoint", "tier", "source", "target", "tags"]
+    assert lines[2].split() == [
+        "enrich_contacts",
+        "people",
+        "medium",
+        "contacts",
+        "enriched.contacts_enriched",
+        "daily",
+    ]
+    names = cli(proj, "ls", "-s", "tag:daily", "endpoint:company", "--exclude", "enrich_leads", "--output", "name")
+    assert names.stdout.splitlines() == ["enrich_contacts", "enrich_companies"]
+    as_json = cli(proj, "ls", "-s", "tag:people", "--output", "json")
+    [row] = json.loads(as_json.stdout)["syncs"]
+    assert {k: row[k] for k in ("name", "endpoint", "tier", "source", "target", "tags")} == {
+        "name": "enrich_leads",
+        "endpoint": "people",
+        "tier": "low",
+        "source": "leads",
+        "target": "leads_enriched",
+        "tags": ["daily", "people"],
+    }
+    under_json_logs = cli(proj, "--log-format", "json", "ls", "-s", "enrich_companies")
+    assert [r["name"] for r in json.loads(under_json_logs.stdout)["syncs"]] == ["enrich_companies"]
+    empty = cli(proj, "ls", "-s", "tag:weekly,tag:daily", "--fail-on-empty")
+    assert empty.returncode == 1 and "nothing to do" in empty.stderr
+
+
+def _complete(cwd: Path, words: str) -> list[str]:
+    env = {**os.environ, "_SIXTYFOUR_SYNC_COMPLETE": "bash_complete", "COMP_WORDS": words}
+    env["COMP_CWORD"] = str(len(words.split()) - (0 if words.endswith(" ") else 1))
+    out = subprocess.run(
+        [sys.executable, "-m", "sixtyfour_sync"], capture_output=True, text=True, env=env, cwd=cwd, timeout=60
+    )
+    assert out.returncode == 0 and not out.stderr, out.stderr
+    return [line.split(",", 1)[1] for line in out.stdout.splitlines()]
+
+
+def test_select_completes_sync_names_and_tags(proj: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    assert _complete(proj, "sixtyfour-sync run -s enrich_c") == ["enrich_contacts", "enrich_companies"]
+    assert "tag:weekly" in _complete(proj, "sixtyfour-sync plan --select tag:")
+    assert "tag:daily,tag:people" in _complete(proj, "sixtyfour-sync ls -s tag:daily,tag:p")
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    assert "enrich_leads" in _complete(elsewhere, f"sixtyfour-sync --project-dir {proj} run --exclude ")
+    (proj / "models" / "broken.yml").write_text("syncs: [\n")
+    assert "enrich_leads" in _complete(proj, "sixtyfour-sync run -s ")
+    assert _complete(elsewhere, "sixtyfour-sync run -s en") == ["endpoint:people", "endpoint:company"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import click
 
 from sixtyfour_sync import __version__
 from sixtyfour_sync._redact import redact
-from sixtyfour_sync.cli_options import GlobalOptions, global_options, scan_argv, selection_options
+from sixtyfour_sync.cli_options import GlobalOptions, command_line, global_options, scan_argv, selection_options
 from sixtyfour_sync.errors import ConfigError, SixtyfourSyncError
 from sixtyfour_sync.logging import configure_logging, error_event
 from sixtyfour_sync.scaffold import WAREHOUSES
@@ -50,6 +51,11 @@ _only_rebuilt = click.option(
     is_flag=True,
     help="Only syncs whose source.ref model succeeded in the last dbt invocation (target/run_results.json).",
 )
+_fail_on_empty = click.option(
+    "--fail-on-empty",
+    is_flag=True,
+    help="Exit 1 when --select/--exclude leave no sync (default: a warning that says why, and exit 0).",
+)
 _yes = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
 _max_wait = click.option(
     "--max-wait",
@@ -71,6 +77,18 @@ _retry_lost = click.option(
     is_flag=True,
     help="Look for lost jobs again (the API answered 404); ask the rows of those still unknown again.",
 )
+RUN_EXIT_CODES = """\b
+Exit codes:
+  0    success; also "nothing to do" (the selection picks no sync), and
+       --no-wait once everything selected is submitted
+  1    failure: config, API key, budget, out of credits, bad data, an
+       internal error (it says so); --fail-on-empty with no sync selected
+  2    bad command-line usage
+  3    partial: some jobs failed, or were still running when the run
+       stopped waiting (--max-wait); the next run picks them up
+  130  stopped by Ctrl-C (SIGINT); 143 by SIGTERM
+"""
+
 _retry_unreadable = click.option(
     "--retry-unreadable",
     is_flag=True,
@@ -80,13 +98,20 @@ _retry_unreadable = click.option(
 
 @cli.command()
 @global_options
-@selection_options
+@selection_options(what="Syncs to check")
+@_fail_on_empty
 @click.pass_obj
-def validate(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+def validate(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], fail_on_empty: bool) -> None:
     """Check every profile, model, connection, source and target table; list every problem at once."""
     from sixtyfour_sync.engine.api import validate as do_validate
 
-    report = do_validate(select=_sel(select), exclude=_sel(exclude), target_path=opts.target_path, **opts.common())
+    report = do_validate(
+        select=_sel(select),
+        exclude=_sel(exclude),
+        target_path=opts.target_path,
+        fail_on_empty=fail_on_empty,
+        **opts.common(),
+    )
     if opts.log_format == "json":
         problems = [vars(p) for p in report.problems]
         warnings = [vars(w) for w in report.warnings]
@@ -131,10 +156,11 @@ def _write_artifact(opts: GlobalOptions, command: str, payload: Any, started: fl
 
 @cli.command()
 @global_options
-@selection_options
+@selection_options(what="Syncs to plan")
 @_full_refresh
 @_max_cost
 @_only_rebuilt
+@_fail_on_empty
 @_yes
 @_max_wait
 @_no_wait
@@ -164,6 +190,7 @@ def plan(
     full_refresh: bool,
     max_cost_cents: int | None,
     only_rebuilt: bool,
+    fail_on_empty: bool,
     preview: int | None,
     out: Path | None,
     **_run_only: Any,
@@ -187,6 +214,7 @@ def plan(
         only_rebuilt=only_rebuilt,
         target_path=opts.target_path,
         preview=preview,
+        fail_on_empty=fail_on_empty,
         **opts.common(),
     )
     _write_artifact(opts, "plan", plans, started)
@@ -216,12 +244,13 @@ def _save_plan(opts: GlobalOptions, plans: Any, out: Path) -> None:
     click.echo(f"plan saved to {out}: run it with `sixtyfour-sync run --plan {out}`", err=True)
 
 
-@cli.command()
+@cli.command(epilog=RUN_EXIT_CODES)
 @global_options
 @selection_options
 @_full_refresh
 @_max_cost
 @_only_rebuilt
+@_fail_on_empty
 @_yes
 @_max_wait
 @_no_wait
@@ -243,6 +272,7 @@ def run(
     full_refresh: bool,
     max_cost_cents: int | None,
     only_rebuilt: bool,
+    fail_on_empty: bool,
     yes: bool,
     max_wait: float | None,
     no_wait: bool,
@@ -269,14 +299,20 @@ def run(
         "full_refresh": full_refresh,
         "max_cost_cents": max_cost_cents,
         "only_rebuilt": only_rebuilt,
+        "fail_on_empty": fail_on_empty,
         "target_path": opts.target_path,
         **opts.common(),
     }
     approved: Any = plan_file
     if plan_file is None and not yes and sys.stdin.isatty() and sys.stdout.isatty():
+        from sixtyfour_sync.engine.api import selection_log
         from sixtyfour_sync.ui import print_plans
 
-        plans = do_plan(**common)
+        selection_log.disabled = True  # the run says "nothing to do" itself; once is enough
+        try:
+            plans = do_plan(**common)
+        finally:
+            selection_log.disabled = False
         rows = sum(p.rows for p in plans)
         if rows:
             print_plans(plans, opts.log_format)  # the plan the run then executes, capped at what it shows
@@ -318,7 +354,7 @@ def run(
 
 @cli.command()
 @global_options
-@selection_options
+@selection_options(what="Syncs whose runs and jobs to show", default="every sync")
 @click.option("--run", "run_id", default=None, help="One run's jobs (default: the latest runs).")
 @click.option("--limit", "-n", type=click.IntRange(min=1), default=10, show_default=True, help="How many runs.")
 @click.option("--wide", "-w", is_flag=True, help="Full task and run ids, every column.")
@@ -359,9 +395,32 @@ def _resolved_names(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple
     return names
 
 
+@cli.command("ls")
+@global_options
+@selection_options(what="Syncs to list")
+@_fail_on_empty
+@click.option(
+    "--output",
+    "output",
+    type=click.Choice(["table", "name", "json"]),
+    default=None,
+    help="table (the default), name (one per line, for scripts) or json (also under --log-format json).",
+)
+@click.pass_obj
+def ls_command(
+    opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], fail_on_empty: bool, output: str | None
+) -> None:
+    """List the syncs a selection picks: name, endpoint, tier, source, target, tags. Reads the models only."""
+    from sixtyfour_sync.engine.api import list_syncs
+    from sixtyfour_sync.ui import print_syncs
+
+    syncs = list_syncs(select=_sel(select), exclude=_sel(exclude), fail_on_empty=fail_on_empty, **opts.common())
+    print_syncs(syncs, output or ("json" if opts.log_format == "json" else "table"))
+
+
 @cli.command()
 @global_options
-@selection_options
+@selection_options(what="Syncs whose unfinished jobs to cancel", default="every sync")
 @click.option("--run", "run_id", default=None, help="Cancel this run's unfinished jobs (default: all unfinished).")
 @click.pass_obj
 def cancel(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], run_id: str | None) -> None:
@@ -385,7 +444,7 @@ def cancel(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...
 
 @cli.command()
 @global_options
-@selection_options
+@selection_options(what="Syncs whose profile, target, connection and manifest to check")
 @click.pass_obj
 def debug(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...]) -> None:
     """Like `dbt debug`: which profile and target and why, the connection, schemas, manifest, API key, balance."""
@@ -455,12 +514,13 @@ def init(opts: GlobalOptions, /, directory: Path, no_input: bool, force: bool, *
     note = profiles_note(directory, opts.profiles_dir, os.environ)
     if note:
         _say(opts, "init.profiles", note)
-    _say(opts, "init.next", f"next: cd {directory} && sixtyfour-sync debug && sixtyfour-sync plan")
+    exe = command_line(directory)
+    _say(opts, "init.next", f"next: cd {shlex.quote(str(directory))} && {exe} debug && {exe} plan")
 
 
 @cli.command("dbt-sources")
 @global_options
-@selection_options
+@selection_options(what="Syncs whose target tables to write as dbt sources")
 @click.option("--name", "source_name", default="sixtyfour", show_default=True, help="The dbt source name.")
 @click.option(
     "--schema",
@@ -476,6 +536,7 @@ def init(opts: GlobalOptions, /, directory: Path, no_input: bool, force: bool, *
     default=None,
     help="Write the YAML to this file (atomically: dbt never reads half a file). Default: stdout.",
 )
+@_fail_on_empty
 @click.pass_obj
 def dbt_sources(
     opts: GlobalOptions,
@@ -484,11 +545,19 @@ def dbt_sources(
     source_name: str,
     schema: str | None,
     output: Path | None,
+    fail_on_empty: bool,
 ) -> None:
     """A dbt sources YAML for the target tables, with freshness, so dbt models can source() them."""
     from sixtyfour_sync.engine.api import dbt_sources as make
 
-    text = make(select=_sel(select), exclude=_sel(exclude), source_name=source_name, schema=schema, **opts.common())
+    text = make(
+        select=_sel(select),
+        exclude=_sel(exclude),
+        source_name=source_name,
+        schema=schema,
+        fail_on_empty=fail_on_empty,
+        **opts.common(),
+    )
     if output is None:
         click.echo(text, nl=False)
         return
@@ -500,7 +569,7 @@ def dbt_sources(
 
 @cli.command()
 @global_options
-@selection_options
+@selection_options(what="Syncs to show in the report")
 @click.option(
     "--out",
     "-o",

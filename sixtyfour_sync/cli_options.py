@@ -8,16 +8,20 @@ to the next option, as dbt's selectors do.
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import click
 
 from sixtyfour_sync.logging import configure_logging
 
-__all__ = ["GlobalOptions", "MultiOption", "global_options", "scan_argv", "selection_options"]
+__all__ = ["GlobalOptions", "MultiOption", "command_line", "global_options", "scan_argv", "selection_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -133,19 +137,125 @@ class MultiOption(click.Option):
             opt.process = process
 
 
-def selection_options(f: F) -> F:
-    """``--select`` and ``--exclude`` in dbt's syntax."""
-    f = click.option(
-        "--exclude",
-        "exclude",
-        cls=MultiOption,
-        help="Syncs to leave out, with the same syntax as --select.",
-    )(f)
-    return click.option(
-        "--select",
-        "-s",
-        "select",
-        cls=MultiOption,
-        help="Syncs to run, as dbt selects: names (globs allowed), tag:NAME, path:FILE, endpoint:people; "
-        "several words are a union, a comma intersects (tag:a,tag:b). Default: every enabled sync.",
-    )(f)
+_SELECT_SYNTAX = (
+    "as dbt selects: names (globs allowed), tag:NAME, path:FILE, endpoint:people; several words are a union, a "
+    "comma intersects (tag:a,tag:b)."
+)
+
+
+def complete_selector(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion for ``--select``/``--exclude``: the project's sync names and ``tag:`` values, and the
+    methods. Reads the models files as plain YAML (fast, no Jinja, no profile); never fails: a file it cannot
+    read is skipped."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        head, sep, _ = incomplete.rpartition(",")
+        prefix = head + sep
+        options = [(f"{prefix}{c}", h) for c, h in _selector_candidates(_completion_project_dir(ctx))]
+        methods = [(f"{prefix}{m}", "method") for m in ("tag:", "path:", "endpoint:people", "endpoint:company")]
+        return [
+            CompletionItem(value, help=help_text)
+            for value, help_text in options + methods
+            if value.startswith(incomplete)
+        ]
+    except Exception:  # completion must never print a traceback into a shell
+        return []
+
+
+def _completion_project_dir(ctx: click.Context) -> Path:
+    """``--project-dir`` from the words being completed (the options store nothing while completing)."""
+    words = shlex.split(os.environ.get("COMP_WORDS", ""))
+    for i, word in enumerate(words):
+        if word == "--project-dir" and i + 1 < len(words):
+            return Path(words[i + 1])
+        if word.startswith("--project-dir="):
+            return Path(word.split("=", 1)[1])
+    return Path(".")
+
+
+def _selector_candidates(project_dir: Path) -> list[tuple[str, str]]:
+    """``(word, help)`` for every sync name and tag in ``project_dir/models``."""
+    import yaml
+
+    from sixtyfour_sync.config.models import model_files
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    names: list[tuple[str, str]] = []
+    tags: dict[str, None] = {}
+    for path in model_files(project_dir):
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 (a safe loader)
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        syncs = data.get("syncs") if isinstance(data, dict) else None
+        for sync in syncs if isinstance(syncs, list) else []:
+            if not isinstance(sync, dict) or not isinstance(sync.get("name"), str):
+                continue
+            names.append((sync["name"], f"{sync.get('endpoint', '')} sync in {path.name}".strip()))
+            raw = sync.get("tags")
+            for tag in raw if isinstance(raw, list) else [raw] if isinstance(raw, str) else []:
+                tags[f"tag:{tag}"] = None
+    return names + [(t, "tag") for t in tags]
+
+
+@overload
+def selection_options(f: F) -> F: ...
+
+
+@overload
+def selection_options(*, what: str = ..., default: str = ...) -> Callable[[F], F]: ...
+
+
+def selection_options(
+    f: F | None = None, *, what: str = "Syncs to run", default: str = "every enabled sync"
+) -> F | Callable[[F], F]:
+    """``--select`` and ``--exclude`` in dbt's syntax; ``what`` starts the help of ``--select`` (what the command
+    does with the syncs it selects). Both complete sync names and tags in the shell."""
+
+    def decorate(f: F) -> F:
+        f = click.option(
+            "--exclude",
+            "exclude",
+            cls=MultiOption,
+            shell_complete=complete_selector,
+            help="Syncs to leave out, with the same syntax as --select.",
+        )(f)
+        return click.option(
+            "--select",
+            "-s",
+            "select",
+            cls=MultiOption,
+            shell_complete=complete_selector,
+            help=f"{what}, {_SELECT_SYNTAX} Default: {default}.",
+        )(f)
+
+    return decorate(f) if f is not None else decorate
+
+
+def _runnable(path: str, from_dir: Path | None) -> str:
+    """``path`` as a person can type it in ``from_dir``: its bare name when PATH finds this very file there,
+    else a path relative to ``from_dir`` (the current directory by default)."""
+    found = shutil.which(Path(path).name)
+    if found and os.path.realpath(found) == os.path.realpath(path):
+        return Path(path).name
+    here = os.path.abspath(from_dir) if from_dir is not None else os.getcwd()
+    full = os.path.abspath(path)
+    rel = os.path.relpath(full, here)
+    shown = rel if not rel.startswith("..") or rel.count("..") <= 2 else full
+    return shlex.quote(shown if os.sep in shown else os.path.join(".", shown))
+
+
+def command_line(from_dir: Path | None = None, *, argv0: str | None = None) -> str:
+    """How to run sixtyfour-sync again, from ``from_dir`` (default: here), as it was run this time.
+
+    ``sixtyfour-sync`` when that is on PATH; ``.venv/bin/sixtyfour-sync`` (relative to ``from_dir``) when it was
+    run by its path and PATH does not find it; ``<python> -m sixtyfour_sync`` when run as a module.
+    """
+    arg = sys.argv[0] if argv0 is None else argv0
+    name = Path(arg).name
+    if name == "__main__.py" or arg in ("-m", "-c", ""):
+        return f"{_runnable(sys.executable, from_dir)} -m sixtyfour_sync"
+    if os.sep not in arg:
+        return arg if shutil.which(arg) else "sixtyfour-sync"
+    return _runnable(arg, from_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -24,7 +25,9 @@ from sixtyfour_sync.errors import ConfigError, ConfigProblem
 from sixtyfour_sync.warehouse.base import TableRef
 
 __all__ = [
+    "REBUILDING_COMMANDS",
     "TARGET_SCHEMA",
+    "dbt_command",
     "find_node",
     "freshness_for",
     "load_manifest",
@@ -35,6 +38,15 @@ __all__ = [
 ]
 
 _CACHE: dict[tuple[str, float], dict[str, Any]] = {}
+log = logging.getLogger("sixtyfour_sync.dbt")
+
+#: The dbt commands that build models (``args.which`` in run_results.json); ``compile``, ``test``, ``docs
+#: generate``, ``show`` and the others write run results too, with "success" for nodes they did not build.
+REBUILDING_COMMANDS = frozenset({"run", "build", "seed", "snapshot"})
+_DBT_COMMANDS = REBUILDING_COMMANDS | {
+    "clean", "clone", "compile", "debug", "deps", "docs", "freshness", "init", "list", "ls", "parse", "retry",
+    "run-operation", "show", "source", "test",
+}  # fmt: skip
 
 BOOKKEEPING_DESCRIPTIONS = {
     "_sixtyfour_status": "enriched, or failed when the API could not enrich the row (earlier values are kept)",
@@ -134,13 +146,47 @@ def resolve_ref(
     return TableRef(str(alias), node.get("schema"), node.get("database"))
 
 
+def dbt_command(run_results: dict[str, Any]) -> str | None:
+    """The dbt command that wrote a run_results.json: ``args.which``, else the command word of
+    ``args.invocation_command`` (or the metadata's); None when the file does not say."""
+    args = run_results.get("args")
+    args = args if isinstance(args, dict) else {}
+    which = args.get("which")
+    if isinstance(which, str) and which:
+        return which
+    meta = run_results.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    for command in (args.get("invocation_command"), meta.get("invocation_command"), meta.get("command")):
+        if isinstance(command, str):
+            words = command.split()
+            found = next((w for w in words[1:] if w in _DBT_COMMANDS), None)
+            if found is not None:
+                return found
+    return None
+
+
 def rebuilt_models(dbt_dir: Path, *, target_dir: Path | None = None) -> set[str]:
-    """Names of the models that succeeded in the last dbt invocation (``target/run_results.json``)."""
+    """Names of the models that succeeded in the last dbt invocation (``target/run_results.json``).
+
+    Only an invocation that builds counts (``run``, ``build``, ``seed``, ``snapshot``): after ``dbt compile``,
+    ``test`` or ``docs generate`` no model was rebuilt. A file that does not say which command wrote it is read
+    as before (each successful model, seed or snapshot).
+    """
+    path = _target(dbt_dir, target_dir) / "run_results.json"
     data = _read_json(
-        _target(dbt_dir, target_dir) / "run_results.json",
+        path,
         "run results: --only-rebuilt needs target/run_results.json",
         "run `dbt build` (or `dbt run`) first",
     )
+    command = dbt_command(data)
+    if command is not None and command not in REBUILDING_COMMANDS:
+        log.warning(
+            "%s was written by `dbt %s`, which rebuilds no model: --only-rebuilt counts only dbt %s",
+            path,
+            command,
+            ", ".join(sorted(REBUILDING_COMMANDS)),
+        )
+        return set()
     names = set()
     for r in data.get("results") or []:
         if not isinstance(r, dict) or r.get("status") != "success":

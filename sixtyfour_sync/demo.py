@@ -8,6 +8,7 @@ syncs exactly as ``sixtyfour-sync plan`` and ``run`` would, and shows a before/a
 from __future__ import annotations
 
 import random
+import shlex
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -151,6 +152,7 @@ def run_demo(directory: Path, *, log_format: str = "text", job_seconds: float = 
     from rich.console import Console
     from rich.table import Table
 
+    from sixtyfour_sync.cli_options import command_line
     from sixtyfour_sync.emulator import Emulator, EmulatorSettings
     from sixtyfour_sync.engine import api
     from sixtyfour_sync.logging import event
@@ -199,8 +201,11 @@ def run_demo(directory: Path, *, log_format: str = "text", job_seconds: float = 
         say(f"\n[bold]4. report[/]: runs, costs, fill rates and confidences on one page: {page}")
         if log_format == "json":
             event("demo.report", f"wrote {page}", path=str(page))
+        exe = command_line(directory)
         say(
-            f"\nNext: cd {directory} && sixtyfour-sync status   "
-            "(or edit models/ and run `sixtyfour-sync plan`, with the emulator: `sixtyfour-sync emulator`)"
+            f"\nNext: cd {shlex.quote(str(directory))} && {exe} status   "
+            f"(or edit models/ and run `{exe} plan`, with the emulator: `{exe} emulator`)",
+            markup=False,
+            soft_wrap=True,
         )
     return result.exit_code

@@ -19,11 +19,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sixtyfour_sync.config.models import LoadedSync
 from sixtyfour_sync.engine.runner import Reporter
 from sixtyfour_sync.engine.summary import RunResult, StepPlan, SyncPlan
 from sixtyfour_sync.logging import event
 
-__all__ = ["LogReporter", "RichReporter", "make_reporter", "print_plans", "print_run", "print_status"]
+__all__ = [
+    "LogReporter",
+    "RichReporter",
+    "make_reporter",
+    "print_plans",
+    "print_run",
+    "print_status",
+    "print_syncs",
+    "sync_row",
+]
 
 log = logging.getLogger("sixtyfour_sync.progress")
 
@@ -284,6 +294,14 @@ def _print_preview(console: Console, p: SyncPlan) -> None:
         console.print("  (no row would be sent)", markup=False)
 
 
+#: What to do about a job held for a person, when it carries no error of its own (docs/job-states.md).
+NEXT_STEP = {
+    "lost": "the API does not know this task under this key; `sixtyfour-sync run --retry-lost` looks again",
+    "needs_attention": "the API refused to resume it; `sixtyfour-sync run --retry-lost` asks its rows again",
+    "result_unreadable": "its paid result cannot be read; `sixtyfour-sync run --retry-unreadable` downloads it again",
+}
+
+
 def print_run(result: RunResult, log_format: str, console: Console | None = None) -> None:
     """The summary every run ends with: rows, jobs, cost, fill rate per field."""
     if log_format == "json":
@@ -350,7 +368,13 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
                 "the next `sixtyfour-sync run` picks it up[/]"
             )
         for j in s.jobs_needing_attention:
-            console.print(f"  [red]{s.name}: {j.file_name} needs attention ({j.state}, task {j.task_id}): {j.error}[/]")
+            what = j.error or NEXT_STEP.get(j.state, "`sixtyfour-sync status --wide` shows it")
+            console.print(
+                f"  {s.name}: {j.file_name} needs attention ({j.state}, task {j.task_id or '-'}): {what}",
+                style="red",
+                markup=False,
+                soft_wrap=True,
+            )
         # messages hold paths and file:line references: printed whole (never folded) and never read as markup
         for w in s.warnings:
             console.print(f"  {s.name}: {w}", style="yellow", markup=False, soft_wrap=True)
@@ -462,3 +486,55 @@ def _print_jobs_and_runs(
     _grid(console, "jobs", cols, rows, wide)
     if not wide and any(len(str(r.get("task_id") or "")) > 13 for r in jobs):
         console.print("  (task ids shortened: --wide shows them whole)")
+
+
+def _relation(database: str | None, schema: str | None, table: str) -> str:
+    return ".".join(p for p in (database, schema, table) if p)
+
+
+def sync_row(loaded: LoadedSync) -> dict[str, Any]:
+    """What ``ls`` shows of one sync (its JSON object under ``--output json``)."""
+    spec = loaded.spec
+    src = spec.source
+    if src.ref:
+        source = f"ref:{src.ref}"
+    elif src.sql:
+        source = "sql: " + " ".join(src.sql.split())
+    else:
+        source = _relation(src.database, src.schema_, src.table or "")
+    tgt = spec.target
+    return {
+        "name": spec.name,
+        "endpoint": spec.endpoint,
+        "tier": spec.tier,
+        "source": source,
+        "target": _relation(tgt.database, tgt.schema_, tgt.table),
+        "tags": list(spec.tags),
+        "enabled": spec.enabled,
+        "file": str(loaded.file),
+        "line": loaded.line,
+    }
+
+
+def print_syncs(syncs: Sequence[LoadedSync], output: str, console: Console | None = None) -> None:
+    """The ``ls`` listing: a table, one name per line (``name``) or one JSON object (``json``)."""
+    rows = [sync_row(s) for s in syncs]
+    if output == "json":
+        print(json.dumps({"event": "ls", "syncs": rows}, default=str))
+        return
+    if output == "name":
+        for r in rows:
+            print(r["name"])
+        return
+    console = console or _console("text")
+    if not rows:
+        console.print("No sync selected.")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "endpoint", "tier", "source", "target", "tags"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        name = r["name"] if r["enabled"] else f"{r['name']} (disabled)"
+        source = r["source"] if len(r["source"]) <= 60 else r["source"][:59] + "…"
+        table.add_row(name, r["endpoint"], r["tier"], source, r["target"], ", ".join(r["tags"]))
+    console.print(table)

@@ -113,3 +113,18 @@ def test_when_formats_with_a_zone() -> None:
     assert when(datetime(2026, 1, 2, 3, 4, 5)) == "2026-01-02 03:04:05 UTC"
     assert when("2026-01-02T03:04:05+01:00") == "2026-01-02 02:04:05 UTC"
     assert when("not a time") == "not a time"
+
+
+def test_a_held_job_without_an_error_says_what_to_do_not_none() -> None:
+    from sixtyfour_sync.engine.summary import JobOutcome
+
+    console, out = _console(200)
+    lost = JobOutcome("j1", "enrich_leads_0001.jsonl", 10, "lost", task_id=TASK)
+    unreadable = JobOutcome("j2", "enrich_leads_0002.jsonl", 10, "result_unreadable", task_id=TASK, error="bad [gz]")
+    result = RunResult("20261201T091334Z-cdffbf91", [SyncResult("enrich_leads", jobs=[lost, unreadable])])
+    print_run(result, "text", console=console)
+    text = out.getvalue()
+    assert "None" not in text
+    assert f"needs attention (lost, task {TASK}): the API does not know this task" in text
+    assert "run --retry-lost" in text
+    assert "needs attention (result_unreadable, task " in text and ": bad [gz]" in text

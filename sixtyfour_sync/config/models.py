@@ -995,6 +995,8 @@ class Models:
 
     syncs: list[LoadedSync]
     prices: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: Under ``lenient`` loading: every problem found (``syncs`` then holds only the definitions without one).
+    problems: list[ConfigProblem] = field(default_factory=list)
 
 
 def load_models(
@@ -1017,8 +1019,14 @@ def load_project_models(
     files: Iterable[Path] | None = None,
     env: Mapping[str, str] | None = None,
     vars: Mapping[str, Any] | None = None,
+    lenient: bool = False,
 ) -> Models:
-    """:func:`load_models`, with the project's ``prices:`` (every file's, checked to agree)."""
+    """:func:`load_models`, with the project's ``prices:`` (every file's, checked to agree).
+
+    ``lenient`` (for ``validate``) raises nothing for problems in the files: they are returned in ``problems``,
+    with every sync that has none of its own (a sync of a file with a mistake elsewhere in it included), so the
+    checks that follow can still look at those.
+    """
     paths = list(files) if files is not None else model_files(project_dir)
     problems: list[ConfigProblem] = []
     loaded: list[LoadedSync] = []
@@ -1059,6 +1067,8 @@ def load_project_models(
             model = ModelFile.model_validate(data)
         except ValidationError as exc:
             problems.extend(_problems_from(exc, path, doc.lines))
+            if lenient:
+                loaded.extend(_sound_syncs(data, path, doc.lines))
             continue
         for endpoint, tiers in model.prices.items():
             for tier, cents in tiers.items():
@@ -1098,9 +1108,33 @@ def load_project_models(
         else:
             seen[item.spec.name] = item
     problems.extend(_shared_target_problems(list(seen.values())))
+    if problems and lenient:
+        return Models(list(seen.values()), prices, problems)
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in sync definitions:", problems=problems)
     return Models(loaded, prices)
+
+
+def _sound_syncs(data: Mapping[str, Any], path: Path, lines: LineMap) -> list[LoadedSync]:
+    """The syncs of a file that failed validation that are valid on their own (each checked alone, with the
+    file's top-level keys); none when the file's own keys are wrong."""
+    entries = data.get("syncs")
+    if not isinstance(entries, list):
+        return []
+    top = {k: v for k, v in data.items() if k != "syncs"}
+    try:
+        ModelFile.model_validate({**top, "syncs": []})
+    except ValidationError:
+        return []
+    out = []
+    for i, entry in enumerate(entries):
+        try:
+            model = ModelFile.model_validate({**top, "syncs": [entry]})
+        except ValidationError:
+            continue
+        spec = model.syncs[0]
+        out.append(LoadedSync(spec, path, lines.line_for(("syncs", i)), spec.profile or model.profile, lines, index=i))
+    return out
 
 
 def _shared_target_problems(syncs: Sequence[LoadedSync]) -> list[ConfigProblem]:

@@ -38,17 +38,20 @@ from sixtyfour_sync.engine.project import Project
 from sixtyfour_sync.engine.runner import SyncRunner
 from sixtyfour_sync.engine.scheduler import StopToken
 from sixtyfour_sync.engine.select import source_relation_sql
+from sixtyfour_sync.engine.selectors import explain_empty
 from sixtyfour_sync.engine.states import ACTIVE, HELD, JobState
 from sixtyfour_sync.engine.summary import RunResult, SyncPlan, SyncResult
 from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError, ConfigProblem, SixtyfourSyncError
 from sixtyfour_sync.warehouse.base import Adapter, TableRef
 from sixtyfour_sync.warehouse.keytypes import transport_sql
 
-__all__ = ["ValidationReport", "cancel", "dbt_sources", "plan", "run", "status", "validate"]
+__all__ = ["ValidationReport", "cancel", "dbt_sources", "list_syncs", "plan", "run", "status", "validate"]
 
 API_KEY_ENV = "SIXTYFOUR_API_KEY"
 API_URL_ENV = "SIXTYFOUR_API_URL"
 log = logging.getLogger("sixtyfour_sync.engine")
+#: Where "nothing to do" is said when a selection picks no sync (a logger of its own, so a caller can quiet it).
+selection_log = logging.getLogger("sixtyfour_sync.selection")
 S = JobState
 
 
@@ -65,6 +68,8 @@ def _project(
     dbt_project_dir: Path | str | None = None,
     vars: Mapping[str, Any] | None = None,
     target_path: Path | str | None = None,
+    *,
+    lenient: bool = False,
 ) -> Project:
     return Project.load(
         Path(project_dir),
@@ -75,6 +80,7 @@ def _project(
         dbt_project_dir=Path(dbt_project_dir) if dbt_project_dir else None,
         vars=vars,
         target_path=target_path,
+        lenient=lenient,
     )
 
 
@@ -98,6 +104,27 @@ def _only_rebuilt(project: Project, syncs: list[LoadedSync]) -> tuple[list[Loade
         if s not in kept
     ]
     return kept, skipped
+
+
+def _empty_selection(project: Project, select: Sequence[str] | None, exclude: Sequence[str] | None) -> str:
+    why = explain_empty(project.syncs, select, exclude, root=project.project_dir)
+    return f"nothing to do: {why or 'no sync selected'}"
+
+
+_EMPTY_HINT = "a comma intersects (tag:a,tag:b is what has both); separate words are a union (tag:a tag:b)"
+
+
+def _select(
+    project: Project, select: Sequence[str] | None, exclude: Sequence[str] | None, *, fail_on_empty: bool = False
+) -> list[LoadedSync]:
+    """The selected syncs; when there are none, a warning that says why (an error under ``fail_on_empty``)."""
+    syncs = project.select(select, exclude)
+    if not syncs:
+        message = _empty_selection(project, select, exclude)
+        if fail_on_empty:
+            raise ConfigError(message, hint=_EMPTY_HINT + "; without --fail-on-empty this exits 0")
+        selection_log.warning(message, extra={"event": "selection.empty"})
+    return syncs
 
 
 def _client(api_key: str | None, api_url: str | None, env: Mapping[str, str]) -> SixtyfourClient:
@@ -137,22 +164,42 @@ def validate(
     exclude: Sequence[str] | None = None,
     vars: Mapping[str, Any] | None = None,
     target_path: Path | str | None = None,
+    fail_on_empty: bool = False,
 ) -> ValidationReport:
-    """Load every profile and model, connect, and check sources and targets; list every problem."""
+    """Load every profile and model, connect, and check sources and targets; list every problem.
+
+    Every phase runs for every sync it can: a mistake in one sync's definition or profile target does not hide
+    the warehouse checks of the others (a sync with a mistake of its own is not connected for). A problem that
+    several syncs share (one profile target for all) is listed once. A selection that picks no sync is a
+    warning (a problem under ``fail_on_empty``) saying why.
+    """
     report = ValidationReport()
     try:
-        project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
+        project = _project(
+            project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path, lenient=True
+        )
     except ConfigError as exc:
-        report.problems.extend(exc.problems or [ConfigProblem(None, None, str(exc))])
-        return report
+        report.problems.extend(exc.problems or [ConfigProblem(None, None, str(exc), hint=exc.hint)])
+        return _once(report)
+    report.problems.extend(project.problems)
     with project:
-        syncs = project.select(select, exclude)
+        try:
+            syncs = project.select(select, exclude)
+        except ConfigError as exc:
+            report.problems.extend(exc.problems or [ConfigProblem(None, None, str(exc), hint=exc.hint)])
+            return _once(report)
+        if not syncs and not project.problems:
+            empty = ConfigProblem(None, None, _empty_selection(project, select, exclude), hint=_EMPTY_HINT)
+            (report.problems if fail_on_empty else report.warnings).append(empty)
         for loaded in syncs:
             report.warnings.extend(loaded.warnings())
-        report.problems.extend(project.check_targets(syncs))
-        if report.problems:
-            return report
+        connectable = []
         for loaded in syncs:
+            found = project.check_targets([loaded])
+            report.problems.extend(found)
+            if not found:
+                connectable.append(loaded)
+        for loaded in connectable:
             where = str(loaded.file)
             try:
                 adapter = project.adapter_for(loaded)
@@ -168,6 +215,14 @@ def validate(
                 report.problems.append(
                     ConfigProblem(where, loaded.spec.name, str(exc), line=loaded.line, hint=exc.hint)
                 )
+    return _once(report)
+
+
+def _once(report: ValidationReport) -> ValidationReport:
+    """Each problem and warning listed once, in the order found (syncs sharing a profile target share its
+    problem)."""
+    report.problems = list(dict.fromkeys(report.problems))
+    report.warnings = list(dict.fromkeys(report.warnings))
     return report
 
 
@@ -230,6 +285,7 @@ def plan(
     vars: Mapping[str, Any] | None = None,
     target_path: Path | str | None = None,
     preview: int | None = None,
+    fail_on_empty: bool = False,
 ) -> list[SyncPlan]:
     """What ``run`` would send and spend, per sync. Writes to no warehouse and calls no API.
 
@@ -237,11 +293,12 @@ def plan(
     JSON it would submit, under ``<target dir>/sixtyfour_preview/<sync>/``.
 
     Every sync is checked first (:func:`~sixtyfour_sync.engine.checks.check_sync`): one ConfigError lists the
-    problems of all of them.
+    problems of all of them. A selection that picks no sync logs a warning saying why (``fail_on_empty``: raises
+    a ConfigError instead).
     """
     project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
     with project:
-        syncs = project.select(select, exclude)
+        syncs = _select(project, select, exclude, fail_on_empty=fail_on_empty)
         if only_rebuilt:
             syncs, _ = _only_rebuilt(project, syncs)
         problems: list[ConfigProblem] = []
@@ -298,6 +355,7 @@ def run(
     only_tasks: Sequence[str] | None = None,
     command: str = "run",
     plan: ApprovedPlan | Sequence[SyncPlan] | Path | str | None = None,
+    fail_on_empty: bool = False,
 ) -> RunResult:
     """Finish unfinished jobs, then select, submit, poll, download, parse and upsert; return the outcome.
 
@@ -310,7 +368,8 @@ def run(
     (``target/run_results.json``): the recipe ``dbt build && sixtyfour-sync run --only-rebuilt``. ``stop`` lets
     a caller ask the run to stop (the CLI sets it on Ctrl-C/SIGTERM): nothing more is submitted, calls under
     way are recorded, and the run ends ``interrupted``. A sync that fails does not stop the others unless
-    ``fail_fast``; the result's exit code is the worst.
+    ``fail_fast``; the result's exit code is the worst. A selection that picks no sync logs a warning saying
+    why and the run does nothing (``fail_on_empty``: raises a ConfigError first).
 
     ``plan`` executes an approved plan (a file ``plan -o`` wrote, or the plans a caller showed for approval):
     only its syncs run, each planned again first and refused when its definition changed or its data or price
@@ -320,7 +379,7 @@ def run(
     env_map = os.environ if env is None else env
     started = time.monotonic()
     project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
-    syncs = project.select(select, exclude)
+    syncs = _select(project, select, exclude, fail_on_empty=fail_on_empty)
     skipped: list[SyncResult] = []
     if only_rebuilt:
         syncs, skipped = _only_rebuilt(project, syncs)
@@ -775,6 +834,7 @@ def dbt_sources(
     exclude: Sequence[str] | None = None,
     schema: str | None = None,
     vars: Mapping[str, Any] | None = None,
+    fail_on_empty: bool = False,
 ) -> str:
     """A dbt sources YAML for the target tables; no connection is made.
 
@@ -784,5 +844,24 @@ def dbt_sources(
     from sixtyfour_sync.dbt import TARGET_SCHEMA, sources_yaml
 
     project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars)
-    syncs = project.select(select, exclude)
+    syncs = _select(project, select, exclude, fail_on_empty=fail_on_empty)
     return sources_yaml(syncs, source_name=source_name, schema=schema or TARGET_SCHEMA)
+
+
+def list_syncs(
+    project_dir: Path | str = ".",
+    *,
+    select: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    dbt_project_dir: Path | str | None = None,
+    vars: Mapping[str, Any] | None = None,
+    fail_on_empty: bool = False,
+    **_profile: Any,
+) -> list[LoadedSync]:
+    """The syncs a selection picks, in file order (what ``ls`` lists); reads the models only, connects nowhere.
+
+    A selection that picks no sync logs a warning saying why (``fail_on_empty``: raises a ConfigError).
+    """
+    project = _project(project_dir, None, None, None, env, dbt_project_dir, vars)
+    return _select(project, select, exclude, fail_on_empty=fail_on_empty)

@@ -90,6 +90,8 @@ class Project:
     dbt: DbtProject | None = None
     #: The project's ``prices:`` (cents per row), per (endpoint, tier).
     prices: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: Problems in the sync definitions, when loaded ``lenient`` (``syncs`` then holds the sound ones).
+    problems: list[ConfigProblem] = field(default_factory=list)
     _targets: dict[str | None, ResolvedTarget] = field(default_factory=dict, repr=False)
     _adapters: dict[tuple[str, str], Adapter] = field(default_factory=dict, repr=False)
 
@@ -105,13 +107,17 @@ class Project:
         dbt_project_dir: Path | None = None,
         vars: Mapping[str, Any] | None = None,
         target_path: Path | str | None = None,
+        lenient: bool = False,
     ) -> Project:
-        """Load and validate every sync definition (raising one error listing every problem)."""
+        """Load and validate every sync definition (raising one error listing every problem).
+
+        ``lenient`` (for ``validate``) keeps the problems in :attr:`problems` instead, with every sound sync.
+        """
         project_dir = project_dir.resolve()
         dbt_dir = (dbt_project_dir or project_dir).resolve()
         dbt = read_dbt_project(dbt_dir, required=dbt_project_dir is not None)
         variables = {**dbt.vars, **(vars or {})}
-        models = load_project_models(project_dir, env=env, vars=variables)
+        models = load_project_models(project_dir, env=env, vars=variables, lenient=lenient)
         return cls(
             project_dir,
             profiles_dir,
@@ -125,6 +131,7 @@ class Project:
             dbt.target_dir(target_path, env),
             dbt,
             dict(models.prices),
+            list(models.problems),
         )
 
     def profile_for(self, sync: LoadedSync) -> str | None:

@@ -6,7 +6,10 @@ word is an intersection (``tag:daily,tag:people`` is what has both tags). A word
 to the project) or ``endpoint:people``. ``--exclude`` takes the same syntax and removes what it matches.
 
 Disabled syncs (``enabled: false``) are left out unless named exactly. A word that matches nothing is an error
-that lists what exists: a typo must never turn into a run (or a spend) that nobody asked for.
+that lists what exists: a typo must never turn into a run (or a spend) that nobody asked for. Words that each
+match something but leave nothing together (an intersection of disjoint sets, an ``--exclude`` that removes
+everything) are not an error, as in dbt ("Nothing to do"): :func:`explain_empty` says what each part matched and
+why nothing is left, for a warning (or, under ``--fail-on-empty``, an error).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 from sixtyfour_sync.config.models import LoadedSync
 from sixtyfour_sync.errors import ConfigError
 
-__all__ = ["parse_selector", "select_syncs"]
+__all__ = ["explain_empty", "parse_selector", "select_syncs"]
 
 _METHODS = ("tag", "path", "endpoint", "name")
 
@@ -118,3 +121,70 @@ def select_syncs(
     if out_terms:
         chosen -= _evaluate(syncs, out_terms, root, "--exclude", include_disabled=True)
     return [s for s in syncs if s.spec.name in chosen]
+
+
+def _names(found: Sequence[str]) -> str:
+    shown = ", ".join(found[:8])
+    return shown + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+
+
+def _term_matches(
+    syncs: Sequence[LoadedSync], atoms: list[str], root: Path | None, *, include_disabled: bool
+) -> list[tuple[str, list[str]]]:
+    """Each word of an intersection with the syncs it matches on its own, in file order."""
+    out = []
+    for atom in atoms:
+        match, exact = _matcher(atom, root)
+        out.append((atom, [s.spec.name for s in syncs if match(s) and (s.spec.enabled or exact or include_disabled)]))
+    return out
+
+
+def explain_empty(
+    syncs: Sequence[LoadedSync],
+    select: Sequence[str] | None,
+    exclude: Sequence[str] | None = None,
+    *,
+    root: Path | None = None,
+) -> str | None:
+    """Why ``select`` less ``exclude`` picks no sync, part by part; None when it picks some.
+
+    Call it after :func:`select_syncs` accepted the same arguments (a word that matches nothing is its error).
+    """
+    if select_syncs(syncs, select, exclude, root=root):
+        return None
+    terms = parse_selector(select)
+    if not syncs:
+        return "the project defines no sync (no models/*.yml with syncs:)"
+    if not terms:
+        picked = [s.spec.name for s in syncs if s.spec.enabled]
+        if not picked:
+            return f"every sync is disabled (enabled: false): {_names([s.spec.name for s in syncs])}"
+        parts = [f"every enabled sync ({_names(picked)})"]
+    else:
+        parts = []
+        picked = []
+        for atoms in terms:
+            matches = _term_matches(syncs, atoms, root, include_disabled=False)
+            if len(atoms) == 1:
+                atom, found = matches[0]
+                parts.append(f"{atom} matched {_names(found)}")
+                picked += [n for n in found if n not in picked]
+                continue
+            each = "; ".join(f"{atom} matched {_names(found)}" for atom, found in matches)
+            common = set.intersection(*(set(found) for _, found in matches))
+            if common:
+                found = [s.spec.name for s in syncs if s.spec.name in common]
+                parts.append(f"{','.join(atoms)} matched {_names(found)} ({each})")
+                picked += [n for n in found if n not in picked]
+            else:
+                parts.append(
+                    f"{','.join(atoms)} is an intersection that no sync is in ({each}; a comma means all of them, "
+                    "a space or another word means any of them)"
+                )
+    text = "--select " + "; ".join(parts) if terms else parts[0]
+    out_terms = parse_selector(exclude)
+    if picked and out_terms:
+        gone = _evaluate(syncs, out_terms, root, "--exclude", include_disabled=True)
+        words = " ".join(",".join(atoms) for atoms in out_terms)
+        text += f"; --exclude {words} removed {_names([n for n in picked if n in gone])}"
+    return text

@@ -90,6 +90,8 @@ class _Svg:
         f = self.frame
         head = (
             f'<svg class="chart {self.cls}" viewBox="0 0 {_n(f.width)} {_n(f.height)}" '
+            # never drawn wider than its own width: a short chart in a wide column would scale its text up
+            f'style="max-width: {_n(f.width)}px" '
             f'role="img" xmlns="http://www.w3.org/2000/svg"><title>{_e(self.title)}</title>'
         )
         return head + "".join(self.parts) + "</svg>"

@@ -48,7 +48,7 @@ figure { margin: 0; }
 figcaption { font-weight: 600; margin-bottom: 4px; }
 .hists { display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 14px; }
 .hist figcaption { font-weight: 400; font-size: 13px; }
-svg.chart { width: 100%; height: auto; display: block; }
+svg.chart { width: 100%; height: auto; display: block; }  /* max-width: its drawn width (inline) */
 svg.chart text { font-size: 12px; fill: var(--muted); }
 svg.chart text.label { fill: var(--ink); font-size: 13px; }
 svg.chart text.value { fill: var(--ink); }
@@ -65,7 +65,7 @@ th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line
 th { color: var(--muted); font-weight: 600; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.when { white-space: nowrap; }
-td.error { color: var(--bad); max-width: 420px; overflow-wrap: anywhere; }
+td.error { color: var(--bad); max-width: 420px; min-width: 240px; word-break: normal; overflow-wrap: break-word; }
 td.advice { max-width: 360px; }
 table.tiers { width: auto; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600;

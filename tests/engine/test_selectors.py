@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
-from sixtyfour_sync.engine.selectors import parse_selector, select_syncs
+from sixtyfour_sync.engine.selectors import explain_empty, parse_selector, select_syncs
 from sixtyfour_sync.errors import ConfigError
 
 ROOT = Path("/p")
@@ -92,3 +92,30 @@ def test_a_word_matching_nothing_is_an_error_listing_what_exists() -> None:
 def test_graph_operators_and_unknown_methods_are_refused(word: str) -> None:
     with pytest.raises(ConfigError, match=r"graph operators|unknown method"):
         names([word])
+
+
+def _why(select: list[str] | None, exclude: list[str] | None = None, syncs: list[LoadedSync] = SYNCS) -> str | None:
+    return explain_empty(syncs, select, exclude, root=ROOT)
+
+
+def test_an_empty_intersection_says_what_each_part_matched() -> None:
+    assert names(["tag:daily,endpoint:company"]) == []
+    why = _why(["tag:daily,endpoint:company"])
+    assert why is not None
+    assert "tag:daily matched enrich_leads, enrich_contacts" in why
+    assert "endpoint:company matched enrich_companies" in why
+    assert "intersection that no sync is in" in why
+    assert _why(["tag:daily"]) is None  # something selected: nothing to explain
+
+
+def test_an_exclude_that_removes_everything_is_explained() -> None:
+    why = _why(["tag:weekly"], ["endpoint:company"])
+    assert why == "--select tag:weekly matched enrich_companies; --exclude endpoint:company removed enrich_companies"
+    why = _why(None, ["tag:daily tag:weekly"])
+    assert why is not None and why.startswith("every enabled sync (enrich_leads, enrich_contacts, enrich_companies)")
+    assert "--exclude tag:daily tag:weekly removed" in why
+
+
+def test_no_enabled_sync_is_explained() -> None:
+    assert _why(None, syncs=[SYNCS[3]]) == "every sync is disabled (enabled: false): old_leads"
+    assert _why(None, syncs=[]) is not None

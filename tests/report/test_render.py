@@ -257,3 +257,21 @@ def test_formatting() -> None:
     assert fmt.zone(datetime(2025, 1, 1, tzinfo=timezone.utc)) == "UTC"
     assert fmt.zone(datetime(2025, 1, 1, tzinfo=timezone(timedelta(hours=5, minutes=30)))) == "UTC+05:30"
     assert fmt.zone(datetime(2025, 1, 1, tzinfo=timezone(timedelta(hours=-5), "EST"))) == "EST (UTC-05:00)"
+
+
+def test_a_one_bar_chart_is_never_drawn_wider_than_its_width() -> None:
+    """A chart scaled to a wide column scales its text too: the one-tier chart drew 13px labels at about 26px."""
+    doc = parse(render_html(_report(syncs=(_sync(by_tier=(TierFill("low", 100, (("email", 80),)),)),))))
+    svgs = doc.find_all("svg")
+    assert any("chart-tier" in svg.attrs["class"] for svg in svgs)
+    for svg in svgs:
+        width = float(svg.attrs["viewbox"].split()[2])  # the parser lowercases attribute names
+        assert svg.attrs["style"] == f"max-width: {width:g}px", svg.attrs["class"]
+
+
+def test_the_error_column_wraps_between_words() -> None:
+    from sixtyfour_sync.report.style import CSS
+
+    rule = next(line for line in CSS.splitlines() if line.startswith("td.error"))
+    assert "anywhere" not in rule and "break-all" not in rule
+    assert "overflow-wrap: break-word" in rule and "word-break: normal" in rule

@@ -71,7 +71,7 @@ def _adapter(spec: dict[str, Any]) -> Any:
 def _engine_selection(spec: dict[str, Any], adapter: Any) -> str:
     """The engine's own first-run selection SQL for the bench model (no target yet)."""
     from sixtyfour_sync.engine.project import Project
-    from sixtyfour_sync.engine.select import build_selection, source_relation_sql
+    from sixtyfour_sync.engine.rows.select import build_selection, source_relation_sql
     from sixtyfour_sync.warehouse import TableRef
 
     project = Project.load(st.write_project(spec))

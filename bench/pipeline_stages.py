@@ -382,8 +382,8 @@ def preimport(spec: dict[str, Any]) -> None:
     modules = {
         "raw": [driver, "pyarrow.csv"],
         "script": [driver, "pandas", "sqlalchemy", "duckdb_engine" if driver == "duckdb" else "psycopg"],
-        "engine": [driver, "sixtyfour_sync.engine.api", "sixtyfour_sync.engine.runner"],
-        "refresh": [driver, "sixtyfour_sync.engine.api", "sixtyfour_sync.engine.runner"],
+        "engine": [driver, "sixtyfour_sync.commands", "sixtyfour_sync.engine.runner"],
+        "refresh": [driver, "sixtyfour_sync.commands", "sixtyfour_sync.engine.runner"],
     }[spec["thing"]]
     if spec["thing"] in ("engine", "refresh"):
         modules.append(f"sixtyfour_sync.warehouse.{'duckdb' if driver == 'duckdb' else 'postgres'}")

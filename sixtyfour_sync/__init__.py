@@ -31,7 +31,7 @@ __all__ = ["__version__", "cancel", "dbt_sources", "plan", "run", "status", "val
 def __getattr__(name: str) -> Any:
     # The engine (pyarrow, duckdb...) loads on first use, so `sixtyfour-sync --help` stays fast.
     if name in _API:
-        from sixtyfour_sync.engine import api
+        from sixtyfour_sync import commands as api
 
         return getattr(api, name)
     raise AttributeError(f"module 'sixtyfour_sync' has no attribute {name!r}")

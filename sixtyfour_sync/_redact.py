@@ -164,6 +164,8 @@ REDACTED_LOGGERS = (
     "sixtyfour_sync.emulator",
     "sixtyfour_sync.engine",
     "sixtyfour_sync.engine.lease",
+    "sixtyfour_sync.dbt",
+    "sixtyfour_sync.selection",
     "sixtyfour_sync.progress",
     "sixtyfour_sync.receiver",
     "sixtyfour_sync.warehouse",

@@ -103,7 +103,7 @@ _retry_unreadable = click.option(
 @click.pass_obj
 def validate(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], fail_on_empty: bool) -> None:
     """Check every profile, model, connection, source and target table; list every problem at once."""
-    from sixtyfour_sync.engine.api import validate as do_validate
+    from sixtyfour_sync.commands import validate as do_validate
 
     report = do_validate(
         select=_sel(select),
@@ -202,7 +202,7 @@ def plan(
     """
     import time
 
-    from sixtyfour_sync.engine.api import plan as do_plan
+    from sixtyfour_sync.commands import plan as do_plan
     from sixtyfour_sync.ui import print_plans
 
     started = time.time()
@@ -224,13 +224,13 @@ def plan(
 
 
 def _save_plan(opts: GlobalOptions, plans: Any, out: Path) -> None:
-    """``plan -o FILE``: the plan as ``run --plan FILE`` executes it (engine/approval.py), written whole or not at
+    """``plan -o FILE``: the plan as ``run --plan FILE`` executes it (engine/plan/approval.py), written whole or not at
     all."""
     import datetime as dt
     import json
     import os
 
-    from sixtyfour_sync.engine.approval import plan_document
+    from sixtyfour_sync.engine.plan.approval import plan_document
 
     doc = plan_document(
         plans,
@@ -288,9 +288,9 @@ def run(
     """
     import time
 
-    from sixtyfour_sync.engine.api import plan as do_plan
-    from sixtyfour_sync.engine.api import run as do_run
-    from sixtyfour_sync.engine.scheduler import StopToken, handle_signals
+    from sixtyfour_sync.commands import plan as do_plan
+    from sixtyfour_sync.commands import run as do_run
+    from sixtyfour_sync.engine.jobs.scheduler import StopToken, handle_signals
     from sixtyfour_sync.ui import RichReporter, make_reporter, print_run
 
     common: dict[str, Any] = {
@@ -305,7 +305,7 @@ def run(
     }
     approved: Any = plan_file
     if plan_file is None and not yes and sys.stdin.isatty() and sys.stdout.isatty():
-        from sixtyfour_sync.engine.api import selection_log
+        from sixtyfour_sync.commands import selection_log
         from sixtyfour_sync.ui import print_plans
 
         selection_log.disabled = True  # the run says "nothing to do" itself; once is enough
@@ -368,7 +368,7 @@ def status(
     wide: bool,
 ) -> None:
     """Runs and jobs from the ledger, with costs."""
-    from sixtyfour_sync.engine.api import status as do_status
+    from sixtyfour_sync.commands import status as do_status
     from sixtyfour_sync.ui import print_status
 
     chosen = _sel(select)
@@ -411,7 +411,7 @@ def ls_command(
     opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], fail_on_empty: bool, output: str | None
 ) -> None:
     """List the syncs a selection picks: name, endpoint, tier, source, target, tags. Reads the models only."""
-    from sixtyfour_sync.engine.api import list_syncs
+    from sixtyfour_sync.commands import list_syncs
     from sixtyfour_sync.ui import print_syncs
 
     syncs = list_syncs(select=_sel(select), exclude=_sel(exclude), fail_on_empty=fail_on_empty, **opts.common())
@@ -425,7 +425,7 @@ def ls_command(
 @click.pass_obj
 def cancel(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], run_id: str | None) -> None:
     """Cancel the unfinished jobs of a run."""
-    from sixtyfour_sync.engine.api import cancel as do_cancel
+    from sixtyfour_sync.commands import cancel as do_cancel
 
     chosen = _resolved_names(opts, select, exclude) if exclude else _sel(select)
     done = do_cancel(run_id=run_id, select=chosen, **opts.common())
@@ -548,7 +548,7 @@ def dbt_sources(
     fail_on_empty: bool,
 ) -> None:
     """A dbt sources YAML for the target tables, with freshness, so dbt models can source() them."""
-    from sixtyfour_sync.engine.api import dbt_sources as make
+    from sixtyfour_sync.commands import dbt_sources as make
 
     text = make(
         select=_sel(select),
@@ -658,7 +658,7 @@ def webhooks_serve(opts: GlobalOptions, host: str, port: int, finish_wait: float
     import os
     import time
 
-    from sixtyfour_sync.engine.scheduler import StopToken, handle_signals
+    from sixtyfour_sync.engine.jobs.scheduler import StopToken, handle_signals
     from sixtyfour_sync.receiver.app import build_server, webhook_secret
     from sixtyfour_sync.ui import LogReporter
 

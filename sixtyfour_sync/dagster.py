@@ -147,7 +147,7 @@ def _make_asset(
         metadata={"target_table": spec.target.table, "endpoint": spec.endpoint, "tier": spec.tier},
     )
     def _sync_asset(context: AssetExecutionContext) -> dg.MaterializeResult[Any]:
-        from sixtyfour_sync.engine.api import run
+        from sixtyfour_sync.commands import run
 
         handler = _ToContext(context.log)
         engine_log = logging.getLogger("sixtyfour_sync")

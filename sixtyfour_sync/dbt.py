@@ -22,7 +22,7 @@ import yaml
 
 from sixtyfour_sync.config.models import BOOKKEEPING_COLUMNS, LoadedSync, SyncSpec
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
-from sixtyfour_sync.warehouse.base import TableRef
+from sixtyfour_sync.warehouse.types import TableRef
 
 __all__ = [
     "REBUILDING_COMMANDS",

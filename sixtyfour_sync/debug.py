@@ -84,7 +84,7 @@ def _schemas(adapter: Any, ledger_schema: str | None, targets: Sequence[str | No
 
 def _manifest(project: Any, syncs: Sequence[Any]) -> list[Check]:
     from sixtyfour_sync.dbt import find_node, load_manifest
-    from sixtyfour_sync.engine.checks import manifest_mismatch
+    from sixtyfour_sync.engine.plan.checks import manifest_mismatch
 
     refs = [s for s in syncs if s.spec.source.ref]
     path = project.target_dir / "manifest.json" if project.target_dir else None

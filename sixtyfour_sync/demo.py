@@ -152,9 +152,9 @@ def run_demo(directory: Path, *, log_format: str = "text", job_seconds: float = 
     from rich.console import Console
     from rich.table import Table
 
+    from sixtyfour_sync import commands as api
     from sixtyfour_sync.cli_options import command_line
     from sixtyfour_sync.emulator import Emulator, EmulatorSettings
-    from sixtyfour_sync.engine import api
     from sixtyfour_sync.logging import event
     from sixtyfour_sync.report import write_report
     from sixtyfour_sync.ui import RichReporter, make_reporter, print_plans, print_run

@@ -11,7 +11,7 @@ def test_importing_the_package_does_not_replace_the_log_record_factory() -> None
     code = (
         "import logging\n"
         "before = logging.getLogRecordFactory()\n"
-        "import sixtyfour_sync, sixtyfour_sync.engine.api, sixtyfour_sync.cli\n"
+        "import sixtyfour_sync, sixtyfour_sync.commands, sixtyfour_sync.cli\n"
         "assert logging.getLogRecordFactory() is before, 'the record factory was replaced'\n"
         "print('ok')\n"
     )

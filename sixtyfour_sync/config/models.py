@@ -785,7 +785,7 @@ class SyncSpec(_Strict):
     def through_stamp(self, tier: str | None = None, *, done: bool = False) -> tuple[str, dict[str, Any]]:
         """A "new fields" step's stamp for rows whose new fields were asked up to ``tier`` (this step's): waiting
         for the next tier (``done`` False), or asked above the row's own tier and finished there (``done``); with
-        its definition, as the ledger keeps it (engine/fields.py)."""
+        its definition, as the ledger keeps it (engine/steps/field_changes.py)."""
         whole = self._whole or self
         definition = {
             **whole.spec_definition(),

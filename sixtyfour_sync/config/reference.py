@@ -192,7 +192,7 @@ def markdown_reference(schema: dict[str, Any] | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-#: What each struct type sends and how its answer is read (the rules of sixtyfour_sync/engine/casts.py).
+#: What each struct type sends and how its answer is read (the rules of sixtyfour_sync/engine/rows/casts.py).
 _SENT = {
     "str": "the description alone (a plain string)",
     "enum": '`{description, "type": "enum"}`; with `values`, the description ends `One of: "a", "b".`',
@@ -232,7 +232,7 @@ def struct_types_section() -> list[str]:
     """The "Struct types" section: every type, what is sent, how the answer is read, the column per warehouse."""
     from sixtyfour_sync.config.models import StructField
     from sixtyfour_sync.config.structtypes import KNOWN_TYPES, TYPE_ALIASES
-    from sixtyfour_sync.engine.plan import field_logical_type
+    from sixtyfour_sync.engine.plan.planner import field_logical_type
     from sixtyfour_sync.warehouse.types import TYPE_NAMES
 
     lines = [
@@ -339,13 +339,13 @@ def key_types_section() -> list[str]:
 
 
 def _overwrite_rule() -> list[str]:
-    from sixtyfour_sync.engine.overwrite import rule_table
+    from sixtyfour_sync.engine.results.overwrite import rule_table
 
     return [
         "## The overwrite rule",
         "",
         "What a merge does to each stored field (and its `<field>_confidence`), decided row by row in SQL against",
-        "the stored hashes, on every warehouse (`sixtyfour_sync/engine/overwrite.py` states it; this table is",
+        "the stored hashes, on every warehouse (`sixtyfour_sync/engine/results/overwrite.py` states it; this table is",
         "computed from it). A stored value *answered the same question* when the row's `_sixtyfour_input_hash`",
         "(its inputs) and `_sixtyfour_spec_hash` (endpoint, tier, the field definitions, options) equal the new",
         "answer's; a row whose inputs or field definitions changed is another question. An answer to an earlier",

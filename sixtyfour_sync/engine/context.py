@@ -11,14 +11,15 @@ import pyarrow as pa
 
 from sixtyfour_sync.api import SixtyfourClient
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
-from sixtyfour_sync.engine.budget import Budget
-from sixtyfour_sync.engine.lease import Lease
-from sixtyfour_sync.engine.ledger import Ledger
-from sixtyfour_sync.engine.scheduler import Scheduler, StopToken
+from sixtyfour_sync.engine.jobs.budget import Budget
+from sixtyfour_sync.engine.jobs.scheduler import Scheduler, StopToken
+from sixtyfour_sync.engine.ledger.lease import Lease
+from sixtyfour_sync.engine.ledger.store import Ledger
 from sixtyfour_sync.engine.summary import SyncResult
 from sixtyfour_sync.errors import SixtyfourSyncError
-from sixtyfour_sync.warehouse.base import Adapter, TableRef
+from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.keytypes import KeyType
+from sixtyfour_sync.warehouse.types import TableRef
 
 __all__ = ["REFUSED", "EngineSettings", "Reporter", "RunRecorder", "SyncContext"]
 

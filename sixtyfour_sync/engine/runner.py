@@ -34,20 +34,18 @@ import pyarrow.compute as pc
 from sixtyfour_sync.api import JobPoller, SixtyfourClient
 from sixtyfour_sync.api.schema import validate_config
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec, build_api_config
-from sixtyfour_sync.engine import quarantine, result_files, targets
-from sixtyfour_sync.engine.budget import Budget, fit_file
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder, SyncContext
-from sixtyfour_sync.engine.deletions import check_delete, deletion_statements, scope_sql
-from sixtyfour_sync.engine.extract import Producer, ScanStats, denormalize, rebuild_file
 from sixtyfour_sync.engine.failpoints import failpoint
-from sixtyfour_sync.engine.fields import FieldChanges
-from sixtyfour_sync.engine.files import ChunkFile, SpilledTable, head_chunk, spill, tail_chunk
-from sixtyfour_sync.engine.jobs import JobDriver, Tracked
-from sixtyfour_sync.engine.keys import idempotency_key, salt_for
-from sixtyfour_sync.engine.lease import Lease
-from sixtyfour_sync.engine.ledger import Job, Ledger
-from sixtyfour_sync.engine.localdb import duck_type, ident, json_path, literal, local_duckdb
-from sixtyfour_sync.engine.plan import (
+from sixtyfour_sync.engine.jobs.budget import Budget, fit_file
+from sixtyfour_sync.engine.jobs.driver import JobDriver, Tracked
+from sixtyfour_sync.engine.jobs.keys import idempotency_key, salt_for
+from sixtyfour_sync.engine.jobs.scheduler import Scheduler, StopToken
+from sixtyfour_sync.engine.jobs.states import ACTIVE, HELD, HOLDS_ROWS, JobState
+from sixtyfour_sync.engine.ledger.lease import Lease
+from sixtyfour_sync.engine.ledger.localdb import duck_type, ident, json_path, literal, local_duckdb
+from sixtyfour_sync.engine.ledger.rowkeys import key_prefix
+from sixtyfour_sync.engine.ledger.store import Job, Ledger
+from sixtyfour_sync.engine.plan.planner import (
     owned_columns,
     plan_sync,
     read_field_changes,
@@ -56,10 +54,12 @@ from sixtyfour_sync.engine.plan import (
     resolve_price,
     target_ref,
 )
-from sixtyfour_sync.engine.results import max_object_size
-from sixtyfour_sync.engine.rowkeys import key_prefix
-from sixtyfour_sync.engine.scheduler import Scheduler, StopToken
-from sixtyfour_sync.engine.select import (
+from sixtyfour_sync.engine.results import quarantine, result_files, targets
+from sixtyfour_sync.engine.results.parse import max_object_size
+from sixtyfour_sync.engine.rows.deletions import check_delete, deletion_statements, scope_sql
+from sixtyfour_sync.engine.rows.extract import Producer, ScanStats, denormalize, rebuild_file
+from sixtyfour_sync.engine.rows.files import ChunkFile, SpilledTable, head_chunk, spill, tail_chunk
+from sixtyfour_sync.engine.rows.select import (
     EXISTS_COLUMN,
     HASH_COLUMN,
     KEY_HASH_COLUMN,
@@ -72,10 +72,11 @@ from sixtyfour_sync.engine.select import (
     sent_rows,
     source_relation_sql,
 )
-from sixtyfour_sync.engine.states import ACTIVE, HELD, HOLDS_ROWS, JobState
+from sixtyfour_sync.engine.steps.field_changes import FieldChanges
 from sixtyfour_sync.engine.summary import JobOutcome, SyncResult
 from sixtyfour_sync.errors import ConfigError, ConfigProblem, SixtyfourSyncError
-from sixtyfour_sync.warehouse.base import Adapter, TableRef
+from sixtyfour_sync.warehouse.adapter import Adapter
+from sixtyfour_sync.warehouse.types import TableRef
 
 __all__ = [
     "Budget",
@@ -145,7 +146,7 @@ class SyncRunner:
         self.escalate_from = escalate_from
         #: A "new fields" step: the stamps whose enriched rows get just this step's fields.
         self.field_stamps = None if field_stamps is None else list(field_stamps)
-        #: The sync's own pass: what the target's stamps still need (see engine/fields.py).
+        #: The sync's own pass: what the target's stamps still need (see engine/steps/field_changes.py).
         self.changes: FieldChanges | None = None
         self.price: float | None = None
         self.sync_spent = 0.0
@@ -247,7 +248,7 @@ class SyncRunner:
         return {(f"escalate:{tier}" if k == "escalate" else k): n for k, n in self.result.rows_by_reason.items()}
 
     def _record_step(self) -> None:
-        """Keep the step's status and selection for the ledger (engine/accounting.py derives the run's numbers
+        """Keep the step's status and selection for the ledger (engine/ledger/accounting.py derives the run's numbers
         from them and the jobs); the run's recorder writes them once the sync is done (RunRecorder.flush)."""
         ctx, r = self.ctx, self.result
         if self.step_recorded:
@@ -338,7 +339,7 @@ class SyncRunner:
         return a.table_sql(TableRef(spec.source.table, spec.source.schema_, spec.source.database)) == self.ctx.target_id
 
     def _prepare_target(self, first: ChunkFile) -> str | None:
-        """Check the target before the first submission (engine/targets.py): None, or why the sync stops without
+        """Check the target before the first submission (engine/results/targets.py): None, or why the sync stops without
         paying. Nothing is written: the first merge creates or completes the target."""
         ctx, spec, a = self.ctx, self.ctx.spec, self.ctx.adapter
         inputs = self.inputs if self._source_is_target() else []

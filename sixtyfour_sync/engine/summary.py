@@ -8,18 +8,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sixtyfour_sync.engine.accounting import Tally
+from sixtyfour_sync.engine.ledger.accounting import Tally
 
 if TYPE_CHECKING:
-    from sixtyfour_sync.engine.accounting import JobFacts, SyncAccount
-    from sixtyfour_sync.engine.preview import Preview
+    from sixtyfour_sync.engine.ledger.accounting import JobFacts, SyncAccount
+    from sixtyfour_sync.engine.rows.preview import Preview
 
 __all__ = ["JobOutcome", "ResumedWork", "RunResult", "StepPlan", "SyncPlan", "SyncResult"]
 
 
 @dataclass
 class StepPlan:
-    """One step of a sync's plan, named as the ledger's steps table names it (engine/accounting.py): ``own`` (the
+    """One step of a sync's plan, named as the ledger's steps table names it (engine/ledger/accounting.py): ``own`` (the
     sync's own pass), ``fields:<f1,f2>@<tier>`` (rows answered before those fields were added) or
     ``escalate:<tier>``. Rows of an ``expected`` step depend on the answers of the steps before it: they are
     what is waiting now plus what the learned weak rate expects, not a count."""
@@ -58,15 +58,16 @@ class SyncPlan:
     key_problems: str = ""
     target_exists: bool = False
     new_columns: list[str] = field(default_factory=list)
-    #: ``plan --preview``: the JSONL and config files written (see :mod:`sixtyfour_sync.engine.preview`).
+    #: ``plan --preview``: the JSONL and config files written (see :mod:`sixtyfour_sync.engine.rows.preview`).
     preview: Preview | None = None
-    #: With ``escalate:``, each step's expected rows and cost (see :func:`sixtyfour_sync.engine.plan.plan_escalation`).
+    #: With ``escalate:``, each step's expected rows and cost
+    #: (see :func:`sixtyfour_sync.engine.plan.planner.plan_escalation`).
     escalation: list[dict[str, Any]] = field(default_factory=list)
     #: Rows answered before fields were added or changed, asked just those: [{fields, rows, estimated_cost_cents}].
     new_fields: list[dict[str, Any]] = field(default_factory=list)
     #: What the sync's definition allows but the API may refuse (an unknown struct type): shown, never an error.
     warnings: list[str] = field(default_factory=list)
-    #: A hash of the sync's whole definition (engine/plan.py:definition_hash): ``run --plan`` checks it.
+    #: A hash of the sync's whole definition (engine/plan/planner.py:definition_hash): ``run --plan`` checks it.
     definition: str = ""
     #: The steps a run takes, in order (the sync's own pass first).
     steps: list[StepPlan] = field(default_factory=list)
@@ -218,7 +219,7 @@ class SyncResult:
         self.warnings.extend(w for w in step.warnings if w not in self.warnings)
 
     def apply(self, acc: SyncAccount, *, tiers: Sequence[str] = ()) -> None:
-        """Take this sync's numbers from the run's account (engine/accounting.py), the one source every view of
+        """Take this sync's numbers from the run's account (engine/ledger/accounting.py), the one source every view of
         the run shows: the counts kept while the run went are replaced by those derived from the ledger."""
         own = acc.own
         self.rows_by_reason = dict(acc.rows_by_reason)

@@ -17,10 +17,10 @@ from typing import Any
 
 from sixtyfour_sync._redact import Secret, register_secret
 from sixtyfour_sync.api import ApiError, JobPoller, RetryableApiError, SixtyfourClient
-from sixtyfour_sync.engine.api import API_KEY_ENV, open_ledgers, run
+from sixtyfour_sync.commands import API_KEY_ENV, open_ledgers, run
 from sixtyfour_sync.engine.context import Reporter
-from sixtyfour_sync.engine.scheduler import StopToken
-from sixtyfour_sync.engine.states import JobState
+from sixtyfour_sync.engine.jobs.scheduler import StopToken
+from sixtyfour_sync.engine.jobs.states import JobState
 from sixtyfour_sync.errors import ConfigError
 from sixtyfour_sync.receiver.finisher import Finisher
 from sixtyfour_sync.receiver.server import Receiver, WebhookServer

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sixtyfour_sync.engine.states import ACTIVE
+from sixtyfour_sync.engine.jobs.states import ACTIVE
 
 __all__ = ["Finisher"]
 

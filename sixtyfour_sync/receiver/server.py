@@ -36,8 +36,8 @@ from typing import Any
 
 from sixtyfour_sync._redact import Secret
 from sixtyfour_sync.api.webhooks import SIGNATURE_HEADER
-from sixtyfour_sync.engine.ledger import Job, Ledger
-from sixtyfour_sync.engine.states import ACTIVE
+from sixtyfour_sync.engine.jobs.states import ACTIVE
+from sixtyfour_sync.engine.ledger.store import Job, Ledger
 from sixtyfour_sync.receiver.delivery import (
     ATTEMPT_HEADER,
     EVENT_ID_HEADER,

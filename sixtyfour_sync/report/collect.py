@@ -1,7 +1,7 @@
 """Gather a run report from the ledger and the target tables (the I/O half; :mod:`.render` draws it).
 
-The ledger is read through :class:`~sixtyfour_sync.engine.ledger.Ledger` (its table references) and the job
-state groups of :mod:`sixtyfour_sync.engine.states`; the bookkeeping columns come from the sync definition.
+The ledger is read through :class:`~sixtyfour_sync.engine.ledger.store.Ledger` (its table references) and the job
+state groups of :mod:`sixtyfour_sync.engine.jobs.states`; the bookkeeping columns come from the sync definition.
 Every aggregate is one SQL statement in the warehouse (see :mod:`.queries`): no table is read whole.
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 from sixtyfour_sync import __version__
 from sixtyfour_sync._redact import sanitize
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
-from sixtyfour_sync.engine.ledger import Job, Ledger, read_account
-from sixtyfour_sync.engine.plan import target_ref
+from sixtyfour_sync.engine.jobs.states import ACTIVE, HELD
+from sixtyfour_sync.engine.ledger.store import Job, Ledger, read_account
+from sixtyfour_sync.engine.plan.planner import target_ref
 from sixtyfour_sync.engine.project import Project
-from sixtyfour_sync.engine.states import ACTIVE, HELD
 from sixtyfour_sync.errors import WarehouseError
 from sixtyfour_sync.report import queries
 from sixtyfour_sync.report.model import (
@@ -33,7 +33,7 @@ from sixtyfour_sync.report.model import (
     TierFill,
     TierJobs,
 )
-from sixtyfour_sync.warehouse.base import Adapter
+from sixtyfour_sync.warehouse.adapter import Adapter
 
 __all__ = ["collect_report", "collect_runs", "collect_sync"]
 
@@ -82,7 +82,7 @@ def collect_runs(adapter: Adapter, ledger: Ledger, names: Sequence[str], limit: 
     runs = {r.run_id: r for r in _run_rows(adapter, ledger, names, limit)}
     wanted = set(names)
     for key, row in runs.items():
-        # the numbers every view of a run shows, from the ledger's facts (engine/accounting.py)
+        # the numbers every view of a run shows, from the ledger's facts (engine/ledger/accounting.py)
         acc = read_account(ledger, key)
         syncs = [s for name, s in acc.syncs.items() if name in wanted]
         runs[key] = replace(

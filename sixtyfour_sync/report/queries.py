@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sixtyfour_sync.report.model import CONFIDENCE_BUCKETS
-from sixtyfour_sync.warehouse.base import Adapter, TableRef
+from sixtyfour_sync.warehouse.adapter import Adapter
+from sixtyfour_sync.warehouse.types import TableRef
 
 __all__ = [
     "RUN_COLUMNS",

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sixtyfour_sync.errors import WarehouseError
-from sixtyfour_sync.warehouse.base import Session, TableRef, UpsertPart, UpsertResult
 from sixtyfour_sync.warehouse.bigquery_sql import is_dml, parquet_ready, stage_schema
+from sixtyfour_sync.warehouse.session import Session
+from sixtyfour_sync.warehouse.types import TableRef, UpsertPart, UpsertResult
 
 if TYPE_CHECKING:
     import pyarrow as pa

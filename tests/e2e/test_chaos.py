@@ -27,8 +27,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from sixtyfour_sync import commands as api
 from sixtyfour_sync.emulator import Emulator, EmulatorSettings, FaultSettings
-from sixtyfour_sync.engine import api
 from tests.e2e.conftest import E2EProject
 from tests.e2e.warehouses import TARGET_COLUMNS, make_duckdb, setup_leads
 

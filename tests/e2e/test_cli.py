@@ -9,7 +9,7 @@ import subprocess
 import duckdb
 import pytest
 
-from sixtyfour_sync.engine import api
+from sixtyfour_sync import commands as api
 from tests.e2e.conftest import E2EProject, run_cli
 from tests.e2e.test_run_duckdb import _setup_duckdb
 

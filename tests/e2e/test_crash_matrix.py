@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sixtyfour_sync.engine import api
+from sixtyfour_sync import commands as api
 from tests.e2e.conftest import E2EProject, run_cli
 from tests.e2e.warehouses import TARGET_COLUMNS, make_duckdb, setup_leads
 

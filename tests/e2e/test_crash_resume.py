@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from sixtyfour_sync.engine import api
+from sixtyfour_sync import commands as api
 from tests.e2e.conftest import E2EProject
 from tests.e2e.test_run_duckdb import _setup_duckdb
 
 
 def test_two_runs_at_once_do_not_both_submit(project: E2EProject) -> None:
     from sixtyfour_sync.config.profiles import load_target
-    from sixtyfour_sync.engine.lease import Lease, lease_name
-    from sixtyfour_sync.engine.ledger import Ledger
+    from sixtyfour_sync.engine.ledger.lease import Lease, lease_name
+    from sixtyfour_sync.engine.ledger.store import Ledger
     from sixtyfour_sync.warehouse import TableRef, connect
 
     _setup_duckdb(project, 10)

@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from sixtyfour_sync import commands as api
 from sixtyfour_sync.emulator import Emulator, EmulatorSettings, FaultSettings
-from sixtyfour_sync.engine import api
 from tests.e2e.conftest import E2EProject
 from tests.e2e.test_run_duckdb import _run, _setup_duckdb, _target
 
@@ -77,7 +77,7 @@ def test_an_expired_link_is_refreshed(project: E2EProject) -> None:
 def test_download_failure_keeps_the_paid_job_for_the_next_run(
     project: E2EProject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sixtyfour_sync.engine.jobs.DOWNLOAD_RETRY_SECONDS", 0.3)  # three attempts, quickly
+    monkeypatch.setattr("sixtyfour_sync.engine.jobs.driver.DOWNLOAD_RETRY_SECONDS", 0.3)  # three attempts, quickly
     db = _setup_duckdb(project, 40)
     project.emulator.inject("GET", "/download", status=403, times=50)
     first = _run(project)
@@ -129,7 +129,7 @@ def test_failed_rows_keep_earlier_values(project: E2EProject) -> None:
 def test_unknown_and_missing_result_keys_are_counted_not_merged(
     project: E2EProject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sixtyfour_sync.engine import results
+    from sixtyfour_sync.engine.results import parse as results
 
     db = _setup_duckdb(project, 5)
     real = results.parse_result
@@ -147,7 +147,7 @@ def test_unknown_and_missing_result_keys_are_counted_not_merged(
         parsed.table = pa.Table.from_pylist(rows, schema=t.schema)
         return parsed
 
-    monkeypatch.setattr("sixtyfour_sync.engine.jobs.parse_result", tampered)
+    monkeypatch.setattr("sixtyfour_sync.engine.jobs.driver.parse_result", tampered)
     result = _run(project)
     s = result.syncs[0]
     assert s.rows_unexpected == 1

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
+from sixtyfour_sync import commands as api
 from sixtyfour_sync.config.models import SyncSpec, build_api_config
-from sixtyfour_sync.engine import api
 from tests.e2e.conftest import E2EProject
 from tests.e2e.warehouses import make_duckdb
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from sixtyfour_sync import commands as api
 from sixtyfour_sync.emulator import EmulatorSettings
-from sixtyfour_sync.engine import api
 from sixtyfour_sync.errors import ConfigError
 from tests.e2e.conftest import E2EProject
 from tests.e2e.warehouses import Warehouse, make_duckdb, make_mariadb, make_postgres

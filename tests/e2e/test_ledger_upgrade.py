@@ -3,7 +3,7 @@ the tables and columns a newer version reads are added, nothing else changes."""
 
 from __future__ import annotations
 
-from sixtyfour_sync.engine import api
+from sixtyfour_sync import commands as api
 from tests.e2e.conftest import E2EProject
 from tests.e2e.warehouses import make_duckdb, setup_leads
 

@@ -27,10 +27,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sixtyfour_sync import commands as api
 from sixtyfour_sync.api import SixtyfourClient, SubmissionLimiter
 from sixtyfour_sync.emulator import Emulator, EmulatorSettings
-from sixtyfour_sync.engine import api
-from sixtyfour_sync.engine.states import HELD
+from sixtyfour_sync.engine.jobs.states import HELD
 from tests.e2e.conftest import MODEL, E2EProject, unique_key
 from tests.e2e.warehouses import TARGET_COLUMNS, make_duckdb, setup_leads
 

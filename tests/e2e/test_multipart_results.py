@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from sixtyfour_sync import commands as api
 from sixtyfour_sync.emulator import Emulator, EmulatorSettings
-from sixtyfour_sync.engine import api
 from tests.e2e.conftest import E2EProject
 from tests.e2e.warehouses import Warehouse, setup_leads
 

@@ -161,7 +161,7 @@ def test_a_run_reads_each_step_selection_once(
     """The selection of each step is one query per run: the own pass and the new-fields step stream their rows
     once, and nothing counts them again on the side."""
     import sixtyfour_sync
-    from sixtyfour_sync.engine.select import REASON_COLUMN
+    from sixtyfour_sync.engine.rows.select import REASON_COLUMN
     from sixtyfour_sync.warehouse.adapter import Adapter
 
     setup_leads(wh, 30)

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from sixtyfour_sync import commands as api
 from sixtyfour_sync.emulator import Emulator
-from sixtyfour_sync.engine import api
 from tests.e2e.conftest import E2EProject, run_cli
 from tests.e2e.warehouses import Warehouse, setup_leads
 

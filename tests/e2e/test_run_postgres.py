@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from sixtyfour_sync import commands as api
 from sixtyfour_sync.emulator import Emulator, EmulatorSettings
-from sixtyfour_sync.engine import api
 from tests.e2e.conftest import E2EProject, lead_rows, run_cli
 from tests.services import require_service
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from sixtyfour_sync.engine import api
+from sixtyfour_sync import commands as api
 from tests.e2e.conftest import E2EProject, lead_rows
 
 fakesnow = pytest.importorskip("fakesnow")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from sixtyfour_sync.engine import api
+from sixtyfour_sync import commands as api
 from tests.e2e.conftest import E2EProject, lead_rows
 from tests.services import require_service
 

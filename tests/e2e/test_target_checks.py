@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from sixtyfour_sync.engine import api
+from sixtyfour_sync import commands as api
 from tests.e2e.conftest import E2EProject, run_cli
 from tests.e2e.warehouses import Warehouse, setup_leads
 

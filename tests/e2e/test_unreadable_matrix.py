@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sixtyfour_sync.engine import api
+from sixtyfour_sync import commands as api
 from tests.e2e.conftest import E2EProject, run_cli
 from tests.e2e.warehouses import Warehouse, make_duckdb, setup_leads
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from sixtyfour_sync import commands as api
 from sixtyfour_sync.config.models import StructField
 from sixtyfour_sync.emulator import EmulatorSettings
-from sixtyfour_sync.engine import api
-from sixtyfour_sync.engine.results import parse_result
+from sixtyfour_sync.engine.results.parse import parse_result
 from tests.e2e.conftest import E2EProject
 from tests.e2e.warehouses import make_duckdb, setup_leads
 

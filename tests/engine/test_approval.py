@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sixtyfour_sync.engine.approval import ApprovedSync, hold_to, plan_document, read_plan
+from sixtyfour_sync.engine.plan.approval import ApprovedSync, hold_to, plan_document, read_plan
 from sixtyfour_sync.engine.summary import StepPlan, SyncPlan
 from sixtyfour_sync.errors import ConfigError
 

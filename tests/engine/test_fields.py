@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sixtyfour_sync.config.models import SyncSpec
-from sixtyfour_sync.engine.fields import field_changes
+from sixtyfour_sync.engine.steps.field_changes import field_changes
 
 
 def _spec(struct: dict[str, Any], tier: str = "low") -> SyncSpec:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from sixtyfour_sync.engine.files import file_sha256, spill, write_chunks
-from sixtyfour_sync.engine.keys import idempotency_key
+from sixtyfour_sync.engine.jobs.keys import idempotency_key
+from sixtyfour_sync.engine.rows.files import file_sha256, spill, write_chunks
 from sixtyfour_sync.errors import LimitExceededError
 
 

@@ -25,11 +25,11 @@ from hypothesis import strategies as st
 
 from sixtyfour_sync.config.models import StructField
 from sixtyfour_sync.emulator.uploads import parse_upload, read_parsed
-from sixtyfour_sync.engine.files import write_chunks
-from sixtyfour_sync.engine.localdb import duck_type, ident, json_path, literal, local_duckdb
-from sixtyfour_sync.engine.merge import reconcile
-from sixtyfour_sync.engine.results import parse_result
-from sixtyfour_sync.engine.select import HASH_COLUMN
+from sixtyfour_sync.engine.ledger.localdb import duck_type, ident, json_path, literal, local_duckdb
+from sixtyfour_sync.engine.results.parse import parse_result
+from sixtyfour_sync.engine.results.upsert import reconcile
+from sixtyfour_sync.engine.rows.files import write_chunks
+from sixtyfour_sync.engine.rows.select import HASH_COLUMN
 from sixtyfour_sync.warehouse.keytypes import KeyType, classify_arrow
 
 STRUCT = {"email": StructField(description="email")}
@@ -223,7 +223,7 @@ def test_exact_numbers_travel_as_json_strings(tmp_path: Path) -> None:
 
 
 def test_nan_and_infinite_float_keys_are_skipped_like_null_ones() -> None:
-    from sixtyfour_sync.engine.extract import missing_key
+    from sixtyfour_sync.engine.rows.extract import missing_key
 
     col = pa.array([1.0, math.nan, math.inf, -math.inf, None, -0.0])
     assert missing_key(col).to_pylist() == [False, True, True, True, True, False]

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sixtyfour_sync.api.client import validate_idempotency_key
-from sixtyfour_sync.engine.budget import fit_file
-from sixtyfour_sync.engine.keys import idempotency_key, salt_for
+from sixtyfour_sync.engine.jobs.budget import fit_file
+from sixtyfour_sync.engine.jobs.keys import idempotency_key, salt_for
 
 
 def test_the_same_question_gets_the_same_key() -> None:
@@ -63,7 +63,7 @@ def test_an_unknown_price_sends_one_row_first() -> None:
 def test_row_keys_pack_and_unpack(n: int) -> None:
     import pyarrow as pa
 
-    from sixtyfour_sync.engine.rowkeys import KEY_PREFIX_CHARS, PART_CHARS, pack, unpack
+    from sixtyfour_sync.engine.ledger.rowkeys import KEY_PREFIX_CHARS, PART_CHARS, pack, unpack
 
     keys = pa.array([f"{i:016x}{i * 3:016x}" for i in range(n)])
     hashes = pa.array([f"{i * 7:032x}" for i in range(n)])

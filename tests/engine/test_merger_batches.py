@@ -7,10 +7,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from sixtyfour_sync.engine.merger import BATCH_ROWS, MAX_BATCH_FILES, UPDATE_BATCH_ROWS, Merger
-from sixtyfour_sync.warehouse.base import UpsertPart
+from sixtyfour_sync.engine.results.merger import BATCH_ROWS, MAX_BATCH_FILES, UPDATE_BATCH_ROWS, Merger
 from sixtyfour_sync.warehouse.duckdb import DuckDBAdapter
 from sixtyfour_sync.warehouse.postgres import PostgresAdapter
+from sixtyfour_sync.warehouse.types import UpsertPart
 
 
 def _item(rows: int, *, insert_only: bool) -> tuple[Any, Any, Any]:

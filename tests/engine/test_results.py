@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sixtyfour_sync.config.models import StructField
-from sixtyfour_sync.engine.results import ResultParseError, parse_result, rows_to_table
+from sixtyfour_sync.engine.results.parse import ResultParseError, parse_result, rows_to_table
 
 STRUCT = {
     "email": StructField(description="email"),
@@ -116,7 +116,7 @@ def test_unparseable_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_only_the_columns_the_merge_reads_are_parsed(tmp_path: Path) -> None:
     """The inputs the API echoes back are skipped by the parser, and still reported as extra columns."""
-    from sixtyfour_sync.engine.results import read_result_table
+    from sixtyfour_sync.engine.results.parse import read_result_table
 
     path = tmp_path / "r.csv"
     path.write_text('city,lead_id,notes,email\nParis,1,"two\nlines",a@x.com\n,2,,\n')
@@ -301,7 +301,7 @@ def test_a_field_one_part_lacks_is_missing_and_a_part_without_the_key_is_unreada
 def test_a_json_array_is_read_element_by_element_across_any_buffer_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
-    from sixtyfour_sync.engine import jsonrecords
+    from sixtyfour_sync.engine.results import jsonrecords
 
     monkeypatch.setattr(jsonrecords, "_CHUNK", chunk)
     path = tmp_path / "r.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from sixtyfour_sync.engine.scheduler import Scheduler
+from sixtyfour_sync.engine.jobs.scheduler import Scheduler
 
 
 def test_an_answer_is_queued_before_its_call_stops_counting() -> None:

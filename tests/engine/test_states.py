@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sixtyfour_sync.engine.states import (
+from sixtyfour_sync.engine.jobs.states import (
     ACTIVE,
     FREED,
     HELD,
@@ -93,6 +93,6 @@ def test_the_diagram_in_the_docs_is_the_table() -> None:
     text = DOC.read_text()
     block = re.search(r"```mermaid\n(.*?)```", text, re.S)
     assert block is not None
-    assert block.group(1) == mermaid(), "regenerate docs/job-states.md from engine/states.py's mermaid()"
+    assert block.group(1) == mermaid(), "regenerate docs/job-states.md from engine/jobs/states.py's mermaid()"
     drawn = set(re.findall(r"^    (\w+) --> (\w+)", block.group(1), re.M))
     assert drawn == {(a.value, b.value) for a, b in ALLOWED}

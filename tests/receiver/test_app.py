@@ -7,7 +7,7 @@ import time
 
 from sixtyfour_sync.api import JobPoller, NotFoundError, ServerError
 from sixtyfour_sync.api.models import JobStatus
-from sixtyfour_sync.engine.scheduler import StopToken
+from sixtyfour_sync.engine.jobs.scheduler import StopToken
 from sixtyfour_sync.receiver.app import wait_for_api
 
 

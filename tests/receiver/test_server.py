@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from sixtyfour_sync._redact import Secret
 from sixtyfour_sync.api.webhooks import sign_payload
-from sixtyfour_sync.engine.ledger import Job
-from sixtyfour_sync.engine.states import JobState
+from sixtyfour_sync.engine.jobs.states import JobState
+from sixtyfour_sync.engine.ledger.store import Job
 from sixtyfour_sync.receiver.server import Receiver, WebhookServer
 
 SECRET = "sk_whsec_" + "ab" * 32

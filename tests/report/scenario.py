@@ -11,8 +11,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from sixtyfour_sync import commands as api
 from sixtyfour_sync.emulator import Emulator, EmulatorSettings
-from sixtyfour_sync.engine import api
 from tests.e2e.conftest import E2EProject
 from tests.e2e.warehouses import Warehouse, setup_leads
 

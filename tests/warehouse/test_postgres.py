@@ -16,9 +16,9 @@ import pytest
 from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.errors import WarehouseError
 from sixtyfour_sync.warehouse import Column, LogicalType, TableRef, UpsertPart, connect
-from sixtyfour_sync.warehouse.base import convert_qmark
 from sixtyfour_sync.warehouse.postgres import PINNED_SETTINGS, PostgresAdapter, pin_settings_sql
 from sixtyfour_sync.warehouse.sql import upsert
+from sixtyfour_sync.warehouse.sql.placeholders import convert_qmark
 
 UTC = dt.timezone.utc
 

@@ -28,11 +28,11 @@ import pytest
 from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.errors import ConfigError, DataError, MissingDriverError, WarehouseError
 from sixtyfour_sync.warehouse import connect
-from sixtyfour_sync.warehouse.base import Column, LogicalType, TableRef, UpsertPart
 from sixtyfour_sync.warehouse.snowflake import SnowflakeAdapter, arrow_batches, connect_kwargs
 from sixtyfour_sync.warehouse.snowflake_arrow import parquet_ready, stage_type
 from sixtyfour_sync.warehouse.snowflake_auth import SESSION_PARAMETERS, OAuthTokens
 from sixtyfour_sync.warehouse.sqlalchemy import arrow_from_rows
+from sixtyfour_sync.warehouse.types import Column, LogicalType, TableRef, UpsertPart
 
 fakesnow = pytest.importorskip("fakesnow")
 

@@ -143,7 +143,7 @@ def test_mysql_decides_comparing_guards_in_the_stage() -> None:
     )
 
 
-#: The overwrite rule's guard (engine/overwrite.py): the floor only between answers to the same question, and a
+#: The overwrite rule's guard (engine/results/overwrite.py): the floor only between answers to the same question, and a
 #: value that answered another question cleared where the answer is not written.
 RULE = Guard(when="__w", not_below="email_confidence", same=("ih", "sh"), clear="__u")
 

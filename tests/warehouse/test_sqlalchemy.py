@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.errors import ConfigError, DataError, MissingDriverError, UnsafeIdentifierError, WarehouseError
 from sixtyfour_sync.warehouse import connect
-from sixtyfour_sync.warehouse.base import Column, LogicalType, TableRef, UpsertPart
 from sixtyfour_sync.warehouse.sql import ddl, upsert
 from sixtyfour_sync.warehouse.sqlalchemy import (
     MySQLAdapter,
@@ -30,6 +29,7 @@ from sixtyfour_sync.warehouse.sqlalchemy import (
     arrow_from_rows,
     rows_to_batches,
 )
+from sixtyfour_sync.warehouse.types import Column, LogicalType, TableRef, UpsertPart
 from tests.services import require_service
 
 MARIADB_HOST, MARIADB_PORT = "127.0.0.1", 3306

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pytest
 
 from sixtyfour_sync.config.models import SyncSpec
-from sixtyfour_sync.engine.plan import owned_columns
-from sixtyfour_sync.engine.results import parse_result
+from sixtyfour_sync.engine.plan.planner import owned_columns
+from sixtyfour_sync.engine.results.parse import parse_result
 from sixtyfour_sync.errors import DataError, UnsafeIdentifierError, WarehouseError
 from sixtyfour_sync.warehouse import (
     Adapter,
@@ -1043,10 +1043,10 @@ def test_row_hash_does_not_depend_on_session_settings(backend_name: str, backend
 
 @pytest.mark.parametrize("policy", ["always", "keep_more_confident"])
 def test_the_overwrite_rule_in_sql_matches_its_statement_case_by_case(backend: Adapter, policy: str) -> None:
-    """engine/overwrite.py states the rule (decide); the guards it builds must do exactly that in SQL, here."""
+    """engine/results/overwrite.py states the rule (decide); the guards it builds must do exactly that in SQL, here."""
     import itertools
 
-    from sixtyfour_sync.engine.overwrite import Outcome, confidence_guard, decide, value_guard
+    from sixtyfour_sync.engine.results.overwrite import Outcome, confidence_guard, decide, value_guard
 
     table = TableRef(f"rule_{policy}")
     cols = [Column(c, LogicalType.TEXT) for c in ("email", "ih", "sh")] + [
@@ -1113,10 +1113,10 @@ def test_the_overwrite_rule_in_sql_matches_its_statement_case_by_case(backend: A
 
 @pytest.mark.parametrize("mode", ["flag", "delete"])
 def test_rows_gone_from_the_source_are_flagged_or_deleted(backend: Adapter, mode: str) -> None:
-    """The statements of engine/deletions.py, on every warehouse: only the sync's own rows, one statement each."""
+    """The statements of engine/rows/deletions.py, on every warehouse: only the sync's own rows, one statement each."""
     from sixtyfour_sync.config.models import SyncSpec
-    from sixtyfour_sync.engine.deletions import deletion_statements
-    from sixtyfour_sync.engine.plan import owned_columns
+    from sixtyfour_sync.engine.plan.planner import owned_columns
+    from sixtyfour_sync.engine.rows.deletions import deletion_statements
 
     spec = SyncSpec.model_validate(
         {
@@ -1215,7 +1215,7 @@ KEY_TYPE_CASES: dict[str, tuple[dict[str, str], list[str]]] = {
 def test_a_target_keyed_by_each_supported_type_keeps_it(backend_name: str, backend: Adapter, case: str) -> None:
     """Through the engine's path: the source key's type is read, the target's key column created with it,
     the keys (as the selection hands them over) upserted twice, and joined back like with like."""
-    from sixtyfour_sync.engine.select import key_join_sql
+    from sixtyfour_sync.engine.rows.select import key_join_sql
     from sixtyfour_sync.warehouse.keytypes import transport_sql
 
     types, values = KEY_TYPE_CASES[case]

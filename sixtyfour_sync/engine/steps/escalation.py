@@ -2,7 +2,7 @@
 
 Once a sync's answers at its own tier are merged, the rows whose current answer is weak (failed, a requested
 field empty, or held back below ``min_confidence``) are asked again at the next tier, then the next, each
-step a sync run of its own over just those rows (:func:`~sixtyfour_sync.engine.select.build_selection` with
+step a sync run of its own over just those rows (:func:`~sixtyfour_sync.engine.rows.select.build_selection` with
 ``escalate_from``), under the same lease and the same budget. An escalated answer is stamped with the sync's
 question (its spec hash at the sync's tier) and its own tier in ``_sixtyfour_tier``, so the next run takes it
 as answered, and a row is never asked twice at one tier for one question: a step only selects rows answered
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sixtyfour_sync.config.models import SyncSpec
-from sixtyfour_sync.engine.scheduler import StopToken
+from sixtyfour_sync.engine.jobs.scheduler import StopToken
 from sixtyfour_sync.engine.summary import SyncResult
 
 if TYPE_CHECKING:

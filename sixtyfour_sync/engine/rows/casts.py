@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import StructField
 from sixtyfour_sync.config.structtypes import json_shape
-from sixtyfour_sync.engine.localdb import fetch_one, literal, registered
+from sixtyfour_sync.engine.ledger.localdb import fetch_one, literal, registered
 
 __all__ = ["answered_mask", "cast_sql", "count_outside_values"]
 

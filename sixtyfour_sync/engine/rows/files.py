@@ -6,7 +6,7 @@ loop over ``to_pylist()``, and the same for every source warehouse. NaN and infi
 carry, are sent as null.
 
 A file's name derives from its content hash, and its Idempotency-Key from that hash and the question
-(:mod:`sixtyfour_sync.engine.keys`). Each file also keeps, in memory, the columns the merge needs later (the
+(:mod:`sixtyfour_sync.engine.jobs.keys`). Each file also keeps, in memory, the columns the merge needs later (the
 key, its hash, the input hash), so nothing has to read the uploaded file again.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from sixtyfour_sync.engine.localdb import ident, literal, local_duckdb
+from sixtyfour_sync.engine.ledger.localdb import ident, literal, local_duckdb
 from sixtyfour_sync.errors import LimitExceededError
 
 __all__ = [

@@ -30,10 +30,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import SyncSpec
-from sixtyfour_sync.engine.rowkeys import key_prefix
-from sixtyfour_sync.warehouse.base import Adapter, LogicalType, TableRef
+from sixtyfour_sync.engine.ledger.rowkeys import key_prefix
+from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.keytypes import KeyType, join_key_sql, transport_sql
 from sixtyfour_sync.warehouse.sql.identifiers import strip_sql
+from sixtyfour_sync.warehouse.types import LogicalType, TableRef
 
 __all__ = [
     "DELIBERATE",

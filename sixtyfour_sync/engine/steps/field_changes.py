@@ -10,7 +10,7 @@ description and type). Against the sync as it is now, an enriched row whose stam
 
 With ``escalate:``, the new fields follow the waterfall the row took: asked at the sync's tier, then at each
 tier above it that the row's answer reached (``_sixtyfour_tier``) or at which the new field came back weak,
-just those fields, once per tier (engine/field_steps.py). Between tiers the row carries a stamp that says how
+just those fields, once per tier (engine/steps/new_fields.py). Between tiers the row carries a stamp that says how
 far the fields were asked (``through``: pending, or done above the row's own tier), so a run that stops between
 two tiers is continued, never repeated, and the row's own escalation does not ask the whole question again.
 

@@ -154,7 +154,7 @@ def check_transition(current: JobState | str, new: JobState | str) -> tuple[JobS
 
 def stamp_run(new: JobState, run_id: str) -> dict[str, str]:
     """The run a move records beside it: the run that records a job's charge (``completed``) is ``charged_by``;
-    the run that ends or holds a job is ``finished_by`` (engine/accounting.py)."""
+    the run that ends or holds a job is ``finished_by`` (engine/ledger/accounting.py)."""
     out: dict[str, str] = {}
     if new is JobState.COMPLETED:
         out["charged_by"] = run_id

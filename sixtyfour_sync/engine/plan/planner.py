@@ -17,10 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import LoadedSync, StructField, SyncSpec, build_api_config
-from sixtyfour_sync.engine.extract import ScanStats, denormalize, missing_key
-from sixtyfour_sync.engine.fields import FieldChanges, field_changes
-from sixtyfour_sync.engine.ledger import Ledger
-from sixtyfour_sync.engine.select import (
+from sixtyfour_sync.engine.jobs.states import ACTIVE, HELD
+from sixtyfour_sync.engine.jobs.states import JobState as S
+from sixtyfour_sync.engine.ledger.store import Ledger
+from sixtyfour_sync.engine.rows.extract import ScanStats, denormalize, missing_key
+from sixtyfour_sync.engine.rows.select import (
     KEY_ROWS_COLUMN,
     REASON_COLUMN,
     Selection,
@@ -33,15 +34,15 @@ from sixtyfour_sync.engine.select import (
     stamp_counts_sql,
     weak_answer_sql,
 )
-from sixtyfour_sync.engine.states import ACTIVE, HELD
-from sixtyfour_sync.engine.states import JobState as S
+from sixtyfour_sync.engine.steps.field_changes import FieldChanges, field_changes
 from sixtyfour_sync.engine.summary import StepPlan, SyncPlan
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
-from sixtyfour_sync.warehouse.base import Adapter, Column, LogicalType, TableRef
+from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.keytypes import SUPPORTED_KEY_TYPES, KeyType, refusal_message
+from sixtyfour_sync.warehouse.types import Column, LogicalType, TableRef
 
 if TYPE_CHECKING:
-    from sixtyfour_sync.engine.preview import Preview
+    from sixtyfour_sync.engine.rows.preview import Preview
 
 __all__ = [
     "Price",
@@ -233,8 +234,8 @@ def _count_without_held(adapter: Adapter, selection: Selection, held: pa.Array, 
 def read_field_changes(
     adapter: Adapter, ledger: Ledger, spec: SyncSpec, target: TableRef, columns: Mapping[str, Any]
 ) -> FieldChanges | None:
-    """What the target's stamps need from the sync as it is now (engine/fields.py), read with one GROUP BY; None
-    when every row carries the current stamp."""
+    """What the target's stamps need from the sync as it is now (engine/steps/field_changes.py), read with one
+    GROUP BY; None when every row carries the current stamp."""
     sql = stamp_counts_sql(adapter, spec, target, columns)
     if not sql:
         return None
@@ -263,7 +264,7 @@ def plan_sync(
     """What a run would send for one sync and what it would cost; calls no API and writes to no warehouse.
 
     With ``preview_rows``, the first that many rows a run would send are written to ``preview_dir`` as the
-    JSONL file and ``config`` JSON it would submit (:mod:`sixtyfour_sync.engine.preview`).
+    JSONL file and ``config`` JSON it would submit (:mod:`sixtyfour_sync.engine.rows.preview`).
     """
     spec = loaded.spec
     target = target_ref(spec)
@@ -431,7 +432,7 @@ def _step(
 
 
 def _field_step_specs(spec: SyncSpec, changes: FieldChanges | None) -> Iterator[tuple[SyncSpec, list[str], int]]:
-    """The "new fields" steps a run takes (engine/field_steps.py), in its order: per group of fields, one at the
+    """The "new fields" steps a run takes (engine/steps/new_fields.py), in its order: per group of fields, one at the
     sync's tier for the rows lacking them, then one per escalation tier for the rows waiting for it."""
     if changes is None:
         return
@@ -465,7 +466,7 @@ def _preview(
     out_dir: Path | None,
 ) -> Preview:
     """``plan --preview``: the first file of the first step that sends rows, from that step's own selection."""
-    from sixtyfour_sync.engine.preview import write_preview
+    from sixtyfour_sync.engine.rows.preview import write_preview
 
     n = bucket_count(adapter, total_rows)
     buckets = [(b, n) if n > 1 else None for b in range(n)]

@@ -2,7 +2,7 @@
 
 Every move is a compare-and-set in the ledger (:meth:`Ledger.transition`) made on the main thread before the
 side effect that follows it; the API calls run on worker threads and come back as events
-(:mod:`sixtyfour_sync.engine.scheduler`). Money rules kept here:
+(:mod:`sixtyfour_sync.engine.jobs.scheduler`). Money rules kept here:
 
 - a file refused by the API is not charged: it never became work, so before the run's first accepted request
   it leaves no trace in the ledger, and afterwards it is recorded ``rejected``;
@@ -42,21 +42,22 @@ from sixtyfour_sync.api import (
     UnprocessableEntityError,
 )
 from sixtyfour_sync.api.errors import ApiError, DownloadError
-from sixtyfour_sync.engine import result_files
 from sixtyfour_sync.engine.context import SyncContext
 from sixtyfour_sync.engine.failpoints import failpoint
-from sixtyfour_sync.engine.files import SpilledTable
-from sixtyfour_sync.engine.ledger import Job, utcnow
-from sixtyfour_sync.engine.merge import MergePlan, plan_merge
-from sixtyfour_sync.engine.merger import Merger
-from sixtyfour_sync.engine.plan import arrow_to_logical, owned_columns
-from sixtyfour_sync.engine.results import ResultParseError, parse_result
-from sixtyfour_sync.engine.select import HASH_COLUMN
-from sixtyfour_sync.engine.states import JobState, stamp_run
+from sixtyfour_sync.engine.jobs.states import JobState, stamp_run
+from sixtyfour_sync.engine.ledger.store import Job, utcnow
+from sixtyfour_sync.engine.plan.planner import arrow_to_logical, owned_columns
+from sixtyfour_sync.engine.results import result_files
+from sixtyfour_sync.engine.results.merger import Merger
+from sixtyfour_sync.engine.results.parse import ResultParseError, parse_result
+from sixtyfour_sync.engine.results.targets import claimed_columns
+from sixtyfour_sync.engine.results.upsert import MergePlan, plan_merge
+from sixtyfour_sync.engine.rows.files import SpilledTable
+from sixtyfour_sync.engine.rows.select import HASH_COLUMN
 from sixtyfour_sync.engine.summary import JobOutcome
-from sixtyfour_sync.engine.targets import claimed_columns
 from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError
-from sixtyfour_sync.warehouse.base import Column, Session
+from sixtyfour_sync.warehouse.session import Session
+from sixtyfour_sync.warehouse.types import Column
 
 __all__ = ["JobDriver", "Tracked", "Unreadable"]
 
@@ -156,7 +157,7 @@ class JobDriver:
         """Record ``t``'s move to ``new`` (compare-and-set on its current state), then adopt it.
 
         The run that records a job's charge (``completed``) or its end is recorded with it: a run's numbers
-        (engine/accounting.py) tell its own charges from those of jobs it finished for earlier runs.
+        (engine/ledger/accounting.py) tell its own charges from those of jobs it finished for earlier runs.
         """
         values.update(stamp_run(new, self.ctx.run_id))
         self.ctx.ledger.transition(t.job_id, t.state, new, session=session, **values)

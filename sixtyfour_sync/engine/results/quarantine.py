@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from sixtyfour_sync._redact import sanitize
-from sixtyfour_sync.engine.localdb import ident, registered
+from sixtyfour_sync.engine.ledger.localdb import ident, registered
 from sixtyfour_sync.errors import WarehouseError
-from sixtyfour_sync.warehouse.base import Guard, UpsertPart
+from sixtyfour_sync.warehouse.types import Guard, UpsertPart
 
 __all__ = [
     "MAX_ATTEMPTS",

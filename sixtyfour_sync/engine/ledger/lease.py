@@ -21,9 +21,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sixtyfour_sync.engine.ledger import Ledger, utcnow
+from sixtyfour_sync.engine.ledger.store import Ledger, utcnow
 from sixtyfour_sync.errors import SixtyfourSyncError, WarehouseError
-from sixtyfour_sync.warehouse.base import Adapter
+from sixtyfour_sync.warehouse.adapter import Adapter
 
 __all__ = ["LEASE_SECONDS", "Lease", "LeaseHeldError", "LeaseLostError", "lease_name", "pid_alive"]
 

@@ -32,9 +32,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from sixtyfour_sync.config.models import StructField
-from sixtyfour_sync.engine.casts import answered_mask, cast_sql, count_outside_values
-from sixtyfour_sync.engine.jsonrecords import NotRecords, read_records
-from sixtyfour_sync.engine.localdb import duck_type, ident, json_path, registered
+from sixtyfour_sync.engine.ledger.localdb import duck_type, ident, json_path, registered
+from sixtyfour_sync.engine.results.jsonrecords import NotRecords, read_records
+from sixtyfour_sync.engine.rows.casts import answered_mask, cast_sql, count_outside_values
 from sixtyfour_sync.errors import SixtyfourSyncError
 from sixtyfour_sync.warehouse.arrow import has_duplicate_keys
 
@@ -247,7 +247,7 @@ def _read_csv(path: Path, columns: Collection[str] | None) -> tuple[pa.Table, li
 
 def _read_json_objects(path: Path, columns: Collection[str] | None, *, array: bool) -> tuple[pa.Table, list[str]]:
     """JSON Lines or a JSON array, the wanted fields as text (nested values as JSON text), each record parsed
-    once (:mod:`sixtyfour_sync.engine.jsonrecords`).
+    once (:mod:`sixtyfour_sync.engine.results.jsonrecords`).
 
     pyarrow's JSON reader fixes each column's type from the first block and raises when a later row differs
     (an ``employees`` of 7, then "n/a"); the API gives no such guarantee, so every value is read as text.
@@ -292,7 +292,7 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 
 
 def _cast_sql(expr: str, spec: StructField) -> str:
-    return cast_sql(expr, spec)  # the rules per struct type: sixtyfour_sync/engine/casts.py
+    return cast_sql(expr, spec)  # the rules per struct type: sixtyfour_sync/engine/rows/casts.py
 
 
 #: A result to parse: one file, several (the parts of one result, each with its format), or a text table.

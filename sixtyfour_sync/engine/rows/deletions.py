@@ -19,11 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sixtyfour_sync.config.models import SyncSpec
-from sixtyfour_sync.engine.select import key_join_sql, source_relation_sql
+from sixtyfour_sync.engine.rows.select import key_join_sql, source_relation_sql
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
-from sixtyfour_sync.warehouse.base import Adapter, LogicalType, TableRef
+from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.keytypes import KeyType
 from sixtyfour_sync.warehouse.sql.identifiers import strip_sql
+from sixtyfour_sync.warehouse.types import LogicalType, TableRef
 
 __all__ = ["Deletions", "check_delete", "deletion_statements", "scope_sql"]
 
@@ -54,7 +55,7 @@ def _gone(
     key_types: Mapping[str, KeyType] | None,
 ) -> str:
     """SQL true for a target row (the unaliased ``target``) whose key the source does not have (compared like
-    with like: see :func:`~sixtyfour_sync.engine.select.key_join_sql`)."""
+    with like: see :func:`~sixtyfour_sync.engine.rows.select.key_join_sql`)."""
     on = " AND ".join(
         f"{key_join_sql(adapter, 's.' + adapter.quote(k, what='key column'), k, key_types, columns)} = "
         f"{target}.{adapter.quote(k, what='key column')}"

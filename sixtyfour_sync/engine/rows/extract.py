@@ -21,8 +21,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sixtyfour_sync.engine.files import ChunkFile, write_chunks
-from sixtyfour_sync.engine.select import (
+from sixtyfour_sync.engine.rows.files import ChunkFile, write_chunks
+from sixtyfour_sync.engine.rows.select import (
     DELIBERATE,
     EXISTS_COLUMN,
     HASH_COLUMN,
@@ -34,7 +34,8 @@ from sixtyfour_sync.engine.select import (
     keep_keys,
     rebuild_sql,
 )
-from sixtyfour_sync.warehouse.base import Adapter, KeyReport
+from sixtyfour_sync.warehouse.adapter import Adapter
+from sixtyfour_sync.warehouse.types import KeyReport
 
 __all__ = ["NOT_SENT", "Producer", "ScanStats", "denormalize", "missing_key", "rebuild_file"]
 

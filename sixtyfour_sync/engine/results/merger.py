@@ -15,19 +15,20 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from sixtyfour_sync.api import ResultDownload
-from sixtyfour_sync.engine import quarantine, result_files
 from sixtyfour_sync.engine.context import SyncContext
 from sixtyfour_sync.engine.failpoints import failpoint
-from sixtyfour_sync.engine.field_steps import through_statements
-from sixtyfour_sync.engine.files import SpilledTable
-from sixtyfour_sync.engine.merge import MergePlan, counts
-from sixtyfour_sync.engine.select import KEY_PREFIX_COLUMN
-from sixtyfour_sync.engine.states import JobState
+from sixtyfour_sync.engine.jobs.states import JobState
+from sixtyfour_sync.engine.results import quarantine, result_files
+from sixtyfour_sync.engine.results.upsert import MergePlan, counts
+from sixtyfour_sync.engine.rows.files import SpilledTable
+from sixtyfour_sync.engine.rows.select import KEY_PREFIX_COLUMN
+from sixtyfour_sync.engine.steps.new_fields import through_statements
 from sixtyfour_sync.errors import WarehouseError
-from sixtyfour_sync.warehouse.base import Session, UpsertPart
+from sixtyfour_sync.warehouse.session import Session
+from sixtyfour_sync.warehouse.types import UpsertPart
 
 if TYPE_CHECKING:
-    from sixtyfour_sync.engine.jobs import JobDriver, Tracked
+    from sixtyfour_sync.engine.jobs.driver import JobDriver, Tracked
 
 __all__ = ["BATCH_ROWS", "MAX_BATCH_FILES", "MAX_WAIT_SECONDS", "UPDATE_BATCH_ROWS", "Merger"]
 
@@ -99,7 +100,7 @@ class Merger:
 
         def ledger_write(session: Session) -> None:
             failpoint("merging")  # inside the transaction: a crash here must leave the target as it was
-            for sql in marks:  # which rows a new field's next tier waits for (engine/field_steps.py)
+            for sql in marks:  # which rows a new field's next tier waits for (engine/steps/new_fields.py)
                 session.execute(sql)
             stamps: dict[str, dict[str, Any]] = {}
             for _, _, plan in batch:
@@ -141,7 +142,7 @@ class Merger:
 
     def _quarantine(self, item: Item, exc: BaseException) -> bool:
         """One file's merge failed: merge it in halves to find the rows the target refuses alone, merge the rest,
-        and hold those rows in the ledger's quarantine (engine/quarantine.py). False (nothing recorded) when the
+        and hold those rows in the ledger's quarantine (engine/results/quarantine.py). False (nothing recorded) when the
         rows cannot be told apart or held: then the whole file is held, as before."""
         ctx, d = self.ctx, self.driver
         t, got, plan = item

@@ -17,7 +17,8 @@ from sixtyfour_sync.config.models import LoadedSync
 from sixtyfour_sync.config.profiles import ResolvedTarget
 from sixtyfour_sync.engine.project import Project
 from sixtyfour_sync.errors import ConfigError, ConfigProblem, SixtyfourSyncError
-from sixtyfour_sync.warehouse.base import Adapter, TableRef
+from sixtyfour_sync.warehouse.adapter import Adapter
+from sixtyfour_sync.warehouse.types import TableRef
 
 __all__ = ["check_sync", "list_tables", "manifest_mismatch", "ref_table", "similar"]
 
@@ -128,8 +129,8 @@ def _query_columns(
     adapter: Adapter, loaded: LoadedSync, table: TableRef | None
 ) -> tuple[list[str], list[ConfigProblem]]:
     """The source query's columns (run with LIMIT 0), or a problem at source.sql / source.where."""
-    from sixtyfour_sync.engine.plan import query_columns
-    from sixtyfour_sync.engine.select import source_relation_sql
+    from sixtyfour_sync.engine.plan.planner import query_columns
+    from sixtyfour_sync.engine.rows.select import source_relation_sql
 
     src = loaded.spec.source
     try:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sixtyfour_sync.engine.extract import NOT_SENT, ScanStats, denormalize
-from sixtyfour_sync.engine.files import write_chunks
-from sixtyfour_sync.engine.select import Selection, drop_held
-from sixtyfour_sync.warehouse.base import Adapter
+from sixtyfour_sync.engine.rows.extract import NOT_SENT, ScanStats, denormalize
+from sixtyfour_sync.engine.rows.files import write_chunks
+from sixtyfour_sync.engine.rows.select import Selection, drop_held
+from sixtyfour_sync.warehouse.adapter import Adapter
 
 __all__ = ["Preview", "write_preview"]
 

@@ -25,12 +25,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import SyncSpec
-from sixtyfour_sync.engine.localdb import ident, registered
-from sixtyfour_sync.engine.overwrite import confidence_guard, same_question_columns, value_guard
-from sixtyfour_sync.engine.results import ParsedResult, ResultParseError
-from sixtyfour_sync.engine.select import HASH_COLUMN
-from sixtyfour_sync.warehouse.base import Adapter, Session, TableRef, UpsertPart, UpsertResult
-from sixtyfour_sync.warehouse.types import Guard
+from sixtyfour_sync.engine.ledger.localdb import ident, registered
+from sixtyfour_sync.engine.results.overwrite import confidence_guard, same_question_columns, value_guard
+from sixtyfour_sync.engine.results.parse import ParsedResult, ResultParseError
+from sixtyfour_sync.engine.rows.select import HASH_COLUMN
+from sixtyfour_sync.warehouse.adapter import Adapter
+from sixtyfour_sync.warehouse.session import Session
+from sixtyfour_sync.warehouse.types import Guard, TableRef, UpsertPart, UpsertResult
 
 __all__ = ["MergePlan", "apply_merge", "plan_merge", "reconcile"]
 
@@ -229,10 +230,10 @@ def plan_merge(
     if spec.field_confidence:
         values += [f"{f}_confidence" for f in spec.struct]
     # A "new fields" answer completes the row: the row's status and the tier of its answer stay (the fields it
-    # asked may come back empty, or be asked at the next tier: engine/field_steps.py).
+    # asked may come back empty, or be asked at the next tier: engine/steps/new_fields.py).
     book = [c for c in spec.bookkeeping_columns() if not (spec.field_subset and c in (bk("tier"), bk("status")))]
     # ONE part for every row the file answered: the fields and confidences follow the overwrite rule
-    # (engine/overwrite.py), the bookkeeping is always written.
+    # (engine/results/overwrite.py), the bookkeeping is always written.
     write, unanswered = "__sixtyfour_write", "__sixtyfour_unanswered"
     missing = rec.missing
     n_missing = missing.num_rows
@@ -329,7 +330,7 @@ def _confidence_guards(
     n_missing: int,
     flags: tuple[str, str],
 ) -> tuple[pa.Table, dict[str, Guard], dict[str, int]]:
-    """Per-field guards with confidences: min_confidence gating and the overwrite rule (engine/overwrite.py).
+    """Per-field guards with confidences: min_confidence gating and the overwrite rule (engine/results/overwrite.py).
 
     A field answered below its threshold (or without a confidence) is not written: a value that answered the
     same question stays, one that answered another question is cleared; its confidence is kept in
@@ -395,7 +396,7 @@ def apply_merge(
 
 def counts(plan: MergePlan) -> Mapping[str, Any]:
     """What a merge records of its job in the ledger: the facts a run's numbers are derived from
-    (engine/accounting.py)."""
+    (engine/ledger/accounting.py)."""
     return {
         "rows_enriched": plan.enriched,
         "rows_failed": plan.failed,

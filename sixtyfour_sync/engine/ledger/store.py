@@ -4,12 +4,12 @@ Tables in the ledger schema (the target's schema unless the profile sets ``ledge
 job on a throwaway machine resumes where the last one stopped:
 
 - ``_sixtyfour_sync_runs``: one row per run (counts, costs, outcome);
-- ``_sixtyfour_sync_jobs``: one row per file, moving through :class:`~sixtyfour_sync.engine.states.JobState`;
+- ``_sixtyfour_sync_jobs``: one row per file, moving through :class:`~sixtyfour_sync.engine.jobs.states.JobState`;
   every move is a compare-and-set on the state the writer expects, committed before the side effect that
   follows it. A lost race raises :class:`LedgerConflictError`: it is never a silent overwrite;
 - ``_sixtyfour_sync_job_keys``: the row keys of each unfinished file (a hash of the key, computed by the
   warehouse, and the hash of the inputs that were sent), packed in a few rows per job
-  (:mod:`sixtyfour_sync.engine.rowkeys`) and written before the job is submitted, so another machine can
+  (:mod:`sixtyfour_sync.engine.ledger.rowkeys`) and written before the job is submitted, so another machine can
   rebuild a lost file, a selection can leave out rows that a job still holds, and a merge knows what was sent.
   Those of ended jobs are pruned at the start and end of each sync's run;
 - ``_sixtyfour_sync_prices``: per-row prices learned from the API's estimates, per endpoint and tier;
@@ -17,10 +17,10 @@ job on a throwaway machine resumes where the last one stopped:
   not own (another tool's) unless told to (``target.adopt_columns``);
 - ``_sixtyfour_sync_quarantine``: paid answers the target refused (a CHECK constraint, a trigger, a value too
   long for a column someone narrowed), one row each with its key, the warehouse's reason and the answer itself;
-  their rows are held (never asked again) until they merge (see :mod:`sixtyfour_sync.engine.quarantine`);
+  their rows are held (never asked again) until they merge (see :mod:`sixtyfour_sync.engine.results.quarantine`);
 - ``_sixtyfour_sync_steps``: what each run did in each step of each sync (status, selection by reason),
-  which with the jobs is everything a run's numbers are derived from (:mod:`sixtyfour_sync.engine.accounting`);
-- ``_sixtyfour_sync_leases``: see :mod:`sixtyfour_sync.engine.lease`.
+  which with the jobs is everything a run's numbers are derived from (:mod:`sixtyfour_sync.engine.ledger.accounting`);
+- ``_sixtyfour_sync_leases``: see :mod:`sixtyfour_sync.engine.ledger.lease`.
 """
 
 from __future__ import annotations
@@ -39,11 +39,13 @@ import pyarrow as pa
 
 from sixtyfour_sync import __version__
 from sixtyfour_sync._redact import sanitize
-from sixtyfour_sync.engine import rowkeys
-from sixtyfour_sync.engine.accounting import JobFacts, RunAccount, StepFacts, account
-from sixtyfour_sync.engine.states import ACTIVE, FREED, HELD, TERMINAL, JobState, check_transition
+from sixtyfour_sync.engine.jobs.states import ACTIVE, FREED, HELD, TERMINAL, JobState, check_transition
+from sixtyfour_sync.engine.ledger import rowkeys
+from sixtyfour_sync.engine.ledger.accounting import JobFacts, RunAccount, StepFacts, account
 from sixtyfour_sync.errors import SixtyfourSyncError
-from sixtyfour_sync.warehouse.base import Adapter, Column, LogicalType, Session, TableRef, UpsertPart
+from sixtyfour_sync.warehouse.adapter import Adapter
+from sixtyfour_sync.warehouse.session import Session
+from sixtyfour_sync.warehouse.types import Column, LogicalType, TableRef, UpsertPart
 
 __all__ = [
     "ACTIVE_STATES",
@@ -141,7 +143,8 @@ _JOB_COLUMNS = [
     #: Per field, the answers with a value, and those held back below min_confidence (JSON objects).
     Column("filled", T),
     Column("gated", T),
-    #: The run that recorded the job's charge (``completed``), and the run that ended it (see engine/accounting.py).
+    #: The run that recorded the job's charge (``completed``), and the run that ended it
+    #: (see engine/ledger/accounting.py).
     Column("charged_by", T),
     Column("finished_by", T),
     #: A "new fields" job: the fields it asked (comma-separated); NULL for a job asking the whole struct.
@@ -162,7 +165,7 @@ _JOB_COLUMNS = [
     Column("updated_at", TS),
     Column("updated_epoch", D),
 ]
-#: The lease of each sync: who holds it and until when, on the warehouse's clock (see engine/lease.py).
+#: The lease of each sync: who holds it and until when, on the warehouse's clock (see engine/ledger/lease.py).
 _LEASE_COLUMNS = [
     Column("run_id", T),
     Column("host", T),
@@ -202,7 +205,7 @@ _QUARANTINE_COLUMNS = [
     Column("released_at", TS),
 ]
 #: What a run did in each step of a sync (its own pass, a "new fields" step, an escalation tier): the step's
-#: status, its selection by reason, and what it did besides jobs (see engine/accounting.py).
+#: status, its selection by reason, and what it did besides jobs (see engine/ledger/accounting.py).
 _STEP_COLUMNS = [
     Column("run_id", T),
     Column("sync_name", T),
@@ -241,7 +244,7 @@ def new_run_id() -> str:
 
 
 def read_account(ledger: Ledger, run_id: str, own_tiers: Mapping[str, str] | None = None) -> RunAccount:
-    """A run's numbers from this ledger's facts (engine/accounting.py): what every view of a run shows."""
+    """A run's numbers from this ledger's facts (engine/ledger/accounting.py): what every view of a run shows."""
     jobs = [JobFacts.from_row(r) for r in ledger.run_job_rows(run_id)]
     steps = [StepFacts.from_row(r) for r in ledger.step_rows(run_id)]
     row = ledger.run_row(run_id)
@@ -546,7 +549,7 @@ class Ledger:
     ) -> None:
         """Move a job from ``expected`` to ``new`` (stamping ``<new>_at``) with ``values``, as a compare-and-set.
 
-        Raises :class:`~sixtyfour_sync.engine.states.IllegalTransitionError` for a move the state machine
+        Raises :class:`~sixtyfour_sync.engine.jobs.states.IllegalTransitionError` for a move the state machine
         does not allow and :class:`LedgerConflictError` when the row was not in ``expected``.
         """
         check_transition(expected, new)

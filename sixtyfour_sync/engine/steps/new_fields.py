@@ -1,8 +1,8 @@
 """After a sync's own pass: "new fields" steps, each asking only the fields a group of rows lacks.
 
 The sync's own pass leaves out the enriched rows whose stamp lacks only some fields
-(:mod:`sixtyfour_sync.engine.fields`); here each group of stamps gets a step of its own over just those rows
-and just those fields (``SyncSpec.only_fields``), under the same lease and budget. Jobs of a step left
+(:mod:`sixtyfour_sync.engine.steps.field_changes`); here each group of stamps gets a step of its own over
+just those rows and just those fields (``SyncSpec.only_fields``), under the same lease and budget. Jobs of a step left
 unfinished by an earlier run are finished by a step with their own fields, whatever the struct is now.
 
 With ``escalate:``, the new fields follow the waterfall the rows took: a step per tier, the sync's own first.
@@ -19,11 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sixtyfour_sync.config.models import SyncSpec
-from sixtyfour_sync.engine.escalation import SETTLED, adopt_unsettled
-from sixtyfour_sync.engine.scheduler import StopToken
-from sixtyfour_sync.engine.states import ACTIVE
+from sixtyfour_sync.engine.jobs.scheduler import StopToken
+from sixtyfour_sync.engine.jobs.states import ACTIVE
+from sixtyfour_sync.engine.steps.escalation import SETTLED, adopt_unsettled
 from sixtyfour_sync.engine.summary import SyncResult
-from sixtyfour_sync.warehouse.base import Adapter, TableRef
+from sixtyfour_sync.warehouse.adapter import Adapter
+from sixtyfour_sync.warehouse.types import TableRef
 
 if TYPE_CHECKING:
     from sixtyfour_sync.engine.runner import SyncRunner

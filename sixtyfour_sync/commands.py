@@ -22,28 +22,29 @@ from typing import Any
 from sixtyfour_sync.api import ConflictError, NotFoundError, SixtyfourClient
 from sixtyfour_sync.api.poll import poll_interval_from_env
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
-from sixtyfour_sync.engine import targets
-from sixtyfour_sync.engine.accounting import RunAccount
-from sixtyfour_sync.engine.approval import ApprovedPlan, approved_from, capped, hold_to, plan_document, read_plan
-from sixtyfour_sync.engine.budget import Budget
-from sixtyfour_sync.engine.checks import check_sync
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder
-from sixtyfour_sync.engine.escalation import escalate
-from sixtyfour_sync.engine.extract import denormalize
-from sixtyfour_sync.engine.field_steps import ask_new_fields
-from sixtyfour_sync.engine.lease import Lease, LeaseHeldError, lease_name, pid_alive
-from sixtyfour_sync.engine.ledger import Job, Ledger, new_run_id, read_account
-from sixtyfour_sync.engine.plan import owned_columns, plan_sync, resolve_inputs, resolve_key_types, target_ref
+from sixtyfour_sync.engine.jobs.budget import Budget
+from sixtyfour_sync.engine.jobs.scheduler import StopToken
+from sixtyfour_sync.engine.jobs.states import ACTIVE, HELD, JobState
+from sixtyfour_sync.engine.ledger.accounting import RunAccount
+from sixtyfour_sync.engine.ledger.lease import Lease, LeaseHeldError, lease_name, pid_alive
+from sixtyfour_sync.engine.ledger.store import Job, Ledger, new_run_id, read_account
+from sixtyfour_sync.engine.plan.approval import ApprovedPlan, approved_from, capped, hold_to, plan_document, read_plan
+from sixtyfour_sync.engine.plan.checks import check_sync
+from sixtyfour_sync.engine.plan.planner import owned_columns, plan_sync, resolve_inputs, resolve_key_types, target_ref
 from sixtyfour_sync.engine.project import Project
+from sixtyfour_sync.engine.results import targets
+from sixtyfour_sync.engine.rows.extract import denormalize
+from sixtyfour_sync.engine.rows.select import source_relation_sql
 from sixtyfour_sync.engine.runner import SyncRunner
-from sixtyfour_sync.engine.scheduler import StopToken
-from sixtyfour_sync.engine.select import source_relation_sql
 from sixtyfour_sync.engine.selectors import explain_empty
-from sixtyfour_sync.engine.states import ACTIVE, HELD, JobState
+from sixtyfour_sync.engine.steps.escalation import escalate
+from sixtyfour_sync.engine.steps.new_fields import ask_new_fields
 from sixtyfour_sync.engine.summary import RunResult, SyncPlan, SyncResult
 from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError, ConfigProblem, SixtyfourSyncError
-from sixtyfour_sync.warehouse.base import Adapter, TableRef
+from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.keytypes import transport_sql
+from sixtyfour_sync.warehouse.types import TableRef
 
 __all__ = ["ValidationReport", "cancel", "dbt_sources", "list_syncs", "plan", "run", "status", "validate"]
 
@@ -85,7 +86,7 @@ def _project(
 
 
 def _ref_table(project: Project, loaded: LoadedSync) -> TableRef | None:
-    from sixtyfour_sync.engine.checks import ref_table
+    from sixtyfour_sync.engine.plan.checks import ref_table
 
     return ref_table(project, loaded)
 
@@ -227,7 +228,7 @@ def _once(report: ValidationReport) -> ValidationReport:
 
 
 def _check_target(adapter: Adapter, loaded: LoadedSync, ref_table: TableRef | None) -> None:
-    """What ``run`` checks before paying (engine/targets.py), read-only: types, keys, ownership, and a row like
+    """What ``run`` checks before paying (engine/results/targets.py), read-only: types, keys, ownership, and a row like
     the sync's tried and rolled back (when the target already has every column the sync writes)."""
     spec = loaded.spec
     tgt = target_ref(spec)
@@ -292,7 +293,7 @@ def plan(
     ``preview`` N writes, per sync, the first N rows a run would send as the JSONL file and the ``config``
     JSON it would submit, under ``<target dir>/sixtyfour_preview/<sync>/``.
 
-    Every sync is checked first (:func:`~sixtyfour_sync.engine.checks.check_sync`): one ConfigError lists the
+    Every sync is checked first (:func:`~sixtyfour_sync.engine.plan.checks.check_sync`): one ConfigError lists the
     problems of all of them. A selection that picks no sync logs a warning saying why (``fail_on_empty``: raises
     a ConfigError instead).
     """
@@ -373,7 +374,7 @@ def run(
 
     ``plan`` executes an approved plan (a file ``plan -o`` wrote, or the plans a caller showed for approval):
     only its syncs run, each planned again first and refused when its definition changed or its data or price
-    grew past what was approved (:func:`~sixtyfour_sync.engine.approval.hold_to`); the others are capped at the
+    grew past what was approved (:func:`~sixtyfour_sync.engine.plan.approval.hold_to`); the others are capped at the
     approved rows and at the approved estimate plus one row's price.
     """
     env_map = os.environ if env is None else env
@@ -442,7 +443,7 @@ def run(
                             token,
                             approved,
                         )
-                    finally:  # the steps it ran, for the run's numbers (engine/accounting.py)
+                    finally:  # the steps it ran, for the run's numbers (engine/ledger/accounting.py)
                         recorder.flush(outcome.status if outcome is not None else "failed")
                     one = outcome
                     one.started_at, one.completed_at = began, time.time()
@@ -508,7 +509,7 @@ def _check_key(api: SixtyfourClient) -> None:
 def _close_run(
     recorder: RunRecorder, result: RunResult, syncs: Mapping[str, LoadedSync], *, crashed: bool = False
 ) -> None:
-    """Take the numbers of the run's syncs in this ledger from the ledger's facts (engine/accounting.py), and
+    """Take the numbers of the run's syncs in this ledger from the ledger's facts (engine/ledger/accounting.py), and
     record the run's outcome where the run left a row (always, even after a crash)."""
     if not recorder.opened:
         return
@@ -725,7 +726,7 @@ def status(
             )
             these = ledger.list_runs(limit=10_000)
             these = [r for r in these if r["run_id"] == run_id] if run_id else these[:limit]
-            for r in these:  # the numbers every view shows, from the ledger's facts (engine/accounting.py)
+            for r in these:  # the numbers every view shows, from the ledger's facts (engine/ledger/accounting.py)
                 acc = run_account(ledger, str(r["run_id"]))
                 r.update(acc.counts())
                 r["charged_later_cents"] = acc.total("charged_later_cents")

@@ -19,16 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sixtyfour_sync.api import ConflictError, NotFoundError, SixtyfourClient
+from sixtyfour_sync.api import SixtyfourClient
 from sixtyfour_sync.api.poll import poll_interval_from_env
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder
 from sixtyfour_sync.engine.jobs.budget import Budget
+from sixtyfour_sync.engine.jobs.cancel import cancel_job, cancel_row
 from sixtyfour_sync.engine.jobs.scheduler import StopToken
 from sixtyfour_sync.engine.jobs.states import ACTIVE, HELD, JobState
 from sixtyfour_sync.engine.ledger.accounting import RunAccount
 from sixtyfour_sync.engine.ledger.lease import Lease, LeaseHeldError, lease_name, pid_alive
-from sixtyfour_sync.engine.ledger.store import Job, Ledger, new_run_id, read_account
+from sixtyfour_sync.engine.ledger.store import Ledger, new_run_id, read_account
 from sixtyfour_sync.engine.plan.approval import ApprovedPlan, approved_from, capped, hold_to, plan_document, read_plan
 from sixtyfour_sync.engine.plan.checks import check_sync
 from sixtyfour_sync.engine.plan.planner import owned_columns, plan_sync, resolve_inputs, resolve_key_types, target_ref
@@ -780,46 +781,21 @@ def cancel(
             jobs = ledger.jobs_for(sync_name=sync_name, run_id=run_id, states=states, target=target_id)
             if not jobs:
                 continue
-            lease = Lease(ledger, lease_name(sync_name, target_id), f"cancel-{new_run_id()}", renew_every=15.0)
+            holder = f"cancel-{new_run_id()}"
+            lease = Lease(ledger, lease_name(sync_name, target_id), holder, renew_every=15.0)
             try:
                 lease.acquire()
             except LeaseHeldError as exc:
-                out.extend(_row(j, error=f"not cancelled: {exc}") for j in jobs)
+                out.extend(cancel_row(j, error=f"not cancelled: {exc}") for j in jobs)
                 continue
             ledger.guard = lease.check
             try:
                 for job in jobs:
-                    out.append(_cancel_job(ledger, api, job))
+                    out.append(cancel_job(ledger, api, job, holder))
             finally:
                 ledger.guard = _no_guard
                 lease.release()
     return out
-
-
-def _row(job: Job, **values: Any) -> dict[str, Any]:
-    return {"job_id": job.job_id, "task_id": job.task_id, "sync": job.sync_name, **values}
-
-
-def _cancel_job(ledger: Ledger, api: SixtyfourClient, job: Job) -> dict[str, Any]:
-    if job.state is S.WRITTEN:
-        ledger.transition(job.job_id, S.WRITTEN, S.CANCELLED, charged_cents=0.0, error="cancelled before it was sent")
-        return _row(job, status="cancelled")
-    if job.state is S.SUBMITTING or not job.task_id:
-        return _row(job, error="its submission may have reached the API: left for the next run, which finishes it")
-    ledger.transition(job.job_id, S.SUBMITTED, S.CANCELLING)
-    try:
-        answer = api.cancel(job.task_id)
-    except ConflictError as exc:  # already finished: the next run merges what it paid for
-        ledger.transition(job.job_id, S.CANCELLING, S.SUBMITTED, error=f"not cancelled: {exc}")
-        return _row(job, error=f"not cancelled: the job already ended ({exc}); the next run merges it")
-    except NotFoundError as exc:
-        ledger.transition(job.job_id, S.CANCELLING, S.LOST, error=f"job-status answered 404 on cancel: {exc}")
-        return _row(job, error=f"the API does not know the job ({exc}); marked lost")
-    except SixtyfourSyncError as exc:
-        ledger.transition(job.job_id, S.CANCELLING, S.SUBMITTED, error=f"cancel failed: {exc}")
-        return _row(job, error=str(exc))
-    ledger.transition(job.job_id, S.CANCELLING, S.CANCELLED, api_status=answer.status, charged_cents=0.0)
-    return _row(job, status="cancelled")
 
 
 def dbt_sources(

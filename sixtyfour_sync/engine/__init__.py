@@ -8,6 +8,7 @@
         planner.py                 a sync's plan: its steps, rows by reason, files, price, estimate
         approval.py                an approved plan (plan -o / run --plan) and the caps it holds a run to
     runner.py, context.py      one sync's life: resume, the step's selection, files, the event loop
+    events.py                  what comes back to the main thread, as typed values
     rows/                      warehouse -> files
         select.py                  the selection SQL (new, changed, stale, failed...) and its buckets
         extract.py                 streaming the selection, keys checked, rows hashed
@@ -16,6 +17,7 @@
         deletions.py               target.on_source_delete
     jobs/                      files -> the API and back
         driver.py                  the one writer of job states (submit, poll, download, cancel)
+        cancel.py                  `sixtyfour-sync cancel`, through the driver's record_move
         states.py                  the job state machine (pure)
         keys.py, budget.py         Idempotency-Keys; fitting files to a budget (pure)
         scheduler.py               API calls on worker threads, their answers as typed events

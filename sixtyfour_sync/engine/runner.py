@@ -35,6 +35,7 @@ from sixtyfour_sync.api import JobPoller, SixtyfourClient
 from sixtyfour_sync.api.schema import validate_config
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec, build_api_config
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder, SyncContext
+from sixtyfour_sync.engine.events import ApiAnswer, Event, FileWritten, ProducerDone, ProducerFailed, RowsScanned
 from sixtyfour_sync.engine.failpoints import failpoint
 from sixtyfour_sync.engine.jobs.budget import Budget, fit_file
 from sixtyfour_sync.engine.jobs.driver import JobDriver, Tracked
@@ -881,14 +882,16 @@ class SyncRunner:
                 merger.flush()
             event = ctx.scheduler.next_event(min(timeout, 0.2) if merger.pending else timeout)
             if event is not None:
-                self._handle(*event)
+                self._handle(event)
 
-    def _handle(self, kind: str, payload: Any) -> None:
-        if kind == "file":
-            self._on_file(payload)
-        elif kind == "scanned":
-            self.ctx.reporter.on("scanned", self.ctx.name, rows=payload)
-        elif kind == "producer_done":
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, ApiAnswer):
+            self.driver.handle(event)
+        elif isinstance(event, FileWritten):
+            self._on_file(event.chunk)
+        elif isinstance(event, RowsScanned):
+            self.ctx.reporter.on("scanned", self.ctx.name, rows=event.rows)
+        elif isinstance(event, ProducerDone):
             if self.producer is not None:
                 self.producer.done = True
             if self.scan is not None:
@@ -896,16 +899,13 @@ class SyncRunner:
                 files = math.ceil(total / self.ctx.spec.chunk_rows) if total else 0
                 self.ctx.reporter.on("plan", self.ctx.name, rows=total, files=files)
                 self._scan_done()
-        elif kind == "producer_error":
+        elif isinstance(event, ProducerFailed):
             if self.producer is not None:
                 self.producer.stop()
-            if isinstance(payload, SixtyfourSyncError):
-                self.stop_sync("failed", str(payload))
+            if isinstance(event.error, SixtyfourSyncError):
+                self.stop_sync("failed", str(event.error))
             else:
-                raise payload
-        elif kind == "api":
-            tracked, what, value = payload
-            self.driver.handle(tracked, what, value)
+                raise event.error
 
     def _interrupted(self) -> None:
         reason = self.ctx.stop.reason or "stopped"

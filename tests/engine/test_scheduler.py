@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from sixtyfour_sync.engine.events import ApiAnswer, Call
 from sixtyfour_sync.engine.jobs.scheduler import Scheduler
 
 
@@ -13,13 +14,13 @@ def test_an_answer_is_queued_before_its_call_stops_counting() -> None:
     scheduler = Scheduler(2, "test")
     try:
         for i in range(200):
-            scheduler.call("done", i, lambda i=i: i * 2)
+            scheduler.call(Call.POLL, i, lambda i=i: i * 2)
             deadline = time.monotonic() + 5
             while scheduler.busy and time.monotonic() < deadline:
                 pass
             assert scheduler.busy == 0
             assert not scheduler.settled()  # the answer waits in the queue
-            assert scheduler.next_event(1.0) == ("api", (i, "done", i * 2))
+            assert scheduler.next_event(1.0) == ApiAnswer(Call.POLL, i, i * 2)
             assert scheduler.settled()
     finally:
         scheduler.shutdown()
@@ -34,11 +35,12 @@ def test_a_call_that_raises_gives_its_exception_and_settles() -> None:
         raise ValueError("refused")
 
     try:
-        scheduler.call("submitted", "job", slow_failure)
+        scheduler.call(Call.SUBMIT, "job", slow_failure)
         assert not scheduler.settled() and scheduler.busy == 1
         release.set()
-        kind, (subject, what, value) = scheduler.next_event(5.0)  # type: ignore[misc]
-        assert (kind, subject, what) == ("api", "job", "submitted") and isinstance(value, ValueError)
+        answer = scheduler.next_event(5.0)
+        assert isinstance(answer, ApiAnswer)
+        assert (answer.call, answer.subject) == (Call.SUBMIT, "job") and isinstance(answer.value, ValueError)
         deadline = time.monotonic() + 5
         while not scheduler.settled() and time.monotonic() < deadline:
             time.sleep(0.001)

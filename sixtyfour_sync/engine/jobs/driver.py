@@ -43,9 +43,10 @@ from sixtyfour_sync.api import (
 )
 from sixtyfour_sync.api.errors import ApiError, DownloadError
 from sixtyfour_sync.engine.context import SyncContext
+from sixtyfour_sync.engine.events import ApiAnswer, Call
 from sixtyfour_sync.engine.failpoints import failpoint
 from sixtyfour_sync.engine.jobs.states import JobState, stamp_run
-from sixtyfour_sync.engine.ledger.store import Job, utcnow
+from sixtyfour_sync.engine.ledger.store import Job, Ledger, utcnow
 from sixtyfour_sync.engine.plan.planner import arrow_to_logical, owned_columns
 from sixtyfour_sync.engine.results import result_files
 from sixtyfour_sync.engine.results.merger import Merger
@@ -138,6 +139,23 @@ class Host(Protocol):
         or the file was refused or given up): files waiting for the estimate go on."""
 
 
+def record_move(
+    ledger: Ledger,
+    run_id: str,
+    job_id: str,
+    old: JobState,
+    new: JobState,
+    *,
+    session: Session | None = None,
+    **values: Any,
+) -> None:
+    """Record a job's move from ``old`` to ``new`` (compare-and-set), stamped with the run that made it
+    (:func:`~sixtyfour_sync.engine.jobs.states.stamp_run`): the one way job states are written, by a run's
+    driver and by ``cancel`` (engine/jobs/cancel.py)."""
+    values.update(stamp_run(new, run_id))
+    ledger.transition(job_id, old, new, session=session, **values)
+
+
 class JobDriver:
     """Moves tracked jobs through the state machine for one sync."""
 
@@ -159,8 +177,7 @@ class JobDriver:
         The run that records a job's charge (``completed``) or its end is recorded with it: a run's numbers
         (engine/ledger/accounting.py) tell its own charges from those of jobs it finished for earlier runs.
         """
-        values.update(stamp_run(new, self.ctx.run_id))
-        self.ctx.ledger.transition(t.job_id, t.state, new, session=session, **values)
+        record_move(self.ctx.ledger, self.ctx.run_id, t.job_id, t.state, new, session=session, **values)
         t.state = new
         t.outcome.state = new.value
 
@@ -205,16 +222,17 @@ class JobDriver:
             elif action == "cancel":
                 self.cancel(t)
 
-    def handle(self, t: Tracked, what: str, value: Any) -> None:
-        """An API call's answer (or exception) for ``t``."""
+    def handle(self, answer: ApiAnswer) -> None:
+        """An API call's answer (or exception) for the job it was made for."""
+        t: Tracked = answer.subject
         t.busy = False
         handler = {
-            "submitted": self.on_submitted,
-            "polled": self.on_polled,
-            "downloaded": self.on_downloaded,
-            "cancelled": self.on_cancelled,
-        }[what]
-        handler(t, value)
+            Call.SUBMIT: self.on_submitted,
+            Call.POLL: self.on_polled,
+            Call.DOWNLOAD: self.on_downloaded,
+            Call.CANCEL: self.on_cancelled,
+        }[answer.call]
+        handler(t, answer.value)
 
     def record_completed(self, t: Tracked, session: Session | None = None) -> None:
         """Record ``completed`` (and the charge) for a job the API finished, if not recorded yet."""
@@ -250,7 +268,7 @@ class JobDriver:
         t.attempts += 1
         # The config was checked against the API's rules before anything was written, and the file was made
         # here within the limits: no need to count its rows again.
-        ctx.scheduler.call("submitted", t, lambda: ctx.client.submit(spec.endpoint, path, config, key, validate=False))
+        ctx.scheduler.call(Call.SUBMIT, t, lambda: ctx.client.submit(spec.endpoint, path, config, key, validate=False))
 
     def on_submitted(self, t: Tracked, value: SubmitResult | BaseException) -> None:
         """Record the API's answer to a submission."""
@@ -404,7 +422,7 @@ class JobDriver:
         task = t.task_id
         assert task is not None
         t.busy = True
-        self.ctx.scheduler.call("polled", t, lambda: self.ctx.client.job_status(task))
+        self.ctx.scheduler.call(Call.POLL, t, lambda: self.ctx.client.job_status(task))
 
     def _refused_key(self, t: Tracked, exc: BaseException, doing: str) -> None:
         self.key_refused = ApiKeyRefusedError(
@@ -492,7 +510,7 @@ class JobDriver:
         task = t.task_id
         assert task is not None
         t.busy = True
-        self.ctx.scheduler.call("cancelled", t, lambda: self.ctx.client.cancel(task))
+        self.ctx.scheduler.call(Call.CANCEL, t, lambda: self.ctx.client.cancel(task))
 
     def on_cancelled(self, t: Tracked, value: Any) -> None:
         """Whatever the answer, polling tells how the job ended."""
@@ -555,7 +573,7 @@ class JobDriver:
 
         t.busy = True
         t.downloads += 1
-        ctx.scheduler.call("downloaded", t, work)
+        ctx.scheduler.call(Call.DOWNLOAD, t, work)
 
     def on_downloaded(self, t: Tracked, value: tuple[ResultDownload, MergePlan] | BaseException) -> None:
         """Record the download, then merge (or hold a result that cannot be read)."""

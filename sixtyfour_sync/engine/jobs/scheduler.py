@@ -19,6 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from sixtyfour_sync.engine.events import ApiAnswer, Call, Event
+
 __all__ = ["Scheduler", "StopToken", "handle_signals"]
 
 
@@ -84,13 +86,13 @@ class Scheduler:
     """A pool of API workers whose results come back as events, plus a queue for other producers."""
 
     def __init__(self, workers: int, name: str) -> None:
-        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.events: queue.Queue[Event] = queue.Queue()
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix=name)
         self._busy = 0
         self._lock = threading.Lock()
 
-    def call(self, what: str, subject: Any, fn: Callable[[], Any]) -> None:
-        """Run ``fn`` on a worker; its value or exception comes back as ``("api", (subject, what, value))``."""
+    def call(self, call: Call, subject: Any, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on a worker; its value or exception comes back as an :class:`ApiAnswer` to ``call``."""
         with self._lock:
             self._busy += 1
 
@@ -100,7 +102,7 @@ class Scheduler:
             try:
                 if not fut.cancelled():
                     exc = fut.exception()
-                    self.events.put(("api", (subject, what, exc if exc is not None else fut.result())))
+                    self.events.put(ApiAnswer(call, subject, exc if exc is not None else fut.result()))
             finally:
                 with self._lock:
                     self._busy -= 1
@@ -118,7 +120,7 @@ class Scheduler:
         with self._lock:
             return self._busy == 0 and self.events.empty()
 
-    def next_event(self, timeout: float) -> tuple[str, Any] | None:
+    def next_event(self, timeout: float) -> Event | None:
         """The next event, or None after ``timeout`` seconds."""
         try:
             return self.events.get(timeout=max(0.01, timeout))

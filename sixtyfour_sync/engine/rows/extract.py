@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sixtyfour_sync.engine.events import Event, FileWritten, ProducerDone, ProducerFailed, RowsScanned
 from sixtyfour_sync.engine.rows.files import ChunkFile, write_chunks
 from sixtyfour_sync.engine.rows.select import (
     DELIBERATE,
@@ -179,7 +180,7 @@ class Producer:
         chunk_rows: int,
         batch_rows: int,
         files_ahead: int,
-        events: queue.Queue[tuple[str, Any]],
+        events: queue.Queue[Event],
         owns_adapter: bool,
         stats: ScanStats,
         limit: int | None = None,
@@ -233,7 +234,7 @@ class Producer:
                     batch = batch.slice(0, left)
                     self.stats.limited = True
                 self.stats.count(batch)
-                self._events.put(("scanned", raw.num_rows))
+                self._events.put(RowsScanned(raw.num_rows))
                 if batch.num_rows:
                     yield batch
                 if left is not None:
@@ -269,13 +270,13 @@ class Producer:
                     job_id = uuid.uuid4().hex
                     self._key_writer(job_id, chunk.kept.select([KEY_HASH_COLUMN, HASH_COLUMN]))
                     chunk = replace(chunk, meta={**chunk.meta, "job_id": job_id})
-                self._events.put(("file", chunk))
+                self._events.put(FileWritten(chunk))
         except BaseException as exc:  # reported to the main thread, which decides
-            self._events.put(("producer_error", exc))
+            self._events.put(ProducerFailed(exc))
         finally:
             if self._owns_adapter:
                 adapter.close()
-            self._events.put(("producer_done", None))
+            self._events.put(ProducerDone())
 
 
 def rebuild_file(

@@ -78,6 +78,7 @@ def run_results(result: RunResult) -> list[dict[str, Any]]:
                 "not_returned": s["rows_not_returned"],
                 "unexpected": s["rows_unexpected"],
                 "merged": s["rows_merged"],
+                "unsent_at_budget": s.get("rows_unsent", 0),
             },
             "jobs": [{k: j.get(k) for k in _JOB_KEYS} for j in jobs],
             "resumed_jobs": s["resumed_jobs"],

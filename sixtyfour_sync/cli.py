@@ -72,6 +72,11 @@ _no_wait = click.option(
 _fail_fast = click.option(
     "--fail-fast", "-x", is_flag=True, help="Stop at the first sync that fails (default: run the others)."
 )
+_fail_on_budget = click.option(
+    "--fail-on-budget",
+    is_flag=True,
+    help="Exit 1 when a sync reaches its budget (default: it sends what fits, warns and exits 0, as a cap should).",
+)
 _retry_lost = click.option(
     "--retry-lost",
     is_flag=True,
@@ -81,8 +86,10 @@ RUN_EXIT_CODES = """\b
 Exit codes:
   0    success; also "nothing to do" (the selection picks no sync), and
        --no-wait once everything selected is submitted
-  1    failure: config, API key, budget, out of credits, bad data, an
-       internal error (it says so); --fail-on-empty with no sync selected
+  1    failure: config, API key, out of credits, bad data, an internal
+       error (it says so); --fail-on-empty with no sync selected;
+       --fail-on-budget when a sync reached its budget (without it, a
+       budget reached is a warning: status budget_reached, exit 0)
   2    bad command-line usage
   3    partial: some jobs failed, or were still running when the run
        stopped waiting (--max-wait); the next run picks them up
@@ -165,6 +172,7 @@ def _write_artifact(opts: GlobalOptions, command: str, payload: Any, started: fl
 @_max_wait
 @_no_wait
 @_fail_fast
+@_fail_on_budget
 @_retry_lost
 @_retry_unreadable
 @click.option(
@@ -255,6 +263,7 @@ def _save_plan(opts: GlobalOptions, plans: Any, out: Path) -> None:
 @_max_wait
 @_no_wait
 @_fail_fast
+@_fail_on_budget
 @_retry_lost
 @_retry_unreadable
 @click.option(
@@ -277,6 +286,7 @@ def run(
     max_wait: float | None,
     no_wait: bool,
     fail_fast: bool,
+    fail_on_budget: bool,
     retry_lost: bool,
     retry_unreadable: bool,
     plan_file: Path | None,
@@ -341,6 +351,7 @@ def run(
                 stop=token,
                 retry_lost=retry_lost,
                 retry_unreadable=retry_unreadable,
+                fail_on_budget=fail_on_budget,
                 plan=approved,
                 **common,
             )

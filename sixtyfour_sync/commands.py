@@ -358,6 +358,7 @@ def run(
     command: str = "run",
     plan: ApprovedPlan | Sequence[SyncPlan] | Path | str | None = None,
     fail_on_empty: bool = False,
+    fail_on_budget: bool = False,
 ) -> RunResult:
     """Finish unfinished jobs, then select, submit, poll, download, parse and upsert; return the outcome.
 
@@ -408,7 +409,7 @@ def run(
     if submit_retry_seconds is not None:
         settings.submit_retry_seconds = submit_retry_seconds
     budget = Budget(None if max_cost_cents is None else float(max_cost_cents))
-    result = RunResult(new_run_id())
+    result = RunResult(new_run_id(), fail_on_budget=fail_on_budget)
     result.syncs.extend(skipped)
     names = [s.spec.name for s in syncs]
     recorders: dict[int, RunRecorder] = {}
@@ -451,7 +452,9 @@ def run(
                     # what the definition allows but the API may refuse (an unknown struct type): said first
                     one.warnings[:0] = [w for w in loaded.spec.warnings() if w not in one.warnings]
                     result.syncs.append(one)
-                    failed = fail_fast and one.status in ("failed", "budget")
+                    failed = fail_fast and one.status in (
+                        ("failed", "budget_reached") if fail_on_budget else ("failed",)
+                    )
                     if one.status == "no_credits" or result.error or failed:
                         # Out of credits, or the key was refused: the other syncs would be refused too.
                         # --fail-fast: stop at the first failure.

@@ -64,7 +64,7 @@ def sixtyfour_enrich() -> None:
         result = run_syncs(
             PROJECT, select=list(planned), max_cost_cents=BUDGET_CENTS, max_wait_seconds=WAIT_PER_POKE_SECONDS
         )
-        if result.exit_code == 1:  # config, budget, credits or bad data: a person has to act
+        if result.exit_code == 1:  # config, credits or bad data: a person has to act (a budget reached is exit 0)
             errors = "; ".join(e for s in result.syncs for e in s.errors) or result.status
             raise AirflowFailException(f"sixtyfour-sync run {result.run_id} failed: {errors}")
         return PokeReturnValue(is_done=result.exit_code == 0, xcom_value=result.to_dict())

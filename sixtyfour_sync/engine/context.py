@@ -25,7 +25,7 @@ __all__ = ["REFUSED", "EngineSettings", "Reporter", "RunRecorder", "SyncContext"
 
 log = logging.getLogger("sixtyfour_sync.engine")
 #: Outcomes of a sync that, before anything was accepted, leave no trace in the ledger.
-REFUSED = frozenset({"failed", "budget", "no_credits", "interrupted", "skipped", "locked"})
+REFUSED = frozenset({"failed", "budget_reached", "no_credits", "interrupted", "skipped", "locked"})
 
 
 class Reporter:

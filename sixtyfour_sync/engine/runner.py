@@ -707,7 +707,8 @@ class SyncRunner:
         fit = fit_file(chunk.rows, room, trusted)
         if fit.stop:
             at = f" at {trusted:g} cents per row, as the API quoted it in this run" if trusted else ""
-            self.stop_sync("budget", f"budget reached: {fit.reason}{at}; nothing more was submitted")
+            self.result.rows_unsent += chunk.rows
+            self.stop_sync("budget_reached", f"budget reached: {fit.reason}{at}; nothing more was submitted")
             chunk.path.unlink(missing_ok=True)
             if holds_slot:
                 self.release_slot()
@@ -729,8 +730,9 @@ class SyncRunner:
                     ctx.note("the price per row is not known yet: a one-row file goes first to learn it")
             else:
                 chunk.path.unlink(missing_ok=True)
+                self.result.rows_unsent += chunk.rows - fit.rows
                 self.stop_sync(
-                    "budget",
+                    "budget_reached",
                     f"budget reached: only {fit.rows:,} of the next file's {chunk.rows:,} rows fit the budget at "
                     f"{trusted:g} cents per row; they were sent and nothing more was submitted",
                 )
@@ -828,19 +830,26 @@ class SyncRunner:
     def stop_sync(self, status: str, message: str, *, partial_ok: bool = False) -> None:
         """Stop submitting for this sync (jobs under way are still finished)."""
         r = self.result
+        # a budget reached is a cap doing its job: a warning, and the sync succeeds (run --fail-on-budget: exit 1)
+        warn = partial_ok or status == "budget_reached"
         if self.stop_reason is None:
-            (r.warnings if partial_ok else r.errors).append(message)
-            self.ctx.note(message, "warning" if partial_ok else "error")
+            (r.warnings if warn else r.errors).append(message)
+            self.ctx.note(message, "warning" if warn else "error")
         self.stop_reason = self.stop_reason or status
         if self.producer is not None:
             self.producer.stop()
         for chunk, holds_slot in self.waiting_files:
+            if status == "budget_reached":
+                r.rows_unsent += chunk.rows
             chunk.path.unlink(missing_ok=True)
             if holds_slot:
                 self.release_slot()
         self.waiting_files = []
         self.awaiting_estimate = False
-        if not partial_ok and r.status in ("ok", "partial", "nothing_to_do"):
+        if status == "budget_reached":
+            if r.status in ("ok", "nothing_to_do"):
+                r.status = status
+        elif not partial_ok and r.status in ("ok", "partial", "nothing_to_do", "budget_reached"):
             r.status = status
 
     # ------------------------------------------------------------------ main loop

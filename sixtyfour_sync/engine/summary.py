@@ -142,8 +142,9 @@ class SyncResult:
     """The outcome of one sync in a run."""
 
     name: str
-    #: ok | nothing_to_do | partial | failed | budget | no_credits | interrupted | skipped | locked (a webhook
-    #: receiver found the sync's lease held: the run holding it finishes the job)
+    #: ok | nothing_to_do | partial | failed | budget_reached | no_credits | interrupted | skipped | locked (a
+    #: webhook receiver found the sync's lease held: the run holding it finishes the job). budget_reached: it
+    #: sent what its budget allowed and stopped (a warning, exit 0; ``run --fail-on-budget`` makes it exit 1).
     status: str = "ok"
     rows_by_reason: dict[str, int] = field(default_factory=dict)
     rows_sent: int = 0
@@ -163,6 +164,9 @@ class SyncResult:
     #: "New fields" steps in this run: the fields asked (comma-separated) -> rows asked and answered.
     new_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     returned: int = 0
+    #: Rows selected and read but not sent because the budget was reached (rows of the selection not read yet
+    #: when it stopped are not counted: ``plan`` counts them all).
+    rows_unsent: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     resumed: ResumedWork = field(default_factory=ResumedWork)
@@ -207,6 +211,7 @@ class SyncResult:
             "replays",
             "incomplete_rows",
             "rows_quarantined",
+            "rows_unsent",
         ):
             setattr(self, name, getattr(self, name) + getattr(step, name))  # fmt: skip
         self.jobs.extend(step.jobs)
@@ -320,6 +325,7 @@ class SyncResult:
             "replayed_rows": self.replayed_rows,
             "incomplete_rows": self.incomplete_rows,
             "rows_quarantined": self.rows_quarantined,
+            "rows_unsent": self.rows_unsent,
             "rows_released": self.rows_released,
             "rows_source_deleted": self.rows_source_deleted,
             "rows_source_restored": self.rows_source_restored,
@@ -359,13 +365,16 @@ class RunResult:
     #: Whether a ledger holds the run (a run refused before anything was accepted is recorded nowhere: it shows
     #: no run id, since ``status --run`` could not find it).
     recorded: bool = False
+    #: ``run --fail-on-budget``: a sync that reached its budget fails the run (exit 1) instead of a warning.
+    fail_on_budget: bool = False
 
     @property
     def status(self) -> str:
         """``success``, ``partial``, ``failed`` or ``interrupted`` (exit codes 0, 3, 1, 130/143)."""
         if self.interrupted_exit is not None:
             return "interrupted"
-        if self.error or any(s.status in ("failed", "budget", "no_credits") for s in self.syncs):
+        refused = ("failed", "no_credits", "budget_reached") if self.fail_on_budget else ("failed", "no_credits")
+        if self.error or any(s.status in refused for s in self.syncs):
             return "failed"
         if any(s.status == "partial" for s in self.syncs):
             return "partial"

@@ -171,7 +171,7 @@ def test_a_budget_stopped_run_tells_one_story(project: E2EProject, wh: Warehouse
     project.write_model(chunk_rows=10)
     result = run(project, max_cost_cents=35)
     (sync,) = result.syncs
-    assert sync.status == "budget"
+    assert sync.status == "budget_reached"
     numbers = assert_views_agree(project, result)
     assert 0 < numbers["rows_sent"] < 50
     assert numbers["charged_cents"] <= 35 + 2  # one row's price at most

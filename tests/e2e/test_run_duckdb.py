@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from sixtyfour_sync import commands as api
-from tests.e2e.conftest import E2EProject, lead_rows
+from tests.e2e.conftest import E2EProject, lead_rows, run_cli
 
 
 def _setup_duckdb(project: E2EProject, rows: int) -> Path:
@@ -102,13 +102,33 @@ def test_budget_stops_before_spending(project: E2EProject) -> None:
     project.write_model(chunk_rows=100, extra="budget:\n  max_cost_cents: 250\n  price_cents_per_row: 2\n")
     result = _run(project)
     s = result.syncs[0]
-    assert s.status == "budget"
-    assert result.exit_code == 1
+    assert s.status == "budget_reached"
+    assert result.exit_code == 0  # the budget is a cap: what fits is sent, the rest waits, the run succeeds
+    assert any("budget reached" in w for w in s.warnings) and not s.errors
+    assert 75 <= s.rows_unsent <= 300 - 125  # the rest of the second file at least; rows not read are not counted
     # a one-row file checks the configured price first; then the rest of the first file (198 cents) fits, and of
     # the second only the 25 rows that fit the 50 cents left are sent
     assert s.rows_sent == 125
     assert s.estimated_cost_cents <= 250
     assert [x.row_count for x in project.emulator.submissions] == [1, 99, 25]
+
+
+def test_a_budget_reached_is_exit_0_with_a_warning_and_fail_on_budget_makes_it_1(project: E2EProject) -> None:
+    import json
+
+    _setup_duckdb(project, 60)
+    project.write_model(chunk_rows=20, extra="budget:\n  max_cost_cents: 41\n  price_cents_per_row: 2\n")
+    capped = run_cli(project, "run", "--yes", "--log-format", "json")
+    assert capped.returncode == 0, capped.stdout + capped.stderr
+    summary = next(json.loads(line) for line in capped.stdout.splitlines() if '"run.summary"' in line)
+    (sync,) = summary["syncs"]
+    assert sync["status"] == "budget_reached" and 0 < sync["rows_sent"] < 60 and sync["rows_unsent"] > 0
+    assert any("budget reached" in w for w in sync["warnings"]) and not sync["errors"]
+    artifact = json.loads((project.dir / "target" / "sixtyfour_run_results.json").read_text())
+    assert artifact["results"][0]["rows"]["unsent_at_budget"] == sync["rows_unsent"]
+    strict = run_cli(project, "run", "--yes", "--fail-on-budget")
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "budget_reached" in strict.stdout
 
 
 @pytest.mark.parametrize("when", ["missing"])

@@ -39,14 +39,16 @@ __all__ = [
 SEVERITY = (
     "failed",
     "no_credits",
-    "budget",
     "interrupted",
     "locked",
     "partial",
+    "budget_reached",
     "ok",
     "nothing_to_do",
     "skipped",
 )
+#: Step statuses an earlier version recorded under another name.
+_RENAMED = {"budget": "budget_reached"}
 #: Job states whose rows the API accepted (a task exists, or may).
 _ACCEPTED_STATES = {
     "submitted",
@@ -200,7 +202,7 @@ class StepFacts:
             run_id=str(row["run_id"]),
             sync_name=str(row["sync_name"]),
             step=str(row.get("step") or "own"),
-            status=str(row.get("status") or "ok"),
+            status=_RENAMED.get(str(row.get("status") or "ok"), str(row.get("status") or "ok")),
             rows_by_reason=_json_counts(row.get("rows_by_reason")),
             rows_released=_int(row.get("rows_released")),
             rows_source_deleted=_int(row.get("rows_source_deleted")),
@@ -357,7 +359,7 @@ def sync_status(step_statuses: Iterable[str], *, sent: int = 0) -> str:
 def _counted(step: StepFacts) -> str:
     """A step's status as the sync's counts it: the budget reached while escalating ends the escalation, not the
     sync (its own answers are all in)."""
-    if step.step.startswith("escalate:") and step.status == "budget":
+    if step.step.startswith("escalate:") and step.status == "budget_reached":
         return "ok"
     return step.status
 

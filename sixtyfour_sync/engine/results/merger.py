@@ -92,6 +92,9 @@ class Merger:
         """One transaction for ``batch``; False (and nothing written) when the warehouse refused it."""
         ctx, d = self.ctx, self.driver
         before = [t.state for t, _, _ in batch]
+        # the charges waiting to be recorded with the merge: taken out inside the transaction, put back if it rolls
+        # back (else a retry would move a job the ledger still has as submitted straight to merged)
+        held = [t.extra.get("completed") for t, _, _ in batch]
 
         d.ensure_target()
         tasks = [t.task_id for t, _, _ in batch if t.task_id]
@@ -123,9 +126,11 @@ class Merger:
                 ctx.target, list(ctx.spec.source.key), _combine(batch), before_commit=ledger_write
             )
         except (WarehouseError, pa.ArrowException) as exc:
-            for (t, _, _), was in zip(batch, before, strict=True):  # rolled back: the ledger says what it said
+            for (t, _, _), was, charge in zip(batch, before, held, strict=True):  # rolled back: as it was
                 t.state = was
                 t.outcome.state = was.value
+                if charge is not None:
+                    t.extra["completed"] = charge
             if report and not self._quarantine(batch[0], exc):
                 t, got, _ = batch[0]
                 self._failed(t, got, exc)
@@ -157,6 +162,8 @@ class Merger:
         refused = quarantine.find_refused(attempt, part.data.num_rows)
         if refused is None:
             return False
+        if not refused:  # every row merges: what failed was not the rows (the ledger write): once more, whole
+            return self._merge([item], report=False)
         records = quarantine.refused_records(
             part, refused, sent, key, KEY_PREFIX_COLUMN, sync_name=ctx.name, job_id=t.job_id, task_id=t.task_id
         )

@@ -51,7 +51,7 @@ def fold(base: SyncResult, step: SyncResult, tier: str) -> None:
     """Add an escalation step's outcome to the sync's result."""
     base.add_step(step, {"escalate": f"escalate:{tier}"})
     base.tiers[tier] = tier_stats(step)
-    if step.status == "budget":
+    if step.status == "budget_reached":
         # the sync's own answers are all in: a budget that stops the extra asking is not a failure
         base.warnings.extend(e for e in step.errors if e not in base.warnings)
         base.errors = [e for e in base.errors if e not in step.errors]
@@ -87,6 +87,6 @@ def escalate(
         step.ctx.note(f"escalating weak answers from {previous} to {tier}")
         outcome = step.run()
         fold(result, outcome, tier)
-        if step.stop_reason in ("budget", "no_credits"):
+        if step.stop_reason in ("budget_reached", "no_credits"):
             return
         previous, last, runner = tier, outcome, step

@@ -84,7 +84,7 @@ def ask_new_fields(
             outcome = step.run()
             _fold(result, outcome)
             runner.sync_spent = step.sync_spent
-            if step.stop_reason in ("budget", "no_credits"):
+            if step.stop_reason in ("budget_reached", "no_credits"):
                 return
             asked_before = asked_before or bool(outcome.rows_sent) or bool(outcome.jobs)
 

@@ -18,6 +18,7 @@ import pytest
 from sixtyfour_sync.api import JobStatus, NotFoundError, SubmitResult
 from sixtyfour_sync.api.errors import BadRequestError, DownloadError
 from sixtyfour_sync.config.models import SyncSpec
+from sixtyfour_sync.engine.events import ApiAnswer, Call
 from sixtyfour_sync.engine.jobs.driver import JobDriver, Tracked
 from sixtyfour_sync.engine.jobs.states import (
     HELD,
@@ -73,16 +74,20 @@ class FakeLedger:
         return [v for _, _, n, v in self.moves if n is new][-1]
 
 
+#: How the log names the call each answer is to (as the driver's handlers are named).
+ANSWERED = {Call.SUBMIT: "submitted", Call.POLL: "polled", Call.DOWNLOAD: "downloaded", Call.CANCEL: "cancelled"}
+
+
 class FakeScheduler:
     """Keeps each call instead of running it on a worker; the test runs it when it likes."""
 
     def __init__(self, log: list[tuple[Any, ...]]) -> None:
         self.log = log
-        self.calls: list[tuple[str, Tracked, Callable[[], Any]]] = []
+        self.calls: list[tuple[Call, Tracked, Callable[[], Any]]] = []
 
-    def call(self, what: str, subject: Tracked, fn: Callable[[], Any]) -> None:
-        self.log.append(("schedule", what))
-        self.calls.append((what, subject, fn))
+    def call(self, call: Call, subject: Tracked, fn: Callable[[], Any]) -> None:
+        self.log.append(("schedule", ANSWERED[call]))
+        self.calls.append((call, subject, fn))
 
     def run_last(self, driver: JobDriver) -> None:
         """Make the last scheduled call and hand its answer (or its exception) to the driver."""
@@ -91,7 +96,7 @@ class FakeScheduler:
             value = fn()
         except Exception as exc:  # an answer, as the real scheduler hands it back
             value = exc
-        driver.handle(t, what, value)
+        driver.handle(ApiAnswer(what, t, value))
 
 
 class FakeClient:
@@ -319,7 +324,7 @@ def test_a_downloaded_result_goes_to_the_merge_with_the_charge_still_to_record(t
     _submit_and_answer(w, t)
     _poll(w, t, _status("task-1", cents=275))
     got, plan = object(), object()
-    w.driver.handle(t, "downloaded", (got, plan))
+    w.driver.handle(ApiAnswer(Call.DOWNLOAD, t, (got, plan)))
     [(state, extra)] = w.merged
     assert state is S.SUBMITTED and extra["completed"]["charged_cents"] == 275.0
 
@@ -447,9 +452,9 @@ def test_a_lost_job_found_again_and_an_unreadable_result_follow_the_machine(tmp_
 
     got = ResultDownload(tmp_path / "job-1.result", "jsonl", "download", 3, None)
     broken = Unreadable(got, ResultParseError("not valid JSON"))
-    w.driver.handle(t, "downloaded", broken)  # read once more first
+    w.driver.handle(ApiAnswer(Call.DOWNLOAD, t, broken))  # read once more first
     assert t.state is S.COMPLETED and w.log[-1] == ("schedule", "downloaded")
-    w.driver.handle(t, "downloaded", broken)  # still broken: held
+    w.driver.handle(ApiAnswer(Call.DOWNLOAD, t, broken))  # still broken: held
     assert t.state is S.RESULT_UNREADABLE
     assert _chain(w) == [
         S.WRITTEN, S.SUBMITTING, S.SUBMITTED, S.LOST, S.SUBMITTED, S.COMPLETED, S.DOWNLOADED, S.COMPLETED,

@@ -95,7 +95,7 @@ class Factory:
 
 
 def _factory(
-    sent: dict[tuple[tuple[str, ...], str], int] | None = None, *, stop_at: str | None = None, reason="budget"
+    sent: dict[tuple[tuple[str, ...], str], int] | None = None, *, stop_at: str | None = None, reason="budget_reached"
 ):
     sent = sent or {}
 
@@ -179,7 +179,7 @@ def test_a_group_with_a_removed_field_asks_only_the_fields_still_in_the_struct()
 
 def test_a_budget_stop_ends_the_new_fields_steps() -> None:
     changes = FieldChanges(groups={("email",): ["s-e"], ("phone",): ["s-p"]})
-    for reason in ("budget", "no_credits"):
+    for reason in ("budget_reached", "no_credits"):
         make = _factory({(("email",), "low"): 3}, stop_at="low", reason=reason)
         ask_new_fields(_outcome(), Runner(SPEC, changes=changes), stop=StopToken(), make_runner=make)
         assert make.tiers() == [(("email",), "low")]  # not medium, not the next group
@@ -224,7 +224,7 @@ def test_escalation_asks_each_tier_in_order_from_the_one_before() -> None:
 
 
 def test_a_budget_stop_ends_the_escalation_and_is_not_a_failure() -> None:
-    make = Factory(lambda spec, arg: _outcome(3, status="budget"), lambda spec: "budget")
+    make = Factory(lambda spec, arg: _outcome(3, status="budget_reached"), lambda spec: "budget_reached")
     result = _outcome(10)
     escalate(result, Runner(SPEC), stop=StopToken(), make_runner=make)
     assert [t for _, t, _, _ in make.steps] == ["medium"]

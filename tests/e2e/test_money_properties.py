@@ -103,7 +103,7 @@ def test_money_invariants_hold_after_any_sequence(
                         if name == point:
                             raise SimulatedCrash(point)
 
-                    for module in ("jobs", "runner", "merger"):
+                    for module in ("jobs.driver", "runner", "results.merger"):
                         monkeypatch.setattr(f"sixtyfour_sync.engine.{module}.failpoint", crash)
                     with contextlib.suppress(SimulatedCrash):
                         run()

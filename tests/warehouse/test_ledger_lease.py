@@ -16,7 +16,8 @@ import pytest
 
 from sixtyfour_sync.engine.jobs.states import IllegalTransitionError, JobState
 from sixtyfour_sync.engine.ledger.lease import Lease, LeaseHeldError, LeaseLostError
-from sixtyfour_sync.engine.ledger.store import INPUT_HASH, KEY_HASH, Job, Ledger, LedgerConflictError
+from sixtyfour_sync.engine.ledger.store import Job, Ledger, LedgerConflictError
+from sixtyfour_sync.engine.ledger.tables import INPUT_HASH, KEY_HASH
 from sixtyfour_sync.warehouse import Adapter
 
 S = JobState
@@ -164,7 +165,7 @@ def test_a_lost_lease_stops_the_run_before_its_next_side_effect(backend: Adapter
 
 def test_a_duplicate_lease_row_held_by_another_run_is_seen(backend: Adapter) -> None:
     """Snowflake does not enforce primary keys: two first runs may both insert the sync's row."""
-    from sixtyfour_sync.engine.ledger.store import _LEASE_COLUMNS
+    from sixtyfour_sync.engine.ledger.tables import _LEASE_COLUMNS
     from sixtyfour_sync.warehouse import Column, LogicalType
 
     if backend.dialect.insert_if_absent == "on_conflict":

@@ -57,6 +57,7 @@ from sixtyfour_sync.engine.plan.planner import (
 )
 from sixtyfour_sync.engine.results import quarantine, result_files, targets
 from sixtyfour_sync.engine.results.parse import max_object_size
+from sixtyfour_sync.engine.results.target_table import ensure_target, key_columns
 from sixtyfour_sync.engine.rows.deletions import check_delete, deletion_statements, scope_sql
 from sixtyfour_sync.engine.rows.extract import Producer, ScanStats, denormalize, rebuild_file
 from sixtyfour_sync.engine.rows.files import ChunkFile, SpilledTable, head_chunk, spill, tail_chunk
@@ -350,7 +351,7 @@ class SyncRunner:
                 return str(targets.refuse(ctx.loaded, ctx.target, problems))
             assert first.kept is not None
             sample = {k: first.kept.column(k).slice(0, 1) for k in spec.source.key}
-            refusal = targets.dry_run(a, spec, ctx.target, sample, self.driver.key_columns())
+            refusal = targets.dry_run(a, spec, ctx.target, sample, key_columns(ctx))
         except SixtyfourSyncError as exc:
             return f"the target {ctx.target} cannot be checked: {exc}; nothing was sent"
         if refusal is not None:
@@ -369,7 +370,7 @@ class SyncRunner:
             return  # the target is the source: its rows go with the source's
         if not a.table_exists(ctx.target):
             return
-        self.driver.ensure_target()  # the flag column of a sync that just turned flagging on
+        ensure_target(self.ctx)  # the flag column of a sync that just turned flagging on
         columns = a.get_columns(ctx.target)
         check_delete(spec, columns, spec.output_columns(), spec.source.key, where=str(ctx.loaded.file))
         statements = deletion_statements(
@@ -411,7 +412,7 @@ class SyncRunner:
 
                 ctx.adapter.upsert(ctx.target, key, [quarantine.slice_part(part, start, stop)], before_commit=release)
 
-            self.driver.ensure_target()
+            ensure_target(self.ctx)
             try:
                 attempt(0, len(rows))
                 refused: list[quarantine.Refused] | None = []

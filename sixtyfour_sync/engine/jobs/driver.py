@@ -19,11 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import pyarrow as pa
+from typing import Any
 
 from sixtyfour_sync._redact import sanitize
 from sixtyfour_sync.api import (
@@ -36,7 +33,6 @@ from sixtyfour_sync.api import (
     NotFoundError,
     PermissionDeniedError,
     ResultDownload,
-    ResultPart,
     RetryableApiError,
     SubmitResult,
     UnprocessableEntityError,
@@ -45,115 +41,21 @@ from sixtyfour_sync.api.errors import ApiError, DownloadError
 from sixtyfour_sync.engine.context import SyncContext
 from sixtyfour_sync.engine.events import ApiAnswer, Call
 from sixtyfour_sync.engine.failpoints import failpoint
-from sixtyfour_sync.engine.jobs.states import JobState, stamp_run
-from sixtyfour_sync.engine.ledger.store import Job, Ledger, utcnow
-from sixtyfour_sync.engine.plan.planner import arrow_to_logical, owned_columns
+from sixtyfour_sync.engine.jobs.states import JobState
+from sixtyfour_sync.engine.jobs.tracked import Host, Tracked, Unreadable, record_move
 from sixtyfour_sync.engine.results import result_files
+from sixtyfour_sync.engine.results.fetch import fetch_work
 from sixtyfour_sync.engine.results.merger import Merger
-from sixtyfour_sync.engine.results.parse import ResultParseError, parse_result
-from sixtyfour_sync.engine.results.targets import claimed_columns
-from sixtyfour_sync.engine.results.upsert import MergePlan, plan_merge
-from sixtyfour_sync.engine.rows.files import SpilledTable
-from sixtyfour_sync.engine.rows.select import HASH_COLUMN
-from sixtyfour_sync.engine.summary import JobOutcome
+from sixtyfour_sync.engine.results.upsert import MergePlan
 from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError
 from sixtyfour_sync.warehouse.session import Session
-from sixtyfour_sync.warehouse.types import Column
 
-__all__ = ["JobDriver", "Tracked", "Unreadable"]
+__all__ = ["JobDriver", "Tracked", "Unreadable", "record_move"]
 
 log = logging.getLogger("sixtyfour_sync.engine")
 S = JobState
 #: A failed download is tried again after this many seconds, times the attempts so far (three in a run).
 DOWNLOAD_RETRY_SECONDS = 10.0
-
-
-@dataclass
-class Tracked:
-    """A job this run is working on: its ledger row, plus what only this process knows."""
-
-    job: Job
-    state: JobState
-    outcome: JobOutcome
-    file: Path | None = None
-    #: What was sent: key columns and the input hash, in file order (None: not known here); a new file's waits
-    #: on disk until its result is parsed.
-    sent: pa.Table | SpilledTable | None = None
-    resumed: bool = False
-    task_id: str | None = None
-    status: JobStatus | None = None
-    poller: JobPoller | None = None
-    #: The next call to make and when (monotonic seconds): "poll", "submit" or "download".
-    action: str | None = None
-    due: float = 0.0
-    busy: bool = False
-    estimate: float | None = None
-    replay_of: str | None = None
-    #: The API answered with an earlier job (this ledger's, ``replay_of``, or another one's): $0 to this job.
-    free: bool = False
-    #: Cents held against the budget from submission until the API's estimate replaces them.
-    reserved: float = 0.0
-    #: Whether this file holds one of the extraction thread's slots.
-    holds_slot: bool = False
-    failing_since: float | None = None
-    attempts: int = 0
-    downloads: int = 0
-    redownloaded: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def job_id(self) -> str:
-        """The ledger's id of the job."""
-        return self.job.job_id
-
-    @property
-    def label(self) -> str:
-        """How messages name the job."""
-        return f"{self.job.file_name} (task {self.task_id})" if self.task_id else self.job.file_name
-
-
-@dataclass
-class Unreadable(Exception):
-    """A downloaded result that could not be parsed (raised on a worker, handled on the main thread)."""
-
-    download: ResultDownload
-    error: ResultParseError
-
-
-class Host(Protocol):
-    """What the driver asks of the sync runner that owns it."""
-
-    price: float | None
-
-    def spend(self, cents: float) -> None:
-        """Hold (or give back) budget."""
-
-    def release_slot(self) -> None:
-        """Give an extraction slot back."""
-
-    def stop_sync(self, status: str, message: str) -> None:
-        """Stop submitting for this sync."""
-
-    def answered(self, price: float | None) -> None:
-        """A submission was answered (``price``: the per-row price its estimate says; None when it says none,
-        or the file was refused or given up): files waiting for the estimate go on."""
-
-
-def record_move(
-    ledger: Ledger,
-    run_id: str,
-    job_id: str,
-    old: JobState,
-    new: JobState,
-    *,
-    session: Session | None = None,
-    **values: Any,
-) -> None:
-    """Record a job's move from ``old`` to ``new`` (compare-and-set), stamped with the run that made it
-    (:func:`~sixtyfour_sync.engine.jobs.states.stamp_run`): the one way job states are written, by a run's
-    driver and by ``cancel`` (engine/jobs/cancel.py)."""
-    values.update(stamp_run(new, run_id))
-    ledger.transition(job_id, old, new, session=session, **values)
 
 
 class JobDriver:
@@ -530,50 +432,10 @@ class JobDriver:
     def download(self, t: Tracked, *, local: list[tuple[Path, str]] | None = None) -> None:
         """Download (unless ``local`` is the result already on disk: its files and formats) and parse on a
         worker; the main thread records and merges it."""
-        ctx = self.ctx
-        dest = ctx.results_dir / f"{t.job_id}.result"
-        source: JobStatus | str = t.status if t.status is not None else (t.task_id or "")
-        sent, spec, key_types = t.sent, ctx.spec, ctx.key_types
-        task_id, label = t.task_id, t.job.file_name
-        insert_only = bool(t.extra.get("all_new")) and ctx.adapter.dialect.enforces_primary_key
-
-        def work() -> tuple[ResultDownload, MergePlan]:
-            if local is not None:
-                got = ResultDownload.from_parts([ResultPart(path, f, "local", None) for path, f in local], None)
-            else:
-                got = result_files.settle(ctx.client.download_result(source, dest), t.job_id)
-            # Parsing is CPU-bound and holds a whole result in memory: two at a time are as fast, and half the size.
-            with self._parsing:
-                sent_rows = sent.load() if isinstance(sent, SpilledTable) else sent
-                try:
-                    parsed = parse_result(
-                        [(part.path, part.format) for part in got.all_parts],
-                        key_types=key_types,
-                        struct=spec.struct,
-                        field_confidence=spec.field_confidence,
-                        carry=[HASH_COLUMN],
-                    )
-                except ResultParseError as exc:
-                    raise Unreadable(got, exc) from exc
-                try:
-                    plan = plan_merge(
-                        spec,
-                        parsed,
-                        sent_rows,
-                        task_id=task_id,
-                        now=utcnow(),
-                        file_label=label,
-                        insert_only=insert_only,
-                    )
-                except ResultParseError as exc:  # no row ties back: a broken file, held as unreadable
-                    raise Unreadable(got, exc) from exc
-                # Anything else is a bug here, not the file's: it stops the run loudly, the job stays paid and
-                # active, and the next run merges it.
-            return got, plan
-
+        work = fetch_work(self.ctx, t, self._parsing, local=local)
         t.busy = True
         t.downloads += 1
-        ctx.scheduler.call(Call.DOWNLOAD, t, work)
+        self.ctx.scheduler.call(Call.DOWNLOAD, t, work)
 
     def on_downloaded(self, t: Tracked, value: tuple[ResultDownload, MergePlan] | BaseException) -> None:
         """Record the download, then merge (or hold a result that cannot be read)."""
@@ -636,33 +498,3 @@ class JobDriver:
         t.outcome.error = sanitize(message)
         ctx.reporter.on("job_done", ctx.name, state=S.RESULT_UNREADABLE.value, rows=t.job.rows)
         self.partial(f"{t.label}: result unreadable ({sanitize(error, 200)}); see `sixtyfour-sync status`")
-
-    def key_columns(self) -> list[Column]:
-        """The target's key columns, typed as the source's keys."""
-        ctx = self.ctx
-        return [
-            ctx.adapter.key_column(k, ctx.key_specs[k]) if k in ctx.key_specs else Column(k, arrow_to_logical(t), False)
-            for k, t in ctx.key_types.items()
-        ]
-
-    def ensure_target(self) -> None:
-        """Create the target table or add this sync's columns (and record them as the sync's): when a paid result
-        is to be merged."""
-        ctx = self.ctx
-        if ctx.target_ready:
-            return
-        if ctx.target.schema and not ctx.adapter.schema_exists(ctx.target.schema):
-            ctx.adapter.ensure_schema(ctx.target.schema)
-        if ctx.adapter.table_exists(ctx.target):  # an older version's target the sync wrote: its columns are its
-            created = ctx.ledger.created_columns(ctx.target_id)
-            claimed = claimed_columns(ctx.spec, ctx.adapter.get_columns(ctx.target), created)
-            ctx.ledger.record_columns(ctx.target_id, ctx.name, [c for c in claimed if c not in created])
-        owned = owned_columns(ctx.spec)
-        res = ctx.adapter.ensure_table(ctx.target, self.key_columns(), owned)
-        if res.created:
-            ctx.note(f"created target table {ctx.target}")
-            ctx.ledger.record_columns(ctx.target_id, ctx.name, [c.name for c in owned])
-        elif res.added_columns:
-            ctx.note(f"added columns {', '.join(res.added_columns)} to {ctx.target}")
-            ctx.ledger.record_columns(ctx.target_id, ctx.name, list(res.added_columns))
-        ctx.target_ready = True

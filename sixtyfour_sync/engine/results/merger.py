@@ -19,6 +19,7 @@ from sixtyfour_sync.engine.context import SyncContext
 from sixtyfour_sync.engine.failpoints import failpoint
 from sixtyfour_sync.engine.jobs.states import JobState
 from sixtyfour_sync.engine.results import quarantine, result_files
+from sixtyfour_sync.engine.results.target_table import ensure_target
 from sixtyfour_sync.engine.results.upsert import MergePlan, counts
 from sixtyfour_sync.engine.rows.files import SpilledTable
 from sixtyfour_sync.engine.rows.select import KEY_PREFIX_COLUMN
@@ -96,7 +97,7 @@ class Merger:
         # back (else a retry would move a job the ledger still has as submitted straight to merged)
         held = [t.extra.get("completed") for t, _, _ in batch]
 
-        d.ensure_target()
+        ensure_target(ctx)
         tasks = [t.task_id for t, _, _ in batch if t.task_id]
         columns = ctx.adapter.get_columns(ctx.target) if ctx.spec.field_subset and len(ctx.spec.ladder) > 1 else {}
         marks = through_statements(ctx.adapter, ctx.spec, ctx.target, columns, tasks) if columns else []

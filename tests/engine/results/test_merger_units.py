@@ -20,6 +20,7 @@ from sixtyfour_sync.engine.jobs.scheduler import StopToken
 from sixtyfour_sync.engine.jobs.states import JobState
 from sixtyfour_sync.engine.ledger.store import Job, Ledger, LedgerConflictError, read_account, utcnow
 from sixtyfour_sync.engine.results.parse import parse_result
+from sixtyfour_sync.engine.results.target_table import ensure_target
 from sixtyfour_sync.engine.results.upsert import plan_merge
 from sixtyfour_sync.engine.rows.select import HASH_COLUMN, KEY_PREFIX_COLUMN
 from sixtyfour_sync.engine.summary import JobOutcome, SyncResult
@@ -206,7 +207,7 @@ def test_a_warehouse_error_in_the_ledger_write_keeps_the_target_and_the_job_as_t
 def test_a_row_the_target_refuses_is_held_alone_and_the_rest_merges(tmp_path: Path) -> None:
     w = World(tmp_path)
     t = w.job()
-    w.driver.ensure_target()
+    ensure_target(w.ctx)
     with w.adapter.session() as s:  # someone narrowed a column: 1000 employees no longer fits
         s.execute('ALTER TABLE main."x" ALTER COLUMN "employees" TYPE TINYINT')
     w.merge((t, RESULT))
@@ -232,7 +233,7 @@ def test_a_batch_merges_files_together_and_one_bad_file_does_not_hold_the_others
         {"id": ["11", "12"], "email": ["c@x.com", "d@x.com"], "employees": ["5", "99999"],
          "email_confidence": ["90", "90"], "employees_confidence": ["90", "90"], HASH_COLUMN: ["h11", "h12"]}
     )  # fmt: skip
-    w.driver.ensure_target()
+    ensure_target(w.ctx)
     with w.adapter.session() as s:
         s.execute('ALTER TABLE main."x" ALTER COLUMN "employees" TYPE SMALLINT')  # 99999 does not fit
     w.merge((good, RESULT), (bad, broken))

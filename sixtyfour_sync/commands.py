@@ -32,7 +32,8 @@ from sixtyfour_sync.engine.ledger.lease import Lease, LeaseHeldError, lease_name
 from sixtyfour_sync.engine.ledger.store import Ledger, new_run_id, read_account
 from sixtyfour_sync.engine.plan.approval import ApprovedPlan, approved_from, capped, hold_to, plan_document, read_plan
 from sixtyfour_sync.engine.plan.checks import check_sync
-from sixtyfour_sync.engine.plan.planner import owned_columns, plan_sync, resolve_inputs, resolve_key_types, target_ref
+from sixtyfour_sync.engine.plan.columns import owned_columns, resolve_inputs, resolve_key_types, target_ref
+from sixtyfour_sync.engine.plan.planner import plan_sync
 from sixtyfour_sync.engine.project import Project
 from sixtyfour_sync.engine.results import targets
 from sixtyfour_sync.engine.rows.extract import denormalize

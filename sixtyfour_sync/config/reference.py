@@ -232,7 +232,7 @@ def struct_types_section() -> list[str]:
     """The "Struct types" section: every type, what is sent, how the answer is read, the column per warehouse."""
     from sixtyfour_sync.config.models import StructField
     from sixtyfour_sync.config.structtypes import KNOWN_TYPES, TYPE_ALIASES
-    from sixtyfour_sync.engine.plan.planner import field_logical_type
+    from sixtyfour_sync.engine.plan.columns import field_logical_type
     from sixtyfour_sync.warehouse.types import TYPE_NAMES
 
     lines = [

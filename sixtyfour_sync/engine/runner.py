@@ -46,15 +46,9 @@ from sixtyfour_sync.engine.ledger.lease import Lease
 from sixtyfour_sync.engine.ledger.localdb import duck_type, ident, json_path, literal, local_duckdb
 from sixtyfour_sync.engine.ledger.rowkeys import key_prefix
 from sixtyfour_sync.engine.ledger.store import Job, Ledger
-from sixtyfour_sync.engine.plan.planner import (
-    owned_columns,
-    plan_sync,
-    read_field_changes,
-    resolve_inputs,
-    resolve_key_types,
-    resolve_price,
-    target_ref,
-)
+from sixtyfour_sync.engine.plan.columns import owned_columns, resolve_inputs, resolve_key_types, target_ref
+from sixtyfour_sync.engine.plan.planner import plan_sync, read_field_changes
+from sixtyfour_sync.engine.plan.prices import resolve_price
 from sixtyfour_sync.engine.results import quarantine, result_files, targets
 from sixtyfour_sync.engine.results.parse import max_object_size
 from sixtyfour_sync.engine.results.target_table import ensure_target, key_columns

@@ -61,7 +61,7 @@ class SyncPlan:
     #: ``plan --preview``: the JSONL and config files written (see :mod:`sixtyfour_sync.engine.rows.preview`).
     preview: Preview | None = None
     #: With ``escalate:``, each step's expected rows and cost
-    #: (see :func:`sixtyfour_sync.engine.plan.planner.plan_escalation`).
+    #: (see :func:`sixtyfour_sync.engine.plan.escalation.plan_escalation`).
     escalation: list[dict[str, Any]] = field(default_factory=list)
     #: Rows answered before fields were added or changed, asked just those: [{fields, rows, estimated_cost_cents}].
     new_fields: list[dict[str, Any]] = field(default_factory=list)

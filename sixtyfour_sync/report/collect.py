@@ -18,7 +18,7 @@ from sixtyfour_sync._redact import sanitize
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
 from sixtyfour_sync.engine.jobs.states import ACTIVE, HELD
 from sixtyfour_sync.engine.ledger.store import Job, Ledger, read_account
-from sixtyfour_sync.engine.plan.planner import target_ref
+from sixtyfour_sync.engine.plan.columns import target_ref
 from sixtyfour_sync.engine.project import Project
 from sixtyfour_sync.errors import WarehouseError
 from sixtyfour_sync.report import queries

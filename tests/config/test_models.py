@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sixtyfour_sync.config.models import SyncSpec, build_api_config, load_models, parse_duration
-from sixtyfour_sync.engine.plan.planner import owned_columns
+from sixtyfour_sync.engine.plan.columns import owned_columns
 from sixtyfour_sync.errors import ConfigError
 from sixtyfour_sync.warehouse.types import LogicalType
 

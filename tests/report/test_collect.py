@@ -16,7 +16,7 @@ import pytest
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
 from sixtyfour_sync.config.profiles import parse_target_config
 from sixtyfour_sync.engine.ledger.store import Ledger
-from sixtyfour_sync.engine.plan.planner import owned_columns, target_ref
+from sixtyfour_sync.engine.plan.columns import owned_columns, target_ref
 from sixtyfour_sync.report import queries
 from sixtyfour_sync.report.collect import collect_runs, collect_sync
 from sixtyfour_sync.warehouse import Adapter, Column, LogicalType, TableRef, UpsertPart

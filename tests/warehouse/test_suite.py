@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 from sixtyfour_sync.config.models import SyncSpec
-from sixtyfour_sync.engine.plan.planner import owned_columns
+from sixtyfour_sync.engine.plan.columns import owned_columns
 from sixtyfour_sync.engine.results.parse import parse_result
 from sixtyfour_sync.errors import DataError, UnsafeIdentifierError, WarehouseError
 from sixtyfour_sync.warehouse import (
@@ -1115,7 +1115,7 @@ def test_the_overwrite_rule_in_sql_matches_its_statement_case_by_case(backend: A
 def test_rows_gone_from_the_source_are_flagged_or_deleted(backend: Adapter, mode: str) -> None:
     """The statements of engine/rows/deletions.py, on every warehouse: only the sync's own rows, one statement each."""
     from sixtyfour_sync.config.models import SyncSpec
-    from sixtyfour_sync.engine.plan.planner import owned_columns
+    from sixtyfour_sync.engine.plan.columns import owned_columns
     from sixtyfour_sync.engine.rows.deletions import deletion_statements
 
     spec = SyncSpec.model_validate(

@@ -129,7 +129,7 @@ def _query_columns(
     adapter: Adapter, loaded: LoadedSync, table: TableRef | None
 ) -> tuple[list[str], list[ConfigProblem]]:
     """The source query's columns (run with LIMIT 0), or a problem at source.sql / source.where."""
-    from sixtyfour_sync.engine.plan.planner import query_columns
+    from sixtyfour_sync.engine.plan.columns import query_columns
     from sixtyfour_sync.engine.rows.select import source_relation_sql
 
     src = loaded.spec.source

@@ -4,7 +4,7 @@ sync's (engine/results/targets.py checks it before anything is paid)."""
 from __future__ import annotations
 
 from sixtyfour_sync.engine.context import SyncContext
-from sixtyfour_sync.engine.plan.planner import arrow_to_logical, owned_columns
+from sixtyfour_sync.engine.plan.columns import arrow_to_logical, owned_columns
 from sixtyfour_sync.engine.results.targets import claimed_columns
 from sixtyfour_sync.warehouse.types import Column
 

@@ -31,7 +31,7 @@ import pyarrow as pa
 from sixtyfour_sync._redact import sanitize
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
 from sixtyfour_sync.engine.ledger.store import Ledger
-from sixtyfour_sync.engine.plan.planner import owned_columns
+from sixtyfour_sync.engine.plan.columns import owned_columns
 from sixtyfour_sync.errors import ConfigError, ConfigProblem, SixtyfourSyncError
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.types import Column, LogicalType, TableRef, UpsertPart

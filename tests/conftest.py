@@ -31,7 +31,7 @@ SLOW_FILES = {
     "tests/test_benchmarks_run.py",
     "tests/test_init.py",
     "tests/test_packaging.py",
-    "tests/engine/test_key_roundtrip.py",
+    "tests/engine/results/test_key_roundtrip.py",
     "tests/receiver/test_server.py",
     "tests/emulator/test_emulator_admin_cli.py",
 }

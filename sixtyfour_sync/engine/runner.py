@@ -69,6 +69,7 @@ from sixtyfour_sync.engine.rows.select import (
     source_relation_sql,
 )
 from sixtyfour_sync.engine.steps.field_changes import FieldChanges
+from sixtyfour_sync.engine.steps.new_fields import step_name
 from sixtyfour_sync.engine.summary import JobOutcome, SyncResult
 from sixtyfour_sync.errors import ConfigError, ConfigProblem, SixtyfourSyncError
 from sixtyfour_sync.warehouse.adapter import Adapter
@@ -229,12 +230,7 @@ class SyncRunner:
     @property
     def step_name(self) -> str:
         """How the ledger names this runner's step: ``own``, ``fields:<f1,f2>@<tier>`` or ``escalate:<tier>``."""
-        spec = self.ctx.spec
-        if spec.field_subset:
-            return f"fields:{','.join(sorted(spec.struct))}@{spec.tier}"
-        if self.escalate_from is not None:
-            return f"escalate:{spec.tier}"
-        return "own"
+        return step_name(self.ctx.spec, escalated=self.escalate_from is not None)
 
     def _reasons(self) -> dict[str, int]:
         """The step's selection by reason, as the run's numbers name them (``escalate:<tier>``)."""

@@ -36,6 +36,7 @@ from sixtyfour_sync.engine.rows.select import (
     stamp_counts_sql,
 )
 from sixtyfour_sync.engine.steps.field_changes import FieldChanges, field_changes
+from sixtyfour_sync.engine.steps.new_fields import field_steps
 from sixtyfour_sync.engine.summary import StepPlan, SyncPlan
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.keytypes import KeyType
@@ -241,24 +242,24 @@ def _add_field_steps(
     prices: dict[tuple[str, str], float] | None,
 ) -> dict[str, tuple[SyncSpec, list[str]]]:
     """Append the "new fields" steps to ``steps``; return those that send rows now, by name (for the preview)."""
-    field_steps: dict[str, tuple[SyncSpec, list[str]]] = {}
+    sending: dict[str, tuple[SyncSpec, list[str]]] = {}
     common = r.common(spec)
-    for sub, stamps, tier_index in _field_step_specs(spec, r.changes):
+    for fs in field_steps(spec, r.changes):  # the run's sequence (engine/steps/new_fields.py)
+        sub, stamps, tier_index, name = fs.spec, fs.stamps, fs.tier_index, fs.name
         sel = build_selection(adapter, sub, **common, field_stamps=stamps)
         with adapter.session() as s:
             n = sum(int(c) for _, c in s.fetchall(count_by_reason_sql(adapter, sel, spec.refresh.limit)))
-        name = f"fields:{','.join(sorted(sub.struct))}@{sub.tier}"
         if tier_index == 0:
             if n:
                 steps.append(_step(name, "fields", sub, {"new_fields": n}, price, fields=sorted(sub.struct)))
-                field_steps[name] = (sub, stamps)
+                sending[name] = (sub, stamps)
         elif n or any(st.kind == "fields" and st.fields == sorted(sub.struct) for st in steps):
             # rows waiting for this tier now; the rows the step at the tier before sends may add to them
             step_price = resolve_price(sub, r.ledger, prices)
             steps.append(
                 _step(name, "fields", sub, {"waiting": n}, step_price, fields=sorted(sub.struct), expected=True)
             )
-    return field_steps
+    return sending
 
 
 def _escalation_step(spec: SyncSpec, e: Mapping[str, Any]) -> StepPlan:
@@ -324,26 +325,6 @@ def _step(
         estimated_cost_cents=None if price is None else round(price.cents_per_row * rows, 2),
         expected=expected,
     )
-
-
-def _field_step_specs(spec: SyncSpec, changes: FieldChanges | None) -> Iterator[tuple[SyncSpec, list[str], int]]:
-    """The "new fields" steps a run takes (engine/steps/new_fields.py), in its order: per group of fields, one at the
-    sync's tier for the rows lacking them, then one per escalation tier for the rows waiting for it."""
-    if changes is None:
-        return
-    groups = dict(changes.groups)
-    for fields in sorted(set(groups) | set(changes.pending)):
-        known = [f for f in fields if f in spec.struct]
-        if not known:
-            continue
-        sub = spec.only_fields(known)
-        ladder = spec.ladder
-        for i, tier in enumerate(ladder):
-            if i == 0:
-                if groups.get(fields):
-                    yield sub, groups[fields], 0
-                continue
-            yield sub.escalated(tier), [sub.through_stamp(ladder[i - 1])[0]], i
 
 
 def _preview(

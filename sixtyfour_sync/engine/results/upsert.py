@@ -235,28 +235,17 @@ def plan_merge(
     # ONE part for every row the file answered: the fields and confidences follow the overwrite rule
     # (engine/results/overwrite.py), the bookkeeping is always written.
     write, unanswered = "__sixtyfour_write", "__sixtyfour_unanswered"
-    missing = rec.missing
-    n_missing = missing.num_rows
-    cols: dict[str, pa.ChunkedArray] = {}
-    for k in key:
-        cols[k] = _cat(returned.column(k), missing.column(k))
-    for c in values:
-        cols[spec.column_for(c)] = _cat(returned.column(c), pa.nulls(n_missing, returned.schema.field(c).type))
-    n = returned.num_rows + n_missing
-    data = pa.table(cols)
-    answered_flags = _cat(is_enriched, _same(False, n_missing, pa.bool_()))
-    data = data.append_column(write, answered_flags)
-    data = data.append_column(unanswered, pc.invert(answered_flags))
-    data = data.append_column(
-        bk("status"), _cat(pc.if_else(is_enriched, "enriched", "failed"), _same("failed", n_missing, pa.string()))
+    data, n_missing = _answer_table(
+        spec,
+        rec,
+        is_enriched,
+        values,
+        (write, unanswered),
+        task_id=task_id,
+        now=now,
+        stamps=(partial_stamp, full_stamp),
     )
-    data = data.append_column(bk("enriched_at"), _same(now, n, pa.timestamp("us", tz="UTC")))
-    data = data.append_column(bk("task_id"), _same(task_id, n, pa.string()))
-    data = data.append_column(bk("input_hash"), _cat(returned.column(_HASH), missing.column(_HASH)))
-    stamps = pc.if_else(is_enriched, partial_stamp, full_stamp)
-    data = data.append_column(bk("spec_hash"), _cat(stamps, _same(full_stamp, n_missing, pa.string())))
-    if not spec.field_subset:  # a "new fields" answer completes the row: the tier of its answer stays
-        data = data.append_column(bk("tier"), _same(spec.tier, n, pa.string()))
+    n = data.num_rows
     fields = [spec.column_for(c) for c in values]
     same = same_question_columns(bk("input_hash"), bk("spec_hash"))
     policy = spec.overwrite_policy
@@ -283,7 +272,71 @@ def plan_merge(
             )
         )
     failed_rows = returned.num_rows - enriched_rows
-    warnings = []
+    warnings, problems = _messages(file_label, rec, parsed, enriched_rows)
+    return MergePlan(
+        parts=parts,
+        enriched=enriched_rows,
+        failed=failed_rows,
+        not_returned=rec.missing.num_rows,
+        unexpected=rec.unexpected,
+        returned=returned.num_rows,
+        filled=filled,
+        missing_columns=list(parsed.missing_columns),
+        warnings=warnings,
+        problems=problems,
+        gated=gated,
+    )
+
+
+def _answer_table(
+    spec: SyncSpec,
+    rec: Reconciled,
+    is_enriched: pa.ChunkedArray | pa.Array,
+    values: list[str],
+    flags: tuple[str, str],
+    *,
+    task_id: str | None,
+    now: datetime,
+    stamps: tuple[str, str],
+) -> tuple[pa.Table, int]:
+    """ONE table for every row the file answered and every sent row it left out: keys, fields (and
+    confidences), the write/unanswered flags the overwrite rule reads, and the bookkeeping; with the number of
+    rows left out."""
+    write, unanswered = flags
+    partial_stamp, full_stamp = stamps
+    returned = rec.returned
+    bk = spec.bookkeeping
+    key = list(spec.source.key)
+    missing = rec.missing
+    n_missing = missing.num_rows
+    cols: dict[str, pa.ChunkedArray] = {}
+    for k in key:
+        cols[k] = _cat(returned.column(k), missing.column(k))
+    for c in values:
+        cols[spec.column_for(c)] = _cat(returned.column(c), pa.nulls(n_missing, returned.schema.field(c).type))
+    n = returned.num_rows + n_missing
+    data = pa.table(cols)
+    answered_flags = _cat(is_enriched, _same(False, n_missing, pa.bool_()))
+    data = data.append_column(write, answered_flags)
+    data = data.append_column(unanswered, pc.invert(answered_flags))
+    data = data.append_column(
+        bk("status"), _cat(pc.if_else(is_enriched, "enriched", "failed"), _same("failed", n_missing, pa.string()))
+    )
+    data = data.append_column(bk("enriched_at"), _same(now, n, pa.timestamp("us", tz="UTC")))
+    data = data.append_column(bk("task_id"), _same(task_id, n, pa.string()))
+    data = data.append_column(bk("input_hash"), _cat(returned.column(_HASH), missing.column(_HASH)))
+    stamp = pc.if_else(is_enriched, partial_stamp, full_stamp)
+    data = data.append_column(bk("spec_hash"), _cat(stamp, _same(full_stamp, n_missing, pa.string())))
+    if not spec.field_subset:  # a "new fields" answer completes the row: the tier of its answer stays
+        data = data.append_column(bk("tier"), _same(spec.tier, n, pa.string()))
+    return data, n_missing
+
+
+def _messages(
+    file_label: str, rec: Reconciled, parsed: ParsedResult, enriched_rows: int
+) -> tuple[list[str], list[str]]:
+    """What a merge says about its file: warnings, and problems (paid rows that did not merge as answered)."""
+    warnings: list[str] = []
     if rec.note:
         warnings.append(f"{file_label}: {rec.note}")
     if parsed.missing_columns:
@@ -291,7 +344,7 @@ def plan_merge(
             f"{file_label}: the result has no column(s) {', '.join(parsed.missing_columns)}; "
             f"{enriched_rows:,} row(s) are incomplete and those fields are asked again next run"
         )
-    problems = []
+    problems: list[str] = []
     if rec.unexpected:
         problems.append(
             f"{file_label}: {rec.unexpected:,} result row(s) had keys that were never sent, so they could not be tied "
@@ -307,19 +360,7 @@ def plan_merge(
     if parsed.outside_enum:
         counts = ", ".join(f"{f} {n:,}" for f, n in parsed.outside_enum.items())
         warnings.append(f"{file_label}: answers outside the field's values (kept as answered): {counts}")
-    return MergePlan(
-        parts=parts,
-        enriched=enriched_rows,
-        failed=failed_rows,
-        not_returned=rec.missing.num_rows,
-        unexpected=rec.unexpected,
-        returned=returned.num_rows,
-        filled=filled,
-        missing_columns=list(parsed.missing_columns),
-        warnings=warnings,
-        problems=problems,
-        gated=gated,
-    )
+    return warnings, problems
 
 
 def _confidence_guards(

@@ -22,7 +22,7 @@ Which reasons count depends on ``refresh.when``: ``missing`` sends new rows (and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,7 +176,6 @@ def build_selection(
     transport = _transport(adapter, key, key_types)
     outer = _outer_columns(adapter, "r", [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN,
                                           REASON_COLUMN, EXISTS_COLUMN], transport)  # fmt: skip
-    hold, params = "", ()
     bad_key = " OR ".join([f"r.{q(KEY_ROWS_COLUMN)} <> 1", *(f"r.{q(k)} IS NULL" for k in key)])
     order = ", ".join(f"r.{q(k)}" for k in key)
 
@@ -187,21 +186,69 @@ def build_selection(
         rows = (
             f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {adapter.dialect.false_literal} AS "
             f"{q(EXISTS_COLUMN)} FROM ({hashed}) {adapter.subquery_alias('s')}"
-            + (f" WHERE 1 = 1{hold}" if hold else "")
         )
         sql = f"SELECT {outer} FROM ({rows}) {adapter.subquery_alias('r')} ORDER BY {order}"
-        return Selection(
-            sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, params=tuple(params), transport=transport
-        )
+        return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
 
     def col(name: str) -> str:
         stored = adapter.find_column(target_columns, name)
         return "NULL" if stored is None else f"t.{adapter.quote_char}{stored}{adapter.quote_char}"
 
-    status, at = col(sync.bookkeeping("status")), col(sync.bookkeeping("enriched_at"))
-    in_hash, sp_hash = col(sync.bookkeeping("input_hash")), col(sync.bookkeeping("spec_hash"))
     first_key = col(key[0])
     spec_lit = "'" + spec_hash.replace("'", "''") + "'"
+    reason = _reason_sql(
+        adapter,
+        sync,
+        col,
+        hash_sql=f"s.{q(HASH_COLUMN)}",
+        first_key=first_key,
+        spec_lit=spec_lit,
+        full_refresh=full_refresh,
+        escalate_from=escalate_from,
+        not_whole=not_whole,
+        failed_current=failed_current,
+        field_stamps=field_stamps,
+    )
+    on = " AND ".join(
+        f"t.{q(k)} = {key_join_sql(adapter, f's.{q(k)}', k, key_types, target_columns)}"
+        if col(k) != "NULL"
+        else "FALSE"
+        for k in key
+    )
+    target_sql = adapter.table_sql(target)
+    t_bucket = bucket_predicate(adapter, "t0", key, bucket)
+    if t_bucket:  # the target's side of the join is cut to the same bucket, so each join stays small
+        target_sql = f"(SELECT * FROM {target_sql} {adapter.subquery_alias('t0')} WHERE {t_bucket})"
+    exists = f"({first_key} IS NOT NULL)" if first_key != "NULL" else adapter.dialect.false_literal
+    joined = (
+        f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {exists} AS {q(EXISTS_COLUMN)} "
+        f"FROM ({hashed}) {adapter.subquery_alias('s')} LEFT JOIN {target_sql} t ON {on}"
+    )
+    sql = (
+        f"SELECT {outer} FROM ({joined}) {adapter.subquery_alias('r')} "
+        f"WHERE r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key} ORDER BY {order}"
+    )
+    return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
+
+
+def _reason_sql(
+    adapter: Adapter,
+    sync: SyncSpec,
+    col: Callable[[str], str],
+    *,
+    hash_sql: str,
+    first_key: str,
+    spec_lit: str,
+    full_refresh: bool,
+    escalate_from: str | None,
+    not_whole: Sequence[str],
+    failed_current: Sequence[str],
+    field_stamps: Sequence[str] | None,
+) -> str:
+    """Why each joined row is selected (``new``, ``changed``, ``stale``, ``failed_retry``, ``refresh``,
+    ``new_fields``, an escalation's reason), or NULL: one CASE over the target's bookkeeping columns."""
+    status, at = col(sync.bookkeeping("status")), col(sync.bookkeeping("enriched_at"))
+    in_hash, sp_hash = col(sync.bookkeeping("input_hash")), col(sync.bookkeeping("spec_hash"))
     is_new = f"({first_key} IS NULL OR {status} IS NULL)"
     stamp_changed = f"{sp_hash} <> {spec_lit}"
     if not_whole:  # enriched rows of these stamps lack only some fields (asked by a "new fields" step), or none
@@ -210,7 +257,7 @@ def build_selection(
         stamp_changed = (
             f"({stamp_changed} AND NOT ({status} = 'failed' AND {sp_hash} IN ({_literals(failed_current)})))"
         )
-    changed = f"({in_hash} IS NULL OR {in_hash} <> s.{q(HASH_COLUMN)} OR {sp_hash} IS NULL OR {stamp_changed})"
+    changed = f"({in_hash} IS NULL OR {in_hash} <> {hash_sql} OR {sp_hash} IS NULL OR {stamp_changed})"
 
     def older_than(seconds: float) -> str:
         if at == "NULL":
@@ -240,37 +287,15 @@ def build_selection(
     if field_stamps is not None:  # a "new fields" step: enriched rows of these stamps, inputs unchanged
         reason = (
             f"CASE WHEN {first_key} IS NOT NULL AND {status} = 'enriched' AND {sp_hash} IN "
-            f"({_literals(field_stamps)}) AND {in_hash} = s.{q(HASH_COLUMN)} THEN 'new_fields' ELSE NULL END"
+            f"({_literals(field_stamps)}) AND {in_hash} = {hash_sql} THEN 'new_fields' ELSE NULL END"
             if field_stamps and first_key != "NULL"
             else "NULL"
         )
     if escalate_from is not None:  # an escalation step selects only the weak answers of the step before
         reason = _escalation_reason(
-            sync, col, s_hash=f"s.{q(HASH_COLUMN)}", spec_lit=spec_lit, previous=escalate_from, first_key=first_key
+            sync, col, s_hash=hash_sql, spec_lit=spec_lit, previous=escalate_from, first_key=first_key
         )
-    on = " AND ".join(
-        f"t.{q(k)} = {key_join_sql(adapter, f's.{q(k)}', k, key_types, target_columns)}"
-        if col(k) != "NULL"
-        else "FALSE"
-        for k in key
-    )
-    target_sql = adapter.table_sql(target)
-    t_bucket = bucket_predicate(adapter, "t0", key, bucket)
-    if t_bucket:  # the target's side of the join is cut to the same bucket, so each join stays small
-        target_sql = f"(SELECT * FROM {target_sql} {adapter.subquery_alias('t0')} WHERE {t_bucket})"
-    exists = f"({first_key} IS NOT NULL)" if first_key != "NULL" else adapter.dialect.false_literal
-    where = f" WHERE 1 = 1{hold}" if hold else ""
-    joined = (
-        f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {exists} AS {q(EXISTS_COLUMN)} "
-        f"FROM ({hashed}) {adapter.subquery_alias('s')} LEFT JOIN {target_sql} t ON {on}{where}"
-    )
-    sql = (
-        f"SELECT {outer} FROM ({joined}) {adapter.subquery_alias('r')} "
-        f"WHERE r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key} ORDER BY {order}"
-    )
-    return Selection(
-        sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, params=tuple(params), transport=transport
-    )
+    return reason
 
 
 def key_join_sql(

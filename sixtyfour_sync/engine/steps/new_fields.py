@@ -15,13 +15,15 @@ asked each new field once per tier, and its own escalation never asks the whole 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.jobs.scheduler import StopToken
 from sixtyfour_sync.engine.jobs.states import ACTIVE
 from sixtyfour_sync.engine.steps.escalation import SETTLED, adopt_unsettled
+from sixtyfour_sync.engine.steps.field_changes import FieldChanges
 from sixtyfour_sync.engine.summary import SyncResult
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.types import TableRef
@@ -29,7 +31,7 @@ from sixtyfour_sync.warehouse.types import TableRef
 if TYPE_CHECKING:
     from sixtyfour_sync.engine.runner import SyncRunner
 
-__all__ = ["ask_new_fields", "through_statements"]
+__all__ = ["FieldStep", "ask_new_fields", "field_steps", "step_name", "through_statements"]
 
 
 def _literal(text: str) -> str:
@@ -40,6 +42,71 @@ def _literals(values: Sequence[str]) -> str:
     return ", ".join(_literal(v) for v in values)
 
 
+def step_name(spec: SyncSpec, *, escalated: bool = False) -> str:
+    """How a plan and the ledger name a step: ``own``, ``fields:<f1,f2>@<tier>`` or ``escalate:<tier>``."""
+    if spec.field_subset:
+        return f"fields:{','.join(sorted(spec.struct))}@{spec.tier}"
+    return f"escalate:{spec.tier}" if escalated else "own"
+
+
+@dataclass(frozen=True)
+class FieldStep:
+    """One "new fields" step: the fields of a group, asked at one tier of the ladder."""
+
+    #: The group of fields as the target's stamps name them (those since removed included).
+    group: tuple[str, ...]
+    #: The sync narrowed to the group's fields that still exist, at this step's tier.
+    spec: SyncSpec
+    #: The stamps of the rows it asks (at the sync's tier: the stamps lacking the fields; above it: the stamp of
+    #: the rows waiting for this tier).
+    stamps: list[str]
+    tier_index: int
+    #: The group was asked at some tier before this run (rows may be waiting for this tier already).
+    asked_before: bool
+    #: Jobs of this step left unfinished by an earlier run are there to finish.
+    unfinished: bool
+
+    @property
+    def name(self) -> str:
+        return step_name(self.spec)
+
+
+def field_steps(
+    spec: SyncSpec, changes: FieldChanges | None, unfinished: Mapping[tuple[str, ...], set[str]] | None = None
+) -> Iterator[FieldStep]:
+    """The "new fields" steps of a sync, in the order a run takes them: per group of fields, one at the sync's tier
+    for the rows lacking them, then one per escalation tier for the rows waiting for it. ``unfinished``: the tiers
+    at which jobs of each group are still unfinished. The one sequence both ``plan`` and ``run`` follow; a run
+    skips a step above the sync's tier when nothing was asked at the tier before (see :func:`ask_new_fields`)."""
+    groups: dict[tuple[str, ...], list[str]] = dict(changes.groups) if changes else {}
+    pending = set(changes.pending) if changes else set()
+    unfinished = unfinished or {}
+    ladder = spec.ladder
+    for group in sorted(set(groups) | pending | set(unfinished)):
+        known = [f for f in group if f in spec.struct]
+        if not known:
+            continue  # every field of it was removed since: nothing to merge it into
+        sub = spec.only_fields(known)
+        for i, tier in enumerate(ladder):
+            stamps = groups.get(group, []) if i == 0 else [sub.through_stamp(ladder[i - 1])[0]]
+            left = tier in unfinished.get(group, set())
+            if not stamps and not left:
+                continue
+            yield FieldStep(group, sub if i == 0 else sub.escalated(tier), stamps, i, group in pending, left)
+
+
+def _unfinished_fields(runner: SyncRunner) -> dict[tuple[str, ...], set[str]]:
+    """The tiers at which "new fields" jobs of each group are unfinished in the ledger."""
+    spec, ledger = runner.ctx.spec, runner.ctx.ledger
+    unfinished: dict[tuple[str, ...], set[str]] = {}
+    if ledger.exists():
+        for job in ledger.jobs_for(sync_name=spec.name, states=sorted(ACTIVE), target=runner.ctx.target_id):
+            if job.fields:
+                asked = tuple(sorted(f for f in job.fields.split(",") if f))
+                unfinished.setdefault(asked, set()).add(job.tier or spec.tier)
+    return unfinished
+
+
 def ask_new_fields(
     result: SyncResult,
     runner: SyncRunner,
@@ -48,45 +115,27 @@ def ask_new_fields(
     make_runner: Callable[[SyncSpec, list[str]], SyncRunner],
 ) -> None:
     """Run the steps of each group of fields the target's rows lack (and of unfinished step jobs left before)."""
-    spec = runner.ctx.spec
-    changes = runner.changes
-    groups: dict[tuple[str, ...], list[str]] = dict(changes.groups) if changes else {}
-    pending = set(changes.pending) if changes else set()
-    unfinished: dict[tuple[str, ...], set[str]] = {}
-    ledger = runner.ctx.ledger
-    if ledger.exists():
-        for job in ledger.jobs_for(sync_name=spec.name, states=sorted(ACTIVE), target=runner.ctx.target_id):
-            if job.fields:
-                asked = tuple(sorted(f for f in job.fields.split(",") if f))
-                unfinished.setdefault(asked, set()).add(job.tier or spec.tier)
-    ladder = spec.ladder
-    for fields in sorted(set(groups) | pending | set(unfinished)):
-        known = [f for f in fields if f in spec.struct]
-        if not known:
-            continue  # every field of it was removed since: nothing to merge it into
-        sub = spec.only_fields(known)
-        asked_before = fields in pending
-        for i, tier in enumerate(ladder):
-            if stop.requested or runner.stop_reason is not None or result.status not in SETTLED:
-                return
-            stamps = groups.get(fields, []) if i == 0 else [sub.through_stamp(ladder[i - 1])[0]]
-            if not stamps and tier not in unfinished.get(fields, set()):
-                continue
-            if i > 0 and not asked_before and tier not in unfinished.get(fields, set()):
-                continue  # nothing was asked at the tier before: no row waits for this one
-            step = make_runner(sub if i == 0 else sub.escalated(tier), stamps)
-            step.sync_spent = runner.sync_spent
-            step.prepare()
-            if stamps and i == 0:
-                step.ctx.note(f"asking only {', '.join(known)} for rows answered before the struct changed")
-            elif stamps:
-                step.ctx.note(f"asking only {', '.join(known)} at {tier} for the rows that reached it")
-            outcome = step.run()
-            _fold(result, outcome)
-            runner.sync_spent = step.sync_spent
-            if step.stop_reason in ("budget_reached", "no_credits"):
-                return
-            asked_before = asked_before or bool(outcome.rows_sent) or bool(outcome.jobs)
+    asked: dict[tuple[str, ...], bool] = {}
+    for fs in field_steps(runner.ctx.spec, runner.changes, _unfinished_fields(runner)):
+        if stop.requested or runner.stop_reason is not None or result.status not in SETTLED:
+            return
+        asked_before = asked.setdefault(fs.group, fs.asked_before)
+        if fs.tier_index > 0 and not asked_before and not fs.unfinished:
+            continue  # nothing was asked at the tier before: no row waits for this one
+        step = make_runner(fs.spec, fs.stamps)
+        step.sync_spent = runner.sync_spent
+        step.prepare()
+        known = ", ".join(fs.spec.struct)
+        if fs.stamps and fs.tier_index == 0:
+            step.ctx.note(f"asking only {known} for rows answered before the struct changed")
+        elif fs.stamps:
+            step.ctx.note(f"asking only {known} at {fs.spec.tier} for the rows that reached it")
+        outcome = step.run()
+        _fold(result, outcome)
+        runner.sync_spent = step.sync_spent
+        if step.stop_reason in ("budget_reached", "no_credits"):
+            return
+        asked[fs.group] = asked_before or bool(outcome.rows_sent) or bool(outcome.jobs)
 
 
 def _fold(base: SyncResult, step: SyncResult) -> None:

@@ -26,7 +26,7 @@ from sixtyfour_sync.engine.jobs.states import (
 
 S = JobState
 ALLOWED = {(a, b) for a, targets in TRANSITIONS.items() for b in targets}
-DOC = Path(__file__).resolve().parents[2] / "docs" / "job-states.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "job-states.md"
 
 
 @pytest.mark.parametrize(("a", "b"), sorted(ALLOWED, key=lambda p: (p[0].value, p[1].value)))

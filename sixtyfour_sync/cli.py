@@ -541,9 +541,8 @@ def init(opts: GlobalOptions, /, directory: Path, no_input: bool, force: bool, *
         target=opts.target,
         target_path=opts.target_path,
         env=os.environ,
+        echo=lambda event_name, text, fields: _say(opts, event_name, text, **fields),
     )
-    for event_name, text, fields in outcome.messages:
-        _say(opts, event_name, text, **fields)
     exe = command_line(outcome.run_dir)
     steps = " && ".join([*outcome.before, f"{exe} debug", f"{exe} plan"])
     _say(opts, "init.next", f"next: cd {shlex.quote(str(outcome.run_dir))} && {steps}")

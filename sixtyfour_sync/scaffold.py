@@ -35,8 +35,9 @@ __all__ = [
     "write_project",
 ]
 
-#: How ``init`` asks a question: ``click.prompt``'s signature (text, default=, type=).
+#: How ``init`` asks a question: ``click.prompt``'s signature (text, default=, type=, show_choices=).
 Prompt = Callable[..., Any]
+_MAX_SHOWN_CHOICES = 20
 
 #: The warehouse types ``init`` can write a profile for.
 WAREHOUSES = ("duckdb", "postgres", "snowflake", "bigquery", "databricks", "sqlalchemy")
@@ -276,8 +277,11 @@ def asker(flags: Mapping[str, Any], interactive: bool, prompt: Prompt | None) ->
             return default
         import click
 
-        kind = click.Choice(choices) if choices else str
-        return str((prompt or click.prompt)(question, default=default, type=kind))
+        if not choices:
+            return str((prompt or click.prompt)(question, default=default, type=str))
+        # a long list (a big dbt project's models) is not printed with every question
+        shown = len(choices) <= _MAX_SHOWN_CHOICES
+        return str((prompt or click.prompt)(question, default=default, type=click.Choice(choices), show_choices=shown))
 
     return ask
 
@@ -346,10 +350,14 @@ class InitOutcome:
     messages: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     run_dir: Path = field(default_factory=lambda: Path("."))
     before: list[str] = field(default_factory=list)
+    #: Shows each line as it is said (before the questions that follow it), when set.
+    echo: Callable[[str, str, dict[str, Any]], None] | None = field(default=None, repr=False)
 
     def say(self, event: str, text: str, **fields: Any) -> None:
-        """Add one line."""
+        """Add one line (and show it now, with :attr:`echo`)."""
         self.messages.append((event, text, fields))
+        if self.echo is not None:
+            self.echo(event, text, fields)
 
 
 def run_init(
@@ -364,10 +372,11 @@ def run_init(
     target_path: Path | None = None,
     env: Mapping[str, str] | None = None,
     prompt: Prompt | None = None,
+    echo: Callable[[str, str, dict[str, Any]], None] | None = None,
 ) -> InitOutcome:
     """``sixtyfour-sync init``: in a dbt project (``dbt_project.yml`` in ``directory`` or a parent) a ``ref:``
     sync on its profile (:func:`sixtyfour_sync.scaffold_dbt.init_dbt_project`); elsewhere profiles.yml and
-    models/<sync>.yml in ``directory``."""
+    models/<sync>.yml in ``directory``. ``echo`` shows each line as it is said."""
     from sixtyfour_sync.scaffold_dbt import find_dbt_project, init_dbt_project
 
     env = os.environ if env is None else env
@@ -384,13 +393,14 @@ def run_init(
             target_path=target_path,
             env=env,
             prompt=prompt,
+            echo=echo,
         )
     if flags.get("model") is not None:
         raise ConfigError(
             f"init: --model names a dbt model, but there is no dbt_project.yml in {directory} or above it",
             hint="run init inside the dbt project, or use --table for a table",
         )
-    out = InitOutcome(run_dir=directory)
+    out = InitOutcome(run_dir=directory, echo=echo)
     answers = ask_answers(flags, interactive, prompt)
     kept = _kept_profiles_note(directory / "profiles.yml", answers.profile) if force else None
     for path in write_project(directory, answers, force=force):

@@ -11,7 +11,7 @@ model is picked from the manifest's models (:func:`sixtyfour_sync.dbt.manifest_m
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,21 +152,22 @@ def default_key(manifest: Mapping[str, Any] | None, node: Mapping[str, Any] | No
     return next((c for c in names if c.lower() == "id" or c.lower().endswith("_id")), "id")
 
 
+def _write_profiles(out: InitOutcome, path: Path, a: InitAnswers) -> None:
+    """Write the dbt project's profile where it will be read (no profiles.yml was found)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_profiles(a), encoding="utf-8")
+    out.say(
+        "init.wrote",
+        f"wrote {path} (profile {a.profile}, read by dbt and sixtyfour-sync: no profiles.yml was found)",
+        path=str(path),
+    )
+
+
 def _say_profile(
     out: InitOutcome, found: ProfileFinding, a: InitAnswers, dbt_root: Path, target: str | None, env: Mapping[str, str]
 ) -> None:
-    """Report the profile the sync will use, or write the profiles.yml when none would be read."""
-    if found.file is None:
-        assert found.write_to is not None
-        path = found.write_to
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_profiles(a), encoding="utf-8")
-        out.say(
-            "init.wrote",
-            f"wrote {path} (profile {a.profile}, read by dbt and sixtyfour-sync: no profiles.yml was found)",
-            path=str(path),
-        )
-        return
+    """Say which profile and target the sync will use, or what to do when the profiles.yml lacks the profile."""
+    assert found.file is not None
     if not found.has_profile:
         holds = f"it holds: {', '.join(found.others)}" if found.others else "it cannot be read"
         out.say(
@@ -240,6 +241,7 @@ def init_dbt_project(
     target_path: Path | None,
     env: Mapping[str, str],
     prompt: Prompt | None = None,
+    echo: Callable[[str, str, dict[str, Any]], None] | None = None,
 ) -> InitOutcome:
     """Write ``sixtyfour/<sync>.yml`` (a ``ref:`` sync) in the dbt project at ``dbt_root``; a profiles.yml only
     when none would be read."""
@@ -251,14 +253,17 @@ def init_dbt_project(
     dbt = read_dbt_project(dbt_root)
     raw = load_yaml(dbt_root / "dbt_project.yml").data
     sync_dir = _check_sync_dir(dbt_root, raw if isinstance(raw, Mapping) else None)
-    out = InitOutcome(run_dir=dbt_root)
+    out = InitOutcome(run_dir=dbt_root, echo=echo)
     out.say("init.dbt", f"dbt project: {dbt_root} (profile: {dbt.profile or 'none set'})", path=str(dbt_root))
     a = InitAnswers(profile=profile or dbt.profile or DEFAULT_PROFILE)
     found = find_profile(dbt_root, a.profile, profiles_dir, env)
     if found.file is None:
         ask_warehouse(a, flags, interactive, prompt)
-    elif given := [f"--{k.replace('_', '-')}" for k in _CONNECTION_FLAGS if flags.get(k) is not None]:
-        out.say("init.ignored", f"ignored {', '.join(given)}: the sync uses profile {a.profile!r} of {found.file}")
+    else:
+        _say_profile(out, found, a, dbt_root, target, env)
+        given = [f"--{k.replace('_', '-')}" for k in _CONNECTION_FLAGS if flags.get(k) is not None]
+        if given:
+            out.say("init.ignored", f"ignored {', '.join(given)}: the sync uses profile {a.profile!r} of {found.file}")
     ask = asker(flags, interactive, prompt)
     manifest, node = None, None
     if flags.get("table") is not None and flags.get("model") is None:
@@ -283,7 +288,8 @@ def init_dbt_project(
     path = sync_dir / f"{a.sync_name}.yml"
     if path.exists() and not force:
         raise ConfigError(f"{path} exists", hint="pass --force to overwrite it, or choose another --sync-name")
-    _say_profile(out, found, a, dbt_root, target, env)
+    if found.write_to is not None:
+        _write_profiles(out, found.write_to, a)
     sync_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(render_model(a), encoding="utf-8")
     source = f"source.ref: {a.ref}" if a.ref else f"source.table: {a.table}"

@@ -99,7 +99,7 @@ def test_on_a_terminal_the_model_is_chosen_from_the_manifest(tmp_path: Path, hom
     (d / "profiles.yml").write_text(PROFILE)
     asked: list[tuple[str, Any, Any]] = []
 
-    def prompt(text: str, default: Any = None, type: Any = None) -> Any:
+    def prompt(text: str, default: Any = None, type: Any = None, show_choices: bool = True) -> Any:
         asked.append((text, default, type))
         return "stg_leads" if text.startswith("dbt model") else default
 

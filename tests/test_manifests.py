@@ -138,6 +138,7 @@ def test_init_lists_the_projects_own_models_and_their_keys(tmp_path: Path, fixtu
     assert model_key_columns(manifest, {"unique_id": "model.sf_fixture.nothing"}) == []
 
 
+@pytest.mark.slow  # importing dagster takes seconds
 @pytest.mark.parametrize("fixture", VERSIONS)
 def test_dagster_keys_read_the_manifest_nodes(tmp_path: Path, fixture: str) -> None:
     dg = pytest.importorskip("dagster")

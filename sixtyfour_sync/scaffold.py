@@ -84,6 +84,8 @@ class InitAnswers:
     tier: str = "low"
     #: A dbt model: the sync reads it with ``source.ref`` instead of ``source.table``.
     ref: str = ""
+    #: The file goes to sixtyfour/ in a dbt project (its header says why).
+    in_dbt_project: bool = False
 
     def check(self) -> None:
         """Reject names that could not be used as identifiers."""
@@ -179,7 +181,7 @@ def render_model(a: InitAnswers) -> str:
     tiers = "micro | low | medium | high" + (" | xhigh | scout" if a.endpoint == "people" else "")
     where = (
         "# It lives in sixtyfour/, beside dbt_project.yml and outside the folders dbt parses (docs/dbt.md).\n"
-        if a.ref
+        if a.in_dbt_project
         else ""
     )
     return (

@@ -255,7 +255,7 @@ def init_dbt_project(
     sync_dir = _check_sync_dir(dbt_root, raw if isinstance(raw, Mapping) else None)
     out = InitOutcome(run_dir=dbt_root, echo=echo)
     out.say("init.dbt", f"dbt project: {dbt_root} (profile: {dbt.profile or 'none set'})", path=str(dbt_root))
-    a = InitAnswers(profile=profile or dbt.profile or DEFAULT_PROFILE)
+    a = InitAnswers(profile=profile or dbt.profile or DEFAULT_PROFILE, in_dbt_project=True)
     found = find_profile(dbt_root, a.profile, profiles_dir, env)
     if found.file is None:
         ask_warehouse(a, flags, interactive, prompt)

@@ -190,6 +190,7 @@ def test_a_table_sync_in_a_dbt_project_needs_no_manifest(tmp_path: Path, home: P
     assert out.before == []
     [loaded] = load_models(d)
     assert (loaded.spec.source.table, loaded.spec.source.ref) == ("raw_contacts", None)
+    assert "# It lives in sixtyfour/, beside dbt_project.yml" in loaded.file.read_text()
 
 
 def test_plain_init_refuses_a_model_outside_a_dbt_project(tmp_path: Path, home: Path) -> None:

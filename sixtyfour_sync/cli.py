@@ -511,22 +511,41 @@ def _say(opts: GlobalOptions, event_name: str, text: str, **fields: Any) -> None
 @click.option("--user", default=None, help="User (postgres, snowflake).")
 @click.option("--account", default=None, help="Account (snowflake).")
 @click.option("--path", "duckdb_path", default=None, help="DuckDB file (duckdb).")
+@click.option(
+    "--model",
+    default=None,
+    help="In a dbt project: the dbt model the sync reads (source.ref). Default: picked from the manifest's models "
+    "(the first by name with --no-input).",
+)
 @click.option("--no-input", is_flag=True, help="Never prompt: use the flags and defaults (for scripts).")
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option(
+    "--force", is_flag=True, help="Overwrite the sync file (never a profiles.yml that holds another profile)."
+)
 @click.pass_obj
 def init(opts: GlobalOptions, /, directory: Path, no_input: bool, force: bool, **flags: Any) -> None:
-    """Scaffold profiles.yml and a commented models file, interactively or from flags."""
-    from sixtyfour_sync.scaffold import ask_answers, profiles_note, write_project
+    """Scaffold profiles.yml and a commented models file, interactively or from flags.
+
+    Inside a dbt project (dbt_project.yml here or above): a ref: sync in sixtyfour/ on the dbt project's profile,
+    and no profiles.yml unless none is found (docs/dbt.md).
+    """
+    from sixtyfour_sync.scaffold import run_init
 
     interactive = not no_input and sys.stdin.isatty()
-    answers = ask_answers(flags, interactive)
-    for path in write_project(directory, answers, force=force):
-        _say(opts, "init.wrote", f"wrote {path}", path=str(path))
-    note = profiles_note(directory, opts.profiles_dir, os.environ)
-    if note:
-        _say(opts, "init.profiles", note)
-    exe = command_line(directory)
-    _say(opts, "init.next", f"next: cd {shlex.quote(str(directory))} && {exe} debug && {exe} plan")
+    outcome = run_init(
+        directory,
+        flags,
+        interactive=interactive,
+        force=force,
+        profiles_dir=opts.profiles_dir,
+        profile=opts.profile,
+        target=opts.target,
+        target_path=opts.target_path,
+        env=os.environ,
+        echo=lambda event_name, text, fields: _say(opts, event_name, text, **fields),
+    )
+    exe = command_line(outcome.run_dir)
+    steps = " && ".join([*outcome.before, f"{exe} debug", f"{exe} plan"])
+    _say(opts, "init.next", f"next: cd {shlex.quote(str(outcome.run_dir))} && {steps}")
 
 
 @cli.command("dbt-sources")

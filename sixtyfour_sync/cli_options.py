@@ -91,7 +91,8 @@ _DIR = click.Path(file_okay=False, path_type=Path)
 def global_options(f: F) -> F:
     """Add the global options to a command (and to the group), each stored in :class:`GlobalOptions`."""
     specs: list[tuple[tuple[str, ...], dict[str, Any], str, Callable[[Any], Any] | None]] = [
-        (("--project-dir",), {"type": _DIR, "help": "Directory holding models/ (default: the current one)."},
+        (("--project-dir",), {"type": _DIR, "help": "Directory holding models/ (or sixtyfour/ in a dbt "
+         "project; default: the current one)."},
          "project_dir", None),
         (("--profiles-dir",), {"type": _DIR, "help": "Directory holding profiles.yml "
          "(before SIXTYFOUR_SYNC_PROFILES_DIR and DBT_PROFILES_DIR)."}, "profiles_dir", None),

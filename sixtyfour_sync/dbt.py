@@ -3,6 +3,10 @@
 
 ``target/`` is dbt's target directory: ``--target-path``, ``DBT_TARGET_PATH`` or ``dbt_project.yml``'s
 ``target-path`` move it, as they move dbt's (see :class:`sixtyfour_sync.engine.project.DbtProject`).
+
+The manifest is read as JSON, never through dbt-core: manifest v12 (dbt-core 1.8 and later) and v20 (dbt v2, the
+Fusion engine, whose nodes carry the same fields and leave out the empty ones) are known; older ones name the
+same node fields and are read too; a newer one is read with a warning; a file that is not a manifest is refused.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,12 +30,17 @@ from sixtyfour_sync.errors import ConfigError, ConfigProblem
 from sixtyfour_sync.warehouse.types import TableRef
 
 __all__ = [
+    "KNOWN_MANIFEST_VERSIONS",
     "REBUILDING_COMMANDS",
     "TARGET_SCHEMA",
     "dbt_command",
     "find_node",
     "freshness_for",
     "load_manifest",
+    "manifest_models",
+    "manifest_version",
+    "model_key_columns",
+    "node_relation",
     "rebuilt_models",
     "resolve_ref",
     "sources_yaml",
@@ -58,7 +68,9 @@ BOOKKEEPING_DESCRIPTIONS = {
 }
 
 
-def _read_json(path: Path, what: str, hint: str) -> dict[str, Any]:
+def _read_json(
+    path: Path, what: str, hint: str, check: Callable[[Path, dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(problems=[ConfigProblem(str(path), None, f"no dbt {what}", hint=hint)])
     key = (str(path), path.stat().st_mtime)
@@ -73,6 +85,8 @@ def _read_json(path: Path, what: str, hint: str) -> dict[str, Any]:
             raise ConfigError(
                 problems=[ConfigProblem(str(path), None, f"the dbt {what} is not a JSON object", hint=hint)]
             )
+        if check is not None:
+            check(path, data)  # once per modification of the file: its warnings are not repeated
         _CACHE[key] = data
     return _CACHE[key]
 
@@ -81,12 +95,73 @@ def _target(dbt_dir: Path, target_dir: Path | None) -> Path:
     return target_dir if target_dir is not None else dbt_dir / "target"
 
 
+#: The manifest versions read as known: v12 (dbt-core 1.8 to 1.11) and v20 (dbt v2, the Fusion engine: v12's
+#: nodes, with the fields that are empty left out).
+KNOWN_MANIFEST_VERSIONS = frozenset({12, 20})
+_SCHEMA_VERSION = re.compile(r"/dbt/([A-Za-z_-]+)/v(\d+)(?:\.json)?/?$")
+_MANIFEST_HINT = (
+    "run `dbt parse` (or `dbt compile`, `dbt build`) in the dbt project so target/manifest.json is a manifest"
+)
+
+
+def manifest_version(data: dict[str, Any]) -> tuple[str | None, int | None]:
+    """The artifact kind and version a dbt JSON file says it is (``metadata.dbt_schema_version``, e.g.
+    ``https://schemas.getdbt.com/dbt/manifest/v12.json`` is ``("manifest", 12)``); ``(None, None)`` when it
+    does not say."""
+    meta = data.get("metadata")
+    url = meta.get("dbt_schema_version") if isinstance(meta, dict) else None
+    match = _SCHEMA_VERSION.search(url) if isinstance(url, str) else None
+    if match is None:
+        return None, None
+    return match.group(1), int(match.group(2))
+
+
+def _check_manifest(path: Path, data: dict[str, Any]) -> None:
+    """Refuse what cannot be read as a manifest; warn about a version newer than the known ones."""
+    kind, version = manifest_version(data)
+    if kind is not None and kind != "manifest":
+        raise ConfigError(
+            problems=[
+                ConfigProblem(
+                    str(path), None, f"this is a dbt {kind} file (v{version}), not a manifest", hint=_MANIFEST_HINT
+                )
+            ]
+        )
+    if not isinstance(data.get("nodes"), dict):
+        raise ConfigError(
+            problems=[
+                ConfigProblem(
+                    str(path),
+                    "nodes",
+                    "the manifest has no `nodes` object, so no model can be looked up in it"
+                    + (f" (manifest v{version})" if version is not None else ""),
+                    hint=_MANIFEST_HINT,
+                )
+            ]
+        )
+    if version is not None and version not in KNOWN_MANIFEST_VERSIONS and version > min(KNOWN_MANIFEST_VERSIONS):
+        known = ", ".join(f"v{v}" for v in sorted(KNOWN_MANIFEST_VERSIONS))
+        log.warning(
+            "%s is manifest v%s, which this version of sixtyfour-sync does not know (it knows %s): it is read "
+            "like v%s; upgrade sixtyfour-sync if a source.ref resolves to the wrong relation",
+            path,
+            version,
+            known,
+            max(KNOWN_MANIFEST_VERSIONS),
+        )
+
+
 def load_manifest(dbt_dir: Path, *, target_dir: Path | None = None) -> dict[str, Any]:
-    """The dbt manifest (``<target>/manifest.json``), read once per modification."""
+    """The dbt manifest (``<target>/manifest.json``), read once per modification.
+
+    A file that says it is another dbt artifact, or has no ``nodes``, is a ConfigError; a version newer than
+    :data:`KNOWN_MANIFEST_VERSIONS` is read with a warning.
+    """
     return _read_json(
         _target(dbt_dir, target_dir) / "manifest.json",
         "manifest: source.ref needs target/manifest.json",
         "run `dbt compile` (or `dbt build`) in the dbt project first (with the same --target-path)",
+        _check_manifest,
     )
 
 
@@ -142,8 +217,56 @@ def resolve_ref(
                 )
             ]
         )
+    return node_relation(node)
+
+
+def node_relation(node: dict[str, Any]) -> TableRef:
+    """The relation of a manifest node: its alias (else its name), schema and database.
+
+    dbt v2 writes ``""`` for a database or schema it has none for; that is no name, as a missing key is.
+    """
     alias = node.get("alias") or node.get("name")
-    return TableRef(str(alias), node.get("schema"), node.get("database"))
+    schema, database = node.get("schema"), node.get("database")
+    return TableRef(str(alias), str(schema) if schema else None, str(database) if database else None)
+
+
+def manifest_models(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The models of the manifest's own project (not those of installed packages), by name.
+
+    A manifest that does not name its project (``metadata.project_name``) gives every model.
+    """
+    meta = manifest.get("metadata")
+    project = meta.get("project_name") if isinstance(meta, dict) else None
+    models = [
+        n
+        for n in (manifest.get("nodes") or {}).values()
+        if isinstance(n, dict)
+        and n.get("resource_type") == "model"
+        and isinstance(n.get("name"), str)
+        and (not project or n.get("package_name") in (None, project))
+    ]
+    return sorted(models, key=lambda n: (str(n["name"]), str(n.get("unique_id", ""))))
+
+
+def model_key_columns(manifest: dict[str, Any], node: dict[str, Any]) -> list[str]:
+    """The columns that identify a model's rows, as its manifest says: ``primary_key`` (dbt-core 1.7 and later
+    work it out from constraints and tests), else the column of a ``unique`` test on the model (the first by
+    name); else none."""
+    primary = node.get("primary_key")
+    if isinstance(primary, list) and primary and all(isinstance(c, str) for c in primary):
+        return list(primary)
+    uid = node.get("unique_id")
+    unique: set[str] = set()
+    for n in (manifest.get("nodes") or {}).values():
+        if not isinstance(n, dict) or n.get("resource_type") != "test":
+            continue
+        test, column = n.get("test_metadata"), n.get("column_name")
+        depends = n.get("depends_on")
+        parents = depends.get("nodes") if isinstance(depends, dict) else None
+        attached = n.get("attached_node") or (parents[0] if isinstance(parents, list) and parents else None)
+        if isinstance(test, dict) and test.get("name") == "unique" and attached == uid and isinstance(column, str):
+            unique.add(column)
+    return sorted(unique)[:1]
 
 
 def dbt_command(run_results: dict[str, Any]) -> str | None:

@@ -67,3 +67,29 @@ def test_every_profile_scaffold_parses(tmp_path: Path, warehouse: str) -> None:
 def test_init_rejects_unsafe_names(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a plain identifier"):
         write_project(tmp_path, InitAnswers(table="leads; drop table x"))
+
+
+def test_init_in_a_dbt_project_from_the_command_line(tmp_path: Path) -> None:
+    """The command's lines in a dbt project, as JSON events; `dbt parse` comes first when there is no manifest."""
+    import json
+    import shutil
+
+    d = tmp_path / "analytics"
+    d.mkdir()
+    (d / "dbt_project.yml").write_text("name: sf_fixture\nprofile: sf_fixture\n")
+    (d / "profiles.yml").write_text("sf_fixture:\n  outputs:\n    dev: {type: duckdb, path: wh.duckdb}\n")
+    out = _cli("--log-format", "json", "init", "--no-input", "--model", "stg_leads", cwd=d)
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["init.dbt", "init.profiles", "init.wrote", "init.manifest", "init.next"]
+    assert events[1]["profile"] == "sf_fixture" and events[1]["target"] == "dev"
+    assert events[2]["path"] == str(d / "sixtyfour" / "enrich_stg_leads.yml")
+    assert events[-1]["message"].startswith(f"next: cd {d} && dbt parse && ")
+
+    (d / "target").mkdir()
+    shutil.copy(Path(__file__).parent / "fixtures" / "manifest_v12" / "manifest.json", d / "target")
+    again = _cli("init", "--no-input", "--force", cwd=d / "sixtyfour")
+    assert again.returncode == 0, again.stderr
+    assert "wrote " + str(d / "sixtyfour" / "enrich_lead_companies.yml") in again.stdout
+    assert "dbt parse" not in again.stdout
+    assert (d / "profiles.yml").read_text().startswith("sf_fixture:\n  outputs:")

@@ -47,6 +47,7 @@ from sixtyfour_sync.errors import ConfigError, ConfigProblem
 __all__ = [
     "BOOKKEEPING_COLUMNS",
     "MAX_CHUNK_ROWS",
+    "SYNC_DIRS",
     "BudgetSpec",
     "ModelFile",
     "Models",
@@ -981,12 +982,19 @@ def _render(
     return render_templates(data, file=file, env=env, vars=variables, lines=lines)
 
 
+#: Where a project's sync definitions are: ``models/``, and ``sixtyfour/`` (in a dbt project: beside
+#: dbt_project.yml, outside the folders dbt parses, whose YAML dbt v2 refuses unknown keys in; docs/dbt.md).
+SYNC_DIRS = ("models", "sixtyfour")
+
+
 def model_files(project_dir: Path) -> list[Path]:
-    """Every models/**/*.yml and *.yaml below the project, in a stable order."""
-    root = project_dir / "models"
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
+    """Every .yml and .yaml file below the project's :data:`SYNC_DIRS`, in a stable order."""
+    found: list[Path] = []
+    for name in SYNC_DIRS:
+        root = project_dir / name
+        if root.is_dir():
+            found += sorted(p for p in root.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
+    return found
 
 
 @dataclass(frozen=True)
@@ -1038,8 +1046,9 @@ def load_project_models(
                 ConfigProblem(
                     str(project_dir / "models"),
                     None,
-                    "no sync definitions found",
-                    hint="create models/<name>.yml (see `sixtyfour-sync init`)",
+                    "no sync definitions found (in models/ or sixtyfour/)",
+                    hint="create models/<name>.yml, or sixtyfour/<name>.yml in a dbt project "
+                    "(see `sixtyfour-sync init`)",
                 )
             ]
         )

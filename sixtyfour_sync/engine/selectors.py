@@ -154,7 +154,7 @@ def explain_empty(
         return None
     terms = parse_selector(select)
     if not syncs:
-        return "the project defines no sync (no models/*.yml with syncs:)"
+        return "the project defines no sync (no models/*.yml or sixtyfour/*.yml with syncs:)"
     if not terms:
         picked = [s.spec.name for s in syncs if s.spec.enabled]
         if not picked:

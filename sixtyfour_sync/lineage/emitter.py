@@ -63,7 +63,7 @@ class OpenLineageListener:
             return NoLineage()
         register_secret(environ.get("OPENLINEAGE_API_KEY"))
         try:
-            client = OpenLineageClient()
+            client = _quiet_client(environ)
             _scrub_source_location(client)
         except Exception as exc:
             warn_once(
@@ -132,6 +132,19 @@ class OpenLineageListener:
             )
 
 
+def _quiet_client(environ: Mapping[str, str]) -> Any:
+    """The client, made without its "will use ... transport" line in a run's output (unless
+    ``OPENLINEAGE_CLIENT_LOGGING`` asks for its logs)."""
+    said = logging.getLogger("openlineage.client.client")
+    level = said.level
+    if not environ.get("OPENLINEAGE_CLIENT_LOGGING"):
+        said.setLevel(logging.WARNING)
+    try:
+        return OpenLineageClient()
+    finally:
+        said.setLevel(level)
+
+
 def _safe(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {exc}")[:500]
 
@@ -176,7 +189,7 @@ def parent_from(environ: Mapping[str, str]) -> Parent | None:
 
 
 def tables_in(sql: str, dialect: str) -> list[TableRef]:
-    """The tables a SELECT reads (its CTEs left out), in order of appearance."""
+    """The tables a SELECT reads (its CTEs left out), each once."""
     import sqlglot
     from sqlglot import exp
 

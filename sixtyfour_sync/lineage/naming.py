@@ -156,7 +156,7 @@ def dataset_id(
             ),
         )
     if kind == "databricks":
-        host = re.sub(r"^[a-z]+://", "", config.host.strip(), flags=re.I).split("/", 1)[0].lower()
+        host = re.sub(r"^[a-z]+://", "", config.host.strip(), flags=re.I).split("/", 1)[0].rsplit("@", 1)[-1].lower()
         return DatasetId(
             f"databricks://{host}",
             _dotted(

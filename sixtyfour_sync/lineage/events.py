@@ -113,8 +113,8 @@ class SyncFacts:
 
 @attr.define
 class SixtyfourSyncRunFacet(RunFacet):
-    """The run facet of sixtyfour-sync: the tool's run id and the sync's numbers as the run's summary shows them
-    (the names and values of ``run --output json``'s sync entry); the numbers only on the end event."""
+    """The run facet of sixtyfour-sync: the tool's run id and, on the end event only, the sync's numbers with the
+    names and values of its entry in the run's JSON summary (``RunResult.to_dict()``)."""
 
     run_id: str
     command: str

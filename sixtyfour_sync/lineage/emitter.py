@@ -206,10 +206,13 @@ def tables_in(sql: str, dialect: str) -> list[TableRef]:
 
 
 def _current_catalog(adapter: Adapter) -> str | None:
-    """The catalog a Databricks connection is in when the profile names none (as the warehouse says)."""
-    for batch in adapter.stream("SELECT current_catalog()"):
-        if batch.num_rows:
-            return str(batch.column(0)[0].as_py())
+    """The catalog a Databricks connection is in when the profile names none (as the warehouse says), or None."""
+    try:
+        for batch in adapter.stream("SELECT current_catalog()"):
+            if batch.num_rows:
+                return str(batch.column(0)[0].as_py())
+    except Exception as exc:  # the name then lacks its catalog; the sync says what is wrong with the connection
+        log.debug("OpenLineage: the current catalog is unknown: %s", _safe(exc))
     return None
 
 
@@ -222,9 +225,13 @@ def _inputs(
     from sixtyfour_sync.engine.rows.select import source_relation_sql
 
     spec, src = loaded.spec, loaded.spec.source
-    if src.sql:
-        return [ident(t) for t in tables_in(src.sql, adapter.dialect.sqlglot)], []
-    table = ref_table(project, loaded) if src.ref else TableRef(src.table or "", src.schema_, src.database)
+    try:
+        if src.sql:
+            return [ident(t) for t in tables_in(src.sql, adapter.dialect.sqlglot)], []
+        table = ref_table(project, loaded) if src.ref else TableRef(src.table or "", src.schema_, src.database)
+    except Exception as exc:  # a query the parser cannot read, a manifest without the model: the sync says so
+        log.debug("OpenLineage: the inputs of %s are unknown: %s", spec.name, _safe(exc))
+        return [], []
     if table is None:
         return [], []
     inputs = [ident(table)]

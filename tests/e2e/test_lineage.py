@@ -191,3 +191,24 @@ def test_postgres_names_and_no_password_in_any_event(
         assert {i["name"] for i in lineage["email"]["inputFields"]} == {f"test.{wh.schema}.leads"}
         assert _output(complete)["outputFacets"]["outputStatistics"]["rowCount"] == 20
         assert {f["name"]: f.get("type") for f in _output(complete)["facets"]["schema"]["fields"]}["email"] == "TEXT"
+
+
+def test_mariadb_through_sqlalchemy_is_named_as_mysql(
+    project: E2EProject, receiver: tuple[str, list[tuple[str, str]]]
+) -> None:
+    from tests.e2e.warehouses import make_mariadb
+
+    url, posts = receiver
+    for wh in make_mariadb(project):
+        setup_leads(wh, 8)
+        done = run_cli(project, "run", "--yes", env={"OPENLINEAGE_URL": url})
+        assert done.returncode == 0, done.stdout + done.stderr
+        start, complete = _events(posts)
+        assert [(d["namespace"], d["name"]) for d in start["inputs"]] == [
+            ("mysql://127.0.0.1:3306", f"{wh.schema}.leads")
+        ]
+        assert (_output(complete)["namespace"], _output(complete)["name"]) == (
+            "mysql://127.0.0.1:3306",
+            f"{wh.schema}.leads_enriched",
+        )
+        assert _output(complete)["outputFacets"]["outputStatistics"]["rowCount"] == 8

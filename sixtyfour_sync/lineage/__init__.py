@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -64,7 +64,15 @@ class NoLineage:
         """Nothing to do."""
 
 
-def configured_by(environ: Mapping[str, str], cwd: Path, home: Path) -> str | None:
+def _place(where: Callable[[], Path]) -> Path | None:
+    """The working or home directory, or None when there is none (deleted, no HOME)."""
+    try:
+        return where()
+    except (OSError, RuntimeError):
+        return None
+
+
+def configured_by(environ: Mapping[str, str], cwd: Path | None, home: Path | None) -> str | None:
     """What turns OpenLineage events on (a variable or a file, as the OpenLineage client finds its configuration),
     or None when nothing does or :data:`SWITCH_ENV` / ``OPENLINEAGE_DISABLED`` turns them off."""
     switch = environ.get(SWITCH_ENV, "").strip().lower()
@@ -78,7 +86,10 @@ def configured_by(environ: Mapping[str, str], cwd: Path, home: Path) -> str | No
     dynamic = sorted(k for k in environ if k.startswith("OPENLINEAGE__TRANSPORT"))
     if dynamic:
         return dynamic[0]
-    for candidate in (cwd / "openlineage.yml", home / ".openlineage" / "openlineage.yml"):
+    candidates = ([cwd / "openlineage.yml"] if cwd else []) + (
+        [home / ".openlineage" / "openlineage.yml"] if home else []
+    )
+    for candidate in candidates:
         if candidate.is_file():
             return str(candidate)
     return None
@@ -95,7 +106,7 @@ def lineage_listener(command: str = "run", environ: Mapping[str, str] | None = N
     """The listener for one invocation: :class:`NoLineage` unless OpenLineage is configured and its client is
     installed (configured without it: a warning, once, and no events)."""
     env = os.environ if environ is None else environ
-    reason = configured_by(env, Path.cwd(), Path.home())
+    reason = configured_by(env, _place(Path.cwd), _place(Path.home))
     if reason is None:
         return NoLineage()
     try:

@@ -165,6 +165,7 @@ REDACTED_LOGGERS = (
     "sixtyfour_sync.engine",
     "sixtyfour_sync.engine.lease",
     "sixtyfour_sync.dbt",
+    "sixtyfour_sync.lineage",
     "sixtyfour_sync.selection",
     "sixtyfour_sync.progress",
     "sixtyfour_sync.receiver",

@@ -44,6 +44,7 @@ from sixtyfour_sync.engine.steps.escalation import escalate
 from sixtyfour_sync.engine.steps.new_fields import ask_new_fields
 from sixtyfour_sync.engine.summary import RunResult, SyncPlan, SyncResult
 from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError, ConfigProblem, SixtyfourSyncError
+from sixtyfour_sync.lineage import lineage_listener
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.keytypes import transport_sql
 from sixtyfour_sync.warehouse.types import TableRef
@@ -412,6 +413,7 @@ def run(
     budget = Budget(None if max_cost_cents is None else float(max_cost_cents))
     result = RunResult(new_run_id(), fail_on_budget=fail_on_budget)
     result.syncs.extend(skipped)
+    lineage = lineage_listener(command)  # OpenLineage events, when configured (docs/lineage.md)
     names = [s.spec.name for s in syncs]
     recorders: dict[int, RunRecorder] = {}
     crashed = False
@@ -431,6 +433,7 @@ def run(
                             Ledger(adapter), result.run_id, command, names, only_tasks=only_tasks is not None
                         )
                     began = time.time()
+                    lineage.sync_started(project, loaded, result.run_id, began)
                     outcome: SyncResult | None = None
                     try:
                         outcome = _run_one(
@@ -489,6 +492,7 @@ def run(
                 for recorder in recorders.values():
                     _close_run(recorder, result, by_name, crashed=crashed)
                 result.recorded = any(r.opened for r in recorders.values())
+                lineage.run_ended(result)  # after the run's numbers are taken from the ledger
     finally:
         if own_client:
             api.close()

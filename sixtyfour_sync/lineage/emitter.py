@@ -221,7 +221,7 @@ def _inputs(
 ) -> tuple[list[DatasetId], list[str]]:
     """The relations the sync reads, and the input columns it sends (empty when unknown)."""
     from sixtyfour_sync.engine.plan.checks import ref_table
-    from sixtyfour_sync.engine.plan.planner import resolve_inputs
+    from sixtyfour_sync.engine.plan.columns import resolve_inputs
     from sixtyfour_sync.engine.rows.select import source_relation_sql
 
     spec, src = loaded.spec, loaded.spec.source
@@ -248,7 +248,7 @@ def describe_sync(
     project: Project, loaded: LoadedSync, *, run_id: str, command: str, started_at: float, namespace: str
 ) -> SyncFacts:
     """What a sync's events say about it: its job, its datasets, its columns."""
-    from sixtyfour_sync.engine.plan.planner import owned_columns, target_ref
+    from sixtyfour_sync.engine.plan.columns import owned_columns, target_ref
 
     spec = loaded.spec
     adapter = project.adapter_for(loaded)

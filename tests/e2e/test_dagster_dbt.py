@@ -73,15 +73,16 @@ def _edges(defs: dg.Definitions) -> list[tuple[dg.AssetKey, dg.AssetKey]]:
     )
 
 
-def _save(title: str, edges: list[tuple[dg.AssetKey, dg.AssetKey]]) -> str:
-    text = title + "\n" + "".join(f"  {a.to_user_string()} -> {b.to_user_string()}\n" for a, b in edges)
+def _save(title: str, edges: list[tuple[dg.AssetKey, dg.AssetKey]], *notes: str) -> None:
+    """Print the edges, one ``parent -> child`` a line, and keep them in EDGES_FILE when it is set."""
+    lines = [f"  {a.to_user_string()} -> {b.to_user_string()}" for a, b in edges] + [f"  {n}" for n in notes]
+    text = "\n".join([title, *lines])
     print(text)
     if EDGES_FILE:
         path = Path(EDGES_FILE)
         existing = path.read_text() if path.exists() else ""
-        blocks = [b for b in existing.split("\n\n") if b.strip() and not b.startswith(title)]
-        path.write_text("\n\n".join([*blocks, text.rstrip("\n")]) + "\n")
-    return text
+        blocks = [b.strip("\n") for b in existing.split("\n\n") if b.strip() and not b.startswith(title)]
+        path.write_text("\n\n".join([*blocks, text]) + "\n")
 
 
 def _order(result: dg.ExecuteInProcessResult) -> list[dg.AssetKey]:
@@ -99,7 +100,6 @@ def test_staging_model_sync_and_downstream_model_chain_and_run_in_order(project:
     assert [a.key for a in syncs] == [SYNC]  # the key dagster-dbt gives source('sixtyfour', 'leads_enriched')
     defs = dg.Definitions(assets=[dbt_assets, *syncs], resources=_resources(d))
     edges = _edges(defs)
-    _save("staging model -> sync -> downstream model (default keys):", edges)
     assert (STAGING, SYNC) in edges and (SYNC, DOWNSTREAM) in edges
     assert (dg.AssetKey(["raw_leads"]), STAGING) in edges
 
@@ -107,6 +107,11 @@ def test_staging_model_sync_and_downstream_model_chain_and_run_in_order(project:
     assert result.success
     order = _order(result)
     assert order.index(STAGING) < order.index(SYNC) < order.index(DOWNSTREAM), order
+    _save(
+        "staging model -> sync -> downstream model (default keys):",
+        edges,
+        "materialised in this order: " + ", ".join(k.to_user_string() for k in order),
+    )
     [sync_mat] = [e for e in result.all_events if e.asset_key == SYNC and e.event_type_value == "ASSET_MATERIALIZATION"]
     meta = {k: v.value for k, v in sync_mat.event_specific_data.materialization.metadata.items()}
     assert meta["status"] == "ok" and meta["rows_sent"] == 27 and meta["rows_enriched"] > 0
@@ -170,6 +175,10 @@ def test_a_broken_sync_file_leaves_the_dbt_assets_and_the_lineage_alone(project:
     assert {a.key for a in assets} == {SYNC, broken}
     defs = dg.Definitions(assets=[_dbt_assets(d), *assets], resources=_resources(d))
     edges = _edges(defs)
-    _save("with a broken sync file beside the good one:", edges)
     assert (STAGING, SYNC) in edges and (SYNC, DOWNSTREAM) in edges
     assert broken in defs.resolve_asset_graph().get_all_asset_keys()
+    _save(
+        "with a broken sync file beside the good one:",
+        edges,
+        f"{broken.to_user_string()} (no edges; fails with the file's error)",
+    )

@@ -164,6 +164,7 @@ REDACTED_LOGGERS = (
     "sixtyfour_sync.emulator",
     "sixtyfour_sync.engine",
     "sixtyfour_sync.engine.lease",
+    "sixtyfour_sync.dagster",
     "sixtyfour_sync.dbt",
     "sixtyfour_sync.lineage",
     "sixtyfour_sync.selection",

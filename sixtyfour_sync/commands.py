@@ -23,6 +23,7 @@ from sixtyfour_sync.api import SixtyfourClient
 from sixtyfour_sync.api.poll import poll_interval_from_env
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder
+from sixtyfour_sync.engine.invalid_files import sound_syncs
 from sixtyfour_sync.engine.jobs.budget import Budget
 from sixtyfour_sync.engine.jobs.cancel import cancel_job, cancel_row
 from sixtyfour_sync.engine.jobs.scheduler import StopToken
@@ -361,6 +362,7 @@ def run(
     plan: ApprovedPlan | Sequence[SyncPlan] | Path | str | None = None,
     fail_on_empty: bool = False,
     fail_on_budget: bool = False,
+    skip_invalid_files: bool = False,
 ) -> RunResult:
     """Finish unfinished jobs, then select, submit, poll, download, parse and upsert; return the outcome.
 
@@ -380,10 +382,17 @@ def run(
     only its syncs run, each planned again first and refused when its definition changed or its data or price
     grew past what was approved (:func:`~sixtyfour_sync.engine.plan.approval.hold_to`); the others are capped at the
     approved rows and at the approved estimate plus one row's price.
+
+    ``skip_invalid_files`` leaves out the syncs of every file that fails to load instead of refusing the run
+    (:mod:`sixtyfour_sync.engine.invalid_files`; each Dagster asset runs so).
     """
     env_map = os.environ if env is None else env
     started = time.monotonic()
-    project = _project(project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path)
+    project = _project(
+        project_dir, profiles_dir, profile, target, env, dbt_project_dir, vars, target_path, lenient=skip_invalid_files
+    )
+    if skip_invalid_files:
+        project.syncs = sound_syncs(project.syncs, project.problems)
     syncs = _select(project, select, exclude, fail_on_empty=fail_on_empty)
     skipped: list[SyncResult] = []
     if only_rebuilt:

@@ -1,21 +1,35 @@
-"""Dagster assets for sixtyfour-sync: one asset per sync, downstream of the dbt assets its ``source.ref`` names.
+"""Dagster assets for sixtyfour-sync: one asset per enriched table, between the dbt assets it reads and feeds.
 
 ::
 
     from dagster import Definitions
     from sixtyfour_sync.dagster import build_sync_assets
 
-    defs = Definitions(assets=[*dbt_assets, *build_sync_assets("/opt/analytics", select=["tag:daily"])])
+    defs = Definitions(assets=[dbt_assets, *build_sync_assets("/opt/analytics", select=["tag:daily"])])
 
-Each asset runs its sync with :func:`sixtyfour_sync.run`. Progress and the engine's log lines go to
+**Keys line up with dagster-dbt's.** A sync's asset is keyed by the dbt source table ``sixtyfour-sync
+dbt-sources`` writes for its target (``source('sixtyfour', 'leads_enriched')``), with the key dagster-dbt gives
+that source by default: ``meta.dagster.asset_key`` when the table sets one, else ``[source name, table name]``
+(``['sixtyfour', 'leads_enriched']``). When the manifest has the sources file parsed, the table is found there by
+its ``meta.sixtyfour_sync`` (whatever ``--source-name`` wrote it); before that, the key is the one
+``dbt-sources`` would write (:func:`sixtyfour_sync.dbt.source_tables`, with ``source_name`` and
+``source_schema`` as given to ``dbt-sources``). The dbt models selecting from the source are then downstream of
+the sync, and the sync is downstream of the model its ``source.ref`` names (dagster-dbt's key for it:
+``meta.dagster.asset_key``, else the alias of a versioned model, else ``[config.schema, name]`` with a custom
+schema, else ``[name]``). Syncs that share a target table share its asset. ``key_prefix`` goes in front of the
+syncs' keys; ``dbt_translator`` (a ``DagsterDbtTranslator``) gives the keys the dbt assets use instead of the
+defaults, for both the sources and the models.
+
+**A broken sync file fails its own asset.** A file under ``models/`` that fails to load (a YAML typo, a schema
+error, a sync name used twice) does not stop the code location loading: its syncs are left out, a warning is
+logged, and an asset keyed after the file (:func:`invalid_file_key`) stands in for them; materialising it fails,
+not retried, with the file's errors (file, line, key). The other syncs' assets and the dbt assets load and run.
+
+Each asset runs its syncs with :func:`sixtyfour_sync.run`. Progress and the engine's log lines go to
 ``context.log``; the materialisation carries rows, cost and fill rate as metadata. A partial run (exit 3: jobs
 still running or some failed) raises a retryable :class:`dagster.Failure`, so the asset's retry policy runs it
-again and the next attempt finishes the jobs (nothing is paid twice). A failure (exit 1) raises a Failure that
-is not retried: config errors, budget and credits need a person.
-
-The asset key is the sync name (with ``key_prefix``); the dependency on a dbt model is the key dagster-dbt gives
-it by default (``meta.dagster.asset_key``, else ``[config.schema, name]`` with a custom schema, else ``[name]``),
-read from the manifest when it is there.
+again and the next attempt finishes the jobs (nothing is paid twice). A failure (exit 1) or a configuration error
+raises a Failure that is not retried: config errors, budget and credits need a person.
 """
 
 # No ``from __future__ import annotations`` here: dagster reads the asset function's ``context`` annotation at
@@ -24,7 +38,7 @@ read from the manifest when it is there.
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 try:
     import dagster as dg
@@ -34,27 +48,90 @@ except ImportError as exc:  # pragma: no cover - exercised only without dagster 
 
     raise MissingDriverError("sixtyfour_sync.dagster needs the 'dagster' package", hint="pip install dagster") from exc
 
+from sixtyfour_sync import dagster_keys as keys
 from sixtyfour_sync.config.models import LoadedSync
+from sixtyfour_sync.engine.invalid_files import invalid_files
+from sixtyfour_sync.engine.project import Project
 from sixtyfour_sync.engine.runner import Reporter
 from sixtyfour_sync.engine.summary import RunResult, SyncResult
+from sixtyfour_sync.errors import ConfigError, ConfigProblem
 
-__all__ = ["DEFAULT_RETRY_POLICY", "ContextReporter", "build_sync_assets", "dbt_asset_key", "sync_metadata"]
+__all__ = [
+    "DEFAULT_RETRY_POLICY",
+    "INVALID_FILE_KEY",
+    "ContextReporter",
+    "DbtTranslator",
+    "build_sync_assets",
+    "dbt_asset_key",
+    "dbt_default_key",
+    "invalid_file_key",
+    "sync_asset_keys",
+    "sync_metadata",
+    "table_metadata",
+]
 
 #: Retry a partial run after 10 minutes, up to 6 times (jobs still running are finished, not paid again).
 DEFAULT_RETRY_POLICY = dg.RetryPolicy(max_retries=6, delay=600)
+#: The first part of the key of the asset that stands in for a sync file that fails to load.
+INVALID_FILE_KEY = "sixtyfour_invalid_file"
+log = logging.getLogger("sixtyfour_sync.dagster")
 
 
-def dbt_asset_key(ref: str, node: Mapping[str, Any] | None = None) -> dg.AssetKey:
-    """The key dagster-dbt gives dbt model ``ref`` by default (its manifest ``node`` when known)."""
-    if node is None:
-        return dg.AssetKey([ref])
-    config = node.get("config") or {}
-    meta = config.get("meta") or node.get("meta") or {}
-    configured = (meta.get("dagster") or {}).get("asset_key") if isinstance(meta, Mapping) else None
-    if configured:
-        return dg.AssetKey(list(configured))
-    schema = config.get("schema")
-    return dg.AssetKey([schema, ref] if schema else [ref])
+class DbtTranslator(Protocol):
+    """What is used of a ``dagster_dbt.DagsterDbtTranslator``: the key of a dbt node (as the manifest has it)."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey: ...
+
+
+def dbt_default_key(props: Mapping[str, Any]) -> dg.AssetKey:
+    """The key dagster-dbt gives a dbt node by default (:func:`sixtyfour_sync.dagster_keys.default_key`)."""
+    return dg.AssetKey(keys.default_key(props))
+
+
+def _key(props: Mapping[str, Any], translator: DbtTranslator | None) -> dg.AssetKey:
+    return translator.get_asset_key(props) if translator is not None else dbt_default_key(props)
+
+
+def dbt_asset_key(
+    ref: str, node: Mapping[str, Any] | None = None, translator: DbtTranslator | None = None
+) -> dg.AssetKey:
+    """The key dagster-dbt gives dbt model ``ref`` (its manifest ``node`` when known)."""
+    props = {"resource_type": "model", "name": ref, "config": {}, **node} if node is not None else None
+    return _key(props or keys.model_props(ref, None), translator)
+
+
+def sync_asset_keys(
+    syncs: Sequence[LoadedSync],
+    manifest: Mapping[str, Any] | None = None,
+    *,
+    source_name: str = "sixtyfour",
+    source_schema: str | None = None,
+    translator: DbtTranslator | None = None,
+) -> dict[str, dg.AssetKey]:
+    """Each sync's asset key: the key dagster-dbt gives the dbt source table of its target.
+
+    ``syncs`` are all the project's syncs, ``manifest`` the dbt manifest when there is one, ``source_name`` and
+    ``source_schema`` what ``dbt-sources`` was given (used until the manifest has the sources file).
+    """
+    from sixtyfour_sync.dbt import TARGET_SCHEMA
+
+    props = keys.sync_source_props(syncs, manifest, source_name=source_name, schema=source_schema or TARGET_SCHEMA)
+    return {name: _key(p, translator) for name, p in props.items()}
+
+
+def invalid_file_key(
+    file: Path | str,
+    project_dir: Path | str,
+    *,
+    select: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    key_prefix: Sequence[str] = (),
+) -> dg.AssetKey:
+    """The key of the asset standing in for a sync file that fails to load:
+    ``[*key_prefix, "sixtyfour_invalid_file", <file>]`` (:func:`sixtyfour_sync.dagster_keys.invalid_file_name`:
+    ``models/leads.yml`` -> ``models_leads_yml``, ``models_leads_yml__tag_daily`` with ``select=["tag:daily"]``).
+    """
+    return dg.AssetKey([*key_prefix, INVALID_FILE_KEY, keys.invalid_file_name(file, project_dir, select, exclude)])
 
 
 class ContextReporter(Reporter):
@@ -109,69 +186,198 @@ def sync_metadata(result: RunResult, sync: SyncResult) -> dict[str, Any]:
     }
 
 
-def _manifest_nodes(project: Any) -> dict[str, Mapping[str, Any]]:
-    from sixtyfour_sync.dbt import find_node, load_manifest
-    from sixtyfour_sync.errors import ConfigError
+_SUMMED = ("rows_selected", "rows_sent", "rows_enriched", "rows_failed", "rows_not_returned", "jobs")
 
-    refs = {s.spec.source.ref for s in project.syncs if s.spec.source.ref}
-    if not refs:
-        return {}
+
+def table_metadata(result: RunResult, syncs: Sequence[SyncResult]) -> dict[str, Any]:
+    """:func:`sync_metadata` of the one sync, or for a table several syncs write: totals, and each sync's."""
+    if len(syncs) == 1:
+        return sync_metadata(result, syncs[0])
+    each = {s.name: sync_metadata(result, s) for s in syncs}
+    out: dict[str, Any] = {"run_id": result.run_id, "status": result.status}
+    out.update({k: sum(int(m[k]) for m in each.values()) for k in _SUMMED})
+    for k in ("estimated_cost_usd", "charged_usd"):
+        out[k] = round(sum(float(m[k]) for m in each.values()), 4)
+    out["syncs"] = dg.MetadataValue.json(
+        {name: {k: v for k, v in m.items() if k != "fill_rate" and k != "run_id"} for name, m in each.items()}
+    )
+    return out
+
+
+def _load_project(project_dir: Path | str, args: Mapping[str, Any]) -> Project:
+    """The project, loaded leniently: a broken file's problems are kept in ``problems``, never raised."""
+    return Project.load(
+        Path(project_dir),
+        profiles_dir=Path(args["profiles_dir"]) if args.get("profiles_dir") else None,
+        profile=args.get("profile"),
+        target=args.get("target"),
+        env=args.get("env"),
+        dbt_project_dir=Path(args["dbt_project_dir"]) if args.get("dbt_project_dir") else None,
+        vars=args.get("vars"),
+        target_path=args.get("target_path"),
+        lenient=True,
+    )
+
+
+def _manifest(project: Project) -> Mapping[str, Any] | None:
+    from sixtyfour_sync.dbt import load_manifest
+
     try:
-        manifest = load_manifest(project.dbt_dir or project.project_dir, target_dir=project.target_dir)
+        return load_manifest(project.dbt_dir or project.project_dir, target_dir=project.target_dir)
     except ConfigError:
-        return {}  # not built yet: keys from the names alone (dagster-dbt's default for a plain model)
-    return {ref: node for ref in refs if (node := find_node(manifest, str(ref))) is not None}
+        return None  # not built yet: dagster-dbt's default keys from the names alone
+
+
+def _problems_text(problems: Sequence[ConfigProblem]) -> str:
+    return "\n".join(f"  - {p}" for p in problems)
+
+
+def _check_files(project_dir: Path | str, args: Mapping[str, Any], files: Sequence[Path]) -> None:
+    """Fail (not retried) when one of ``files`` no longer loads, with its problems."""
+    try:
+        broken = invalid_files(_load_project(project_dir, args).problems)
+    except ConfigError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    for f in files:
+        if f.resolve() in broken:
+            raise dg.Failure(
+                description=f"{f} fails to load now:\n{_problems_text(broken[f.resolve()])}",
+                allow_retries=False,
+            )
 
 
 def _make_asset(
-    loaded: LoadedSync,
+    key: dg.AssetKey,
+    members: Sequence[LoadedSync],
     deps: list[dg.AssetKey],
     run_kwargs: dict[str, Any],
     *,
-    key_prefix: Sequence[str],
     group_name: str,
     retry_policy: dg.RetryPolicy | None,
 ) -> dg.AssetsDefinition:
-    spec = loaded.spec
-    name = spec.name
+    names = [m.spec.name for m in members]
+    first = members[0].spec
+    files = sorted({m.file for m in members})
+    description = first.description if len(members) == 1 else None
 
     @dg.asset(
-        key=dg.AssetKey([*key_prefix, name]),
+        key=key,
         deps=deps,
         group_name=group_name,
         retry_policy=retry_policy,
-        description=spec.description
-        or f"{spec.target.table}: enriched by Sixtyfour ({spec.endpoint}, tier {spec.tier})",
+        description=description
+        or f"{first.target.table}: enriched by Sixtyfour ({', '.join(names)}; {first.endpoint}, tier {first.tier})",
         kinds={"sixtyfour"},
-        tags={f"sixtyfour/{t}": "" for t in spec.tags},
-        metadata={"target_table": spec.target.table, "endpoint": spec.endpoint, "tier": spec.tier},
+        tags={f"sixtyfour/{t}": "" for m in members for t in m.spec.tags},
+        metadata={
+            "syncs": ", ".join(names),
+            "target_table": first.target.table,
+            "endpoint": first.endpoint,
+            "tier": first.tier,
+            "defined_in": ", ".join(str(f) for f in files),
+        },
     )
     def _sync_asset(context: AssetExecutionContext) -> dg.MaterializeResult[Any]:
         from sixtyfour_sync.commands import run
 
+        _check_files(run_kwargs["project_dir"], run_kwargs, files)
         handler = _ToContext(context.log)
         engine_log = logging.getLogger("sixtyfour_sync")
         engine_log.addHandler(handler)
         try:
-            result = run(select=[name], reporter=ContextReporter(context.log), **run_kwargs)
+            result = run(select=names, reporter=ContextReporter(context.log), skip_invalid_files=True, **run_kwargs)
+        except ConfigError as exc:  # a definition that changed since the code location loaded, a missing key...
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         finally:
             engine_log.removeHandler(handler)
-        sync = next((s for s in result.syncs if s.name == name), SyncResult(name, status="failed"))
-        metadata = sync_metadata(result, sync)
-        for warning in sync.warnings:
-            context.log.warning(f"{name}: {warning}")
-        problems = "; ".join(sync.errors) or result.error or sync.status
+        found = {s.name: s for s in result.syncs}
+        syncs = [found.get(n) or SyncResult(n, status="failed") for n in names]
+        metadata = table_metadata(result, syncs)
+        for s in syncs:
+            for warning in s.warnings:
+                context.log.warning(f"{s.name}: {warning}")
+        problems = "; ".join(e for s in syncs for e in s.errors) or result.error or result.status
+        label = ", ".join(names)
         if result.exit_code == 3:
             raise dg.Failure(
-                description=f"{name}: partial ({problems}); a retry finishes the unfinished jobs without paying again",
+                description=f"{label}: partial ({problems}); a retry finishes the unfinished jobs without paying again",
                 metadata=metadata,
                 allow_retries=True,
             )
         if result.exit_code != 0:
-            raise dg.Failure(description=f"{name}: {problems}", metadata=metadata, allow_retries=False)
+            raise dg.Failure(description=f"{label}: {problems}", metadata=metadata, allow_retries=False)
         return dg.MaterializeResult(metadata=metadata)
 
     return _sync_asset
+
+
+def _invalid_file_asset(
+    key: dg.AssetKey,
+    file: Path,
+    problems: Sequence[ConfigProblem],
+    project_dir: Path | str,
+    args: Mapping[str, Any],
+    group_name: str,
+) -> dg.AssetsDefinition:
+    shown = str(file)
+    at_load = _problems_text(problems)
+
+    @dg.asset(
+        key=key,
+        group_name=group_name,
+        description=f"{shown} failed to load, so its syncs are not assets. Its errors:\n{at_load}",
+        kinds={"sixtyfour"},
+        metadata={"file": shown, "problems": dg.MetadataValue.json([str(p) for p in problems])},
+    )
+    def _invalid_file(context: AssetExecutionContext) -> dg.MaterializeResult[Any]:
+        try:
+            now = invalid_files(_load_project(project_dir, args).problems).get(file.resolve())
+        except ConfigError as exc:
+            raise dg.Failure(description=f"{shown} failed to load:\n{at_load}\n{exc}", allow_retries=False) from exc
+        if now is None:
+            raise dg.Failure(
+                description=f"{shown} loads now: reload the code location so its syncs become assets "
+                f"(it failed to load with:\n{at_load})",
+                allow_retries=False,
+            )
+        raise dg.Failure(
+            description=f"{shown} fails to load, so its syncs are not assets; fix it, then reload the code "
+            f"location:\n{_problems_text(now)}",
+            metadata={"file": shown, "problems": dg.MetadataValue.json([str(p) for p in now])},
+            allow_retries=False,
+        )
+
+    return _invalid_file
+
+
+def _select(
+    project: Project, select: Sequence[str] | None, exclude: Sequence[str] | None, broken: bool
+) -> list[LoadedSync]:
+    """``project.select``; with a broken file, a word naming only its syncs is left out instead of raising."""
+    from sixtyfour_sync.engine.selectors import parse_selector, select_syncs
+
+    try:
+        return list(project.select(select, exclude))
+    except ConfigError:
+        if not broken:
+            raise
+    root = project.project_dir
+    chosen: set[str] = set()
+    for atoms in parse_selector(select) or [[]]:
+        try:
+            chosen |= {
+                s.spec.name for s in select_syncs(project.syncs, [",".join(atoms)] if atoms else None, root=root)
+            }
+        except ConfigError as exc:
+            log.warning("%s (a sync file fails to load: its syncs cannot be selected)", exc)
+    for atoms in parse_selector(exclude):
+        if not chosen:
+            break
+        try:
+            chosen = {s.spec.name for s in select_syncs(project.syncs, sorted(chosen), [",".join(atoms)], root=root)}
+        except ConfigError as exc:
+            log.warning("%s (a sync file fails to load: its syncs cannot be excluded)", exc)
+    return [s for s in project.syncs if s.spec.name in chosen]
 
 
 def build_sync_assets(
@@ -189,26 +395,19 @@ def build_sync_assets(
     vars: Mapping[str, Any] | None = None,
     target_path: Path | str | None = None,
     env: Mapping[str, str] | None = None,
+    source_name: str = "sixtyfour",
+    source_schema: str | None = None,
+    dbt_translator: DbtTranslator | None = None,
     **run_options: Any,
 ) -> list[dg.AssetsDefinition]:
-    """One asset per selected sync; ``run_options`` go to :func:`sixtyfour_sync.run` (``max_cost_cents``,
-    ``max_wait_seconds``, ``api_key``, ``api_url``...). Loading reads the YAML and the manifest only: no
-    warehouse connection, no API call."""
-    from sixtyfour_sync.engine.project import Project
+    """One asset per target table of the selected syncs, and one per sync file that fails to load.
 
-    project = Project.load(
-        Path(project_dir),
-        profiles_dir=Path(profiles_dir) if profiles_dir else None,
-        profile=profile,
-        target=target,
-        env=env,
-        dbt_project_dir=Path(dbt_project_dir) if dbt_project_dir else None,
-        vars=vars,
-        target_path=target_path,
-    )
-    nodes = _manifest_nodes(project)
-    run_kwargs: dict[str, Any] = {
-        "project_dir": project_dir,
+    Keys: see the module's text (``source_name``/``source_schema`` as given to ``dbt-sources``, used until the
+    manifest has the sources file). ``run_options`` go to :func:`sixtyfour_sync.run` (``max_cost_cents``,
+    ``max_wait_seconds``, ``api_key``, ``api_url``...). Loading reads the YAML and the manifest only: no
+    warehouse connection, no API call.
+    """
+    args: dict[str, Any] = {
         "profiles_dir": profiles_dir,
         "profile": profile,
         "target": target,
@@ -216,15 +415,36 @@ def build_sync_assets(
         "vars": vars,
         "target_path": target_path,
         "env": env,
-        **run_options,
     }
+    project = _load_project(project_dir, args)
+    broken = invalid_files(project.problems)  # a problem of no one file raises, as a strict load would
+    project.syncs = [s for s in project.syncs if s.file.resolve() not in broken]
+    manifest = _manifest(project)
+    sync_keys = sync_asset_keys(
+        project.syncs, manifest, source_name=source_name, source_schema=source_schema, translator=dbt_translator
+    )
+    by_key: dict[dg.AssetKey, list[LoadedSync]] = {}
+    for loaded in _select(project, select, exclude, bool(broken)):
+        by_key.setdefault(dg.AssetKey([*key_prefix, *sync_keys[loaded.spec.name].path]), []).append(loaded)
+    run_kwargs: dict[str, Any] = {"project_dir": project_dir, **args, **run_options}
     assets = []
-    for loaded in project.select(select, exclude):
-        ref = loaded.spec.source.ref
-        deps = [dbt_asset_key(ref, nodes.get(ref))] if ref else []
-        assets.append(
-            _make_asset(
-                loaded, deps, run_kwargs, key_prefix=key_prefix, group_name=group_name, retry_policy=retry_policy
-            )
+    for key, members in by_key.items():
+        refs = list(dict.fromkeys(str(m.spec.source.ref) for m in members if m.spec.source.ref))
+        deps = [_key(keys.model_props(r, manifest), dbt_translator) for r in refs]
+        assets.append(_make_asset(key, members, deps, run_kwargs, group_name=group_name, retry_policy=retry_policy))
+    taken = set(by_key)
+    for file, problems in broken.items():
+        key = invalid_file_key(file, project.project_dir, select=select, exclude=exclude, key_prefix=key_prefix)
+        n = 1
+        while key in taken:
+            n += 1
+            key = dg.AssetKey([*key.path[:-1], f"{key.path[-1]}_{n}"])
+        taken.add(key)
+        log.warning(
+            "%s fails to load, so its syncs are not assets; asset %s fails with its errors until it is fixed:\n%s",
+            file,
+            key.to_user_string(),
+            _problems_text(problems),
         )
+        assets.append(_invalid_file_asset(key, file, problems, project_dir, args, group_name))
     return assets

@@ -43,6 +43,7 @@ __all__ = [
     "node_relation",
     "rebuilt_models",
     "resolve_ref",
+    "source_tables",
     "sources_yaml",
     "write_atomically",
 ]
@@ -343,7 +344,7 @@ def freshness_for(spec: SyncSpec) -> dict[str, Any]:
     return {"warn_after": _period(warn), "error_after": _period(warn * 2)}
 
 
-def _table_entry(spec: SyncSpec) -> dict[str, Any]:
+def _columns(spec: SyncSpec) -> list[dict[str, Any]]:
     columns: list[dict[str, Any]] = [
         {"name": k, "description": "key of the source row", "data_tests": ["not_null", "unique"]}
         for k in spec.source.key
@@ -364,15 +365,57 @@ def _table_entry(spec: SyncSpec) -> dict[str, Any]:
                 "description": "fields of the last answer held back below min_confidence (JSON), else null",
             }
         )
+    return columns
+
+
+def _table_entry(specs: Sequence[SyncSpec]) -> dict[str, Any]:
+    """One source table for the syncs that write it (several when they share the target, each its columns)."""
+    first = specs[0]
+    columns: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for spec in specs:
+        for column in _columns(spec):
+            if column["name"].lower() not in seen:  # a shared key is listed once
+                seen.add(column["name"].lower())
+                columns.append(column)
+    if len(specs) == 1:
+        description = first.description or f"Enriched by sixtyfour-sync sync {first.name!r}"
+        meta: dict[str, Any] = {"sixtyfour_sync": first.name}
+    else:
+        description = "Enriched by sixtyfour-sync syncs " + ", ".join(repr(s.name) for s in specs)
+        meta = {"sixtyfour_sync": first.name, "sixtyfour_syncs": [s.name for s in specs]}
     return {
-        "name": spec.target.table,
-        "description": (spec.description or f"Enriched by sixtyfour-sync sync {spec.name!r}")
-        + f" ({spec.endpoint} endpoint, tier {spec.tier})",
-        "meta": {"sixtyfour_sync": spec.name},
-        "loaded_at_field": "_sixtyfour_enriched_at",
-        "freshness": freshness_for(spec),
+        "name": first.target.table,
+        "description": description + f" ({first.endpoint} endpoint, tier {first.tier})",
+        "meta": meta,
+        "loaded_at_field": first.bookkeeping("enriched_at"),
+        "freshness": freshness_for(first),
         "columns": columns,
     }
+
+
+def source_tables(
+    syncs: Sequence[LoadedSync], *, source_name: str = "sixtyfour", schema: str = TARGET_SCHEMA
+) -> dict[tuple[str, str], list[LoadedSync]]:
+    """Where :func:`sources_yaml` puts each target table: ``(dbt source name, table name)`` and its syncs.
+
+    Targets that follow the profile share the source ``source_name``; each other (database, schema) gets a
+    source of its own, ``<source_name>_2``, ``_3``... in a stable order. Syncs that share a target table share
+    its entry. ``source('<source name>', '<table>')`` reads it in dbt, and ``[<source name>, <table>]`` is the
+    key dagster-dbt gives it by default.
+    """
+    groups: dict[tuple[str | None, str], dict[str, list[LoadedSync]]] = {}
+    for loaded in syncs:
+        t = loaded.spec.target
+        tables = groups.setdefault((t.database, t.schema_ or schema), {})
+        tables.setdefault(t.table, []).append(loaded)
+    out: dict[tuple[str, str], list[LoadedSync]] = {}
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0][1] != schema, str(kv[0][0]), kv[0][1]))
+    for i, (_, tables) in enumerate(ordered):
+        name = source_name if i == 0 else f"{source_name}_{i + 1}"
+        for table, members in tables.items():
+            out[(name, table)] = members
+    return out
 
 
 def sources_yaml(syncs: Sequence[LoadedSync], *, source_name: str = "sixtyfour", schema: str = TARGET_SCHEMA) -> str:
@@ -380,25 +423,25 @@ def sources_yaml(syncs: Sequence[LoadedSync], *, source_name: str = "sixtyfour",
 
     A sync whose ``target.schema`` is set gets that schema; the others follow the profile, and are written with
     ``schema`` (default ``{{ target.schema }}``, or e.g. ``{{ var('enriched_schema') }}``), so the same file
-    works for every dbt target. Each table has ``loaded_at_field: _sixtyfour_enriched_at`` and a freshness
-    block, for ``dbt source freshness``.
+    works for every dbt target. Each table has ``loaded_at_field`` (the sync's ``_sixtyfour_enriched_at``
+    column) and a freshness block, for ``dbt source freshness``, and ``meta: {sixtyfour_sync: <sync name>}``,
+    by which :mod:`sixtyfour_sync.dagster` finds the table in the manifest. Syncs sharing a target table share
+    one table entry (dbt refuses a table listed twice).
     """
-    groups: dict[tuple[str | None, str], list[dict[str, Any]]] = {}
-    for loaded in syncs:
-        spec = loaded.spec
-        key = (spec.target.database, spec.target.schema_ or schema)
-        groups.setdefault(key, []).append(_table_entry(spec))
-    sources = []
-    for i, ((database, schema_text), tables) in enumerate(
-        sorted(groups.items(), key=lambda kv: (kv[0][1] != schema, str(kv[0][0]), kv[0][1]))
-    ):
-        src: dict[str, Any] = {"name": source_name if i == 0 else f"{source_name}_{i + 1}"}
-        if database:
-            src["database"] = database
-        src["schema"] = schema_text
-        src["tables"] = tables
-        sources.append(src)
-    return yaml.safe_dump({"version": 2, "sources": sources}, sort_keys=False, allow_unicode=True, width=120)
+    sources: dict[str, dict[str, Any]] = {}
+    for (name, _table), members in source_tables(syncs, source_name=source_name, schema=schema).items():
+        if name not in sources:
+            target = members[0].spec.target
+            src: dict[str, Any] = {"name": name}
+            if target.database:
+                src["database"] = target.database
+            src["schema"] = target.schema_ or schema
+            src["tables"] = []
+            sources[name] = src
+        sources[name]["tables"].append(_table_entry([m.spec for m in members]))
+    return yaml.safe_dump(
+        {"version": 2, "sources": list(sources.values())}, sort_keys=False, allow_unicode=True, width=120
+    )
 
 
 def write_atomically(path: Path, text: str) -> None:

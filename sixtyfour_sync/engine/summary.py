@@ -52,6 +52,8 @@ class SyncPlan:
     price_source: str | None = None
     estimated_cost_cents: float | None = None
     budget_cents: int | None = None
+    #: Jobs in flight for this sync and target (the unfinished states of docs/job-states.md: written, not yet merged
+    #: or ended): the next run finishes them before it selects new rows, so it has work even when ``rows`` is 0.
     unfinished_jobs: int = 0
     #: Jobs that need a person (lost, refused on resume, unreadable result): their rows are not sent.
     held_jobs: int = 0

@@ -365,7 +365,9 @@ def _counted(step: StepFacts) -> str:
 
 
 def _charged_here(job: JobFacts, run_id: str, run_finished: Any) -> bool:
-    """Whether ``run_id`` recorded ``job``'s charge (an older ledger: the job completed before the run ended)."""
+    """Whether ``run_id`` recorded ``job``'s charge: its ``charged_by``; in an older ledger without it, the run
+    that ended the job, else (the job's own run) whether the job completed before the run ended. One rule for a
+    run's own jobs and those it finished for earlier runs: each charge is booked by one run."""
     if job.charged_by is not None:
         return job.charged_by == run_id
     if job.finished_by is not None:
@@ -439,7 +441,7 @@ def account(
                 s.tiers.setdefault(job.tier or "", Tally()).add(job, run_id=run_id, charged_here=here)
         elif run_id in (job.finished_by, job.charged_by):
             s = sync(job.sync_name)
-            s.resumed.add(job, run_id=run_id, charged_here=job.charged_by == run_id)
+            s.resumed.add(job, run_id=run_id, charged_here=_charged_here(job, run_id, run_finished))
             s.resumed_jobs.append(job)
     for s in out.syncs.values():
         s.status = sync_status((_counted(st) for st in s.steps), sent=s.own.rows_sent)

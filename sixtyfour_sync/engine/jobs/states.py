@@ -152,11 +152,18 @@ def check_transition(current: JobState | str, new: JobState | str) -> tuple[JobS
     return a, b
 
 
-def stamp_run(new: JobState, run_id: str) -> dict[str, str]:
-    """The run a move records beside it: the run that records a job's charge (``completed``) is ``charged_by``;
-    the run that ends or holds a job is ``finished_by`` (engine/ledger/accounting.py)."""
+#: States a job reaches only after its charge was recorded (``completed``).
+_AFTER_CHARGE = frozenset({S.DOWNLOADED, S.RESULT_UNREADABLE})
+
+
+def stamp_run(new: JobState, run_id: str, *, old: JobState | None = None, charges: bool = True) -> dict[str, str]:
+    """The run a move records beside it: the run that records a job's charge (the move to ``completed`` that
+    carries it, ``charges``) is ``charged_by``; the run that ends or holds a job is ``finished_by``
+    (engine/ledger/accounting.py). A move back to ``completed`` after the charge was recorded (to download a
+    result again, ``--retry-unreadable``) leaves ``charged_by`` as it was: the charge stays the run's that
+    recorded it."""
     out: dict[str, str] = {}
-    if new is JobState.COMPLETED:
+    if new is JobState.COMPLETED and charges and old not in _AFTER_CHARGE:
         out["charged_by"] = run_id
     if new in TERMINAL or new in HELD:
         out["finished_by"] = run_id

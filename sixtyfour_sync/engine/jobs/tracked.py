@@ -103,5 +103,5 @@ def record_move(
     """Record a job's move from ``old`` to ``new`` (compare-and-set), stamped with the run that made it
     (:func:`~sixtyfour_sync.engine.jobs.states.stamp_run`): the one way job states are written, by a run's
     driver and by ``cancel`` (engine/jobs/cancel.py)."""
-    values.update(stamp_run(new, run_id))
+    values.update(stamp_run(new, run_id, old=old, charges="charged_cents" in values))
     ledger.transition(job_id, old, new, session=session, **values)

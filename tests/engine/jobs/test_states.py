@@ -96,3 +96,16 @@ def test_the_diagram_in_the_docs_is_the_table() -> None:
     assert block.group(1) == mermaid(), "regenerate docs/job-states.md from engine/jobs/states.py's mermaid()"
     drawn = set(re.findall(r"^    (\w+) --> (\w+)", block.group(1), re.M))
     assert drawn == {(a.value, b.value) for a, b in ALLOWED}
+
+
+def test_the_run_that_records_a_charge_keeps_it_when_a_later_run_downloads_again() -> None:
+    from sixtyfour_sync.engine.jobs.states import stamp_run
+
+    assert stamp_run(S.COMPLETED, "run-a", old=S.SUBMITTED) == {"charged_by": "run-a"}
+    # back to completed to download again, or --retry-unreadable: the charge stays run-a's
+    assert stamp_run(S.COMPLETED, "run-b", old=S.DOWNLOADED, charges=False) == {}
+    assert stamp_run(S.COMPLETED, "run-b", old=S.RESULT_UNREADABLE, charges=False) == {}
+    assert stamp_run(S.COMPLETED, "run-b", old=S.DOWNLOADED) == {}
+    # a move to completed that carries no charge records none
+    assert stamp_run(S.COMPLETED, "run-b", old=S.LOST, charges=False) == {}
+    assert stamp_run(S.MERGED, "run-b", old=S.DOWNLOADED) == {"finished_by": "run-b"}

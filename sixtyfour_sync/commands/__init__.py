@@ -1,0 +1,43 @@
+"""The Python API behind the commands: ``validate``, ``plan``, ``run``, ``status``, ``cancel``, ``dbt_sources``.
+
+Orchestrators (Airflow, Dagster, cron) call these directly::
+
+    from sixtyfour_sync import run
+    result = run("path/to/project", select=["tag:daily"], max_cost_cents=50_000)
+    if result.exit_code != 0: ...
+
+One module per command: validating.py, planning.py, running.py (one sync's life is engine/lifecycle.py),
+ledger_views.py (``status``, ``cancel``), listing.py (``dbt-sources``, ``ls``); what they share in _shared.py.
+"""
+
+from __future__ import annotations
+
+from sixtyfour_sync.commands._shared import API_KEY_ENV, API_URL_ENV, run_account, selection_log
+from sixtyfour_sync.commands.ledger_views import StatusReport, cancel, open_ledgers, status
+from sixtyfour_sync.commands.listing import dbt_sources, list_syncs
+from sixtyfour_sync.commands.planning import plan
+from sixtyfour_sync.commands.running import run
+from sixtyfour_sync.commands.validating import ValidationReport, validate
+from sixtyfour_sync.engine.context import Reporter
+from sixtyfour_sync.engine.summary import RunResult, SyncPlan, SyncResult
+
+__all__ = [
+    "API_KEY_ENV",
+    "API_URL_ENV",
+    "Reporter",
+    "RunResult",
+    "StatusReport",
+    "SyncPlan",
+    "SyncResult",
+    "ValidationReport",
+    "cancel",
+    "dbt_sources",
+    "list_syncs",
+    "open_ledgers",
+    "plan",
+    "run",
+    "run_account",
+    "selection_log",
+    "status",
+    "validate",
+]

@@ -179,7 +179,7 @@ def _selector_candidates(project_dir: Path) -> list[tuple[str, str]]:
     """``(word, help)`` for every sync name and tag in ``project_dir/models``."""
     import yaml
 
-    from sixtyfour_sync.config.models import model_files
+    from sixtyfour_sync.config.loading import model_files
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     names: list[tuple[str, str]] = []

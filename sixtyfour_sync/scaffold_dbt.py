@@ -3,7 +3,7 @@
 The dbt project is the nearest directory at or above the one given that holds ``dbt_project.yml``. The sync
 file goes to ``sixtyfour/<sync>.yml`` there: beside dbt_project.yml, outside every folder dbt parses (dbt v2
 refuses keys it does not know in the YAML it parses), and read by every command run from the dbt project
-(:data:`sixtyfour_sync.config.models.SYNC_DIRS`). The profile is dbt_project.yml's ``profile:`` in the
+(:data:`sixtyfour_sync.config.loading.SYNC_DIRS`). The profile is dbt_project.yml's ``profile:`` in the
 profiles.yml found as every command finds it (:func:`sixtyfour_sync.config.profiles.locate_profiles_file`):
 when there is one, no profiles.yml is written; when there is none, one is written where it will be read. The
 model is picked from the manifest's models (:func:`sixtyfour_sync.dbt.manifest_models`).
@@ -39,7 +39,7 @@ __all__ = [
     "parsed_dirs",
 ]
 
-#: Where init writes sync definitions in a dbt project (one of sixtyfour_sync.config.models.SYNC_DIRS).
+#: Where init writes sync definitions in a dbt project (one of sixtyfour_sync.config.loading.SYNC_DIRS).
 SYNC_DIR = "sixtyfour"
 
 #: The dbt_project.yml keys naming folders dbt parses, with dbt's defaults (``docs-paths`` defaults to all).

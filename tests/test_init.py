@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sixtyfour_sync.config.models import load_models
+from sixtyfour_sync.config.loading import load_models
 from sixtyfour_sync.errors import ConfigError
 from sixtyfour_sync.scaffold import InitAnswers, render_profiles, write_project
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sixtyfour_sync.config.models import load_models
+from sixtyfour_sync.config.loading import load_models
 from sixtyfour_sync.errors import ConfigError
 from sixtyfour_sync.scaffold import run_init
 from sixtyfour_sync.scaffold_dbt import find_dbt_project

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sixtyfour_sync.config.models import LoadedSync, load_project_models
+from sixtyfour_sync.config.loading import load_project_models
+from sixtyfour_sync.config.models import LoadedSync
 from sixtyfour_sync.config.profiles import ResolvedTarget, load_target
 from sixtyfour_sync.config.yamlfile import load_yaml
 from sixtyfour_sync.engine.selectors import select_syncs

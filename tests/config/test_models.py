@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sixtyfour_sync.config.models import SyncSpec, build_api_config, load_models, parse_duration
+from sixtyfour_sync.config.loading import load_models
+from sixtyfour_sync.config.models import SyncSpec, build_api_config, parse_duration
 from sixtyfour_sync.engine.plan.columns import owned_columns
 from sixtyfour_sync.errors import ConfigError
 from sixtyfour_sync.warehouse.types import LogicalType

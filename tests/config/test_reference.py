@@ -69,7 +69,7 @@ def test_the_scaffold_points_editors_at_the_schema() -> None:
 
 
 def test_unknown_key_hints_list_the_keys_that_exist_there(tmp_path: Path) -> None:
-    from sixtyfour_sync.config.models import load_models
+    from sixtyfour_sync.config.loading import load_models
     from sixtyfour_sync.config.profiles import load_target
     from sixtyfour_sync.errors import ConfigError
 

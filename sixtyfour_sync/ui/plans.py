@@ -116,6 +116,3 @@ def _print_preview(console: Console, p: SyncPlan) -> None:
             console.print(line.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
     if pv.rows == 0:
         console.print("  (no row would be sent)", markup=False)
-
-
-#: What to do about a job held for a person, when it carries no error of its own (docs/job-states.md).

@@ -15,6 +15,7 @@ from sixtyfour_sync.ui.common import Col, _cents, _console, _grid
 log = logging.getLogger("sixtyfour_sync.progress")
 
 
+#: What to do about a job held for a person, when it carries no error of its own (docs/job-states.md).
 NEXT_STEP = {
     "lost": "the API does not know this task under this key; `sixtyfour-sync run --retry-lost` looks again",
     "needs_attention": "the API refused to resume it; `sixtyfour-sync run --retry-lost` asks its rows again",

@@ -19,11 +19,11 @@ from sixtyfour_sync.engine.jobs.driver import JobDriver, Tracked
 from sixtyfour_sync.engine.jobs.scheduler import StopToken
 from sixtyfour_sync.engine.jobs.states import JobState
 from sixtyfour_sync.engine.ledger.store import Job, Ledger, LedgerConflictError, read_account, utcnow
+from sixtyfour_sync.engine.results import quarantine
 from sixtyfour_sync.engine.results.parse import parse_result
 from sixtyfour_sync.engine.results.upsert import plan_merge
 from sixtyfour_sync.engine.rows.select import HASH_COLUMN, KEY_PREFIX_COLUMN
 from sixtyfour_sync.engine.summary import JobOutcome, SyncResult
-from sixtyfour_sync.engine.results import quarantine
 from sixtyfour_sync.errors import WarehouseBusyError, WarehouseError
 from sixtyfour_sync.warehouse.duckdb import DuckDBAdapter
 from sixtyfour_sync.warehouse.types import TableRef

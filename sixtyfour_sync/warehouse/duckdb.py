@@ -38,7 +38,7 @@ from sixtyfour_sync.config.profiles import DuckDBTarget
 from sixtyfour_sync.errors import ConfigError, WarehouseBusyError, WarehouseError
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.dialect import DUCKDB, Dialect
-from sixtyfour_sync.warehouse.duckdb_file import DuckDBFile, connect_waiting, holder_of, is_lock_error
+from sixtyfour_sync.warehouse.duckdb_file import DuckDBFile, connect_waiting, holder_of, is_lock_error, release_path
 from sixtyfour_sync.warehouse.parts import PreparedPart
 from sixtyfour_sync.warehouse.session import Session
 from sixtyfour_sync.warehouse.sql import catalog, upsert
@@ -143,6 +143,7 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
         else:
             path = self.path
             self._file = DuckDBFile(
+                path,
                 self._connect,
                 pin_settings,
                 wait=self.config.lock_wait_seconds if self.config is not None else 0.0,
@@ -180,8 +181,13 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
 
     def release(self) -> bool:
         """Close the file when no transaction or read is under way (on this adapter or a sibling), so another
-        process may write it; the next use opens it again. Whether it was let go now."""
-        released = not self._closed and self._file.release()
+        process may write it; the next use opens it again. Whether it was let go now. Other adapters of this
+        process on the same file let go too where nothing is under way (they share DuckDB's instance of it)."""
+        if self._closed:
+            return False
+        released = self._file.release()
+        if self._file.releasable:
+            release_path(self.path)
         if released:
             log.debug("duckdb: let go of %s until it is needed again", self.path)
         return released

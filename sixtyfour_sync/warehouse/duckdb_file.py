@@ -20,6 +20,8 @@ else holds it.
 - :meth:`DuckDBFile.waiting_at_most` bounds the current thread's wait (the lease's background renewal tries once
   and again later, rather than wait).
 - An in-memory database, MotherDuck and a connection handed in by the caller are never released.
+- Within a process DuckDB shares one database instance per file, so the file is free only once every adapter
+  on it has let go: :func:`release_path` lets go of it in each one of this process where nothing is under way.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 
 import duckdb
 
 from sixtyfour_sync.errors import WarehouseBusyError, WarehouseError
 
-__all__ = ["AFTER_GIVING_UP", "DuckDBFile", "connect_waiting", "holder_of", "is_lock_error"]
+__all__ = ["AFTER_GIVING_UP", "DuckDBFile", "connect_waiting", "holder_of", "is_lock_error", "release_path"]
 
 log = logging.getLogger("sixtyfour_sync.warehouse.duckdb")
 
@@ -47,6 +50,18 @@ _HOLDER = re.compile(r"held in (.+?) \(PID (\d+)\)")
 Opener = Callable[[float], duckdb.DuckDBPyConnection]
 #: Prepares a new cursor (the settings every cursor pins).
 Prepare = Callable[[duckdb.DuckDBPyConnection], None]
+
+
+_FILES: weakref.WeakSet[DuckDBFile] = weakref.WeakSet()
+_FILES_LOCK = threading.Lock()
+
+
+def release_path(path: str) -> int:
+    """Let go of the database at ``path`` in every :class:`DuckDBFile` of this process where nothing is under
+    way; how many let go now."""
+    with _FILES_LOCK:
+        files = [f for f in _FILES if f.path == path]
+    return sum(f.release() for f in files)
 
 
 def holder_of(text: str) -> str:
@@ -86,7 +101,7 @@ def connect_waiting(path: str, read_only: bool, wait: float) -> duckdb.DuckDBPyC
 
 
 class DuckDBFile:
-    """The connections of one process to one DuckDB database (see the module docstring).
+    """The connections of one adapter (and its siblings) to one DuckDB database (see the module docstring).
 
     ``opener(wait)`` opens and configures the database; ``prepare(cursor)`` readies each new cursor. A
     ``connection`` handed in is used as it is and never released (closed on :meth:`close` only when ``owns``).
@@ -94,6 +109,7 @@ class DuckDBFile:
 
     def __init__(
         self,
+        path: str,
         opener: Opener,
         prepare: Prepare,
         *,
@@ -102,6 +118,8 @@ class DuckDBFile:
         connection: duckdb.DuckDBPyConnection | None = None,
         owns: bool = True,
     ) -> None:
+        #: The database's path as the adapter resolved it.
+        self.path = path
         self._opener = opener
         self._prepare = prepare
         #: Seconds an opening waits for a file another process holds (the profile's ``lock_wait_seconds``).
@@ -122,6 +140,8 @@ class DuckDBFile:
         #: How many times the file was opened, and let go (for tests and logs).
         self.openings = 0
         self.releases = 0
+        with _FILES_LOCK:
+            _FILES.add(self)
 
     @property
     def is_open(self) -> bool:

@@ -146,6 +146,23 @@ def test_siblings_share_the_file_and_let_go_with_it(tmp_path: Path) -> None:
         assert _ids(adapter) == [1, 5, 99]
 
 
+def test_every_adapter_of_the_process_on_the_file_lets_go(tmp_path: Path) -> None:
+    """Two profile targets on one file (dev and prod schemas) share DuckDB's instance: both must let go."""
+    db = tmp_path / "w.duckdb"
+    with _adapter(db) as adapter, _adapter(db, schema="prod") as other:
+        _table(adapter)
+        assert other.table_exists(TableRef("t", schema="main"))  # open, idle
+        with other.session():
+            assert adapter.release() is True
+            assert "Conflicting lock" in _other_process_writes(db)  # the other one is in a transaction
+        assert adapter.release() is False  # nothing left of its own, but the other one, idle now, lets go too
+        assert _other_process_writes(db) == "ok"
+        assert other.table_exists(TableRef("t", schema="main"))  # opened again
+        assert adapter.release() is False and other._file.is_open is False  # let go with it
+        assert _other_process_writes(db) == "ok"
+        assert _ids(adapter) == [1, 99, 99]
+
+
 def test_an_in_memory_database_is_never_let_go() -> None:
     with connect(parse_target_config({"type": "duckdb", "path": ":memory:"})) as adapter:
         assert isinstance(adapter, DuckDBAdapter)

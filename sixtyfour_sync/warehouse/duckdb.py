@@ -187,9 +187,9 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
             return False
         released = self._file.release()
         if self._file.releasable:
-            release_path(self.path)
+            release_path(self._file.path)
         if released:
-            log.debug("duckdb: let go of %s until it is needed again", self.path)
+            log.debug("duckdb: let go of %s until it is needed again", self._file.path)
         return released
 
     @contextlib.contextmanager

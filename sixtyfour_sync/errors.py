@@ -27,6 +27,7 @@ __all__ = [
     "MissingDriverError",
     "SixtyfourSyncError",
     "UnsafeIdentifierError",
+    "WarehouseBusyError",
     "WarehouseError",
 ]
 
@@ -115,6 +116,10 @@ class MissingDriverError(SixtyfourSyncError):
 
 class WarehouseError(SixtyfourSyncError):
     """The warehouse refused an operation (the driver's error is chained as ``__cause__``)."""
+
+
+class WarehouseBusyError(WarehouseError):
+    """Another process holds the warehouse (a DuckDB file) and did not let go within the profile's wait."""
 
 
 class DataError(WarehouseError):

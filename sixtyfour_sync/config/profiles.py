@@ -188,8 +188,10 @@ class DuckDBTarget(_Target):
     """``SET key = value`` applied on connect (memory_limit, threads...)."""
     read_only: bool = False
     """Open the file read-only (selection/plan only; upserts will fail)."""
-    lock_wait_seconds: float = Field(default=10.0, ge=0)
-    """How long to wait for a file another process holds (DuckDB allows one writer) before failing."""
+    lock_wait_seconds: float = Field(default=600.0, ge=0)
+    """How long to wait for the file while another process holds it (DuckDB allows one writing process) before
+    failing with who holds it. A run lets go of the file while it waits for the API, so a ``dbt build`` can use it
+    meanwhile; this is how long the run then waits for that build to finish when it needs the file again."""
 
     def resolved_path(self, project_dir: Path | None) -> str:
         """The file path to open: relative paths are taken from ``project_dir`` (or the cwd)."""

@@ -880,6 +880,8 @@ class SyncRunner:
             coming = any(t.busy or t.action in ("poll", "download") for t in d.jobs.values())
             if merger.due(more_coming=coming):
                 merger.flush()
+            if not producing and not merger.pending:
+                ctx.adapter.release()  # the run waits for the API: a DuckDB file is free for others meanwhile
             event = ctx.scheduler.next_event(min(timeout, 0.2) if merger.pending else timeout)
             if event is not None:
                 self._handle(event)

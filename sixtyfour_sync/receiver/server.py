@@ -6,8 +6,10 @@ task's job, queue it and answer 202. Only that much happens while the request wa
 :class:`~sixtyfour_sync.receiver.finisher.Finisher` finishes the job in the background (it waits for the API
 without the sync's lease, then takes the lease to download and merge). A task the ledger does not know is
 acknowledged (200) and ignored. When the ledger cannot be reached in time the answer is 503 and the event is
-not in the ledger (it is recorded only by the step that accepts it, and taken back if the answer was given up
-on while the statement ran), so Sixtyfour's retry is handled as new.
+not in the ledger (it is recorded only by the step that accepts it, and taken back when the answer is not 2xx
+after all: given up on while the statement ran, or a failure after it), so Sixtyfour's retry is handled as new.
+A record that cannot be taken back at once (the warehouse went away) is remembered: this receiver takes the
+retry as new and removes the record at its next opening of the ledgers (receiver/pending.py).
 
 Recording goes through one worker thread that takes every delivery waiting at once and records them over one
 opening of the ledgers, so a burst of deliveries costs one connection, not one each. The listen backlog is
@@ -43,19 +45,18 @@ from sixtyfour_sync.receiver.delivery import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
     MAX_BODY_BYTES,
-    Delivery,
     Rejected,
     ascii_int,
     read_delivery,
 )
 from sixtyfour_sync.receiver.finisher import Finisher
+from sixtyfour_sync.receiver.pending import LATE, RECORDED, RECORDING, WORKING, Answer, Pending
 
 __all__ = ["Receiver", "WebhookServer"]
 
 log = logging.getLogger("sixtyfour_sync.receiver")
 
 LedgersFn = Callable[[], AbstractContextManager[list[Ledger]]]
-Answer = tuple[int, dict[str, Any]]
 
 _RETRY: Answer = (503, {"error": "the ledger cannot be reached; deliver again later"})
 #: A connection closed after an answer is read from for at most this long / this much before it is closed.
@@ -63,38 +64,6 @@ _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 1024 * 1024
 #: Deliveries recorded over one opening of the ledgers, at most (then the ledgers are opened afresh).
 _BATCH = 256
-
-# What became of a delivery handed to the ledger worker (guarded by its lock):
-_QUEUED = "queued"  # waiting for the worker
-_WORKING = "working"  # the worker reads the ledger for it; nothing written yet
-_RECORDING = "recording"  # the statement recording it is under way
-_RECORDED = "recorded"  # recorded (or found recorded): the answer follows at once
-_ABANDONED = "abandoned"  # answered 503 before anything was written: the worker writes nothing
-_LATE = "late"  # answered 503 while the statement ran: the worker takes the record back
-
-
-class _Pending:
-    """A delivery between the request thread that answers it and the worker that records it."""
-
-    def __init__(self, delivery: Delivery) -> None:
-        self.delivery = delivery
-        self.lock = threading.Lock()
-        self.state = _QUEUED
-        self.done = threading.Event()
-        self.answer: Answer | None = None
-
-    def take(self) -> bool:
-        """The worker starts on it, unless its request was answered already."""
-        with self.lock:
-            if self.state != _QUEUED:
-                return False
-            self.state = _WORKING
-            return True
-
-    def finish(self, answer: Answer) -> None:
-        if not self.done.is_set():
-            self.answer = answer
-            self.done.set()
 
 
 class Receiver:
@@ -123,8 +92,10 @@ class Receiver:
         #: ``answer_by`` s; if it is still running, the answer is 503 and the record is taken back.
         self.answer_within = answer_within
         self.answer_by = max(answer_by, answer_within)
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self._closing = False
+        #: Events recorded for a delivery answered 503 whose record could not be taken back (the worker's alone).
+        self._unanswered: set[str] = set()
         self._worker = threading.Thread(target=self._work, name="sixtyfour-webhook-ledger", daemon=True)
         self._worker.start()
 
@@ -139,7 +110,7 @@ class Receiver:
             return exc.status, {"error": exc.message}
         if self._closing:
             return _RETRY
-        pending = _Pending(delivery)
+        pending = Pending(delivery)
         self._queue.put(pending)
         answer = self._wait(pending)
         if answer is None:
@@ -151,23 +122,9 @@ class Receiver:
             return _RETRY
         return answer
 
-    def _wait(self, p: _Pending) -> Answer | None:
+    def _wait(self, p: Pending) -> Answer | None:
         """The worker's answer; None (and nothing left in the ledger) when it does not come in time."""
-        if p.done.wait(self.answer_within):
-            return p.answer
-        with p.lock:
-            if p.state in (_QUEUED, _WORKING):
-                p.state = _ABANDONED
-                return None
-        # The statement recording it is under way: a moment more, still within Sixtyfour's 10 s.
-        if p.done.wait(self.answer_by - self.answer_within):
-            return p.answer
-        with p.lock:
-            if p.state == _RECORDING:
-                p.state = _LATE
-                return None
-        p.done.wait(1.0)  # recorded: the answer follows at once
-        return p.answer
+        return p.wait(self.answer_within, self.answer_by)
 
     # -- the worker --------------------------------------------------------------------------------------
 
@@ -190,7 +147,7 @@ class Receiver:
         for left in self._drain([]):
             left.finish(_RETRY)
 
-    def _drain(self, items: list[_Pending]) -> list[_Pending]:
+    def _drain(self, items: list[Pending]) -> list[Pending]:
         """``items`` and every delivery waiting now, less those already answered (marked as taken)."""
         while len(items) < _BATCH:
             try:
@@ -203,10 +160,12 @@ class Receiver:
             items.append(item)
         return [p for p in items if p.take()]
 
-    def _work_batch(self, batch: list[_Pending]) -> None:
+    def _work_batch(self, batch: list[Pending]) -> None:
         taken = list(batch)
         try:
             with self.ledgers() as ledgers:  # one opening for every delivery waiting: a burst is one connection
+                if self._unanswered:
+                    self._forget_unanswered(ledgers)
                 while batch:
                     for p in batch:
                         self._one(p, ledgers)
@@ -223,51 +182,78 @@ class Receiver:
             for p in waiting:
                 p.finish(_RETRY)
 
-    def _one(self, p: _Pending, ledgers: list[Ledger]) -> None:
+    def _one(self, p: Pending, ledgers: list[Ledger]) -> None:
         try:
             answer = self._route(p, ledgers)
         except Exception as exc:
             log.warning("webhook: event %s could not be recorded (%s); asking for a retry", p.delivery.event_id, exc)
             answer = _RETRY
-        p.finish(answer)
+        if p.finish(answer) and answer[0] < 300:
+            self._unanswered.discard(p.delivery.event_id)  # answered 2xx: its record stands
+        elif p.recorded_in is not None:
+            self._take_back(p, p.recorded_in)
 
-    def _record(self, p: _Pending, ledger: Ledger, **row: Any) -> bool | None:
-        """Record the event, as the one step that accepts it: True when recorded now, False when it was there
-        already, None when its request was answered 503 meanwhile (then nothing of it is left in the ledger)."""
+    def _record(self, p: Pending, ledger: Ledger, **row: Any) -> bool | None:
+        """Record the event, as the one step that accepts it: True when recorded now, False when an earlier
+        delivery of it was recorded (and answered 2xx), None when its request was answered 503 meanwhile (then
+        :meth:`_one` takes the record back)."""
+        event = p.delivery.event_id
         with p.lock:
-            if p.state != _WORKING:
+            if p.state != WORKING:
                 return None
-            p.state = _RECORDING
+            p.state = RECORDING
         try:
-            inserted = ledger.record_event(p.delivery.event_id, **row)
+            inserted = ledger.record_event(event, **row)
         except BaseException:
             with p.lock:
-                if p.state == _RECORDING:
-                    p.state = _WORKING
+                if p.state == RECORDING:
+                    p.state = WORKING
             raise
+        if not inserted and event in self._unanswered:
+            inserted = True  # the record of an earlier delivery answered 503 that could not be taken back: this one's
+        if inserted:
+            p.recorded_in = ledger
         with p.lock:
-            late = p.state == _LATE
-            if not late:
-                p.state = _RECORDED
-        if not late:
-            return inserted
-        if not inserted:
-            return None
+            if p.state == LATE:
+                return None
+            p.state = RECORDED
+        return inserted
+
+    def _take_back(self, p: Pending, ledger: Ledger) -> None:
+        """Remove the record of a delivery answered with a non-2xx, so its retry is recorded as new."""
+        event = p.delivery.event_id
         try:
-            ledger.forget_event(p.delivery.event_id)
+            ledger.forget_event(event)
         except Exception as exc:
-            # The retry will be answered "duplicate": finish the task now, as if the answer had been 2xx.
+            # Remembered: this receiver takes the retry as new, and forgets the record at its next opening of the
+            # ledgers. The task is finished now all the same, as if the answer had been 2xx.
+            self._unanswered.add(event)
             log.warning(
-                "webhook: event %s was answered 503 but stays recorded (%s); its task is finished all the same",
-                p.delivery.event_id,
+                "webhook: event %s was answered 503 but stays recorded for now (%s); its task is finished all the same",
+                event,
                 exc,
             )
-            return True
-        return None
+            if p.task is not None:
+                self.finisher.enqueue(*p.task)
+            return
+        self._unanswered.discard(event)
 
-    def _route(self, p: _Pending, ledgers: list[Ledger]) -> Answer:
+    def _forget_unanswered(self, ledgers: list[Ledger]) -> None:
+        """Take back the records of deliveries answered 503 that could not be taken back then."""
+        for event in sorted(self._unanswered):
+            try:
+                for ledger in ledgers:
+                    if ledger.event_seen(event):
+                        ledger.forget_event(event)
+            except Exception as exc:
+                log.warning("webhook: the record of event %s (answered 503) cannot be taken back yet (%s)", event, exc)
+                continue
+            self._unanswered.discard(event)
+
+    def _route(self, p: Pending, ledgers: list[Ledger]) -> Answer:
         d = p.delivery
-        if any(ledger.event_seen(d.event_id) for ledger in ledgers):
+        seen = d.event_id not in self._unanswered and any(ledger.event_seen(d.event_id) for ledger in ledgers)
+        if seen:
             log.info("webhook: event %s seen before (attempt %s); nothing to do", d.event_id, d.attempt)
             return 200, {"status": "duplicate", "event_id": d.event_id}
         for task in d.task_ids:
@@ -292,7 +278,7 @@ class Receiver:
         log.info("webhook: event %s names no task in the ledger (%s)", d.event_id, ", ".join(d.task_ids) or "none")
         return 200, {"status": "ignored", "reason": "unknown task", "event_id": d.event_id}
 
-    def _elsewhere(self, p: _Pending, ledger: Ledger, task: str, job: Job) -> Answer:
+    def _elsewhere(self, p: Pending, ledger: Ledger, task: str, job: Job) -> Answer:
         """A job of another target sharing the ledger (dev's, at a receiver serving prod): left for a run of that
         target, never merged here."""
         d = p.delivery
@@ -305,10 +291,12 @@ class Receiver:
                  job.profile_target)  # fmt: skip
         return 200, {"status": "ignored", "reason": "another target", "event_id": d.event_id}
 
-    def _known(self, p: _Pending, ledger: Ledger, task: str, job: Job) -> Answer:
+    def _known(self, p: Pending, ledger: Ledger, task: str, job: Job) -> Answer:
         d = p.delivery
         active = job.state in ACTIVE
         outcome = "queued" if active else f"already {job.state.value}"
+        if active:
+            p.task = (task, job.sync_name)
         recorded = self._record(
             p, ledger, event_type=d.event_type, task_id=task, attempt=d.attempt, outcome=outcome, job=job
         )

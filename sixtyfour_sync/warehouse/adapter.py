@@ -133,6 +133,19 @@ class Adapter(SqlMethods, ABC, Generic[ConfigT]):
         """Close the connection; the adapter cannot be used afterwards."""
         self._closed = True
 
+    def release(self) -> bool:
+        """Let go of the warehouse between transactions while the caller waits (the engine calls it where a run
+        waits for the API); the next use connects again. Whether something was let go: only where holding on
+        keeps other processes out (a DuckDB file's lock, warehouse/duckdb.py); elsewhere a no-op."""
+        return False
+
+    @contextmanager
+    def background(self) -> Iterator[None]:
+        """For upkeep on a background thread (the lease's renewals): a connection made in the block does not wait
+        for a warehouse another process holds (it fails at once, to be tried again later), and what the block
+        opened is let go again when the warehouse was let go before. Elsewhere than DuckDB, nothing changes."""
+        yield
+
     def sibling(self) -> Self:
         """A new adapter on its OWN connection to the same target (for another thread).
 

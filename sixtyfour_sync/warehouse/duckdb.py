@@ -12,18 +12,21 @@
   hashes - depend on them. A profile's ``settings: {TimeZone: ...}`` is overridden, with a warning.
 - DuckDB's memory is capped at 256MB unless the profile sets ``settings: {memory_limit: ...}``: selecting
   rows sorts and joins whole tables, and past the cap DuckDB spills to disk instead of growing with the data.
-- A file held by another process (DuckDB allows one writer) is reported as such, with the PID DuckDB
-  names, instead of a bare IO error.
+- A file held by another process (DuckDB allows one writer) is waited for up to the profile's
+  ``lock_wait_seconds``, then reported as such, with the PID DuckDB names, instead of a bare IO error.
 - :meth:`DuckDBAdapter.sibling` is another cursor on the same database instance (a file can have one
   writing process, so a second connection of the same process is the only way to share it).
+- The adapter and its siblings share one :class:`~sixtyfour_sync.warehouse.duckdb_file.DuckDBFile`:
+  :meth:`DuckDBAdapter.release` closes the file between transactions (the run calls it while it waits for the
+  API), so a ``dbt build`` can write it meanwhile; the next transaction or read opens it again.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import logging
 import re
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -32,9 +35,10 @@ import duckdb
 import pyarrow as pa
 
 from sixtyfour_sync.config.profiles import DuckDBTarget
-from sixtyfour_sync.errors import ConfigError, WarehouseError
+from sixtyfour_sync.errors import ConfigError, WarehouseBusyError, WarehouseError
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.dialect import DUCKDB, Dialect
+from sixtyfour_sync.warehouse.duckdb_file import DuckDBFile, connect_waiting, holder_of, is_lock_error, release_path
 from sixtyfour_sync.warehouse.parts import PreparedPart
 from sixtyfour_sync.warehouse.session import Session
 from sixtyfour_sync.warehouse.sql import catalog, upsert
@@ -99,6 +103,9 @@ class _DuckDBSession(Session):
     def _rollback(self) -> None:
         self.con.rollback()
 
+    def _close(self) -> None:
+        self.adapter._file.leave()
+
 
 class DuckDBAdapter(Adapter[DuckDBTarget]):
     """A DuckDB file (or ``:memory:``)."""
@@ -122,13 +129,28 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
         quoting: Quoting | None = None,
         connection: duckdb.DuckDBPyConnection | None = None,
         owns_connection: bool | None = None,
+        file: DuckDBFile | None = None,
     ) -> None:
         super().__init__(config, project_dir=project_dir, quoting=quoting)
         if self.default_schema is None:
             self.default_schema = "main"
             self.ledger_schema = self.ledger_schema or "main"
-        self._con: duckdb.DuckDBPyConnection | None = connection
-        self._owns_connection = connection is None if owns_connection is None else owns_connection
+        #: This adapter's cursor in a shared file (a sibling's); None: the file's own connection.
+        self._slot: int | None = None
+        if file is not None:
+            self._file = file
+            self._slot = file.new_slot()
+        else:
+            path = self.path
+            self._file = DuckDBFile(
+                path,
+                self._connect,
+                pin_settings,
+                wait=self.config.lock_wait_seconds if self.config is not None else 0.0,
+                releasable=path != ":memory:" and not path.startswith(("md:", "motherduck:")),
+                connection=connection,
+                owns=connection is None if owns_connection is None else owns_connection,
+            )
 
     # ------------------------------------------------------------------------------ connection
     @property
@@ -152,14 +174,37 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
         self.connection()
 
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """The open DuckDB connection (opened on first use)."""
+        """The open DuckDB connection (opened on first use; valid until the next :meth:`release`)."""
         if self._closed:
             raise WarehouseError("duckdb: the connection is closed")
-        if self._con is None:
-            self._con = self._connect()
-        return self._con
+        return self._file.connection() if self._slot is None else self._file.slot(self._slot)
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
+    def release(self) -> bool:
+        """Close the file when no transaction or read is under way (on this adapter or a sibling), so another
+        process may write it; the next use opens it again. Whether it was let go now. Other adapters of this
+        process on the same file let go too where nothing is under way (they share DuckDB's instance of it)."""
+        if self._closed:
+            return False
+        released = self._file.release()
+        if self._file.releasable:
+            release_path(self._file.path)
+        if released:
+            log.debug("duckdb: let go of %s until it is needed again", self._file.path)
+        return released
+
+    @contextlib.contextmanager
+    def background(self) -> Iterator[None]:
+        """Openings in the block do not wait for a file another process holds, and the file is let go again
+        afterwards when it was let go before."""
+        was_open = self._file.is_open
+        try:
+            with self._file.waiting_at_most(0.0):
+                yield
+        finally:
+            if not was_open:
+                self.release()
+
+    def _connect(self, wait: float) -> duckdb.DuckDBPyConnection:
         path = self.path
         read_only = self.config.read_only if self.config is not None else False
         if path != ":memory:" and not path.startswith(("md:", "motherduck:")):
@@ -169,17 +214,17 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
                     f"duckdb: the directory of {path} does not exist",
                     hint="create it, or fix path: in profiles.yml (relative paths start at the project directory)",
                 )
-        wait = self.config.lock_wait_seconds if self.config is not None else 0.0
         try:
-            con = _connect_waiting(path, read_only, wait)
+            con = connect_waiting(path, read_only, wait)
         except duckdb.IOException as exc:
             text = str(exc)
-            if "lock" in text.lower():
-                holder = re.search(r"held in (.+?) \(PID (\d+)\)", text)
-                who = f" by {holder.group(1)} (PID {holder.group(2)})" if holder else ""
-                raise WarehouseError(
-                    f"duckdb: {path} is locked{who}; DuckDB allows one writing process at a time",
-                    hint="close the other process (a dbt run, a notebook, the DuckDB UI) and run again",
+            if is_lock_error(exc):
+                waited = f" and was not let go within {wait:g}s (lock_wait_seconds)" if wait > 0 else ""
+                raise WarehouseBusyError(
+                    f"duckdb: {path} is locked{holder_of(text)}{waited}; DuckDB allows one writing process at a time",
+                    hint="close the other process (a dbt run, a notebook, the DuckDB UI) and run again, or raise "
+                    "lock_wait_seconds in profiles.yml; jobs in flight stay in the ledger and the next run finishes "
+                    "them",
                 ) from exc
             raise WarehouseError(f"duckdb: cannot open {path}: {text}") from exc
         except duckdb.Error as exc:
@@ -217,34 +262,29 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
             con.execute(f"SET {key} = {_literal(value)}")
         pin_settings(con)
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        """A new cursor (its own client context) with the pinned settings."""
-        cur = self.connection().cursor()
-        try:
-            pin_settings(cur)
-        except BaseException:
-            cur.close()
-            raise
-        return cur
-
     def sibling(self) -> Self:
         """Another cursor on the same database instance, closed with the sibling (the parent stays open)."""
-        with self._errors("opening a second connection"):
-            cur = self._cursor()
-        return type(self)(
-            self.config, project_dir=self.project_dir, quoting=self.quoting, connection=cur, owns_connection=True
-        )
+        if self._closed:
+            raise WarehouseError("duckdb: the connection is closed")
+        return type(self)(self.config, project_dir=self.project_dir, quoting=self.quoting, file=self._file)
 
     def close(self) -> None:
-        """Close the connection (only when this adapter opened it)."""
-        if self._con is not None and self._owns_connection:
-            self._con.close()
-        self._con = None
+        """Close this adapter: a sibling its cursor, the adapter that opened the file every connection on it."""
+        if not self._closed:
+            if self._slot is None:
+                self._file.close()
+            else:
+                self._file.drop_slot(self._slot)
         super().close()
 
     def _open_session(self) -> Session:
-        con = self.connection()
-        con.begin()
+        self._file.enter()
+        try:
+            con = self.connection()
+            con.begin()
+        except BaseException:
+            self._file.leave()
+            raise
         return _DuckDBSession(self, con)
 
     # ------------------------------------------------------------------------------ catalog
@@ -273,23 +313,31 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
 
     # ------------------------------------------------------------------------------ reading
     def stream(self, sql: str, params: Sequence[Any] = (), *, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
-        """Yield the query's rows as Arrow batches of at most ``batch_rows`` (bounded memory)."""
+        """Yield the query's rows as Arrow batches of at most ``batch_rows`` (bounded memory).
+
+        The file stays open (no release) until the stream ends or is closed."""
         with self._errors("reading"):
-            cur = self._cursor()
+            self._file.enter()
         try:
             with self._errors("reading"):
-                rel = cur.sql(sql, params=list(params) if params else None)
-                reader = rel.to_arrow_reader(batch_rows)
-            while True:
+                cur = self._file.cursor()
+            reader: pa.RecordBatchReader | None = None
+            try:
                 with self._errors("reading"):
-                    try:
-                        batch = reader.read_next_batch()
-                    except StopIteration:
-                        return
-                if batch.num_rows:
-                    yield batch
+                    reader = cur.sql(sql, params=list(params) if params else None).to_arrow_reader(batch_rows)
+                while True:
+                    with self._errors("reading"):
+                        try:
+                            batch = reader.read_next_batch()
+                        except StopIteration:
+                            return
+                    if batch.num_rows:
+                        yield batch
+            finally:
+                reader = None  # an unfinished result keeps the database (and the file's lock) alive
+                cur.close()
         finally:
-            cur.close()
+            self._file.leave()
 
     # ------------------------------------------------------------------------------ writing
     def _stage(self, session: Session, table: TableRef, part: PreparedPart) -> str:
@@ -310,17 +358,3 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
             return session.execute_count(upsert.insert_select_sql(self.names, table, stage, data.column_names))
         finally:
             self._drop_stage(session, stage)
-
-
-def _connect_waiting(path: str, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
-    """``duckdb.connect``, waiting up to ``wait`` seconds while another process holds the file's lock."""
-    deadline = time.monotonic() + wait
-    delay = 0.05
-    while True:
-        try:
-            return duckdb.connect(path, read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 1.0)

@@ -218,3 +218,23 @@ def test_only_one_of_many_racing_runs_takes_the_lease(backend: Adapter) -> None:
             a.close()
     assert not errors, errors
     assert len(winners) == 1, winners
+
+
+def test_a_lease_unrenewed_for_its_lifetime_is_still_ours_when_no_one_took_it(backend: Adapter) -> None:
+    """The timer could not reach the warehouse (a DuckDB file a dbt build held): a check asks the warehouse
+    before calling the lease lost. Still this run's row: renewed, the run goes on; taken meanwhile: lost."""
+    ledger = _ledger(backend)
+    now = [1000.0]
+    lease = Lease(ledger, "s", "run-a", renew_every=3600, clock=lambda: now[0])
+    lease.acquire()
+    try:
+        now[0] += lease.seconds * 2
+        lease.check()  # renewed now: no error
+        assert lease._last_ok == now[0]
+        with backend.session() as s:  # expired on the warehouse's clock, and another run took it meanwhile
+            s.update(ledger.leases, {"run_id": "run-b", "expires_epoch": 0.0}, {"sync_name": "s"})
+        now[0] += lease.seconds * 2
+        with pytest.raises(LeaseLostError, match="another run took it over"):
+            lease.check()
+    finally:
+        lease._stop.set()

@@ -10,6 +10,11 @@ back. Expiry is compared with the warehouse's own clock, never a host's.
 While a sync runs, a timer thread renews the lease on its own connection; the engine confirms it before
 every submission and checks it before every ledger write, and :class:`LeaseLostError` stops the run before
 its next side effect when a renewal found someone else holding it or the lease ran out unrenewed.
+
+The timer's renewal does not wait for a warehouse another process holds (a DuckDB file a ``dbt build`` has
+open while the run waits for the API): it tries again at its next turn. When the renewals could not reach the
+warehouse for the lease's lifetime, a check renews it at once (waiting for the warehouse as any write does):
+the lease is still this run's when no one took it meanwhile, which the renewal's conditional update tells.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sixtyfour_sync.engine.ledger.store import Ledger, utcnow
-from sixtyfour_sync.errors import SixtyfourSyncError, WarehouseError
+from sixtyfour_sync.errors import SixtyfourSyncError, WarehouseBusyError, WarehouseError
 from sixtyfour_sync.warehouse.adapter import Adapter
 
 __all__ = ["LEASE_SECONDS", "Lease", "LeaseHeldError", "LeaseLostError", "lease_name", "pid_alive"]
@@ -96,6 +101,7 @@ class Lease:
         self._held = False
         self._lost: str | None = None
         self._last_ok = 0.0
+        self._unrenewed: str | None = None  # why the last renewal failed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -196,13 +202,19 @@ class Lease:
             try:
                 with a.session() as s:
                     n = s.execute_count(sql, [self.sync_name, self.run_id])
+            except WarehouseBusyError as exc:
+                self._unrenewed = str(exc)
+                log.info("the lease of %s is renewed once the warehouse is free (%s)", self.sync_name, exc)
+                return
             except WarehouseError as exc:
+                self._unrenewed = str(exc)
                 log.warning("renewing the lease of %s failed (%s); trying again", self.sync_name, exc)
                 return
             if n == 0:
                 self._lost = "another run took it over"
             else:
                 self._last_ok = self._clock()
+                self._unrenewed = None
 
     @property
     def held(self) -> bool:
@@ -213,10 +225,16 @@ class Lease:
         """Raise :class:`LeaseLostError` when the lease is no longer this run's."""
         if not self._held:
             return
-        if self._lost is None and self._clock() - self._last_ok > self.seconds - 5.0:
-            self._lost = f"it was not renewed for {self.seconds:.0f}s"
+        if self._lost is None and self._stale():
+            self.renew()  # the timer could not reach the warehouse: ask it now whether the lease is still ours
+        if self._lost is None and self._stale():
+            why = f" ({self._unrenewed})" if self._unrenewed else ""
+            self._lost = f"it was not renewed for {self.seconds:.0f}s{why}"
         if self._lost is not None:
             raise LeaseLostError(f"the lease of sync {self.sync_name!r} was lost: {self._lost}")
+
+    def _stale(self) -> bool:
+        return bool(self._clock() - self._last_ok > self.seconds - 5.0)
 
     def confirm(self) -> None:
         """Renew now and check: done before each submission, the side effect that costs money."""
@@ -248,7 +266,8 @@ class Lease:
     def _start_thread(self) -> None:
         def loop() -> None:
             while not self._stop.wait(self.renew_every):
-                self.renew()
+                with self.adapter.background():  # a warehouse held elsewhere is not waited for here
+                    self.renew()
                 if self._lost is not None:
                     return
 

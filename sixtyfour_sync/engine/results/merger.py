@@ -24,7 +24,7 @@ from sixtyfour_sync.engine.results.upsert import MergePlan, counts
 from sixtyfour_sync.engine.rows.files import SpilledTable
 from sixtyfour_sync.engine.rows.select import KEY_PREFIX_COLUMN
 from sixtyfour_sync.engine.steps.new_fields import through_statements
-from sixtyfour_sync.errors import WarehouseError
+from sixtyfour_sync.errors import WarehouseBusyError, WarehouseError
 from sixtyfour_sync.warehouse.session import Session
 from sixtyfour_sync.warehouse.types import UpsertPart
 
@@ -132,6 +132,8 @@ class Merger:
                 t.outcome.state = was.value
                 if charge is not None:
                     t.extra["completed"] = charge
+            if isinstance(exc, WarehouseBusyError):
+                raise  # out of reach, not refusing rows: the run stops; the ledger keeps the job to merge next run
             if report and not self._quarantine(batch[0], exc):
                 t, got, _ = batch[0]
                 self._failed(t, got, exc)

@@ -28,7 +28,7 @@ import pyarrow.ipc as ipc
 
 from sixtyfour_sync._redact import sanitize
 from sixtyfour_sync.engine.ledger.localdb import ident, registered
-from sixtyfour_sync.errors import WarehouseError
+from sixtyfour_sync.errors import WarehouseBusyError, WarehouseError
 from sixtyfour_sync.warehouse.types import Guard, UpsertPart
 
 __all__ = [
@@ -86,6 +86,8 @@ def find_refused(
         try:
             attempt(lo, hi)
         except REFUSALS as exc:
+            if isinstance(exc, WarehouseBusyError):
+                raise  # the warehouse is out of reach, not refusing rows
             if hi - lo > 1:
                 pending.extend(_halves(lo, hi))
                 continue

@@ -32,7 +32,7 @@ from sixtyfour_sync._redact import sanitize
 from sixtyfour_sync.config.models import LoadedSync, SyncSpec
 from sixtyfour_sync.engine.ledger.store import Ledger
 from sixtyfour_sync.engine.plan.columns import owned_columns
-from sixtyfour_sync.errors import ConfigError, ConfigProblem, SixtyfourSyncError
+from sixtyfour_sync.errors import ConfigError, ConfigProblem, SixtyfourSyncError, WarehouseBusyError
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.types import Column, LogicalType, TableRef, UpsertPart
 
@@ -184,6 +184,8 @@ def dry_run(
             raise _RolledBack
     except _RolledBack:
         return None
+    except WarehouseBusyError:
+        raise  # the target is out of reach, not refusing the row
     except SixtyfourSyncError as exc:
         return sanitize(exc, 500)
 

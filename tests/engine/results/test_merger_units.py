@@ -19,12 +19,13 @@ from sixtyfour_sync.engine.jobs.driver import JobDriver, Tracked
 from sixtyfour_sync.engine.jobs.scheduler import StopToken
 from sixtyfour_sync.engine.jobs.states import JobState
 from sixtyfour_sync.engine.ledger.store import Job, Ledger, LedgerConflictError, read_account, utcnow
+from sixtyfour_sync.engine.results import quarantine
 from sixtyfour_sync.engine.results.parse import parse_result
 from sixtyfour_sync.engine.results.target_table import ensure_target
 from sixtyfour_sync.engine.results.upsert import plan_merge
 from sixtyfour_sync.engine.rows.select import HASH_COLUMN, KEY_PREFIX_COLUMN
 from sixtyfour_sync.engine.summary import JobOutcome, SyncResult
-from sixtyfour_sync.errors import WarehouseError
+from sixtyfour_sync.errors import WarehouseBusyError, WarehouseError
 from sixtyfour_sync.warehouse.duckdb import DuckDBAdapter
 from sixtyfour_sync.warehouse.types import TableRef
 
@@ -202,6 +203,39 @@ def test_a_warehouse_error_in_the_ledger_write_keeps_the_target_and_the_job_as_t
     # The job is paid and kept: recorded completed (with its charge) and downloaded, for the next run to merge.
     assert row["state"] == "downloaded" and row["charged_cents"] == 4.0 and "locked" in row["error"]
     assert t.state is S.DOWNLOADED and w.result.status == "partial" and w.result.rows_merged == 0
+
+
+def test_a_warehouse_out_of_reach_stops_the_merge_and_leaves_the_job_to_the_next_run(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Another process held the DuckDB file past lock_wait_seconds: not a refusal of the rows. The run stops; the
+    job stays in flight (the next run polls it, finds it done and merges it), nothing is held or annotated."""
+    w = World(tmp_path)
+    t = w.job()
+
+    def held(*args: Any, **kw: Any) -> None:
+        raise WarehouseBusyError("duckdb: w.duckdb is locked by dbt (PID 7)")
+
+    monkeypatch.setattr(w.ledger, "record_specs", held)
+    with pytest.raises(WarehouseBusyError, match="PID 7"):
+        w.merge((t, RESULT))
+    monkeypatch.undo()
+    assert w.target() == {} and w.ledger.quarantined("s") == []
+    row = w.row()
+    assert row["state"] == "submitted" and row["error"] is None and row["charged_cents"] is None
+    assert t.state is S.SUBMITTED and t.extra["completed"]["charged_cents"] == 4.0  # as it was before the merge
+
+
+def test_halving_a_refused_merge_stops_at_once_when_the_warehouse_is_out_of_reach() -> None:
+    tried: list[tuple[int, int]] = []
+
+    def attempt(start: int, stop: int) -> None:
+        tried.append((start, stop))
+        raise WarehouseBusyError("duckdb: w.duckdb is locked by dbt (PID 7)")
+
+    with pytest.raises(WarehouseBusyError):
+        quarantine.find_refused(attempt, 8)
+    assert len(tried) == 1  # no row was taken for refused
 
 
 def test_a_row_the_target_refuses_is_held_alone_and_the_rest_merges(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 import click
+from click.core import ParameterSource
 
 from sixtyfour_sync.logging import configure_logging
 
@@ -72,6 +73,9 @@ def _store(
         if value is None or value is False or ctx.resilient_parsing:
             return
         opts = ctx.ensure_object(GlobalOptions)
+        from_env = param.name is not None and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
+        if from_env and getattr(opts, attr, None) is not None:
+            return  # given on the command line (before the command's name): the environment does not override it
         setattr(opts, attr, convert(value) if convert else value)
         if attr in ("log_format", "debug"):
             configure_logging(opts.log_format, debug=opts.debug)
@@ -99,7 +103,9 @@ def global_options(f: F) -> F:
         (("--dbt-project-dir",), {"type": _DIR, "help": "The dbt project (dbt_project.yml, target/) when it is "
          "not the project directory."}, "dbt_project_dir", None),
         (("--profile",), {"help": "Profile name in profiles.yml."}, "profile", None),
-        (("--target", "-t"), {"help": "Target (output) name within the profile."}, "target", None),
+        (("--target", "-t"), {"envvar": ["SIXTYFOUR_SYNC_TARGET", "DBT_TARGET"], "help": "Target (output) name "
+         "within the profile. Default: SIXTYFOUR_SYNC_TARGET, DBT_TARGET (as dbt reads it), the profile's "
+         "target:."}, "target", None),
         (("--vars",), {"metavar": "YAML", "help": "Variables for {{ var('name') }}, as dbt takes them: "
          "'{key: value}' (YAML or JSON)."}, "vars", _parse_vars),
         (("--target-path",), {"type": click.Path(file_okay=False), "help": "dbt's target directory "

@@ -185,6 +185,17 @@ def test_validate_with_an_unknown_target_says_it_once(proj: Path) -> None:
     assert "1 problem(s) found." in out.stderr
 
 
+def test_the_target_comes_from_dbt_target_unless_the_command_line_names_one(proj: Path) -> None:
+    """DBT_TARGET (as dbt reads it) and SIXTYFOUR_SYNC_TARGET choose the target; -t wins, wherever it is given."""
+    said = "target 'ci' not found in profile 'sixtyfour'"
+    for env in ({"DBT_TARGET": "ci"}, {"SIXTYFOUR_SYNC_TARGET": "ci", "DBT_TARGET": "other"}):
+        out = cli(proj, "validate", env=env)
+        assert out.returncode == 1 and said in out.stderr, out.stderr
+    for args in (("-t", "prod", "validate"), ("validate", "-t", "prod")):
+        out = cli(proj, *args, env={"DBT_TARGET": "ci"})
+        assert out.returncode == 1 and "target 'prod' not found" in out.stderr and "'ci'" not in out.stderr
+
+
 def _help(*args: str) -> str:
     from click.testing import CliRunner
 

@@ -586,9 +586,9 @@ def dbt_sources(
     "--out",
     "-o",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("report.html"),
-    show_default=True,
-    help="Where to write the HTML page (replaced atomically).",
+    default=None,
+    help="Where to write the HTML page (replaced atomically). Default: report.html in dbt's target directory in "
+    "a dbt project or with --target-path/DBT_TARGET_PATH, else in the current directory.",
 )
 @click.option(
     "--runs",
@@ -599,12 +599,19 @@ def dbt_sources(
     help="How many of the latest runs to show.",
 )
 @click.pass_obj
-def report(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], out: Path, run_limit: int) -> None:
+def report(
+    opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], out: Path | None, run_limit: int
+) -> None:
     """One self-contained HTML page: runs, costs, fill rates, confidences, statuses, tiers, held jobs, errors."""
     from sixtyfour_sync.report import write_report
 
     path, shown = write_report(
-        select=_sel(select), exclude=_sel(exclude), out=out, run_limit=run_limit, **opts.common()
+        select=_sel(select),
+        exclude=_sel(exclude),
+        out=out,
+        run_limit=run_limit,
+        target_path=opts.target_path,
+        **opts.common(),
     )
     _say(
         opts,

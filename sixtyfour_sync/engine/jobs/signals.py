@@ -113,7 +113,7 @@ def handle_signals(
     *,
     window: float = REPEAT_WINDOW_SECONDS,
 ) -> Iterator[StopToken]:
-    """While the block runs, SIGINT/SIGTERM ask ``token`` to stop; a signal more than ``window`` s later quits.
+    """While the block runs, SIGINT/SIGTERM ask ``token`` to stop; one ``window`` s or more after the first quits.
 
     ``on_first`` is called (on the signal thread) with ``Ctrl-C`` or ``SIGTERM`` when the first one arrives.
     When the block ends after a signal asked to stop, both signals stay ignored: the process is on its way out
@@ -136,8 +136,8 @@ def handle_signals(
             signal.signal(s, _noted)
         yield token
     finally:
-        for s, h in previous.items():
-            signal.signal(s, signal.SIG_IGN if watcher.stopped else h)
+        for s, h in previous.items():  # (None: a handler not set from Python, taken as the default)
+            signal.signal(s, signal.SIG_IGN if watcher.stopped else signal.SIG_DFL if h is None else h)
         signal.set_wakeup_fd(previous_fd)
         writer.close()  # the thread reads what is left, then the end of the stream
         thread.join(timeout=5.0)

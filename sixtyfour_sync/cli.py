@@ -294,13 +294,14 @@ def run(
     """Finish unfinished jobs, then select, submit, poll, download, parse and upsert.
 
     Ctrl-C (or SIGTERM) stops submitting, records the calls under way and exits 130 (143); the next run picks
-    up the jobs in flight. A second Ctrl-C exits at once.
+    up the jobs in flight. A second Ctrl-C, a second or more after the first, exits at once.
     """
     import time
 
     from sixtyfour_sync.commands import plan as do_plan
     from sixtyfour_sync.commands import run as do_run
-    from sixtyfour_sync.engine.jobs.scheduler import StopToken, handle_signals
+    from sixtyfour_sync.engine.jobs.scheduler import StopToken
+    from sixtyfour_sync.engine.jobs.signals import handle_signals
     from sixtyfour_sync.ui import RichReporter, make_reporter, print_run
 
     common: dict[str, Any] = {
@@ -341,8 +342,8 @@ def run(
             "%s: finishing the calls under way, submitting nothing more (press Ctrl-C again to quit at once)", name
         )
 
-    try:
-        with handle_signals(token, stopping):
+    with handle_signals(token, stopping):  # until the summary is out: a signal's repeats must not cut it short
+        try:
             result = do_run(
                 max_wait_seconds=max_wait,
                 no_wait=no_wait,
@@ -355,11 +356,11 @@ def run(
                 plan=approved,
                 **common,
             )
-    finally:
-        if isinstance(reporter, RichReporter):
-            reporter.close()
-    _write_artifact(opts, "run", result, started)
-    print_run(result, opts.log_format)
+        finally:
+            if isinstance(reporter, RichReporter):
+                reporter.close()
+        _write_artifact(opts, "run", result, started)
+        print_run(result, opts.log_format)
     sys.exit(result.exit_code)
 
 
@@ -604,9 +605,9 @@ def dbt_sources(
     "--out",
     "-o",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("report.html"),
-    show_default=True,
-    help="Where to write the HTML page (replaced atomically).",
+    default=None,
+    help="Where to write the HTML page (replaced atomically). Default: report.html in dbt's target directory in "
+    "a dbt project or with --target-path/DBT_TARGET_PATH, else in the current directory.",
 )
 @click.option(
     "--runs",
@@ -617,12 +618,19 @@ def dbt_sources(
     help="How many of the latest runs to show.",
 )
 @click.pass_obj
-def report(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], out: Path, run_limit: int) -> None:
+def report(
+    opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, ...], out: Path | None, run_limit: int
+) -> None:
     """One self-contained HTML page: runs, costs, fill rates, confidences, statuses, tiers, held jobs, errors."""
     from sixtyfour_sync.report import write_report
 
     path, shown = write_report(
-        select=_sel(select), exclude=_sel(exclude), out=out, run_limit=run_limit, **opts.common()
+        select=_sel(select),
+        exclude=_sel(exclude),
+        out=out,
+        run_limit=run_limit,
+        target_path=opts.target_path,
+        **opts.common(),
     )
     _say(
         opts,
@@ -688,7 +696,8 @@ def webhooks_serve(opts: GlobalOptions, host: str, port: int, finish_wait: float
     import os
     import time
 
-    from sixtyfour_sync.engine.jobs.scheduler import StopToken, handle_signals
+    from sixtyfour_sync.engine.jobs.scheduler import StopToken
+    from sixtyfour_sync.engine.jobs.signals import handle_signals
     from sixtyfour_sync.receiver.app import build_server, webhook_secret
     from sixtyfour_sync.ui import LogReporter
 

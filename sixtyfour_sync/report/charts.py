@@ -97,6 +97,12 @@ class _Svg:
         return head + "".join(self.parts) + "</svg>"
 
 
+#: The width of one character of a horizontal bar chart's text at the page's 14px (an average, generous for
+#: digits and lower case), and the shortest track those charts draw.
+_TEXT_EM = 8.0
+_MIN_PLOT = 180.0
+
+
 def _legend(svg: _Svg, series: Sequence[tuple[str, str]]) -> None:
     x = svg.frame.left
     for cls, name in series:
@@ -173,10 +179,17 @@ def hbar_chart(
     label_width: float = 150,
     width: float = 570,
 ) -> str:
-    """Horizontal bars of shares (0..1): one row per ``(label, share, caption)``; the caption is at the end."""
+    """Horizontal bars of shares (0..1): one row per ``(label, share, caption)``; the caption is at the end.
+
+    Its text is the page's size (the chart is never drawn wider than ``width``): the label and caption columns
+    grow to fit the longest label and caption, and the chart grows with them when the bars would be too short.
+    """
     row_h = 26.0
     height = 10 + row_h * max(len(items), 1)
-    svg = _Svg(cls, title, _Frame(width=width, height=height, left=label_width, right=170, top=6, bottom=4))
+    left = max(label_width, 16 + _TEXT_EM * max((len(label) for label, _, _ in items), default=0))
+    right = max(170.0, 16 + _TEXT_EM * max((len(caption) for _, _, caption in items), default=0))
+    width = max(width, left + right + _MIN_PLOT)
+    svg = _Svg(f"hbar {cls}", title, _Frame(width=width, height=height, left=left, right=right, top=6, bottom=4))
     f = svg.frame
     if not items:
         svg.text(f.left, 24, "nothing to show", "empty")

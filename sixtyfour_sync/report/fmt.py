@@ -5,12 +5,20 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from html import escape
 
-__all__ = ["axis_pattern", "cell", "count", "duration", "e", "money", "pct", "stamp", "when", "zone"]
+__all__ = ["axis_pattern", "cell", "count", "duration", "e", "error_cell", "money", "pct", "stamp", "when", "zone"]
 
 
 def e(v: object) -> str:
     """``v`` as text safe in HTML content and in quoted attributes."""
     return escape("" if v is None else str(v), quote=True)
+
+
+def error_cell(message: str) -> str:
+    """An Error column's cell for an already sanitised ``message``: a few lines at most on screen (the page's
+    stylesheet clamps it), the whole message in its tooltip and on paper."""
+    if not message:
+        return '<td class="error"></td>'
+    return f'<td class="error"><div class="msg" title="{e(message)}">{e(message)}</div></td>'
 
 
 def money(cents: float | None) -> str:

@@ -12,7 +12,7 @@ from datetime import tzinfo
 
 from sixtyfour_sync._redact import sanitize
 from sixtyfour_sync.report import charts
-from sixtyfour_sync.report.fmt import axis_pattern, cell, count, duration, e, money, stamp, when, zone
+from sixtyfour_sync.report.fmt import axis_pattern, cell, count, duration, e, error_cell, money, stamp, when, zone
 from sixtyfour_sync.report.model import Report, RunRow
 from sixtyfour_sync.report.render_sync import render_sync
 from sixtyfour_sync.report.style import CSS
@@ -162,7 +162,8 @@ def _runs_table(runs: list[RunRow], tz: tzinfo | None) -> str:
             + cell(r.charged_cents, money(r.charged_cents), "charged_cents")
             + cell(r.charged_later_cents, money(r.charged_later_cents), "charged_later_cents")
             + cell(r.jobs_resumed, count(r.jobs_resumed), "jobs_resumed")
-            + f'<td class="error">{e(sanitize(r.error) if r.error else "")}</td></tr>'
+            + error_cell(sanitize(r.error) if r.error else "")
+            + "</tr>"
         )
     head = "".join(f"<th>{e(h)}</th>" for h in _RUN_HEAD)
     return (

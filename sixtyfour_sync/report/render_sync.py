@@ -6,7 +6,7 @@ from datetime import tzinfo
 
 from sixtyfour_sync._redact import sanitize
 from sixtyfour_sync.report import charts
-from sixtyfour_sync.report.fmt import cell, count, e, money, pct, when
+from sixtyfour_sync.report.fmt import cell, count, e, error_cell, money, pct, when
 from sixtyfour_sync.report.model import SyncReport, bucket_label
 
 __all__ = ["ADVICE", "render_sync"]
@@ -141,8 +141,8 @@ def _attention(s: SyncReport, tz: tzinfo | None) -> str:
             + cell(j.rows, count(j.rows), "rows")
             + cell(j.charged_cents, money(j.charged_cents), "charged_cents")
             + f'<td class="mono">{e(j.run_id)}</td><td class="when">{e(when(j.updated_at, tz))}</td>'
-            f'<td class="error">{e(sanitize(j.error or ""))}</td>'
-            f'<td class="advice">{e(ADVICE.get(j.state, ""))}</td></tr>'
+            + error_cell(sanitize(j.error or ""))
+            + f'<td class="advice">{e(ADVICE.get(j.state, ""))}</td></tr>'
         )
     return (
         f'<h3>Jobs needing attention <span class="badge bad">{len(s.attention):,}</span></h3>'
@@ -158,7 +158,7 @@ def _errors(s: SyncReport, tz: tzinfo | None) -> str:
         return '<h3>Last errors</h3><p class="empty ok">No errors recorded.</p>'
     rows = "".join(
         f'<tr><td class="when">{e(when(x.when, tz))}</td><td class="mono">{e(x.run_id)}</td><td>{e(x.state)}</td>'
-        f'<td class="mono">{e(x.task_id or "-")}</td><td class="error">{e(sanitize(x.message))}</td></tr>'
+        f'<td class="mono">{e(x.task_id or "-")}</td>{error_cell(sanitize(x.message))}</tr>'
         for x in s.errors
     )
     return (

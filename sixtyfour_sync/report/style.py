@@ -53,6 +53,7 @@ svg.chart text { font-size: 12px; fill: var(--muted); }
 svg.chart text.label { fill: var(--ink); font-size: 13px; }
 svg.chart text.value { fill: var(--ink); }
 svg.chart text.legend { fill: var(--ink); }
+svg.chart.hbar text { font-size: 1em; }  /* bar charts drawn at their own width (never wider): the page's size */
 svg.chart .grid { stroke: var(--line); }
 svg.chart .axis { stroke: #9aa3b2; }
 svg.chart .track { fill: #eef1f5; }
@@ -63,10 +64,15 @@ svg.chart .track { fill: #eef1f5; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0; font-size: 13px; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { color: var(--muted); font-weight: 600; white-space: nowrap; }
+table.runs th { white-space: normal; }  /* "Charged later" on two lines leaves the Error column room */
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.when { white-space: nowrap; }
-td.error { color: var(--bad); max-width: 420px; min-width: 240px; word-break: normal; overflow-wrap: break-word; }
-td.advice { max-width: 360px; }
+td.error { color: var(--bad); }
+/* an error wraps between words in a column wide enough to read, four lines at most on screen (its tooltip and
+   the printed page have all of it) */
+td.error .msg { min-width: 20em; max-width: 34em; word-break: normal; overflow-wrap: break-word;
+  display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 4; line-clamp: 4; overflow: hidden; }
+td.advice { min-width: 18em; max-width: 28em; }
 table.tiers { width: auto; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
   background: #edf0f4; color: var(--muted); }
@@ -76,5 +82,6 @@ footer { color: var(--muted); font-size: 12.5px; padding-bottom: 32px; }
 dl.glossary { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; }
 dl.glossary dt { font-weight: 600; }
 dl.glossary dd { margin: 0; }
-@media print { body { background: #fff; } section { break-inside: avoid; } }
+@media print { body { background: #fff; } section { break-inside: avoid; }
+  td.error .msg { display: block; -webkit-line-clamp: none; line-clamp: none; overflow: visible; } }
 """

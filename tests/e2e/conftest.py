@@ -83,8 +83,9 @@ def run_cli(
     project_dir: Path | None = None,
     env: dict[str, str] | None = None,
     failpoint: str | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`sixtyfour-sync --project-dir DIR ARGS` in a child process, with the project's API environment."""
+    """`sixtyfour-sync --project-dir DIR ARGS` in a child process (in ``cwd``), with the project's API environment."""
     full = {**os.environ, **project.env, **(env or {})}
     full.pop("SIXTYFOUR_SYNC_FAILPOINT", None)
     if failpoint:
@@ -96,6 +97,7 @@ def run_cli(
         text=True,
         timeout=300,
         stdin=subprocess.DEVNULL,
+        cwd=cwd,
     )
 
 

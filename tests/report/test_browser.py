@@ -38,6 +38,26 @@ COUNTS = {
     "page_width": "document.documentElement.scrollWidth",
     "scripts": "document.scripts.length",
 }
+#: How the page laid out its error cells and its horizontal bar charts (sizes in CSS pixels).
+LAYOUT = {
+    "body_px": "parseFloat(getComputedStyle(document.body).fontSize)",
+    "errors": """[...document.querySelectorAll('td.error')].filter(td => td.textContent).map(td => {
+        const msg = td.querySelector('.msg') || td, style = getComputedStyle(msg);
+        return {table: td.closest('table').className, cell_h: td.getBoundingClientRect().height,
+                msg_h: msg.getBoundingClientRect().height, msg_w: msg.getBoundingClientRect().width,
+                line: parseFloat(style.lineHeight), font: parseFloat(style.fontSize)}; })""",
+    # the horizontal bar charts: the size each text is drawn at (its font size times the chart's scale), and
+    # whether it stays inside
+    "hbars": """[...document.querySelectorAll('svg.chart-tier, svg.chart-fill, svg.chart-status')].map(svg => {
+        const scale = svg.getScreenCTM().a, box = svg.getBoundingClientRect();
+        const texts = [...svg.querySelectorAll('text')];
+        return {cls: svg.getAttribute('class'),
+                px: texts.map(t => parseFloat(getComputedStyle(t).fontSize) * scale),
+                inside: texts.every(t => { const r = t.getBoundingClientRect();
+                    return r.left >= box.left - 0.5 && r.right <= box.right + 0.5; })}; })""",
+    "tables": """Object.fromEntries([...document.querySelectorAll('table')].map(t =>
+        [t.className, [t.getBoundingClientRect().width, t.parentElement.getBoundingClientRect().width]]))""",
+}
 
 
 @pytest.fixture
@@ -66,7 +86,7 @@ def test_the_report_renders_in_chromium(project: E2EProject, tmp_path: Path) -> 
     fields = len(report.syncs[0].fields)
     started = time.monotonic()
     with Chromium(binary) as browser:
-        page = browser.load(out, COUNTS)
+        page = browser.load(out, {**COUNTS, **LAYOUT})
     elapsed = time.monotonic() - started
     _keep(page, tmp_path / "report.png", "report.png")
     assert page.title == f"sixtyfour-sync report: {report.project}"
@@ -77,6 +97,8 @@ def test_the_report_renders_in_chromium(project: E2EProject, tmp_path: Path) -> 
     assert v["held_rows"] == 1 and v["scripts"] == 0
     assert v["bar_px"] > 20
     assert v["page_width"] <= 1280  # nothing overflows the window sideways
+    (tier,) = [c for c in v["hbars"] if "chart-tier" in c["cls"]]  # one tier: a chart of one bar
+    assert tier["px"] and all(px == pytest.approx(v["body_px"], abs=0.05) for px in tier["px"]), tier
     assert page.errors == []
     assert page.requests == [out.resolve().as_uri()]  # the page itself, nothing else
     width, height = _png_size(page.screenshot)
@@ -116,3 +138,47 @@ def test_the_driver_sees_console_errors_exceptions_and_fetches(tmp_path: Path) -
     joined = "\n".join(page.errors)
     assert "console.error: boom" in joined and "thrown" in joined
     assert "http://127.0.0.1:9/pixel.png" in page.requests and page.failed
+
+
+@pytest.mark.parametrize("width", [1280, 1024])
+def test_long_errors_stay_a_few_lines_and_bar_charts_keep_the_page_font(tmp_path: Path, width: int) -> None:
+    """A long error wraps between words in a column wide enough to read and shows four lines at most; a
+    horizontal bar chart (the one-bar tier chart too) draws its text at the page's font size, inside itself."""
+    from sixtyfour_sync.report.model import AttentionJob, ErrorLine, TierFill
+    from sixtyfour_sync.report.render import render_html
+    from tests.report.test_render import NOW, _report, _run, _sync
+
+    binary = chromium_binary()
+    task = "9171193a-2394-46a4-a541-618da4e59281"
+    long = (
+        f"the API answered 404 for job-status of task {task}: it does not know the task for this "
+        "Idempotency-Key; `sixtyfour-sync run --retry-lost` looks again and releases the rows if it is still "
+        "unknown, and https://api.example.com/job-status/a-very-long-path-segment-without-any-space-in-it"
+    ) * 2
+    sync = _sync(
+        errors=(ErrorLine(NOW, "20261207T181509Z-c879cb91", "lost", task, long[:500]),),
+        attention=(AttentionJob("j1", "20261207T181509Z-c879cb91", "lost", task, 10, None, long[:500], NOW),),
+        by_tier=(TierFill("low", 1_234_567, (("email", 1_000_000),)),),
+        rows=1_234_567,
+        fields=(),
+    )
+    out = tmp_path / "long.html"
+    out.write_text(render_html(_report(syncs=(sync,), runs=(_run(1, error=long[:500]), _run(2)))), encoding="utf-8")
+    with Chromium(binary) as browser:
+        page = browser.load(out, LAYOUT, width=width)
+    _keep(page, tmp_path / f"long-{width}.png", f"long-{width}.png")
+    v = page.values
+    assert page.errors == []
+    assert {e["table"] for e in v["errors"]} == {"runs", "attention", "errors"}
+    for cell in v["errors"]:
+        assert cell["msg_h"] <= 4 * cell["line"] + 1, cell  # four lines at most
+        assert cell["msg_w"] >= 20 * cell["font"] - 1, cell  # wide enough for words, not a fragment a line
+        if cell["table"] != "attention":  # (there, "What to do" may be taller)
+            assert cell["cell_h"] <= 4 * cell["line"] + 12, cell  # the row is no taller either
+    tier = [c for c in v["hbars"] if "chart-tier" in c["cls"]]
+    assert tier and tier[0]["px"]
+    assert all(px == pytest.approx(v["body_px"], abs=0.05) for px in tier[0]["px"]), tier
+    assert all(c["inside"] for c in v["hbars"]), v["hbars"]  # long captions fit their chart
+    if width == 1280:  # the runs table fits its section: the Error column is in view without scrolling
+        table, box = v["tables"]["runs"]
+        assert table <= box + 0.5, v["tables"]

@@ -269,9 +269,29 @@ def test_a_one_bar_chart_is_never_drawn_wider_than_its_width() -> None:
         assert svg.attrs["style"] == f"max-width: {width:g}px", svg.attrs["class"]
 
 
-def test_the_error_column_wraps_between_words() -> None:
-    from sixtyfour_sync.report.style import CSS
+def test_an_error_cell_holds_the_whole_message_for_its_tooltip() -> None:
+    """The page clamps a long error to a few lines on screen (checked in tests/report/test_browser.py): the
+    cell still holds all of it, as its text and as its tooltip."""
+    long = "the API refused the file: " + " ".join(f"row {i} has no value for the key column" for i in range(12))
+    assert 400 < len(long) <= 500  # errors are stored cut to 500 characters
+    sync = _sync(errors=(ErrorLine(NOW, "run-1", "failed", "task-1", long),))
+    doc = parse(render_html(_report(syncs=(sync,), runs=(_run(1, error=long), _run(2)))))
+    cells = doc.find_all("td", class_="error")
+    assert len(cells) == 3  # two runs (one without an error), one of the last errors
+    full = [c for c in cells if c.text]
+    assert len(full) == 2 and all(c.find("div", class_="msg").attrs["title"] == long for c in full)
+    assert all(c.text == long for c in full)
 
-    rule = next(line for line in CSS.splitlines() if line.startswith("td.error"))
-    assert "anywhere" not in rule and "break-all" not in rule
-    assert "overflow-wrap: break-word" in rule and "word-break: normal" in rule
+
+def test_a_bar_charts_columns_fit_its_longest_label_and_caption() -> None:
+    """Horizontal bar charts draw their text at the page's size: a long caption widens the chart, never
+    overflows it."""
+    short = charts.hbar_chart("chart-x", "x", [("low", 1.0, "100 (100.0%)")])
+    wide = charts.hbar_chart(
+        "chart-x", "x", [("a_long_field_name_here", 0.5, "55.0% · 1,234,567 of 2,244,666 and some more")]
+    )
+    assert 'viewBox="0 0 570 36"' in short and "chart hbar chart-x" in short
+    width = float(parse(wide).find("svg").attrs["viewbox"].split()[2])
+    assert width > 570
+    caption_x = float(parse(wide).find_all("text")[-1].attrs["x"])
+    assert width - caption_x >= 8.0 * len("55.0% · 1,234,567 of 2,244,666 and some more")

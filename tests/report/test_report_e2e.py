@@ -133,3 +133,40 @@ def test_report_before_any_run_and_in_json(project: E2EProject, wh: Warehouse, t
     assert not wh.exists("_sixtyfour_sync_runs")  # a report writes nothing to the warehouse
     bad = run_cli(project, "report", "-o", str(out), "--select", "nothing_like_it")
     assert bad.returncode == 1 and "no sync" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("dbt_project", "args", "env", "expected"),
+    [
+        pytest.param("name: shop\ntarget-path: build\n", (), {}, "project/build/report.html", id="dbt-project"),
+        pytest.param("name: shop\n", (), {}, "project/target/report.html", id="dbt-project-default-target"),
+        pytest.param(None, ("--target-path", "out/t"), {}, "project/out/t/report.html", id="target-path"),
+        pytest.param(None, (), {"DBT_TARGET_PATH": "ci"}, "project/ci/report.html", id="dbt-target-path-env"),
+        pytest.param("name: shop\n", ("--out", "mine.html"), {}, "cwd/mine.html", id="explicit-out-wins"),
+        pytest.param(None, (), {}, "cwd/report.html", id="not-dbt-current-directory"),
+    ],
+)
+def test_report_goes_to_dbts_target_directory_by_default(
+    project: E2EProject,
+    tmp_path: Path,
+    dbt_project: str | None,
+    args: tuple[str, ...],
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    from tests.e2e.warehouses import make_duckdb, setup_leads
+
+    setup_leads(make_duckdb(project), 5)
+    if dbt_project is not None:
+        (project.dir / "dbt_project.yml").write_text(dbt_project)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    res = run_cli(project, "report", *args, env=env, cwd=cwd)
+    assert res.returncode == 0, res.stdout + res.stderr
+    where, name = expected.split("/", 1)
+    page = (project.dir if where == "project" else cwd) / name
+    assert page.is_file() and "<html" in page.read_text(encoding="utf-8")
+    assert f"wrote {page.resolve()}" in res.stdout
+    # the one page, nowhere else: not in the project root, nor in the current directory
+    written = sorted(p for p in tmp_path.rglob("*.html"))
+    assert written == [page], written

@@ -5,23 +5,22 @@ results, which needs no warehouse); each call's answer, or its exception, comes 
 every ledger write happens on the main thread, in order.
 
 :class:`StopToken` is how a run is asked to stop (Ctrl-C, SIGTERM, an orchestrator): it stops submitting,
-lets the calls under way finish and be recorded, and then returns.
+lets the calls under way finish and be recorded, and then returns. The signals reach it through
+``engine/jobs/signals.py``.
 """
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 from sixtyfour_sync.engine.events import ApiAnswer, Call, Event
 
-__all__ = ["Scheduler", "StopToken", "handle_signals"]
+__all__ = ["Scheduler", "StopToken"]
 
 
 class StopToken:
@@ -51,35 +50,6 @@ class StopToken:
     def exit_code(self) -> int:
         """130 after SIGINT, 143 after SIGTERM (128 + the signal), 130 otherwise."""
         return 128 + (self.signum or signal.SIGINT)
-
-
-@contextmanager
-def handle_signals(token: StopToken, on_first: Callable[[str], None] | None = None) -> Iterator[StopToken]:
-    """While the block runs, the first SIGINT/SIGTERM asks ``token`` to stop; a second one exits at once.
-
-    Only the main thread can install handlers; elsewhere this does nothing (the caller's token still works).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield token
-        return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def handler(signum: int, frame: Any) -> None:
-        if token.requested:
-            # A second signal: the ledger is safe at every instant, so leave now.
-            os._exit(128 + signum)
-        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        token.request(f"stopped by {name}", signum)
-        if on_first is not None:
-            on_first(name)
-
-    for s in previous:
-        signal.signal(s, handler)
-    try:
-        yield token
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 class Scheduler:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sixtyfour_sync.config.reference import SCHEMA_URL
+from sixtyfour_sync.config.schema_url import SCHEMA_URL
 from sixtyfour_sync.errors import ConfigError
 
 __all__ = [

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sixtyfour_sync import __version__
+from sixtyfour_sync.config.schema_url import SCHEMA_FILE, SCHEMA_URL
 
 __all__ = [
     "SCHEMA_FILE",
@@ -27,9 +27,6 @@ __all__ = [
     "struct_types_section",
 ]
 
-SCHEMA_FILE = "sync.schema.json"
-#: Where editors fetch the schema of this version (the file in the package, as published with the release).
-SCHEMA_URL = f"https://raw.githubusercontent.com/sixtyfour-sync/sixtyfour-sync/v{__version__}/sixtyfour_sync/config/{SCHEMA_FILE}"
 _ORDER = ("SyncSpec", "SourceSpec", "StructField", "SubField", "TargetSpec", "RefreshSpec", "BudgetSpec")
 _TITLES = {
     "SyncSpec": "syncs[]: one sync",

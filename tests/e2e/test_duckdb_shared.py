@@ -154,9 +154,9 @@ def test_dbt_builds_the_file_while_the_run_waits_for_its_job(project: E2EProject
         log.note("test", f"sixtyfour-sync run started (PID {run.pid})")
         log.follow("run", run)
         try:
-            log.wait_for(lambda: bool(_accepted(slow)))
+            log.wait_for(lambda: bool(_accepted(slow)) and "as task" in log.text("run"))  # the answer recorded
             (task,) = _accepted(slow)
-            log.note("test", f"the API has the job ({task}), running for up to {JOB_SECONDS:.0f}s; dbt build again")
+            log.note("test", f"the run waits for its job ({task}, up to {JOB_SECONDS:.0f}s); dbt build again")
             dbt = _start_dbt(project, d, server.url)
             log.follow("dbt", dbt)
             assert dbt.wait(timeout=300) == 0, log.text()
@@ -187,8 +187,8 @@ def _run_until_waiting(
 ) -> tuple[subprocess.Popen[str], str]:
     run = _start_run(project, project.dir, url)
     log.follow("run", run)
-    log.wait_for(lambda: bool(_accepted(slow)))
-    time.sleep(0.5)  # the answer recorded, the run waits for the job
+    log.wait_for(lambda: bool(_accepted(slow)) and "as task" in log.text("run"))  # the answer recorded
+    time.sleep(0.2)  # the run waits for the job
     return run, _accepted(slow)[0]
 
 

@@ -84,6 +84,57 @@ def _result_format(entry: ResultFile, response_type: str | None) -> str:
     return "csv"  # the API's default result format
 
 
+def _final_entries(status: JobStatus, task_id: str) -> Sequence[ResultFile]:
+    """The files of the job's final result; :class:`DownloadError` when the job has none to give."""
+    if not status.is_completed:
+        raise DownloadError(f"job {task_id} is {status.status}: only a completed job has results")
+    entries = status.final_results
+    if not entries:
+        raise DownloadError(f"job {task_id} completed but lists no result files")
+    return entries
+
+
+def _count_restart(task_id: str, now: int, before: int, restarts: int, max_refreshes: int) -> int:
+    """The restart count after the result's files changed between polls; :class:`DownloadError` past the limit."""
+    if restarts >= max_refreshes:
+        raise DownloadError(
+            f"the result files of job {task_id} changed between polls {restarts + 1} times "
+            f"(now {now} file(s)): giving up"
+        )
+    log.info(
+        "job %s: the result's files changed between polls (%d now, %d before); starting over", task_id, now, before
+    )
+    return restarts + 1
+
+
+def _count_refresh(
+    polls: dict[str, int], key: str, task_id: str, label: str, problem: str, total: int, max_refreshes: int
+) -> None:
+    """Count one more link refresh caused by the part ``key``; :class:`DownloadError` past the limit."""
+    used = polls.get(key, 0)
+    if used >= max_refreshes:
+        raise DownloadError(f"{label} of job {task_id} could not be downloaded after {used} link refreshes: {problem}")
+    polls[key] = used + 1
+    where = "" if total == 1 else f"{label}: "
+    log.info("job %s: %s%s; polling for fresh links (%d of %d)", task_id, where, problem, used + 1, max_refreshes)
+
+
+def _place_parts(
+    entries: Sequence[ResultFile], staged: dict[int, tuple[Path, ResultPart]], placed: list[Path], task_id: str
+) -> ResultDownload:
+    """Rename every staged part into place, in order (each moved from ``staged`` to ``placed`` as it goes)."""
+    parts = []
+    for index in range(len(entries)):
+        tmp, part = staged[index]
+        os.replace(tmp, part.path)
+        del staged[index]
+        placed.append(part.path)
+        parts.append(part)
+    if len(parts) > 1:
+        log.info("job %s: result saved in %d files", task_id, len(parts))
+    return ResultDownload.from_parts(parts, entries[0].block_number)
+
+
 class ResultDownloads:
     """The client's result downloads; the rest of the client (its HTTP client, retries, clocks, ``job_status``)
     is :class:`~sixtyfour_sync.api.client.SixtyfourClient`'s."""
@@ -138,77 +189,55 @@ class ResultDownloads:
         layout: tuple[int | None, tuple[str, ...]] | None = None
         try:
             while True:
-                if not status.is_completed:
-                    raise DownloadError(f"job {task_id} is {status.status}: only a completed job has results")
-                entries = status.final_results
-                if not entries:
-                    raise DownloadError(f"job {task_id} completed but lists no result files")
+                entries = _final_entries(status, task_id)
                 keys = _part_keys(entries)
                 shape = (entries[0].block_number, keys)
                 if layout is not None and shape != layout:
-                    if restarts >= max_refreshes:
-                        raise DownloadError(
-                            f"the result files of job {task_id} changed between polls {restarts + 1} times "
-                            f"(now {len(entries)} file(s)): giving up"
-                        )
-                    restarts += 1
-                    log.info(
-                        "job %s: the result's files changed between polls (%d now, %d before); starting over",
-                        task_id,
-                        len(entries),
-                        len(layout[1]),
-                    )
+                    restarts = _count_restart(task_id, len(entries), len(layout[1]), restarts, max_refreshes)
                     _discard(path for path, _ in staged.values())
                     staged.clear()
                 layout = shape
-                failed: tuple[int, str] | None = None
-                for index, entry in enumerate(entries):
-                    if index in staged:
-                        continue
-                    label = _part_label(index, len(entries), entry)
-                    target = dest if index == 0 else dest.with_name(f"{dest.name}.part{index}")
-                    rows = entry.preview_rows
-                    if rows is not None and (entry.row_count is None or entry.row_count == len(rows)):
-                        staged[index] = self._write_inline(rows, target, entry)
-                        continue
-                    problem = self._link_problem(entry, status)
-                    if problem is None:
-                        outcome = self._fetch(entry, target, task_id, label)
-                        if not isinstance(outcome, str):
-                            staged[index] = outcome
-                            continue
-                        problem = outcome
-                    failed = (index, problem)
-                    break
+                failed = self._stage_parts(entries, status, dest, task_id, staged)
                 if failed is None:
-                    parts = []
-                    for index in range(len(entries)):
-                        tmp, part = staged[index]
-                        os.replace(tmp, part.path)
-                        del staged[index]
-                        placed.append(part.path)
-                        parts.append(part)
-                    if len(parts) > 1:
-                        log.info("job %s: result saved in %d files", task_id, len(parts))
-                    return ResultDownload.from_parts(parts, entries[0].block_number)
+                    return _place_parts(entries, staged, placed, task_id)
                 index, problem = failed
                 label = _part_label(index, len(entries), entries[index])
-                used = polls.get(keys[index], 0)
-                if used >= max_refreshes:
-                    raise DownloadError(
-                        f"{label} of job {task_id} could not be downloaded after {used} link refreshes: {problem}"
-                    )
-                polls[keys[index]] = used + 1
-                where = "" if len(entries) == 1 else f"{label}: "
-                log.info(
-                    "job %s: %s%s; polling for fresh links (%d of %d)", task_id, where, problem, used + 1, max_refreshes
-                )
+                _count_refresh(polls, keys[index], task_id, label, problem, len(entries), max_refreshes)
                 status = self.job_status(task_id)
         except BaseException:
             # Nothing of a failed call stays: neither temp files nor parts already in place (a mix of old and
             # new parts, or some parts without the others, would look like a complete result).
             _discard([*(path for path, _ in staged.values()), *placed])
             raise
+
+    def _stage_parts(
+        self,
+        entries: Sequence[ResultFile],
+        status: JobStatus,
+        dest: Path,
+        task_id: str,
+        staged: dict[int, tuple[Path, ResultPart]],
+    ) -> tuple[int, str] | None:
+        """Stage every part not yet in ``staged`` (inline rows written, links fetched), in order; stop at the
+        first part that cannot be fetched and answer its index and the problem, else ``None``."""
+        for index, entry in enumerate(entries):
+            if index in staged:
+                continue
+            label = _part_label(index, len(entries), entry)
+            target = dest if index == 0 else dest.with_name(f"{dest.name}.part{index}")
+            rows = entry.preview_rows
+            if rows is not None and (entry.row_count is None or entry.row_count == len(rows)):
+                staged[index] = self._write_inline(rows, target, entry)
+                continue
+            problem = self._link_problem(entry, status)
+            if problem is None:
+                outcome = self._fetch(entry, target, task_id, label)
+                if not isinstance(outcome, str):
+                    staged[index] = outcome
+                    continue
+                problem = outcome
+            return index, problem
+        return None
 
     def _link_problem(self, entry: ResultFile, status: JobStatus) -> str | None:
         if entry.download_url is None:

@@ -158,54 +158,94 @@ def load_project_models(
             ]
         )
     for path in paths:
-        try:
-            doc = load_yaml(path)
-            raw = doc.data
-            if isinstance(raw, Mapping) and "syncs" not in raw and set(map(str, raw)) & _DBT_KEYS:
-                continue  # a dbt properties file (models/ is shared with dbt): its Jinja is dbt's, not ours
-            data = _render(raw, path, env, vars, doc.lines)
-        except ConfigError as exc:
-            problems.extend(exc.problems or [ConfigProblem(str(path), None, str(exc))])
+        read = _read_model_file(path, env, vars, lenient=lenient, problems=problems, loaded=loaded)
+        if read is None:
             continue
-        if data is None:
-            problems.append(ConfigProblem(str(path), None, "the file is empty", hint="add a `syncs:` list"))
-            continue
-        if isinstance(data, Mapping) and "syncs" not in data and set(map(str, data)) & _DBT_KEYS:
-            continue  # a dbt properties file (models/ is shared with dbt inside a dbt project)
-        if isinstance(data, Mapping) and "syncs" not in data and "prices" in data:
-            data = {**data, "syncs": []}  # a file that only sets the project's prices
-        if not isinstance(data, Mapping) or "syncs" not in data:
-            problems.append(ConfigProblem(str(path), None, "expected a mapping with a `syncs:` list", line=1))
-            continue
-        try:
-            model = ModelFile.model_validate(data)
-        except ValidationError as exc:
-            problems.extend(_problems_from(exc, path, doc.lines))
-            if lenient:
-                loaded.extend(_sound_syncs(data, path, doc.lines))
-            continue
-        for endpoint, tiers in model.prices.items():
-            for tier, cents in tiers.items():
-                where = f"{path}:{doc.lines.line_for(('prices', endpoint, tier)) or '?'}"
-                if (endpoint, tier) in prices and prices[(endpoint, tier)] != cents:
-                    problems.append(
-                        ConfigProblem(
-                            str(path),
-                            f"prices.{endpoint}.{tier}",
-                            f"{cents} cents, but {price_at[(endpoint, tier)]} says {prices[(endpoint, tier)]}",
-                            line=doc.lines.line_for(("prices", endpoint, tier)),
-                            hint="give each endpoint and tier one price, in one file",
-                        )
-                    )
-                    continue
-                prices[(endpoint, tier)] = cents
-                price_at[(endpoint, tier)] = where
+        model, lines = read
+        _add_prices(model, path, lines, prices, price_at, problems)
         for i, spec in enumerate(model.syncs):
             loaded.append(
-                LoadedSync(
-                    spec, path, doc.lines.line_for(("syncs", i)), spec.profile or model.profile, doc.lines, index=i
-                )
+                LoadedSync(spec, path, lines.line_for(("syncs", i)), spec.profile or model.profile, lines, index=i)
             )
+    seen = _first_of_each_name(loaded, problems)
+    problems.extend(_shared_target_problems(list(seen.values())))
+    if problems and lenient:
+        return Models(list(seen.values()), prices, problems)
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) in sync definitions:", problems=problems)
+    return Models(loaded, prices)
+
+
+def _read_model_file(
+    path: Path,
+    env: Mapping[str, str] | None,
+    vars: Mapping[str, Any] | None,
+    *,
+    lenient: bool,
+    problems: list[ConfigProblem],
+    loaded: list[LoadedSync],
+) -> tuple[ModelFile, LineMap] | None:
+    """One model file, read, rendered and validated, with its line numbers; ``None`` when it is a dbt properties
+    file or has problems (added to ``problems``; ``lenient``: its sound syncs added to ``loaded`` all the same)."""
+    try:
+        doc = load_yaml(path)
+        raw = doc.data
+        if isinstance(raw, Mapping) and "syncs" not in raw and set(map(str, raw)) & _DBT_KEYS:
+            return None  # a dbt properties file (models/ is shared with dbt): its Jinja is dbt's, not ours
+        data = _render(raw, path, env, vars, doc.lines)
+    except ConfigError as exc:
+        problems.extend(exc.problems or [ConfigProblem(str(path), None, str(exc))])
+        return None
+    if data is None:
+        problems.append(ConfigProblem(str(path), None, "the file is empty", hint="add a `syncs:` list"))
+        return None
+    if isinstance(data, Mapping) and "syncs" not in data and set(map(str, data)) & _DBT_KEYS:
+        return None  # a dbt properties file (models/ is shared with dbt inside a dbt project)
+    if isinstance(data, Mapping) and "syncs" not in data and "prices" in data:
+        data = {**data, "syncs": []}  # a file that only sets the project's prices
+    if not isinstance(data, Mapping) or "syncs" not in data:
+        problems.append(ConfigProblem(str(path), None, "expected a mapping with a `syncs:` list", line=1))
+        return None
+    try:
+        model = ModelFile.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_problems_from(exc, path, doc.lines))
+        if lenient:
+            loaded.extend(_sound_syncs(data, path, doc.lines))
+        return None
+    return model, doc.lines
+
+
+def _add_prices(
+    model: ModelFile,
+    path: Path,
+    lines: LineMap,
+    prices: dict[tuple[str, str], float],
+    price_at: dict[tuple[str, str], str],
+    problems: list[ConfigProblem],
+) -> None:
+    """Add a file's ``prices:`` to the project's (``price_at``: where each was set); a price that disagrees with
+    one already set is a problem."""
+    for endpoint, tiers in model.prices.items():
+        for tier, cents in tiers.items():
+            where = f"{path}:{lines.line_for(('prices', endpoint, tier)) or '?'}"
+            if (endpoint, tier) in prices and prices[(endpoint, tier)] != cents:
+                problems.append(
+                    ConfigProblem(
+                        str(path),
+                        f"prices.{endpoint}.{tier}",
+                        f"{cents} cents, but {price_at[(endpoint, tier)]} says {prices[(endpoint, tier)]}",
+                        line=lines.line_for(("prices", endpoint, tier)),
+                        hint="give each endpoint and tier one price, in one file",
+                    )
+                )
+                continue
+            prices[(endpoint, tier)] = cents
+            price_at[(endpoint, tier)] = where
+
+
+def _first_of_each_name(loaded: list[LoadedSync], problems: list[ConfigProblem]) -> dict[str, LoadedSync]:
+    """The first sync of each name; every later one of the same name is a problem."""
     seen: dict[str, LoadedSync] = {}
     for item in loaded:
         first = seen.get(item.spec.name)
@@ -221,12 +261,7 @@ def load_project_models(
             )
         else:
             seen[item.spec.name] = item
-    problems.extend(_shared_target_problems(list(seen.values())))
-    if problems and lenient:
-        return Models(list(seen.values()), prices, problems)
-    if problems:
-        raise ConfigError(f"{len(problems)} problem(s) in sync definitions:", problems=problems)
-    return Models(loaded, prices)
+    return seen
 
 
 def _sound_syncs(data: Mapping[str, Any], path: Path, lines: LineMap) -> list[LoadedSync]:

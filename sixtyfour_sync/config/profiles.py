@@ -275,11 +275,36 @@ def load_target(
     choice = locate_profiles_file(project_dir=project_dir, profiles_dir=profiles_dir, env=env_map)
     file = choice.file
     doc = load_yaml(file)
-    data = doc.data
+    profile_name = profile or default_profile or DEFAULT_PROFILE
+    prof, outputs = _profile_outputs(doc.data, profile_name, file, doc.lines)
+    # Render only what is used, so variables of other profiles and targets need not be set.
+    target_name, target_reason = _choose_target(
+        target, prof, outputs, profile_name, file=file, lines=doc.lines, env=env_map, vars=vars
+    )
+    where = (profile_name, "outputs", target_name)
+    output = render_env_vars(outputs[target_name], file=file, env=env_map, vars=vars, path=where, lines=doc.lines)
+    config = parse_target_config(output, file=file, where=where, lines=doc.lines)
+    quoting = _dbt_project_quoting(dbt_project_dir or project_dir)
+    return ResolvedTarget(
+        profile=profile_name,
+        target=target_name,
+        file=file,
+        config=config,
+        project_dir=project_dir,
+        file_reason=choice.reason,
+        target_reason=target_reason,
+        shadowed=choice.shadowed,
+        quoting=quoting,
+    )
+
+
+def _profile_outputs(
+    data: Any, profile_name: str, file: Path, lines: LineMap
+) -> tuple[Mapping[Any, Any], Mapping[Any, Any]]:
+    """The profile ``profile_name`` of a parsed profiles.yml and its outputs; ConfigError when either is missing."""
     name = str(file)
     if not isinstance(data, Mapping):
         raise ConfigError(problems=[ConfigProblem(name, None, "must be a mapping of profile names")])
-    profile_name = profile or default_profile or DEFAULT_PROFILE
     profiles = [k for k, v in data.items() if k != "config" and isinstance(v, Mapping)]
     if profile_name not in data or not isinstance(data[profile_name], Mapping):
         raise ConfigError(
@@ -302,14 +327,29 @@ def load_target(
                     name,
                     f"{profile_name}.outputs",
                     "the profile has no outputs",
-                    line=doc.lines.line_for((profile_name,)),
+                    line=lines.line_for((profile_name,)),
                     hint="add outputs: {dev: {type: duckdb, path: warehouse.duckdb}}",
                 )
             ]
         )
-    # Render only what is used, so variables of other profiles and targets need not be set.
+    return prof, outputs
+
+
+def _choose_target(
+    target: str | None,
+    prof: Mapping[Any, Any],
+    outputs: Mapping[Any, Any],
+    profile_name: str,
+    *,
+    file: Path,
+    lines: LineMap,
+    env: Mapping[str, str],
+    vars: Mapping[str, Any] | None,
+) -> tuple[str, str]:
+    """The target to use among the profile's outputs and why it was chosen; ConfigError when none fits."""
+    name = str(file)
     target_name = target or render_env_vars(
-        prof.get("target"), file=file, env=env_map, vars=vars, path=(profile_name, "target"), lines=doc.lines
+        prof.get("target"), file=file, env=env, vars=vars, path=(profile_name, "target"), lines=lines
     )
     target_reason = "--target" if target else "the profile's target:"
     if target_name is None and len(outputs) == 1:
@@ -322,7 +362,7 @@ def load_target(
                     name,
                     profile_name,
                     f"profile {profile_name!r} has no target: and several outputs ({', '.join(map(str, outputs))})",
-                    line=doc.lines.line_for((profile_name,)),
+                    line=lines.line_for((profile_name,)),
                     hint="pass --target or set target: in the profile",
                 )
             ]
@@ -336,26 +376,12 @@ def load_target(
                     f"{profile_name}.outputs",
                     f"target {target_name!r} not found in profile {profile_name!r}; "
                     f"available: {', '.join(map(str, outputs))}",
-                    line=doc.lines.line_for((profile_name, "outputs")),
+                    line=lines.line_for((profile_name, "outputs")),
                     hint="pass --target with one of them, or fix target: in the profile",
                 )
             ]
         )
-    where = (profile_name, "outputs", target_name)
-    output = render_env_vars(outputs[target_name], file=file, env=env_map, vars=vars, path=where, lines=doc.lines)
-    config = parse_target_config(output, file=file, where=where, lines=doc.lines)
-    quoting = _dbt_project_quoting(dbt_project_dir or project_dir)
-    return ResolvedTarget(
-        profile=profile_name,
-        target=target_name,
-        file=file,
-        config=config,
-        project_dir=project_dir,
-        file_reason=choice.reason,
-        target_reason=target_reason,
-        shadowed=choice.shadowed,
-        quoting=quoting,
-    )
+    return target_name, target_reason
 
 
 def _dbt_project_quoting(directory: Path) -> QuotingConfig | None:

@@ -386,6 +386,44 @@ def _typed(
     missing_fields = [f for f in struct if f not in present]
     extra = [c for c in names if c not in wanted and c not in conf_cols]
 
+    select = _select_list(present, key_types, struct, field_confidence, carry)
+    # One vectorised pass casts every column; what did not cast, the empty rows and the keys are then
+    # counted with Arrow kernels (no second pass, no join, no sort).
+    with registered(raw) as (con, (name,)):
+        # in groups of columns, so that a result of 1,600 columns is typed within the memory cap
+        pieces = [con.sql("SELECT " + ", ".join(group) + f" FROM {name}").to_arrow_table() for group in _groups(select)]
+    typed = pa.table([c for t in pieces for c in t.columns], names=[n for t in pieces for n in t.column_names])
+    failures = _cast_failures(raw, typed, struct, present)
+    typed = _with_status(typed, struct)
+    typed, null_keys = _drop_null_keys(typed, key)
+    duplicate_keys = 0
+    if has_duplicate_keys(typed, key):
+        # One row per key: an enriched row beats a failed one; among equals the last in the file wins.
+        before = typed.num_rows
+        typed = _fold_duplicates(typed, key)
+        duplicate_keys = before - typed.num_rows
+    return ParsedResult(
+        table=typed,
+        rows_read=raw.num_rows,
+        missing_columns=missing_fields,
+        extra_columns=extra,
+        cast_failures=failures,
+        duplicate_keys=duplicate_keys,
+        null_keys=null_keys,
+        outside_enum=count_outside_values(typed, struct),
+        parts=parts,
+    )
+
+
+def _select_list(
+    present: set[str],
+    key_types: Mapping[str, pa.DataType],
+    struct: Mapping[str, StructField],
+    field_confidence: bool,
+    carry: Sequence[str],
+) -> list[str]:
+    """The typing query's columns: the keys and fields cast to their types (an absent field NULL), the
+    confidences (0-100, from their own columns or the ``field_confidence`` object) and the carried columns."""
     select: list[str] = []
     for k, typ in key_types.items():
         select.append(f"TRY_CAST({ident(k)} AS {duck_type(typ)}) AS {ident(k)}")
@@ -409,12 +447,13 @@ def _typed(
     for name in carry:
         if name in present and name not in key_types and name not in struct:
             select.append(ident(name))
-    # One vectorised pass casts every column; what did not cast, the empty rows and the keys are then
-    # counted with Arrow kernels (no second pass, no join, no sort).
-    with registered(raw) as (con, (name,)):
-        # in groups of columns, so that a result of 1,600 columns is typed within the memory cap
-        pieces = [con.sql("SELECT " + ", ".join(group) + f" FROM {name}").to_arrow_table() for group in _groups(select)]
-    typed = pa.table([c for t in pieces for c in t.columns], names=[n for t in pieces for n in t.column_names])
+    return select
+
+
+def _cast_failures(
+    raw: pa.Table, typed: pa.Table, struct: Mapping[str, StructField], present: set[str]
+) -> dict[str, int]:
+    """Per field, how many rows gave a value that did not cast to the field's type."""
     failures: dict[str, int] = {}
     for field_name in struct:
         if field_name not in present:
@@ -423,12 +462,21 @@ def _typed(
         lost = int(pc.sum(pc.and_(given, pc.is_null(typed.column(field_name)))).as_py() or 0)
         if lost:
             failures[field_name] = lost
+    return failures
+
+
+def _with_status(typed: pa.Table, struct: Mapping[str, StructField]) -> pa.Table:
+    """The typed rows with their status: ``enriched`` when any field has a value, else ``failed``."""
     any_value = None
     for field_name in struct:
         v = pc.is_valid(typed.column(field_name))
         any_value = v if any_value is None else pc.or_(any_value, v)
     enriched = any_value if any_value is not None else pa.repeat(pa.scalar(False), typed.num_rows)
-    typed = typed.append_column(STATUS, pc.if_else(enriched, "enriched", "failed"))
+    return typed.append_column(STATUS, pc.if_else(enriched, "enriched", "failed"))
+
+
+def _drop_null_keys(typed: pa.Table, key: Sequence[str]) -> tuple[pa.Table, int]:
+    """The rows whose every key column has a value, and how many rows were dropped for a missing key."""
     key_null = None
     for k in key:
         m = pc.is_null(typed.column(k))
@@ -436,23 +484,7 @@ def _typed(
     null_keys = int(pc.sum(key_null).as_py() or 0) if key_null is not None else 0
     if null_keys:
         typed = typed.filter(pc.invert(key_null))
-    duplicate_keys = 0
-    if has_duplicate_keys(typed, key):
-        # One row per key: an enriched row beats a failed one; among equals the last in the file wins.
-        before = typed.num_rows
-        typed = _fold_duplicates(typed, key)
-        duplicate_keys = before - typed.num_rows
-    return ParsedResult(
-        table=typed,
-        rows_read=raw.num_rows,
-        missing_columns=missing_fields,
-        extra_columns=extra,
-        cast_failures=failures,
-        duplicate_keys=duplicate_keys,
-        null_keys=null_keys,
-        outside_enum=count_outside_values(typed, struct),
-        parts=parts,
-    )
+    return typed, null_keys
 
 
 def _fold_duplicates(typed: pa.Table, key: Sequence[str]) -> pa.Table:

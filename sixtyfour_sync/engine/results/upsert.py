@@ -210,13 +210,7 @@ def plan_merge(
     """
     key = list(spec.source.key)
     rec = reconcile(parsed, sent, key)
-    if sent is not None and sent.num_rows and parsed.rows_read and not rec.returned.num_rows:
-        # Rows came back, and not one of them is a row that was sent: a broken file, not an answer. Held as
-        # unreadable rather than marking every paid row failed.
-        raise ResultParseError(
-            f"{file_label}: none of the result's {parsed.rows_read:,} row(s) has a key that was sent "
-            f"({sent.num_rows:,} row(s) were sent)"
-        )
+    _check_keys_were_sent(rec, parsed, sent, file_label)
     returned = rec.returned
     answered = [f for f in spec.struct if f not in parsed.missing_columns]
     # An enriched row answered only the fields the result had; a failed row was asked the whole question.
@@ -226,12 +220,7 @@ def plan_merge(
     status = returned.column("_sixtyfour_status")
     is_enriched = pc.equal(status, "enriched")
     enriched_rows = int(pc.sum(is_enriched).as_py() or 0)
-    values = list(spec.struct)
-    if spec.field_confidence:
-        values += [f"{f}_confidence" for f in spec.struct]
-    # A "new fields" answer completes the row: the row's status and the tier of its answer stay (the fields it
-    # asked may come back empty, or be asked at the next tier: engine/steps/new_fields.py).
-    book = [c for c in spec.bookkeeping_columns() if not (spec.field_subset and c in (bk("tier"), bk("status")))]
+    values, set_columns = _written_columns(spec)
     # ONE part for every row the file answered: the fields and confidences follow the overwrite rule
     # (engine/results/overwrite.py), the bookkeeping is always written.
     write, unanswered = "__sixtyfour_write", "__sixtyfour_unanswered"
@@ -257,9 +246,6 @@ def plan_merge(
     if spec.field_confidence:
         data, guards, gated = _confidence_guards(spec, data, returned, is_enriched, n_missing, (write, unanswered))
         filled = {f: filled[f] - gated.get(f, 0) for f in filled}
-    set_columns = [*fields, *book]
-    if spec.gating and not spec.field_subset:  # the row's other fields keep what their answer said of them
-        set_columns.append(spec.bookkeeping("field_status"))
     parts = []
     if n:
         parts.append(
@@ -286,6 +272,33 @@ def plan_merge(
         problems=problems,
         gated=gated,
     )
+
+
+def _check_keys_were_sent(rec: Reconciled, parsed: ParsedResult, sent: pa.Table | None, file_label: str) -> None:
+    """:class:`ResultParseError` when rows came back and not one of them is a row that was sent."""
+    if sent is not None and sent.num_rows and parsed.rows_read and not rec.returned.num_rows:
+        # Rows came back, and not one of them is a row that was sent: a broken file, not an answer. Held as
+        # unreadable rather than marking every paid row failed.
+        raise ResultParseError(
+            f"{file_label}: none of the result's {parsed.rows_read:,} row(s) has a key that was sent "
+            f"({sent.num_rows:,} row(s) were sent)"
+        )
+
+
+def _written_columns(spec: SyncSpec) -> tuple[list[str], list[str]]:
+    """The answer's value columns (the fields, and their confidences when asked for) and the target columns a
+    merge sets (their columns and the bookkeeping)."""
+    bk = spec.bookkeeping
+    values = list(spec.struct)
+    if spec.field_confidence:
+        values += [f"{f}_confidence" for f in spec.struct]
+    # A "new fields" answer completes the row: the row's status and the tier of its answer stay (the fields it
+    # asked may come back empty, or be asked at the next tier: engine/steps/new_fields.py).
+    book = [c for c in spec.bookkeeping_columns() if not (spec.field_subset and c in (bk("tier"), bk("status")))]
+    set_columns = [*(spec.column_for(c) for c in values), *book]
+    if spec.gating and not spec.field_subset:  # the row's other fields keep what their answer said of them
+        set_columns.append(spec.bookkeeping("field_status"))
+    return values, set_columns
 
 
 def _answer_table(

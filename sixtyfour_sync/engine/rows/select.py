@@ -157,21 +157,7 @@ def build_selection(
     """
     q = adapter.quote
     key = list(sync.source.key)
-    key_cols = ", ".join(f"c.{q(k, what='key column')}" for k in key)
-    # A key column that is also an input travels once, under its own name: the file carries it for both.
-    hashed_inputs = list(inputs)
-    lower_key = {k.lower() for k in key}
-    inputs = [c for c in inputs if c.lower() not in lower_key]
-    input_cols = "".join(f", c.{q(c, what='source column')}" for c in inputs)
-    row_hash = adapter.row_hash_sql(hashed_inputs or key, alias="c")
-    key_hash = adapter.row_hash_sql(key, alias="c")
-    inner = strip_sql(source_sql, adapter.dialect.sqlglot)
-    where_bucket = bucket_predicate(adapter, "c", key, bucket)
-    hashed = (
-        f"SELECT {key_cols}{input_cols}, {row_hash} AS {q(HASH_COLUMN)}, {key_hash} AS {q(KEY_HASH_COLUMN)}, "
-        f"COUNT(*) OVER (PARTITION BY {key_cols}) AS {q(KEY_ROWS_COLUMN)} "
-        f"FROM ({inner}) {adapter.subquery_alias('c')}" + (f" WHERE {where_bucket}" if where_bucket else "")
-    )
+    hashed, inputs = _hashed_sql(adapter, key, inputs, source_sql=source_sql, bucket=bucket)
     out_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN])
     transport = _transport(adapter, key, key_types)
     outer = _outer_columns(adapter, "r", [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN,
@@ -190,10 +176,7 @@ def build_selection(
         sql = f"SELECT {outer} FROM ({rows}) {adapter.subquery_alias('r')} ORDER BY {order}"
         return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
 
-    def col(name: str) -> str:
-        stored = adapter.find_column(target_columns, name)
-        return "NULL" if stored is None else f"t.{adapter.quote_char}{stored}{adapter.quote_char}"
-
+    col = _target_column(adapter, target_columns)
     first_key = col(key[0])
     spec_lit = "'" + spec_hash.replace("'", "''") + "'"
     reason = _reason_sql(
@@ -209,16 +192,7 @@ def build_selection(
         failed_current=failed_current,
         field_stamps=field_stamps,
     )
-    on = " AND ".join(
-        f"t.{q(k)} = {key_join_sql(adapter, f's.{q(k)}', k, key_types, target_columns)}"
-        if col(k) != "NULL"
-        else "FALSE"
-        for k in key
-    )
-    target_sql = adapter.table_sql(target)
-    t_bucket = bucket_predicate(adapter, "t0", key, bucket)
-    if t_bucket:  # the target's side of the join is cut to the same bucket, so each join stays small
-        target_sql = f"(SELECT * FROM {target_sql} {adapter.subquery_alias('t0')} WHERE {t_bucket})"
+    target_sql, on = _target_join(adapter, key, target, target_columns, col, key_types=key_types, bucket=bucket)
     exists = f"({first_key} IS NOT NULL)" if first_key != "NULL" else adapter.dialect.false_literal
     joined = (
         f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {exists} AS {q(EXISTS_COLUMN)} "
@@ -229,6 +203,65 @@ def build_selection(
         f"WHERE r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key} ORDER BY {order}"
     )
     return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
+
+
+def _hashed_sql(
+    adapter: Adapter, key: list[str], inputs: Sequence[str], *, source_sql: str, bucket: tuple[int, int] | None
+) -> tuple[str, list[str]]:
+    """The source's rows (of ``bucket`` when given) with their row hash, key hash and count of rows per key,
+    and the inputs that travel beside the key (a key column that is also an input travels once, as the key)."""
+    q = adapter.quote
+    key_cols = ", ".join(f"c.{q(k, what='key column')}" for k in key)
+    # A key column that is also an input travels once, under its own name: the file carries it for both.
+    hashed_inputs = list(inputs)
+    lower_key = {k.lower() for k in key}
+    kept = [c for c in inputs if c.lower() not in lower_key]
+    input_cols = "".join(f", c.{q(c, what='source column')}" for c in kept)
+    row_hash = adapter.row_hash_sql(hashed_inputs or key, alias="c")
+    key_hash = adapter.row_hash_sql(key, alias="c")
+    inner = strip_sql(source_sql, adapter.dialect.sqlglot)
+    where_bucket = bucket_predicate(adapter, "c", key, bucket)
+    hashed = (
+        f"SELECT {key_cols}{input_cols}, {row_hash} AS {q(HASH_COLUMN)}, {key_hash} AS {q(KEY_HASH_COLUMN)}, "
+        f"COUNT(*) OVER (PARTITION BY {key_cols}) AS {q(KEY_ROWS_COLUMN)} "
+        f"FROM ({inner}) {adapter.subquery_alias('c')}" + (f" WHERE {where_bucket}" if where_bucket else "")
+    )
+    return hashed, kept
+
+
+def _target_column(adapter: Adapter, target_columns: Mapping[str, LogicalType | str]) -> Callable[[str], str]:
+    """How the selection names a column of the existing target (alias ``t``): ``NULL`` when it has none such."""
+
+    def col(name: str) -> str:
+        stored = adapter.find_column(target_columns, name)
+        return "NULL" if stored is None else f"t.{adapter.quote_char}{stored}{adapter.quote_char}"
+
+    return col
+
+
+def _target_join(
+    adapter: Adapter,
+    key: list[str],
+    target: TableRef,
+    target_columns: Mapping[str, LogicalType | str],
+    col: Callable[[str], str],
+    *,
+    key_types: Mapping[str, KeyType] | None,
+    bucket: tuple[int, int] | None,
+) -> tuple[str, str]:
+    """The target's side of the selection's join (cut to ``bucket`` when given) and the join condition on the key."""
+    q = adapter.quote
+    on = " AND ".join(
+        f"t.{q(k)} = {key_join_sql(adapter, f's.{q(k)}', k, key_types, target_columns)}"
+        if col(k) != "NULL"
+        else "FALSE"
+        for k in key
+    )
+    target_sql = adapter.table_sql(target)
+    t_bucket = bucket_predicate(adapter, "t0", key, bucket)
+    if t_bucket:  # the target's side of the join is cut to the same bucket, so each join stays small
+        target_sql = f"(SELECT * FROM {target_sql} {adapter.subquery_alias('t0')} WHERE {t_bucket})"
+    return target_sql, on
 
 
 def _reason_sql(

@@ -28,12 +28,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sqlglot import TokenType
-from sqlglot.errors import TokenError
-
 from sixtyfour_sync.errors import UnsafeIdentifierError
 from sixtyfour_sync.warehouse.dialect import Dialect
-from sixtyfour_sync.warehouse.sql.placeholders import sqlglot_dialect
 from sixtyfour_sync.warehouse.types import NameKind, Quoting, TableRef
 
 __all__ = ["Names", "adapt_value", "strip_sql"]
@@ -166,6 +162,12 @@ def strip_sql(sql: str, dialect: str = "") -> str:
     comments: MySQL's ``#``, PostgreSQL's ``$$``); SQL the tokenizer cannot read is cut by the plain rule and
     ends with a line break, so the parenthesis still closes a trailing line comment.
     """
+    # sqlglot (about 40 MB) loads here, with the first user SQL: a model that names a table never needs it.
+    from sqlglot import TokenType
+    from sqlglot.errors import TokenError
+
+    from sixtyfour_sync.warehouse.sql.placeholders import sqlglot_dialect
+
     text = sql.strip()
     try:
         tokens = [t for t in sqlglot_dialect(dialect).tokenize(text) if t.token_type != TokenType.SEMICOLON]

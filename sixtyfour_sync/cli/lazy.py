@@ -11,7 +11,6 @@ import importlib
 from typing import Any
 
 import click
-from click.utils import make_default_short_help
 
 #: name -> (module, attribute, the first paragraph of the command's help).
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -105,7 +104,7 @@ class LazyGroup(click.Group):
         rows: list[tuple[str, str]] = []
         for name in names:
             if name in COMMANDS and name not in self.commands:
-                rows.append((name, make_default_short_help(COMMANDS[name][2], limit)))
+                rows.append((name, click.Command(name, help=COMMANDS[name][2]).get_short_help_str(limit)))
                 continue
             command: Any = self.get_command(ctx, name)
             if command is not None and not command.hidden:

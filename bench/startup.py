@@ -71,7 +71,9 @@ def loaded_heavy() -> list[str]:
 
 
 def make_demo(directory: Path) -> None:
-    code = "import sys\nfrom pathlib import Path\nfrom sixtyfour_sync.demo import write_project\nwrite_project(Path(sys.argv[1]))"
+    code = (
+        "import sys, pathlib\nfrom sixtyfour_sync.demo import write_project\nwrite_project(pathlib.Path(sys.argv[1]))"
+    )
     subprocess.run([sys.executable, "-c", code, str(directory)], check=True)
 
 

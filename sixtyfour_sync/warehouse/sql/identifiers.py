@@ -154,6 +154,11 @@ class Names:
         )
 
 
+#: What makes the end of a query a question for the tokenizer: semicolons, comments (``--``, ``#``, ``/*``,
+#: Snowflake's ``//``) and quotes or dollar-quoting that may hold them.
+_NEEDS_TOKENS = (";", "--", "#", "/*", "//", "'", '"', "`", "$")
+
+
 def strip_sql(sql: str, dialect: str = "") -> str:
     """User SQL ready to nest in parentheses: nothing after its last token (no trailing semicolons, comments
     or whitespace: a trailing ``-- comment`` would swallow the closing parenthesis).
@@ -162,13 +167,15 @@ def strip_sql(sql: str, dialect: str = "") -> str:
     comments: MySQL's ``#``, PostgreSQL's ``$$``); SQL the tokenizer cannot read is cut by the plain rule and
     ends with a line break, so the parenthesis still closes a trailing line comment.
     """
-    # sqlglot (about 40 MB) loads here, with the first user SQL: a model that names a table never needs it.
+    text = sql.strip()
+    if text and not any(mark in text for mark in _NEEDS_TOKENS):
+        return text  # no semicolon, comment or quote: nothing can follow the last token
+    # sqlglot (about 40 MB) loads here, for SQL with any of those: a model that names a table never needs it.
     from sqlglot import TokenType
     from sqlglot.errors import TokenError
 
     from sixtyfour_sync.warehouse.sql.placeholders import sqlglot_dialect
 
-    text = sql.strip()
     try:
         tokens = [t for t in sqlglot_dialect(dialect).tokenize(text) if t.token_type != TokenType.SEMICOLON]
     except (TokenError, ValueError):

@@ -106,6 +106,10 @@ def test_strip_sql() -> None:
         'select 1 as "x;"',
         "select $$ a; $$",
         "select `a` from t;",
+        "country = 'US'",
+        "name = 'it''s' and \"Col\" > 1",
+        "name = 'a\"b'",
+        "select 'a' as x -- 'b'",
     ],
 )
 def test_strip_sql_without_the_tokenizer_agrees_with_it(sql: str) -> None:

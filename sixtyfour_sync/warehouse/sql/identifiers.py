@@ -155,8 +155,9 @@ class Names:
 
 
 #: What makes the end of a query a question for the tokenizer: semicolons, comments (``--``, ``#``, ``/*``,
-#: Snowflake's ``//``) and quotes or dollar-quoting that may hold them.
-_NEEDS_TOKENS = (";", "--", "#", "/*", "//", "'", '"', "`", "$")
+#: Snowflake's ``//``) and dollar-quoting; quotes too, unless each kind comes in pairs.
+_NEEDS_TOKENS = (";", "--", "#", "/*", "//", "$")
+_QUOTES = ("'", '"', "`")
 
 
 def strip_sql(sql: str, dialect: str = "") -> str:
@@ -168,8 +169,8 @@ def strip_sql(sql: str, dialect: str = "") -> str:
     ends with a line break, so the parenthesis still closes a trailing line comment.
     """
     text = sql.strip()
-    if text and not any(mark in text for mark in _NEEDS_TOKENS):
-        return text  # no semicolon, comment or quote: nothing can follow the last token
+    if text and not any(m in text for m in _NEEDS_TOKENS) and all(text.count(q) % 2 == 0 for q in _QUOTES):
+        return text  # no semicolon or comment, quotes closed: nothing can follow the last token
     # sqlglot (about 40 MB) loads here, for SQL with any of those: a model that names a table never needs it.
     from sqlglot import TokenType
     from sqlglot.errors import TokenError

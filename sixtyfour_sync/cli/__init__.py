@@ -13,10 +13,7 @@ import click
 
 from sixtyfour_sync import __version__
 from sixtyfour_sync._redact import redact
-from sixtyfour_sync.cli.ledger import cancel, ls_command, report, status
-from sixtyfour_sync.cli.project import dbt_sources, debug, demo, init, schema_command
-from sixtyfour_sync.cli.runs import plan, run, validate
-from sixtyfour_sync.cli.webhooks import webhooks
+from sixtyfour_sync.cli.lazy import LazyGroup
 from sixtyfour_sync.cli_options import GlobalOptions, global_options, scan_argv
 from sixtyfour_sync.errors import SixtyfourSyncError
 from sixtyfour_sync.logging import configure_logging, error_event
@@ -26,7 +23,7 @@ __all__ = ["GlobalOptions", "cli", "main"]
 log = logging.getLogger("sixtyfour_sync.cli")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sixtyfour-sync")
 @global_options
 @click.pass_context
@@ -36,16 +33,7 @@ def cli(ctx: click.Context) -> None:
     configure_logging(opts.log_format, debug=opts.debug)
 
 
-def _register_commands() -> None:
-    from sixtyfour_sync.emulator.cli import emulator_command
-
-    for command in (validate, plan, run, status, ls_command, cancel, debug, schema_command, init, dbt_sources, report,
-                    demo, webhooks):  # fmt: skip
-        cli.add_command(command)
-    cli.add_command(emulator_command, "emulator")
-
-
-_register_commands()
+# The subcommands are imported when one runs (cli/lazy.py): --version and --help import none of them.
 
 
 def _fail(fmt: str, exc: BaseException, exit_code: int, *, hint: str | None = None, kind: str = "error") -> None:

@@ -12,14 +12,40 @@ ledger_views.py (``status``, ``cancel``), listing.py (``dbt-sources``, ``ls``); 
 
 from __future__ import annotations
 
-from sixtyfour_sync.commands._shared import API_KEY_ENV, API_URL_ENV, run_account, selection_log
-from sixtyfour_sync.commands.ledger_views import StatusReport, cancel, open_ledgers, status
-from sixtyfour_sync.commands.listing import dbt_sources, list_syncs
-from sixtyfour_sync.commands.planning import plan
-from sixtyfour_sync.commands.running import run
-from sixtyfour_sync.commands.validating import ValidationReport, validate
-from sixtyfour_sync.engine.context import Reporter
-from sixtyfour_sync.engine.summary import RunResult, SyncPlan, SyncResult
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sixtyfour_sync.commands._shared import API_KEY_ENV, API_URL_ENV, run_account, selection_log
+    from sixtyfour_sync.commands.ledger_views import StatusReport, cancel, open_ledgers, status
+    from sixtyfour_sync.commands.listing import dbt_sources, list_syncs
+    from sixtyfour_sync.commands.planning import plan
+    from sixtyfour_sync.commands.running import run
+    from sixtyfour_sync.commands.validating import ValidationReport, validate
+    from sixtyfour_sync.engine.context import Reporter
+    from sixtyfour_sync.engine.summary import RunResult, SyncPlan, SyncResult
+
+#: Each name's module: a command imports only what it uses (``plan`` loads no API client and no runner).
+_WHERE = {
+    "API_KEY_ENV": "sixtyfour_sync.commands._shared",
+    "API_URL_ENV": "sixtyfour_sync.commands._shared",
+    "Reporter": "sixtyfour_sync.engine.context",
+    "RunResult": "sixtyfour_sync.engine.summary",
+    "StatusReport": "sixtyfour_sync.commands.ledger_views",
+    "SyncPlan": "sixtyfour_sync.engine.summary",
+    "SyncResult": "sixtyfour_sync.engine.summary",
+    "ValidationReport": "sixtyfour_sync.commands.validating",
+    "cancel": "sixtyfour_sync.commands.ledger_views",
+    "dbt_sources": "sixtyfour_sync.commands.listing",
+    "list_syncs": "sixtyfour_sync.commands.listing",
+    "open_ledgers": "sixtyfour_sync.commands.ledger_views",
+    "plan": "sixtyfour_sync.commands.planning",
+    "run": "sixtyfour_sync.commands.running",
+    "run_account": "sixtyfour_sync.commands._shared",
+    "selection_log": "sixtyfour_sync.commands._shared",
+    "status": "sixtyfour_sync.commands.ledger_views",
+    "validate": "sixtyfour_sync.commands.validating",
+}
 
 __all__ = [
     "API_KEY_ENV",
@@ -41,3 +67,9 @@ __all__ = [
     "status",
     "validate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sixtyfour_sync.api import SixtyfourClient
 from sixtyfour_sync.config.models import LoadedSync
 from sixtyfour_sync.engine.jobs.states import JobState
 from sixtyfour_sync.engine.ledger.accounting import RunAccount
@@ -17,6 +16,9 @@ from sixtyfour_sync.engine.selectors import explain_empty
 from sixtyfour_sync.engine.summary import SyncResult
 from sixtyfour_sync.errors import ConfigError
 from sixtyfour_sync.warehouse.types import TableRef
+
+if TYPE_CHECKING:
+    from sixtyfour_sync.api import SixtyfourClient
 
 API_KEY_ENV = "SIXTYFOUR_API_KEY"
 API_URL_ENV = "SIXTYFOUR_API_URL"
@@ -105,6 +107,8 @@ def _client(api_key: str | None, api_url: str | None, env: Mapping[str, str]) ->
             f"no API key: set {API_KEY_ENV}",
             hint=f"export {API_KEY_ENV}=... (for the local emulator any non-empty key works)",
         )
+    from sixtyfour_sync.api.client import SixtyfourClient  # httpx: only commands that call the API load it
+
     return SixtyfourClient(key, base_url=api_url or env.get(API_URL_ENV) or None)
 
 

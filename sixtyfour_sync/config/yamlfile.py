@@ -72,6 +72,19 @@ def _walk(node: yaml.Node, path: PathKey, lines: LineMap, problems: list[ConfigP
             _walk(item, child, lines, problems, file)
 
 
+#: libyaml's parser when PyYAML was built with it (several times faster than the pure-Python one).
+_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse(text: str) -> tuple[Any, Any]:
+    """The document's node tree (for line numbers) and its data; YAML errors as the pure-Python parser words them."""
+    try:
+        return yaml.compose(text, Loader=_FAST_LOADER), yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506
+    except yaml.YAMLError:
+        pass  # read again below, so the message and line of an error do not depend on how PyYAML was built
+    return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+
+
 def load_yaml(file: Path, text: str | None = None) -> YamlDocument:
     """Parse ``file`` (or ``text`` as if it were that file) with line numbers; ConfigError on bad YAML."""
     name = str(file)
@@ -83,8 +96,7 @@ def load_yaml(file: Path, text: str | None = None) -> YamlDocument:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(problems=[ConfigProblem(name, None, f"cannot read file: {exc}")]) from exc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _parse(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None

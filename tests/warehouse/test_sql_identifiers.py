@@ -90,3 +90,33 @@ def test_strip_sql() -> None:
     assert strip_sql(" select 1 ;; \n") == "select 1"
     with pytest.raises(ValueError, match="empty SQL"):
         strip_sql(" ; ")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select name, domain\nfrom companies\nwhere domain is not null\n",
+        "  select a / b - c from t  ",
+        "select 1;",
+        "select 1 -- done",
+        "select 1 # mysql",
+        "select 1 /* c */",
+        "select 1 // snowflake",
+        "select ';' as s",
+        'select 1 as "x;"',
+        "select $$ a; $$",
+        "select `a` from t;",
+        "country = 'US'",
+        "name = 'it''s' and \"Col\" > 1",
+        "name = 'a\"b'",
+        "select 'a' as x -- 'b'",
+    ],
+)
+def test_strip_sql_without_the_tokenizer_agrees_with_it(sql: str) -> None:
+    from sqlglot import TokenType
+
+    from sixtyfour_sync.warehouse.sql.placeholders import sqlglot_dialect
+
+    text = sql.strip()
+    tokens = [t for t in sqlglot_dialect("duckdb").tokenize(text) if t.token_type != TokenType.SEMICOLON]
+    assert strip_sql(sql, "duckdb") == text[: tokens[-1].end + 1]

@@ -28,12 +28,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sqlglot import TokenType
-from sqlglot.errors import TokenError
-
 from sixtyfour_sync.errors import UnsafeIdentifierError
 from sixtyfour_sync.warehouse.dialect import Dialect
-from sixtyfour_sync.warehouse.sql.placeholders import sqlglot_dialect
 from sixtyfour_sync.warehouse.types import NameKind, Quoting, TableRef
 
 __all__ = ["Names", "adapt_value", "strip_sql"]
@@ -158,6 +154,12 @@ class Names:
         )
 
 
+#: What makes the end of a query a question for the tokenizer: semicolons, comments (``--``, ``#``, ``/*``,
+#: Snowflake's ``//``) and dollar-quoting; quotes too, unless each kind comes in pairs.
+_NEEDS_TOKENS = (";", "--", "#", "/*", "//", "$")
+_QUOTES = ("'", '"', "`")
+
+
 def strip_sql(sql: str, dialect: str = "") -> str:
     """User SQL ready to nest in parentheses: nothing after its last token (no trailing semicolons, comments
     or whitespace: a trailing ``-- comment`` would swallow the closing parenthesis).
@@ -167,6 +169,14 @@ def strip_sql(sql: str, dialect: str = "") -> str:
     ends with a line break, so the parenthesis still closes a trailing line comment.
     """
     text = sql.strip()
+    if text and not any(m in text for m in _NEEDS_TOKENS) and all(text.count(q) % 2 == 0 for q in _QUOTES):
+        return text  # no semicolon or comment, quotes closed: nothing can follow the last token
+    # sqlglot (about 40 MB) loads here, for SQL with any of those: a model that names a table never needs it.
+    from sqlglot import TokenType
+    from sqlglot.errors import TokenError
+
+    from sixtyfour_sync.warehouse.sql.placeholders import sqlglot_dialect
+
     try:
         tokens = [t for t in sqlglot_dialect(dialect).tokenize(text) if t.token_type != TokenType.SEMICOLON]
     except (TokenError, ValueError):

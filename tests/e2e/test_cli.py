@@ -81,7 +81,8 @@ def test_json_logs_summary_status_and_no_secrets(project: E2EProject) -> None:
 
 def test_debug_logs_hold_no_key_or_signed_link(project: E2EProject, caplog: pytest.LogCaptureFixture) -> None:
     _setup_duckdb(project, 40)  # more than the inline preview: a real signed download
-    with caplog.at_level(logging.DEBUG):
+    # httpx's own level too: a command line run earlier in this process may have set it to WARNING
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="httpx"):
         result = api.run(project.dir, api_key=project.api_key, api_url=project.url, env=project.env)
     assert result.exit_code == 0
     text = "\n".join(r.getMessage() for r in caplog.records)

@@ -147,7 +147,7 @@ def test_unknown_and_missing_result_keys_are_counted_not_merged(
         parsed.table = pa.Table.from_pylist(rows, schema=t.schema)
         return parsed
 
-    monkeypatch.setattr("sixtyfour_sync.engine.jobs.driver.parse_result", tampered)
+    monkeypatch.setattr("sixtyfour_sync.engine.results.fetch.parse_result", tampered)
     result = _run(project)
     s = result.syncs[0]
     assert s.rows_unexpected == 1

@@ -126,7 +126,7 @@ def test_a_bug_in_the_merge_is_not_swallowed(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise TypeError("a bug in the merge")
 
-    monkeypatch.setattr("sixtyfour_sync.engine.jobs.driver.plan_merge", broken)
+    monkeypatch.setattr("sixtyfour_sync.engine.results.fetch.plan_merge", broken)
     with pytest.raises(TypeError, match="a bug in the merge"):
         _run(project)
     # paid, and kept active for the next run (completion is recorded with the merge, which never happened)

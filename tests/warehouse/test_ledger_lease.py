@@ -186,11 +186,10 @@ def test_a_duplicate_lease_row_held_by_another_run_is_seen(backend: Adapter) -> 
 
 
 def test_only_one_of_many_racing_runs_takes_the_lease(backend: Adapter) -> None:
-    from sixtyfour_sync.commands import _sibling
 
     _ledger(backend)
     racers = 6
-    adapters = [_sibling(backend)[0] for _ in range(racers)]
+    adapters = [backend.sibling() for _ in range(racers)]
     winners: list[str] = []
     errors: list[BaseException] = []
     start = threading.Barrier(racers)

@@ -384,8 +384,11 @@ def _utc(value: Any) -> datetime | None:
     """A timestamp as the drivers return it (a datetime, or ISO text), aware, in UTC (naive values are UTC, as
     the ledger writes them)."""
     if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):  # Python 3.10's fromisoformat does not read the Z suffix
+            text = text[:-1] + "+00:00"
         try:
-            value = datetime.fromisoformat(value)
+            value = datetime.fromisoformat(text)
         except ValueError:
             return None
     if not isinstance(value, datetime):

@@ -665,3 +665,15 @@ def test_a_syncs_status_follows_the_one_rule(ledger: Ledger, run: str) -> None:
         for x in s.steps:  # never better than a step it counts (the budget reached while escalating is not counted)
             if not (x.step.startswith("escalate:") and x.status == "budget_reached"):
                 assert SEVERITY.index(s.status) <= SEVERITY.index(x.status)
+
+
+def test_iso_text_with_a_z_suffix_is_read_as_utc() -> None:
+    from datetime import datetime, timezone
+
+    from sixtyfour_sync.engine.ledger.accounting import _utc
+
+    want = datetime(2026, 12, 7, 18, 0, tzinfo=timezone.utc)
+    assert _utc("2026-12-07T18:00:00Z") == want
+    assert _utc("2026-12-07T18:00:00+00:00") == want
+    assert _utc("2026-12-07 18:00:00") == want
+    assert _utc("not a time") is None

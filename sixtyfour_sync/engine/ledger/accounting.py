@@ -49,8 +49,11 @@ SEVERITY = (
 )
 #: Step statuses an earlier version recorded under another name.
 _RENAMED = {"budget": "budget_reached"}
-#: Job states whose rows the API accepted (a task exists, or may).
+#: Job states whose rows the API accepted (a task exists, or may). An abandoned job with a task id was accepted
+#: before it was given up (lost, or unreadable after --retry-unreadable): its rows stay sent in the run that sent
+#: them.
 _ACCEPTED_STATES = {
+    "abandoned",
     "submitted",
     "cancelling",
     "completed",

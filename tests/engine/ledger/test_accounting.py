@@ -677,3 +677,15 @@ def test_iso_text_with_a_z_suffix_is_read_as_utc() -> None:
     assert _utc("2026-12-07T18:00:00+00:00") == want
     assert _utc("2026-12-07 18:00:00") == want
     assert _utc("not a time") is None
+
+
+def test_a_lost_job_given_up_later_stays_sent_in_the_run_that_sent_it() -> None:
+    from sixtyfour_sync.engine.ledger.accounting import JobFacts
+
+    given_up = JobFacts.from_row(
+        {"job_id": "j", "run_id": "r1", "sync_name": "s", "state": "abandoned", "task_id": "t-1", "rows": 5}
+    )
+    never_sent = JobFacts.from_row(
+        {"job_id": "k", "run_id": "r1", "sync_name": "s", "state": "abandoned", "task_id": None, "rows": 5}
+    )
+    assert given_up.accepted and not never_sent.accepted

@@ -12,8 +12,9 @@ ledger_views.py (``status``, ``cancel``), listing.py (``dbt-sources``, ``ls``); 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sixtyfour_sync._lazy import lazy_names
 
 if TYPE_CHECKING:
     from sixtyfour_sync.commands._shared import API_KEY_ENV, API_URL_ENV, run_account, selection_log
@@ -69,7 +70,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _WHERE)

@@ -7,8 +7,9 @@ build the pydantic models of every warehouse's profile.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sixtyfour_sync._lazy import lazy_names
 
 if TYPE_CHECKING:
     from sixtyfour_sync.config.envvars import render_env_vars
@@ -48,7 +49,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _WHERE)

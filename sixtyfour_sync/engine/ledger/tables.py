@@ -1,27 +1,5 @@
-"""The ledger's tables, their columns, and the base each part of the ledger builds on.
-
-Tables in the ledger schema (the target's schema unless the profile sets ``ledger_schema``), so a scheduled
-job on a throwaway machine resumes where the last one stopped:
-
-- ``_sixtyfour_sync_runs``: one row per run (counts, costs, outcome);
-- ``_sixtyfour_sync_jobs``: one row per file, moving through :class:`~sixtyfour_sync.engine.jobs.states.JobState`;
-  every move is a compare-and-set on the state the writer expects, committed before the side effect that
-  follows it. A lost race raises :class:`LedgerConflictError`: it is never a silent overwrite;
-- ``_sixtyfour_sync_job_keys``: the row keys of each unfinished file (a hash of the key, computed by the
-  warehouse, and the hash of the inputs that were sent), packed in a few rows per job
-  (:mod:`sixtyfour_sync.engine.ledger.rowkeys`) and written before the job is submitted, so another machine can
-  rebuild a lost file, a selection can leave out rows that a job still holds, and a merge knows what was sent.
-  Those of ended jobs are pruned at the start and end of each sync's run;
-- ``_sixtyfour_sync_prices``: per-row prices learned from the API's estimates, per endpoint and tier;
-- ``_sixtyfour_sync_columns``: the target columns each sync created, so a sync never writes a column it does
-  not own (another tool's) unless told to (``target.adopt_columns``);
-- ``_sixtyfour_sync_quarantine``: paid answers the target refused (a CHECK constraint, a trigger, a value too
-  long for a column someone narrowed), one row each with its key, the warehouse's reason and the answer itself;
-  their rows are held (never asked again) until they merge (see :mod:`sixtyfour_sync.engine.results.quarantine`);
-- ``_sixtyfour_sync_steps``: what each run did in each step of each sync (status, selection by reason),
-  which with the jobs is everything a run's numbers are derived from (:mod:`sixtyfour_sync.engine.ledger.accounting`);
-- ``_sixtyfour_sync_leases``: see :mod:`sixtyfour_sync.engine.ledger.lease`.
-"""
+"""The ledger's tables and their columns, and the base each part of the ledger builds on (what each table
+holds, and why: engine/ledger/store.py)."""
 
 from __future__ import annotations
 

@@ -100,3 +100,13 @@ def _write_artifact(opts: GlobalOptions, command: str, payload: Any, started: fl
         args=sys.argv[1:],
     )
     log.debug("wrote %s", path)
+
+
+def run_options(f: Any) -> Any:
+    """The options of a run, which ``plan`` takes too (the plan it shows, and saves, is the run they make)."""
+    for option in reversed(
+        (_full_refresh, _max_cost, _only_rebuilt, _fail_on_empty, _yes, _max_wait, _no_wait, _fail_fast,
+         _fail_on_budget, _retry_lost, _retry_unreadable)
+    ):  # fmt: skip
+        f = option(f)
+    return f

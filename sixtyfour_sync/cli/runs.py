@@ -13,20 +13,11 @@ import click
 from sixtyfour_sync._redact import redact
 from sixtyfour_sync.cli.flags import (
     RUN_EXIT_CODES,
-    _fail_fast,
-    _fail_on_budget,
     _fail_on_empty,
-    _full_refresh,
-    _max_cost,
-    _max_wait,
-    _no_wait,
-    _only_rebuilt,
-    _retry_lost,
-    _retry_unreadable,
     _sel,
     _write_artifact,
-    _yes,
     log,
+    run_options,
 )
 from sixtyfour_sync.cli_options import GlobalOptions, global_options, selection_options
 
@@ -77,17 +68,7 @@ def validate(opts: GlobalOptions, select: tuple[str, ...], exclude: tuple[str, .
 @click.command()
 @global_options
 @selection_options(what="Syncs to plan")
-@_full_refresh
-@_max_cost
-@_only_rebuilt
-@_fail_on_empty
-@_yes
-@_max_wait
-@_no_wait
-@_fail_fast
-@_fail_on_budget
-@_retry_lost
-@_retry_unreadable
+@run_options
 @click.option(
     "--preview",
     type=click.IntRange(min=1),
@@ -167,17 +148,7 @@ def _save_plan(opts: GlobalOptions, plans: Any, out: Path) -> None:
 @click.command(epilog=RUN_EXIT_CODES)
 @global_options
 @selection_options
-@_full_refresh
-@_max_cost
-@_only_rebuilt
-@_fail_on_empty
-@_yes
-@_max_wait
-@_no_wait
-@_fail_fast
-@_fail_on_budget
-@_retry_lost
-@_retry_unreadable
+@run_options
 @click.option(
     "--plan",
     "plan_file",

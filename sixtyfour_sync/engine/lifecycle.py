@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sixtyfour_sync.api import SixtyfourClient
-from sixtyfour_sync.config.models import LoadedSync, SyncSpec
+from sixtyfour_sync.config.models import LoadedSync
 from sixtyfour_sync.engine.context import EngineSettings, Reporter, RunRecorder
 from sixtyfour_sync.engine.jobs.budget import Budget
 from sixtyfour_sync.engine.jobs.scheduler import StopToken
@@ -19,6 +19,7 @@ from sixtyfour_sync.engine.ledger.store import Ledger
 from sixtyfour_sync.engine.plan.approval import ApprovedPlan, capped, hold_to
 from sixtyfour_sync.engine.plan.checks import check_sync
 from sixtyfour_sync.engine.plan.planner import plan_sync
+from sixtyfour_sync.engine.plan.step import Step
 from sixtyfour_sync.engine.project import Project
 from sixtyfour_sync.engine.runner import SyncRunner
 from sixtyfour_sync.engine.steps.escalation import escalate
@@ -72,7 +73,7 @@ def run_sync(
         profile_target=f"{resolved.profile}.{resolved.target}",
         project_name=project.dbt.name if project.dbt and project.dbt.name else project.project_dir.name,
     )
-    runner = life.runner(loaded.spec, full_refresh=full_refresh)
+    runner = life.runner(Step.own(loaded.spec), full_refresh=full_refresh)
     try:
         runner.prepare()  # local checks first: a sync that cannot work writes nothing
     except SixtyfourSyncError as exc:
@@ -97,10 +98,11 @@ class _SyncLife:
     project_name: str
     lease: Lease | None = None
 
-    def runner(self, spec: SyncSpec, **kind: Any) -> SyncRunner:
-        """The runner of one step: the sync's own pass, a "new fields" step or an escalation step (``kind``)."""
-        step = SyncRunner(
-            loaded=dataclasses.replace(self.loaded, spec=spec),
+    def runner(self, step: Step, *, full_refresh: bool = False) -> SyncRunner:
+        """The runner of one step of the plan: the sync's own pass, a "new fields" step or an escalation step."""
+        runner = SyncRunner(
+            step=step,
+            loaded=self.loaded,
             adapter=self.adapter,
             ledger=self.recorder.ledger,
             client=self.api,
@@ -112,10 +114,10 @@ class _SyncLife:
             reporter=self.reporter,
             ref_table=self.ref,
             lease=self.lease,
-            **kind,
+            full_refresh=full_refresh,
         )
-        step.ctx.profile_target, step.ctx.project_name = self.profile_target, self.project_name
-        return step
+        runner.ctx.profile_target, runner.ctx.project_name = self.profile_target, self.project_name
+        return runner
 
     def under_lease(self, runner: SyncRunner, notes: list[str]) -> SyncResult:
         """Take the sync's lease, close the runs left running by processes that are gone, then run its steps."""
@@ -149,13 +151,9 @@ class _SyncLife:
             result = runner.run()
             result.warnings.extend(notes)
             if self.settings.only_tasks is None:
-                ask_new_fields(
-                    result, runner, stop=self.stop, make_runner=lambda sub, st: self.runner(sub, field_stamps=st)
-                )
+                ask_new_fields(result, runner, stop=self.stop, make_runner=self.runner)
                 if self.loaded.spec.escalate:
-                    escalate(
-                        result, runner, stop=self.stop, make_runner=lambda sub, p: self.runner(sub, escalate_from=p)
-                    )
+                    escalate(result, runner, stop=self.stop, make_runner=self.runner)
             return result
         except ApiKeyRefusedError:
             raise

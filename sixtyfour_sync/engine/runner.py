@@ -46,7 +46,6 @@ from sixtyfour_sync.engine.runner_base import SENT_SUFFIX, S, _no_guard
 from sixtyfour_sync.engine.runner_resume import ResumeSteps
 from sixtyfour_sync.engine.runner_submit import SubmitSteps
 from sixtyfour_sync.engine.runner_target import TargetSteps
-from sixtyfour_sync.engine.steps.new_fields import step_name
 from sixtyfour_sync.engine.summary import SyncResult
 from sixtyfour_sync.errors import ConfigError, ConfigProblem, SixtyfourSyncError
 
@@ -79,7 +78,7 @@ class SyncRunner(TargetSteps, ResumeSteps, SubmitSteps):
             for stale in ctx.files_dir.glob(f"*{SENT_SUFFIX}") if ctx.files_dir.is_dir() else ():
                 stale.unlink(missing_ok=True)  # what a killed run's files sent: only that run used it
             result_files.clean_leftovers(ctx.results_dir)  # downloads a killed run left half-written
-            if self.escalate_from is None and self.field_stamps is None and ctx.settings.only_tasks is None:
+            if self.step.own_pass and ctx.settings.only_tasks is None:
                 self._merge_quarantined()
             self._resume()
             finishing_only = ctx.settings.only_tasks is not None
@@ -122,11 +121,11 @@ class SyncRunner(TargetSteps, ResumeSteps, SubmitSteps):
     @property
     def step_name(self) -> str:
         """How the ledger names this runner's step: ``own``, ``fields:<f1,f2>@<tier>`` or ``escalate:<tier>``."""
-        return step_name(self.ctx.spec, escalated=self.escalate_from is not None)
+        return self.step.name
 
     def _reasons(self) -> dict[str, int]:
         """The step's selection by reason, as the run's numbers name them (``escalate:<tier>``)."""
-        if self.escalate_from is None:
+        if self.step.kind != "escalate":
             return dict(self.result.rows_by_reason)
         tier = self.ctx.spec.tier
         return {(f"escalate:{tier}" if k == "escalate" else k): n for k, n in self.result.rows_by_reason.items()}
@@ -189,8 +188,7 @@ class SyncRunner(TargetSteps, ResumeSteps, SubmitSteps):
         if exists:
             ctx.target_ready = False  # columns may be missing; checked before the first merge
         columns = a.get_columns(ctx.target) if exists else None
-        own_pass = self.escalate_from is None and self.field_stamps is None
-        if own_pass and columns is not None and not self.full_refresh and ctx.spec.refresh.when != "always":
+        if self.step.own_pass and columns is not None and not self.full_refresh and ctx.spec.refresh.when != "always":
             self.changes = self._field_changes(columns)
         not_whole = self.changes.not_whole if self.changes is not None else []
         failed_current = self.changes.failed_current if self.changes is not None else []
@@ -205,10 +203,9 @@ class SyncRunner(TargetSteps, ResumeSteps, SubmitSteps):
                 spec_hash=ctx.spec_hash,
                 full_refresh=self.full_refresh,
                 bucket=(b, buckets) if buckets > 1 else None,
-                escalate_from=self.escalate_from,
                 not_whole=not_whole,
                 failed_current=failed_current,
-                field_stamps=self.field_stamps,
+                **self.step.selection_args(),
                 key_types=ctx.key_specs,
             )
             for b in range(buckets)

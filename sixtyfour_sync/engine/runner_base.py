@@ -3,10 +3,11 @@ engine/runner_resume.py, engine/runner_submit.py) reads and changes."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +23,7 @@ from sixtyfour_sync.engine.jobs.states import JobState
 from sixtyfour_sync.engine.ledger.lease import Lease
 from sixtyfour_sync.engine.ledger.store import Ledger
 from sixtyfour_sync.engine.plan.columns import target_ref
+from sixtyfour_sync.engine.plan.step import Step
 from sixtyfour_sync.engine.rows.extract import Producer, ScanStats
 from sixtyfour_sync.engine.rows.files import ChunkFile
 from sixtyfour_sync.engine.rows.select import (
@@ -59,9 +61,11 @@ class RunnerBase:
         ref_table: TableRef | None = None,
         full_refresh: bool = False,
         extract_adapter: Any = None,
-        escalate_from: str | None = None,
-        field_stamps: Sequence[str] | None = None,
+        step: Step | None = None,
     ) -> None:
+        #: The plan's step this runner executes (engine/plan/step.py); the sync's own pass when not given.
+        self.step = step or Step.own(loaded.spec)
+        loaded = dataclasses.replace(loaded, spec=self.step.spec) if loaded.spec is not self.step.spec else loaded
         spec = loaded.spec
         self.ctx = SyncContext(
             loaded=loaded,
@@ -86,10 +90,6 @@ class RunnerBase:
         self.ref_table = ref_table
         self.full_refresh = full_refresh
         self.extract_adapter = extract_adapter
-        #: An escalation step: only rows whose current answer came from this tier, and are weak, are asked.
-        self.escalate_from = escalate_from
-        #: A "new fields" step: the stamps whose enriched rows get just this step's fields.
-        self.field_stamps = None if field_stamps is None else list(field_stamps)
         #: The sync's own pass: what the target's stamps still need (see engine/steps/field_changes.py).
         self.changes: FieldChanges | None = None
         self.price: float | None = None

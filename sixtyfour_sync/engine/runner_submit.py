@@ -36,7 +36,7 @@ class SubmitSteps(RunnerBase):
         """One pass over the source: select, check keys and count as the rows stream into files."""
         ctx, spec = self.ctx, self.ctx.spec
         a = ctx.adapter
-        if self.escalate_from is not None and not a.table_exists(ctx.target):
+        if self.step.kind == "escalate" and not a.table_exists(ctx.target):
             self.result.status = "nothing_to_do"  # no answer yet, so nothing to escalate
             return
         with a.session() as s:

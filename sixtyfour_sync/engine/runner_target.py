@@ -48,7 +48,7 @@ class TargetSteps(RunnerBase):
     def _source_deletions(self) -> None:
         """``target.on_source_delete``: flag or delete the target rows whose key left the source (one statement)."""
         ctx, spec, a = self.ctx, self.ctx.spec, self.ctx.adapter
-        if not spec.target.tracks_deletions or self.escalate_from is not None or self.field_stamps is not None:
+        if not spec.target.tracks_deletions or not self.step.own_pass:
             return
         source = TableRef(spec.source.table, spec.source.schema_, spec.source.database) if spec.source.table else None
         if source is not None and a.table_sql(source) == a.table_sql(ctx.target):

@@ -9,6 +9,7 @@ from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.jobs.states import JobState as S
 from sixtyfour_sync.engine.ledger.store import Ledger
 from sixtyfour_sync.engine.plan.prices import resolve_price
+from sixtyfour_sync.engine.plan.step import Step
 from sixtyfour_sync.engine.rows.select import answered_at_sql, build_selection, count_by_reason_sql, weak_answer_sql
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.types import LogicalType, TableRef
@@ -42,8 +43,9 @@ def plan_escalation(
                 stored = adapter.find_column(columns, name)
                 return "NULL" if stored is None else f"t.{adapter.quote_char}{stored}{adapter.quote_char}"
 
-            sel = build_selection(adapter, spec.escalated(tier), target=target, target_columns=columns,
-                                  spec_hash=spec.spec_hash(), escalate_from=previous, **selection_args)  # fmt: skip
+            step = Step.escalation(spec, tier, previous)  # the run's escalation step (engine/plan/step.py)
+            sel = build_selection(adapter, step.spec, target=target, target_columns=columns,
+                                  spec_hash=spec.spec_hash(), **step.selection_args(), **selection_args)  # fmt: skip
             # asked at ``previous``: rows answered there, and rows escalated beyond it (weak there)
             later = [answered_at_sql(spec, col, t, lit) for t in ladder[ladder.index(previous) + 1 :]]
             here = answered_at_sql(spec, col, previous, lit)

@@ -23,6 +23,7 @@ from sixtyfour_sync.engine.ledger.store import Ledger
 from sixtyfour_sync.engine.plan.columns import owned_columns, resolve_inputs, resolve_key_types, target_ref
 from sixtyfour_sync.engine.plan.escalation import plan_escalation
 from sixtyfour_sync.engine.plan.prices import Price, resolve_price
+from sixtyfour_sync.engine.plan.step import Step
 from sixtyfour_sync.engine.rows.extract import ScanStats, denormalize, missing_key
 from sixtyfour_sync.engine.rows.select import (
     KEY_ROWS_COLUMN,
@@ -246,7 +247,7 @@ def _add_field_steps(
     common = r.common(spec)
     for fs in field_steps(spec, r.changes):  # the run's sequence (engine/steps/new_fields.py)
         sub, stamps, tier_index, name = fs.spec, fs.stamps, fs.tier_index, fs.name
-        sel = build_selection(adapter, sub, **common, field_stamps=stamps)
+        sel = build_selection(adapter, sub, **common, **fs.step.selection_args())
         with adapter.session() as s:
             n = sum(int(c) for _, c in s.fetchall(count_by_reason_sql(adapter, sel, spec.refresh.limit)))
         if tier_index == 0:
@@ -352,8 +353,9 @@ def _preview(
         step_spec, stamps = field_steps[first.name]
 
         def selections() -> Iterator[Selection]:
+            chosen = Step.fields(step_spec, stamps).selection_args()
             for b in buckets:
-                yield build_selection(adapter, step_spec, **common, field_stamps=stamps, bucket=b)
+                yield build_selection(adapter, step_spec, **common, **chosen, bucket=b)
 
     else:
 

@@ -18,8 +18,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.jobs.scheduler import StopToken
+from sixtyfour_sync.engine.plan.step import Step
 from sixtyfour_sync.engine.summary import SyncResult
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def escalate(
     runner: SyncRunner,
     *,
     stop: StopToken,
-    make_runner: Callable[[SyncSpec, str], SyncRunner],
+    make_runner: Callable[[Step], SyncRunner],
 ) -> None:
     """Run the sync's escalation steps after its own pass, while each step before ended settled."""
     spec = runner.ctx.spec
@@ -81,7 +81,7 @@ def escalate(
         if stop.requested or runner.stop_reason is not None or last.status not in SETTLED or last.jobs_in_flight:
             runner.ctx.note(f"escalation to {tier} waits for the next run (the answers at {previous} are not all in)")
             return
-        step = make_runner(spec.escalated(tier), previous)
+        step = make_runner(Step.escalation(spec, tier, previous))
         step.sync_spent = runner.sync_spent  # the sync's budget covers all its tiers
         step.prepare()
         step.ctx.note(f"escalating weak answers from {previous} to {tier}")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.jobs.scheduler import StopToken
 from sixtyfour_sync.engine.jobs.states import ACTIVE
+from sixtyfour_sync.engine.plan.step import Step, step_name
 from sixtyfour_sync.engine.steps.escalation import SETTLED, adopt_unsettled
 from sixtyfour_sync.engine.steps.field_changes import FieldChanges
 from sixtyfour_sync.engine.summary import SyncResult
@@ -40,13 +41,6 @@ def _literal(text: str) -> str:
 
 def _literals(values: Sequence[str]) -> str:
     return ", ".join(_literal(v) for v in values)
-
-
-def step_name(spec: SyncSpec, *, escalated: bool = False) -> str:
-    """How a plan and the ledger name a step: ``own``, ``fields:<f1,f2>@<tier>`` or ``escalate:<tier>``."""
-    if spec.field_subset:
-        return f"fields:{','.join(sorted(spec.struct))}@{spec.tier}"
-    return f"escalate:{spec.tier}" if escalated else "own"
 
 
 @dataclass(frozen=True)
@@ -69,6 +63,11 @@ class FieldStep:
     @property
     def name(self) -> str:
         return step_name(self.spec)
+
+    @property
+    def step(self) -> Step:
+        """The step a runner executes."""
+        return Step.fields(self.spec, self.stamps)
 
 
 def field_steps(
@@ -112,7 +111,7 @@ def ask_new_fields(
     runner: SyncRunner,
     *,
     stop: StopToken,
-    make_runner: Callable[[SyncSpec, list[str]], SyncRunner],
+    make_runner: Callable[[Step], SyncRunner],
 ) -> None:
     """Run the steps of each group of fields the target's rows lack (and of unfinished step jobs left before)."""
     asked: dict[tuple[str, ...], bool] = {}
@@ -122,7 +121,7 @@ def ask_new_fields(
         asked_before = asked.setdefault(fs.group, fs.asked_before)
         if fs.tier_index > 0 and not asked_before and not fs.unfinished:
             continue  # nothing was asked at the tier before: no row waits for this one
-        step = make_runner(fs.spec, fs.stamps)
+        step = make_runner(fs.step)
         step.sync_spent = runner.sync_spent
         step.prepare()
         known = ", ".join(fs.spec.struct)

@@ -10,6 +10,7 @@ from typing import Any
 from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.jobs.scheduler import StopToken
 from sixtyfour_sync.engine.ledger.store import Job
+from sixtyfour_sync.engine.plan.step import Step
 from sixtyfour_sync.engine.steps.escalation import escalate
 from sixtyfour_sync.engine.steps.field_changes import FieldChanges
 from sixtyfour_sync.engine.steps.new_fields import ask_new_fields
@@ -76,7 +77,9 @@ class Factory:
         self.answer, self.stop_with = answer, stop_with
         self.steps: list[tuple[tuple[str, ...], str, Any, float]] = []
 
-    def __call__(self, spec: SyncSpec, arg: Any) -> Runner:
+    def __call__(self, plan_step: Step) -> Runner:
+        spec = plan_step.spec
+        arg: Any = list(plan_step.stamps) if plan_step.kind == "fields" else plan_step.after
         step = Runner(spec)
         self.steps.append((tuple(sorted(spec.struct)), spec.tier, arg, -1.0))
         index = len(self.steps) - 1

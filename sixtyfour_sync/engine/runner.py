@@ -180,16 +180,20 @@ class SyncRunner(TargetSteps, ResumeSteps, SubmitSteps):
         self.price = None if price is None else price.cents_per_row
         self.prepared = True
 
-    def _selections(self, *, buckets: int = 1) -> list[Selection]:
-        """The selection, as ``buckets`` queries over disjoint sets of keys (one when the dialect sorts all)."""
+    def _selections(self, *, buckets: int = 1, probe: bool = False) -> list[Selection]:
+        """The selection, as ``buckets`` queries over disjoint sets of keys (one when the dialect sorts all);
+        ``probe``: one unordered query that does not count rows per key (see ``SubmitSteps._probe``)."""
         ctx = self.ctx
         a = ctx.adapter
-        exists = a.table_exists(ctx.target)
-        if exists:
-            ctx.target_ready = False  # columns may be missing; checked before the first merge
-        columns = a.get_columns(ctx.target) if exists else None
-        if self.step.own_pass and columns is not None and not self.full_refresh and ctx.spec.refresh.when != "always":
-            self.changes = self._field_changes(columns)
+        if self.target_columns is None:
+            exists = a.table_exists(ctx.target)
+            if exists:
+                ctx.target_ready = False  # columns may be missing; checked before the first merge
+            self.target_columns = (a.get_columns(ctx.target),) if exists else (None,)
+            read = self.target_columns[0]
+            if self.step.own_pass and read is not None and not self.full_refresh and ctx.spec.refresh.when != "always":
+                self.changes = self._field_changes(read)
+        columns = self.target_columns[0]
         not_whole = self.changes.not_whole if self.changes is not None else []
         failed_current = self.changes.failed_current if self.changes is not None else []
         return [
@@ -205,8 +209,9 @@ class SyncRunner(TargetSteps, ResumeSteps, SubmitSteps):
                 bucket=(b, buckets) if buckets > 1 else None,
                 not_whole=not_whole,
                 failed_current=failed_current,
-                **self.step.selection_args(),
                 key_types=ctx.key_specs,
+                probe=probe,
+                **self.step.selection_args(),
             )
             for b in range(buckets)
         ]

@@ -92,6 +92,8 @@ class RunnerBase:
         self.extract_adapter = extract_adapter
         #: The sync's own pass: what the target's stamps still need (see engine/steps/field_changes.py).
         self.changes: FieldChanges | None = None
+        #: The target's columns as the step's selection first read them (``(None,)``: no target yet).
+        self.target_columns: tuple[dict[str, Any] | None] | None = None
         self.price: float | None = None
         self.sync_spent = 0.0
         self.stop_reason: str | None = None
@@ -122,7 +124,7 @@ class RunnerBase:
 
     # what each part asks of the others
 
-    def _selections(self, *, buckets: int = 1) -> list[Selection]:  # pragma: no cover - SyncRunner's
+    def _selections(self, *, buckets: int = 1, probe: bool = False) -> list[Selection]:  # pragma: no cover
         raise NotImplementedError
 
     def _field_changes(self, columns: Mapping[str, Any]) -> FieldChanges | None:  # pragma: no cover

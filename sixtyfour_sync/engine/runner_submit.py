@@ -8,23 +8,32 @@ import json
 import uuid
 from typing import Any
 
+import pyarrow as pa
+
 from sixtyfour_sync.engine.failpoints import failpoint
 from sixtyfour_sync.engine.jobs.budget import fit_file
 from sixtyfour_sync.engine.jobs.driver import Tracked
 from sixtyfour_sync.engine.jobs.keys import idempotency_key, salt_for
 from sixtyfour_sync.engine.jobs.states import HOLDS_ROWS
 from sixtyfour_sync.engine.ledger.store import Job, Ledger
-from sixtyfour_sync.engine.rows.extract import Producer, ScanStats
+from sixtyfour_sync.engine.rows.extract import Producer, ScanStats, denormalize
 from sixtyfour_sync.engine.rows.files import ChunkFile, head_chunk, spill, tail_chunk
 from sixtyfour_sync.engine.rows.select import (
     EXISTS_COLUMN,
     HASH_COLUMN,
     KEY_HASH_COLUMN,
     bucket_count,
+    repeated_keys_sql,
     sent_rows,
 )
 from sixtyfour_sync.engine.runner_base import SENT_SUFFIX, RunnerBase, S, _any_true, asked_hash
 from sixtyfour_sync.engine.summary import JobOutcome
+
+#: A refresh of a source above this many rows tries the one unordered pass (:meth:`SubmitSteps._probe`); below
+#: it the ordered selection is one pass already.
+PROBE_SOURCE_ROWS = 100_000
+#: The one pass holds at most this many rows that need work; more, and the ordered selection reads them.
+PROBE_ROWS = 100_000
 
 
 class SubmitSteps(RunnerBase):
@@ -36,6 +45,7 @@ class SubmitSteps(RunnerBase):
         """One pass over the source: select, check keys and count as the rows stream into files."""
         ctx, spec = self.ctx, self.ctx.spec
         a = ctx.adapter
+        self.target_columns = None  # read again: the jobs just resumed may have made or widened the target
         if self.step.kind == "escalate" and not a.table_exists(ctx.target):
             self.result.status = "nothing_to_do"  # no answer yet, so nothing to escalate
             return
@@ -46,7 +56,8 @@ class SubmitSteps(RunnerBase):
             if not self.result.jobs:
                 self.result.status = "nothing_to_do"
             return
-        selections = self._selections(buckets=bucket_count(a, source_rows))
+        read = self._probe(source_rows)
+        selections = self._selections(buckets=1 if read is not None else bucket_count(a, source_rows))
         held = ctx.ledger.held_keys(ctx.name, sorted(HOLDS_ROWS), ctx.target_id) if ctx.ledger.exists() else None
         self.scan = ScanStats(tuple(spec.source.key), source_rows=source_rows)
         ctx.reporter.on("scan", spec.name, source_rows=source_rows)
@@ -68,10 +79,42 @@ class SubmitSteps(RunnerBase):
             limit=spec.refresh.limit,
             key_writer=keys_ledger.write_keys,
             held=held,
+            read=read,
         )
         self.producer.start()
         self._loop()
         self._scan_done()
+
+    def _probe(self, source_rows: int) -> list[pa.RecordBatch] | None:
+        """A refresh's rows in one unordered pass, as a plain diff reads the source, when they are few.
+
+        The ordered selection counts the rows of each key (to find NULL and repeated keys) and reads a big source
+        in buckets, each a pass: the price of sending many rows in bounded memory. A refresh of an enriched
+        target sends few: once one GROUP BY has shown every key unique, the same selection without those counts
+        (:func:`~sixtyfour_sync.engine.rows.select.build_selection`, ``probe``) is read once and sorted here by
+        key. None, and the ordered selection is read, when the source is small (:data:`PROBE_SOURCE_ROWS`), the
+        target does not exist yet (every row is sent), a key repeats, or more than :data:`PROBE_ROWS` rows come.
+        """
+        ctx, a = self.ctx, self.ctx.adapter
+        if source_rows <= PROBE_SOURCE_ROWS or not a.table_exists(ctx.target):
+            return None
+        with a.session() as s:
+            row = s.fetchone(repeated_keys_sql(a, ctx.spec, self.source_sql))
+        if row is None or int(row[0] or 0):
+            return None
+        probe = self._selections(probe=True)[0]
+        batches: list[pa.RecordBatch] = []
+        rows = 0
+        for raw in a.stream(probe.sql, list(probe.params), batch_rows=ctx.settings.batch_rows):
+            rows += raw.num_rows
+            if rows > PROBE_ROWS:
+                return None  # many rows need work: the ordered selection reads them in bounded memory
+            batches.append(denormalize(a, raw))
+        if not batches:
+            return []
+        table = pa.Table.from_batches(batches).sort_by([(k, "ascending") for k in probe.key])
+        ordered: list[pa.RecordBatch] = table.to_batches(max_chunksize=ctx.settings.batch_rows)
+        return ordered
 
     def _scan_done(self) -> None:
         """Report what the pass found (keys skipped, rows by reason) once the producer has finished."""

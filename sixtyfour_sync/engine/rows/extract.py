@@ -186,9 +186,12 @@ class Producer:
         limit: int | None = None,
         key_writer: Callable[[str, pa.Table], None] | None = None,
         held: pa.Array | None = None,
+        read: list[pa.RecordBatch] | None = None,
     ) -> None:
         self._factory = adapter_factory
         self._selections = selections
+        #: The rows of ``selections`` already read, in key order (a refresh's few rows, engine/runner_submit.py).
+        self._read = read
         self._out_dir = out_dir
         self._prefix = prefix
         self._chunk_rows = chunk_rows
@@ -224,8 +227,13 @@ class Producer:
 
     def _batches(self, adapter: Adapter) -> Iterator[pa.RecordBatch]:
         left = self._limit
-        for sel in self._selections:
-            for raw in adapter.stream(sel.sql, list(sel.params), batch_rows=self._batch_rows):
+        sources: Iterator[Iterator[pa.RecordBatch]] = (
+            iter([iter(self._read)])
+            if self._read is not None
+            else (adapter.stream(sel.sql, list(sel.params), batch_rows=self._batch_rows) for sel in self._selections)
+        )
+        for source in sources:
+            for raw in source:
                 if self._stop.is_set():
                     return
                 batch = self.stats.skip_repeated(self.stats.skip_bad_keys(denormalize(adapter, raw)))

@@ -144,6 +144,7 @@ def build_selection(
     failed_current: Sequence[str] = (),
     field_stamps: Sequence[str] | None = None,
     key_types: Mapping[str, KeyType] | None = None,
+    probe: bool = False,
 ) -> Selection:
     """The selection query for a sync (``target_columns`` None: the target table does not exist yet).
 
@@ -154,10 +155,15 @@ def build_selection(
     Rows that unfinished or held jobs own are left out by the reader (:func:`drop_held`), by key hash.
     ``bucket`` ``(b, n)`` restricts the selection to the keys that hash to bucket ``b`` of ``n``, so a big
     source is sorted a bucket at a time (see :func:`bucket_count`).
+
+    ``probe``: the same rows in one unordered pass that does not count rows per key (every row's
+    ``_sixtyfour_key_rows`` is 1), for a source whose keys were checked unique (:func:`repeated_keys_sql`): a
+    refresh that changes few rows reads the source once, as a plain diff would (engine/runner_submit.py).
     """
     q = adapter.quote
     key = list(sync.source.key)
-    hashed, inputs = _hashed_sql(adapter, key, inputs, source_sql=source_sql, bucket=bucket)
+    asked = list(inputs)
+    hashed, inputs = _hashed_sql(adapter, key, asked, source_sql=source_sql, bucket=bucket, key_rows=not probe)
     out_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN])
     transport = _transport(adapter, key, key_types)
     outer = _outer_columns(adapter, "r", [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN,
@@ -194,19 +200,46 @@ def build_selection(
     )
     target_sql, on = _target_join(adapter, key, target, target_columns, col, key_types=key_types, bucket=bucket)
     exists = f"({first_key} IS NOT NULL)" if first_key != "NULL" else adapter.dialect.false_literal
-    joined = (
-        f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {exists} AS {q(EXISTS_COLUMN)} "
-        f"FROM ({hashed}) {adapter.subquery_alias('s')} LEFT JOIN {target_sql} t ON {on}"
+    # The key hash is computed for the selected rows only (after the join's filter), not for every source row.
+    unkeyed, _ = _hashed_sql(
+        adapter, key, asked, source_sql=source_sql, bucket=bucket, key_rows=not probe, key_hash=False
     )
+    joined_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN, KEY_ROWS_COLUMN])
+    joined = (
+        f"SELECT {joined_cols}, {reason} AS {q(REASON_COLUMN)}, {exists} AS {q(EXISTS_COLUMN)} "
+        f"FROM ({unkeyed}) {adapter.subquery_alias('s')} LEFT JOIN {target_sql} t ON {on}"
+    )
+    outer_cols = [*key, *inputs, HASH_COLUMN, KEY_ROWS_COLUMN, REASON_COLUMN, EXISTS_COLUMN]
+    listed = _outer_columns(adapter, "r", outer_cols, transport)
+    if listed == "*":
+        listed = ", ".join(f"r.{q(c)}" for c in outer_cols)
+    key_hash = f"{adapter.row_hash_sql(key, alias='r')} AS {q(KEY_HASH_COLUMN)}"
     sql = (
-        f"SELECT {outer} FROM ({joined}) {adapter.subquery_alias('r')} "
-        f"WHERE r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key} ORDER BY {order}"
+        f"SELECT {listed}, {key_hash} FROM ({joined}) {adapter.subquery_alias('r')} "
+        f"WHERE r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key}" + ("" if probe else f" ORDER BY {order}")
     )
     return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
 
 
+def repeated_keys_sql(adapter: Adapter, sync: SyncSpec, source_sql: str) -> str:
+    """``SELECT COUNT(*)`` of the keys the source holds more than once (one GROUP BY over the key): 0 lets a
+    selection skip counting rows per key (``probe``)."""
+    q = adapter.quote
+    key_cols = ", ".join(f"c.{q(k, what='key column')}" for k in sync.source.key)
+    inner = strip_sql(source_sql, adapter.dialect.sqlglot)
+    grouped = f"SELECT {key_cols} FROM ({inner}) {adapter.subquery_alias('c')} GROUP BY {key_cols} HAVING COUNT(*) > 1"
+    return f"SELECT COUNT(*) FROM ({grouped}) {adapter.subquery_alias('d')}"
+
+
 def _hashed_sql(
-    adapter: Adapter, key: list[str], inputs: Sequence[str], *, source_sql: str, bucket: tuple[int, int] | None
+    adapter: Adapter,
+    key: list[str],
+    inputs: Sequence[str],
+    *,
+    source_sql: str,
+    bucket: tuple[int, int] | None,
+    key_rows: bool = True,
+    key_hash: bool = True,
 ) -> tuple[str, list[str]]:
     """The source's rows (of ``bucket`` when given) with their row hash, key hash and count of rows per key,
     and the inputs that travel beside the key (a key column that is also an input travels once, as the key)."""
@@ -218,12 +251,14 @@ def _hashed_sql(
     kept = [c for c in inputs if c.lower() not in lower_key]
     input_cols = "".join(f", c.{q(c, what='source column')}" for c in kept)
     row_hash = adapter.row_hash_sql(hashed_inputs or key, alias="c")
-    key_hash = adapter.row_hash_sql(key, alias="c")
+    key_hash_sql = adapter.row_hash_sql(key, alias="c")
     inner = strip_sql(source_sql, adapter.dialect.sqlglot)
     where_bucket = bucket_predicate(adapter, "c", key, bucket)
     hashed = (
-        f"SELECT {key_cols}{input_cols}, {row_hash} AS {q(HASH_COLUMN)}, {key_hash} AS {q(KEY_HASH_COLUMN)}, "
-        f"COUNT(*) OVER (PARTITION BY {key_cols}) AS {q(KEY_ROWS_COLUMN)} "
+        f"SELECT {key_cols}{input_cols}, {row_hash} AS {q(HASH_COLUMN)}, "
+        + (f"{key_hash_sql} AS {q(KEY_HASH_COLUMN)}, " if key_hash else "")
+        + (f"COUNT(*) OVER (PARTITION BY {key_cols})" if key_rows else "1")
+        + f" AS {q(KEY_ROWS_COLUMN)} "
         f"FROM ({inner}) {adapter.subquery_alias('c')}" + (f" WHERE {where_bucket}" if where_bucket else "")
     )
     return hashed, kept

@@ -200,7 +200,6 @@ def build_selection(
     )
     target_sql, on = _target_join(adapter, key, target, target_columns, col, key_types=key_types, bucket=bucket)
     exists = f"({first_key} IS NOT NULL)" if first_key != "NULL" else adapter.dialect.false_literal
-    # The key hash is computed for the selected rows only (after the join's filter), not for every source row.
     unkeyed, _ = _hashed_sql(
         adapter, key, asked, source_sql=source_sql, bucket=bucket, key_rows=not probe, key_hash=False
     )
@@ -209,13 +208,8 @@ def build_selection(
         f"SELECT {joined_cols}, {reason} AS {q(REASON_COLUMN)}, {exists} AS {q(EXISTS_COLUMN)} "
         f"FROM ({unkeyed}) {adapter.subquery_alias('s')} LEFT JOIN {target_sql} t ON {on}"
     )
-    outer_cols = [*key, *inputs, HASH_COLUMN, KEY_ROWS_COLUMN, REASON_COLUMN, EXISTS_COLUMN]
-    listed = _outer_columns(adapter, "r", outer_cols, transport)
-    if listed == "*":
-        listed = ", ".join(f"r.{q(c)}" for c in outer_cols)
-    key_hash = f"{adapter.row_hash_sql(key, alias='r')} AS {q(KEY_HASH_COLUMN)}"
     sql = (
-        f"SELECT {listed}, {key_hash} FROM ({joined}) {adapter.subquery_alias('r')} "
+        f"SELECT {_keyed_columns(adapter, key, inputs, transport)} FROM ({joined}) {adapter.subquery_alias('r')} "
         f"WHERE r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key}" + ("" if probe else f" ORDER BY {order}")
     )
     return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
@@ -398,6 +392,19 @@ def _transport(
         for k in key
         if (kt := key_types.get(k)) is not None and kt.transport
     )
+
+
+def _keyed_columns(
+    adapter: Adapter, key: list[str], inputs: Sequence[str], transport: Sequence[tuple[str, str]]
+) -> str:
+    """The selection's columns over the joined rows (alias ``r``), the key hash computed there: for the rows the
+    join's filter keeps, not for every source row."""
+    q = adapter.quote
+    columns = [*key, *inputs, HASH_COLUMN, KEY_ROWS_COLUMN, REASON_COLUMN, EXISTS_COLUMN]
+    listed = _outer_columns(adapter, "r", columns, transport)
+    if listed == "*":
+        listed = ", ".join(f"r.{q(c)}" for c in columns)
+    return f"{listed}, {adapter.row_hash_sql(key, alias='r')} AS {q(KEY_HASH_COLUMN)}"
 
 
 def _outer_columns(adapter: Adapter, alias: str, columns: Sequence[str], transport: Sequence[tuple[str, str]]) -> str:

@@ -28,6 +28,7 @@ from sixtyfour_sync.engine.rows.select import (
 )
 from sixtyfour_sync.engine.runner_base import SENT_SUFFIX, RunnerBase, S, _any_true, asked_hash
 from sixtyfour_sync.engine.summary import JobOutcome
+from sixtyfour_sync.warehouse.types import TableRef
 
 #: A refresh of a source above this many rows tries the one unordered pass (:meth:`SubmitSteps._probe`); below
 #: it the ordered selection is one pass already.
@@ -98,9 +99,7 @@ class SubmitSteps(RunnerBase):
         ctx, a = self.ctx, self.ctx.adapter
         if source_rows <= PROBE_SOURCE_ROWS or not a.table_exists(ctx.target):
             return None
-        with a.session() as s:
-            row = s.fetchone(repeated_keys_sql(a, ctx.spec, self.source_sql))
-        if row is None or int(row[0] or 0):
+        if not self._keys_unique():
             return None
         probe = self._selections(probe=True)[0]
         batches: list[pa.RecordBatch] = []
@@ -115,6 +114,19 @@ class SubmitSteps(RunnerBase):
         table = pa.Table.from_batches(batches).sort_by([(k, "ascending") for k in probe.key])
         ordered: list[pa.RecordBatch] = table.to_batches(max_chunksize=ctx.settings.batch_rows)
         return ordered
+
+    def _keys_unique(self) -> bool:
+        """Whether the source holds each key once: a table's primary key or unique constraint on exactly the key
+        says so; else one GROUP BY over the key counts the keys it holds more than once."""
+        ctx, a, src = self.ctx, self.ctx.adapter, self.ctx.spec.source
+        table = self.ref_table if src.ref else TableRef(src.table or "", src.schema_, src.database)
+        if src.sql:
+            table = None
+        if table is not None and a.key_is_unique(table, list(src.key)):
+            return True
+        with a.session() as s:
+            row = s.fetchone(repeated_keys_sql(a, ctx.spec, self.source_sql))
+        return row is not None and not int(row[0] or 0)
 
     def _scan_done(self) -> None:
         """Report what the pass found (keys skipped, rows by reason) once the producer has finished."""

@@ -201,3 +201,23 @@ def test_a_target_holding_a_key_twice_sends_the_source_row_once(duck: Warehouse,
     assert one_pass == ["one pass"]
     assert first.rows_sent == 8 and _paid_rows(duck.project) == 8, first.to_dict()
     assert any("holds key(s) more than once" in w for w in first.warnings), first.warnings
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_a_primary_key_spares_the_key_count(
+    kind: str, request: pytest.FixtureRequest, one_pass: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source table whose primary key is the sync's key needs no GROUP BY to show its keys unique."""
+    wh: Warehouse = request.getfixturevalue("duck" if kind == "duckdb" else "pg")
+    counted: list[str] = []
+    real = runner_submit.repeated_keys_sql
+    monkeypatch.setattr(runner_submit, "repeated_keys_sql", lambda *a: counted.append("count") or real(*a))
+    _names(wh, [(i, f"Person {i}") for i in range(1, 7)])
+    assert _run(wh.project).syncs[0].rows_sent == 6
+    wh.execute("UPDATE {t:keyed} SET name = 'Changed' WHERE k = 2")
+    assert _run(wh.project).syncs[0].rows_sent == 1 and counted == ["count"] and one_pass[-1] == "one pass"
+    wh.execute("DROP TABLE {t:keyed}")
+    wh.execute("CREATE TABLE {t:keyed} (k INTEGER PRIMARY KEY, name VARCHAR(100))")
+    wh.executemany("INSERT INTO {t:keyed} VALUES (?, ?)", [(i, f"Person {i}") for i in range(1, 7)])
+    assert _run(wh.project).syncs[0].rows_sent == 1  # row 2 is back to its first inputs: asked again
+    assert counted == ["count"] and one_pass[-1] == "one pass"

@@ -124,9 +124,7 @@ class _SyncLife:
         name, ledger = self.loaded.spec.name, self.recorder.ledger
         ledger.ensure()
         lease_adapter = self.adapter.sibling()  # a connection of its own for the lease's renewals
-        lease = Lease(
-            Ledger(lease_adapter, schema=ledger.schema), lease_name(name, runner.ctx.target_id), self.recorder.run_id
-        )
+        lease = Lease(ledger.beside(lease_adapter), lease_name(name, runner.ctx.target_id), self.recorder.run_id)
         try:
             try:
                 lease.acquire()

@@ -15,7 +15,7 @@ from sixtyfour_sync.engine.jobs.budget import fit_file
 from sixtyfour_sync.engine.jobs.driver import Tracked
 from sixtyfour_sync.engine.jobs.keys import idempotency_key, salt_for
 from sixtyfour_sync.engine.jobs.states import HOLDS_ROWS
-from sixtyfour_sync.engine.ledger.store import Job, Ledger
+from sixtyfour_sync.engine.ledger.store import Job
 from sixtyfour_sync.engine.rows.extract import Producer, ScanStats, denormalize
 from sixtyfour_sync.engine.rows.files import ChunkFile, head_chunk, spill, tail_chunk
 from sixtyfour_sync.engine.rows.select import (
@@ -64,7 +64,7 @@ class SubmitSteps(RunnerBase):
         ctx.reporter.on("scan", spec.name, source_rows=source_rows)
         ctx.ledger.ensure()
         self.keys_adapter = a.sibling()
-        keys_ledger = Ledger(self.keys_adapter, schema=ctx.ledger.schema)
+        keys_ledger = ctx.ledger.beside(self.keys_adapter)
         keys_ledger.guard = ctx.ledger.guard
         self.producer = Producer(
             adapter_factory=self._extract_factory(),

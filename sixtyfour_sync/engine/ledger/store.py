@@ -56,6 +56,7 @@ from sixtyfour_sync.engine.ledger.tables import (
     STEPS_TABLE,
     utcnow,
 )
+from sixtyfour_sync.warehouse.adapter import Adapter
 
 __all__ = [
     "ACTIVE_STATES",
@@ -86,6 +87,13 @@ class Ledger(RunRecords, JobRecords, ColumnRecords, QuarantineRecords, PriceReco
     ``guard`` is called before every write; the engine passes its lease check, so a run that lost its lease
     stops before its next side effect.
     """
+
+    def beside(self, adapter: Adapter) -> Ledger:
+        """The same ledger through another connection (a lease's renewals, the row keys the extraction writes):
+        tables this one has made sure of are not checked again."""
+        other = Ledger(adapter, schema=self.schema)
+        other._ensured = self._ensured
+        return other
 
     def held_keys(self, sync_name: str, states: Sequence[JobState], target: str | None = None) -> pa.Array | None:
         """The key prefixes that jobs of ``sync_name`` (for ``target``) in ``states`` hold, and those of its

@@ -43,7 +43,9 @@ def _tolerance(values: tuple[str, ...]) -> dict[str, float]:
     default=None,
     help="Where --sample writes its CSV (replaced atomically).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Which rows --sample picks (same seed, same rows).")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Which rows --sample picks (same seed, same rows)."
+)
 @click.option(
     "--labels",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),

@@ -371,4 +371,3 @@ def evaluate(
             record_evaluation(Ledger(adapter), result.ledger_rows())
             result.recorded = True
     return result
-

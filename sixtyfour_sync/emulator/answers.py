@@ -21,7 +21,7 @@ Arrow arrays (output files) and per row in plain Python (``reference_output``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sixtyfour_sync.emulator.expressions import Num
-from sixtyfour_sync.emulator.hashing import U64, MASK64, mix64, salted, salted_vec
+from sixtyfour_sync.emulator.hashing import MASK64, U64, mix64, salted, salted_vec
 
 __all__ = [
     "RIGHT_CONFIDENCE",
@@ -149,7 +149,7 @@ def alter_vec(kind: str, values: pa.Array) -> pa.Array:
     return pc.if_else(at, mailbox, pc.if_else(url, hosted, former))
 
 
-def choose_wrong_vec(kind: str, truth: pa.Array, draws: list[Callable[[], pa.Array]]) -> pa.Array:
+def choose_wrong_vec(kind: str, truth: pa.Array, draws: Sequence[Callable[[], pa.Array]]) -> pa.Array:
     """Per row, the first drawn value that differs from the truth, else the truth altered."""
     out = alter_vec(kind, truth)
     # Walk the draws backwards so the first one that differs wins.

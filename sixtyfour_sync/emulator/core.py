@@ -32,7 +32,6 @@ from sixtyfour_sync.emulator.admin import admin_response, admin_routes
 from sixtyfour_sync.emulator.controls import Controls
 from sixtyfour_sync.emulator.faults import FaultPlan, fault_response, truncated
 from sixtyfour_sync.emulator.generate import reference_output
-from sixtyfour_sync.emulator.truth import truth_rows
 from sixtyfour_sync.emulator.models import Job, SubmissionRecord, WebhookDelivery
 from sixtyfour_sync.emulator.output import OutputOptions, produce_outputs
 from sixtyfour_sync.emulator.responses import DOCUMENTED_DETAILS, UploadRequest, error, json_response, stream_file
@@ -43,6 +42,7 @@ from sixtyfour_sync.emulator.settings import (
 )
 from sixtyfour_sync.emulator.status import LinkSigner, live_status, status_body
 from sixtyfour_sync.emulator.submit import SubmitHandler
+from sixtyfour_sync.emulator.truth import truth_rows
 from sixtyfour_sync.emulator.webhooks import WebhookSender
 
 __all__ = ["DOCUMENTED_DETAILS", "Emulator"]

@@ -13,6 +13,7 @@ their struct and confidence values are empty.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -266,7 +267,7 @@ def _answer_vec(
     confidences: np.ndarray[Any, np.dtype[np.int64]] = np.where(wrong, wrong_conf, right_conf)
     if not wrong.any():
         return truth, confidences
-    draws = [lambda k=k: at(wrong_row_hashes(truth_rows, errors, k)) for k in (0, 1)]
+    draws = [functools.partial(lambda k: at(wrong_row_hashes(truth_rows, errors, k)), k) for k in (0, 1)]
     return pc.if_else(pa.array(wrong), choose_wrong_vec(spec.kind, truth, draws), truth), confidences
 
 
@@ -305,9 +306,7 @@ def _typed_py(spec: FieldSpec, ctx: RowCtx) -> Any:
     return _parsed_py(spec, _raw_py(spec, ctx))
 
 
-def _answer_py(
-    spec: FieldSpec, ctx: RowCtx, truth_row: int, name_hash: int, errors: AnswerErrors
-) -> tuple[Any, int]:
+def _answer_py(spec: FieldSpec, ctx: RowCtx, truth_row: int, name_hash: int, errors: AnswerErrors) -> tuple[Any, int]:
     """Scalar :func:`_answer_vec` for one row: the answer and its confidence."""
     truth = _raw_py(spec, RowCtx(combine(truth_row, name_hash), ctx.inputs))
     wrong = wrong_mask_py(ctx.field_hash, errors)

@@ -19,7 +19,7 @@ from typing import Any
 from sixtyfour_sync.errors import ConfigError, ConfigProblem
 from sixtyfour_sync.evaluate.normalise import LabelValueError, is_empty, normalise
 
-__all__ = ["SAMPLE_TIER", "SAMPLE_BAND", "Labels", "key_text", "labels_from_rows", "read_labels_csv"]
+__all__ = ["SAMPLE_BAND", "SAMPLE_TIER", "Labels", "key_text", "labels_from_rows", "read_labels_csv"]
 
 #: Columns of a sample file that are not labels.
 SAMPLE_TIER = "_sixtyfour_tier"
@@ -52,7 +52,9 @@ class Labels:
 
 
 def _loc(source: str, line: int | None, column: str | None, message: str, hint: str | None = None) -> ConfigProblem:
-    return ConfigProblem(file=source, path=f"column {column}" if column else None, message=message, line=line, hint=hint)
+    return ConfigProblem(
+        file=source, path=f"column {column}" if column else None, message=message, line=line, hint=hint
+    )
 
 
 def labels_from_rows(
@@ -120,8 +122,12 @@ def labels_from_rows(
             continue
         if kt in labels.lines:
             problems.append(
-                _loc(source, line, ", ".join(key), f"key {', '.join(kt)} is labelled twice (first on line "
-                     f"{labels.lines[kt]})")
+                _loc(
+                    source,
+                    line,
+                    ", ".join(key),
+                    f"key {', '.join(kt)} is labelled twice (first on line {labels.lines[kt]})",
+                )
             )
             continue
         values: dict[str, Any] = {}
@@ -162,9 +168,8 @@ def read_labels_csv(path: Path, key: Sequence[str], kinds: Mapping[str, str], *,
             rows: list[tuple[int, list[str]]] = []
             start = reader.line_num + 1
             for cells in reader:
-                if cells or reader.line_num != start:
-                    if any(c.strip() for c in cells):
-                        rows.append((start, cells))
+                if any(c.strip() for c in cells):  # blank lines are read past
+                    rows.append((start, cells))
                 start = reader.line_num + 1
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ConfigError(

@@ -31,6 +31,8 @@ __all__ = [
 
 _SPACES = re.compile(r"\s+")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
+#: A host (and path) without a scheme: ``linkedin.com/in/ada/``.
+_BARE_URL = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+(/\S*)?$")
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 _NUMBERS = ("int", "float")
@@ -71,7 +73,7 @@ def is_empty(value: Any) -> bool:
 
 def _text(value: Any) -> str:
     text = _SPACES.sub(" ", str(value)).strip().casefold()
-    if _SCHEME.match(text) or text.startswith("www."):
+    if _SCHEME.match(text) or text.startswith("www.") or _BARE_URL.match(text):
         text = _SCHEME.sub("", text, count=1).removeprefix("www.").rstrip("/")
     return text
 

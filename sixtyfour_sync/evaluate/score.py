@@ -36,7 +36,7 @@ BANDS: tuple[tuple[str, int, int], ...] = (
 #: The band of an answer without a confidence.
 NO_BAND = "none"
 #: Every band label, lowest first.
-BAND_ORDER = tuple(b[0] for b in BANDS) + (NO_BAND,)
+BAND_ORDER = (*(b[0] for b in BANDS), NO_BAND)
 
 
 class Outcome(str, Enum):
@@ -149,12 +149,14 @@ def score_rows(
             outcome = score_answer(kind, answer.get(name), label[name], tolerances.of(name, kind))
             if outcome is None:
                 continue
-            conf = answer.get(f"{name}_confidence")
+            conf: Any = answer.get(f"{name}_confidence")
             out.append(Scored(name, tier, None if is_empty(conf) else int(conf), outcome))
     return out
 
 
-def tally(scored: Iterable[Scored], *, by: tuple[str, ...] = ("field", "tier", "band")) -> dict[tuple[str, ...], Counts]:
+def tally(
+    scored: Iterable[Scored], *, by: tuple[str, ...] = ("field", "tier", "band")
+) -> dict[tuple[str, ...], Counts]:
     """Counts grouped by the named attributes of :class:`Scored` (``field``, ``tier``, ``band``), sorted."""
     groups: dict[tuple[str, ...], Counts] = {}
     for s in scored:

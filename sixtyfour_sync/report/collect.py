@@ -337,8 +337,9 @@ def _latest_evaluation(ledger: Ledger, name: str) -> Evaluation | None:
             t, g = r["suggested_min_confidence"], r["would_gate"]
             suggestions[str(r["field"])] = (None if t is None else int(t), None if g is None else int(g))
     cells = tuple(
-        EvaluationCell(str(r["field"]), str(r["tier"]), str(r["band"]), _int(r["correct"]), _int(r["wrong"]),
-                       _int(r["missing"]))  # fmt: skip
+        EvaluationCell(
+            str(r["field"]), str(r["tier"]), str(r["band"]), _int(r["correct"]), _int(r["wrong"]), _int(r["missing"])
+        )
         for r in mine
     )
     precision = first["target_precision"]

@@ -207,12 +207,12 @@ def _quality(s: SyncReport, tz: tzinfo | None) -> str:
     advice = ""
     if ev.target_precision is not None and ev.suggestions:
         items = []
-        for name, t, gate in ev.suggestions:
-            if t is None:
-                items.append(f"<li><b>{e(name)}</b>: no threshold reaches it on the labels</li>")
+        for field, threshold, gate in ev.suggestions:
+            if threshold is None:
+                items.append(f"<li><b>{e(field)}</b>: no threshold reaches it on the labels</li>")
             else:
                 gated = "" if gate is None else f" (would hold back {gate:,} stored value(s))"
-                items.append(f"<li><b>{e(name)}</b>: <code>min_confidence: {t}</code>{e(gated)}</li>")
+                items.append(f"<li><b>{e(field)}</b>: <code>min_confidence: {threshold}</code>{e(gated)}</li>")
         advice = (
             f"<p>For precision {ev.target_precision:.0%} on the labelled rows:</p>"
             f'<ul class="suggestions">{"".join(items)}</ul>'

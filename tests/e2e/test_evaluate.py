@@ -64,7 +64,9 @@ def test_sample_label_evaluate_with_exact_counts(project: E2EProject, wh: Wareho
     ]  # fmt: skip
     assert len(rows) == 60 and len({r["lead_id"] for r in rows}) == 60
     assert all(r["email"] == r["title"] == r["employee_count"] == "" for r in rows)  # left to fill
-    enriched = {int(r[0]) for r in wh.query("SELECT lead_id FROM {t:leads_enriched} WHERE _sixtyfour_status = 'enriched'")}
+    enriched = {
+        int(r[0]) for r in wh.query("SELECT lead_id FROM {t:leads_enriched} WHERE _sixtyfour_status = 'enriched'")
+    }
     assert {int(r["lead_id"]) for r in rows} <= enriched
     # stratified: several bands of the low tier; the same rows again with the same seed
     assert len({r["_sixtyfour_band"] for r in rows}) >= 3 and {r["_sixtyfour_tier"] for r in rows} == {"low"}
@@ -100,9 +102,7 @@ def test_sample_label_evaluate_with_exact_counts(project: E2EProject, wh: Wareho
                 label["employee_count"] = ""
             writer.writerow([key, *(label[f] for f in FIELDS)])
             for j, name in enumerate(FIELDS):
-                outcome = score_answer(
-                    "int" if name == "employee_count" else "str", stored[key][j], label[name], 0.0
-                )
+                outcome = score_answer("int" if name == "employee_count" else "str", stored[key][j], label[name], 0.0)
                 if outcome is not None:
                     expected[name][outcome.value] += 1
                     scored.append((name, stored[key][j + 3], outcome))
@@ -112,9 +112,12 @@ def test_sample_label_evaluate_with_exact_counts(project: E2EProject, wh: Wareho
     assert expected["title"]["wrong"] == wrong_answers + sum(
         1 for i, k in enumerate(labelled) if i in (1, 2, 3) and stored[k][1] == truth[k]["title"]
     )
-    assert expected["employee_count"]["correct"] + expected["employee_count"]["wrong"] + expected[
-        "employee_count"
-    ]["missing"] == len(labelled) + len(failed) - 4
+    assert (
+        expected["employee_count"]["correct"]
+        + expected["employee_count"]["wrong"]
+        + expected["employee_count"]["missing"]
+        == len(labelled) + len(failed) - 4
+    )
     assert all(expected[f]["missing"] == 3 for f in FIELDS)
 
     out = run_cli(
@@ -127,7 +130,9 @@ def test_sample_label_evaluate_with_exact_counts(project: E2EProject, wh: Wareho
         got = doc["fields"][name]
         assert {k: got[k] for k in ("correct", "wrong", "missing")} == expected[name], name
         c, w, m = (expected[name][k] for k in ("correct", "wrong", "missing"))
-        assert got["precision"] == pytest.approx(c / (c + w)) and got["coverage"] == pytest.approx((c + w) / (c + w + m))
+        assert got["precision"] == pytest.approx(c / (c + w)) and got["coverage"] == pytest.approx(
+            (c + w) / (c + w + m)
+        )
         assert doc["by_tier"][name]["low"]["correct"] == c
         assert sum(b["correct"] for b in doc["by_band"][name].values()) == c
 
@@ -144,7 +149,9 @@ def test_sample_label_evaluate_with_exact_counts(project: E2EProject, wh: Wareho
         assert precision(t) >= 0.9 and s["precision"] == pytest.approx(precision(t))
         assert t == 0 or precision(t - 1) < 0.9
         conf_col = f"{name}_confidence"
-        [(gate,)] = wh.query(f"SELECT count(*) FROM {{t:leads_enriched}} WHERE {name} IS NOT NULL AND {conf_col} < ?", [t])
+        [(gate,)] = wh.query(
+            f"SELECT count(*) FROM {{t:leads_enriched}} WHERE {name} IS NOT NULL AND {conf_col} < ?", [t]
+        )
         assert s["would_gate"] == gate
 
     # the scores are in the ledger, one row per field, tier and band, and the report shows them
@@ -194,9 +201,7 @@ def test_a_malformed_labels_file_is_refused_with_located_errors(project: E2EProj
     missing.write_text("email\nada@acme.com\n")
     out = run_cli(project, "evaluate", "enrich_leads", "--labels", str(missing))
     assert out.returncode == 1 and "the key column 'lead_id' is missing" in out.stderr
-    assert not wh.exists("_sixtyfour_sync_evaluations") or not wh.query(
-        "SELECT * FROM {t:_sixtyfour_sync_evaluations}"
-    )
+    assert not wh.exists("_sixtyfour_sync_evaluations") or not wh.query("SELECT * FROM {t:_sixtyfour_sync_evaluations}")
 
 
 def test_labels_table(project: E2EProject, wh: Warehouse) -> None:

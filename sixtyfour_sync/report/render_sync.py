@@ -202,7 +202,8 @@ def _quality(s: SyncReport, tz: tzinfo | None) -> str:
         per_band = []
         for b in bands:
             bc, bw, _ = ev.sums(name, band=b)
-            per_band.append(cell(_share(bc, bc + bw), f"{_ratio(bc, bc + bw)} ({bc + bw:,})", f"precision:{b}"))
+            text = f"{_ratio(bc, bc + bw)} ({bc + bw:,})" if bc + bw else "-"
+            per_band.append(cell(_share(bc, bc + bw), text, f"precision:{b}"))
         band_body.append(f'<tr data-field="{e(name)}"><td>{e(name)}</td>{"".join(per_band)}</tr>')
     advice = ""
     if ev.target_precision is not None and ev.suggestions:

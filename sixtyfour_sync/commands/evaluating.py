@@ -361,7 +361,7 @@ def evaluate(
             stored=dict(stored),
         )
         if target_precision is not None:
-            for name in wanted:
+            for name in sorted(wanted):  # in the order of the score tables
                 suggestion = suggest_threshold(scored, name, target_precision)
                 result.suggestions[name] = suggestion
                 t = suggestion.min_confidence

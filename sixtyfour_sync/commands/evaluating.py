@@ -167,7 +167,8 @@ def _kinds(spec: SyncSpec) -> dict[str, str]:
 
 
 def _target_rows(adapter: Adapter, spec: SyncSpec, *, enriched_only: bool) -> Iterator[dict[str, Any]]:
-    """The target's rows: ``key`` (a tuple), each field and ``<field>_confidence``, ``tier`` and ``status``."""
+    """The target's rows: ``key`` (a tuple), each field and ``<field>_confidence``, ``tier`` (the answer's, else the
+    sync's) and ``status``."""
     ref = target_ref(spec)
     if not adapter.table_exists(ref):
         raise ConfigError(
@@ -194,6 +195,7 @@ def _target_rows(adapter: Adapter, spec: SyncSpec, *, enriched_only: bool) -> It
             row: dict[str, Any] = {"key": tuple(values[:nkey])}
             for (name, _), value in zip(names[nkey:], values[nkey:], strict=True):
                 row[name] = value
+            row["tier"] = row["tier"] or spec.tier  # a row answered before the tier was recorded
             yield row
 
 

@@ -2,11 +2,13 @@
 
 It writes a small project (profiles.yml, the example models, a DuckDB file with a few thousand leads and a
 few hundred companies), starts the API emulator in this process on 127.0.0.1, then plans and runs the example
-syncs exactly as ``sixtyfour-sync plan`` and ``run`` would, and shows a before/after sample of the target.
+syncs exactly as ``sixtyfour-sync plan`` and ``run`` would, and shows a before/after sample of the target, then
+measures the answers against the emulator's ground truth (``sixtyfour-sync evaluate``) and writes the report.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import shlex
 import shutil
@@ -17,7 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-__all__ = ["make_sample", "run_demo", "write_project"]
+__all__ = ["label_from_truth", "make_sample", "run_demo", "write_project"]
 
 FIRST = [
     "Olivia", "Liam", "Emma", "Noah", "Ava", "Elijah", "Sophia", "James", "Isabella", "Lucas", "Mia", "Mateo",
@@ -145,6 +147,39 @@ def sample_rows(db: Path, limit: int = 5) -> tuple[list[str], list[tuple[Any, ..
         con.close()
 
 
+def label_from_truth(directory: Path, db: Path, truth: Any, sample: Path, labels: Path) -> int:
+    """Fill the label columns of an ``evaluate --sample`` file of ``enrich_leads`` with the emulator's ground truth
+    (``truth``: :meth:`Emulator.truth`), as a team would by hand; return the rows labelled."""
+    import csv
+
+    from sixtyfour_sync.engine.project import Project
+
+    project = Project.load(directory)
+    (spec,) = [s.spec for s in project.syncs if s.spec.name == "enrich_leads"]
+    columns = list(spec.source.columns or [])
+    struct = {name: {"description": f.description, "type": f.type} for name, f in spec.struct.items()}
+    with sample.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    keys = [int(r["lead_id"]) for r in rows]
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        found = con.execute(
+            f"SELECT lead_id, {', '.join(columns)} FROM leads WHERE lead_id IN (SELECT unnest(?))", [keys]
+        ).fetchall()
+    finally:
+        con.close()
+    inputs = {r[0]: dict(zip(columns, r[1:], strict=True)) for r in found}
+    right = truth(struct, [inputs[k] for k in keys], columns=columns)
+    for row, values in zip(rows, right, strict=True):
+        for name, value in values.items():
+            row[name] = value if not isinstance(value, (list, dict)) else json.dumps(value)
+    with labels.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["lead_id"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
 def run_demo(directory: Path, *, log_format: str = "text", job_seconds: float = 2.0) -> int:
     """Build the demo project, serve the emulator in-process, plan and run; return the exit code."""
     import os
@@ -158,6 +193,7 @@ def run_demo(directory: Path, *, log_format: str = "text", job_seconds: float = 
     from sixtyfour_sync.logging import event
     from sixtyfour_sync.report import write_report
     from sixtyfour_sync.ui import RichReporter, make_reporter, print_plans, print_run
+    from sixtyfour_sync.ui.evaluation import print_evaluation
 
     console = Console(highlight=False)
     if not console.is_terminal:
@@ -169,7 +205,10 @@ def run_demo(directory: Path, *, log_format: str = "text", job_seconds: float = 
     say("  sample warehouse: demo.duckdb with 3,000 leads and 300 companies")
     key = "demo-key"
     emulator = Emulator(
-        EmulatorSettings(api_keys=frozenset({key}), job_seconds=job_seconds, failure_rate=0.05, seed=64)
+        # answer_errors: a ground truth and some wrong answers per tier, so step 4 has something to measure
+        EmulatorSettings(
+            api_keys=frozenset({key}), job_seconds=job_seconds, failure_rate=0.05, seed=64, answer_errors=True
+        )
     )
     os.environ.setdefault("SIXTYFOUR_SYNC_POLL_INTERVAL", "0.5")
     with emulator.serve(host="127.0.0.1", port=0) as server:
@@ -197,8 +236,16 @@ def run_demo(directory: Path, *, log_format: str = "text", job_seconds: float = 
         again = api.run(directory, api_key=key, api_url=server.url)
         sent = len(emulator.submissions) - before
         say(f"  {', '.join(f'{s.name}: {s.status}' for s in again.syncs)}; submissions to the API this time: {sent}")
+        say(
+            "\n[bold]4. evaluate[/]: how right are the answers? 200 sampled leads labelled with the emulator's ground "
+            "truth (a team labels its sample by hand)"
+        )
+        sample = api.sample(directory, sync="enrich_leads", n=200, out=directory / "sample.csv")
+        label_from_truth(directory, db, emulator.truth, sample.path, directory / "labels.csv")
+        scores = api.evaluate(directory, sync="enrich_leads", labels=directory / "labels.csv", target_precision=0.9)
+        print_evaluation(scores, log_format)
         page, _ = write_report(directory, out=directory / "report.html")
-        say(f"\n[bold]4. report[/]: runs, costs, fill rates and confidences on one page: {page}")
+        say(f"\n[bold]5. report[/]: runs, costs, fill rates, confidences and answer quality on one page: {page}")
         if log_format == "json":
             event("demo.report", f"wrote {page}", path=str(page))
         exe = command_line(directory)

@@ -35,6 +35,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "emulator_command",
         "Serve the local Sixtyfour API emulator (for development, tests and the demo).",
     ),
+    "evaluate": (
+        "sixtyfour_sync.cli.evaluate",
+        "evaluate",
+        "Measure how right a sync's answers are: sample rows to label, then score them against the labels.",
+    ),
     "init": (
         "sixtyfour_sync.cli.project",
         "init",

@@ -7,7 +7,8 @@ Orchestrators (Airflow, Dagster, cron) call these directly::
     if result.exit_code != 0: ...
 
 One module per command: validating.py, planning.py, running.py (one sync's life is engine/lifecycle.py),
-ledger_views.py (``status``, ``cancel``), listing.py (``dbt-sources``, ``ls``); what they share in _shared.py.
+ledger_views.py (``status``, ``cancel``), listing.py (``dbt-sources``, ``ls``), evaluating.py (``evaluate``); what
+they share in _shared.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sixtyfour_sync._lazy import lazy_names
 
 if TYPE_CHECKING:
     from sixtyfour_sync.commands._shared import API_KEY_ENV, API_URL_ENV, run_account, selection_log
+    from sixtyfour_sync.commands.evaluating import EvaluationResult, SampleResult, evaluate, sample
     from sixtyfour_sync.commands.ledger_views import StatusReport, cancel, open_ledgers, status
     from sixtyfour_sync.commands.listing import dbt_sources, list_syncs
     from sixtyfour_sync.commands.planning import plan
@@ -30,7 +32,9 @@ if TYPE_CHECKING:
 _WHERE = {
     "API_KEY_ENV": "sixtyfour_sync.commands._shared",
     "API_URL_ENV": "sixtyfour_sync.commands._shared",
+    "EvaluationResult": "sixtyfour_sync.commands.evaluating",
     "Reporter": "sixtyfour_sync.engine.context",
+    "SampleResult": "sixtyfour_sync.commands.evaluating",
     "RunResult": "sixtyfour_sync.engine.summary",
     "StatusReport": "sixtyfour_sync.commands.ledger_views",
     "SyncPlan": "sixtyfour_sync.engine.summary",
@@ -38,11 +42,13 @@ _WHERE = {
     "ValidationReport": "sixtyfour_sync.commands.validating",
     "cancel": "sixtyfour_sync.commands.ledger_views",
     "dbt_sources": "sixtyfour_sync.commands.listing",
+    "evaluate": "sixtyfour_sync.commands.evaluating",
     "list_syncs": "sixtyfour_sync.commands.listing",
     "open_ledgers": "sixtyfour_sync.commands.ledger_views",
     "plan": "sixtyfour_sync.commands.planning",
     "run": "sixtyfour_sync.commands.running",
     "run_account": "sixtyfour_sync.commands._shared",
+    "sample": "sixtyfour_sync.commands.evaluating",
     "selection_log": "sixtyfour_sync.commands._shared",
     "status": "sixtyfour_sync.commands.ledger_views",
     "validate": "sixtyfour_sync.commands.validating",
@@ -51,19 +57,23 @@ _WHERE = {
 __all__ = [
     "API_KEY_ENV",
     "API_URL_ENV",
+    "EvaluationResult",
     "Reporter",
     "RunResult",
+    "SampleResult",
     "StatusReport",
     "SyncPlan",
     "SyncResult",
     "ValidationReport",
     "cancel",
     "dbt_sources",
+    "evaluate",
     "list_syncs",
     "open_ledgers",
     "plan",
     "run",
     "run_account",
+    "sample",
     "selection_log",
     "status",
     "validate",

@@ -123,6 +123,12 @@ _RATE = click.FloatRange(0.0, 1.0)
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the generated values.")
 @click.option(
+    "--answer-errors",
+    is_flag=True,
+    help="Answer a ground truth with a share of wrong answers per tier, confidences calibrated to them "
+    "(for `sixtyfour-sync evaluate`).",
+)
+@click.option(
     "--webhook-secret",
     envvar="SIXTYFOUR_WEBHOOK_SECRET",
     default=None,

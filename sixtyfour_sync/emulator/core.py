@@ -42,6 +42,7 @@ from sixtyfour_sync.emulator.settings import (
 )
 from sixtyfour_sync.emulator.status import LinkSigner, live_status, status_body
 from sixtyfour_sync.emulator.submit import SubmitHandler
+from sixtyfour_sync.emulator.truth import truth_rows
 from sixtyfour_sync.emulator.webhooks import WebhookSender
 
 __all__ = ["DOCUMENTED_DETAILS", "Emulator"]
@@ -184,8 +185,8 @@ class Emulator(Controls):
     ) -> list[dict[str, Any]]:
         """The output rows this emulator produces for these input rows (pure Python, for tests).
 
-        Each tier has its own values and failure rate (``tier_seed``, ``tier_failure_rate``). Passthrough
-        values are returned as given.
+        Each tier has its own values and failure rate (``tier_seed``, ``tier_failure_rate``), and with
+        ``answer_errors`` its own wrong answers (``tier_errors``). Passthrough values are returned as given.
         """
         return reference_output(
             struct,
@@ -196,7 +197,19 @@ class Emulator(Controls):
             seed=self.settings.tier_seed(tier),
             failure_rate=self.settings.tier_failure_rate(tier),
             carried=self._carried(),
+            errors=self.settings.tier_errors(tier),
         )
+
+    def truth(
+        self,
+        struct: Mapping[str, Any] | None,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        endpoint: str = "people",
+        columns: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The true value of every struct field for each input row (the ground truth; see truth.py)."""
+        return truth_rows(struct, rows, endpoint=endpoint, columns=columns, seed=self.settings.seed)
 
     def status_body(self, job: Job, base_url: str, cost_units: str | None = None) -> dict[str, Any]:
         """The /job-status answer for a job (fresh signed links on every call)."""
@@ -277,7 +290,9 @@ class Emulator(Controls):
     def _produce(self, job: Job) -> None:
         s = self.settings
         tier = str(job.config.get("tier") or "low")
-        options = OutputOptions(s.tier_seed(tier), s.tier_failure_rate(tier), s.preview_max_rows, self._carried())
+        options = OutputOptions(
+            s.tier_seed(tier), s.tier_failure_rate(tier), s.preview_max_rows, self._carried(), s.tier_errors(tier)
+        )
         with self._heavy:
             job.files, job.failed_rows = produce_outputs(job, options, s.clock())
 

@@ -13,6 +13,7 @@ their struct and confidence values are empty.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sixtyfour_sync.emulator.answers import (
+    AnswerErrors,
+    alter_py,
+    choose_wrong_vec,
+    confidence_num,
+    wrong_mask_py,
+    wrong_mask_vec,
+    wrong_row_hash,
+    wrong_row_hashes,
+)
 from sixtyfour_sync.emulator.expressions import Num, RowCtx, VecCtx
 from sixtyfour_sync.emulator.fields import FieldSpec, build_spec, resolve_roles
 from sixtyfour_sync.emulator.hashing import combine, combine_vec, hash_str, row_hash, row_hashes, salted, salted_vec
@@ -186,6 +197,7 @@ def generate_output(
     seed: int,
     failure_rate: float,
     carried: Collection[str] | None = None,
+    errors: AnswerErrors | None = None,
 ) -> tuple[pa.Table, int]:
     """The enriched table for an input table of string columns, and how many rows failed."""
     plan = make_plan(
@@ -196,10 +208,12 @@ def generate_output(
         columns=columns,
         carried=carried,
     )
-    return generate_table(plan, table, seed=seed, failure_rate=failure_rate)
+    return generate_table(plan, table, seed=seed, failure_rate=failure_rate, errors=errors)
 
 
-def generate_table(plan: OutputPlan, table: pa.Table, *, seed: int, failure_rate: float) -> tuple[pa.Table, int]:
+def generate_table(
+    plan: OutputPlan, table: pa.Table, *, seed: int, failure_rate: float, errors: AnswerErrors | None = None
+) -> tuple[pa.Table, int]:
     """The enriched table for ``table`` (string columns) under ``plan``, and how many rows failed.
 
     Each row's values depend on that row alone, so a file may be generated a slice at a time.
@@ -219,18 +233,42 @@ def generate_table(plan: OutputPlan, table: pa.Table, *, seed: int, failure_rate
     out_arrays: list[pa.Array | pa.ChunkedArray] = [table.column(c) for c in plan.passthrough]
     confidences: list[tuple[str, pa.Array]] = []
     memo: dict[str, pa.Array] = {}
+    truth_rows = None if errors is None else row_hashes(feed_cols, plan.feed, errors.truth_seed, n)
     for spec in plan.specs:
-        ctx = VecCtx(n, combine_vec(rows, np.uint64(hash_str(spec.name))), inputs, memo)
-        values = _typed_vec(spec, ctx)
+        name_hash = np.uint64(hash_str(spec.name))
+        ctx = VecCtx(n, combine_vec(rows, name_hash), inputs, memo)
+        if errors is None or truth_rows is None:
+            values, conf_ints = _typed_vec(spec, ctx), None
+        else:
+            values, conf_ints = _answer_vec(spec, ctx, truth_rows, name_hash, errors)
         out_names.append(spec.name)
         out_arrays.append(pc.if_else(failed, pa.scalar(None, values.type), values))
         if field_confidence:
-            conf = pa.array(spec.confidence.ints(ctx))
+            conf = pa.array(spec.confidence.ints(ctx) if conf_ints is None else conf_ints)
             confidences.append((f"{spec.name}_confidence", pc.if_else(failed, pa.scalar(None, pa.int64()), conf)))
     for name, arr in confidences:
         out_names.append(name)
         out_arrays.append(arr)
     return pa.table(out_arrays, names=out_names), int(failed_np.sum())
+
+
+def _answer_vec(
+    spec: FieldSpec, ctx: VecCtx, truth_rows: np.ndarray[Any, Any], name_hash: np.uint64, errors: AnswerErrors
+) -> tuple[pa.Array, np.ndarray[Any, np.dtype[np.int64]]]:
+    """One field's answers under ``errors``: the truth, a wrong value where the tier errs; their confidences."""
+
+    def at(hashes: np.ndarray[Any, Any]) -> pa.Array:
+        return _typed_vec(spec, VecCtx(ctx.n, combine_vec(hashes, name_hash), ctx.inputs, ctx.memo))
+
+    truth = at(truth_rows)
+    wrong = wrong_mask_vec(ctx.field_hash, errors)
+    right_conf = confidence_num(spec.confidence, False).ints(ctx)
+    wrong_conf = confidence_num(spec.confidence, True).ints(ctx)
+    confidences: np.ndarray[Any, np.dtype[np.int64]] = np.where(wrong, wrong_conf, right_conf)
+    if not wrong.any():
+        return truth, confidences
+    draws = [functools.partial(lambda k: at(wrong_row_hashes(truth_rows, errors, k)), k) for k in (0, 1)]
+    return pc.if_else(pa.array(wrong), choose_wrong_vec(spec.kind, truth, draws), truth), confidences
 
 
 def _typed_vec(spec: FieldSpec, ctx: VecCtx) -> pa.Array:
@@ -245,7 +283,8 @@ def _typed_vec(spec: FieldSpec, ctx: VecCtx) -> pa.Array:
     return spec.expr.vec(ctx)
 
 
-def _typed_py(spec: FieldSpec, ctx: RowCtx) -> Any:
+def _raw_py(spec: FieldSpec, ctx: RowCtx) -> Any:
+    """One row's value as the vectorised form holds it: a number or a bool, else the text."""
     if spec.kind in ("int", "float", "bool"):
         assert isinstance(spec.expr, Num)
         value = spec.expr.int_py(ctx)
@@ -254,10 +293,31 @@ def _typed_py(spec: FieldSpec, ctx: RowCtx) -> Any:
         if spec.kind == "float":
             return value / 100.0
         return value == 1
-    text = spec.expr.py(ctx)
-    if (spec.kind.startswith("list") or spec.kind in _PARSED_KINDS) and text is not None:
-        return json.loads(text)
-    return text
+    return spec.expr.py(ctx)
+
+
+def _parsed_py(spec: FieldSpec, raw: Any) -> Any:
+    if (spec.kind.startswith("list") or spec.kind in _PARSED_KINDS) and raw is not None:
+        return json.loads(raw)
+    return raw
+
+
+def _typed_py(spec: FieldSpec, ctx: RowCtx) -> Any:
+    return _parsed_py(spec, _raw_py(spec, ctx))
+
+
+def _answer_py(spec: FieldSpec, ctx: RowCtx, truth_row: int, name_hash: int, errors: AnswerErrors) -> tuple[Any, int]:
+    """Scalar :func:`_answer_vec` for one row: the answer and its confidence."""
+    truth = _raw_py(spec, RowCtx(combine(truth_row, name_hash), ctx.inputs))
+    wrong = wrong_mask_py(ctx.field_hash, errors)
+    confidence = confidence_num(spec.confidence, wrong).int_py(ctx)
+    if not wrong:
+        return _parsed_py(spec, truth), confidence
+    for attempt in (0, 1):
+        drawn = _raw_py(spec, RowCtx(combine(wrong_row_hash(truth_row, errors, attempt), name_hash), ctx.inputs))
+        if drawn != truth:
+            return _parsed_py(spec, drawn), confidence
+    return _parsed_py(spec, alter_py(spec.kind, truth)), confidence
 
 
 def preview_value(kind: str, value: Any) -> Any:
@@ -277,6 +337,7 @@ def reference_output(
     seed: int,
     failure_rate: float,
     carried: Collection[str] | None = None,
+    errors: AnswerErrors | None = None,
 ) -> list[dict[str, Any]]:
     """Pure-Python reference of :func:`generate_output`, row by row (for tests, small inputs)."""
     rows = list(rows)
@@ -296,16 +357,23 @@ def reference_output(
     out: list[dict[str, Any]] = []
     for row in rows:
         texts = {c: canonical_text(row.get(c)) for c in input_columns}
-        rh = row_hash([texts[c] for c in plan.feed], plan.feed, seed)
+        feed_values = [texts[c] for c in plan.feed]
+        rh = row_hash(feed_values, plan.feed, seed)
+        truth_row = None if errors is None else row_hash(feed_values, plan.feed, errors.truth_seed)
         failed = (salted(rh, _FAIL_SALT) >> 11) < threshold
         result: dict[str, Any] = {c: row.get(c) for c in plan.passthrough}
         role_values = {role: texts[col] for role, col in plan.roles.items()}
         confidences: dict[str, Any] = {}
         for spec in plan.specs:
-            ctx = RowCtx(combine(rh, hash_str(spec.name)), role_values)
-            result[spec.name] = None if failed else _typed_py(spec, ctx)
+            name_hash = hash_str(spec.name)
+            ctx = RowCtx(combine(rh, name_hash), role_values)
+            if errors is None or truth_row is None:
+                value, confidence = _typed_py(spec, ctx), spec.confidence.int_py(ctx)
+            else:
+                value, confidence = _answer_py(spec, ctx, truth_row, name_hash, errors)
+            result[spec.name] = None if failed else value
             if field_confidence:
-                confidences[f"{spec.name}_confidence"] = None if failed else spec.confidence.int_py(ctx)
+                confidences[f"{spec.name}_confidence"] = None if failed else confidence
         result.update(confidences)
         out.append(result)
     return out

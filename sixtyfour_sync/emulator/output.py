@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from sixtyfour_sync.emulator.answers import AnswerErrors
 from sixtyfour_sync.emulator.generate import OutputPlan, generate_table, make_plan, parse_struct, preview_value
 from sixtyfour_sync.emulator.models import Job, ResultFile
 from sixtyfour_sync.emulator.uploads import iter_parsed
@@ -55,6 +56,8 @@ class OutputOptions:
     preview_max_rows: int
     #: None: every uploaded column comes back; else only the feeding ones and these carried ones.
     carried: Collection[str] | None = None
+    #: Wrong answers against the ground truth (None: the seed's values, as always).
+    errors: AnswerErrors | None = None
 
 
 class _CsvSink:
@@ -167,7 +170,9 @@ def produce_outputs(job: Job, options: OutputOptions, now: float) -> tuple[list[
     plan = _plan(job, schema.names, options)
     struct_names = [s.name for s in plan.specs]
     dropped = set(job.dropped_columns)
-    empty = generate_table(plan, schema.empty_table(), seed=options.seed, failure_rate=options.failure_rate)[0]
+    empty = generate_table(
+        plan, schema.empty_table(), seed=options.seed, failure_rate=options.failure_rate, errors=options.errors
+    )[0]
     parts = max(1, job.result_parts)
     for stale in job_dir.glob("block_3_enriched.part*.csv"):  # from an earlier split into more parts
         stale.unlink(missing_ok=True)
@@ -182,7 +187,9 @@ def produce_outputs(job: Job, options: OutputOptions, now: float) -> tuple[list[
     failed_rows = 0
     try:
         for table in _slices(parsed):
-            out, failed = generate_table(plan, table, seed=options.seed, failure_rate=options.failure_rate)
+            out, failed = generate_table(
+                plan, table, seed=options.seed, failure_rate=options.failure_rate, errors=options.errors
+            )
             failed_rows += failed
             research.write(out.select(struct_names))
             if dropped:

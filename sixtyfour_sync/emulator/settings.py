@@ -9,7 +9,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
+
+if TYPE_CHECKING:
+    from sixtyfour_sync.emulator.answers import AnswerErrors
 
 __all__ = [
     "COMPANY_ONLY_KEYS",
@@ -162,6 +165,15 @@ class EmulatorSettings:
     tier_failure_factors: Mapping[str, float] = field(
         default_factory=lambda: {"micro": 1.5, "low": 1.0, "medium": 0.5, "high": 0.25, "xhigh": 0.15, "scout": 0.5}
     )
+    #: Wrong answers against a ground truth (docs/emulator.md, "Ground truth and wrong answers"): off, each tier
+    #: answers its own seed's values; on, every tier answers the truth (the values of ``seed``) except a share
+    #: ``tier_error_rates`` of wrong ones, with confidences calibrated to them.
+    answer_errors: bool = False
+    #: With ``answer_errors``: the share of answered fields that are wrong at each tier (RECON's newest figures
+    #: give the low tier 70% precision, medium and high about 83%).
+    tier_error_rates: Mapping[str, float] = field(
+        default_factory=lambda: {"micro": 0.4, "low": 0.3, "medium": 0.17, "high": 0.15, "xhigh": 0.12, "scout": 0.25}
+    )
     faults: FaultSettings = field(default_factory=FaultSettings)
     #: The clock everything time-based reads (jobs, links, rate limits, idempotency).
     clock: Callable[[], float] = time.time
@@ -192,8 +204,19 @@ class EmulatorSettings:
         """The share of rows that fail at ``tier``."""
         return min(1.0, self.failure_rate * float(self.tier_failure_factors.get(tier, 1.0)))
 
+    def tier_errors(self, tier: str) -> AnswerErrors | None:
+        """How ``tier`` errs against the truth; None when ``answer_errors`` is off."""
+        if not self.answer_errors:
+            return None
+        from sixtyfour_sync.emulator.answers import AnswerErrors
+
+        rate = float(self.tier_error_rates.get(tier, self.tier_error_rates.get("low", 0.3)))
+        return AnswerErrors(truth_seed=self.seed, tier_seed=self.tier_seed(tier), error_rate=rate)
+
     def __post_init__(self) -> None:
         _check_rate("failure_rate", self.failure_rate)
+        for tier, rate in self.tier_error_rates.items():
+            _check_rate(f"tier_error_rates[{tier}]", rate)
         missing = [t for t in DEFAULT_PRICES_CENTS if t not in self.prices_cents]
         if missing:
             raise ValueError(f"prices_cents lacks a price for tier(s): {', '.join(missing)}")
@@ -221,5 +244,6 @@ class EmulatorSettings:
         return (
             f"EmulatorSettings(api_keys=<{len(self.api_keys)} keys>, job_seconds={self.job_seconds}, "
             f"failure_rate={self.failure_rate}, rate_limit_per_minute={self.rate_limit_per_minute}, "
-            f"seed={self.seed}, result_parts={self.result_parts}, faults={self.faults})"
+            f"seed={self.seed}, answer_errors={self.answer_errors}, result_parts={self.result_parts}, "
+            f"faults={self.faults})"
         )

@@ -26,6 +26,8 @@ from sixtyfour_sync.report.model import (
     CONFIDENCE_BUCKETS,
     AttentionJob,
     ErrorLine,
+    Evaluation,
+    EvaluationCell,
     FieldStats,
     Report,
     RunRow,
@@ -315,7 +317,40 @@ def collect_sync(adapter: Adapter, ledger: Ledger | None, loaded: LoadedSync) ->
         report = replace(report, problem=f"the target could not be read: {sanitize(exc, MAX_ERROR)}")
     if ledger is not None:
         report = _ledger_stats(adapter, ledger, spec.name, report)
+        report = replace(report, evaluation=_latest_evaluation(ledger, spec.name))
     return report
+
+
+def _latest_evaluation(ledger: Ledger, name: str) -> Evaluation | None:
+    """The sync's latest evaluation in the ledger (``sixtyfour-sync evaluate``), or None."""
+    from sixtyfour_sync.engine.ledger.evaluations import evaluation_rows
+
+    rows = evaluation_rows(ledger, [name])
+    if not rows:
+        return None
+    latest = rows[-1]["evaluation_id"]
+    mine = [r for r in rows if r["evaluation_id"] == latest]
+    first = mine[0]
+    suggestions: dict[str, tuple[int | None, int | None]] = {}
+    for r in mine:
+        if r["suggested_min_confidence"] is not None or r["target_precision"] is not None:
+            t, g = r["suggested_min_confidence"], r["would_gate"]
+            suggestions[str(r["field"])] = (None if t is None else int(t), None if g is None else int(g))
+    cells = tuple(
+        EvaluationCell(
+            str(r["field"]), str(r["tier"]), str(r["band"]), _int(r["correct"]), _int(r["wrong"]), _int(r["missing"])
+        )
+        for r in mine
+    )
+    precision = first["target_precision"]
+    return Evaluation(
+        evaluation_id=str(latest),
+        evaluated_at=_ts(first["evaluated_at"]),
+        labels=str(first["labels"] or ""),
+        cells=cells,
+        target_precision=None if precision is None else float(precision),
+        suggestions=tuple((f, t, g) for f, (t, g) in suggestions.items()),
+    )
 
 
 # -- the whole report ------------------------------------------------------------------------------

@@ -130,6 +130,44 @@ class ErrorLine:
 
 
 @dataclass(frozen=True)
+class EvaluationCell:
+    """RECON's counts for one field, tier and confidence band of an evaluation."""
+
+    field: str
+    tier: str
+    band: str
+    correct: int
+    wrong: int
+    missing: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The latest ``sixtyfour-sync evaluate`` of a sync, as the ledger keeps it."""
+
+    evaluation_id: str
+    evaluated_at: datetime | None
+    labels: str
+    cells: tuple[EvaluationCell, ...]
+    target_precision: float | None = None
+    #: field -> (suggested min_confidence or None, stored values it would gate or None)
+    suggestions: tuple[tuple[str, int | None, int | None], ...] = ()
+
+    def fields(self) -> list[str]:
+        """The scored fields, in the order first seen."""
+        return list(dict.fromkeys(c.field for c in self.cells))
+
+    def sums(self, field: str, *, tier: str | None = None, band: str | None = None) -> tuple[int, int, int]:
+        """(correct, wrong, missing) of a field, over one tier or band or all."""
+        picked = [
+            c
+            for c in self.cells
+            if c.field == field and (tier is None or c.tier == tier) and (band is None or c.band == band)
+        ]
+        return (sum(c.correct for c in picked), sum(c.wrong for c in picked), sum(c.missing for c in picked))
+
+
+@dataclass(frozen=True)
 class SyncReport:
     """One sync: its target's contents and its jobs."""
 
@@ -156,6 +194,8 @@ class SyncReport:
     charged_cents: float = 0.0
     #: Why part of the section could not be filled (e.g. the target could not be read), or None.
     problem: str | None = None
+    #: The latest evaluation of the answers against labels (``sixtyfour-sync evaluate``), or None.
+    evaluation: Evaluation | None = None
 
     @property
     def enriched(self) -> int:

@@ -167,6 +167,71 @@ def _errors(s: SyncReport, tz: tzinfo | None) -> str:
     )
 
 
+def _ratio(num: int, den: int) -> str:
+    return "-" if not den else f"{num / den:.0%}"
+
+
+def _share(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def _quality(s: SyncReport, tz: tzinfo | None) -> str:
+    """The latest evaluation against labels: precision per field and tier, and against confidence."""
+    ev = s.evaluation
+    if ev is None:
+        return ""
+    from sixtyfour_sync.evaluate.score import BAND_ORDER
+
+    tiers = list(dict.fromkeys(c.tier for c in ev.cells))
+    bands = [b for b in BAND_ORDER if any(c.band == b for c in ev.cells)]
+    head = "".join(f"<th>Precision at {e(t)}</th>" for t in tiers)
+    band_head = "".join(f"<th>{e(b)}</th>" for b in bands)
+    body, band_body = [], []
+    for name in ev.fields():
+        c, w, m = ev.sums(name)
+        cells = [
+            cell(_share(c, c + w), _ratio(c, c + w), "precision"),
+            cell(_share(c, c + w + m), _ratio(c, c + w + m), "accuracy"),
+            cell(_share(c + w, c + w + m), _ratio(c + w, c + w + m), "coverage"),
+            f'<td class="num">{c:,} / {w:,} / {m:,}</td>',
+        ]
+        for t in tiers:
+            tc, tw, _ = ev.sums(name, tier=t)
+            cells.append(cell(_share(tc, tc + tw), _ratio(tc, tc + tw), f"precision:{t}"))
+        body.append(f'<tr data-field="{e(name)}"><td>{e(name)}</td>{"".join(cells)}</tr>')
+        per_band = []
+        for b in bands:
+            bc, bw, _ = ev.sums(name, band=b)
+            text = f"{_ratio(bc, bc + bw)} ({bc + bw:,})" if bc + bw else "-"
+            per_band.append(cell(_share(bc, bc + bw), text, f"precision:{b}"))
+        band_body.append(f'<tr data-field="{e(name)}"><td>{e(name)}</td>{"".join(per_band)}</tr>')
+    advice = ""
+    if ev.target_precision is not None and ev.suggestions:
+        items = []
+        for field, threshold, gate in ev.suggestions:
+            if threshold is None:
+                items.append(f"<li><b>{e(field)}</b>: no threshold reaches it on the labels</li>")
+            else:
+                gated = "" if gate is None else f" (would hold back {gate:,} stored value(s))"
+                items.append(f"<li><b>{e(field)}</b>: <code>min_confidence: {threshold}</code>{e(gated)}</li>")
+        advice = (
+            f"<p>For precision {ev.target_precision:.0%} on the labelled rows:</p>"
+            f'<ul class="suggestions">{"".join(items)}</ul>'
+        )
+    return (
+        f'<div class="block evaluation" data-evaluation="{e(ev.evaluation_id)}"><h3>Answer quality against labels</h3>'
+        f'<p class="note">Latest <code>sixtyfour-sync evaluate</code>, {e(when(ev.evaluated_at, tz))}, labels '
+        f"<code>{e(ev.labels)}</code>: precision = correct / (correct + wrong), accuracy = correct / scored, "
+        "coverage = answered / scored.</p>"
+        '<div class="scroll"><table class="quality"><thead><tr><th>Field</th><th>Precision</th><th>Accuracy</th>'
+        f"<th>Coverage</th><th>Correct / wrong / missing</th>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+        "<h3>Precision against confidence (answers in each band)</h3>"
+        f'<div class="scroll"><table class="quality-bands"><thead><tr><th>Field</th>{band_head}</tr></thead>'
+        f"<tbody>{''.join(band_body)}</tbody></table></div>{advice}</div>"
+    )
+
+
 def render_sync(s: SyncReport, index: int, tz: tzinfo | None) -> str:
     """The section of one sync (``index`` makes its anchor)."""
     tiles = "".join(
@@ -196,6 +261,7 @@ def render_sync(s: SyncReport, index: int, tz: tzinfo | None) -> str:
         f'<section class="sync" id="sync-{index}" data-sync="{e(s.name)}">'
         f'<h2>{e(s.name)}</h2>{meta}<div class="tiles">{tiles}</div>{problem}{body}'
         + _tiers(s)
+        + _quality(s, tz)
         + _attention(s, tz)
         + _errors(s, tz)
         + "</section>"

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from sixtyfour_sync.commands.evaluating import evaluate
 from sixtyfour_sync.emulator import EmulatorSettings
 from sixtyfour_sync.report import write_report
 from tests.e2e.conftest import E2EProject
@@ -37,6 +38,7 @@ COUNTS = {
     ".map(r => r.getBoundingClientRect().height))",
     "page_width": "document.documentElement.scrollWidth",
     "scripts": "document.scripts.length",
+    "quality_rows": "document.querySelectorAll('table.quality tbody tr').length",
 }
 #: How the page laid out its error cells and its horizontal bar charts (sizes in CSS pixels).
 LAYOUT = {
@@ -82,6 +84,13 @@ def test_the_report_renders_in_chromium(project: E2EProject, tmp_path: Path) -> 
     binary = chromium_binary()
     wh = make_duckdb(project)
     scenario.three_runs(project, wh)
+    # an evaluation of the titles against labels (a third of them wrong): the report shows its tables
+    con = duckdb.connect(str(wh.path), read_only=True)
+    stored = con.execute("SELECT lead_id, title FROM leads_enriched ORDER BY lead_id").fetchall()
+    con.close()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("lead_id,title\n" + "".join(f"{k},{t if k % 3 else 'Chief Pastry Officer'}\n" for k, t in stored))
+    evaluate(project.dir, sync="enrich_leads", labels=labels, target_precision=0.9, env=project.env)
     out, report = write_report(project.dir, out=tmp_path / "report.html", env=project.env)
     fields = len(report.syncs[0].fields)
     started = time.monotonic()
@@ -94,7 +103,7 @@ def test_the_report_renders_in_chromium(project: E2EProject, tmp_path: Path) -> 
     assert v["run_rows"] == 3 and v["run_bars"] == 3 * 3 and v["cost_bars"] == 3 * 3
     assert v["fill_bars"] == fields and v["conf_bars"] == 10 * fields and v["status_bars"] == 2
     assert v["svgs"] == 2 + 2 + fields + 1  # runs, cost, fill, status, one histogram per field, rows by tier
-    assert v["held_rows"] == 1 and v["scripts"] == 0
+    assert v["held_rows"] == 1 and v["scripts"] == 0 and v["quality_rows"] == 1
     assert v["bar_px"] > 20
     assert v["page_width"] <= 1280  # nothing overflows the window sideways
     (tier,) = [c for c in v["hbars"] if "chart-tier" in c["cls"]]  # one tier: a chart of one bar

@@ -295,3 +295,45 @@ def test_a_bar_charts_columns_fit_its_longest_label_and_caption() -> None:
     assert width > 570
     caption_x = float(parse(wide).find_all("text")[-1].attrs["x"])
     assert width - caption_x >= 8.0 * len("55.0% · 1,234,567 of 2,244,666 and some more")
+
+
+def test_the_latest_evaluation_shows_precision_per_field_tier_and_band() -> None:
+    from sixtyfour_sync.report.model import Evaluation, EvaluationCell
+
+    ev = Evaluation(
+        evaluation_id="eval-1",
+        evaluated_at=NOW,
+        labels=EVIL,
+        cells=(
+            EvaluationCell("email", "low", "50-69", 6, 4, 1),
+            EvaluationCell("email", "low", "90-100", 9, 0, 0),
+            EvaluationCell("email", "medium", "90-100", 5, 1, 0),
+            EvaluationCell("title", "low", "0-49", 0, 3, 2),
+        ),
+        target_precision=0.9,
+        suggestions=(("email", 70, 12), ("title", None, None)),
+    )
+    html = render_html(_report(syncs=(_sync(evaluation=ev),)))
+    assert "<script" not in html
+    doc = parse(html)
+    block = doc.find("div", class_="evaluation")
+    rows = {r.attrs["data-field"]: r for r in block.find("table", class_="quality").find("tbody").find_all("tr")}
+    email = {c.attrs["data-col"]: c.text for c in rows["email"].find_all("td") if "data-col" in c.attrs}
+    # email: 20 correct, 5 wrong, 1 missing; low 15/19, medium 5/6
+    assert email == {
+        "precision": "80%",
+        "accuracy": "77%",
+        "coverage": "96%",
+        "precision:low": "79%",
+        "precision:medium": "83%",
+    }
+    title = {c.attrs["data-col"]: c.text for c in rows["title"].find_all("td") if "data-col" in c.attrs}
+    assert title["precision"] == "0%" and title["precision:medium"] == "-"
+    bands = block.find("table", class_="quality-bands")
+    assert [th.text for th in bands.find_all("th")] == ["Field", "0-49", "50-69", "90-100"]
+    email_bands = [c.text for c in bands.find("tr", data_field="email").find_all("td")]
+    assert email_bands == ["email", "-", "60% (10)", "93% (15)"]
+    advice = block.find("ul", class_="suggestions").text
+    assert "min_confidence: 70" in advice and "would hold back 12 stored value(s)" in advice
+    assert "title: no threshold reaches it" in advice
+    assert not parse(render_html(_report())).find_all("div", class_="evaluation")

@@ -20,6 +20,8 @@ job on a throwaway machine resumes where the last one stopped:
   their rows are held (never asked again) until they merge (see :mod:`sixtyfour_sync.engine.results.quarantine`);
 - ``_sixtyfour_sync_steps``: what each run did in each step of each sync (status, selection by reason),
   which with the jobs is everything a run's numbers are derived from (:mod:`sixtyfour_sync.engine.ledger.accounting`);
+- ``_sixtyfour_sync_evaluations``: the scores ``sixtyfour-sync evaluate`` measured against labels, one row per
+  evaluation, field, tier and confidence band (:mod:`sixtyfour_sync.engine.ledger.evaluations`);
 - ``_sixtyfour_sync_leases``: see :mod:`sixtyfour_sync.engine.ledger.lease`.
 """
 

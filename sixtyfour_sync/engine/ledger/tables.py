@@ -24,6 +24,7 @@ SPECS_TABLE = "_sixtyfour_sync_specs"
 QUARANTINE_TABLE = "_sixtyfour_sync_quarantine"
 COLUMNS_TABLE = "_sixtyfour_sync_columns"
 STEPS_TABLE = "_sixtyfour_sync_steps"
+EVALUATIONS_TABLE = "_sixtyfour_sync_evaluations"
 #: The column of a selection (and of the job keys) holding the warehouse's hash of a row's key.
 KEY_HASH = "_sixtyfour_key_hash"
 INPUT_HASH = "_sixtyfour_input_hash"
@@ -166,6 +167,24 @@ _STEP_COLUMNS = [
     Column("source_deletion", T),
     Column("recorded_at", TS),
 ]
+#: How right a sync's answers were against labels (``sixtyfour-sync evaluate``): one row per evaluation, field,
+#: tier and confidence band, with RECON's counts; a field's suggested ``min_confidence`` on each of its rows.
+_EVALUATION_COLUMNS = [
+    Column("evaluation_id", T),
+    Column("sync_name", T),
+    Column("target", T),
+    Column("labels", T),
+    Column("field", T),
+    Column("tier", T),
+    Column("band", T),
+    Column("correct", B),
+    Column("wrong", B),
+    Column("missing", B),
+    Column("target_precision", D),
+    Column("suggested_min_confidence", B),
+    Column("would_gate", B),
+    Column("evaluated_at", TS),
+]
 _PRICE_COLUMNS = [
     Column("price_cents_per_row", D),
     Column("learned_at", TS),
@@ -205,6 +224,7 @@ class LedgerBase:
         self.quarantine = TableRef(QUARANTINE_TABLE, self.schema)
         self.created = TableRef(COLUMNS_TABLE, self.schema)
         self.steps = TableRef(STEPS_TABLE, self.schema)
+        self.evaluations = TableRef(EVALUATIONS_TABLE, self.schema)
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.guard: Callable[[], None] = _no_guard
@@ -245,6 +265,7 @@ class LedgerBase:
         a.ensure_table(self.specs, [Column("spec_hash", T, nullable=False)], _SPEC_COLUMNS)
         a.ensure_table(self.quarantine, [Column("quarantine_id", T, nullable=False)], _QUARANTINE_COLUMNS)
         a.ensure_table(self.steps, [Column("step_id", T, nullable=False)], _STEP_COLUMNS)
+        a.ensure_table(self.evaluations, [Column("row_id", T, nullable=False)], _EVALUATION_COLUMNS)
         a.ensure_table(
             self.created,
             [Column("target", T, nullable=False), Column("column_name", T, nullable=False)],

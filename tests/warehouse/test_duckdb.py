@@ -66,6 +66,16 @@ def test_exact_upsert_sql(sql_only: DuckDBAdapter) -> None:
     )
 
 
+def test_exact_replaced_rows_sql(sql_only: DuckDBAdapter) -> None:
+    # the new version of each matched row: owned columns from the stage, every other column as stored
+    assert upsert.replaced_rows_sql(
+        sql_only.names, TableRef("leads_enriched"), '"stage"', ["lead_id"], ["title"], ["lead_id", "notes", "title"]
+    ) == (
+        'SELECT t2."lead_id", t2."notes", s0."title" AS "title" FROM "stage" AS s0 '
+        'JOIN "analytics"."leads_enriched" AS t2 ON t2."lead_id" = s0."lead_id"'
+    )
+
+
 def test_exact_selection_sql(sql_only: DuckDBAdapter) -> None:
     src = sql_only.source_sql(
         table=TableRef("leads", schema="raw"), columns=["lead_id", "name"], where="country = 'US'", order_by=["lead_id"]
@@ -178,6 +188,34 @@ def test_upsert_100k_rows_is_fast(tmp_path: Path) -> None:
         elapsed = time.perf_counter() - start
     assert (result.inserted, result.updated) == (0, n)
     assert elapsed < 5, f"100k-row upsert took {elapsed:.2f}s"
+
+
+def test_a_scattered_update_replaces_rows_and_keeps_other_columns(tmp_path: Path) -> None:
+    # 1% of a keyed target, spread over every vector, is replaced (DELETE + INSERT, see DuckDBAdapter._apply_stage):
+    # the owned columns change, a column the sync does not own keeps its value, a missing key is inserted once.
+    n = 200_000
+    with connect(parse_target_config({"type": "duckdb", "path": str(tmp_path / "w.duckdb")})) as adapter:
+        table = TableRef("t")
+        owned = [Column(c, LogicalType.TEXT) for c in ("a", "b", "c", "d")]
+        adapter.ensure_table(table, [Column("id", LogicalType.BIGINT)], [*owned, Column("notes", LogicalType.TEXT)])
+        ids = pa.array(range(n), pa.int64())
+        data = pa.table({"id": ids, **{c.name: pa.array([f"{c.name}{i}" for i in range(n)]) for c in owned}})
+        adapter.upsert(table, ["id"], [UpsertPart(data, [c.name for c in owned], insert_only=True)])
+        with adapter.session() as s:
+            s.execute("UPDATE t SET notes = 'kept ' || id")
+        changed = pa.table(
+            {
+                "id": pa.array([*range(0, n, 100), n], pa.int64()),
+                **{c.name: [f"new {c.name}"] * (n // 100 + 1) for c in owned},
+            }
+        )
+        result = adapter.upsert(table, ["id"], [UpsertPart(changed, [c.name for c in owned])])
+        with adapter.session() as s:
+            rows = s.fetchall("SELECT COUNT(*), COUNT(DISTINCT id), COUNT(*) FILTER (WHERE a = 'new a') FROM t")
+            kept = s.fetchall("SELECT notes, a, d FROM t WHERE id IN (100, 101, 200000) ORDER BY id")
+    assert (result.inserted, result.updated) == (1, n // 100)
+    assert rows == [(n + 1, n + 1, n // 100 + 1)]
+    assert kept == [("kept 100", "new a", "new d"), ("kept 101", "a101", "d101"), (None, "new a", "new d")]
 
 
 def test_every_cursor_runs_in_utc_whatever_the_profile_or_process_says(

@@ -23,6 +23,7 @@ __all__ = [
     "insert_missing_sql",
     "insert_select_sql",
     "merge_sql",
+    "replaced_rows_sql",
     "update_from_sql",
 ]
 
@@ -102,6 +103,32 @@ def _rowid_update(
         f"JOIN {target} AS t2 ON {names.key_join(key, 't2', 's0')} ORDER BY t2.rowid) AS s "
         f"WHERE t.rowid = s.{ROWID}"
     )
+
+
+def replaced_rows_sql(
+    names: Names,
+    table: TableRef,
+    stage: str,
+    key: Sequence[str],
+    set_cols: Sequence[str],
+    columns: Sequence[str],
+    guards: Guards | None = None,
+) -> str:
+    """DuckDB: the new version of every target row ``stage`` matches, all of the target's ``columns`` in order
+    (the set columns from the stage, guards decided against the stored values, every other column as stored).
+
+    The upsert deletes the matched rows and inserts these (see ``DuckDBAdapter._apply_stage``).
+    """
+    g = guards or {}
+    target = names.table(table)
+    owned = set(set_cols)
+    values = [
+        f"{_update_value(names, c, g, 's0', 't2')} AS {names.quote(c, what='column')}"
+        if c in owned
+        else f"t2.{names.quote(c, what='column')}"
+        for c in columns
+    ]
+    return f"SELECT {', '.join(values)} FROM {stage} AS s0 JOIN {target} AS t2 ON {names.key_join(key, 't2', 's0')}"
 
 
 def guard_stage_sql(

@@ -71,7 +71,7 @@ def test_exact_replaced_rows_sql(sql_only: DuckDBAdapter) -> None:
     assert upsert.replaced_rows_sql(
         sql_only.names, TableRef("leads_enriched"), '"stage"', ["lead_id"], ["title"], ["lead_id", "notes", "title"]
     ) == (
-        'SELECT t2."lead_id", t2."notes", s0."title" AS "title" FROM "stage" AS s0 '
+        'SELECT t2."lead_id", t2."notes", s0."title" AS "title", t2.rowid AS _sixtyfour_rowid FROM "stage" AS s0 '
         'JOIN "analytics"."leads_enriched" AS t2 ON t2."lead_id" = s0."lead_id"'
     )
 
@@ -190,32 +190,34 @@ def test_upsert_100k_rows_is_fast(tmp_path: Path) -> None:
     assert elapsed < 5, f"100k-row upsert took {elapsed:.2f}s"
 
 
-def test_a_scattered_update_replaces_rows_and_keeps_other_columns(tmp_path: Path) -> None:
-    # 1% of a keyed target, spread over every vector, is replaced (DELETE + INSERT, see DuckDBAdapter._apply_stage):
-    # the owned columns change, a column the sync does not own keeps its value, a missing key is inserted once.
+@pytest.mark.parametrize("step", [100, 1], ids=["sparse-replaced", "dense-updated"])
+def test_matched_rows_get_new_owned_values_and_keep_the_others(tmp_path: Path, step: int) -> None:
+    # 1% of the keys spread over every vector are replaced (DELETE + INSERT), 1% in one run of keys updated in
+    # place (see DuckDBAdapter._apply_stage): either way the owned columns change, a column the sync does not
+    # own keeps its value, and a key the target lacks is inserted once.
     n = 200_000
     with connect(parse_target_config({"type": "duckdb", "path": str(tmp_path / "w.duckdb")})) as adapter:
         table = TableRef("t")
-        owned = [Column(c, LogicalType.TEXT) for c in ("a", "b", "c", "d")]
-        adapter.ensure_table(table, [Column("id", LogicalType.BIGINT)], [*owned, Column("notes", LogicalType.TEXT)])
-        ids = pa.array(range(n), pa.int64())
-        data = pa.table({"id": ids, **{c.name: pa.array([f"{c.name}{i}" for i in range(n)]) for c in owned}})
-        adapter.upsert(table, ["id"], [UpsertPart(data, [c.name for c in owned], insert_only=True)])
+        owned = ["a", "b", "c", "d"]
+        cols = [Column(c, LogicalType.TEXT) for c in [*owned, "notes"]]
+        adapter.ensure_table(table, [Column("id", LogicalType.BIGINT)], cols)
+        data = pa.table({"id": pa.array(range(n), pa.int64()), **{c: [f"{c}{i}" for i in range(n)] for c in owned}})
+        adapter.upsert(table, ["id"], [UpsertPart(data, owned, insert_only=True)])
         with adapter.session() as s:
             s.execute("UPDATE t SET notes = 'kept ' || id")
-        changed = pa.table(
-            {
-                "id": pa.array([*range(0, n, 100), n], pa.int64()),
-                **{c.name: [f"new {c.name}"] * (n // 100 + 1) for c in owned},
-            }
-        )
-        result = adapter.upsert(table, ["id"], [UpsertPart(changed, [c.name for c in owned])])
+        keys = [*range(0, step * (n // 100), step), n]
+        changed = pa.table({"id": pa.array(keys, pa.int64()), **{c: [f"new {c}"] * len(keys) for c in owned}})
+        result = adapter.upsert(table, ["id"], [UpsertPart(changed, owned)])
         with adapter.session() as s:
             rows = s.fetchall("SELECT COUNT(*), COUNT(DISTINCT id), COUNT(*) FILTER (WHERE a = 'new a') FROM t")
-            kept = s.fetchall("SELECT notes, a, d FROM t WHERE id IN (100, 101, 200000) ORDER BY id")
+            kept = s.fetchall(f"SELECT notes, a, d FROM t WHERE id IN ({step}, {n - 1}, {n}) ORDER BY id")
     assert (result.inserted, result.updated) == (1, n // 100)
     assert rows == [(n + 1, n + 1, n // 100 + 1)]
-    assert kept == [("kept 100", "new a", "new d"), ("kept 101", "a101", "d101"), (None, "new a", "new d")]
+    assert kept == [
+        (f"kept {step}", "new a", "new d"),
+        (f"kept {n - 1}", f"a{n - 1}", f"d{n - 1}"),
+        (None, "new a", "new d"),
+    ]
 
 
 def test_every_cursor_runs_in_utc_whatever_the_profile_or_process_says(

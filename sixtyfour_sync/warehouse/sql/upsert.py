@@ -115,9 +115,8 @@ def replaced_rows_sql(
     guards: Guards | None = None,
 ) -> str:
     """DuckDB: the new version of every target row ``stage`` matches, all of the target's ``columns`` in order
-    (the set columns from the stage, guards decided against the stored values, every other column as stored).
-
-    The upsert deletes the matched rows and inserts these (see ``DuckDBAdapter._apply_stage``).
+    (the set columns from the stage, guards decided against the stored values, every other column as stored),
+    and the rowid of the row it replaces, as :data:`ROWID` (see ``DuckDBAdapter._apply_stage``).
     """
     g = guards or {}
     target = names.table(table)
@@ -128,7 +127,10 @@ def replaced_rows_sql(
         else f"t2.{names.quote(c, what='column')}"
         for c in columns
     ]
-    return f"SELECT {', '.join(values)} FROM {stage} AS s0 JOIN {target} AS t2 ON {names.key_join(key, 't2', 's0')}"
+    return (
+        f"SELECT {', '.join(values)}, t2.rowid AS {ROWID} FROM {stage} AS s0 "
+        f"JOIN {target} AS t2 ON {names.key_join(key, 't2', 's0')}"
+    )
 
 
 def guard_stage_sql(

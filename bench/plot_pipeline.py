@@ -3,7 +3,8 @@
     python bench/plot_pipeline.py docs/benchmarks-pipeline.json [docs/benchmarks-pipeline-5m.json ...] \
         --out docs/benchmarks.png [--markdown]
 
-Several files are drawn as one (say, 250,000 and 1,000,000 rows of every thing, and 5,000,000 of some).
+Several files are drawn as one (say, 250,000 and 1,000,000 rows of every thing, and 5,000,000 of some);
+``FILE.json:postgres`` takes only that backend's results (and ratios) from a file.
 
 One column per backend; the top row is wall seconds, the bottom row peak RSS of the measured process. The
 scheduled refresh's things (``--things noop one_pct diff``) are drawn dashed beside them.
@@ -106,14 +107,24 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _load(spec: str) -> dict[str, Any]:
+    """A pipeline JSON file, or one backend's part of it (``FILE.json:BACKEND``)."""
+    path, _, backend = spec.partition(".json:")
+    data: dict[str, Any] = json.loads(Path(path + ".json" if backend else spec).read_text())
+    if backend:
+        data["results"] = [r for r in data["results"] if r["backend"] == backend]
+        data["ratios"] = [e for e in data.get("ratios", []) if e["backend"] == backend]
+    return data
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("json", type=Path, nargs="+")
+    parser.add_argument("json", nargs="+", help="pipeline JSON files; FILE.json:BACKEND takes one backend's results")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.png"))
     parser.add_argument("--title", default=None)
     parser.add_argument("--markdown", action="store_true", help="also print the Markdown tables")
     args = parser.parse_args()
-    files = [json.loads(p.read_text()) for p in args.json]
+    files = [_load(spec) for spec in args.json]
     data = {
         **files[0],
         "results": [r for f in files for r in f["results"]],

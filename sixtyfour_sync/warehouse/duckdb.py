@@ -358,32 +358,27 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
         session.con.unregister(stage.strip('"'))
 
     def _apply_stage(self, session: Session, table: TableRef, stage: str, part: PreparedPart) -> int:
-        """Write the matched rows' new versions (replaced where they are sparse, updated where dense), then
-        INSERT the keys not matched; returns rows inserted.
+        """Write the matched rows (replaced where they are sparse, updated in place where dense), then INSERT
+        the keys not matched; returns rows inserted.
 
         DuckDB keeps an UPDATE's before-images per column for every vector of 2,048 rows it touches: an
         update of rows spread over a table (a refresh of 1% of a 1M-row target: 10,000 rows, some in every
         vector) took 2.7 s and 300 MB until its commit. Deleting those rows and inserting their new versions
         took 0.3 s and 15 MB. Where the matched rows fill most of the vectors they touch (a refresh of every
-        row, merged in key order), the update in rowid order stays the cheaper. Either way the new versions
-        are computed once, by one join (guards decided against the stored values, every column the sync does
-        not own carried as stored), and the count is one per matched target row, as an UPDATE's.
+        row, merged in key order), the update in rowid order stays the cheaper. One join of the keys alone
+        tells which; the count is one per matched target row either way, as an UPDATE's.
         """
         if not part.set_columns or not _REPLACES_ROWS:
             return super()._apply_stage(session, table, stage, part)
-        sql, params = self._columns_query(table)
-        columns = [str(r[0]) for r in session.fetchall(sql, params)]
-        target = self.names.table(table)
-        matched = self.quote(self.stage_name(), kind="identifier")
-        rows = upsert.replaced_rows_sql(self.names, table, stage, part.key, part.set_columns, columns, part.guards)
-        session.execute(f"CREATE TEMP TABLE {matched} AS {rows}")
-        try:
-            updated = self._write_matched(session, target, matched, columns, part.set_columns)
-        except BaseException:
-            with contextlib.suppress(Exception):  # the error raised is the statement's, not the drop's
-                session.execute(f"DROP TABLE IF EXISTS {matched}")
-            raise
-        session.execute(f"DROP TABLE {matched}")
+        found = session.fetchone(upsert.matched_vectors_sql(self.names, table, stage, part.key, VECTOR_ROWS))
+        matched, vectors = (int(found[0] or 0), int(found[1] or 0)) if found else (0, 0)
+        if matched == 0:
+            updated = 0
+        elif matched < DENSE_SHARE * VECTOR_ROWS * vectors:
+            updated = self._replace_matched(session, table, stage, part)
+        else:
+            sql = upsert.update_from_sql(self.names, table, stage, part.key, part.set_columns, part.guards)
+            updated = session.execute_count(sql)
         if updated == part.data.num_rows and self.key_is_unique(table, part.key):
             return 0  # every staged key matched exactly one row: nothing to insert
         inserted = session.execute_count(
@@ -393,27 +388,25 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
             raise WarehouseError("duckdb: the driver did not report the inserted row count")
         return inserted
 
-    def _write_matched(
-        self, session: Session, target: str, matched: str, columns: Sequence[str], set_columns: Sequence[str]
-    ) -> int:
-        """Write the new versions in ``matched`` over the target rows they came from; returns their count."""
-        rowid = upsert.ROWID
-        found = session.fetchone(f"SELECT COUNT(*), COUNT(DISTINCT {rowid} // {VECTOR_ROWS}) FROM {matched}")
-        n, vectors = (int(found[0]), int(found[1])) if found else (0, 0)
-        if n == 0:
-            return 0
-        if n < DENSE_SHARE * VECTOR_ROWS * vectors:
-            session.execute(f"DELETE FROM {target} WHERE rowid IN (SELECT {rowid} FROM {matched})")
+    def _replace_matched(self, session: Session, table: TableRef, stage: str, part: PreparedPart) -> int:
+        """Delete the target rows the stage matches and insert their new versions (guards decided against the
+        stored values, every column the sync does not own carried as stored); returns their count."""
+        sql, params = self._columns_query(table)
+        columns = [str(r[0]) for r in session.fetchall(sql, params)]
+        target = self.names.table(table)
+        rows = self.quote(self.stage_name(), kind="identifier")
+        new = upsert.replaced_rows_sql(self.names, table, stage, part.key, part.set_columns, columns, part.guards)
+        session.execute(f"CREATE TEMP TABLE {rows} AS {new}")
+        try:
+            session.execute(f"DELETE FROM {target} WHERE rowid IN (SELECT {upsert.ROWID} FROM {rows})")
             cols = self.names.columns(columns)
-            session.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {matched}")
-        else:
-            q = self.names.quote
-            sets = ", ".join(f"{q(c, what='column')} = m.{q(c, what='column')}" for c in set_columns)
-            session.execute(
-                f"UPDATE {target} AS t SET {sets} FROM (SELECT * FROM {matched} ORDER BY {rowid}) AS m "
-                f"WHERE t.rowid = m.{rowid}"
-            )
-        return n
+            replaced = session.execute_count(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {rows}")
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error raised is the statement's, not the drop's
+                session.execute(f"DROP TABLE IF EXISTS {rows}")
+            raise
+        session.execute(f"DROP TABLE {rows}")
+        return replaced
 
     def _insert_new(self, session: Session, table: TableRef, data: pa.Table) -> int:
         """One ``INSERT ... SELECT`` from the registered Arrow table."""

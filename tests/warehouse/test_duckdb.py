@@ -8,6 +8,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -67,6 +68,11 @@ def test_exact_upsert_sql(sql_only: DuckDBAdapter) -> None:
 
 
 def test_exact_replaced_rows_sql(sql_only: DuckDBAdapter) -> None:
+    table = TableRef("leads_enriched")
+    assert upsert.matched_vectors_sql(sql_only.names, table, '"stage"', ["lead_id"], 2048) == (
+        'SELECT COUNT(*), COUNT(DISTINCT t2.rowid // 2048) FROM "stage" AS s0 '
+        'JOIN "analytics"."leads_enriched" AS t2 ON t2."lead_id" = s0."lead_id"'
+    )
     # the new version of each matched row: owned columns from the stage, every other column as stored
     assert upsert.replaced_rows_sql(
         sql_only.names, TableRef("leads_enriched"), '"stage"', ["lead_id"], ["title"], ["lead_id", "notes", "title"]
@@ -191,11 +197,21 @@ def test_upsert_100k_rows_is_fast(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("step", [100, 1], ids=["sparse-replaced", "dense-updated"])
-def test_matched_rows_get_new_owned_values_and_keep_the_others(tmp_path: Path, step: int) -> None:
+def test_matched_rows_get_new_owned_values_and_keep_the_others(
+    tmp_path: Path, step: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 1% of the keys spread over every vector are replaced (DELETE + INSERT), 1% in one run of keys updated in
     # place (see DuckDBAdapter._apply_stage): either way the owned columns change, a column the sync does not
     # own keeps its value, and a key the target lacks is inserted once.
     n = 200_000
+    replaced: list[int] = []
+    replace = DuckDBAdapter._replace_matched
+
+    def spy(self: DuckDBAdapter, *args: Any) -> int:
+        replaced.append(replace(self, *args))
+        return replaced[-1]
+
+    monkeypatch.setattr(DuckDBAdapter, "_replace_matched", spy)
     with connect(parse_target_config({"type": "duckdb", "path": str(tmp_path / "w.duckdb")})) as adapter:
         table = TableRef("t")
         owned = ["a", "b", "c", "d"]
@@ -212,6 +228,7 @@ def test_matched_rows_get_new_owned_values_and_keep_the_others(tmp_path: Path, s
             rows = s.fetchall("SELECT COUNT(*), COUNT(DISTINCT id), COUNT(*) FILTER (WHERE a = 'new a') FROM t")
             kept = s.fetchall(f"SELECT notes, a, d FROM t WHERE id IN ({step}, {n - 1}, {n}) ORDER BY id")
     assert (result.inserted, result.updated) == (1, n // 100)
+    assert replaced == ([n // 100] if step > 1 else [])
     assert rows == [(n + 1, n + 1, n // 100 + 1)]
     assert kept == [
         (f"kept {step}", "new a", "new d"),

@@ -22,6 +22,7 @@ __all__ = [
     "insert_if_absent_sql",
     "insert_missing_sql",
     "insert_select_sql",
+    "matched_vectors_sql",
     "merge_sql",
     "replaced_rows_sql",
     "update_from_sql",
@@ -102,6 +103,15 @@ def _rowid_update(
         f"UPDATE {target} AS t SET {sets} FROM (SELECT t2.rowid AS {ROWID}, {picked} FROM {stage} AS s0 "
         f"JOIN {target} AS t2 ON {names.key_join(key, 't2', 's0')} ORDER BY t2.rowid) AS s "
         f"WHERE t.rowid = s.{ROWID}"
+    )
+
+
+def matched_vectors_sql(names: Names, table: TableRef, stage: str, key: Sequence[str], vector_rows: int) -> str:
+    """DuckDB: how many target rows ``stage`` matches, and in how many vectors of ``vector_rows`` rows."""
+    target = names.table(table)
+    return (
+        f"SELECT COUNT(*), COUNT(DISTINCT t2.rowid // {int(vector_rows)}) FROM {stage} AS s0 "
+        f"JOIN {target} AS t2 ON {names.key_join(key, 't2', 's0')}"
     )
 
 

@@ -4,7 +4,9 @@
   call that yields batches without materialising the whole result first, and a separate cursor so
   ledger writes during a stream do not cancel it.
 - Upserts register the Arrow table as a view and run ``UPDATE ... FROM`` (in the target's rowid order)
-  then ``INSERT ... WHERE NOT EXISTS``: the fastest measured path. ``UPDATE ... FROM read_csv(file)`` on
+  then ``INSERT ... WHERE NOT EXISTS``: the fastest measured path. Matched rows spread thinly over the
+  target's vectors are replaced (DELETE + INSERT of their new versions) instead of updated: DuckDB's update
+  keeps per-column before-images of every vector it touches (see ``_apply_stage``). ``UPDATE ... FROM read_csv(file)`` on
   unsorted keys is a 50x join-order trap, and SQLAlchemy's executemany into DuckDB is ~400 rows/s: neither
   is used. Rows known to be new are one ``INSERT ... SELECT`` from the registered table.
 - Every cursor runs with ``TimeZone = 'UTC'`` and the Gregorian calendar: DuckDB keeps these per cursor

@@ -6,9 +6,10 @@
 - Upserts register the Arrow table as a view and run ``UPDATE ... FROM`` (in the target's rowid order)
   then ``INSERT ... WHERE NOT EXISTS``: the fastest measured path. Matched rows spread thinly over the
   target's vectors are replaced (DELETE + INSERT of their new versions) instead of updated: DuckDB's update
-  keeps per-column before-images of every vector it touches (see ``_apply_stage``). ``UPDATE ... FROM read_csv(file)`` on
-  unsorted keys is a 50x join-order trap, and SQLAlchemy's executemany into DuckDB is ~400 rows/s: neither
-  is used. Rows known to be new are one ``INSERT ... SELECT`` from the registered table.
+  keeps per-column before-images of every vector it touches (see ``_apply_stage``).
+  ``UPDATE ... FROM read_csv(file)`` on unsorted keys is a 50x join-order trap, and SQLAlchemy's
+  executemany into DuckDB is ~400 rows/s: neither is used. Rows known to be new are one
+  ``INSERT ... SELECT`` from the registered table.
 - Every cursor runs with ``TimeZone = 'UTC'`` and the Gregorian calendar: DuckDB keeps these per cursor
   (a cursor starts from the process's time zone, not its parent's), and timestamps' text - hence row
   hashes - depend on them. A profile's ``settings: {TimeZone: ...}`` is overridden, with a warning.
@@ -401,7 +402,7 @@ class DuckDBAdapter(Adapter[DuckDBTarget]):
         session.execute(f"CREATE TEMP TABLE {rows} AS {new}")
         try:
             session.execute(f"DELETE FROM {target} WHERE rowid IN (SELECT {upsert.ROWID} FROM {rows})")
-            cols = self.names.columns(columns)
+            cols = ", ".join(upsert.stored_name(c) for c in columns)
             replaced = session.execute_count(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {rows}")
         except BaseException:
             with contextlib.suppress(Exception):  # the error raised is the statement's, not the drop's

@@ -74,11 +74,12 @@ def test_exact_replaced_rows_sql(sql_only: DuckDBAdapter) -> None:
         'JOIN "analytics"."leads_enriched" AS t2 ON t2."lead_id" = s0."lead_id"'
     )
     # the new version of each matched row: owned columns from the stage, every other column as stored
+    # (stored names quoted as they are, a set column matched without regard to case)
     assert upsert.replaced_rows_sql(
-        sql_only.names, TableRef("leads_enriched"), '"stage"', ["lead_id"], ["title"], ["lead_id", "notes", "title"]
+        sql_only.names, table, '"stage"', ["lead_id"], ["title"], ["lead_id", 'My "notes"', "Title"]
     ) == (
-        'SELECT t2."lead_id", t2."notes", s0."title" AS "title", t2.rowid AS _sixtyfour_rowid FROM "stage" AS s0 '
-        'JOIN "analytics"."leads_enriched" AS t2 ON t2."lead_id" = s0."lead_id"'
+        'SELECT t2."lead_id", t2."My ""notes""", s0."title" AS "Title", t2.rowid AS _sixtyfour_rowid '
+        'FROM "stage" AS s0 JOIN "analytics"."leads_enriched" AS t2 ON t2."lead_id" = s0."lead_id"'
     )
 
 
@@ -215,18 +216,19 @@ def test_matched_rows_get_new_owned_values_and_keep_the_others(
     with connect(parse_target_config({"type": "duckdb", "path": str(tmp_path / "w.duckdb")})) as adapter:
         table = TableRef("t")
         owned = ["a", "b", "c", "d"]
-        cols = [Column(c, LogicalType.TEXT) for c in [*owned, "notes"]]
-        adapter.ensure_table(table, [Column("id", LogicalType.BIGINT)], cols)
+        adapter.ensure_table(table, [Column("id", LogicalType.BIGINT)], [Column(c, LogicalType.TEXT) for c in owned])
+        with adapter.session() as s:
+            s.execute('ALTER TABLE t ADD COLUMN "My notes" VARCHAR')
         data = pa.table({"id": pa.array(range(n), pa.int64()), **{c: [f"{c}{i}" for i in range(n)] for c in owned}})
         adapter.upsert(table, ["id"], [UpsertPart(data, owned, insert_only=True)])
         with adapter.session() as s:
-            s.execute("UPDATE t SET notes = 'kept ' || id")
+            s.execute("""UPDATE t SET "My notes" = 'kept ' || id""")
         keys = [*range(0, step * (n // 100), step), n]
         changed = pa.table({"id": pa.array(keys, pa.int64()), **{c: [f"new {c}"] * len(keys) for c in owned}})
         result = adapter.upsert(table, ["id"], [UpsertPart(changed, owned)])
         with adapter.session() as s:
             rows = s.fetchall("SELECT COUNT(*), COUNT(DISTINCT id), COUNT(*) FILTER (WHERE a = 'new a') FROM t")
-            kept = s.fetchall(f"SELECT notes, a, d FROM t WHERE id IN ({step}, {n - 1}, {n}) ORDER BY id")
+            kept = s.fetchall(f'SELECT "My notes", a, d FROM t WHERE id IN ({step}, {n - 1}, {n}) ORDER BY id')
     assert (result.inserted, result.updated) == (1, n // 100)
     assert replaced == ([n // 100] if step > 1 else [])
     assert rows == [(n + 1, n + 1, n // 100 + 1)]

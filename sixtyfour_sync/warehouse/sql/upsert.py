@@ -25,6 +25,7 @@ __all__ = [
     "matched_vectors_sql",
     "merge_sql",
     "replaced_rows_sql",
+    "stored_name",
     "update_from_sql",
 ]
 
@@ -106,6 +107,11 @@ def _rowid_update(
     )
 
 
+def stored_name(name: str) -> str:
+    """A column name read from the catalog, as a quoted identifier (its double quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def matched_vectors_sql(names: Names, table: TableRef, stage: str, key: Sequence[str], vector_rows: int) -> str:
     """DuckDB: how many target rows ``stage`` matches, and in how many vectors of ``vector_rows`` rows."""
     target = names.table(table)
@@ -127,14 +133,17 @@ def replaced_rows_sql(
     """DuckDB: the new version of every target row ``stage`` matches, all of the target's ``columns`` in order
     (the set columns from the stage, guards decided against the stored values, every other column as stored),
     and the rowid of the row it replaces, as :data:`ROWID` (see ``DuckDBAdapter._apply_stage``).
+
+    ``columns`` are the names the catalog stores (any text, quoted with their quotes doubled); a set column
+    matches its stored name without regard to case, as DuckDB matches names.
     """
     g = guards or {}
     target = names.table(table)
-    owned = set(set_cols)
+    owned = {c.lower(): c for c in set_cols}
     values = [
-        f"{_update_value(names, c, g, 's0', 't2')} AS {names.quote(c, what='column')}"
-        if c in owned
-        else f"t2.{names.quote(c, what='column')}"
+        f"{_update_value(names, owned[c.lower()], g, 's0', 't2')} AS {stored_name(c)}"
+        if c.lower() in owned
+        else f"t2.{stored_name(c)}"
         for c in columns
     ]
     return (

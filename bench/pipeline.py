@@ -2,6 +2,7 @@
 
     python bench/pipeline.py [--backends duckdb postgres] [--rows 250000 1000000 5000000]
                              [--things raw script engine] [--repeat 1] [--json bench/out/pipeline.json]
+    python bench/pipeline.py --things noop one_pct diff --rows 1000000 --repeat 3   # the scheduled refresh
 
 For each backend and size, one source table of that many leads, then each measured thing (see
 bench/pipeline_stages.py) in a child process of its own, against an emulator in a process of its own
@@ -14,6 +15,14 @@ The engine runs through the Python API with the client's 10-submissions-a-minute
 Printed per row: wall and CPU seconds, peak RSS, rows/s, rows/s excluding the time an API request was in
 flight, the emulator's own CPU and peak RSS, and the 1-minute load average at start and end; then the
 ratios engine/raw and script/engine. ``bench/plot_pipeline.py`` draws docs/benchmarks.png from the JSON.
+
+The scheduled refresh (``--things noop one_pct diff``, any of them): one first engine run (``full``, shown,
+its wall the base of "1% of a full run") enriches a copy of the source; then, ``--repeat`` rounds on that
+enriched source and its ledger, each thing in a child of its own: ``diff`` (the plain SQL diff of the same
+data: every row's inputs hashed, LEFT JOIN the target, the differences counted), ``noop`` (a run with
+nothing changed) and ``one_pct`` (a run after 1% of the rows' inputs changed). Printed: the ratios
+noop/diff (wall) and one_pct against the budget ``diff + 2 x 1% of the full run's wall``, each the median of
+the rounds' own ratios (each round's things run one after the other, under the same load).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline_stages as st
 
 ROOT = Path(__file__).resolve().parents[1]
-THINGS = ("raw", "script", "engine", "refresh")
+THINGS = ("raw", "script", "engine", "refresh", *st.REFRESH_THINGS)
+DEFAULT_THINGS = ("raw", "script", "engine", "refresh")
 POLL_SECONDS = 0.1
 
 
@@ -172,10 +183,21 @@ def _struct() -> dict[str, Any]:
 
 
 def measure(
-    thing: str, backend: str, rows: int, source: dict[str, Any], work: Path, duckdb_memory_limit: str | None = None
+    thing: str,
+    backend: str,
+    rows: int,
+    source: dict[str, Any],
+    work: Path,
+    duckdb_memory_limit: str | None = None,
+    enriched: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One measured thing in its own child process, with its own emulator, on a fresh copy of the data."""
-    reset_postgres(source)
+    """One measured thing in its own child process, with its own emulator, on a fresh copy of the data.
+
+    ``enriched`` (``db``, ``state``): the scheduled refresh's things run on that enriched source and ledger
+    as they are (no copy, no reset), except ``full``, which starts them from a fresh copy.
+    """
+    if enriched is None or thing == "full":
+        reset_postgres(source)
     thing_dir = work / f"{backend}-{rows}-{thing}"
     shutil.rmtree(thing_dir, ignore_errors=True)
     thing_dir.mkdir(parents=True)
@@ -189,9 +211,12 @@ def measure(
         "source": source["source"],
         "schema": source.get("schema"),
     }
+    if enriched is not None:
+        spec["state_dir"] = enriched["state"]
     if backend == "duckdb":
-        db = thing_dir / "wh.duckdb"
-        shutil.copyfile(source["db"], db)
+        db = Path(enriched["db"]) if enriched is not None else thing_dir / "wh.duckdb"
+        if enriched is None or thing == "full":
+            shutil.copyfile(source["db"], db)
         spec["db"] = str(db)
     if thing == "raw":
         spec["result_files"] = result_files(rows, work)
@@ -225,10 +250,38 @@ def measure(
     return result
 
 
+def measure_refresh(
+    things: list[str], backend: str, rows: int, source: dict[str, Any], work: Path, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """The scheduled refresh: a ``full`` first run, then ``--repeat`` rounds of ``things`` on what it enriched
+    (in the order diff, noop, one_pct), the median run of each shown, every round's wall kept."""
+    base = work / f"{backend}-{rows}-enriched"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    enriched = {"db": str(base / "wh.duckdb"), "state": str(base / "state")}
+    full = measure("full", backend, rows, source, work, args.duckdb_memory_limit, enriched)
+    print(_fmt(full), flush=True)
+    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in things}
+    for _ in range(args.repeat):
+        for thing in things:
+            runs[thing].append(measure(thing, backend, rows, source, work, args.duckdb_memory_limit, enriched))
+    out = [full]
+    for thing in things:
+        rs = runs[thing]
+        r = dict(sorted(rs, key=lambda x: x["wall_s"])[len(rs) // 2])
+        r["walls_s"] = [x["wall_s"] for x in rs]  # in round order: the ratios pair them by round
+        r["cpus_s"] = [x["cpu_s"] for x in rs]
+        r["peak_rss_mbs"] = [x["peak_rss_mb"] for x in rs]
+        print(_fmt(r), flush=True)
+        out.append(r)
+    shutil.rmtree(base, ignore_errors=True)
+    return out
+
+
 def _fmt(r: dict[str, Any]) -> str:
     excl = f"{r['rows_per_s_excl_api']:>10,}" if r.get("rows_per_s_excl_api") else f"{'':>10}"
     return (
-        f"{r['backend']:8} {r['rows']:>9,} {r['thing']:6} {r['wall_s']:8.2f} {r['cpu_s']:8.2f} "
+        f"{r['backend']:8} {r['rows']:>9,} {r['thing']:7} {r['wall_s']:8.2f} {r['cpu_s']:8.2f} "
         f"{r['peak_rss_mb']:8.1f} {r['rows_per_s']:>9,} {excl} {r['api_s']:7.2f} "
         f"{r.get('emulator_cpu_s', 0):7.2f} {r.get('emulator_peak_rss_mb', 0):7.1f} "
         f"{r['load_avg_start']:5.2f}/{r['load_avg_end']:<5.2f}"
@@ -236,7 +289,7 @@ def _fmt(r: dict[str, Any]) -> str:
 
 
 HEADER = (
-    f"{'backend':8} {'rows':>9} {'thing':6} {'wall s':>8} {'CPU s':>8} {'RSS MB':>8} {'rows/s':>9} "
+    f"{'backend':8} {'rows':>9} {'thing':7} {'wall s':>8} {'CPU s':>8} {'RSS MB':>8} {'rows/s':>9} "
     f"{'excl. API':>10} {'API s':>7} {'emu CPU':>7} {'emu MB':>7} {'load':>11}"
 )
 
@@ -253,15 +306,44 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry["engine_over_raw_cpu"] = round(by["engine"]["cpu_s"] / by["raw"]["cpu_s"], 2)
         if "engine" in by and "script" in by:
             entry["script_over_engine_wall"] = round(by["script"]["wall_s"] / by["engine"]["wall_s"], 2)
+        entry.update(refresh_ratios(by))
         out.append(entry)
     return out
+
+
+def refresh_ratios(by: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """noop/diff (wall, CPU) and one_pct over its budget (the diff + 2 x 1% of the full run's wall), each the
+    median of the rounds' own ratios; the targets are 1.5x and 1.0x."""
+    out: dict[str, Any] = {}
+    diffs = _walls(by.get("diff"))
+    if "noop" in by and diffs:
+        noop = _walls(by["noop"])
+        out["noop_over_diff_wall"] = _median_ratio(noop, diffs)
+        out["noop_over_diff_cpu"] = round(by["noop"]["cpu_s"] / max(by["diff"]["cpu_s"], 1e-3), 2)
+    if "one_pct" in by and diffs and "full" in by:
+        one_pct = _walls(by["one_pct"])
+        share = 2 * 0.01 * by["full"]["wall_s"]
+        out["one_pct_budget_s"] = round(statistics.median(diffs) + share, 2)
+        out["one_pct_over_budget"] = _median_ratio(one_pct, [d + share for d in diffs])
+    return out
+
+
+def _walls(r: dict[str, Any] | None) -> list[float]:
+    if r is None:
+        return []
+    return list(r.get("walls_s") or [r["wall_s"]])
+
+
+def _median_ratio(a: list[float], b: list[float]) -> float:
+    """The median of a[i] / b[i] over the rounds both have (each round's things ran back to back)."""
+    return round(statistics.median(x / y for x, y in zip(a, b, strict=False) if y > 0), 2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", nargs="+", choices=["duckdb", "postgres"], default=["duckdb", "postgres"])
     parser.add_argument("--rows", type=int, nargs="+", default=[250_000, 1_000_000, 5_000_000])
-    parser.add_argument("--things", nargs="+", choices=THINGS, default=list(THINGS))
+    parser.add_argument("--things", nargs="+", choices=THINGS, default=list(DEFAULT_THINGS))
     parser.add_argument("--repeat", type=int, default=1, help="runs of each thing; the median run (by wall) is shown")
     parser.add_argument("--json", type=Path, default=None, help="write every result (and the ratios) here")
     parser.add_argument("--work", type=Path, default=None, help="work directory (default: a temporary one)")
@@ -288,7 +370,12 @@ def main() -> None:
             for rows in sorted(args.rows):
                 source = make_source(backend, rows, work)
                 try:
-                    for thing in args.things:
+                    refresh = [t for t in st.REFRESH_THINGS if t in args.things]
+                    if refresh:
+                        results += measure_refresh(refresh, backend, rows, source, work, args)
+                        if args.json:
+                            _write(args.json, results)
+                    for thing in (t for t in args.things if t not in st.REFRESH_THINGS):
                         runs = [
                             measure(thing, backend, rows, source, work, args.duckdb_memory_limit)
                             for _ in range(args.repeat)
@@ -307,7 +394,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     print()
     for entry in ratios(results):
-        parts = [f"{k} {v}x" for k, v in entry.items() if k not in ("backend", "rows")]
+        parts = [f"{k} {v}{'' if k.endswith('_s') else 'x'}" for k, v in entry.items() if k not in ("backend", "rows")]
         if not parts:
             continue
         print(f"{entry['backend']:8} {entry['rows']:>9,}  " + ", ".join(parts))

@@ -9,6 +9,13 @@
 - ``engine``: ``sixtyfour_sync.run`` with the client's 10-submissions-a-minute limiter relaxed.
 - ``refresh``: the engine again, measured on a second run after every source row changed (an update of the
   whole target).
+- ``full``, ``noop``, ``one_pct``, ``diff``: the scheduled refresh. ``full`` is a first engine run that enriches
+  the source (its wall is what 1% of a full run is measured against); then, on that enriched source and
+  ledger: ``noop`` a run with nothing changed, ``one_pct`` a run after 1% of the rows' inputs changed
+  (``city`` of every hundredth key gains a letter, before the clock starts), and ``diff`` the plain SQL diff
+  of the same data by hand (every row's inputs hashed as the engine hashes them, LEFT JOIN the target on
+  the key, the rows whose stored input hash differs or that have no target row counted), through the
+  native driver.
 
 Each child reports wall and CPU seconds (its own rusage, all threads), its peak RSS (``VmHWM``) and
 the seconds during which at least one HTTP request to the API was in flight (any thread, from the
@@ -56,6 +63,10 @@ PG_SOURCE_SELECT = """
            (ARRAY['Austin','Berlin','Paris','Tokyo'])[1 + i % 4] AS city
     FROM generate_series(1, {rows}) AS t(i)
 """
+#: Things that run the engine (``full``, ``noop``, ``one_pct``: on the source a ``full`` run enriched).
+ENGINE_THINGS = ("engine", "refresh", "full", "noop", "one_pct")
+#: The scheduled refresh's things, measured on one enriched source and ledger (see bench/pipeline.py).
+REFRESH_THINGS = ("noop", "one_pct", "diff")
 MODEL = """\
 syncs:
   - name: bench_leads
@@ -331,6 +342,70 @@ def _change_every_row(spec: dict[str, Any]) -> None:
         con.execute(f"VACUUM ANALYZE {spec['source']}")
 
 
+def _change_one_pct(spec: dict[str, Any]) -> None:
+    """1% of the source rows' inputs change (``city`` of every hundredth key gains a letter; again each time)."""
+    if spec["backend"] == "duckdb":
+        import duckdb
+
+        con = duckdb.connect(spec["db"])
+        con.execute("UPDATE leads SET city = city || 'x' WHERE lead_id % 100 = 0")
+        con.close()
+        return
+    import psycopg
+
+    with psycopg.connect(PG_DSN, autocommit=True) as con:
+        con.execute(f"UPDATE {spec['source']} SET city = city || 'x' WHERE lead_id % 100 = 0")
+        con.execute(f"VACUUM ANALYZE {spec['source']}")
+
+
+def diff_sql(spec: dict[str, Any]) -> str:
+    """The plain diff: hash every source row's inputs (as the engine does), LEFT JOIN the target on the key,
+    count the rows that have no target row or whose stored input hash differs."""
+    from sixtyfour_sync.warehouse.sql.select import row_hash_sql
+
+    names = _names(spec["backend"])
+    target = "leads_enriched" if spec["backend"] == "duckdb" else f'"{spec["schema"]}".leads_enriched'
+    hashed = f"SELECT c.lead_id, {row_hash_sql(names, COLUMNS, alias='c')} AS h FROM {spec['source']} c"
+    return (
+        f"SELECT COUNT(*) FROM ({hashed}) s LEFT JOIN {target} t ON t.lead_id = s.lead_id "
+        "WHERE t.lead_id IS NULL OR t._sixtyfour_input_hash IS DISTINCT FROM s.h"
+    )
+
+
+def _names(backend: str) -> Any:
+    """The dialect's naming rules, as the adapter for ``backend`` builds them (no connection)."""
+    from sixtyfour_sync.warehouse.dialect import DUCKDB, POSTGRES
+    from sixtyfour_sync.warehouse.sql.identifiers import Names
+
+    return Names(DUCKDB if backend == "duckdb" else POSTGRES)
+
+
+def measure_diff(spec: dict[str, Any]) -> dict[str, Any]:
+    """The plain SQL diff of the enriched source against its target, through the native driver."""
+    sql = diff_sql(spec)
+    if spec["backend"] == "duckdb":
+        import duckdb
+
+        w0, c0 = time.perf_counter(), _cpu()
+        con = duckdb.connect(spec["db"])
+        row = con.execute(sql).fetchone()
+        con.close()
+    else:
+        import psycopg
+
+        w0, c0 = time.perf_counter(), _cpu()
+        with psycopg.connect(PG_DSN) as pg:
+            row = pg.execute(sql).fetchone()
+    wall, cpu = time.perf_counter() - w0, _cpu() - c0
+    return {
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "peak_rss_mb": _peak_mb(),
+        "api_s": 0.0,
+        "rows_differ": int(row[0]) if row else None,
+    }
+
+
 def _reset_peak_rss() -> None:
     """Start ``VmHWM`` again from the current RSS (Linux: ``5`` to ``/proc/self/clear_refs``)."""
     with contextlib.suppress(OSError):
@@ -349,15 +424,18 @@ def measure_engine(spec: dict[str, Any], clock: ApiClock) -> dict[str, Any]:
 
     project = write_project(spec)
     client = SixtyfourClient(API_KEY, base_url=spec["url"], limiter=SubmissionLimiter(limit=10_000))
+    state_dir = Path(spec.get("state_dir") or Path(spec["work"]) / "state")
+    if spec["thing"] == "one_pct":
+        _change_one_pct(spec)
     if spec["thing"] == "refresh":
-        first = sixtyfour_sync.run(project, client=client, state_dir=Path(spec["work"]) / "state")
+        first = sixtyfour_sync.run(project, client=client, state_dir=state_dir)
         if first.exit_code != 0:
             raise RuntimeError(f"the first run failed: {first.to_dict()}")
         _change_every_row(spec)
         _reset_peak_rss()
         clock.seconds = 0.0
     w0, c0 = time.perf_counter(), _cpu()
-    result = sixtyfour_sync.run(project, client=client, state_dir=Path(spec["work"]) / "state")
+    result = sixtyfour_sync.run(project, client=client, state_dir=state_dir)
     wall, cpu = time.perf_counter() - w0, _cpu() - c0
     client.close()
     sync = result.syncs[0]
@@ -384,8 +462,9 @@ def preimport(spec: dict[str, Any]) -> None:
         "script": [driver, "pandas", "sqlalchemy", "duckdb_engine" if driver == "duckdb" else "psycopg"],
         "engine": [driver, "sixtyfour_sync.commands", "sixtyfour_sync.engine.runner"],
         "refresh": [driver, "sixtyfour_sync.commands", "sixtyfour_sync.engine.runner"],
-    }[spec["thing"]]
-    if spec["thing"] in ("engine", "refresh"):
+        "diff": [driver, "sixtyfour_sync.warehouse.sql.select", "sixtyfour_sync.warehouse.sql.identifiers"],
+    }.get(spec["thing"], [driver, "sixtyfour_sync.commands", "sixtyfour_sync.engine.runner"])
+    if spec["thing"] in ENGINE_THINGS:
         modules.append(f"sixtyfour_sync.warehouse.{'duckdb' if driver == 'duckdb' else 'postgres'}")
     for name in modules:
         importlib.import_module(name)
@@ -402,6 +481,8 @@ def child(spec_json: str) -> None:
         result = measure_raw(spec)
     elif spec["thing"] == "script":
         result = measure_script(spec, clock)
+    elif spec["thing"] == "diff":
+        result = measure_diff(spec)
     else:
         result = measure_engine(spec, clock)
     print(json.dumps(result))

@@ -8,6 +8,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -63,6 +64,22 @@ def test_exact_upsert_sql(sql_only: DuckDBAdapter) -> None:
     assert upsert.insert_missing_sql(names, table, '"stage"', ["lead_id"], ["title"]) == (
         'INSERT INTO "analytics"."leads_enriched" ("lead_id", "title") SELECT s."lead_id", s."title" FROM "stage" AS s '
         'WHERE NOT EXISTS (SELECT 1 FROM "analytics"."leads_enriched" AS t WHERE t."lead_id" = s."lead_id")'
+    )
+
+
+def test_exact_replaced_rows_sql(sql_only: DuckDBAdapter) -> None:
+    table = TableRef("leads_enriched")
+    assert upsert.matched_vectors_sql(sql_only.names, table, '"stage"', ["lead_id"], 2048) == (
+        'SELECT COUNT(*), COUNT(DISTINCT t2.rowid // 2048) FROM "stage" AS s0 '
+        'JOIN "analytics"."leads_enriched" AS t2 ON t2."lead_id" = s0."lead_id"'
+    )
+    # the new version of each matched row: owned columns from the stage, every other column as stored
+    # (stored names quoted as they are, a set column matched without regard to case)
+    assert upsert.replaced_rows_sql(
+        sql_only.names, table, '"stage"', ["lead_id"], ["title"], ["lead_id", 'My "notes"', "Title"]
+    ) == (
+        'SELECT t2."lead_id", t2."My ""notes""", s0."title" AS "Title", t2.rowid AS _sixtyfour_rowid '
+        'FROM "stage" AS s0 JOIN "analytics"."leads_enriched" AS t2 ON t2."lead_id" = s0."lead_id"'
     )
 
 
@@ -178,6 +195,48 @@ def test_upsert_100k_rows_is_fast(tmp_path: Path) -> None:
         elapsed = time.perf_counter() - start
     assert (result.inserted, result.updated) == (0, n)
     assert elapsed < 5, f"100k-row upsert took {elapsed:.2f}s"
+
+
+@pytest.mark.parametrize("step", [100, 1], ids=["sparse-replaced", "dense-updated"])
+def test_matched_rows_get_new_owned_values_and_keep_the_others(
+    tmp_path: Path, step: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1% of the keys spread over every vector are replaced (DELETE + INSERT), 1% in one run of keys updated in
+    # place (see DuckDBAdapter._apply_stage): either way the owned columns change, a column the sync does not
+    # own keeps its value, and a key the target lacks is inserted once.
+    n = 200_000
+    replaced: list[int] = []
+    replace = DuckDBAdapter._replace_matched
+
+    def spy(self: DuckDBAdapter, *args: Any) -> int:
+        replaced.append(replace(self, *args))
+        return replaced[-1]
+
+    monkeypatch.setattr(DuckDBAdapter, "_replace_matched", spy)
+    with connect(parse_target_config({"type": "duckdb", "path": str(tmp_path / "w.duckdb")})) as adapter:
+        table = TableRef("t")
+        owned = ["a", "b", "c", "d"]
+        adapter.ensure_table(table, [Column("id", LogicalType.BIGINT)], [Column(c, LogicalType.TEXT) for c in owned])
+        with adapter.session() as s:
+            s.execute('ALTER TABLE t ADD COLUMN "My notes" VARCHAR')
+        data = pa.table({"id": pa.array(range(n), pa.int64()), **{c: [f"{c}{i}" for i in range(n)] for c in owned}})
+        adapter.upsert(table, ["id"], [UpsertPart(data, owned, insert_only=True)])
+        with adapter.session() as s:
+            s.execute("""UPDATE t SET "My notes" = 'kept ' || id""")
+        keys = [*range(0, step * (n // 100), step), n]
+        changed = pa.table({"id": pa.array(keys, pa.int64()), **{c: [f"new {c}"] * len(keys) for c in owned}})
+        result = adapter.upsert(table, ["id"], [UpsertPart(changed, owned)])
+        with adapter.session() as s:
+            rows = s.fetchall("SELECT COUNT(*), COUNT(DISTINCT id), COUNT(*) FILTER (WHERE a = 'new a') FROM t")
+            kept = s.fetchall(f'SELECT "My notes", a, d FROM t WHERE id IN ({step}, {n - 1}, {n}) ORDER BY id')
+    assert (result.inserted, result.updated) == (1, n // 100)
+    assert replaced == ([n // 100] if step > 1 else [])
+    assert rows == [(n + 1, n + 1, n // 100 + 1)]
+    assert kept == [
+        (f"kept {step}", "new a", "new d"),
+        (f"kept {n - 1}", f"a{n - 1}", f"d{n - 1}"),
+        (None, "new a", "new d"),
+    ]
 
 
 def test_every_cursor_runs_in_utc_whatever_the_profile_or_process_says(

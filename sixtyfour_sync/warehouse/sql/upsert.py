@@ -22,7 +22,10 @@ __all__ = [
     "insert_if_absent_sql",
     "insert_missing_sql",
     "insert_select_sql",
+    "matched_vectors_sql",
     "merge_sql",
+    "replaced_rows_sql",
+    "stored_name",
     "update_from_sql",
 ]
 
@@ -101,6 +104,51 @@ def _rowid_update(
         f"UPDATE {target} AS t SET {sets} FROM (SELECT t2.rowid AS {ROWID}, {picked} FROM {stage} AS s0 "
         f"JOIN {target} AS t2 ON {names.key_join(key, 't2', 's0')} ORDER BY t2.rowid) AS s "
         f"WHERE t.rowid = s.{ROWID}"
+    )
+
+
+def stored_name(name: str) -> str:
+    """A column name read from the catalog, as a quoted identifier (its double quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def matched_vectors_sql(names: Names, table: TableRef, stage: str, key: Sequence[str], vector_rows: int) -> str:
+    """DuckDB: how many target rows ``stage`` matches, and in how many vectors of ``vector_rows`` rows."""
+    target = names.table(table)
+    return (
+        f"SELECT COUNT(*), COUNT(DISTINCT t2.rowid // {int(vector_rows)}) FROM {stage} AS s0 "
+        f"JOIN {target} AS t2 ON {names.key_join(key, 't2', 's0')}"
+    )
+
+
+def replaced_rows_sql(
+    names: Names,
+    table: TableRef,
+    stage: str,
+    key: Sequence[str],
+    set_cols: Sequence[str],
+    columns: Sequence[str],
+    guards: Guards | None = None,
+) -> str:
+    """DuckDB: the new version of every target row ``stage`` matches, all of the target's ``columns`` in order
+    (the set columns from the stage, guards decided against the stored values, every other column as stored),
+    and the rowid of the row it replaces, as :data:`ROWID` (see ``DuckDBAdapter._apply_stage``).
+
+    ``columns`` are the names the catalog stores (any text, quoted with their quotes doubled); a set column
+    matches its stored name without regard to case, as DuckDB matches names.
+    """
+    g = guards or {}
+    target = names.table(table)
+    owned = {c.lower(): c for c in set_cols}
+    values = [
+        f"{_update_value(names, owned[c.lower()], g, 's0', 't2')} AS {stored_name(c)}"
+        if c.lower() in owned
+        else f"t2.{stored_name(c)}"
+        for c in columns
+    ]
+    return (
+        f"SELECT {', '.join(values)}, t2.rowid AS {ROWID} FROM {stage} AS s0 "
+        f"JOIN {target} AS t2 ON {names.key_join(key, 't2', 's0')}"
     )
 
 

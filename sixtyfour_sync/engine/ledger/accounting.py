@@ -117,6 +117,8 @@ class JobFacts:
     rows_merged: int = 0
     rows_returned: int = 0
     rows_quarantined: int = 0
+    #: Rows the job answered by a question another of its rows asked (the same inputs, paid once).
+    rows_deduplicated: int = 0
     filled: Mapping[str, int] = field(default_factory=dict)
     gated: Mapping[str, int] = field(default_factory=dict)
     missing_columns: tuple[str, ...] = ()
@@ -154,6 +156,7 @@ class JobFacts:
             rows_merged=_int(row.get("rows_merged")),
             rows_returned=_int(row.get("rows_returned")),
             rows_quarantined=_int(row.get("rows_quarantined")),
+            rows_deduplicated=_int(row.get("rows_deduplicated")),
             filled=_json_counts(row.get("filled")),
             gated=_json_counts(row.get("gated")),
             missing_columns=tuple(c for c in missing.split(",") if c),
@@ -236,6 +239,8 @@ class Tally:
     replayed_rows: int = 0
     incomplete_rows: int = 0
     rows_quarantined: int = 0
+    #: Rows answered by a shared question: they shared their inputs with a row that asked (not paid again).
+    rows_deduplicated: int = 0
     filled: dict[str, int] = field(default_factory=dict)
     gated: dict[str, int] = field(default_factory=dict)
 
@@ -261,6 +266,7 @@ class Tally:
         if job.missing_columns:
             self.incomplete_rows += job.rows_enriched
         self.rows_quarantined += job.rows_quarantined
+        self.rows_deduplicated += job.rows_deduplicated
         for f, n in job.filled.items():
             self.filled[f] = self.filled.get(f, 0) + n
         for f, n in job.gated.items():
@@ -279,6 +285,7 @@ class Tally:
             "rows_sent": self.rows_sent,
             "rows_enriched": self.rows_enriched,
             "rows_failed": self.rows_failed + self.rows_not_returned,
+            "rows_deduplicated": self.rows_deduplicated,
             "returned": self.returned,
             "filled": dict(self.filled),
             "fill_rate": {k: round(v, 4) for k, v in self.fill_rate.items()},

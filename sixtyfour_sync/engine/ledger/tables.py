@@ -86,6 +86,8 @@ _JOB_COLUMNS = [
     Column("rows_merged", B),
     Column("rows_returned", B),
     Column("rows_quarantined", B),
+    #: Rows answered by a shared question: keys whose inputs another key of the job shares (asked once).
+    Column("rows_deduplicated", B),
     #: Per field, the answers with a value, and those held back below min_confidence (JSON objects).
     Column("filled", T),
     Column("gated", T),

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from sixtyfour_sync.engine.events import Event, FileWritten, ProducerDone, ProducerFailed, RowsScanned
 from sixtyfour_sync.engine.rows.files import ChunkFile, write_chunks
 from sixtyfour_sync.engine.rows.select import (
+    ASKS_COLUMN,
     DELIBERATE,
     EXISTS_COLUMN,
     HASH_COLUMN,
@@ -38,10 +39,71 @@ from sixtyfour_sync.engine.rows.select import (
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.types import KeyReport
 
-__all__ = ["NOT_SENT", "Producer", "ScanStats", "denormalize", "missing_key", "rebuild_file"]
+__all__ = [
+    "NOT_SENT",
+    "Producer",
+    "Questions",
+    "ScanStats",
+    "denormalize",
+    "first_of_each_question",
+    "missing_key",
+    "rebuild_file",
+]
 
 #: Columns of the selection that travel with each row but are not written to the submitted file.
-NOT_SENT = (REASON_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, EXISTS_COLUMN)
+NOT_SENT = (REASON_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, EXISTS_COLUMN, ASKS_COLUMN)
+
+
+def _as_flag(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A 0/1 column (as a warehouse returns it: an integer, a decimal, a boolean) as booleans."""
+    if pa.types.is_boolean(column.type):
+        return column.fill_null(False)
+    return pc.not_equal(column.cast(pa.int64()), 0).fill_null(False)
+
+
+@dataclass
+class Questions:
+    """Pairs each row that follows a question (same inputs as the row before it that asks) with that row.
+
+    The selection puts the rows sharing their inputs together, the one that asks first (engine/rows/select.py).
+    A row whose asking row was left out (a job still holds it, or it was cut by ``refresh.limit``) is left out
+    too: it is not asked on its own, and the next run selects it again.
+    """
+
+    #: The input hash of the last row that asks (across batches).
+    last: str | None = None
+    #: Rows answered by another row's question (kept with the file, not written to it).
+    followers: int = 0
+
+    def pair(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """``batch`` with :data:`ASKS_COLUMN` as booleans, without the rows whose asking row is not in it."""
+        if ASKS_COLUMN not in batch.schema.names or batch.num_rows == 0:
+            return batch
+        asks = _as_flag(batch.column(ASKS_COLUMN))
+        hashes = batch.column(HASH_COLUMN).cast(pa.string())
+        asked = pc.if_else(asks, hashes, pa.scalar(None, pa.string()))
+        asked = pc.fill_null_forward(pa.concat_arrays([pa.array([self.last], pa.string()), asked]))
+        asked = asked.slice(1)
+        keep = pc.or_(asks, pc.equal(hashes, asked).fill_null(False))
+        if len(asked) and asked[len(asked) - 1].is_valid:
+            self.last = asked[len(asked) - 1].as_py()
+        self.followers += int(pc.sum(pc.and_(keep, pc.invert(asks))).as_py() or 0)
+        idx = batch.schema.get_field_index(ASKS_COLUMN)
+        batch = batch.set_column(idx, ASKS_COLUMN, asks)
+        return batch if pc.all(keep).as_py() else batch.filter(keep)
+
+
+def first_of_each_question(table: pa.Table) -> pa.Table:
+    """``table`` (rows in key order) with :data:`ASKS_COLUMN` true on the first row of each input hash, the rows
+    of each question together after it: the order a file was written in, for a rebuilt file."""
+    hashes = table.column(HASH_COLUMN).combine_chunks()
+    firsts = pc.index_in(pc.unique(hashes), value_set=hashes)
+    rank = pc.index_in(hashes, value_set=pc.unique(hashes))  # each row's question, in order of first appearance
+    asks = pc.is_in(pa.array(range(table.num_rows), pa.int64()), value_set=firsts.cast(pa.int64()))
+    with_flag = table.append_column(ASKS_COLUMN, asks) if ASKS_COLUMN not in table.column_names else table
+    order = pc.sort_indices(pa.table({"q": rank, "n": pa.array(range(table.num_rows), pa.int64())}),
+                            sort_keys=[("q", "ascending"), ("n", "ascending")])  # fmt: skip
+    return with_flag.take(order)
 
 
 def denormalize(adapter: Adapter, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -198,6 +260,7 @@ class Producer:
         self._slots = threading.Semaphore(max(1, files_ahead))
         self._stop = threading.Event()
         self.stats = stats
+        self.questions = Questions()
         self._limit = limit
         self._key_writer = key_writer
         self._held = held
@@ -229,7 +292,7 @@ class Producer:
                 if self._stop.is_set():
                     return
                 batch = self.stats.skip_repeated(self.stats.skip_bad_keys(denormalize(adapter, raw)))
-                batch = drop_held(batch, self._held)
+                batch = self.questions.pair(drop_held(batch, self._held))
                 if left is not None and batch.num_rows >= left:
                     batch = batch.slice(0, left)
                     self.stats.limited = True
@@ -245,7 +308,7 @@ class Producer:
     def _run(self) -> None:
         adapter = self._factory()
         try:
-            keep = [*self._selections[0].key, KEY_HASH_COLUMN, HASH_COLUMN, EXISTS_COLUMN]
+            keep = [*self._selections[0].key, KEY_HASH_COLUMN, HASH_COLUMN, EXISTS_COLUMN, ASKS_COLUMN]
             for chunk in write_chunks(
                 self._batches(adapter),
                 out_dir=self._out_dir,
@@ -255,6 +318,7 @@ class Producer:
                 describe=_describe,
                 keep=keep,
                 keys=self._selections[0].key,
+                asks=ASKS_COLUMN,
             ):
                 while not self._slots.acquire(timeout=0.5):
                     if self._stop.is_set():
@@ -287,18 +351,26 @@ def rebuild_file(
     out_dir: Path,
     prefix: str,
 ) -> ChunkFile | None:
-    """Rebuild a lost file from the source rows whose key prefixes the ledger kept; None when none are left."""
-    batches = (keep_keys(denormalize(adapter, b), keys) for b in adapter.stream(rebuild_sql(adapter, selection)))
-    keep = [*selection.key, KEY_HASH_COLUMN, HASH_COLUMN]
+    """Rebuild a lost file from the source rows whose key prefixes the ledger kept; None when none are left.
+
+    The ledger keeps every key the job answers: the first of the keys sharing their inputs asked the question
+    (in key order, as the selection chose it), the others follow it and are not written."""
+    batches = [keep_keys(denormalize(adapter, b), keys) for b in adapter.stream(rebuild_sql(adapter, selection))]
+    found = [b for b in batches if b.num_rows]
+    if not found:
+        return None
+    rows = first_of_each_question(pa.Table.from_batches(found))
+    keep = [*selection.key, KEY_HASH_COLUMN, HASH_COLUMN, ASKS_COLUMN]
     files = list(
         write_chunks(
-            (b for b in batches if b.num_rows),
+            rows.to_batches(),
             out_dir=out_dir,
             prefix=prefix,
             chunk_rows=10**9,
             drop=[KEY_HASH_COLUMN],
             keep=keep,
             keys=selection.key,
+            asks=ASKS_COLUMN,
         )
     )
     if not files:

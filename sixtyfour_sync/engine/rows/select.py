@@ -31,12 +31,14 @@ import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.ledger.rowkeys import key_prefix
+from sixtyfour_sync.engine.rows.files import ASKS
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.keytypes import KeyType, join_key_sql, transport_sql
 from sixtyfour_sync.warehouse.sql.identifiers import strip_sql
 from sixtyfour_sync.warehouse.types import LogicalType, TableRef
 
 __all__ = [
+    "ASKS_COLUMN",
     "DELIBERATE",
     "EXISTS_COLUMN",
     "HASH_COLUMN",
@@ -51,6 +53,7 @@ __all__ = [
     "bucket_predicate",
     "build_selection",
     "count_by_reason_sql",
+    "count_questions_sql",
     "drop_held",
     "keep_keys",
     "rebuild_sql",
@@ -69,6 +72,10 @@ REASON_COLUMN = "_sixtyfour_reason"
 EXISTS_COLUMN = "_sixtyfour_in_target"
 #: How many source rows share the key (a NULL or duplicated key is never sent).
 KEY_ROWS_COLUMN = "_sixtyfour_key_rows"
+#: Whether the row asks its question: 1 for the first row (in key order) of the selected rows that share their
+#: inputs, 0 for the others, which are answered by it (one question is paid once). The selection orders the
+#: rows so that those sharing inputs come together, the one that asks first.
+ASKS_COLUMN = ASKS
 REASONS = ("new", "changed", "stale", "failed_retry", "refresh", "escalate", "new_fields")
 #: Reasons that ask a question again on purpose: their files get a run-specific Idempotency-Key.
 DELIBERATE = frozenset({"stale", "failed_retry", "refresh"})
@@ -78,9 +85,10 @@ DELIBERATE = frozenset({"stale", "failed_retry", "refresh"})
 class Selection:
     """The SQL of a selection and what it returns.
 
-    ``sql`` returns, in key order, the key columns, the inputs, the input hash (carried in the file, not
-    researched), the key hash, the reason, whether the target already has a row for the key, and how many
-    source rows share the key. It returns every row that needs work, and also every row whose key is NULL
+    ``sql`` returns the key columns, the inputs, the input hash (carried in the file, not researched), the key
+    hash, the reason, whether the target already has a row for the key, how many source rows share the key,
+    and whether the row asks its question (:data:`ASKS_COLUMN`). Rows come in key order, except that the rows
+    sharing their inputs follow the first of them (which asks for them all). It returns every row that needs work, and also every row whose key is NULL
     or duplicated (never sent: the reader drops and reports them), so one pass over the source both selects
     and checks keys. ``hashed_sql`` is the source with both hashes, before the join with the target, which
     a resume uses to rebuild a lost file by its key hashes. Parameters are :attr:`params`, in order.
@@ -160,10 +168,7 @@ def build_selection(
     hashed, inputs = _hashed_sql(adapter, key, inputs, source_sql=source_sql, bucket=bucket)
     out_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN])
     transport = _transport(adapter, key, key_types)
-    outer = _outer_columns(adapter, "r", [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN,
-                                          REASON_COLUMN, EXISTS_COLUMN], transport)  # fmt: skip
     bad_key = " OR ".join([f"r.{q(KEY_ROWS_COLUMN)} <> 1", *(f"r.{q(k)} IS NULL" for k in key)])
-    order = ", ".join(f"r.{q(k)}" for k in key)
 
     if target_columns is None and escalate_from is not None:
         target_columns = {}  # no target yet: nothing to escalate (every condition below is false)
@@ -173,7 +178,7 @@ def build_selection(
             f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {adapter.dialect.false_literal} AS "
             f"{q(EXISTS_COLUMN)} FROM ({hashed}) {adapter.subquery_alias('s')}"
         )
-        sql = f"SELECT {outer} FROM ({rows}) {adapter.subquery_alias('r')} ORDER BY {order}"
+        sql = _grouped_sql(adapter, rows, key, inputs, transport, where="")
         return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
 
     col = _target_column(adapter, target_columns)
@@ -198,11 +203,43 @@ def build_selection(
         f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {exists} AS {q(EXISTS_COLUMN)} "
         f"FROM ({hashed}) {adapter.subquery_alias('s')} LEFT JOIN {target_sql} t ON {on}"
     )
-    sql = (
-        f"SELECT {outer} FROM ({joined}) {adapter.subquery_alias('r')} "
-        f"WHERE r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key} ORDER BY {order}"
-    )
+    sql = _grouped_sql(adapter, joined, key, inputs, transport, where=f"r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key}")
     return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
+
+
+def _grouped_sql(
+    adapter: Adapter,
+    rows: str,
+    key: list[str],
+    inputs: Sequence[str],
+    transport: Sequence[tuple[str, str]],
+    *,
+    where: str,
+) -> str:
+    """The selection's rows (``rows``, alias ``r``, filtered by ``where``) with :data:`ASKS_COLUMN`, in the order
+    files are written: by the first key of the rows sharing the row's inputs, then by key.
+
+    Rows with a good key are grouped by their input hash: the first of a group (in key order) asks the question,
+    the others follow it and take its answer. A row with a NULL or duplicated key (never sent) is a group of its
+    own key, so the rows of one key stay together, as the key checks read them.
+    """
+    q = adapter.quote
+    good = " AND ".join([f"r.{q(KEY_ROWS_COLUMN)} = 1", *(f"r.{q(k)} IS NOT NULL" for k in key)])
+    window = (
+        f"OVER (PARTITION BY CASE WHEN {good} THEN r.{q(HASH_COLUMN)} ELSE r.{q(KEY_HASH_COLUMN)} END "
+        f"ORDER BY {', '.join(f'r.{q(k)}' for k in key)})"
+    )
+    firsts = [f"__sixtyfour_first_{i}" for i in range(len(key))]
+    grouped = (
+        f"SELECT r.*, CASE WHEN ROW_NUMBER() {window} = 1 THEN 1 ELSE 0 END AS {q(ASKS_COLUMN)}"
+        + "".join(f", FIRST_VALUE(r.{q(k)}) {window} AS {q(f)}" for k, f in zip(key, firsts, strict=True))
+        + f" FROM ({rows}) {adapter.subquery_alias('r')}"
+        + (f" WHERE {where}" if where else "")
+    )
+    columns = [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, REASON_COLUMN, EXISTS_COLUMN]
+    outer = _outer_columns(adapter, "g", [*columns, ASKS_COLUMN], transport)
+    order = ", ".join(f"g.{q(c)}" for c in [*firsts, *key])
+    return f"SELECT {outer} FROM ({grouped}) {adapter.subquery_alias('g')} ORDER BY {order}"
 
 
 def _hashed_sql(
@@ -468,6 +505,23 @@ def drop_held(batch: pa.RecordBatch, held: pa.Array | None) -> pa.RecordBatch:
 def keep_keys(batch: pa.RecordBatch, keys: pa.Array) -> pa.RecordBatch:
     """``batch``'s rows whose key prefix is among ``keys``."""
     return batch.filter(pc.is_in(key_prefix(batch.column(KEY_HASH_COLUMN)), value_set=keys))
+
+
+def count_questions_sql(adapter: Adapter, selection: Selection, limit: int | None = None) -> str:
+    """``SELECT rows, questions`` over the rows a run would send (good keys only; at most ``limit``), for
+    ``plan``: rows sharing their inputs ask one question, so a run pays for the questions, not the rows."""
+    q = adapter.quote
+    good = " AND ".join([f"x.{q(KEY_ROWS_COLUMN)} = 1", *(f"x.{q(k)} IS NOT NULL" for k in selection.key)])
+    rows = (
+        f"SELECT x.{q(KEY_HASH_COLUMN)}, x.{q(HASH_COLUMN)} FROM ({selection.sql}) {adapter.subquery_alias('x')} "
+        f"WHERE {good}"
+    )
+    if limit is not None:
+        rows = adapter.limit_sql(rows, limit)
+    return (
+        f"SELECT COUNT(DISTINCT y.{q(KEY_HASH_COLUMN)}), COUNT(DISTINCT y.{q(HASH_COLUMN)}) FROM ({rows}) "
+        f"{adapter.subquery_alias('y')}"
+    )
 
 
 def count_by_reason_sql(adapter: Adapter, selection: Selection, limit: int | None = None) -> str:

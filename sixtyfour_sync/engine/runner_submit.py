@@ -8,6 +8,8 @@ import json
 import uuid
 from typing import Any
 
+import pyarrow as pa
+
 from sixtyfour_sync.engine.failpoints import failpoint
 from sixtyfour_sync.engine.jobs.budget import fit_file
 from sixtyfour_sync.engine.jobs.driver import Tracked
@@ -20,7 +22,9 @@ from sixtyfour_sync.engine.rows.select import (
     EXISTS_COLUMN,
     HASH_COLUMN,
     KEY_HASH_COLUMN,
+    Selection,
     bucket_count,
+    duplicated_keys_sql,
     sent_rows,
 )
 from sixtyfour_sync.engine.runner_base import SENT_SUFFIX, RunnerBase, S, _any_true, asked_hash
@@ -68,10 +72,20 @@ class SubmitSteps(RunnerBase):
             limit=spec.refresh.limit,
             key_writer=keys_ledger.write_keys,
             held=held,
+            duplicated=self._duplicated_keys(selections),
         )
         self.producer.start()
         self._loop()
         self._scan_done()
+
+    def _duplicated_keys(self, selections: list[Selection]) -> pa.Array | None:
+        """For a selection read in buckets (by the rows' inputs), the keys the whole source holds more than once."""
+        if len(selections) <= 1:
+            return None
+        a = self.ctx.adapter
+        with a.session() as s:
+            found = [str(r[0]) for r in s.fetchall(duplicated_keys_sql(a, selections[0], self.source_sql))]
+        return pa.array(found, pa.string())
 
     def _scan_done(self) -> None:
         """Report what the pass found (keys skipped, rows by reason) once the producer has finished."""

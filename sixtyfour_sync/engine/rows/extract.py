@@ -46,6 +46,7 @@ __all__ = [
     "ScanStats",
     "denormalize",
     "first_of_each_question",
+    "mark_duplicated",
     "missing_key",
     "rebuild_file",
 ]
@@ -54,43 +55,43 @@ __all__ = [
 NOT_SENT = (REASON_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, EXISTS_COLUMN, ASKS_COLUMN)
 
 
-def _as_flag(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """A 0/1 column (as a warehouse returns it: an integer, a decimal, a boolean) as booleans."""
-    if pa.types.is_boolean(column.type):
-        return column.fill_null(False)
-    return pc.not_equal(column.cast(pa.int64()), 0).fill_null(False)
-
-
 @dataclass
 class Questions:
-    """Pairs each row that follows a question (same inputs as the row before it that asks) with that row.
+    """Says which rows ask their question: the first of each run of rows with the same input hash.
 
-    The selection puts the rows sharing their inputs together, the one that asks first (engine/rows/select.py).
-    A row whose asking row was left out (a job still holds it, or it was cut by ``refresh.limit``) is left out
-    too: it is not asked on its own, and the next run selects it again.
+    The selection puts the rows sharing their inputs together, in key order (engine/rows/select.py), so the
+    first of them that is sent (its key is good, no job holds it) asks for them all, and the others follow it
+    into the same file. The runs continue across batches.
     """
 
-    #: The input hash of the last row that asks (across batches).
+    #: The input hash of the last row read (across batches).
     last: str | None = None
     #: Rows answered by another row's question (kept with the file, not written to it).
     followers: int = 0
 
     def pair(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """``batch`` with :data:`ASKS_COLUMN` as booleans, without the rows whose asking row is not in it."""
-        if ASKS_COLUMN not in batch.schema.names or batch.num_rows == 0:
-            return batch
-        asks = _as_flag(batch.column(ASKS_COLUMN))
+        """``batch`` with :data:`ASKS_COLUMN`: true where a row's input hash differs from the row's before it."""
+        if batch.num_rows == 0:
+            return batch.append_column(ASKS_COLUMN, pa.array([], pa.bool_()))
         hashes = batch.column(HASH_COLUMN).cast(pa.string())
-        asked = pc.if_else(asks, hashes, pa.scalar(None, pa.string()))
-        asked = pc.fill_null_forward(pa.concat_arrays([pa.array([self.last], pa.string()), asked]))
-        asked = asked.slice(1)
-        keep = pc.or_(asks, pc.equal(hashes, asked).fill_null(False))
-        if len(asked) and asked[len(asked) - 1].is_valid:
-            self.last = asked[len(asked) - 1].as_py()
-        self.followers += int(pc.sum(pc.and_(keep, pc.invert(asks))).as_py() or 0)
-        idx = batch.schema.get_field_index(ASKS_COLUMN)
-        batch = batch.set_column(idx, ASKS_COLUMN, asks)
-        return batch if pc.all(keep).as_py() else batch.filter(keep)
+        previous = pa.concat_arrays([pa.array([self.last], pa.string()), hashes.slice(0, batch.num_rows - 1)])
+        asks = pc.invert(pc.equal(hashes, previous).fill_null(False))
+        self.last = hashes[batch.num_rows - 1].as_py()
+        self.followers += batch.num_rows - int(pc.sum(asks).as_py() or 0)
+        return batch.append_column(ASKS_COLUMN, asks)
+
+
+def mark_duplicated(batch: pa.RecordBatch, duplicated: pa.Array | None) -> pa.RecordBatch:
+    """``batch`` with the rows whose key hash is among ``duplicated`` (keys the source holds more than once,
+    found over the whole source) counted as such, whatever their bucket counted."""
+    if duplicated is None or len(duplicated) == 0 or batch.num_rows == 0:
+        return batch
+    dup = pc.is_in(batch.column(KEY_HASH_COLUMN).cast(pa.string()), value_set=duplicated)
+    if not pc.any(dup).as_py():
+        return batch
+    i = batch.schema.get_field_index(KEY_ROWS_COLUMN)
+    rows = batch.column(i).cast(pa.int64())
+    return batch.set_column(i, KEY_ROWS_COLUMN, pc.if_else(dup, pc.max_element_wise(rows, 2), rows))
 
 
 def first_of_each_question(table: pa.Table) -> pa.Table:
@@ -248,6 +249,7 @@ class Producer:
         limit: int | None = None,
         key_writer: Callable[[str, pa.Table], None] | None = None,
         held: pa.Array | None = None,
+        duplicated: pa.Array | None = None,
     ) -> None:
         self._factory = adapter_factory
         self._selections = selections
@@ -264,6 +266,7 @@ class Producer:
         self._limit = limit
         self._key_writer = key_writer
         self._held = held
+        self._duplicated = duplicated
         self.done = False
         self._thread: threading.Thread | None = None
 
@@ -291,7 +294,8 @@ class Producer:
             for raw in adapter.stream(sel.sql, list(sel.params), batch_rows=self._batch_rows):
                 if self._stop.is_set():
                     return
-                batch = self.stats.skip_repeated(self.stats.skip_bad_keys(denormalize(adapter, raw)))
+                batch = mark_duplicated(denormalize(adapter, raw), self._duplicated)
+                batch = self.stats.skip_repeated(self.stats.skip_bad_keys(batch))
                 batch = self.questions.pair(drop_held(batch, self._held))
                 if left is not None and batch.num_rows >= left:
                     batch = batch.slice(0, left)

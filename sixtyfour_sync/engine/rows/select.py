@@ -54,6 +54,7 @@ __all__ = [
     "build_selection",
     "count_by_reason_sql",
     "count_questions_sql",
+    "duplicated_keys_sql",
     "drop_held",
     "keep_keys",
     "rebuild_sql",
@@ -72,9 +73,9 @@ REASON_COLUMN = "_sixtyfour_reason"
 EXISTS_COLUMN = "_sixtyfour_in_target"
 #: How many source rows share the key (a NULL or duplicated key is never sent).
 KEY_ROWS_COLUMN = "_sixtyfour_key_rows"
-#: Whether the row asks its question: 1 for the first row (in key order) of the selected rows that share their
-#: inputs, 0 for the others, which are answered by it (one question is paid once). The selection orders the
-#: rows so that those sharing inputs come together, the one that asks first.
+#: Whether a row asks its question: true for the first row (in key order) of the selected rows that share their
+#: inputs, false for the others, which it answers (one question is paid once). The selection orders the rows so
+#: that those sharing inputs come together, the first first; the reader sets the flag (engine/rows/extract.py).
 ASKS_COLUMN = ASKS
 REASONS = ("new", "changed", "stale", "failed_retry", "refresh", "escalate", "new_fields")
 #: Reasons that ask a question again on purpose: their files get a run-specific Idempotency-Key.
@@ -86,9 +87,9 @@ class Selection:
     """The SQL of a selection and what it returns.
 
     ``sql`` returns the key columns, the inputs, the input hash (carried in the file, not researched), the key
-    hash, the reason, whether the target already has a row for the key, how many source rows share the key,
-    and whether the row asks its question (:data:`ASKS_COLUMN`). Rows come in key order, except that the rows
-    sharing their inputs follow the first of them (which asks for them all). It returns every row that needs work, and also every row whose key is NULL
+    hash, the reason, whether the target already has a row for the key, and how many source rows share the key.
+    Rows come in key order, except that the rows sharing their inputs follow the first of them (which asks for
+    them all). It returns every row that needs work, and also every row whose key is NULL
     or duplicated (never sent: the reader drops and reports them), so one pass over the source both selects
     and checks keys. ``hashed_sql`` is the source with both hashes, before the join with the target, which
     a resume uses to rebuild a lost file by its key hashes. Parameters are :attr:`params`, in order.
@@ -160,8 +161,10 @@ def build_selection(
     carried as text (:func:`~sixtyfour_sync.warehouse.keytypes.transport_sql`).
 
     Rows that unfinished or held jobs own are left out by the reader (:func:`drop_held`), by key hash.
-    ``bucket`` ``(b, n)`` restricts the selection to the keys that hash to bucket ``b`` of ``n``, so a big
-    source is sorted a bucket at a time (see :func:`bucket_count`).
+    ``bucket`` ``(b, n)`` restricts the selection to the rows whose inputs hash to bucket ``b`` of ``n``, so a
+    big source is sorted a bucket at a time (see :func:`bucket_count`) and the rows sharing their inputs are in
+    the same one. A key the source holds twice with other inputs can then fall in two buckets: the reader is
+    told such keys (:func:`duplicated_keys_sql`)
     """
     q = adapter.quote
     key = list(sync.source.key)
@@ -197,7 +200,7 @@ def build_selection(
         failed_current=failed_current,
         field_stamps=field_stamps,
     )
-    target_sql, on = _target_join(adapter, key, target, target_columns, col, key_types=key_types, bucket=bucket)
+    target_sql, on = _target_join(adapter, key, target, target_columns, col, key_types=key_types)
     exists = f"({first_key} IS NOT NULL)" if first_key != "NULL" else adapter.dialect.false_literal
     joined = (
         f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {exists} AS {q(EXISTS_COLUMN)} "
@@ -216,8 +219,8 @@ def _grouped_sql(
     *,
     where: str,
 ) -> str:
-    """The selection's rows (``rows``, alias ``r``, filtered by ``where``) with :data:`ASKS_COLUMN`, in the order
-    files are written: by the first key of the rows sharing the row's inputs, then by key.
+    """The selection's rows (``rows``, alias ``r``, filtered by ``where``) in the order files are written: by the
+    first key of the rows sharing the row's inputs, then by key.
 
     Rows with a good key are grouped by their input hash: the first of a group (in key order) asks the question,
     the others follow it and take its answer. A row with a NULL or duplicated key (never sent) is a group of its
@@ -231,13 +234,13 @@ def _grouped_sql(
     )
     firsts = [f"__sixtyfour_first_{i}" for i in range(len(key))]
     grouped = (
-        f"SELECT r.*, CASE WHEN ROW_NUMBER() {window} = 1 THEN 1 ELSE 0 END AS {q(ASKS_COLUMN)}"
+        "SELECT r.*"
         + "".join(f", FIRST_VALUE(r.{q(k)}) {window} AS {q(f)}" for k, f in zip(key, firsts, strict=True))
         + f" FROM ({rows}) {adapter.subquery_alias('r')}"
         + (f" WHERE {where}" if where else "")
     )
     columns = [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, REASON_COLUMN, EXISTS_COLUMN]
-    outer = _outer_columns(adapter, "g", [*columns, ASKS_COLUMN], transport)
+    outer = _outer_columns(adapter, "g", columns, transport)
     order = ", ".join(f"g.{q(c)}" for c in [*firsts, *key])
     return f"SELECT {outer} FROM ({grouped}) {adapter.subquery_alias('g')} ORDER BY {order}"
 
@@ -257,7 +260,8 @@ def _hashed_sql(
     row_hash = adapter.row_hash_sql(hashed_inputs or key, alias="c")
     key_hash = adapter.row_hash_sql(key, alias="c")
     inner = strip_sql(source_sql, adapter.dialect.sqlglot)
-    where_bucket = bucket_predicate(adapter, "c", key, bucket)
+    # by the inputs: the rows sharing them (one question) are read in the same bucket
+    where_bucket = bucket_predicate(adapter, "c", hashed_inputs or key, bucket)
     hashed = (
         f"SELECT {key_cols}{input_cols}, {row_hash} AS {q(HASH_COLUMN)}, {key_hash} AS {q(KEY_HASH_COLUMN)}, "
         f"COUNT(*) OVER (PARTITION BY {key_cols}) AS {q(KEY_ROWS_COLUMN)} "
@@ -284,9 +288,8 @@ def _target_join(
     col: Callable[[str], str],
     *,
     key_types: Mapping[str, KeyType] | None,
-    bucket: tuple[int, int] | None,
 ) -> tuple[str, str]:
-    """The target's side of the selection's join (cut to ``bucket`` when given) and the join condition on the key."""
+    """The target's side of the selection's join and the join condition on the key."""
     q = adapter.quote
     on = " AND ".join(
         f"t.{q(k)} = {key_join_sql(adapter, f's.{q(k)}', k, key_types, target_columns)}"
@@ -294,11 +297,7 @@ def _target_join(
         else "FALSE"
         for k in key
     )
-    target_sql = adapter.table_sql(target)
-    t_bucket = bucket_predicate(adapter, "t0", key, bucket)
-    if t_bucket:  # the target's side of the join is cut to the same bucket, so each join stays small
-        target_sql = f"(SELECT * FROM {target_sql} {adapter.subquery_alias('t0')} WHERE {t_bucket})"
-    return target_sql, on
+    return adapter.table_sql(target), on
 
 
 def _reason_sql(
@@ -505,6 +504,18 @@ def drop_held(batch: pa.RecordBatch, held: pa.Array | None) -> pa.RecordBatch:
 def keep_keys(batch: pa.RecordBatch, keys: pa.Array) -> pa.RecordBatch:
     """``batch``'s rows whose key prefix is among ``keys``."""
     return batch.filter(pc.is_in(key_prefix(batch.column(KEY_HASH_COLUMN)), value_set=keys))
+
+
+def duplicated_keys_sql(adapter: Adapter, selection: Selection, source_sql: str) -> str:
+    """The key hashes the source holds more than once (one GROUP BY over the source), for a selection read in
+    buckets: a key held twice with other inputs is in two buckets, where each counts it once."""
+    q = adapter.quote
+    cols = ", ".join(f"c.{q(k, what='key column')}" for k in selection.key)
+    inner = strip_sql(source_sql, adapter.dialect.sqlglot)
+    return (
+        f"SELECT {adapter.row_hash_sql(selection.key, alias='c')} FROM ({inner}) {adapter.subquery_alias('c')} "
+        f"GROUP BY {cols} HAVING COUNT(*) > 1"
+    )
 
 
 def count_questions_sql(adapter: Adapter, selection: Selection, limit: int | None = None) -> str:

@@ -73,6 +73,10 @@ class SyncPlan:
     definition: str = ""
     #: The steps a run takes, in order (the sync's own pass first).
     steps: list[StepPlan] = field(default_factory=list)
+    #: The distinct questions among the rows (rows sharing their inputs ask one), and the rows that take the
+    #: answer of another (sent in no file, paid once): the estimate prices the questions. None: not counted.
+    questions: int | None = None
+    rows_deduplicated: int = 0
 
     @property
     def rows(self) -> int:

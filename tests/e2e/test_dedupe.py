@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -155,21 +154,20 @@ def test_a_big_source_read_in_buckets_still_asks_each_question_once(
 def test_plan_counts_rows_and_questions_and_prices_the_questions(project: E2EProject, wh: Warehouse) -> None:
     setup_leads(wh, 50)
     add_copies(wh, 25, of=50, start=701)
+    project.write_model(extra="budget:\n  price_cents_per_row: 2\n")
     out = run_cli(project, "plan", "--log-format", "json")
     assert out.returncode == 0, out.stdout + out.stderr
-    plan = _plan_json(out.stdout)
-    (sync,) = plan["syncs"]
-    assert sync["rows"] == 75 and sync["questions"] == 50
-    assert sync["rows_deduplicated"] == 25
+    (sync,) = _plan_json(out.stdout)["plans"]
+    assert sync["rows"] == 75 and sync["questions"] == 50 and sync["rows_deduplicated"] == 25
+    assert sync["price_cents_per_row"] == 2 and sync["estimated_cost_cents"] == pytest.approx(100)
+    text = run_cli(project, "plan")
+    assert "75 row(s) ask 50 question(s)" in " ".join(text.stdout.split()), text.stdout
 
 
 def _plan_json(stdout: str) -> dict[str, Any]:
     for line in stdout.splitlines():
-        if line.startswith("{") and '"syncs"' in line:
+        if line.startswith("{") and '"plans"' in line:
             data: dict[str, Any] = json.loads(line)
             return data
     raise AssertionError(stdout)
 
-
-def _files(project: E2EProject) -> list[Path]:
-    return sorted((project.dir / "target").rglob("*.jsonl"))

@@ -225,4 +225,4 @@ class ResumeSteps(RunnerBase):
 
 def _answers_more_than_it_sent(stored: pa.Table, file_rows: int) -> bool:
     """Whether a job answers more keys than its file holds rows (keys sharing their inputs asked once)."""
-    return stored.num_rows > file_rows > 0
+    return bool(stored.num_rows > file_rows > 0)

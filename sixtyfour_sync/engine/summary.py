@@ -189,6 +189,8 @@ class SyncResult:
     #: Rows answered by a shared question: rows whose inputs another selected row shares, which asked once
     #: for them all (each key gets the answer; the question is paid once).
     rows_deduplicated: int = 0
+    #: What those rows would have cost asked one by one, at what this run's questions cost per row.
+    saved_cents: float = 0.0
     #: ``target.on_source_delete``: target rows whose key left the source, flagged (or deleted) in this run,
     #: and flagged rows whose key came back.
     rows_source_deleted: int = 0
@@ -245,7 +247,7 @@ class SyncResult:
         self.charged_later_cents = own.charged_later_cents
         self.replays, self.replayed_rows = own.replays, own.replayed_rows
         self.incomplete_rows, self.rows_quarantined = own.incomplete_rows, own.rows_quarantined
-        self.rows_deduplicated = own.rows_deduplicated
+        self.rows_deduplicated, self.saved_cents = own.rows_deduplicated, own.saved_cents
         self.filled, self.gated = dict(own.filled), dict(own.gated)
         self.rows_released = acc.rows_released
         self.rows_source_deleted, self.rows_source_restored = acc.rows_source_deleted, acc.rows_source_restored
@@ -337,6 +339,7 @@ class SyncResult:
             "incomplete_rows": self.incomplete_rows,
             "rows_quarantined": self.rows_quarantined,
             "rows_deduplicated": self.rows_deduplicated,
+            "saved_cents": self.saved_cents,
             "rows_unsent": self.rows_unsent,
             "rows_released": self.rows_released,
             "rows_source_deleted": self.rows_source_deleted,

@@ -17,6 +17,7 @@ import pytest
 from sixtyfour_sync import commands as api
 from sixtyfour_sync.emulator import Emulator
 from tests.e2e.conftest import E2EProject, run_cli
+from tests.e2e.views import assert_views_agree, human_summary
 from tests.e2e.warehouses import Warehouse, setup_leads
 
 #: The answer columns and bookkeeping a key shares with the row that asked for it.
@@ -71,7 +72,12 @@ def test_rows_sharing_their_inputs_are_asked_once_and_every_key_gets_the_answer(
     jobs = wh.jobs("rows, rows_merged, rows_deduplicated")
     assert sum(r[0] for r in jobs) == 70 and sum(r[1] for r in jobs) == 100 and sum(r[2] for r in jobs) == 30
     assert all(r[0] <= 16 for r in jobs)
-    # every view shows it: the JSON summary of the CLI too
+    # every view shows the same numbers (summary, JSON, artifact, Dagster metadata, status, report)
+    numbers = assert_views_agree(project, result)
+    assert numbers["rows_deduplicated"] == 30 and numbers["saved_cents"] == pytest.approx(30 * price(emu))
+    assert "30 row(s) answered by a shared question" in human_summary(result)
+    status = run_cli(project, "status")
+    assert status.returncode == 0 and "shared" in status.stdout, status.stdout
     again = run_cli(project, "run", "--yes", "--log-format", "json")
     assert again.returncode == 0, again.stdout + again.stderr
     assert rows_at(emu) == 70  # nothing new: nothing asked
@@ -170,4 +176,3 @@ def _plan_json(stdout: str) -> dict[str, Any]:
             data: dict[str, Any] = json.loads(line)
             return data
     raise AssertionError(stdout)
-

@@ -273,6 +273,15 @@ class Tally:
             self.gated[f] = self.gated.get(f, 0) + n
 
     @property
+    def saved_cents(self) -> float:
+        """What the rows answered by a shared question would have cost asked one by one: at what the questions
+        cost here (charged, else estimated) per row sent."""
+        if not self.rows_deduplicated or not self.rows_sent:
+            return 0.0
+        paid = self.charged_cents + self.charged_later_cents or self.estimated_cost_cents
+        return round(self.rows_deduplicated * paid / self.rows_sent, 4)
+
+    @property
     def fill_rate(self) -> dict[str, float]:
         """Share of this tally's answers (rows answered) with a value, per field."""
         if not self.returned:
@@ -286,6 +295,7 @@ class Tally:
             "rows_enriched": self.rows_enriched,
             "rows_failed": self.rows_failed + self.rows_not_returned,
             "rows_deduplicated": self.rows_deduplicated,
+            "saved_cents": self.saved_cents,
             "returned": self.returned,
             "filled": dict(self.filled),
             "fill_rate": {k: round(v, 4) for k, v in self.fill_rate.items()},
@@ -348,6 +358,8 @@ class RunAccount:
             "rows_failed": self.total("rows_failed"),
             "rows_not_returned": self.total("rows_not_returned"),
             "rows_unexpected": self.total("rows_unexpected"),
+            "rows_deduplicated": self.total("rows_deduplicated"),
+            "saved_cents": self.total("saved_cents"),
             "jobs": self.total("jobs"),
             "jobs_resumed": sum(s.resumed.jobs for s in self.syncs.values()),
             "estimated_cost_cents": self.total("estimated_cost_cents"),

@@ -45,6 +45,9 @@ _RUN_COLUMNS = [
     Column("rows_failed", B),
     Column("rows_not_returned", B),
     Column("rows_unexpected", B),
+    #: Rows answered by a shared question (asked once for rows sharing their inputs), and what that saved.
+    Column("rows_deduplicated", B),
+    Column("saved_cents", D),
     Column("jobs", B),
     Column("jobs_resumed", B),
     Column("estimated_cost_cents", D),

@@ -23,6 +23,7 @@ from sixtyfour_sync.engine.ledger.store import Ledger
 from sixtyfour_sync.engine.plan.columns import owned_columns, resolve_inputs, resolve_key_types, target_ref
 from sixtyfour_sync.engine.plan.escalation import plan_escalation
 from sixtyfour_sync.engine.plan.prices import Price, resolve_price
+from sixtyfour_sync.engine.plan.questions import count_questions, priced_by_questions
 from sixtyfour_sync.engine.rows.extract import ScanStats, denormalize, missing_key
 from sixtyfour_sync.engine.rows.select import (
     KEY_ROWS_COLUMN,
@@ -37,7 +38,6 @@ from sixtyfour_sync.engine.rows.select import (
 )
 from sixtyfour_sync.engine.steps.field_changes import FieldChanges, field_changes
 from sixtyfour_sync.engine.steps.new_fields import field_steps
-from sixtyfour_sync.engine.plan.questions import count_questions, priced_by_questions
 from sixtyfour_sync.engine.summary import StepPlan, SyncPlan
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.keytypes import KeyType

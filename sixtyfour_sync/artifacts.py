@@ -108,7 +108,12 @@ def plan_results(plans: Sequence[SyncPlan]) -> list[dict[str, Any]]:
             "tier": p.tier,
             "target": p.target,
             "target_exists": p.target_exists,
-            "rows": {"selected": p.rows, "by_reason": dict(p.rows_by_reason)},
+            "rows": {
+                "selected": p.rows,
+                "by_reason": dict(p.rows_by_reason),
+                "questions": p.questions,
+                "deduplicated": p.rows_deduplicated,
+            },
             "files": p.files,
             "chunk_rows": p.chunk_rows,
             "price_cents_per_row": p.price_cents_per_row,

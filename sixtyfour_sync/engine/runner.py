@@ -210,6 +210,7 @@ class SyncRunner(TargetSteps, ResumeSteps, SubmitSteps):
                 failed_current=failed_current,
                 field_stamps=self.field_stamps,
                 key_types=ctx.key_specs,
+                group_questions=self.group_questions,
             )
             for b in range(buckets)
         ]

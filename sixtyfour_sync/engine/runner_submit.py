@@ -25,6 +25,8 @@ from sixtyfour_sync.engine.rows.select import (
     Selection,
     bucket_count,
     duplicated_keys_sql,
+    inputs_repeat_sql,
+    questions_may_repeat,
     sent_rows,
 )
 from sixtyfour_sync.engine.runner_base import SENT_SUFFIX, RunnerBase, S, _any_true, asked_hash
@@ -50,6 +52,7 @@ class SubmitSteps(RunnerBase):
             if not self.result.jobs:
                 self.result.status = "nothing_to_do"
             return
+        self.group_questions = self._questions_may_repeat()
         selections = self._selections(buckets=bucket_count(a, source_rows))
         held = ctx.ledger.held_keys(ctx.name, sorted(HOLDS_ROWS), ctx.target_id) if ctx.ledger.exists() else None
         self.scan = ScanStats(tuple(spec.source.key), source_rows=source_rows)
@@ -78,9 +81,22 @@ class SubmitSteps(RunnerBase):
         self._loop()
         self._scan_done()
 
+    def _questions_may_repeat(self) -> bool:
+        """Whether two source rows may share their inputs (one question): asked of the warehouse where its cheap
+        hash tells (one pass), else assumed. When none can, the selection keeps its plain key order."""
+        ctx = self.ctx
+        if not questions_may_repeat(ctx.spec, self.inputs):
+            return False
+        sql = inputs_repeat_sql(ctx.adapter, self.inputs, self.source_sql)
+        if not sql:
+            return True
+        with ctx.adapter.session() as s:
+            row = s.fetchone(sql)
+        return bool(row and row[0])
+
     def _duplicated_keys(self, selections: list[Selection]) -> pa.Array | None:
-        """For a selection read in buckets (by the rows' inputs), the keys the whole source holds more than once."""
-        if len(selections) <= 1:
+        """For a selection read in buckets by the rows' inputs, the keys the whole source holds more than once."""
+        if len(selections) <= 1 or not self.group_questions:
             return None
         a = self.ctx.adapter
         with a.session() as s:

@@ -166,8 +166,11 @@ def test_plan_counts_rows_and_questions_and_prices_the_questions(project: E2EPro
     (sync,) = _plan_json(out.stdout)["plans"]
     assert sync["rows"] == 75 and sync["questions"] == 50 and sync["rows_deduplicated"] == 25
     assert sync["price_cents_per_row"] == 2 and sync["estimated_cost_cents"] == pytest.approx(100)
-    text = run_cli(project, "plan")
+    text = run_cli(project, "plan", "--preview", "60")
     assert "75 row(s) ask 50 question(s)" in " ".join(text.stdout.split()), text.stdout
+    # the preview is the file a run sends: one row per question
+    rows = (project.dir / "target" / "sixtyfour_preview" / "enrich_leads" / "rows.jsonl").read_text().splitlines()
+    assert len(rows) == 50 and max(json.loads(r)["lead_id"] for r in rows) == 50
 
 
 def _plan_json(stdout: str) -> dict[str, Any]:

@@ -56,7 +56,9 @@ __all__ = [
     "count_questions_sql",
     "drop_held",
     "duplicated_keys_sql",
+    "inputs_repeat_sql",
     "keep_keys",
+    "questions_may_repeat",
     "rebuild_sql",
     "source_relation_sql",
     "stamp_counts_sql",
@@ -153,6 +155,7 @@ def build_selection(
     failed_current: Sequence[str] = (),
     field_stamps: Sequence[str] | None = None,
     key_types: Mapping[str, KeyType] | None = None,
+    group_questions: bool = True,
 ) -> Selection:
     """The selection query for a sync (``target_columns`` None: the target table does not exist yet).
 
@@ -164,11 +167,14 @@ def build_selection(
     ``bucket`` ``(b, n)`` restricts the selection to the rows whose inputs hash to bucket ``b`` of ``n``, so a
     big source is sorted a bucket at a time (see :func:`bucket_count`) and the rows sharing their inputs are in
     the same one. A key the source holds twice with other inputs can then fall in two buckets: the reader is
-    told such keys (:func:`duplicated_keys_sql`)
+    told such keys (:func:`duplicated_keys_sql`).
+
+    ``group_questions`` False (no two source rows share their inputs: :func:`inputs_repeat_sql`): the rows come
+    in key order, and buckets are cut by key on both sides of the join, which costs less.
     """
     q = adapter.quote
     key = list(sync.source.key)
-    hashed, inputs = _hashed_sql(adapter, key, inputs, source_sql=source_sql, bucket=bucket)
+    hashed, inputs = _hashed_sql(adapter, key, inputs, source_sql=source_sql, bucket=bucket, by_inputs=group_questions)
     out_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN])
     transport = _transport(adapter, key, key_types)
     bad_key = " OR ".join([f"r.{q(KEY_ROWS_COLUMN)} <> 1", *(f"r.{q(k)} IS NULL" for k in key)])
@@ -181,7 +187,7 @@ def build_selection(
             f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {adapter.dialect.false_literal} AS "
             f"{q(EXISTS_COLUMN)} FROM ({hashed}) {adapter.subquery_alias('s')}"
         )
-        sql = _grouped_sql(adapter, rows, key, inputs, transport, where="")
+        sql = _grouped_sql(adapter, rows, key, inputs, transport, where="", group=group_questions)
         return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
 
     col = _target_column(adapter, target_columns)
@@ -200,13 +206,16 @@ def build_selection(
         failed_current=failed_current,
         field_stamps=field_stamps,
     )
-    target_sql, on = _target_join(adapter, key, target, target_columns, col, key_types=key_types)
+    target_sql, on = _target_join(
+        adapter, key, target, target_columns, col, key_types=key_types, bucket=None if group_questions else bucket
+    )
     exists = f"({first_key} IS NOT NULL)" if first_key != "NULL" else adapter.dialect.false_literal
     joined = (
         f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {exists} AS {q(EXISTS_COLUMN)} "
         f"FROM ({hashed}) {adapter.subquery_alias('s')} LEFT JOIN {target_sql} t ON {on}"
     )
-    sql = _grouped_sql(adapter, joined, key, inputs, transport, where=f"r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key}")
+    where = f"r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key}"
+    sql = _grouped_sql(adapter, joined, key, inputs, transport, where=where, group=group_questions)
     return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
 
 
@@ -218,15 +227,22 @@ def _grouped_sql(
     transport: Sequence[tuple[str, str]],
     *,
     where: str,
+    group: bool = True,
 ) -> str:
     """The selection's rows (``rows``, alias ``r``, filtered by ``where``) in the order files are written: by the
     first key of the rows sharing the row's inputs, then by key.
 
     Rows with a good key are grouped by their input hash: the first of a group (in key order) asks the question,
     the others follow it and take its answer. A row with a NULL or duplicated key (never sent) is a group of its
-    own key, so the rows of one key stay together, as the key checks read them.
+    own key, so the rows of one key stay together, as the key checks read them. ``group`` False: key order.
     """
     q = adapter.quote
+    columns = [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, REASON_COLUMN, EXISTS_COLUMN]
+    if not group:
+        outer = _outer_columns(adapter, "r", columns, transport)
+        order = ", ".join(f"r.{q(k)}" for k in key)
+        filtered = f" WHERE {where}" if where else ""
+        return f"SELECT {outer} FROM ({rows}) {adapter.subquery_alias('r')}{filtered} ORDER BY {order}"
     good = " AND ".join([f"r.{q(KEY_ROWS_COLUMN)} = 1", *(f"r.{q(k)} IS NOT NULL" for k in key)])
     window = (
         f"OVER (PARTITION BY CASE WHEN {good} THEN r.{q(HASH_COLUMN)} ELSE r.{q(KEY_HASH_COLUMN)} END "
@@ -239,14 +255,19 @@ def _grouped_sql(
         + f" FROM ({rows}) {adapter.subquery_alias('r')}"
         + (f" WHERE {where}" if where else "")
     )
-    columns = [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, REASON_COLUMN, EXISTS_COLUMN]
     outer = _outer_columns(adapter, "g", columns, transport)
     order = ", ".join(f"g.{q(c)}" for c in [*firsts, *key])
     return f"SELECT {outer} FROM ({grouped}) {adapter.subquery_alias('g')} ORDER BY {order}"
 
 
 def _hashed_sql(
-    adapter: Adapter, key: list[str], inputs: Sequence[str], *, source_sql: str, bucket: tuple[int, int] | None
+    adapter: Adapter,
+    key: list[str],
+    inputs: Sequence[str],
+    *,
+    source_sql: str,
+    bucket: tuple[int, int] | None,
+    by_inputs: bool = True,
 ) -> tuple[str, list[str]]:
     """The source's rows (of ``bucket`` when given) with their row hash, key hash and count of rows per key,
     and the inputs that travel beside the key (a key column that is also an input travels once, as the key)."""
@@ -261,7 +282,7 @@ def _hashed_sql(
     key_hash = adapter.row_hash_sql(key, alias="c")
     inner = strip_sql(source_sql, adapter.dialect.sqlglot)
     # by the inputs: the rows sharing them (one question) are read in the same bucket
-    where_bucket = bucket_predicate(adapter, "c", hashed_inputs or key, bucket)
+    where_bucket = bucket_predicate(adapter, "c", (hashed_inputs or key) if by_inputs else key, bucket)
     hashed = (
         f"SELECT {key_cols}{input_cols}, {row_hash} AS {q(HASH_COLUMN)}, {key_hash} AS {q(KEY_HASH_COLUMN)}, "
         f"COUNT(*) OVER (PARTITION BY {key_cols}) AS {q(KEY_ROWS_COLUMN)} "
@@ -288,8 +309,9 @@ def _target_join(
     col: Callable[[str], str],
     *,
     key_types: Mapping[str, KeyType] | None,
+    bucket: tuple[int, int] | None = None,
 ) -> tuple[str, str]:
-    """The target's side of the selection's join and the join condition on the key."""
+    """The target's side of the selection's join (cut to the key ``bucket`` when given) and the join condition."""
     q = adapter.quote
     on = " AND ".join(
         f"t.{q(k)} = {key_join_sql(adapter, f's.{q(k)}', k, key_types, target_columns)}"
@@ -297,7 +319,11 @@ def _target_join(
         else "FALSE"
         for k in key
     )
-    return adapter.table_sql(target), on
+    target_sql = adapter.table_sql(target)
+    t_bucket = bucket_predicate(adapter, "t0", key, bucket)
+    if t_bucket:  # the target's side of the join is cut to the same bucket, so each join stays small
+        target_sql = f"(SELECT * FROM {target_sql} {adapter.subquery_alias('t0')} WHERE {t_bucket})"
+    return target_sql, on
 
 
 def _reason_sql(
@@ -504,6 +530,24 @@ def drop_held(batch: pa.RecordBatch, held: pa.Array | None) -> pa.RecordBatch:
 def keep_keys(batch: pa.RecordBatch, keys: pa.Array) -> pa.RecordBatch:
     """``batch``'s rows whose key prefix is among ``keys``."""
     return batch.filter(pc.is_in(key_prefix(batch.column(KEY_HASH_COLUMN)), value_set=keys))
+
+
+def questions_may_repeat(sync: SyncSpec, inputs: Sequence[str]) -> bool:
+    """Whether two rows of the sync can ask the same question: not when the inputs hashed include a key column
+    (or are the key), which tells every row apart."""
+    lower_key = {k.lower() for k in sync.source.key}
+    return bool(inputs) and not any(c.lower() in lower_key for c in inputs)
+
+
+def inputs_repeat_sql(adapter: Adapter, inputs: Sequence[str], source_sql: str) -> str:
+    """``SELECT`` how many source rows may repeat another's inputs, by the dialect's cheap hash (rows with
+    distinct hashes have distinct inputs; 0: none does); "" where the dialect has no cheap hash."""
+    template = adapter.dialect.bucket_hash
+    if template is None or not inputs:
+        return ""
+    cols = ", ".join(f"c.{adapter.quote(c, what='source column')}" for c in inputs)
+    inner = strip_sql(source_sql, adapter.dialect.sqlglot)
+    return f"SELECT COUNT(*) - COUNT(DISTINCT {template.format(cols)}) FROM ({inner}) {adapter.subquery_alias('c')}"
 
 
 def duplicated_keys_sql(adapter: Adapter, selection: Selection, source_sql: str) -> str:

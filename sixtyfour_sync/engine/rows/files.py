@@ -167,7 +167,8 @@ class _Writer:
         try:
             meta = self.describe(table) if self.describe is not None else {}
             flag = asking(table, self.asks)
-            asked = table.filter(flag) if flag is not None else table
+            # a copy only when some rows follow another's question (most files: every row asks)
+            asked = table.filter(flag) if flag is not None and not pc.all(flag).as_py() else table
             questions = asked.num_rows
             sent = asked.select([n for n in table.column_names if n not in self.drop and n != self.asks])
             name = f"chunk_{uuid.uuid4().hex[:12]}"

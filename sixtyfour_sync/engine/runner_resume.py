@@ -167,7 +167,9 @@ class ResumeSteps(RunnerBase):
         keys = ctx.ledger.job_keys(t.job_id).column("key").combine_chunks()
         chunk = None
         if len(keys):
-            chunk = rebuild_file(ctx.adapter, selection, keys, out_dir=ctx.files_dir, prefix=ctx.name)
+            chunk = rebuild_file(
+                ctx.adapter, selection, keys, out_dir=ctx.files_dir, prefix=ctx.name, file_rows=t.job.rows
+            )
         if chunk is None:
             d.move(
                 t, S.ABANDONED, error="the file is not on this machine and none of its rows is in the source any more"

@@ -354,16 +354,23 @@ def rebuild_file(
     *,
     out_dir: Path,
     prefix: str,
+    file_rows: int | None = None,
 ) -> ChunkFile | None:
     """Rebuild a lost file from the source rows whose key prefixes the ledger kept; None when none are left.
 
     The ledger keeps every key the job answers: the first of the keys sharing their inputs asked the question
-    (in key order, as the selection chose it), the others follow it and are not written."""
+    (in key order, as the selection chose it), the others follow it and are not written. A job whose file held
+    as many rows (``file_rows``) as it kept keys had every row ask (a file written before rows sharing their
+    inputs were asked once holds them all)."""
     batches = [keep_keys(denormalize(adapter, b), keys) for b in adapter.stream(rebuild_sql(adapter, selection))]
     found = [b for b in batches if b.num_rows]
     if not found:
         return None
-    rows = first_of_each_question(pa.Table.from_batches(found))
+    rows = pa.Table.from_batches(found)
+    if file_rows is not None and file_rows == len(keys):
+        rows = rows.append_column(ASKS_COLUMN, pa.repeat(pa.scalar(True), rows.num_rows))
+    else:
+        rows = first_of_each_question(rows)
     keep = [*selection.key, KEY_HASH_COLUMN, HASH_COLUMN, ASKS_COLUMN]
     files = list(
         write_chunks(

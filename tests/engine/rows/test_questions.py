@@ -195,3 +195,41 @@ def test_the_selection_puts_the_rows_sharing_inputs_after_the_first_of_them(tmp_
             assert tuple(s.fetchone(count_questions_sql(adapter, sel)) or ()) == (5, 3)
     finally:
         adapter.close()
+
+
+def test_a_rebuilt_file_asks_once_per_question_unless_its_job_had_every_row_ask(tmp_path: Path) -> None:
+    """A job's file held one row per question; a job written before that held every row: each is rebuilt as
+    it was, by the number of rows its file held against the keys the ledger kept."""
+    from sixtyfour_sync.config.models import SyncSpec
+    from sixtyfour_sync.config.profiles import parse_target_config
+    from sixtyfour_sync.engine.ledger.rowkeys import key_prefix
+    from sixtyfour_sync.engine.rows.extract import rebuild_file
+    from sixtyfour_sync.engine.rows.select import build_selection, rebuild_sql
+    from sixtyfour_sync.warehouse.duckdb import DuckDBAdapter
+    from sixtyfour_sync.warehouse.types import TableRef
+
+    spec = SyncSpec.model_validate(
+        {
+            "name": "s",
+            "endpoint": "people",
+            "source": {"table": "src", "key": "id", "columns": ["name"]},
+            "struct": {"email": "Email"},
+            "target": {"table": "out"},
+        }
+    )
+    adapter = DuckDBAdapter(parse_target_config({"type": "duckdb", "path": str(tmp_path / "w.duckdb")}))
+    try:
+        with adapter.session() as s:
+            s.execute("CREATE TABLE src (id INTEGER, name VARCHAR)")
+            s.execute("INSERT INTO src VALUES (3, 'x'), (1, 'y'), (2, 'x')")
+        sel = build_selection(adapter, spec, source_sql="SELECT * FROM src", inputs=["name"],
+                              target=TableRef("out", "main"), target_columns=None, spec_hash="h")  # fmt: skip
+        hashes = pa.concat_arrays([b.column(KEY_HASH_COLUMN) for b in adapter.stream(rebuild_sql(adapter, sel))])
+        keys = key_prefix(hashes)
+        once = rebuild_file(adapter, sel, keys, out_dir=tmp_path / "a", prefix="s", file_rows=2)
+        every = rebuild_file(adapter, sel, keys, out_dir=tmp_path / "b", prefix="s", file_rows=3)
+        assert once is not None and every is not None
+        assert [json.loads(line)["id"] for line in once.path.read_text().splitlines()] == [1, 2]
+        assert [json.loads(line)["id"] for line in every.path.read_text().splitlines()] == [1, 2, 3]
+    finally:
+        adapter.close()

@@ -50,8 +50,9 @@ def by_key(wh: Warehouse) -> dict[int, tuple[Any, ...]]:
 
 
 def test_rows_sharing_their_inputs_are_asked_once_and_every_key_gets_the_answer(
-    project: E2EProject, wh: Warehouse, api_key: str
+    project: E2EProject, wh3: Warehouse, api_key: str
 ) -> None:
+    wh = wh3  # DuckDB, PostgreSQL and MariaDB (the window that groups the rows is each dialect's)
     setup_leads(wh, 70)
     origin = add_copies(wh, 30, of=70, start=1001)  # 30% of the 100 rows share their inputs with another
     project.write_model(chunk_rows=16)  # the rows of one question stay in one file across file boundaries
@@ -69,7 +70,7 @@ def test_rows_sharing_their_inputs_are_asked_once_and_every_key_gets_the_answer(
         assert target[new] == target[old], (new, old)  # the same answer, the same bookkeeping
     assert {r[4] for r in target.values()} <= {"enriched", "failed"}
     # each file holds every key of its questions: no question was asked in two files
-    jobs = wh.jobs("rows, rows_merged, rows_deduplicated")
+    jobs = wh.jobs('"rows", rows_merged, rows_deduplicated')
     assert sum(r[0] for r in jobs) == 70 and sum(r[1] for r in jobs) == 100 and sum(r[2] for r in jobs) == 30
     assert all(r[0] <= 16 for r in jobs)
     # every view shows the same numbers (summary, JSON, artifact, Dagster metadata, status, report)
@@ -179,3 +180,15 @@ def _plan_json(stdout: str) -> dict[str, Any]:
             data: dict[str, Any] = json.loads(line)
             return data
     raise AssertionError(stdout)
+
+
+def test_refresh_limit_counts_the_rows_sent_each_with_every_key_it_answers(
+    project: E2EProject, wh: Warehouse, api_key: str
+) -> None:
+    setup_leads(wh, 20)
+    add_copies(wh, 20, of=20, start=201)  # every question has two keys, far apart in key order
+    project.write_model(extra="  limit: 5\n")
+    result = api.run(project.dir, api_key=api_key, api_url=project.url, env=project.env)
+    s = result.syncs[0]
+    assert rows_at(project.emulator) == 5 and s.rows_sent == 5
+    assert s.rows_merged == 10 and s.rows_deduplicated == 5  # no question left half asked for the next run

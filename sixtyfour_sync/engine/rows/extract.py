@@ -297,17 +297,19 @@ class Producer:
                 batch = mark_duplicated(denormalize(adapter, raw), self._duplicated)
                 batch = self.stats.skip_repeated(self.stats.skip_bad_keys(batch))
                 batch = self.questions.pair(drop_held(batch, self._held))
-                if left is not None and batch.num_rows >= left:
-                    batch = batch.slice(0, left)
-                    self.stats.limited = True
+                done = False
+                if left is not None:  # the limit counts the rows sent: questions, each with every key it answers
+                    starts = pc.indices_nonzero(batch.column(ASKS_COLUMN))
+                    if left < len(starts):
+                        batch = batch.slice(0, int(starts[left].as_py()))
+                        self.stats.limited, done = True, True
+                    left -= min(left, len(starts))
                 self.stats.count(batch)
                 self._events.put(RowsScanned(raw.num_rows))
                 if batch.num_rows:
                     yield batch
-                if left is not None:
-                    left -= batch.num_rows
-                    if left <= 0:
-                        return
+                if done:
+                    return
 
     def _run(self) -> None:
         adapter = self._factory()

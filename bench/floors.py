@@ -98,7 +98,7 @@ def _jsonl_parts(rows: int, out: Path) -> list[Path]:
     import duckdb
 
     con = duckdb.connect(":memory:")
-    source = st.SOURCE_SELECT.format(rows=rows)
+    source = st.source_select(rows)
     parts = []
     for i, start in enumerate(range(0, rows, FILE_ROWS)):
         part = out / f"upload-{i:04d}.jsonl"

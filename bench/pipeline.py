@@ -95,14 +95,15 @@ def stop_emulator(proc: subprocess.Popen[str]) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------- data
 
 
-def make_source(backend: str, rows: int, work: Path) -> dict[str, Any]:
-    """The source table of ``rows`` leads: a DuckDB file, or a PostgreSQL schema."""
+def make_source(backend: str, rows: int, work: Path, dup_share: float = 0.0) -> dict[str, Any]:
+    """The source table of ``rows`` leads (``dup_share`` of them sharing their inputs with another): a DuckDB
+    file, or a PostgreSQL schema."""
     if backend == "duckdb":
         import duckdb
 
-        db = work / f"base-{rows}.duckdb"
+        db = work / f"base-{rows}-{dup_share:g}.duckdb"
         con = duckdb.connect(str(db))
-        con.execute(f"CREATE TABLE leads AS {st.SOURCE_SELECT.format(rows=rows)}")
+        con.execute(f"CREATE TABLE leads AS {st.source_select(rows, dup_share)}")
         con.close()
         return {"db": str(db), "source": "leads"}
     import psycopg
@@ -110,7 +111,7 @@ def make_source(backend: str, rows: int, work: Path) -> dict[str, Any]:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(st.PG_DSN, autocommit=True) as con:
         con.execute(f'CREATE SCHEMA "{schema}"')
-        con.execute(f'CREATE TABLE "{schema}".leads AS {st.PG_SOURCE_SELECT.format(rows=rows)}')
+        con.execute(f'CREATE TABLE "{schema}".leads AS {st.source_select(rows, dup_share, postgres=True)}')
         con.execute(f'ALTER TABLE "{schema}".leads ADD PRIMARY KEY (lead_id)')
         con.execute(f'VACUUM ANALYZE "{schema}".leads')
     return {"schema": schema, "source": f'"{schema}".leads'}
@@ -157,7 +158,7 @@ def result_files(rows: int, work: Path) -> list[str]:
         with httpx.Client(base_url=url, headers={"x-api-key": st.API_KEY}, timeout=600) as http:
             for i, start in enumerate(range(0, rows, 100_000)):
                 part = out / f"part-{i:04d}.jsonl"
-                select = st.SOURCE_SELECT.format(rows=rows)
+                select = st.source_select(rows)
                 con.execute(
                     f"COPY (SELECT lead_id, {', '.join(st.COLUMNS)} FROM ({select}) "
                     f"WHERE lead_id > {start} AND lead_id <= {start + 100_000}) TO '{part}' (FORMAT json)"
@@ -281,26 +282,38 @@ def measure_refresh(
 def _fmt(r: dict[str, Any]) -> str:
     excl = f"{r['rows_per_s_excl_api']:>10,}" if r.get("rows_per_s_excl_api") else f"{'':>10}"
     return (
-        f"{r['backend']:8} {r['rows']:>9,} {r['thing']:7} {r['wall_s']:8.2f} {r['cpu_s']:8.2f} "
+        f"{r['backend']:8} {r['rows']:>9,} {r['thing'] + _dup(r):10} {r['wall_s']:8.2f} {r['cpu_s']:8.2f} "
         f"{r['peak_rss_mb']:8.1f} {r['rows_per_s']:>9,} {excl} {r['api_s']:7.2f} "
         f"{r.get('emulator_cpu_s', 0):7.2f} {r.get('emulator_peak_rss_mb', 0):7.1f} "
         f"{r['load_avg_start']:5.2f}/{r['load_avg_end']:<5.2f}"
     )
 
 
+def _dup(r: dict[str, Any]) -> str:
+    """`` dup30%`` for a source where 30% of the rows share their inputs with another."""
+    return f" dup{r['dup_share']:.0%}" if r.get("dup_share") else ""
+
+
 HEADER = (
-    f"{'backend':8} {'rows':>9} {'thing':7} {'wall s':>8} {'CPU s':>8} {'RSS MB':>8} {'rows/s':>9} "
+    f"{'backend':8} {'rows':>9} {'thing':10} {'wall s':>8} {'CPU s':>8} {'RSS MB':>8} {'rows/s':>9} "
     f"{'excl. API':>10} {'API s':>7} {'emu CPU':>7} {'emu MB':>7} {'load':>11}"
 )
 
 
 def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """engine/raw (wall, CPU) and script/engine (wall) per backend and size."""
+    """engine/raw (wall, CPU) and script/engine (wall) per backend and size; with ``--dup-share``, the engine on
+    a source whose rows share their inputs against the engine on one whose rows do not (CPU, peak RSS)."""
     out = []
     keys = sorted({(r["backend"], r["rows"]) for r in results})
     for backend, rows in keys:
-        by = {r["thing"]: r for r in results if r["backend"] == backend and r["rows"] == rows}
+        here = [r for r in results if r["backend"] == backend and r["rows"] == rows]
+        by = {r["thing"]: r for r in here if not r.get("dup_share")}
         entry: dict[str, Any] = {"backend": backend, "rows": rows}
+        for dup in (r for r in here if r.get("dup_share") and r["thing"] == "engine"):
+            if "engine" in by:
+                name = f"engine_dup{round(dup['dup_share'] * 100)}_over_engine"
+                entry[f"{name}_cpu"] = round(dup["cpu_s"] / by["engine"]["cpu_s"], 3)
+                entry[f"{name}_rss"] = round(dup["peak_rss_mb"] / by["engine"]["peak_rss_mb"], 3)
         if "engine" in by and "raw" in by:
             entry["engine_over_raw_wall"] = round(by["engine"]["wall_s"] / by["raw"]["wall_s"], 2)
             entry["engine_over_raw_cpu"] = round(by["engine"]["cpu_s"] / by["raw"]["cpu_s"], 2)
@@ -352,6 +365,13 @@ def main() -> None:
         default=None,
         help="the engine's DuckDB profile gets settings: {memory_limit: ...} (default: the adapter's own cap)",
     )
+    parser.add_argument(
+        "--dup-share",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="share of source rows whose inputs repeat another row's (asked once); several values: one source each",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -367,8 +387,8 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     try:
         for backend in args.backends:
-            for rows in sorted(args.rows):
-                source = make_source(backend, rows, work)
+            for rows, dup in [(r, d) for r in sorted(args.rows) for d in args.dup_share]:
+                source = make_source(backend, rows, work, dup)
                 try:
                     refresh = [t for t in st.REFRESH_THINGS if t in args.things]
                     if refresh:
@@ -376,10 +396,14 @@ def main() -> None:
                         if args.json:
                             _write(args.json, results)
                     for thing in (t for t in args.things if t not in st.REFRESH_THINGS):
+                        if dup and thing in ("raw", "script"):
+                            continue  # they ask every row: the shared inputs change nothing for them
                         runs = [
                             measure(thing, backend, rows, source, work, args.duckdb_memory_limit)
                             for _ in range(args.repeat)
                         ]
+                        for x in runs:
+                            x["dup_share"] = dup
                         r = sorted(runs, key=lambda x: x["wall_s"])[len(runs) // 2]  # the median run
                         if len(runs) > 1:
                             r["walls_s"] = [x["wall_s"] for x in runs]

@@ -45,28 +45,41 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 COLUMNS = ["first_name", "last_name", "company", "domain", "city"]
 FIELDS = ["email", "title", "employee_count"]
 OWNED = [*FIELDS, *[f"{f}_confidence" for f in FIELDS]]
+#: The source: lead ``i`` has the inputs of input id ``j``, each input id its own inputs (the domain tells them
+#: apart). Leads up to ``distinct`` have their own; the others (a share of ``1 - distinct / rows``, see
+#: :func:`source_select`) repeat the inputs of one of those, spread over the whole table.
 SOURCE_SELECT = """
     SELECT i AS lead_id,
-           ['Ada','Grace','Alan','Edsger','Barbara','Donald','Frances','Ken'][1 + i % 8] AS first_name,
-           ['Lovelace','Hopper','Turing','Dijkstra','Liskov','Knuth'][1 + (i * 7) % 6] AS last_name,
-           'Company ' || (i % 5000) AS company,
-           'company' || (i % 5000) || '.com' AS domain,
-           ['Austin','Berlin','Paris','Tokyo'][1 + i % 4] AS city
-    FROM range(1, {rows} + 1) t(i)
+           ['Ada','Grace','Alan','Edsger','Barbara','Donald','Frances','Ken'][1 + j % 8] AS first_name,
+           ['Lovelace','Hopper','Turing','Dijkstra','Liskov','Knuth'][1 + (j * 7) % 6] AS last_name,
+           'Company ' || (j % 5000) AS company,
+           'company' || j || '.com' AS domain,
+           ['Austin','Berlin','Paris','Tokyo'][1 + j % 4] AS city
+    FROM (SELECT i, CASE WHEN i <= {distinct} THEN i ELSE 1 + (i * 7919) % {distinct} END AS j
+          FROM range(1, {rows} + 1) t(i)) s
 """
 PG_SOURCE_SELECT = """
     SELECT i::bigint AS lead_id,
-           (ARRAY['Ada','Grace','Alan','Edsger','Barbara','Donald','Frances','Ken'])[1 + i % 8] AS first_name,
-           (ARRAY['Lovelace','Hopper','Turing','Dijkstra','Liskov','Knuth'])[1 + (i * 7) % 6] AS last_name,
-           'Company ' || (i % 5000) AS company,
-           'company' || (i % 5000) || '.com' AS domain,
-           (ARRAY['Austin','Berlin','Paris','Tokyo'])[1 + i % 4] AS city
-    FROM generate_series(1, {rows}) AS t(i)
+           (ARRAY['Ada','Grace','Alan','Edsger','Barbara','Donald','Frances','Ken'])[1 + j % 8] AS first_name,
+           (ARRAY['Lovelace','Hopper','Turing','Dijkstra','Liskov','Knuth'])[1 + (j * 7) % 6] AS last_name,
+           'Company ' || (j % 5000) AS company,
+           'company' || j || '.com' AS domain,
+           (ARRAY['Austin','Berlin','Paris','Tokyo'])[1 + j % 4] AS city
+    FROM (SELECT i, CASE WHEN i <= {distinct} THEN i ELSE 1 + (i::bigint * 7919) % {distinct} END AS j
+          FROM generate_series(1, {rows}) AS t(i)) s
 """
 #: Things that run the engine (``full``, ``noop``, ``one_pct``: on the source a ``full`` run enriched).
 ENGINE_THINGS = ("engine", "refresh", "full", "noop", "one_pct")
 #: The scheduled refresh's things, measured on one enriched source and ledger (see bench/pipeline.py).
 REFRESH_THINGS = ("noop", "one_pct", "diff")
+
+
+def source_select(rows: int, dup_share: float = 0.0, *, postgres: bool = False) -> str:
+    """The source query of ``rows`` leads, ``dup_share`` of them sharing their inputs with another lead."""
+    distinct = max(1, round(rows * (1.0 - dup_share)))
+    return (PG_SOURCE_SELECT if postgres else SOURCE_SELECT).format(rows=rows, distinct=distinct)
+
+
 MODEL = """\
 syncs:
   - name: bench_leads

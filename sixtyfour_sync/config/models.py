@@ -126,7 +126,11 @@ class SyncSpec(_Strict):
     budget: BudgetSpec = Field(default_factory=BudgetSpec, description="Spending limits and the price per row.")
     chunk_rows: Annotated[int, Field(gt=0, le=MAX_CHUNK_ROWS)] = Field(
         default=MAX_CHUNK_ROWS,
-        description="Rows per submitted file, at most 100,000 (files also stay under 100 MB).",
+        description=(
+            "Rows per submitted file, at most 100,000 (files also stay under 100 MB). Rows sharing their inputs "
+            "ask one question and travel as one row (docs/paying-once.md): a file holds this many questions, each "
+            "with every key it answers."
+        ),
     )
     profile: str | None = Field(
         default=None, description="The profiles.yml profile for this sync (default: the file's)."

@@ -184,7 +184,13 @@ class RefreshSpec(_Strict):
         description="A row the API could not enrich is not paid for again before this much time has passed "
         "(never, when unset). A changed question is a new one.",
     )
-    limit: Annotated[int, Field(gt=0)] | None = Field(default=None, description="At most this many rows per run.")
+    limit: Annotated[int, Field(gt=0)] | None = Field(
+        default=None,
+        description=(
+            "At most this many rows sent per run: rows sharing their inputs are one row sent, whose answer every "
+            "one of them gets (docs/paying-once.md)."
+        ),
+    )
 
     @field_validator("max_age", "retry_failed_after", mode="before")
     @classmethod

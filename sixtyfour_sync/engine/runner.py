@@ -212,6 +212,7 @@ class SyncRunner(TargetSteps, ResumeSteps, SubmitSteps):
                 key_types=ctx.key_specs,
                 probe=probe,
                 **self.step.selection_args(),
+                group_questions=self.group_questions,
             )
             for b in range(buckets)
         ]

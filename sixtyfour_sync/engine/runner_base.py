@@ -99,6 +99,9 @@ class RunnerBase:
         self.stop_reason: str | None = None
         self.inputs: list[str] = []
         self.source_sql = ""
+        #: Whether the selection groups the rows sharing their inputs (engine/rows/select.py); False when the
+        #: source's rows all have inputs of their own (engine/runner_submit.py asks).
+        self.group_questions = True
         self.producer: Producer | None = None
         self.keys_adapter: Adapter | None = None
         self.scan: ScanStats | None = None

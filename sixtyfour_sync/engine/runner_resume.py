@@ -167,7 +167,9 @@ class ResumeSteps(RunnerBase):
         keys = ctx.ledger.job_keys(t.job_id).column("key").combine_chunks()
         chunk = None
         if len(keys):
-            chunk = rebuild_file(ctx.adapter, selection, keys, out_dir=ctx.files_dir, prefix=ctx.name)
+            chunk = rebuild_file(
+                ctx.adapter, selection, keys, out_dir=ctx.files_dir, prefix=ctx.name, file_rows=t.job.rows
+            )
         if chunk is None:
             d.move(
                 t, S.ABANDONED, error="the file is not on this machine and none of its rows is in the source any more"
@@ -186,7 +188,8 @@ class ResumeSteps(RunnerBase):
     def _sent_rows(self, t: Tracked, selection: Selection) -> pa.Table | None:
         """What a resumed job sent: from its local file, else the ledger's row keys matched with the source."""
         ctx = self.ctx
-        if t.file is not None and t.file.is_file():
+        stored = ctx.ledger.job_keys(t.job_id)
+        if t.file is not None and t.file.is_file() and not _answers_more_than_it_sent(stored, t.job.rows):
             cols = [
                 f"TRY_CAST(json_extract_string(json, {json_path(k)}) AS {duck_type(typ)}) AS {ident(k)}"
                 for k, typ in ctx.key_types.items()
@@ -195,7 +198,6 @@ class ResumeSteps(RunnerBase):
             source = f"read_ndjson_objects({literal(str(t.file))}, maximum_object_size = {max_object_size(t.file)})"
             sql = f"SELECT {', '.join(cols)} FROM {source}"
             rows = local_duckdb().sql(sql).to_arrow_table()
-            stored = ctx.ledger.job_keys(t.job_id)
             # The ledger keeps the file's keys in the file's order: the same input hashes, row by row, say so.
             if (
                 stored.num_rows == rows.num_rows
@@ -203,7 +205,8 @@ class ResumeSteps(RunnerBase):
             ):
                 rows = rows.append_column(KEY_PREFIX_COLUMN, stored.column("key"))
             return rows
-        stored = ctx.ledger.job_keys(t.job_id)
+        # The keys the ledger kept, found in the source (a file answering keys that shared their inputs holds
+        # only the first of them: the others are known by the ledger and the source alone).
         if stored.num_rows == 0:
             return None
         a, key = ctx.adapter, list(ctx.spec.source.key)
@@ -220,3 +223,8 @@ class ResumeSteps(RunnerBase):
         where = pc.index_in(prefixes, value_set=wanted)
         sent = rows.select(key).append_column(HASH_COLUMN, stored.column("input_hash").take(where))
         return sent.append_column(KEY_PREFIX_COLUMN, prefixes)
+
+
+def _answers_more_than_it_sent(stored: pa.Table, file_rows: int) -> bool:
+    """Whether a job answers more keys than its file holds rows (keys sharing their inputs asked once)."""
+    return bool(stored.num_rows > file_rows > 0)

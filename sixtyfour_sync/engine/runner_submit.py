@@ -16,13 +16,17 @@ from sixtyfour_sync.engine.jobs.driver import Tracked
 from sixtyfour_sync.engine.jobs.keys import idempotency_key, salt_for
 from sixtyfour_sync.engine.jobs.states import HOLDS_ROWS
 from sixtyfour_sync.engine.ledger.store import Job
-from sixtyfour_sync.engine.rows.extract import Producer, ScanStats, denormalize
+from sixtyfour_sync.engine.rows.extract import Producer, ScanStats
 from sixtyfour_sync.engine.rows.files import ChunkFile, head_chunk, spill, tail_chunk
 from sixtyfour_sync.engine.rows.select import (
     EXISTS_COLUMN,
     HASH_COLUMN,
     KEY_HASH_COLUMN,
+    Selection,
     bucket_count,
+    duplicated_keys_sql,
+    inputs_repeat_sql,
+    questions_may_repeat,
     repeated_keys_sql,
     sent_rows,
 )
@@ -58,6 +62,8 @@ class SubmitSteps(RunnerBase):
                 self.result.status = "nothing_to_do"
             return
         read = self._probe(source_rows)
+        if read is None:
+            self.group_questions = self._questions_may_repeat()
         selections = self._selections(buckets=1 if read is not None else bucket_count(a, source_rows))
         held = ctx.ledger.held_keys(ctx.name, sorted(HOLDS_ROWS), ctx.target_id) if ctx.ledger.exists() else None
         self.scan = ScanStats(tuple(spec.source.key), source_rows=source_rows)
@@ -81,19 +87,21 @@ class SubmitSteps(RunnerBase):
             key_writer=keys_ledger.write_keys,
             held=held,
             read=read,
+            duplicated=None if read is not None else self._duplicated_keys(selections),
         )
         self.producer.start()
         self._loop()
         self._scan_done()
 
     def _probe(self, source_rows: int) -> list[pa.RecordBatch] | None:
-        """A refresh's rows in one unordered pass, as a plain diff reads the source, when they are few.
+        """A refresh's rows in one pass over the source, as a plain diff reads it, when they are few.
 
-        The ordered selection counts the rows of each key (to find NULL and repeated keys) and reads a big source
-        in buckets, each a pass: the price of sending many rows in bounded memory. A refresh of an enriched
-        target sends few: once one GROUP BY has shown every key unique, the same selection without those counts
-        (:func:`~sixtyfour_sync.engine.rows.select.build_selection`, ``probe``) is read once and sorted here by
-        key. None, and the ordered selection is read, when the source is small (:data:`PROBE_SOURCE_ROWS`), the
+        The full selection counts the rows of each key over the whole source (to find NULL and repeated keys) and
+        reads a big source in buckets, each a pass: the price of sending many rows in bounded memory. A refresh
+        of an enriched target sends few: once the keys are known unique (:meth:`_keys_unique`), the same selection
+        without those counts (:func:`~sixtyfour_sync.engine.rows.select.build_selection`, ``probe``) is read once,
+        at most :data:`PROBE_ROWS` + 1 rows of it, grouped by question and ordered in SQL over the selected rows
+        alone. None, and the full selection is read, when the source is small (:data:`PROBE_SOURCE_ROWS`), the
         target does not exist yet (every row is sent), a key repeats, or more than :data:`PROBE_ROWS` rows come.
         """
         ctx, a = self.ctx, self.ctx.adapter
@@ -101,19 +109,18 @@ class SubmitSteps(RunnerBase):
             return None
         if not self._keys_unique():
             return None
+        self.group_questions = questions_may_repeat(ctx.spec, self.inputs)  # grouping the few selected rows is cheap
         probe = self._selections(probe=True)[0]
         batches: list[pa.RecordBatch] = []
         rows = 0
-        for raw in a.stream(probe.sql, list(probe.params), batch_rows=ctx.settings.batch_rows):
+        for raw in a.stream(
+            a.limit_sql(probe.sql, PROBE_ROWS + 1), list(probe.params), batch_rows=ctx.settings.batch_rows
+        ):
             rows += raw.num_rows
             if rows > PROBE_ROWS:
-                return None  # many rows need work: the ordered selection reads them in bounded memory
-            batches.append(denormalize(a, raw))
-        if not batches:
-            return []
-        table = pa.Table.from_batches(batches).sort_by([(k, "ascending") for k in probe.key])
-        ordered: list[pa.RecordBatch] = table.to_batches(max_chunksize=ctx.settings.batch_rows)
-        return ordered
+                return None  # many rows need work: the full selection reads them in bounded memory
+            batches.append(raw)
+        return batches
 
     def _keys_unique(self) -> bool:
         """Whether the source holds each key once: a table's primary key or unique constraint on exactly the key
@@ -127,6 +134,28 @@ class SubmitSteps(RunnerBase):
         with a.session() as s:
             row = s.fetchone(repeated_keys_sql(a, ctx.spec, self.source_sql))
         return row is not None and not int(row[0] or 0)
+
+    def _questions_may_repeat(self) -> bool:
+        """Whether two source rows may share their inputs (one question): asked of the warehouse where its cheap
+        hash tells (one pass), else assumed. When none can, the selection keeps its plain key order."""
+        ctx = self.ctx
+        if not questions_may_repeat(ctx.spec, self.inputs):
+            return False
+        sql = inputs_repeat_sql(ctx.adapter, self.inputs, self.source_sql)
+        if not sql:
+            return True
+        with ctx.adapter.session() as s:
+            row = s.fetchone(sql)
+        return bool(row and row[0])
+
+    def _duplicated_keys(self, selections: list[Selection]) -> pa.Array | None:
+        """For a selection read in buckets by the rows' inputs, the keys the whole source holds more than once."""
+        if len(selections) <= 1 or not self.group_questions:
+            return None
+        a = self.ctx.adapter
+        with a.session() as s:
+            found = [str(r[0]) for r in s.fetchall(duplicated_keys_sql(a, selections[0], self.source_sql))]
+        return pa.array(found, pa.string())
 
     def _scan_done(self) -> None:
         """Report what the pass found (keys skipped, rows by reason) once the producer has finished."""

@@ -73,6 +73,10 @@ class SyncPlan:
     definition: str = ""
     #: The steps a run takes, in order (the sync's own pass first).
     steps: list[StepPlan] = field(default_factory=list)
+    #: The distinct questions among the rows (rows sharing their inputs ask one), and the rows that take the
+    #: answer of another (sent in no file, paid once): the estimate prices the questions. None: not counted.
+    questions: int | None = None
+    rows_deduplicated: int = 0
 
     @property
     def rows(self) -> int:
@@ -182,6 +186,11 @@ class SyncResult:
     #: after an earlier run held them.
     rows_quarantined: int = 0
     rows_released: int = 0
+    #: Rows answered by a shared question: rows whose inputs another selected row shares, which asked once
+    #: for them all (each key gets the answer; the question is paid once).
+    rows_deduplicated: int = 0
+    #: What those rows would have cost asked one by one, at what this run's questions cost per row.
+    saved_cents: float = 0.0
     #: ``target.on_source_delete``: target rows whose key left the source, flagged (or deleted) in this run,
     #: and flagged rows whose key came back.
     rows_source_deleted: int = 0
@@ -214,6 +223,7 @@ class SyncResult:
             "incomplete_rows",
             "rows_quarantined",
             "rows_unsent",
+            "rows_deduplicated",
         ):
             setattr(self, name, getattr(self, name) + getattr(step, name))  # fmt: skip
         self.jobs.extend(step.jobs)
@@ -237,6 +247,7 @@ class SyncResult:
         self.charged_later_cents = own.charged_later_cents
         self.replays, self.replayed_rows = own.replays, own.replayed_rows
         self.incomplete_rows, self.rows_quarantined = own.incomplete_rows, own.rows_quarantined
+        self.rows_deduplicated, self.saved_cents = own.rows_deduplicated, own.saved_cents
         self.filled, self.gated = dict(own.filled), dict(own.gated)
         self.rows_released = acc.rows_released
         self.rows_source_deleted, self.rows_source_restored = acc.rows_source_deleted, acc.rows_source_restored
@@ -327,6 +338,8 @@ class SyncResult:
             "replayed_rows": self.replayed_rows,
             "incomplete_rows": self.incomplete_rows,
             "rows_quarantined": self.rows_quarantined,
+            "rows_deduplicated": self.rows_deduplicated,
+            "saved_cents": self.saved_cents,
             "rows_unsent": self.rows_unsent,
             "rows_released": self.rows_released,
             "rows_source_deleted": self.rows_source_deleted,

@@ -51,6 +51,9 @@ class RunRow:
     rows_enriched: int = 0
     rows_failed: int = 0
     rows_not_returned: int = 0
+    #: Rows answered by a shared question (their inputs were another row's, asked once), and what that saved.
+    rows_deduplicated: int = 0
+    saved_cents: float = 0.0
     estimated_cents: float = 0.0
     charged_cents: float = 0.0
     charged_later_cents: float = 0.0

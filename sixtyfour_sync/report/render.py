@@ -80,7 +80,12 @@ def _header(r: Report) -> str:
 
 def _run_title(run: RunRow, tz: tzinfo | None) -> str:
     replays = f", {run.replays:,} answered from an earlier job ($0)" if run.replays else ""
-    return f"{run.run_id} ({run.status}), started {when(run.started_at, tz)}: {run.jobs:,} file(s){replays}"
+    shared = (
+        f", {run.rows_deduplicated:,} row(s) answered by a shared question ({money(run.saved_cents)} not spent)"
+        if run.rows_deduplicated
+        else ""
+    )
+    return f"{run.run_id} ({run.status}), started {when(run.started_at, tz)}: {run.jobs:,} file(s){replays}{shared}"
 
 
 def _runs_charts(runs: list[RunRow], tz: tzinfo | None) -> str:

@@ -57,6 +57,11 @@ def print_plans(plans: Sequence[SyncPlan], log_format: str, console: Console | N
             )
         elif p.price_cents_per_row is not None:
             notes.append(f"{p.price_cents_per_row:g} cents/row ({p.price_source})")
+        if p.rows_deduplicated:
+            notes.append(
+                f"{p.rows:,} row(s) ask {p.questions:,} question(s): {p.rows_deduplicated:,} share their inputs with "
+                "another row and take its answer (priced once)"
+            )
         if p.unfinished_jobs:
             notes.append(f"{p.unfinished_jobs} unfinished job(s) will be finished first")
         if len(p.steps) > 1:  # the steps a run takes, in its order

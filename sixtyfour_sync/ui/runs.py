@@ -55,6 +55,11 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
         if any(s.gated.values()):
             held = ", ".join(f"{k} {v:,}" for k, v in s.gated.items() if v)
             console.print(f"  {s.name}: below min_confidence, not written: {held}")
+        if s.rows_deduplicated:
+            console.print(
+                f"  {s.name}: {s.rows_deduplicated:,} row(s) answered by a shared question (their inputs were "
+                f"another row's, asked once): {_cents(s.saved_cents)} not spent"
+            )
         if s.replays:
             console.print(
                 f"  {s.name}: {s.replays} file(s), {s.replayed_rows:,} row(s), answered by an earlier job (replay: "

@@ -53,10 +53,14 @@ COMPANIES = [("Acme", "acme.com"), ("Globex", "globex.io"), ("Initech", "initech
 
 
 def lead_rows(n: int, start: int = 1) -> list[tuple[Any, ...]]:
-    """Deterministic leads."""
+    """Deterministic leads, each with inputs of its own (rows sharing their inputs ask one question: the tests
+    of that make them on purpose). Names and companies repeat every 20 leads; the domain tells them apart."""
     rows = []
     for i in range(start, start + n):
         company, domain = COMPANIES[i % len(COMPANIES)]
+        if i >= 20:
+            name, tld = domain.split(".", 1)
+            domain = f"{name}{i // 20}.{tld}"
         rows.append((i, FIRST[i % 10], LAST[(i * 7) % 10], company, domain, "US" if i % 3 else "DE"))
     return rows
 

@@ -21,7 +21,15 @@ from sixtyfour_sync.ui import print_run
 from tests.e2e.conftest import E2EProject
 
 #: The numbers every view must agree on.
-NUMBERS = ("rows_sent", "rows_enriched", "rows_failed", "estimated_cost_cents", "charged_cents")
+NUMBERS = (
+    "rows_sent",
+    "rows_enriched",
+    "rows_failed",
+    "rows_deduplicated",
+    "estimated_cost_cents",
+    "charged_cents",
+    "saved_cents",
+)
 
 
 def billed(emu: Emulator) -> float:
@@ -47,8 +55,14 @@ def from_summary(result: RunResult) -> dict[str, Any]:
 def from_artifact(result: RunResult) -> dict[str, Any]:
     """The run artifact's totals (``sixtyfour_run_results.json``'s ``results``)."""
     entries = run_results(result)
-    names = {"rows_sent": "sent", "rows_enriched": "enriched", "rows_failed": "failed"}
+    names = {
+        "rows_sent": "sent",
+        "rows_enriched": "enriched",
+        "rows_failed": "failed",
+        "rows_deduplicated": "deduplicated",
+    }
     out: dict[str, Any] = {k: sum(e["rows"][v] for e in entries) for k, v in names.items()}
+    out["saved_cents"] = sum(e["saved_cents"] for e in entries)
     out["estimated_cost_cents"] = sum(e["estimated_cost_cents"] for e in entries)
     out["charged_cents"] = sum(e["charged_cents"] for e in entries)
     return _round(out)
@@ -59,7 +73,9 @@ def from_dagster(result: RunResult) -> dict[str, Any]:
     from sixtyfour_sync.dagster import sync_metadata
 
     meta = [sync_metadata(result, s) for s in result.syncs]
-    out: dict[str, Any] = {k: sum(m[k] for m in meta) for k in ("rows_sent", "rows_enriched", "rows_failed")}
+    counted = ("rows_sent", "rows_enriched", "rows_failed", "rows_deduplicated")
+    out: dict[str, Any] = {k: sum(m[k] for m in meta) for k in counted}
+    out["saved_cents"] = round(sum(m["saved_usd"] for m in meta) * 100, 2)
     out["estimated_cost_cents"] = round(sum(m["estimated_cost_usd"] for m in meta) * 100, 2)
     out["charged_cents"] = round(sum(m["charged_usd"] for m in meta) * 100, 2)
     return _round(out)
@@ -82,6 +98,8 @@ def from_report(project: E2EProject, run_id: str, target: str | None = None) -> 
             "rows_sent": row.rows_sent,
             "rows_enriched": row.rows_enriched,
             "rows_failed": row.rows_failed,
+            "rows_deduplicated": row.rows_deduplicated,
+            "saved_cents": row.saved_cents,
             "estimated_cost_cents": row.estimated_cents,
             "charged_cents": row.charged_cents,
             "charged_later_cents": row.charged_later_cents,

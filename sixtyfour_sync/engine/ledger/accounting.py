@@ -117,6 +117,8 @@ class JobFacts:
     rows_merged: int = 0
     rows_returned: int = 0
     rows_quarantined: int = 0
+    #: Rows the job answered by a question another of its rows asked (the same inputs, paid once).
+    rows_deduplicated: int = 0
     filled: Mapping[str, int] = field(default_factory=dict)
     gated: Mapping[str, int] = field(default_factory=dict)
     missing_columns: tuple[str, ...] = ()
@@ -154,6 +156,7 @@ class JobFacts:
             rows_merged=_int(row.get("rows_merged")),
             rows_returned=_int(row.get("rows_returned")),
             rows_quarantined=_int(row.get("rows_quarantined")),
+            rows_deduplicated=_int(row.get("rows_deduplicated")),
             filled=_json_counts(row.get("filled")),
             gated=_json_counts(row.get("gated")),
             missing_columns=tuple(c for c in missing.split(",") if c),
@@ -236,6 +239,8 @@ class Tally:
     replayed_rows: int = 0
     incomplete_rows: int = 0
     rows_quarantined: int = 0
+    #: Rows answered by a shared question: they shared their inputs with a row that asked (not paid again).
+    rows_deduplicated: int = 0
     filled: dict[str, int] = field(default_factory=dict)
     gated: dict[str, int] = field(default_factory=dict)
 
@@ -261,10 +266,20 @@ class Tally:
         if job.missing_columns:
             self.incomplete_rows += job.rows_enriched
         self.rows_quarantined += job.rows_quarantined
+        self.rows_deduplicated += job.rows_deduplicated
         for f, n in job.filled.items():
             self.filled[f] = self.filled.get(f, 0) + n
         for f, n in job.gated.items():
             self.gated[f] = self.gated.get(f, 0) + n
+
+    @property
+    def saved_cents(self) -> float:
+        """What the rows answered by a shared question would have cost asked one by one: at what the questions
+        cost here (charged, else estimated) per row sent."""
+        if not self.rows_deduplicated or not self.rows_sent:
+            return 0.0
+        paid = self.charged_cents + self.charged_later_cents or self.estimated_cost_cents
+        return round(self.rows_deduplicated * paid / self.rows_sent, 4)
 
     @property
     def fill_rate(self) -> dict[str, float]:
@@ -279,6 +294,8 @@ class Tally:
             "rows_sent": self.rows_sent,
             "rows_enriched": self.rows_enriched,
             "rows_failed": self.rows_failed + self.rows_not_returned,
+            "rows_deduplicated": self.rows_deduplicated,
+            "saved_cents": self.saved_cents,
             "returned": self.returned,
             "filled": dict(self.filled),
             "fill_rate": {k: round(v, 4) for k, v in self.fill_rate.items()},
@@ -341,6 +358,8 @@ class RunAccount:
             "rows_failed": self.total("rows_failed"),
             "rows_not_returned": self.total("rows_not_returned"),
             "rows_unexpected": self.total("rows_unexpected"),
+            "rows_deduplicated": self.total("rows_deduplicated"),
+            "saved_cents": self.total("saved_cents"),
             "jobs": self.total("jobs"),
             "jobs_resumed": sum(s.resumed.jobs for s in self.syncs.values()),
             "estimated_cost_cents": self.total("estimated_cost_cents"),

@@ -46,6 +46,9 @@ _RUN_COLUMNS = [
     Column("rows_failed", B),
     Column("rows_not_returned", B),
     Column("rows_unexpected", B),
+    #: Rows answered by a shared question (asked once for rows sharing their inputs), and what that saved.
+    Column("rows_deduplicated", B),
+    Column("saved_cents", D),
     Column("jobs", B),
     Column("jobs_resumed", B),
     Column("estimated_cost_cents", D),
@@ -87,6 +90,8 @@ _JOB_COLUMNS = [
     Column("rows_merged", B),
     Column("rows_returned", B),
     Column("rows_quarantined", B),
+    #: Rows answered by a shared question: keys whose inputs another key of the job shares (asked once).
+    Column("rows_deduplicated", B),
     #: Per field, the answers with a value, and those held back below min_confidence (JSON objects).
     Column("filled", T),
     Column("gated", T),

@@ -23,6 +23,7 @@ from sixtyfour_sync.engine.ledger.store import Ledger
 from sixtyfour_sync.engine.plan.columns import owned_columns, resolve_inputs, resolve_key_types, target_ref
 from sixtyfour_sync.engine.plan.escalation import plan_escalation
 from sixtyfour_sync.engine.plan.prices import Price, resolve_price
+from sixtyfour_sync.engine.plan.questions import count_questions, priced_by_questions
 from sixtyfour_sync.engine.plan.step import Step
 from sixtyfour_sync.engine.rows.extract import ScanStats, denormalize, missing_key
 from sixtyfour_sync.engine.rows.select import (
@@ -177,7 +178,8 @@ def plan_sync(
     report = adapter.key_report(r.source_sql, spec.source.key)
     counts = _own_counts(adapter, own_selection(), r.held, spec.refresh.limit)
     price = resolve_price(spec, r.ledger, prices)
-    steps = [_step("own", "own", spec, dict(counts), price)]
+    shared = _shared_rows(adapter, own_selection(), sum(counts.values()), spec.refresh.limit)
+    steps = [priced_by_questions(_step("own", "own", spec, dict(counts), price), shared, spec.chunk_rows)]
     field_steps = _add_field_steps(adapter, spec, r, steps, price, prices)
     asked_fields = sum(st.rows for st in steps if st.kind == "fields" and not st.expected)
     if asked_fields:  # they are sent too: counted in the rows, the files and the cost
@@ -206,7 +208,9 @@ def plan_sync(
         chunk_rows=spec.chunk_rows,
         price_cents_per_row=None if price is None else price.cents_per_row,
         price_source=None if price is None else price.source,
-        estimated_cost_cents=None if price is None else round(price.cents_per_row * rows, 2),
+        estimated_cost_cents=None if price is None else round(price.cents_per_row * (rows - shared), 2),
+        questions=rows - shared,
+        rows_deduplicated=shared,
         budget_cents=None if limit is None else int(limit),
         unfinished_jobs=_count_jobs(r, spec, ACTIVE),
         held_jobs=_count_jobs(r, spec, HELD),
@@ -224,6 +228,14 @@ def plan_sync(
         definition=definition_hash(spec),
         steps=steps,
     )
+
+
+def _shared_rows(adapter: Adapter, selection: Selection, rows: int, limit: int | None) -> int:
+    """Of the own pass's ``rows``, those that share their question with another (asked once, paid once)."""
+    if not rows:
+        return 0
+    counted, questions = count_questions(adapter, selection, limit)
+    return max(0, min(rows, counted) - questions)
 
 
 def _own_counts(adapter: Adapter, selection: Selection, held: pa.Array | None, limit: int | None) -> dict[str, int]:

@@ -224,6 +224,8 @@ class Merger:
         bucket.rows_unexpected += plan.unexpected
         bucket.rows_merged += plan.rows
         if not t.resumed:
+            r.rows_deduplicated += plan.deduplicated
+        if not t.resumed:
             r.returned += plan.returned
             for f, n in plan.filled.items():
                 r.filled[f] = r.filled.get(f, 0) + n

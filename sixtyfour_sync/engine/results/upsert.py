@@ -7,6 +7,8 @@ with the ledger write.
 - A result row is merged only when its key was sent in that file, and it gets the input hash that was sent
   (so a row whose inputs changed since is asked again next run); result keys never sent are counted, not
   merged; sent keys that came back without a row are marked ``failed``.
+- Rows sharing their inputs asked one question (the file holds the first of them; what was sent lists them
+  all): each gets its answer under its own key, enriched or failed, and is counted as deduplicated.
 - Enriched rows write the struct fields, confidences and bookkeeping; failed rows write only bookkeeping, so
   a value an earlier run found is kept.
 - A result that lacked a requested column is stamped with the spec hash of the fields it did answer, so the
@@ -33,7 +35,7 @@ from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.session import Session
 from sixtyfour_sync.warehouse.types import Guard, TableRef, UpsertPart, UpsertResult
 
-__all__ = ["MergePlan", "apply_merge", "plan_merge", "reconcile"]
+__all__ = ["MergePlan", "apply_merge", "plan_merge", "reconcile", "share_answers"]
 
 _HASH = "__sent_hash"
 
@@ -46,6 +48,8 @@ class Reconciled:
     missing: pa.Table  # sent rows (key + sent hash) that came back without a row
     unexpected: int  # result rows whose key was never sent
     note: str | None = None
+    #: Of ``returned``, the rows answered by another sent row's question (the same inputs, asked once).
+    shared: int = 0
 
 
 @dataclass
@@ -66,6 +70,8 @@ class MergePlan:
     problems: list[str] = field(default_factory=list)
     #: Answers below min_confidence per field, not written.
     gated: dict[str, int] = field(default_factory=dict)
+    #: Rows answered by a shared question: rows whose inputs another row of the file shares, which asked once.
+    deduplicated: int = 0
 
     @property
     def rows(self) -> int:
@@ -93,8 +99,35 @@ def reconcile(parsed: ParsedResult, sent: pa.Table | None, key: list[str]) -> Re
     sent = sent.select([*key, HASH_COLUMN])
     exact = _reconcile_one_key(res, sent, key[0]) if len(key) == 1 else _reconcile_keys(res, sent, key)
     if exact.unexpected and exact.missing.num_rows:
-        return _tie_back_loosely(res, exact, key)
-    return exact
+        exact = _tie_back_loosely(res, exact, key)
+    return share_answers(exact, key)
+
+
+def share_answers(rec: Reconciled, key: list[str]) -> Reconciled:
+    """Give each sent row that came back without a row of its own the answer of a returned row with the same
+    sent input hash: rows sharing their inputs ask one question (the file holds the first of them) and each
+    gets its answer, enriched or failed, under its own key. A sent row no answer shares stays missing."""
+    missing, returned = rec.missing, rec.returned
+    if not missing.num_rows or not returned.num_rows:
+        return rec
+    answers = returned.column(_HASH).combine_chunks().cast(pa.string())
+    where = pc.index_in(missing.column(_HASH).cast(pa.string()), value_set=answers, skip_nulls=True)
+    hit = pc.is_valid(where)
+    n = int(pc.sum(hit).as_py() or 0)
+    if not n:
+        return rec
+    copies = returned.take(where.filter(hit))
+    keys = missing.filter(hit)
+    for k in key:
+        i = copies.schema.get_field_index(k)
+        copies = copies.set_column(i, copies.schema.field(k), keys.column(k).cast(copies.schema.field(k).type))
+    return Reconciled(
+        pa.concat_tables([returned, copies]),
+        missing.filter(pc.invert(hit)),
+        rec.unexpected,
+        rec.note,
+        rec.shared + n,
+    )
 
 
 def _reconcile_keys(res: pa.Table, sent: pa.Table, key: list[str]) -> Reconciled:
@@ -271,6 +304,7 @@ def plan_merge(
         warnings=warnings,
         problems=problems,
         gated=gated,
+        deduplicated=rec.shared,
     )
 
 
@@ -458,6 +492,7 @@ def counts(plan: MergePlan) -> Mapping[str, Any]:
         "rows_unexpected": plan.unexpected,
         "rows_merged": plan.rows,
         "rows_returned": plan.returned,
+        "rows_deduplicated": plan.deduplicated,
         "filled": json.dumps(plan.filled, sort_keys=True),
         "gated": json.dumps(plan.gated, sort_keys=True),
     }

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from sixtyfour_sync.engine.events import Event, FileWritten, ProducerDone, ProducerFailed, RowsScanned
 from sixtyfour_sync.engine.rows.files import ChunkFile, write_chunks
 from sixtyfour_sync.engine.rows.select import (
+    ASKS_COLUMN,
     DELIBERATE,
     EXISTS_COLUMN,
     HASH_COLUMN,
@@ -38,10 +39,72 @@ from sixtyfour_sync.engine.rows.select import (
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.types import KeyReport
 
-__all__ = ["NOT_SENT", "Producer", "ScanStats", "denormalize", "missing_key", "rebuild_file"]
+__all__ = [
+    "NOT_SENT",
+    "Producer",
+    "Questions",
+    "ScanStats",
+    "denormalize",
+    "first_of_each_question",
+    "mark_duplicated",
+    "missing_key",
+    "rebuild_file",
+]
 
 #: Columns of the selection that travel with each row but are not written to the submitted file.
-NOT_SENT = (REASON_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, EXISTS_COLUMN)
+NOT_SENT = (REASON_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, EXISTS_COLUMN, ASKS_COLUMN)
+
+
+@dataclass
+class Questions:
+    """Says which rows ask their question: the first of each run of rows with the same input hash.
+
+    The selection puts the rows sharing their inputs together, in key order (engine/rows/select.py), so the
+    first of them that is sent (its key is good, no job holds it) asks for them all, and the others follow it
+    into the same file. The runs continue across batches.
+    """
+
+    #: The input hash of the last row read (across batches).
+    last: str | None = None
+    #: Rows answered by another row's question (kept with the file, not written to it).
+    followers: int = 0
+
+    def pair(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """``batch`` with :data:`ASKS_COLUMN`: true where a row's input hash differs from the row's before it."""
+        if batch.num_rows == 0:
+            return batch.append_column(ASKS_COLUMN, pa.array([], pa.bool_()))
+        hashes = batch.column(HASH_COLUMN).cast(pa.string())
+        previous = pa.concat_arrays([pa.array([self.last], pa.string()), hashes.slice(0, batch.num_rows - 1)])
+        asks = pc.invert(pc.equal(hashes, previous).fill_null(False))
+        self.last = hashes[batch.num_rows - 1].as_py()
+        self.followers += batch.num_rows - int(pc.sum(asks).as_py() or 0)
+        return batch.append_column(ASKS_COLUMN, asks)
+
+
+def mark_duplicated(batch: pa.RecordBatch, duplicated: pa.Array | None) -> pa.RecordBatch:
+    """``batch`` with the rows whose key hash is among ``duplicated`` (keys the source holds more than once,
+    found over the whole source) counted as such, whatever their bucket counted."""
+    if duplicated is None or len(duplicated) == 0 or batch.num_rows == 0:
+        return batch
+    dup = pc.is_in(batch.column(KEY_HASH_COLUMN).cast(pa.string()), value_set=duplicated)
+    if not pc.any(dup).as_py():
+        return batch
+    i = batch.schema.get_field_index(KEY_ROWS_COLUMN)
+    rows = batch.column(i).cast(pa.int64())
+    return batch.set_column(i, KEY_ROWS_COLUMN, pc.if_else(dup, pc.max_element_wise(rows, 2), rows))
+
+
+def first_of_each_question(table: pa.Table) -> pa.Table:
+    """``table`` (rows in key order) with :data:`ASKS_COLUMN` true on the first row of each input hash, the rows
+    of each question together after it: the order a file was written in, for a rebuilt file."""
+    hashes = table.column(HASH_COLUMN).combine_chunks()
+    firsts = pc.index_in(pc.unique(hashes), value_set=hashes)
+    rank = pc.index_in(hashes, value_set=pc.unique(hashes))  # each row's question, in order of first appearance
+    asks = pc.is_in(pa.array(range(table.num_rows), pa.int64()), value_set=firsts.cast(pa.int64()))
+    with_flag = table.append_column(ASKS_COLUMN, asks) if ASKS_COLUMN not in table.column_names else table
+    order = pc.sort_indices(pa.table({"q": rank, "n": pa.array(range(table.num_rows), pa.int64())}),
+                            sort_keys=[("q", "ascending"), ("n", "ascending")])  # fmt: skip
+    return with_flag.take(order)
 
 
 def denormalize(adapter: Adapter, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -187,6 +250,7 @@ class Producer:
         key_writer: Callable[[str, pa.Table], None] | None = None,
         held: pa.Array | None = None,
         read: list[pa.RecordBatch] | None = None,
+        duplicated: pa.Array | None = None,
     ) -> None:
         self._factory = adapter_factory
         self._selections = selections
@@ -201,9 +265,11 @@ class Producer:
         self._slots = threading.Semaphore(max(1, files_ahead))
         self._stop = threading.Event()
         self.stats = stats
+        self.questions = Questions()
         self._limit = limit
         self._key_writer = key_writer
         self._held = held
+        self._duplicated = duplicated
         self.done = False
         self._thread: threading.Thread | None = None
 
@@ -236,24 +302,27 @@ class Producer:
             for raw in source:
                 if self._stop.is_set():
                     return
-                batch = self.stats.skip_repeated(self.stats.skip_bad_keys(denormalize(adapter, raw)))
-                batch = drop_held(batch, self._held)
-                if left is not None and batch.num_rows >= left:
-                    batch = batch.slice(0, left)
-                    self.stats.limited = True
+                batch = mark_duplicated(denormalize(adapter, raw), self._duplicated)
+                batch = self.stats.skip_repeated(self.stats.skip_bad_keys(batch))
+                batch = self.questions.pair(drop_held(batch, self._held))
+                done = False
+                if left is not None:  # the limit counts the rows sent: questions, each with every key it answers
+                    starts = pc.indices_nonzero(batch.column(ASKS_COLUMN))
+                    if left < len(starts):
+                        batch = batch.slice(0, int(starts[left].as_py()))
+                        self.stats.limited, done = True, True
+                    left -= min(left, len(starts))
                 self.stats.count(batch)
                 self._events.put(RowsScanned(raw.num_rows))
                 if batch.num_rows:
                     yield batch
-                if left is not None:
-                    left -= batch.num_rows
-                    if left <= 0:
-                        return
+                if done:
+                    return
 
     def _run(self) -> None:
         adapter = self._factory()
         try:
-            keep = [*self._selections[0].key, KEY_HASH_COLUMN, HASH_COLUMN, EXISTS_COLUMN]
+            keep = [*self._selections[0].key, KEY_HASH_COLUMN, HASH_COLUMN, EXISTS_COLUMN, ASKS_COLUMN]
             for chunk in write_chunks(
                 self._batches(adapter),
                 out_dir=self._out_dir,
@@ -263,6 +332,7 @@ class Producer:
                 describe=_describe,
                 keep=keep,
                 keys=self._selections[0].key,
+                asks=ASKS_COLUMN,
             ):
                 while not self._slots.acquire(timeout=0.5):
                     if self._stop.is_set():
@@ -294,19 +364,34 @@ def rebuild_file(
     *,
     out_dir: Path,
     prefix: str,
+    file_rows: int | None = None,
 ) -> ChunkFile | None:
-    """Rebuild a lost file from the source rows whose key prefixes the ledger kept; None when none are left."""
-    batches = (keep_keys(denormalize(adapter, b), keys) for b in adapter.stream(rebuild_sql(adapter, selection)))
-    keep = [*selection.key, KEY_HASH_COLUMN, HASH_COLUMN]
+    """Rebuild a lost file from the source rows whose key prefixes the ledger kept; None when none are left.
+
+    The ledger keeps every key the job answers: the first of the keys sharing their inputs asked the question
+    (in key order, as the selection chose it), the others follow it and are not written. A job whose file held
+    as many rows (``file_rows``) as it kept keys had every row ask (a file written before rows sharing their
+    inputs were asked once holds them all)."""
+    batches = [keep_keys(denormalize(adapter, b), keys) for b in adapter.stream(rebuild_sql(adapter, selection))]
+    found = [b for b in batches if b.num_rows]
+    if not found:
+        return None
+    rows = pa.Table.from_batches(found)
+    if file_rows is not None and file_rows == len(keys):
+        rows = rows.append_column(ASKS_COLUMN, pa.repeat(pa.scalar(True), rows.num_rows))
+    else:
+        rows = first_of_each_question(rows)
+    keep = [*selection.key, KEY_HASH_COLUMN, HASH_COLUMN, ASKS_COLUMN]
     files = list(
         write_chunks(
-            (b for b in batches if b.num_rows),
+            rows.to_batches(),
             out_dir=out_dir,
             prefix=prefix,
             chunk_rows=10**9,
             drop=[KEY_HASH_COLUMN],
             keep=keep,
             keys=selection.key,
+            asks=ASKS_COLUMN,
         )
     )
     if not files:

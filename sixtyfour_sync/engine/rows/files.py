@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sixtyfour_sync.engine.ledger.localdb import ident, literal, local_duckdb
 from sixtyfour_sync.errors import LimitExceededError
@@ -30,9 +31,11 @@ __all__ = [
     "MAX_FILE_BYTES",
     "ChunkFile",
     "SpilledTable",
+    "asking",
     "file_sha256",
     "head_chunk",
     "spill",
+    "split_at_questions",
     "tail_chunk",
     "write_chunks",
 ]
@@ -40,6 +43,8 @@ __all__ = [
 #: The API's limit is 100 MB; keep a margin for the multipart envelope.
 MAX_FILE_BYTES = 100 * 1000 * 1000 - 64 * 1024
 _HASH_BLOCK = 1 << 20
+#: The kept column saying which rows ask their question (engine/rows/select.py's ASKS_COLUMN).
+ASKS = "_sixtyfour_asks"
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,23 @@ def _select_list(schema: pa.Schema, keys: Sequence[str] = ()) -> str:
     return ", ".join(parts)
 
 
+def asking(table: pa.Table | pa.RecordBatch, asks: str | None) -> pa.Array | pa.ChunkedArray | None:
+    """Which rows of ``table`` ask their question (``asks``: the flag column); None when every row does."""
+    if asks is None or asks not in table.column_names:
+        return None
+    return table.column(asks)
+
+
+def split_at_questions(kept: pa.Table, questions: int, asks: str | None) -> int:
+    """Where a file's kept rows are cut to keep its first ``questions`` questions (the rows that ask them and
+    those that follow them), for a file cut in two (:func:`head_chunk`, :func:`tail_chunk`)."""
+    flag = asking(kept, asks)
+    if flag is None:
+        return questions
+    where = pc.indices_nonzero(flag)
+    return int(where[questions].as_py()) if questions < len(where) else kept.num_rows
+
+
 class _Writer:
     def __init__(
         self,
@@ -128,6 +150,7 @@ class _Writer:
         describe: Callable[[pa.Table], Mapping[str, Any]] | None,
         keep: Sequence[str] = (),
         keys: Sequence[str] = (),
+        asks: str | None = None,
     ) -> None:
         self.out_dir = out_dir
         self.prefix = prefix
@@ -136,13 +159,18 @@ class _Writer:
         self.describe = describe
         self.keep = list(keep)
         self.keys = list(keys)
+        self.asks = asks
         self.con = local_duckdb()
 
     def write(self, table: pa.Table) -> list[ChunkFile]:
         tmp = self.out_dir / f".{self.prefix}-{uuid.uuid4().hex}.jsonl.part"
         try:
             meta = self.describe(table) if self.describe is not None else {}
-            sent = table.select([n for n in table.column_names if n not in self.drop])
+            flag = asking(table, self.asks)
+            # a copy only when some rows follow another's question (most files: every row asks)
+            asked = table.filter(flag) if flag is not None and not pc.all(flag).as_py() else table
+            questions = asked.num_rows
+            sent = asked.select([n for n in table.column_names if n not in self.drop and n != self.asks])
             name = f"chunk_{uuid.uuid4().hex[:12]}"
             self.con.register(name, sent)
             try:
@@ -155,20 +183,20 @@ class _Writer:
             size = tmp.stat().st_size
             if size > self.max_bytes:
                 tmp.unlink()
-                if table.num_rows <= 1:
+                if questions <= 1:
                     raise LimitExceededError(
                         "a single row serialised to JSON",
                         limit=self.max_bytes,
                         actual=size,
                         hint="send fewer or shorter columns (source.columns)",
                     )
-                half = table.num_rows // 2
+                half = split_at_questions(table, questions // 2, self.asks)
                 return self.write(table.slice(0, half)) + self.write(table.slice(half))
             digest = file_sha256(tmp)
             final = self.out_dir / f"{self.prefix}-{digest[:16]}.jsonl"
             os.replace(tmp, final)
             kept = table.select(self.keep).combine_chunks() if self.keep else None
-            return [ChunkFile(final, table.num_rows, size, digest, meta, kept)]
+            return [ChunkFile(final, questions, size, digest, meta, kept)]
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -187,6 +215,7 @@ def write_chunks(
     describe: Callable[[pa.Table], Mapping[str, Any]] | None = None,
     keep: Sequence[str] = (),
     keys: Sequence[str] = (),
+    asks: str | None = None,
 ) -> Iterator[ChunkFile]:
     """Write batches as JSONL files of at most ``chunk_rows`` rows and ``max_bytes`` bytes, lazily.
 
@@ -195,23 +224,38 @@ def write_chunks(
     key columns: an exact number there (a decimal, an unsigned 64-bit integer) is written as a JSON string,
     so a reader that parses JSON numbers as doubles cannot change it. Memory holds at most one file's rows
     at a time.
+
+    ``asks`` names a boolean column: only the rows where it is true are written (one per question), each
+    followed by the rows that share its question (kept, not written), which stay in the same file. A file
+    then holds ``chunk_rows`` questions.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(out_dir, re.sub(r"[^A-Za-z0-9_.-]", "_", prefix), max_bytes, drop, describe, keep, keys)
+    writer = _Writer(out_dir, re.sub(r"[^A-Za-z0-9_.-]", "_", prefix), max_bytes, drop, describe, keep, keys, asks)
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     try:
         for batch in batches:
             offset = 0
+            flag = asking(batch, asks)
+            starts = pc.indices_nonzero(flag).to_numpy() if flag is not None else None
             while offset < batch.num_rows:
-                take = min(chunk_rows - pending_rows, batch.num_rows - offset)
-                pending.append(batch.slice(offset, take))
-                pending_rows += take
+                if starts is None:
+                    take = min(chunk_rows - pending_rows, batch.num_rows - offset)
+                    added = take
+                else:  # up to the row that would ask one question more than the file holds
+                    ahead = starts[starts >= offset]
+                    room = chunk_rows - pending_rows
+                    stop = int(ahead[room]) if room < len(ahead) else batch.num_rows
+                    take, added = stop - offset, min(room, len(ahead))
+                if take:
+                    pending.append(batch.slice(offset, take))
+                pending_rows += added
                 offset += take
-                if pending_rows >= chunk_rows:
+                # a file ends where the next question begins: the rows sharing the last one may be in the next batch
+                if pending_rows >= chunk_rows and (starts is None or offset < batch.num_rows):
                     yield from writer.write(pa.Table.from_batches(pending))
                     pending, pending_rows = [], 0
-        if pending_rows:
+        if pending:
             yield from writer.write(pa.Table.from_batches(pending))
     finally:
         writer.close()
@@ -237,7 +281,7 @@ def head_chunk(chunk: ChunkFile, rows: int) -> ChunkFile:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    kept = chunk.kept.slice(0, rows) if chunk.kept is not None else None
+    kept = chunk.kept.slice(0, split_at_questions(chunk.kept, rows, ASKS)) if chunk.kept is not None else None
     return ChunkFile(final, rows, final.stat().st_size, digest, _derived(chunk.meta), kept)
 
 
@@ -257,7 +301,7 @@ def tail_chunk(chunk: ChunkFile, skip: int) -> ChunkFile:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    kept = chunk.kept.slice(skip) if chunk.kept is not None else None
+    kept = chunk.kept.slice(split_at_questions(chunk.kept, skip, ASKS)) if chunk.kept is not None else None
     return ChunkFile(final, chunk.rows - skip, final.stat().st_size, digest, _derived(chunk.meta), kept)
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sixtyfour_sync.engine.rows.extract import NOT_SENT, ScanStats, denormalize
+from sixtyfour_sync.engine.rows.extract import NOT_SENT, Questions, ScanStats, denormalize
 from sixtyfour_sync.engine.rows.files import write_chunks
-from sixtyfour_sync.engine.rows.select import Selection, drop_held
+from sixtyfour_sync.engine.rows.select import ASKS_COLUMN, Selection, drop_held
 from sixtyfour_sync.warehouse.adapter import Adapter
 
 __all__ = ["Preview", "write_preview"]
@@ -43,11 +43,14 @@ def _first_rows(
     adapter: Adapter, selections: Iterator[Selection], key: tuple[str, ...], held: pa.Array | None, rows: int
 ) -> Iterator[pa.RecordBatch]:
     stats = ScanStats(key)
+    questions = Questions()
     left = rows
     for sel in selections:
         for raw in adapter.stream(sel.sql, list(sel.params)):
             batch = drop_held(stats.skip_repeated(stats.skip_bad_keys(denormalize(adapter, raw))), held)
-            batch = batch.slice(0, left)
+            # one row per question, as a run sends them (the rows sharing a question are in no file)
+            batch = questions.pair(batch)
+            batch = batch.filter(batch.column(ASKS_COLUMN)).slice(0, left)
             if batch.num_rows:
                 yield batch
                 left -= batch.num_rows

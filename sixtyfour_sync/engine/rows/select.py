@@ -31,12 +31,14 @@ import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.ledger.rowkeys import key_prefix
+from sixtyfour_sync.engine.rows.files import ASKS
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.keytypes import KeyType, join_key_sql, transport_sql
 from sixtyfour_sync.warehouse.sql.identifiers import strip_sql
 from sixtyfour_sync.warehouse.types import LogicalType, TableRef
 
 __all__ = [
+    "ASKS_COLUMN",
     "DELIBERATE",
     "EXISTS_COLUMN",
     "HASH_COLUMN",
@@ -51,8 +53,12 @@ __all__ = [
     "bucket_predicate",
     "build_selection",
     "count_by_reason_sql",
+    "count_questions_sql",
     "drop_held",
+    "duplicated_keys_sql",
+    "inputs_repeat_sql",
     "keep_keys",
+    "questions_may_repeat",
     "rebuild_sql",
     "source_relation_sql",
     "stamp_counts_sql",
@@ -69,6 +75,10 @@ REASON_COLUMN = "_sixtyfour_reason"
 EXISTS_COLUMN = "_sixtyfour_in_target"
 #: How many source rows share the key (a NULL or duplicated key is never sent).
 KEY_ROWS_COLUMN = "_sixtyfour_key_rows"
+#: Whether a row asks its question: true for the first row (in key order) of the selected rows that share their
+#: inputs, false for the others, which it answers (one question is paid once). The selection orders the rows so
+#: that those sharing inputs come together, the first first; the reader sets the flag (engine/rows/extract.py).
+ASKS_COLUMN = ASKS
 REASONS = ("new", "changed", "stale", "failed_retry", "refresh", "escalate", "new_fields")
 #: Reasons that ask a question again on purpose: their files get a run-specific Idempotency-Key.
 DELIBERATE = frozenset({"stale", "failed_retry", "refresh"})
@@ -78,9 +88,10 @@ DELIBERATE = frozenset({"stale", "failed_retry", "refresh"})
 class Selection:
     """The SQL of a selection and what it returns.
 
-    ``sql`` returns, in key order, the key columns, the inputs, the input hash (carried in the file, not
-    researched), the key hash, the reason, whether the target already has a row for the key, and how many
-    source rows share the key. It returns every row that needs work, and also every row whose key is NULL
+    ``sql`` returns the key columns, the inputs, the input hash (carried in the file, not researched), the key
+    hash, the reason, whether the target already has a row for the key, and how many source rows share the key.
+    Rows come in key order, except that the rows sharing their inputs follow the first of them (which asks for
+    them all). It returns every row that needs work, and also every row whose key is NULL
     or duplicated (never sent: the reader drops and reports them), so one pass over the source both selects
     and checks keys. ``hashed_sql`` is the source with both hashes, before the join with the target, which
     a resume uses to rebuild a lost file by its key hashes. Parameters are :attr:`params`, in order.
@@ -144,6 +155,7 @@ def build_selection(
     failed_current: Sequence[str] = (),
     field_stamps: Sequence[str] | None = None,
     key_types: Mapping[str, KeyType] | None = None,
+    group_questions: bool = True,
     probe: bool = False,
 ) -> Selection:
     """The selection query for a sync (``target_columns`` None: the target table does not exist yet).
@@ -153,23 +165,26 @@ def build_selection(
     carried as text (:func:`~sixtyfour_sync.warehouse.keytypes.transport_sql`).
 
     Rows that unfinished or held jobs own are left out by the reader (:func:`drop_held`), by key hash.
-    ``bucket`` ``(b, n)`` restricts the selection to the keys that hash to bucket ``b`` of ``n``, so a big
-    source is sorted a bucket at a time (see :func:`bucket_count`).
+    ``bucket`` ``(b, n)`` restricts the selection to the rows whose inputs hash to bucket ``b`` of ``n``, so a
+    big source is sorted a bucket at a time (see :func:`bucket_count`) and the rows sharing their inputs are in
+    the same one. A key the source holds twice with other inputs can then fall in two buckets: the reader is
+    told such keys (:func:`duplicated_keys_sql`).
 
-    ``probe``: the same rows in one unordered pass that does not count rows per key (every row's
+    ``group_questions`` False (no two source rows share their inputs: :func:`inputs_repeat_sql`): the rows come
+    in key order, and buckets are cut by key on both sides of the join, which costs less.
+
+    ``probe``: the same rows, in the same order, in one pass that does not count rows per key (every row's
     ``_sixtyfour_key_rows`` is 1), for a source whose keys were checked unique (:func:`repeated_keys_sql`): a
-    refresh that changes few rows reads the source once, as a plain diff would (engine/runner_submit.py).
+    refresh that changes few rows reads the source once, as a plain diff would (engine/runner_submit.py). Only
+    the rows selected are grouped and sorted, and the key hash is computed for them alone.
     """
     q = adapter.quote
     key = list(sync.source.key)
     asked = list(inputs)
-    hashed, inputs = _hashed_sql(adapter, key, asked, source_sql=source_sql, bucket=bucket, key_rows=not probe)
+    hashed, inputs = _hashed_sql(adapter, key, asked, source_sql=source_sql, bucket=bucket, by_inputs=group_questions)
     out_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN])
     transport = _transport(adapter, key, key_types)
-    outer = _outer_columns(adapter, "r", [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN,
-                                          REASON_COLUMN, EXISTS_COLUMN], transport)  # fmt: skip
     bad_key = " OR ".join([f"r.{q(KEY_ROWS_COLUMN)} <> 1", *(f"r.{q(k)} IS NULL" for k in key)])
-    order = ", ".join(f"r.{q(k)}" for k in key)
 
     if target_columns is None and escalate_from is not None:
         target_columns = {}  # no target yet: nothing to escalate (every condition below is false)
@@ -179,7 +194,7 @@ def build_selection(
             f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {adapter.dialect.false_literal} AS "
             f"{q(EXISTS_COLUMN)} FROM ({hashed}) {adapter.subquery_alias('s')}"
         )
-        sql = f"SELECT {outer} FROM ({rows}) {adapter.subquery_alias('r')} ORDER BY {order}"
+        sql = _grouped_sql(adapter, rows, key, inputs, transport, where="", group=group_questions)
         return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
 
     col = _target_column(adapter, target_columns)
@@ -198,20 +213,31 @@ def build_selection(
         failed_current=failed_current,
         field_stamps=field_stamps,
     )
-    target_sql, on = _target_join(adapter, key, target, target_columns, col, key_types=key_types, bucket=bucket)
+    target_sql, on = _target_join(
+        adapter, key, target, target_columns, col, key_types=key_types, bucket=None if group_questions else bucket
+    )
     exists = f"({first_key} IS NOT NULL)" if first_key != "NULL" else adapter.dialect.false_literal
     unkeyed, _ = _hashed_sql(
-        adapter, key, asked, source_sql=source_sql, bucket=bucket, key_rows=not probe, key_hash=False
+        adapter,
+        key,
+        asked,
+        source_sql=source_sql,
+        bucket=bucket,
+        key_rows=not probe,
+        key_hash=False,
+        by_inputs=group_questions,
     )
     joined_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN, KEY_ROWS_COLUMN])
     joined = (
         f"SELECT {joined_cols}, {reason} AS {q(REASON_COLUMN)}, {exists} AS {q(EXISTS_COLUMN)} "
         f"FROM ({unkeyed}) {adapter.subquery_alias('s')} LEFT JOIN {target_sql} t ON {on}"
     )
-    sql = (
-        f"SELECT {_keyed_columns(adapter, key, inputs, transport)} FROM ({joined}) {adapter.subquery_alias('r')} "
-        f"WHERE r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key}" + ("" if probe else f" ORDER BY {order}")
+    where = f"r.{q(REASON_COLUMN)} IS NOT NULL OR {bad_key}"
+    # the key hash is computed for the rows the filter keeps, not for every source row
+    kept = (
+        f"SELECT {_keyed_columns(adapter, key, inputs, ())} FROM ({joined}) {adapter.subquery_alias('r')} WHERE {where}"
     )
+    sql = _grouped_sql(adapter, kept, key, inputs, transport, where="", group=group_questions)
     return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
 
 
@@ -225,6 +251,47 @@ def repeated_keys_sql(adapter: Adapter, sync: SyncSpec, source_sql: str) -> str:
     return f"SELECT COUNT(*) FROM ({grouped}) {adapter.subquery_alias('d')}"
 
 
+def _grouped_sql(
+    adapter: Adapter,
+    rows: str,
+    key: list[str],
+    inputs: Sequence[str],
+    transport: Sequence[tuple[str, str]],
+    *,
+    where: str,
+    group: bool = True,
+) -> str:
+    """The selection's rows (``rows``, alias ``r``, filtered by ``where``) in the order files are written: by the
+    first key of the rows sharing the row's inputs, then by key.
+
+    Rows with a good key are grouped by their input hash: the first of a group (in key order) asks the question,
+    the others follow it and take its answer. A row with a NULL or duplicated key (never sent) is a group of its
+    own key, so the rows of one key stay together, as the key checks read them. ``group`` False: key order.
+    """
+    q = adapter.quote
+    columns = [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, REASON_COLUMN, EXISTS_COLUMN]
+    if not group:
+        outer = _outer_columns(adapter, "r", columns, transport)
+        order = ", ".join(f"r.{q(k)}" for k in key)
+        filtered = f" WHERE {where}" if where else ""
+        return f"SELECT {outer} FROM ({rows}) {adapter.subquery_alias('r')}{filtered} ORDER BY {order}"
+    good = " AND ".join([f"r.{q(KEY_ROWS_COLUMN)} = 1", *(f"r.{q(k)} IS NOT NULL" for k in key)])
+    window = (
+        f"OVER (PARTITION BY CASE WHEN {good} THEN r.{q(HASH_COLUMN)} ELSE r.{q(KEY_HASH_COLUMN)} END "
+        f"ORDER BY {', '.join(f'r.{q(k)}' for k in key)})"
+    )
+    firsts = [f"__sixtyfour_first_{i}" for i in range(len(key))]
+    grouped = (
+        "SELECT r.*"
+        + "".join(f", FIRST_VALUE(r.{q(k)}) {window} AS {q(f)}" for k, f in zip(key, firsts, strict=True))
+        + f" FROM ({rows}) {adapter.subquery_alias('r')}"
+        + (f" WHERE {where}" if where else "")
+    )
+    outer = _outer_columns(adapter, "g", columns, transport)
+    order = ", ".join(f"g.{q(c)}" for c in [*firsts, *key])
+    return f"SELECT {outer} FROM ({grouped}) {adapter.subquery_alias('g')} ORDER BY {order}"
+
+
 def _hashed_sql(
     adapter: Adapter,
     key: list[str],
@@ -234,6 +301,7 @@ def _hashed_sql(
     bucket: tuple[int, int] | None,
     key_rows: bool = True,
     key_hash: bool = True,
+    by_inputs: bool = True,
 ) -> tuple[str, list[str]]:
     """The source's rows (of ``bucket`` when given) with their row hash, key hash and count of rows per key,
     and the inputs that travel beside the key (a key column that is also an input travels once, as the key)."""
@@ -247,7 +315,8 @@ def _hashed_sql(
     row_hash = adapter.row_hash_sql(hashed_inputs or key, alias="c")
     key_hash_sql = adapter.row_hash_sql(key, alias="c")
     inner = strip_sql(source_sql, adapter.dialect.sqlglot)
-    where_bucket = bucket_predicate(adapter, "c", key, bucket)
+    # by the inputs: the rows sharing them (one question) are read in the same bucket
+    where_bucket = bucket_predicate(adapter, "c", (hashed_inputs or key) if by_inputs else key, bucket)
     hashed = (
         f"SELECT {key_cols}{input_cols}, {row_hash} AS {q(HASH_COLUMN)}, "
         + (f"{key_hash_sql} AS {q(KEY_HASH_COLUMN)}, " if key_hash else "")
@@ -276,9 +345,9 @@ def _target_join(
     col: Callable[[str], str],
     *,
     key_types: Mapping[str, KeyType] | None,
-    bucket: tuple[int, int] | None,
+    bucket: tuple[int, int] | None = None,
 ) -> tuple[str, str]:
-    """The target's side of the selection's join (cut to ``bucket`` when given) and the join condition on the key."""
+    """The target's side of the selection's join (cut to the key ``bucket`` when given) and the join condition."""
     q = adapter.quote
     on = " AND ".join(
         f"t.{q(k)} = {key_join_sql(adapter, f's.{q(k)}', k, key_types, target_columns)}"
@@ -510,6 +579,53 @@ def drop_held(batch: pa.RecordBatch, held: pa.Array | None) -> pa.RecordBatch:
 def keep_keys(batch: pa.RecordBatch, keys: pa.Array) -> pa.RecordBatch:
     """``batch``'s rows whose key prefix is among ``keys``."""
     return batch.filter(pc.is_in(key_prefix(batch.column(KEY_HASH_COLUMN)), value_set=keys))
+
+
+def questions_may_repeat(sync: SyncSpec, inputs: Sequence[str]) -> bool:
+    """Whether two rows of the sync can ask the same question: not when the inputs hashed include a key column
+    (or are the key), which tells every row apart."""
+    lower_key = {k.lower() for k in sync.source.key}
+    return bool(inputs) and not any(c.lower() in lower_key for c in inputs)
+
+
+def inputs_repeat_sql(adapter: Adapter, inputs: Sequence[str], source_sql: str) -> str:
+    """``SELECT`` how many source rows may repeat another's inputs, by the dialect's cheap hash (rows with
+    distinct hashes have distinct inputs; 0: none does); "" where the dialect has no cheap hash."""
+    template = adapter.dialect.bucket_hash
+    if template is None or not inputs:
+        return ""
+    cols = ", ".join(f"c.{adapter.quote(c, what='source column')}" for c in inputs)
+    inner = strip_sql(source_sql, adapter.dialect.sqlglot)
+    return f"SELECT COUNT(*) - COUNT(DISTINCT {template.format(cols)}) FROM ({inner}) {adapter.subquery_alias('c')}"
+
+
+def duplicated_keys_sql(adapter: Adapter, selection: Selection, source_sql: str) -> str:
+    """The key hashes the source holds more than once (one GROUP BY over the source), for a selection read in
+    buckets: a key held twice with other inputs is in two buckets, where each counts it once."""
+    q = adapter.quote
+    cols = ", ".join(f"c.{q(k, what='key column')}" for k in selection.key)
+    inner = strip_sql(source_sql, adapter.dialect.sqlglot)
+    return (
+        f"SELECT {adapter.row_hash_sql(selection.key, alias='c')} FROM ({inner}) {adapter.subquery_alias('c')} "
+        f"GROUP BY {cols} HAVING COUNT(*) > 1"
+    )
+
+
+def count_questions_sql(adapter: Adapter, selection: Selection, limit: int | None = None) -> str:
+    """``SELECT rows, questions`` over the rows a run would send (good keys only; at most ``limit``), for
+    ``plan``: rows sharing their inputs ask one question, so a run pays for the questions, not the rows."""
+    q = adapter.quote
+    good = " AND ".join([f"x.{q(KEY_ROWS_COLUMN)} = 1", *(f"x.{q(k)} IS NOT NULL" for k in selection.key)])
+    rows = (
+        f"SELECT x.{q(KEY_HASH_COLUMN)}, x.{q(HASH_COLUMN)} FROM ({selection.sql}) {adapter.subquery_alias('x')} "
+        f"WHERE {good}"
+    )
+    if limit is not None:
+        rows = adapter.limit_sql(rows, limit)
+    return (
+        f"SELECT COUNT(DISTINCT y.{q(KEY_HASH_COLUMN)}), COUNT(DISTINCT y.{q(HASH_COLUMN)}) FROM ({rows}) "
+        f"{adapter.subquery_alias('y')}"
+    )
 
 
 def count_by_reason_sql(adapter: Adapter, selection: Selection, limit: int | None = None) -> str:

@@ -110,6 +110,32 @@ def viewed(s: SyncAccount, tiers: Sequence[str] = ("low",)) -> SyncResult:
     return r
 
 
+# --- rows answered by a shared question ------------------------------------------------------------------------
+
+
+def test_rows_answered_by_a_shared_question_are_written_not_sent_and_what_they_saved_is_at_the_price_paid() -> None:
+    # 10 questions sent at 2 cents, answering 14 keys (4 shared another key's inputs); 5 questions answering 6 keys
+    jobs = [
+        job(rows=10, enriched=13, failed=1, rows_merged=14, rows_returned=14, rows_deduplicated=4),
+        job(rows=5, enriched=6, rows_merged=6, rows_returned=6, rows_deduplicated=1),
+    ]
+    s = one(account(A, jobs, [step("ok", new=20)]))
+    assert s.own.rows_sent == 15 and s.own.rows_merged == 20 and s.own.rows_deduplicated == 5
+    assert s.own.saved_cents == pytest.approx(5 * 2.0)  # 30 cents paid for 15 questions: 2 a row
+    shown = viewed(s)
+    assert shown.rows_deduplicated == 5 and shown.saved_cents == pytest.approx(10.0)
+    assert shown.to_dict()["rows_deduplicated"] == 5 and shown.to_dict()["saved_cents"] == pytest.approx(10.0)
+
+
+def test_what_shared_answers_saved_is_priced_by_the_estimate_until_a_charge_is_known() -> None:
+    jobs = [job(rows=10, state="submitted", estimate=30.0, rows_deduplicated=0)]
+    s = one(account(A, jobs, [step("ok", new=10)]))
+    assert s.own.saved_cents == 0.0
+    jobs = [job(rows=10, state="merged", charged=0.0, estimate=30.0, rows_merged=12, rows_deduplicated=2)]
+    s = one(account(A, jobs, [step("ok", new=12)]))
+    assert s.own.saved_cents == pytest.approx(2 * 3.0)
+
+
 # --- a normal run ---------------------------------------------------------------------------------------------
 
 
@@ -129,6 +155,8 @@ def test_a_normal_run_counts_selected_sent_answered_and_paid() -> None:
         "rows_failed": 3,
         "rows_not_returned": 1,
         "rows_unexpected": 0,
+        "rows_deduplicated": 0,
+        "saved_cents": 0.0,
         "jobs": 3,
         "jobs_resumed": 0,
         "estimated_cost_cents": 70.0,

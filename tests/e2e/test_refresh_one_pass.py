@@ -221,3 +221,22 @@ def test_a_primary_key_spares_the_key_count(
     wh.executemany("INSERT INTO {t:keyed} VALUES (?, ?)", [(i, f"Person {i}") for i in range(1, 7)])
     assert _run(wh.project).syncs[0].rows_sent == 1  # row 2 is back to its first inputs: asked again
     assert counted == ["count"] and one_pass[-1] == "one pass"
+
+
+def test_changed_rows_sharing_inputs_ask_once_in_the_one_pass(wh: Warehouse, one_pass: list[str]) -> None:
+    """Rows a refresh selects that share their inputs ask one question, in the one pass as in the full selection;
+    every key gets the answer."""
+    project = wh.project
+    _names(wh, [(i, f"Person {i}") for i in range(1, 13)])
+    assert _run(project).syncs[0].rows_sent == 12
+    paid = _paid_rows(project)
+    wh.execute("UPDATE {t:keyed} SET name = 'Twin A' WHERE k IN (2, 9, 11)")
+    wh.execute("UPDATE {t:keyed} SET name = 'Twin B' WHERE k IN (4, 5)")
+    wh.execute("UPDATE {t:keyed} SET name = 'Alone' WHERE k = 7")
+    second = _run(project).syncs[0]
+    assert one_pass[-1] == "one pass"
+    assert _paid_rows(project) - paid == 3, second.to_dict()  # three questions for six keys
+    assert second.rows_sent == 3 and second.rows_deduplicated == 3, second.to_dict()
+    rows = {r[0]: (r[1], r[2]) for r in wh.query("SELECT k, email, _sixtyfour_task_id FROM {t:keyed_enriched}")}
+    assert rows[2] == rows[9] == rows[11] and rows[4] == rows[5] and rows[2] != rows[4]
+    assert all(v[0] for v in rows.values())

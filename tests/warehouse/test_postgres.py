@@ -310,6 +310,14 @@ def test_every_connection_pins_the_settings_values_are_rendered_with(pg: Postgre
     assert pin_settings_sql().startswith("SELECT set_config('TimeZone', 'UTC', false), ")
 
 
+def test_every_connection_turns_jit_off(pg: PostgresAdapter) -> None:
+    """JIT compilation costs more than the selection it would speed up: off on every connection."""
+    with pg.session() as s:
+        assert s.fetchall("SELECT current_setting('jit')")[0][0] == "off"
+    streamed = next(iter(pg.stream("SELECT current_setting('jit') AS jit"))).to_pylist()[0]
+    assert streamed["jit"] == "off"
+
+
 def test_jsonb_key_operator_next_to_parameters(pg: PostgresAdapter) -> None:
     t = pg.table_sql(TableRef("docs"))
     with pg.session() as s:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import uuid
 from typing import Any
 
@@ -32,11 +33,13 @@ from sixtyfour_sync.engine.rows.select import (
 )
 from sixtyfour_sync.engine.runner_base import SENT_SUFFIX, RunnerBase, S, _any_true, asked_hash
 from sixtyfour_sync.engine.summary import JobOutcome
+from sixtyfour_sync.errors import ConfigError
 from sixtyfour_sync.warehouse.types import TableRef
 
-#: A refresh of a source above this many rows tries the one unordered pass (:meth:`SubmitSteps._probe`); below
-#: it the ordered selection is one pass already.
+#: A refresh of a source above this many rows tries the one pass (:meth:`SubmitSteps._probe`); below it the full
+#: selection is one pass already. The environment variable :data:`PROBE_SOURCE_ENV` (a number of rows) overrides it.
 PROBE_SOURCE_ROWS = 100_000
+PROBE_SOURCE_ENV = "SIXTYFOUR_SYNC_ONE_PASS_ABOVE"
 #: The one pass holds at most this many rows that need work; more, and the ordered selection reads them.
 PROBE_ROWS = 100_000
 
@@ -105,7 +108,7 @@ class SubmitSteps(RunnerBase):
         target does not exist yet (every row is sent), a key repeats, or more than :data:`PROBE_ROWS` rows come.
         """
         ctx, a = self.ctx, self.ctx.adapter
-        if source_rows <= PROBE_SOURCE_ROWS or not a.table_exists(ctx.target):
+        if source_rows <= _one_pass_above() or not a.table_exists(ctx.target):
             return None
         if not self._keys_unique():
             return None
@@ -353,3 +356,17 @@ class SubmitSteps(RunnerBase):
                 r.status = status
         elif not partial_ok and r.status in ("ok", "partial", "nothing_to_do", "budget_reached"):
             r.status = status
+
+
+def _one_pass_above() -> int:
+    """:data:`PROBE_SOURCE_ROWS`, or the number of rows :data:`PROBE_SOURCE_ENV` sets."""
+    raw = os.environ.get(PROBE_SOURCE_ENV, "").strip()
+    if not raw:
+        return PROBE_SOURCE_ROWS
+    try:
+        rows = int(raw)
+    except ValueError:
+        rows = -1
+    if rows < 0:
+        raise ConfigError(f"{PROBE_SOURCE_ENV}={raw!r} is not a number of rows", hint=f"e.g. {PROBE_SOURCE_ENV}=100000")
+    return rows

@@ -240,3 +240,34 @@ def test_changed_rows_sharing_inputs_ask_once_in_the_one_pass(wh: Warehouse, one
     rows = {r[0]: (r[1], r[2]) for r in wh.query("SELECT k, email, _sixtyfour_task_id FROM {t:keyed_enriched}")}
     assert rows[2] == rows[9] == rows[11] and rows[4] == rows[5] and rows[2] != rows[4]
     assert all(v[0] for v in rows.values())
+
+
+def test_snowflake_refreshes_in_one_pass(project: E2EProject, one_pass: list[str]) -> None:
+    """Snowflake's SQL (fakesnow): the one pass selects the changed rows, upper-case names and all."""
+    fakesnow = pytest.importorskip("fakesnow")
+    import snowflake.connector
+
+    db, schema = f"DB_{uuid.uuid4().hex[:8]}".upper(), f"S_{uuid.uuid4().hex[:8]}".upper()
+    with fakesnow.patch():
+        con = snowflake.connector.connect(account="fakesnow", user="u", password="p")
+        cur = con.cursor()
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"CREATE SCHEMA {db}.{schema}")
+        cur.execute(f"CREATE TABLE {db}.{schema}.KEYED (K NUMBER, NAME TEXT)")
+        cur.executemany(f"INSERT INTO {db}.{schema}.KEYED VALUES (%s, %s)", [(i, f"Person {i}") for i in range(1, 11)])
+        (project.dir / "profiles.yml").write_text(
+            "sixtyfour:\n  target: sf\n  outputs:\n    sf:\n      type: snowflake\n      account: fakesnow\n"
+            f"      user: loader\n      password: not-a-real-password\n      database: {db}\n      schema: {schema}\n"
+        )
+        (project.dir / "models" / "leads.yml").write_text(
+            "syncs:\n  - name: enrich_keyed\n    endpoint: people\n    source:\n      table: keyed\n      key: k\n"
+            "      columns: [name]\n    struct:\n      email: The individual's email address\n"
+            "    target:\n      table: keyed_enriched\n    chunk_rows: 4\n"
+        )
+        assert _run(project).syncs[0].rows_sent == 10
+        assert _run(project).syncs[0].status == "nothing_to_do" and one_pass[-1] == "one pass"
+        cur.execute(f"UPDATE {db}.{schema}.KEYED SET NAME = 'Twin' WHERE K IN (3, 8)")
+        third = _run(project).syncs[0]
+        con.close()
+    assert one_pass[-1] == "one pass"
+    assert third.rows_sent == 1 and third.rows_deduplicated == 1, third.to_dict()

@@ -86,7 +86,12 @@ def _enriched(adapter: Adapter) -> list[dict[str, object]]:
         )
 
 
-def test_cli_run_then_nothing_to_do_then_changed_rows(project: E2EProject, cloud: CloudTarget) -> None:
+@pytest.mark.parametrize("one_pass", [False, True], ids=["full selection", "one pass"])
+def test_cli_run_then_nothing_to_do_then_changed_rows(project: E2EProject, cloud: CloudTarget, one_pass: bool) -> None:
+    """A first run, a refresh with nothing to do, a refresh of four changed rows; with ``one_pass`` the refreshes
+    read the source in one pass (``SIXTYFOUR_SYNC_ONE_PASS_ABOVE=0``: every size takes it)."""
+    if one_pass:
+        project.env["SIXTYFOUR_SYNC_ONE_PASS_ABOVE"] = "0"
     _fill(cloud.adapter, 60)
     (project.dir / "profiles.yml").write_text(cloud.profile)
     project.write_model(chunk_rows=25)

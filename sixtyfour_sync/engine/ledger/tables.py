@@ -248,8 +248,10 @@ class LedgerBase:
         An existing ledger is brought up to date the first time it is seen (the tables and columns a newer
         version reads are added), so every command, ``plan`` included, reads a ledger an older version wrote.
         """
+        if self._ensured:
+            return True  # made sure of in this command: ledger tables are never dropped by the engine
         found = self.adapter.table_exists(self.jobs)
-        if found and not self._ensured:
+        if found:
             self.ensure()
         return found
 

@@ -179,10 +179,12 @@ def sync_metadata(result: RunResult, sync: SyncResult) -> dict[str, Any]:
         "rows_failed": sync.rows_failed,
         "rows_not_returned": sync.rows_not_returned,
         "rows_deduplicated": sync.rows_deduplicated,
+        "rows_reused": sync.rows_reused,
         "jobs": len(sync.jobs),
         "estimated_cost_usd": round(sync.estimated_cost_cents / 100, 4),
         "charged_usd": round(sync.charged_cents / 100, 4),
         "saved_usd": round(sync.saved_cents / 100, 4),
+        "reused_saved_usd": round(sync.reused_saved_cents / 100, 4),
         "fill_rate": dg.MetadataValue.json({k: round(v, 4) for k, v in fill.items()}),
         "mean_fill_rate": round(sum(fill.values()) / len(fill), 4) if fill else 0.0,
     }
@@ -195,6 +197,7 @@ _SUMMED = (
     "rows_failed",
     "rows_not_returned",
     "rows_deduplicated",
+    "rows_reused",
     "jobs",
 )
 
@@ -206,7 +209,7 @@ def table_metadata(result: RunResult, syncs: Sequence[SyncResult]) -> dict[str, 
     each = {s.name: sync_metadata(result, s) for s in syncs}
     out: dict[str, Any] = {"run_id": result.run_id, "status": result.status}
     out.update({k: sum(int(m[k]) for m in each.values()) for k in _SUMMED})
-    for k in ("estimated_cost_usd", "charged_usd", "saved_usd"):
+    for k in ("estimated_cost_usd", "charged_usd", "saved_usd", "reused_saved_usd"):
         out[k] = round(sum(float(m[k]) for m in each.values()), 4)
     out["syncs"] = dg.MetadataValue.json(
         {name: {k: v for k, v in m.items() if k != "fill_rate" and k != "run_id"} for name, m in each.items()}

@@ -30,6 +30,7 @@ from sixtyfour_sync.engine.ledger.store import Ledger, new_run_id
 from sixtyfour_sync.engine.lifecycle import run_sync
 from sixtyfour_sync.engine.plan.approval import ApprovedPlan, approved_from, plan_document, read_plan
 from sixtyfour_sync.engine.project import Project
+from sixtyfour_sync.engine.reuse.store import prune_answers
 from sixtyfour_sync.engine.summary import RunResult, SyncPlan, SyncResult
 from sixtyfour_sync.errors import ApiKeyRefusedError, ConfigError, SixtyfourSyncError
 from sixtyfour_sync.lineage import lineage_listener
@@ -322,6 +323,12 @@ def _close_run(
         recorder.ledger.close_run(result.run_id, status, counts, result.error)
     except SixtyfourSyncError as exc:
         log.warning("recording the end of run %s failed: %s", result.run_id, exc)
+    ages = [loaded.spec.reuse_max_age for loaded in syncs.values() if loaded.spec.reuse.enabled]
+    if ages and not crashed:
+        try:  # the answer store holds what a sync could still take: nothing older than the longest reuse.max_age
+            prune_answers(recorder.ledger, max_age_seconds=int(max(ages).total_seconds()))
+        except SixtyfourSyncError as exc:
+            log.warning("pruning the answer store failed: %s", exc)
 
 
 def _approved(plan: ApprovedPlan | Sequence[SyncPlan] | Path | str | None, project: Project) -> ApprovedPlan | None:

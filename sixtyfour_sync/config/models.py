@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,7 +33,7 @@ from sixtyfour_sync.config.base import (
     parse_duration,
 )
 from sixtyfour_sync.config.fields import StructField, SubField
-from sixtyfour_sync.config.parts import BudgetSpec, RefreshSpec, SourceSpec, TargetSpec
+from sixtyfour_sync.config.parts import DEFAULT_REUSE_AGE, BudgetSpec, RefreshSpec, ReuseSpec, SourceSpec, TargetSpec
 from sixtyfour_sync.config.yamlfile import LineMap
 from sixtyfour_sync.errors import ConfigProblem
 
@@ -124,6 +125,12 @@ class SyncSpec(_Strict):
     target: TargetSpec = Field(description="Where the enriched columns are written.")
     refresh: RefreshSpec = Field(default_factory=RefreshSpec, description="Which rows a run selects.")
     budget: BudgetSpec = Field(default_factory=BudgetSpec, description="Spending limits and the price per row.")
+    reuse: ReuseSpec = Field(
+        default_factory=ReuseSpec,
+        description="The answer store (docs/paying-once.md): a new key whose question (the same inputs, endpoint, "
+        "tier, struct and options) was answered and merged within reuse.max_age takes that answer without a call. "
+        "reuse: false turns it off; --full-refresh, when: always and max_age refreshes never reuse.",
+    )
     chunk_rows: Annotated[int, Field(gt=0, le=MAX_CHUNK_ROWS)] = Field(
         default=MAX_CHUNK_ROWS,
         description=(
@@ -253,6 +260,11 @@ class SyncSpec(_Strict):
     def overwrite_policy(self) -> Literal["always", "keep_more_confident"]:
         """The overwrite rule's policy (``higher_confidence`` is an older name of ``keep_more_confident``)."""
         return "always" if self.overwrite == "always" else "keep_more_confident"
+
+    @property
+    def reuse_max_age(self) -> timedelta:
+        """How old a stored answer this sync takes: ``reuse.max_age``, else ``refresh.max_age``, else 30 days."""
+        return self.reuse.max_age or self.refresh.max_age or DEFAULT_REUSE_AGE
 
     @property
     def gating(self) -> bool:

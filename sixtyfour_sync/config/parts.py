@@ -204,6 +204,42 @@ class RefreshSpec(_Strict):
         return self
 
 
+#: How long a stored answer is reused when neither ``reuse.max_age`` nor ``refresh.max_age`` says.
+DEFAULT_REUSE_AGE = timedelta(days=30)
+
+
+class ReuseSpec(_Strict):
+    """Answers kept in the ledger's answer store, given to a new key whose question was asked before."""
+
+    enabled: bool = Field(
+        default=True,
+        description="false: this sync neither takes stored answers nor stores its own (reuse: false says the same).",
+    )
+    max_age: _Duration = Field(
+        default=None,
+        description="Take a stored answer only when it was answered at most this long ago (default: "
+        "refresh.max_age, else 30d): 30d, 12h, or seconds. Stored answers older than the longest max_age of "
+        "the syncs a run loads are pruned.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        return {"enabled": v} if isinstance(v, bool) else v
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
+
+    @field_validator("max_age")
+    @classmethod
+    def _positive(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and v.total_seconds() <= 0:
+            raise ValueError("reuse.max_age must be longer than 0 seconds (reuse: false turns reuse off)")
+        return v
+
+
 class BudgetSpec(_Strict):
     """Spending limits for one run of the sync."""
 

@@ -141,6 +141,9 @@ class SyncContext:
     #: target (``profile.target``) and the project, for people reading the ledger.
     profile_target: str | None = None
     project_name: str | None = None
+    #: The question this step's answers answer in the answer store (engine/reuse/question.py); None when the step
+    #: neither stores nor takes answers.
+    question: str | None = None
 
     @property
     def target_id(self) -> str:

@@ -12,8 +12,9 @@ One sync runs as a small pipeline:
   side effect that follows it (``jobs.py``), and merges each result in one transaction with its ledger row;
 - a few worker threads make the API calls and parse results (``scheduler.py``).
 
-The runner is one class in four parts: its state (runner_base.py), the target (runner_target.py), resuming
-(runner_resume.py), new work (runner_submit.py); the pass and the event loop are here.
+The runner is one class in five parts: its state (runner_base.py), the target (runner_target.py), resuming
+(runner_resume.py), stored answers (runner_reuse.py), new work (runner_submit.py); the pass and the event loop are
+here.
 
 A crash at any instant followed by another ``run`` converges on the same target as an uninterrupted run, and
 a question is paid at most once unless the user asked to ask it again.
@@ -35,6 +36,7 @@ from sixtyfour_sync.engine.plan.columns import owned_columns, resolve_inputs, re
 from sixtyfour_sync.engine.plan.planner import plan_sync
 from sixtyfour_sync.engine.plan.prices import resolve_price
 from sixtyfour_sync.engine.results import result_files
+from sixtyfour_sync.engine.reuse.question import question_id, stores_answers
 from sixtyfour_sync.engine.rows.deletions import check_delete
 from sixtyfour_sync.engine.rows.files import SpilledTable
 from sixtyfour_sync.engine.rows.select import (
@@ -44,6 +46,7 @@ from sixtyfour_sync.engine.rows.select import (
 )
 from sixtyfour_sync.engine.runner_base import SENT_SUFFIX, S, _no_guard
 from sixtyfour_sync.engine.runner_resume import ResumeSteps
+from sixtyfour_sync.engine.runner_reuse import ReuseSteps
 from sixtyfour_sync.engine.runner_submit import SubmitSteps
 from sixtyfour_sync.engine.runner_target import TargetSteps
 from sixtyfour_sync.engine.summary import SyncResult
@@ -61,7 +64,7 @@ __all__ = [
 ]
 
 
-class SyncRunner(TargetSteps, ResumeSteps, SubmitSteps):
+class SyncRunner(TargetSteps, ResumeSteps, ReuseSteps, SubmitSteps):
     """Runs one sync: resume what is unfinished, then select, submit, poll, download, merge."""
 
     # ------------------------------------------------------------------ entry point
@@ -162,6 +165,8 @@ class SyncRunner(TargetSteps, ResumeSteps, SubmitSteps):
         ctx.key_specs = resolve_key_types(ctx.adapter, ctx.loaded, self.source_sql)
         ctx.key_types = {k: kt.arrow for k, kt in ctx.key_specs.items()}
         ctx.api_config = build_api_config(spec, self.inputs)
+        if stores_answers(spec, own_pass=self.step.own_pass):
+            ctx.question = question_id(spec, self.inputs or list(spec.source.key))
         try:  # the API's own rules (config size, struct types...), checked before anything is written
             validate_config(spec.endpoint, ctx.api_config)
         except ConfigError as exc:

@@ -133,6 +133,9 @@ class RunnerBase:
     def _field_changes(self, columns: Mapping[str, Any]) -> FieldChanges | None:  # pragma: no cover
         raise NotImplementedError
 
+    def _take_stored(self, source_rows: int, read: list[pa.RecordBatch] | None) -> list[pa.RecordBatch] | None:
+        raise NotImplementedError  # pragma: no cover - ReuseSteps'
+
     def _loop(self) -> None:  # pragma: no cover - SyncRunner's
         raise NotImplementedError
 

@@ -64,7 +64,7 @@ class SubmitSteps(RunnerBase):
             if not self.result.jobs:
                 self.result.status = "nothing_to_do"
             return
-        read = self._probe(source_rows)
+        read = self._take_stored(source_rows, self._probe(source_rows))
         if read is None:
             self.group_questions = self._questions_may_repeat()
         selections = self._selections(buckets=1 if read is not None else bucket_count(a, source_rows))
@@ -179,7 +179,7 @@ class SubmitSteps(RunnerBase):
                 r.warnings.append(repeats)
                 ctx.note(repeats, "warning")
         r.rows_by_reason = dict(self.scan.rows_by_reason)
-        if not r.rows_selected and not r.jobs and r.status == "ok":
+        if not r.rows_selected and not r.jobs and not r.rows_reused and r.status == "ok":
             r.status = "nothing_to_do"
 
     def _extract_factory(self) -> Any:

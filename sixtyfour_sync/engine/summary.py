@@ -77,6 +77,10 @@ class SyncPlan:
     #: answer of another (sent in no file, paid once): the estimate prices the questions. None: not counted.
     questions: int | None = None
     rows_deduplicated: int = 0
+    #: Rows that would take a stored answer (the answer store: their question was answered and merged within
+    #: reuse.max_age), and the questions among them: asked of no one, priced at nothing.
+    rows_reused: int = 0
+    questions_reused: int = 0
 
     @property
     def rows(self) -> int:
@@ -191,6 +195,13 @@ class SyncResult:
     rows_deduplicated: int = 0
     #: What those rows would have cost asked one by one, at what this run's questions cost per row.
     saved_cents: float = 0.0
+    #: Rows that took a stored answer (the answer store: a question answered and merged within reuse.max_age),
+    #: the questions among them, and what asking them would have cost at the price known (a floor when
+    #: ``reused_price_known`` is False: some were taken with no price known).
+    rows_reused: int = 0
+    questions_reused: int = 0
+    reused_saved_cents: float = 0.0
+    reused_price_known: bool = True
     #: ``target.on_source_delete``: target rows whose key left the source, flagged (or deleted) in this run,
     #: and flagged rows whose key came back.
     rows_source_deleted: int = 0
@@ -248,6 +259,8 @@ class SyncResult:
         self.replays, self.replayed_rows = own.replays, own.replayed_rows
         self.incomplete_rows, self.rows_quarantined = own.incomplete_rows, own.rows_quarantined
         self.rows_deduplicated, self.saved_cents = own.rows_deduplicated, own.saved_cents
+        self.rows_reused, self.questions_reused = acc.rows_reused, acc.questions_reused
+        self.reused_saved_cents, self.reused_price_known = acc.reused_saved_cents, acc.reused_price_known
         self.filled, self.gated = dict(own.filled), dict(own.gated)
         self.rows_released = acc.rows_released
         self.rows_source_deleted, self.rows_source_restored = acc.rows_source_deleted, acc.rows_source_restored
@@ -340,6 +353,9 @@ class SyncResult:
             "rows_quarantined": self.rows_quarantined,
             "rows_deduplicated": self.rows_deduplicated,
             "saved_cents": self.saved_cents,
+            "rows_reused": self.rows_reused,
+            "questions_reused": self.questions_reused,
+            "reused_saved_cents": self.reused_saved_cents if self.reused_price_known else None,
             "rows_unsent": self.rows_unsent,
             "rows_released": self.rows_released,
             "rows_source_deleted": self.rows_source_deleted,

@@ -54,6 +54,9 @@ class RunRow:
     #: Rows answered by a shared question (their inputs were another row's, asked once), and what that saved.
     rows_deduplicated: int = 0
     saved_cents: float = 0.0
+    #: Rows that took a stored answer (the answer store), and what asking their questions would have cost.
+    rows_reused: int = 0
+    reused_saved_cents: float = 0.0
     estimated_cents: float = 0.0
     charged_cents: float = 0.0
     charged_later_cents: float = 0.0

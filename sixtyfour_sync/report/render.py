@@ -85,7 +85,15 @@ def _run_title(run: RunRow, tz: tzinfo | None) -> str:
         if run.rows_deduplicated
         else ""
     )
-    return f"{run.run_id} ({run.status}), started {when(run.started_at, tz)}: {run.jobs:,} file(s){replays}{shared}"
+    reused = (
+        f", {run.rows_reused:,} row(s) took a stored answer ({money(run.reused_saved_cents)} not spent)"
+        if run.rows_reused
+        else ""
+    )
+    return (
+        f"{run.run_id} ({run.status}), started {when(run.started_at, tz)}: {run.jobs:,} file(s){replays}{shared}"
+        f"{reused}"
+    )
 
 
 def _runs_charts(runs: list[RunRow], tz: tzinfo | None) -> str:

@@ -70,3 +70,20 @@ def when(value: Any) -> str:
         stamp: datetime = moment.astimezone(timezone.utc)
         return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
     return str(value)
+
+
+def reused_line(rows: int, questions: int, saved_cents: float, price_known: bool) -> str:
+    """What taking stored answers saved, as the summary and ``report`` say it."""
+    saved = (
+        f"{_cents(saved_cents)} not spent"
+        if price_known
+        else (
+            f"at least {_cents(saved_cents)} not spent (no price was known for some)"
+            if saved_cents
+            else "price unknown"
+        )
+    )
+    return (
+        f"{rows:,} row(s) took a stored answer ({questions:,} question(s) answered and merged before, within "
+        f"reuse.max_age; no call made): {saved}"
+    )

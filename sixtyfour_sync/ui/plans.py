@@ -62,6 +62,11 @@ def print_plans(plans: Sequence[SyncPlan], log_format: str, console: Console | N
                 f"{p.rows:,} row(s) ask {p.questions:,} question(s): {p.rows_deduplicated:,} share their inputs with "
                 "another row and take its answer (priced once)"
             )
+        if p.rows_reused:
+            notes.append(
+                f"{p.rows_reused:,} row(s) take a stored answer ({p.questions_reused:,} question(s) answered and "
+                "merged before, within reuse.max_age): no call, not priced"
+            )
         if p.unfinished_jobs:
             notes.append(f"{p.unfinished_jobs} unfinished job(s) will be finished first")
         if len(p.steps) > 1:  # the steps a run takes, in its order

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from sixtyfour_sync.engine.summary import RunResult
-from sixtyfour_sync.ui.common import Col, _cents, _console, _grid
+from sixtyfour_sync.ui.common import Col, _cents, _console, _grid, reused_line
 
 log = logging.getLogger("sixtyfour_sync.progress")
 
@@ -60,6 +60,9 @@ def print_run(result: RunResult, log_format: str, console: Console | None = None
                 f"  {s.name}: {s.rows_deduplicated:,} row(s) answered by a shared question (their inputs were "
                 f"another row's, asked once): {_cents(s.saved_cents)} not spent"
             )
+        if s.rows_reused:
+            line = reused_line(s.rows_reused, s.questions_reused, s.reused_saved_cents, s.reused_price_known)
+            console.print(f"  {s.name}: {line}")
         if s.replays:
             console.print(
                 f"  {s.name}: {s.replays} file(s), {s.replayed_rows:,} row(s), answered by an earlier job (replay: "

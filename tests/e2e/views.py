@@ -29,6 +29,8 @@ NUMBERS = (
     "estimated_cost_cents",
     "charged_cents",
     "saved_cents",
+    "rows_reused",
+    "reused_saved_cents",
 )
 
 
@@ -49,7 +51,7 @@ def _round(d: Mapping[str, Any]) -> dict[str, Any]:
 def from_summary(result: RunResult) -> dict[str, Any]:
     """The JSON summary's totals."""
     d = result.to_dict()
-    return _round({k: sum(s[k] for s in d["syncs"]) for k in NUMBERS})
+    return _round({k: sum(s[k] or 0 for s in d["syncs"]) for k in NUMBERS})
 
 
 def from_artifact(result: RunResult) -> dict[str, Any]:
@@ -60,9 +62,11 @@ def from_artifact(result: RunResult) -> dict[str, Any]:
         "rows_enriched": "enriched",
         "rows_failed": "failed",
         "rows_deduplicated": "deduplicated",
+        "rows_reused": "reused",
     }
     out: dict[str, Any] = {k: sum(e["rows"][v] for e in entries) for k, v in names.items()}
     out["saved_cents"] = sum(e["saved_cents"] for e in entries)
+    out["reused_saved_cents"] = sum(e["reused_saved_cents"] or 0 for e in entries)
     out["estimated_cost_cents"] = sum(e["estimated_cost_cents"] for e in entries)
     out["charged_cents"] = sum(e["charged_cents"] for e in entries)
     return _round(out)
@@ -73,9 +77,10 @@ def from_dagster(result: RunResult) -> dict[str, Any]:
     from sixtyfour_sync.dagster import sync_metadata
 
     meta = [sync_metadata(result, s) for s in result.syncs]
-    counted = ("rows_sent", "rows_enriched", "rows_failed", "rows_deduplicated")
+    counted = ("rows_sent", "rows_enriched", "rows_failed", "rows_deduplicated", "rows_reused")
     out: dict[str, Any] = {k: sum(m[k] for m in meta) for k in counted}
     out["saved_cents"] = round(sum(m["saved_usd"] for m in meta) * 100, 2)
+    out["reused_saved_cents"] = round(sum(m["reused_saved_usd"] for m in meta) * 100, 2)
     out["estimated_cost_cents"] = round(sum(m["estimated_cost_usd"] for m in meta) * 100, 2)
     out["charged_cents"] = round(sum(m["charged_usd"] for m in meta) * 100, 2)
     return _round(out)
@@ -100,6 +105,8 @@ def from_report(project: E2EProject, run_id: str, target: str | None = None) -> 
             "rows_failed": row.rows_failed,
             "rows_deduplicated": row.rows_deduplicated,
             "saved_cents": row.saved_cents,
+            "rows_reused": row.rows_reused,
+            "reused_saved_cents": row.reused_saved_cents,
             "estimated_cost_cents": row.estimated_cents,
             "charged_cents": row.charged_cents,
             "charged_later_cents": row.charged_later_cents,

@@ -14,7 +14,10 @@ finished (``_sixtyfour_sync_jobs``) and for the steps it ran (``_sixtyfour_sync_
   included: a row answered at two tiers is two answers), the share with a value per field. Per tier, over that
   tier's answers. (The report also shows the target's fill rate now: another view, named there.)
 - A sync's status is one rule over its steps (:func:`sync_status`): the worst step's, and a sync that sent rows
-  is never ``nothing_to_do``.
+  (or took stored answers) is never ``nothing_to_do``.
+- Rows that took a stored answer (the answer store, engine/reuse/) are the run's that merged them
+  (``_sixtyfour_sync_reuses``): no job, no charge; what their questions would have cost at the price known then
+  is what reuse saved (unknown without a price).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "JobFacts",
+    "ReuseCount",
     "RunAccount",
     "StepFacts",
     "SyncAccount",
@@ -218,6 +222,29 @@ class StepFacts:
         )
 
 
+@dataclass(frozen=True)
+class ReuseCount:
+    """What a run recorded of one merge of stored answers (a row of ``_sixtyfour_sync_reuses``)."""
+
+    run_id: str
+    sync_name: str
+    rows: int
+    questions: int = 0
+    #: What the questions would have cost asked; None when no price was known.
+    saved_cents: float | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ReuseCount:
+        """From a ledger row (``Ledger.reuse_rows``)."""
+        return cls(
+            run_id=str(row["run_id"]),
+            sync_name=str(row["sync_name"]),
+            rows=_int(row.get("rows_reused")),
+            questions=_int(row.get("questions_reused")),
+            saved_cents=_num(row.get("saved_cents")),
+        )
+
+
 @dataclass
 class Tally:
     """The counts and money of a set of jobs."""
@@ -323,6 +350,12 @@ class SyncAccount:
     rows_source_deleted: int = 0
     rows_source_restored: int = 0
     source_deletion: str = ""
+    #: Rows that took a stored answer instead of asking, the questions among them, and what asking would have
+    #: cost (``reused_price_known`` False: some were merged without a known price, so the saving is a floor).
+    rows_reused: int = 0
+    questions_reused: int = 0
+    reused_saved_cents: float = 0.0
+    reused_price_known: bool = True
     jobs: list[JobFacts] = field(default_factory=list)
     resumed_jobs: list[JobFacts] = field(default_factory=list)
     steps: list[StepFacts] = field(default_factory=list)
@@ -360,6 +393,8 @@ class RunAccount:
             "rows_unexpected": self.total("rows_unexpected"),
             "rows_deduplicated": self.total("rows_deduplicated"),
             "saved_cents": self.total("saved_cents"),
+            "rows_reused": sum(s.rows_reused for s in self.syncs.values()),
+            "reused_saved_cents": round(sum(s.reused_saved_cents for s in self.syncs.values()), 4),
             "jobs": self.total("jobs"),
             "jobs_resumed": sum(s.resumed.jobs for s in self.syncs.values()),
             "estimated_cost_cents": self.total("estimated_cost_cents"),
@@ -430,12 +465,14 @@ def account(
     *,
     run_finished: Any = None,
     own_tiers: Mapping[str, str] | None = None,
+    reuses: Sequence[ReuseCount] = (),
 ) -> RunAccount:
     """The numbers of run ``run_id`` from the ledger's facts.
 
     ``jobs``: the jobs the run created and those it finished (others are ignored); ``steps``: its steps;
     ``run_finished``: when it ended (for jobs an older ledger recorded without ``charged_by``); ``own_tiers``:
-    each sync's own tier (a "new fields" job at another tier is keyed ``fields@tier``).
+    each sync's own tier (a "new fields" job at another tier is keyed ``fields@tier``); ``reuses``: the merges of
+    stored answers the run recorded.
     """
     out = RunAccount(run_id)
 
@@ -468,6 +505,16 @@ def account(
             s = sync(job.sync_name)
             s.resumed.add(job, run_id=run_id, charged_here=_charged_here(job, run_id, run_finished))
             s.resumed_jobs.append(job)
+    for reuse in reuses:
+        if reuse.run_id != run_id:
+            continue
+        s = sync(reuse.sync_name)
+        s.rows_reused += reuse.rows
+        s.questions_reused += reuse.questions
+        if reuse.saved_cents is None:
+            s.reused_price_known = False
+        else:
+            s.reused_saved_cents = round(s.reused_saved_cents + reuse.saved_cents, 4)
     for s in out.syncs.values():
-        s.status = sync_status((_counted(st) for st in s.steps), sent=s.own.rows_sent)
+        s.status = sync_status((_counted(st) for st in s.steps), sent=s.own.rows_sent + s.rows_reused)
     return out

@@ -95,6 +95,13 @@ class RunRecords(LedgerBase):
         with self.adapter.session() as s:
             return s.select(self.steps, {"run_id": run_id}, order_by=["seq"])
 
+    def reuse_rows(self, run_id: str) -> list[dict[str, Any]]:
+        """The stored answers a run merged instead of asking (engine/reuse/), one row per merge."""
+        if not self.adapter.table_exists(self.reuses):
+            return []
+        with self.adapter.session() as s:
+            return s.select(self.reuses, {"run_id": run_id})
+
     def run_row(self, run_id: str) -> dict[str, Any] | None:
         """The run's row, or None."""
         with self.adapter.session() as s:

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 
 from sixtyfour_sync.engine.jobs.states import JobState
-from sixtyfour_sync.engine.ledger.accounting import JobFacts, RunAccount, StepFacts, account
+from sixtyfour_sync.engine.ledger.accounting import JobFacts, ReuseCount, RunAccount, StepFacts, account
 from sixtyfour_sync.engine.ledger.job import Job, LedgerConflictError
 from sixtyfour_sync.engine.ledger.jobs import JobRecords
 from sixtyfour_sync.engine.ledger.records import (
@@ -114,6 +114,7 @@ def read_account(ledger: Ledger, run_id: str, own_tiers: Mapping[str, str] | Non
     """A run's numbers from this ledger's facts (engine/ledger/accounting.py): what every view of a run shows."""
     jobs = [JobFacts.from_row(r) for r in ledger.run_job_rows(run_id)]
     steps = [StepFacts.from_row(r) for r in ledger.step_rows(run_id)]
+    reuses = [ReuseCount.from_row(r) for r in ledger.reuse_rows(run_id)]
     row = ledger.run_row(run_id)
     finished = row.get("finished_at") if row else None
-    return account(run_id, jobs, steps, run_finished=finished, own_tiers=own_tiers)
+    return account(run_id, jobs, steps, run_finished=finished, own_tiers=own_tiers, reuses=reuses)

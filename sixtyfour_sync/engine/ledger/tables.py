@@ -25,6 +25,8 @@ QUARANTINE_TABLE = "_sixtyfour_sync_quarantine"
 COLUMNS_TABLE = "_sixtyfour_sync_columns"
 STEPS_TABLE = "_sixtyfour_sync_steps"
 EVALUATIONS_TABLE = "_sixtyfour_sync_evaluations"
+ANSWERS_TABLE = "_sixtyfour_sync_answers"
+REUSES_TABLE = "_sixtyfour_sync_reuses"
 #: The column of a selection (and of the job keys) holding the warehouse's hash of a row's key.
 KEY_HASH = "_sixtyfour_key_hash"
 INPUT_HASH = "_sixtyfour_input_hash"
@@ -49,6 +51,9 @@ _RUN_COLUMNS = [
     #: Rows answered by a shared question (asked once for rows sharing their inputs), and what that saved.
     Column("rows_deduplicated", B),
     Column("saved_cents", D),
+    #: Rows that took a stored answer (the answer store: engine/reuse/), and what those questions would have cost.
+    Column("rows_reused", B),
+    Column("reused_saved_cents", D),
     Column("jobs", B),
     Column("jobs_resumed", B),
     Column("estimated_cost_cents", D),
@@ -190,6 +195,34 @@ _EVALUATION_COLUMNS = [
     Column("would_gate", B),
     Column("evaluated_at", TS),
 ]
+#: The answer store (engine/reuse/): one row per question answered and merged: the question (a hash of the
+#: endpoint, tier, struct, options and input column names: engine/reuse/question.py), the input hash, the
+#: answer's fields and confidences as a JSON object of their text forms, and who answered it when. Written in
+#: the transaction that merges the answer; no primary key (an answer asked again is a row more; the newest wins).
+ANSWER_COLUMNS = [
+    Column("question", T),
+    Column("input_hash", T),
+    Column("answer", T),
+    Column("task_id", T),
+    Column("job_id", T),
+    Column("sync_name", T),
+    Column("endpoint", T),
+    Column("tier", T),
+    Column("answered_at", TS),
+]
+#: Rows a run answered from the store instead of asking: which run and sync, how many rows and questions, at
+#: what price per question (None: unknown) and what that saved; written in the transaction that merges them.
+_REUSE_COLUMNS = [
+    Column("run_id", T),
+    Column("sync_name", T),
+    Column("target", T),
+    Column("question", T),
+    Column("rows_reused", B),
+    Column("questions_reused", B),
+    Column("price_cents_per_row", D),
+    Column("saved_cents", D),
+    Column("reused_at", TS),
+]
 _PRICE_COLUMNS = [
     Column("price_cents_per_row", D),
     Column("learned_at", TS),
@@ -230,6 +263,8 @@ class LedgerBase:
         self.created = TableRef(COLUMNS_TABLE, self.schema)
         self.steps = TableRef(STEPS_TABLE, self.schema)
         self.evaluations = TableRef(EVALUATIONS_TABLE, self.schema)
+        self.answers = TableRef(ANSWERS_TABLE, self.schema)
+        self.reuses = TableRef(REUSES_TABLE, self.schema)
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.guard: Callable[[], None] = _no_guard
@@ -273,6 +308,7 @@ class LedgerBase:
         a.ensure_table(self.quarantine, [Column("quarantine_id", T, nullable=False)], _QUARANTINE_COLUMNS)
         a.ensure_table(self.steps, [Column("step_id", T, nullable=False)], _STEP_COLUMNS)
         a.ensure_table(self.evaluations, [Column("row_id", T, nullable=False)], _EVALUATION_COLUMNS)
+        a.ensure_table(self.reuses, [Column("reuse_id", T, nullable=False)], _REUSE_COLUMNS)
         a.ensure_table(
             self.created,
             [Column("target", T, nullable=False), Column("column_name", T, nullable=False)],
@@ -283,6 +319,9 @@ class LedgerBase:
         if not a.table_exists(self.keys):
             with a.session() as s:
                 s.execute(a.create_table_sql(self.keys, [], _KEY_COLUMNS))
+        if not a.table_exists(self.answers):  # appended to, read by question and input hash (see ANSWER_COLUMNS)
+            with a.session() as s:
+                s.execute(a.create_table_sql(self.answers, [], ANSWER_COLUMNS))
         self._ensured = True
 
     # -- runs ----------------------------------------------------------------------------------------

@@ -25,6 +25,9 @@ from sixtyfour_sync.engine.plan.escalation import plan_escalation
 from sixtyfour_sync.engine.plan.prices import Price, resolve_price
 from sixtyfour_sync.engine.plan.questions import count_questions, priced_by_questions
 from sixtyfour_sync.engine.plan.step import Step
+from sixtyfour_sync.engine.reuse.question import question_id, takes_answers
+from sixtyfour_sync.engine.reuse.sql import count_reusable_sql
+from sixtyfour_sync.engine.reuse.store import has_answers
 from sixtyfour_sync.engine.rows.extract import ScanStats, denormalize, missing_key
 from sixtyfour_sync.engine.rows.select import (
     KEY_ROWS_COLUMN,
@@ -179,7 +182,10 @@ def plan_sync(
     counts = _own_counts(adapter, own_selection(), r.held, spec.refresh.limit)
     price = resolve_price(spec, r.ledger, prices)
     shared = _shared_rows(adapter, own_selection(), sum(counts.values()), spec.refresh.limit)
-    steps = [priced_by_questions(_step("own", "own", spec, dict(counts), price), shared, spec.chunk_rows)]
+    reused, reused_questions = _reusable(adapter, spec, r, own_selection, full_refresh)
+    # the rows that ask no question of their own: those sharing another's, and those a stored answer answers
+    unasked = shared + reused_questions
+    steps = [priced_by_questions(_step("own", "own", spec, dict(counts), price), unasked, spec.chunk_rows)]
     field_steps = _add_field_steps(adapter, spec, r, steps, price, prices)
     asked_fields = sum(st.rows for st in steps if st.kind == "fields" and not st.expected)
     if asked_fields:  # they are sent too: counted in the rows, the files and the cost
@@ -208,9 +214,11 @@ def plan_sync(
         chunk_rows=spec.chunk_rows,
         price_cents_per_row=None if price is None else price.cents_per_row,
         price_source=None if price is None else price.source,
-        estimated_cost_cents=None if price is None else round(price.cents_per_row * (rows - shared), 2),
-        questions=rows - shared,
-        rows_deduplicated=shared,
+        estimated_cost_cents=None if price is None else round(price.cents_per_row * max(0, rows - unasked), 2),
+        questions=max(0, rows - unasked),
+        rows_deduplicated=max(0, shared - reused + reused_questions),
+        rows_reused=reused,
+        questions_reused=reused_questions,
         budget_cents=None if limit is None else int(limit),
         unfinished_jobs=_count_jobs(r, spec, ACTIVE),
         held_jobs=_count_jobs(r, spec, HELD),
@@ -228,6 +236,23 @@ def plan_sync(
         definition=definition_hash(spec),
         steps=steps,
     )
+
+
+def _reusable(
+    adapter: Adapter, spec: SyncSpec, r: _Reads, selection: Callable[[], Selection], full_refresh: bool
+) -> tuple[int, int]:
+    """Of the own pass's rows, those a stored answer would answer, and the questions among them (the run's
+    engine/runner_reuse.py takes the same rows, by the same SQL)."""
+    if not r.has_ledger or not takes_answers(spec, own_pass=True, full_refresh=full_refresh):
+        return 0, 0
+    question = question_id(spec, r.inputs or list(spec.source.key))
+    if not has_answers(r.ledger, question):
+        return 0, 0
+    age = int(spec.reuse_max_age.total_seconds())
+    sql, params = count_reusable_sql(adapter, selection(), r.ledger.answers, question=question, max_age_seconds=age)
+    with adapter.session() as s:
+        row = s.fetchone(sql, params)
+    return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
 
 
 def _shared_rows(adapter: Adapter, selection: Selection, rows: int, limit: int | None) -> int:

@@ -14,6 +14,7 @@ from sixtyfour_sync.engine.ledger.store import utcnow
 from sixtyfour_sync.engine.results import result_files
 from sixtyfour_sync.engine.results.parse import ResultParseError, parse_result
 from sixtyfour_sync.engine.results.upsert import MergePlan, plan_merge
+from sixtyfour_sync.engine.reuse.store import stores_job_answers
 from sixtyfour_sync.engine.rows.files import SpilledTable
 from sixtyfour_sync.engine.rows.select import HASH_COLUMN
 
@@ -31,6 +32,7 @@ def fetch_work(
     sent, spec, key_types = t.sent, ctx.spec, ctx.key_types
     task_id, label = t.task_id, t.job.file_name
     insert_only = bool(t.extra.get("all_new")) and ctx.adapter.dialect.enforces_primary_key
+    store = stores_job_answers(ctx, t)
     client = ctx.client
 
     def work() -> tuple[ResultDownload, MergePlan]:
@@ -60,6 +62,7 @@ def fetch_work(
                     now=utcnow(),
                     file_label=label,
                     insert_only=insert_only,
+                    store=store,
                 )
             except ResultParseError as exc:  # no row ties back: a broken file, held as unreadable
                 raise Unreadable(got, exc) from exc

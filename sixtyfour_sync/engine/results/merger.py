@@ -18,9 +18,11 @@ from sixtyfour_sync.api import ResultDownload
 from sixtyfour_sync.engine.context import SyncContext
 from sixtyfour_sync.engine.failpoints import failpoint
 from sixtyfour_sync.engine.jobs.states import JobState
+from sixtyfour_sync.engine.ledger.tables import utcnow
 from sixtyfour_sync.engine.results import quarantine, result_files
 from sixtyfour_sync.engine.results.target_table import ensure_target
 from sixtyfour_sync.engine.results.upsert import MergePlan, counts
+from sixtyfour_sync.engine.reuse.store import write_answers
 from sixtyfour_sync.engine.rows.files import SpilledTable
 from sixtyfour_sync.engine.rows.select import KEY_PREFIX_COLUMN
 from sixtyfour_sync.engine.steps.new_fields import through_statements
@@ -98,6 +100,8 @@ class Merger:
         held = [t.extra.get("completed") for t, _, _ in batch]
 
         ensure_target(ctx)
+        if ctx.question is not None:
+            ctx.ledger.ensure()  # the answer store is written in the transaction below
         tasks = [t.task_id for t, _, _ in batch if t.task_id]
         columns = ctx.adapter.get_columns(ctx.target) if ctx.spec.field_subset and len(ctx.spec.ladder) > 1 else {}
         marks = through_statements(ctx.adapter, ctx.spec, ctx.target, columns, tasks) if columns else []
@@ -110,6 +114,8 @@ class Merger:
             for _, _, plan in batch:
                 stamps.update(ctx.spec.stamp_definitions(plan.missing_columns))
             ctx.ledger.record_specs(ctx.name, stamps, session)  # what the stamps merged below stand for
+            # the answers, kept for a key asking the same question later (engine/reuse/): stored with their merge
+            write_answers(ctx, [(t, plan) for t, _, plan in batch], session, now=utcnow())
             for t, got, plan in batch:
                 d.record_completed(t, session)
                 if t.state is S.COMPLETED:

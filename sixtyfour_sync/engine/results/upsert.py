@@ -30,6 +30,7 @@ from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.ledger.localdb import ident, registered
 from sixtyfour_sync.engine.results.overwrite import confidence_guard, same_question_columns, value_guard
 from sixtyfour_sync.engine.results.parse import ParsedResult, ResultParseError
+from sixtyfour_sync.engine.reuse.answers import answered_text
 from sixtyfour_sync.engine.rows.select import HASH_COLUMN
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.session import Session
@@ -72,6 +73,9 @@ class MergePlan:
     gated: dict[str, int] = field(default_factory=dict)
     #: Rows answered by a shared question: rows whose inputs another row of the file shares, which asked once.
     deduplicated: int = 0
+    #: The file's enriched answers as the answer store keeps them (engine/reuse/answers.py): one per input hash;
+    #: None when the merge stores none (the step does not store answers, or the result lacked a field).
+    answers: pa.Table | None = None
 
     @property
     def rows(self) -> int:
@@ -235,11 +239,13 @@ def plan_merge(
     now: datetime,
     file_label: str,
     insert_only: bool = False,
+    store: bool = False,
 ) -> MergePlan:
     """Reconcile a parsed result with what was sent and shape the part to upsert.
 
     ``insert_only``: none of the file's keys is in the target (the selection said so) and the warehouse
-    enforces its primary key, so the rows are inserted without looking for matches.
+    enforces its primary key, so the rows are inserted without looking for matches. ``store``: the answers go to
+    the answer store too (:attr:`MergePlan.answers`), when the result answered every field.
     """
     key = list(spec.source.key)
     rec = reconcile(parsed, sent, key)
@@ -305,6 +311,10 @@ def plan_merge(
         problems=problems,
         gated=gated,
         deduplicated=rec.shared,
+        # the rows that asked (the copies sharing their answers come last: share_answers)
+        answers=answered_text(spec, returned.slice(0, returned.num_rows - rec.shared), _HASH)
+        if store and not parsed.missing_columns
+        else None,
     )
 
 

@@ -207,6 +207,7 @@ class World:
             key_types={},
             adapter=SimpleNamespace(dialect=SimpleNamespace(enforces_primary_key=False)),
             note=lambda message, level="info": self.notes.append(message),
+            question=None,
         )
         self.driver = JobDriver(self.ctx, self.host)  # type: ignore[arg-type]
         self.merged: list[tuple[JobState, dict[str, Any]]] = []

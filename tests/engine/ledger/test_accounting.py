@@ -23,6 +23,7 @@ from sixtyfour_sync.engine.jobs.states import HELD, JobState
 from sixtyfour_sync.engine.ledger.accounting import (
     SEVERITY,
     JobFacts,
+    ReuseCount,
     RunAccount,
     StepFacts,
     SyncAccount,
@@ -157,6 +158,8 @@ def test_a_normal_run_counts_selected_sent_answered_and_paid() -> None:
         "rows_unexpected": 0,
         "rows_deduplicated": 0,
         "saved_cents": 0.0,
+        "rows_reused": 0,
+        "reused_saved_cents": 0.0,
         "jobs": 3,
         "jobs_resumed": 0,
         "estimated_cost_cents": 70.0,
@@ -717,3 +720,30 @@ def test_a_lost_job_given_up_later_stays_sent_in_the_run_that_sent_it() -> None:
         {"job_id": "k", "run_id": "r1", "sync_name": "s", "state": "abandoned", "task_id": None, "rows": 5}
     )
     assert given_up.accepted and not never_sent.accepted
+
+
+# --- stored answers (the answer store) ------------------------------------------------------------------------
+
+
+def test_stored_answers_count_as_reused_rows_with_what_their_questions_would_have_cost() -> None:
+    reuses = [
+        ReuseCount(A, SYNC, rows=12, questions=10, saved_cents=20.0),
+        ReuseCount(A, SYNC, rows=3, questions=3, saved_cents=6.0),
+        ReuseCount("another-run", SYNC, rows=100, questions=100, saved_cents=200.0),
+    ]
+    acc = account(A, [], [step("nothing_to_do")], reuses=reuses)
+    s = one(acc)
+    assert (s.rows_reused, s.questions_reused, s.reused_saved_cents) == (15, 13, 26.0)
+    assert s.reused_price_known
+    # a run that only took stored answers did something: never "nothing to do"
+    assert s.status == "ok"
+    assert acc.counts()["rows_reused"] == 15 and acc.counts()["reused_saved_cents"] == 26.0
+
+
+def test_stored_answers_taken_without_a_known_price_make_the_saving_a_floor() -> None:
+    reuses = [
+        ReuseCount(A, SYNC, rows=5, questions=5, saved_cents=None),
+        ReuseCount(A, SYNC, rows=2, questions=2, saved_cents=4.0),
+    ]
+    s = one(account(A, [], [step("ok", new=1)], reuses=reuses))
+    assert s.rows_reused == 7 and s.reused_saved_cents == 4.0 and not s.reused_price_known

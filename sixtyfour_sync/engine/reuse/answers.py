@@ -1,0 +1,95 @@
+"""An answer as the store keeps it, and a stored answer as the merge reads it. Pure work on Arrow tables (with the
+process's in-memory DuckDB for JSON).
+
+The store keeps each answer's fields (and confidences) as one JSON object of their text forms: the text a result
+file gives, so a stored answer is typed again by the same rules as a result (engine/results/parse.py) and merged
+by the same merge, whatever warehouse holds the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sixtyfour_sync.config.models import SyncSpec
+from sixtyfour_sync.engine.ledger.localdb import ident, json_path, registered
+from sixtyfour_sync.engine.reuse.sql import ANSWER
+
+__all__ = ["answer_values", "answered_text", "store_rows", "with_answer_columns"]
+
+STATUS = "_sixtyfour_status"
+
+
+def answer_values(spec: SyncSpec) -> list[str]:
+    """The columns of an answer the store keeps: the struct's fields, and their confidences when asked."""
+    values = list(spec.struct)
+    if spec.field_confidence:
+        values += [f"{f}_confidence" for f in spec.struct]
+    return values
+
+
+def answered_text(spec: SyncSpec, returned: pa.Table, hash_column: str) -> pa.Table:
+    """The enriched answers among ``returned`` (typed result rows with the input hash that was sent in
+    ``hash_column``), one per input hash: ``input_hash`` and ``answer`` (the JSON object of the values' text)."""
+    values = [c for c in answer_values(spec) if c in returned.column_names]
+    empty = pa.table({"input_hash": pa.array([], pa.string()), "answer": pa.array([], pa.string())})
+    if not returned.num_rows or not values or hash_column not in returned.column_names:
+        return empty
+    enriched = returned.filter(pc.fill_null(pc.equal(returned.column(STATUS), "enriched"), False))
+    enriched = enriched.filter(pc.is_valid(enriched.column(hash_column)))
+    if not enriched.num_rows:
+        return empty
+    pack = ", ".join(f"{ident(c)} := CAST({ident(c)} AS VARCHAR)" for c in values)
+    h = ident(hash_column)
+    with registered(enriched.select([hash_column, *values])) as (con, (name,)):
+        table = con.sql(
+            f"SELECT CAST({h} AS VARCHAR) AS input_hash, CAST(to_json(struct_pack({pack})) AS VARCHAR) AS answer "
+            f"FROM {name} QUALIFY ROW_NUMBER() OVER (PARTITION BY {h}) = 1"
+        ).to_arrow_table()
+    return table.cast(empty.schema)
+
+
+def store_rows(
+    answers: pa.Table,
+    *,
+    question: str,
+    task_id: str | None,
+    job_id: str,
+    sync_name: str,
+    endpoint: str,
+    tier: str,
+    answered_at: datetime,
+) -> pa.Table:
+    """The store's rows for one job's answers (``answers``: from :func:`answered_text`)."""
+    n = answers.num_rows
+
+    def same(value: object, typ: pa.DataType) -> pa.Array:
+        return pa.repeat(pa.scalar(value, typ), n)
+
+    return pa.table(
+        {
+            "question": same(question, pa.string()),
+            "input_hash": answers.column("input_hash"),
+            "answer": answers.column("answer"),
+            "task_id": same(task_id, pa.string()),
+            "job_id": same(job_id, pa.string()),
+            "sync_name": same(sync_name, pa.string()),
+            "endpoint": same(endpoint, pa.string()),
+            "tier": same(tier, pa.string()),
+            "answered_at": same(answered_at, pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def with_answer_columns(spec: SyncSpec, rows: pa.Table | pa.RecordBatch, key: Sequence[str]) -> pa.Table:
+    """Rows carrying a stored answer (key columns and :data:`ANSWER`) as a result file gives them: the key, and
+    each value of the answer as text (a JSON value as its JSON text), for the result parser to type."""
+    table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
+    values = answer_values(spec)
+    picked = ", ".join(ident(k) for k in key)
+    extracted = ", ".join(f"json_extract_string({ident(ANSWER)}, {json_path(c)}) AS {ident(c)}" for c in values)
+    with registered(table.select([*key, ANSWER])) as (con, (name,)):
+        return con.sql(f"SELECT {picked}, {extracted} FROM {name}").to_arrow_table()

@@ -1,0 +1,150 @@
+"""Writing to and reading the ledger's answer store: the answers a merge stores, the reuses a run records, the
+answers it reads back, and pruning. Each write joins the transaction it is given (the merge's)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from sixtyfour_sync.engine.ledger.store import Ledger
+from sixtyfour_sync.engine.ledger.tables import ANSWER_COLUMNS
+from sixtyfour_sync.engine.reuse.answers import store_rows
+from sixtyfour_sync.engine.reuse.sql import has_answers_sql, prune_sql, reusable_sql
+from sixtyfour_sync.engine.rows.select import Selection
+from sixtyfour_sync.warehouse.session import Session
+from sixtyfour_sync.warehouse.types import UpsertPart
+
+if TYPE_CHECKING:
+    from sixtyfour_sync.engine.context import SyncContext
+    from sixtyfour_sync.engine.jobs.tracked import Tracked
+    from sixtyfour_sync.engine.results.upsert import MergePlan
+
+__all__ = [
+    "ReuseFacts",
+    "has_answers",
+    "prune_answers",
+    "read_reusable",
+    "record_reuse",
+    "stores_job_answers",
+    "write_answers",
+]
+
+#: The store's columns, in the table's order.
+_STORE = [c.name for c in ANSWER_COLUMNS]
+
+
+def stores_job_answers(ctx: SyncContext, t: Tracked) -> bool:
+    """Whether a job's answers go to the store: the step stores answers (``ctx.question``), and the job asked the
+    question as the step asks it now (the same spec hash and tier, the whole struct). A job an earlier run left
+    unfinished under another definition answered another question."""
+    job = t.job
+    return (
+        ctx.question is not None
+        and job.spec_hash == ctx.spec_hash
+        and (job.tier is None or job.tier == ctx.spec.tier)
+        and not job.fields
+    )
+
+
+def write_answers(
+    ctx: SyncContext, batch: Sequence[tuple[Tracked, MergePlan]], session: Session, *, now: datetime
+) -> int:
+    """Append the enriched answers of the merged jobs to the store, in the merge's transaction; the rows written."""
+    if ctx.question is None:
+        return 0
+    spec = ctx.spec
+    tables = [
+        store_rows(
+            plan.answers,
+            question=ctx.question,
+            task_id=t.task_id,
+            job_id=t.job_id,
+            sync_name=spec.name,
+            endpoint=spec.endpoint,
+            tier=spec.tier,
+            answered_at=now,
+        )
+        for t, plan in batch
+        if plan.answers is not None and plan.answers.num_rows
+    ]
+    if not tables:
+        return 0
+    rows = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    part = UpsertPart(rows, [c for c in _STORE if c not in ("question", "input_hash")], insert_only=True)
+    # several jobs of one batch may answer one question (a key held back, asked again): the last one stays
+    ctx.adapter._upsert_in_session(session, ctx.ledger.answers, ["question", "input_hash"], [part])
+    return int(rows.num_rows)
+
+
+def has_answers(ledger: Ledger, question: str) -> bool:
+    """Whether the store holds any answer to ``question`` (no table yet: none)."""
+    a = ledger.adapter
+    if not ledger.exists():
+        return False
+    with a.session() as s:
+        return s.fetchone(has_answers_sql(a, ledger.answers), [question]) is not None
+
+
+def read_reusable(
+    ledger: Ledger, selection: Selection, *, question: str, max_age_seconds: int, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """The selection's rows a stored answer answers, with it (engine/reuse/sql.py), streamed."""
+    a = ledger.adapter
+    sql, params = reusable_sql(a, selection, ledger.answers, question=question, max_age_seconds=max_age_seconds)
+    yield from a.stream(sql, params, batch_rows=batch_rows)
+
+
+class ReuseFacts:
+    """What one merge of stored answers records (a row of ``_sixtyfour_sync_reuses``)."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        sync_name: str,
+        target: str,
+        question: str,
+        rows: int,
+        questions: int,
+        price_cents_per_row: float | None,
+    ) -> None:
+        self.run_id, self.sync_name, self.target, self.question = run_id, sync_name, target, question
+        self.rows, self.questions, self.price = rows, questions, price_cents_per_row
+
+    @property
+    def saved_cents(self) -> float | None:
+        """What the questions would have cost asked (each question once): unknown without a price."""
+        return None if self.price is None else round(self.questions * self.price, 4)
+
+    def row(self, now: datetime) -> dict[str, Any]:
+        """The ledger row."""
+        return {
+            "reuse_id": uuid.uuid4().hex,
+            "run_id": self.run_id,
+            "sync_name": self.sync_name,
+            "target": self.target,
+            "question": self.question,
+            "rows_reused": self.rows,
+            "questions_reused": self.questions,
+            "price_cents_per_row": self.price,
+            "saved_cents": self.saved_cents,
+            "reused_at": now,
+        }
+
+
+def record_reuse(ledger: Ledger, facts: ReuseFacts, session: Session, *, now: datetime) -> None:
+    """Record a merge of stored answers, in its transaction."""
+    session.insert(ledger.reuses, [facts.row(now)])
+
+
+def prune_answers(ledger: Ledger, *, max_age_seconds: int) -> int:
+    """Delete the stored answers older than ``max_age_seconds``; the rows deleted."""
+    if not ledger.exists():
+        return 0
+    ledger.guard()
+    with ledger.adapter.session() as s:
+        return max(0, s.execute_count(prune_sql(ledger.adapter, ledger.answers, max_age_seconds=max_age_seconds)))

@@ -63,7 +63,10 @@ def _print_jobs_and_runs(
 ) -> None:
     cols = [Col("run", number=False), Col("status", number=False), Col("syncs", number=False, narrow=False)]
     cols += [Col("started", number=False), Col("sent"), Col("enriched"), Col("failed", narrow=False)]
-    cols += [Col("shared", narrow=False), Col("reused", narrow=False)]
+    cols += [Col("shared", narrow=False)]
+    reused = any(r.get("rows_reused") for r in runs)  # rows that took a stored answer: shown once there are any
+    if reused:
+        cols += [Col("reused", narrow=False)]
     cols += [Col("est. cost", narrow=False), Col("charged"), Col("charged later", narrow=False)]
     if wide:
         cols += [Col("finished", number=False), Col("error", number=False)]
@@ -71,7 +74,7 @@ def _print_jobs_and_runs(
     for r in runs:
         cells = [str(r.get("run_id")), str(r.get("status")), str(r.get("syncs")), when(r.get("started_at"))]
         cells += [_count(r, "rows_sent"), _count(r, "rows_enriched"), _count(r, "rows_failed")]
-        cells += [_count(r, "rows_deduplicated"), _count(r, "rows_reused")]
+        cells += [_count(r, "rows_deduplicated")] + ([_count(r, "rows_reused")] if reused else [])
         cells += [_cents(r.get("estimated_cost_cents")), _cents(r.get("charged_cents") or 0.0)]
         cells += [_cents(r.get("charged_later_cents") or 0.0)]
         if wide:

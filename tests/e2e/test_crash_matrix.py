@@ -6,6 +6,10 @@ replay. Deliberate re-asks (``--full-refresh``, ``max_age``, ``retry_failed_afte
 too: their salted keys are stored before the first send, so a resume resends them under the same key. A source
 where 30% of the rows share their inputs with another (``shared``: one question per inputs, its answer written to
 every key) is killed and resumed the same way: no answer lost, no question asked twice, no key left without it.
+A run where new keys ask questions the answer store holds (``reuse``: 52 keys with the inputs of leads enriched
+by an earlier run, and 30 leads with inputs of their own) is killed at every transition, and while it merges the
+stored answers (``reusing``, ``reused``): the stored answers are taken once, never paid, and only the new leads'
+questions are asked.
 
 CI runs a representative subset; ``SIXTYFOUR_SYNC_FULL_MATRIX=1`` runs every combination.
 """
@@ -27,7 +31,9 @@ from tests.e2e.conftest import E2EProject, run_cli
 from tests.e2e.warehouses import TARGET_COLUMNS, make_duckdb, setup_leads
 
 POINTS = ["written", "submitting", "answered", "submitted", "completed", "downloaded", "merging", "merged"]
-MODES = ["new", "full_refresh", "max_age", "retry_failed_after", "shared"]
+MODES = ["new", "full_refresh", "max_age", "retry_failed_after", "shared", "reuse"]
+#: Where a run that takes stored answers can be killed besides the job transitions.
+REUSE_POINTS = ["reusing", "reused"]
 FULL = os.environ.get("SIXTYFOUR_SYNC_FULL_MATRIX", "") not in ("", "0")
 #: Seconds of max_age / retry_failed_after in the deliberate re-ask modes: longer than a loaded machine takes
 #: between the killed run's merge and the resume's selection (7 s measured at a load average of 10 on 2 cores),
@@ -37,12 +43,14 @@ AGE = 10
 
 def _cases() -> list[tuple[str, str, bool]]:
     if FULL:
-        return [(m, p, lose) for m in MODES for p in POINTS for lose in (False, True)]
+        cases = [(m, p, lose) for m in MODES for p in POINTS for lose in (False, True)]
+        return cases + [("reuse", p, lose) for p in REUSE_POINTS for lose in (False, True)]
     cases = [("new", p, False) for p in ("written", "submitting", "answered", "submitted", "completed", "merging")]
     cases += [("new", p, True) for p in ("submitting", "downloaded")]
     cases += [(m, p, True) for m in MODES[1:] for p in ("submitting", "downloaded")]
     cases += [("full_refresh", "answered", False)]
     cases += [("shared", p, False) for p in ("answered", "merging", "merged")]
+    cases += [("reuse", "reusing", False), ("reuse", "reused", True), ("reuse", "merging", False)]
     return cases
 
 
@@ -72,6 +80,15 @@ def test_killed_then_resumed_equals_a_clean_run(
     project.write_model(chunk_rows=50)
     if mode not in ("new", "shared"):
         assert api.run(project.dir, api_key=project.api_key, api_url=project.url, env=project.env).exit_code == 0
+    if mode == "reuse":  # new keys: 52 asking what the leads asked (the store has it), 30 with inputs of their own
+        wh.execute(
+            "INSERT INTO {t:leads} SELECT 1000 + lead_id, first_name, last_name, company, domain, 'XX' "
+            "FROM {t:leads} WHERE lead_id % 7 IN (1, 4, 6) AND lead_id <= 120"
+        )
+        wh.execute(
+            "INSERT INTO {t:leads} SELECT 2000 + lead_id, first_name, last_name, company, 'new-' || domain, 'XX' "
+            "FROM {t:leads} WHERE lead_id <= 30"
+        )
         if mode in ("max_age", "retry_failed_after"):
             # long enough that rows the killed run merged are not stale again when the resume selects (a resume
             # that first finishes the jobs in flight can take a few seconds on a loaded machine)
@@ -106,7 +123,36 @@ def test_killed_then_resumed_equals_a_clean_run(
         sent = {j.file_sha256: j.row_count for j in project.emulator.jobs.values()}
         assert sum(sent[h] for h in paid) == 120
         assert len(_target(wh.path)) == 172  # type: ignore[arg-type]
+    if mode == "reuse":  # only the 30 new leads' questions paid; each stored answer taken once, by one run
+        paid = collections.Counter(s.file_sha256 for s in ours if s.status_code == 200 and not s.replay)
+        sent = {j.file_sha256: j.row_count for j in project.emulator.jobs.values()}
+        assert sum(sent[h] for h in paid) == 30 + _failed_copies(wh.path)  # type: ignore[arg-type]
+        assert len(_target(wh.path)) == 202  # type: ignore[arg-type]
+        assert _reused(wh.path) == 52 - _failed_copies(wh.path)  # type: ignore[arg-type]
     assert again_nothing_to_do(project)
+
+
+def _failed_copies(db: Path) -> int:
+    """Of the 52 keys asking what a lead asked, those whose lead's answer failed (not stored: asked)."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        row = con.execute(
+            "SELECT COUNT(*) FROM leads_enriched WHERE lead_id % 7 IN (1, 4, 6) AND lead_id <= 120 "
+            "AND _sixtyfour_status = 'failed' AND _sixtyfour_task_id IN (SELECT task_id FROM _sixtyfour_sync_jobs "
+            "WHERE run_id = (SELECT MIN(run_id) FROM _sixtyfour_sync_runs))"
+        ).fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        con.close()
+
+
+def _reused(db: Path) -> int:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        row = con.execute("SELECT COALESCE(SUM(rows_reused), 0) FROM _sixtyfour_sync_reuses").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        con.close()
 
 
 def again_nothing_to_do(project: E2EProject) -> bool:

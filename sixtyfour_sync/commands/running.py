@@ -324,7 +324,9 @@ def _close_run(
     except SixtyfourSyncError as exc:
         log.warning("recording the end of run %s failed: %s", result.run_id, exc)
     ages = [loaded.spec.reuse_max_age for loaded in syncs.values() if loaded.spec.reuse.enabled]
-    if ages and not crashed:
+    # the store grows only when answers are merged: a run that merged none (a refresh with nothing to do) leaves it
+    grew = any(s.rows_merged or s.resumed.rows_merged for s in result.syncs)
+    if ages and grew and not crashed:
         try:  # the answer store holds what a sync could still take: nothing older than the longest reuse.max_age
             prune_answers(recorder.ledger, max_age_seconds=int(max(ages).total_seconds()))
         except SixtyfourSyncError as exc:

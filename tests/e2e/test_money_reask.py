@@ -63,8 +63,25 @@ def test_a_deliberate_re_ask_reaches_the_api(project: E2EProject, wh: Warehouse,
     assert len(set(keys)) == len(keys)
 
 
+def test_a_rebuilt_target_takes_every_answer_back_from_the_store_at_no_charge(
+    project: E2EProject, wh: Warehouse
+) -> None:
+    setup_leads(wh, 20)
+    assert _run(project).exit_code == 0
+    charged = _charged(project.emulator)
+    before = wh.target()
+    wh.execute("DROP TABLE {t:leads_enriched}")  # rebuilt by dbt, say
+    again = _run(project)
+    assert again.exit_code == 0, again.to_dict()
+    s = again.syncs[0]
+    assert s.rows_reused == 20 and s.rows_sent == 0 and s.charged_cents == 0
+    assert len(_fresh(project.emulator)) == 1 and _charged(project.emulator) == charged  # nothing asked at all
+    assert wh.target() == before
+
+
 def test_the_same_question_again_is_a_replay_at_no_charge(project: E2EProject, wh: Warehouse) -> None:
     setup_leads(wh, 20)
+    project.write_model(extra="reuse: false\n")  # without the answer store, the same file is sent again
     assert _run(project).exit_code == 0
     charged = _charged(project.emulator)
     # The target is reset (say, rebuilt by dbt): the same rows asked the same way are the same question.

@@ -196,12 +196,14 @@ _EVALUATION_COLUMNS = [
     Column("evaluated_at", TS),
 ]
 #: The answer store (engine/reuse/): one row per question answered and merged: the question (a hash of the
-#: endpoint, tier, struct, options and input column names: engine/reuse/question.py), the input hash, the
-#: answer's fields and confidences as a JSON object of their text forms, and who answered it when. Written in
-#: the transaction that merges the answer; no primary key (an answer asked again is a row more; the newest wins).
+#: endpoint, tier, struct, options and input column names: engine/reuse/question.py), the input hash, whether the
+#: API enriched the row or could not (``enriched``/``failed``), the answer's fields and confidences as a JSON object
+#: of their text forms, and who answered it when. Written in the transaction that merges the answer; no primary
+#: key (an answer asked again is a row more; the newest enriched one wins).
 ANSWER_COLUMNS = [
     Column("question", T),
     Column("input_hash", T),
+    Column("status", T),
     Column("answer", T),
     Column("task_id", T),
     Column("job_id", T),

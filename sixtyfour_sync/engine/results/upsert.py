@@ -73,9 +73,11 @@ class MergePlan:
     gated: dict[str, int] = field(default_factory=dict)
     #: Rows answered by a shared question: rows whose inputs another row of the file shares, which asked once.
     deduplicated: int = 0
-    #: The file's enriched answers as the answer store keeps them (engine/reuse/answers.py): one per input hash;
-    #: None when the merge stores none (the step does not store answers, or the result lacked a field).
+    #: The file's answers as the answer store keeps them (engine/reuse/answers.py): one per input hash, enriched or
+    #: failed; None when the merge stores none (the step does not store answers, or the result lacked a field).
     answers: pa.Table | None = None
+    #: When the answers were merged, as the target's ``_sixtyfour_enriched_at`` says (the store keeps the same).
+    answered_at: datetime | None = None
 
     @property
     def rows(self) -> int:
@@ -315,6 +317,7 @@ def plan_merge(
         answers=answered_text(spec, returned.slice(0, returned.num_rows - rec.shared), _HASH)
         if store and not parsed.missing_columns
         else None,
+        answered_at=now,
     )
 
 

@@ -32,22 +32,29 @@ def answer_values(spec: SyncSpec) -> list[str]:
 
 
 def answered_text(spec: SyncSpec, returned: pa.Table, hash_column: str) -> pa.Table:
-    """The enriched answers among ``returned`` (typed result rows with the input hash that was sent in
-    ``hash_column``), one per input hash: ``input_hash`` and ``answer`` (the JSON object of the values' text)."""
+    """The answers among ``returned`` (typed result rows with the input hash that was sent in ``hash_column``), one
+    per input hash: ``input_hash``, ``status`` (``enriched``, or ``failed``: the API returned the row and could not
+    enrich it) and ``answer`` (the JSON object of the values' text)."""
     values = [c for c in answer_values(spec) if c in returned.column_names]
-    empty = pa.table({"input_hash": pa.array([], pa.string()), "answer": pa.array([], pa.string())})
+    empty = pa.table(
+        {
+            "input_hash": pa.array([], pa.string()),
+            "status": pa.array([], pa.string()),
+            "answer": pa.array([], pa.string()),
+        }
+    )
     if not returned.num_rows or not values or hash_column not in returned.column_names:
         return empty
-    enriched = returned.filter(pc.fill_null(pc.equal(returned.column(STATUS), "enriched"), False))
-    enriched = enriched.filter(pc.is_valid(enriched.column(hash_column)))
-    if not enriched.num_rows:
+    answered = returned.filter(pc.is_valid(returned.column(hash_column)))
+    if not answered.num_rows:
         return empty
     pack = ", ".join(f"{ident(c)} := CAST({ident(c)} AS VARCHAR)" for c in values)
-    h = ident(hash_column)
-    with registered(enriched.select([hash_column, *values])) as (con, (name,)):
+    h, status = ident(hash_column), ident(STATUS)
+    with registered(answered.select([hash_column, STATUS, *values])) as (con, (name,)):
         table = con.sql(
-            f"SELECT CAST({h} AS VARCHAR) AS input_hash, CAST(to_json(struct_pack({pack})) AS VARCHAR) AS answer "
-            f"FROM {name} QUALIFY ROW_NUMBER() OVER (PARTITION BY {h}) = 1"
+            f"SELECT CAST({h} AS VARCHAR) AS input_hash, CAST({status} AS VARCHAR) AS status, "
+            f"CAST(to_json(struct_pack({pack})) AS VARCHAR) AS answer FROM {name} "
+            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {h} ORDER BY {status} = 'enriched' DESC) = 1"
         ).to_arrow_table()
     return table.cast(empty.schema)
 
@@ -73,6 +80,7 @@ def store_rows(
         {
             "question": same(question, pa.string()),
             "input_hash": answers.column("input_hash"),
+            "status": answers.column("status"),
             "answer": answers.column("answer"),
             "task_id": same(task_id, pa.string()),
             "job_id": same(job_id, pa.string()),

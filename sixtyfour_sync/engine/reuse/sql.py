@@ -38,13 +38,16 @@ ANSWER_TIER = "__sixtyfour_answer_tier"
 
 
 def _answers(adapter: Adapter, answers: TableRef, max_age_seconds: int) -> str:
-    """The newest stored answer per input hash of one question (``?``), answered within ``max_age_seconds``."""
+    """The stored answer per input hash of one question (``?``) answered within ``max_age_seconds``: the newest
+    enriched one, else the newest."""
     q = adapter.quote
     x = "x"
     age = adapter.age_seconds_sql(f"{x}.{q('answered_at')}")
-    order = f"{x}.{q('answered_at')} DESC, {x}.{q('job_id')} DESC"
+    # an enriched answer first (a later failure does not take back what an earlier answer found), then the newest
+    enriched = f"CASE WHEN {x}.{q('status')} = 'enriched' THEN 0 ELSE 1 END"
+    order = f"{enriched}, {x}.{q('answered_at')} DESC, {x}.{q('job_id')} DESC"
     return (
-        f"SELECT {x}.{q('input_hash')}, {x}.{q('answer')}, {x}.{q('task_id')}, {x}.{q('tier')}, "
+        f"SELECT {x}.{q('input_hash')}, {x}.{q('status')}, {x}.{q('answer')}, {x}.{q('task_id')}, {x}.{q('tier')}, "
         f"{x}.{q('answered_at')}, ROW_NUMBER() OVER (PARTITION BY {x}.{q('input_hash')} ORDER BY {order}) AS {q('rn')} "
         f"FROM {adapter.table_sql(answers)} {x} WHERE {x}.{q('question')} = ? AND {age} <= {int(max_age_seconds)}"
     )
@@ -55,7 +58,10 @@ def reusable_sql(
 ) -> tuple[str, list[Any]]:
     """The selection's rows a stored answer answers, with that answer: the key, input hash and key hash, then the
     answer (JSON text), the task that answered it, its tier and when. Only rows with a good key (the selection's
-    NULL and repeated keys are never sent, and never answered) and a reason in :data:`REUSABLE_REASONS`."""
+    NULL and repeated keys are never sent, and never answered) and a reason in :data:`REUSABLE_REASONS`. A failed
+    answer is an answer: a new key asking a question the API could not answer takes ``failed`` (asked again after
+    ``refresh.retry_failed_after``, as the key that asked it would be), and a row due that retry takes only an
+    enriched one."""
     q = adapter.quote
     s, a = "s", "a"
     keys = [*selection.key]
@@ -64,6 +70,8 @@ def reusable_sql(
     good = " AND ".join(
         [
             f"{s}.{q(REASON_COLUMN)} IN ({reasons})",
+            # a failed row due a retry asks again unless the store has what it lacks: an enriched answer
+            f"({s}.{q(REASON_COLUMN)} <> 'failed_retry' OR {a}.{q('status')} = 'enriched')",
             f"{s}.{q(KEY_ROWS_COLUMN)} = 1",
             *(f"{s}.{q(k)} IS NOT NULL" for k in keys),
         ]

@@ -66,7 +66,7 @@ def write_answers(
             sync_name=spec.name,
             endpoint=spec.endpoint,
             tier=spec.tier,
-            answered_at=now,
+            answered_at=plan.answered_at or now,
         )
         for t, plan in batch
         if plan.answers is not None and plan.answers.num_rows

@@ -128,9 +128,10 @@ def _typed_result() -> pa.Table:
     )
 
 
-def test_only_enriched_answers_are_stored_once_per_input_hash_with_the_fields_asked() -> None:
+def test_every_answer_is_stored_once_per_input_hash_with_the_fields_asked() -> None:
     out = answered_text(spec(), _typed_result(), "__sent_hash")
-    assert sorted(out.column("input_hash").to_pylist()) == ["h1", "h2"]
+    got = dict(zip(out.column("input_hash").to_pylist(), out.column("status").to_pylist(), strict=True))
+    assert got == {"h1": "enriched", "h2": "enriched", "h3": "failed"}  # a failed answer is an answer too
     import json
 
     for text in out.column("answer").to_pylist():
@@ -143,7 +144,7 @@ def test_a_stored_answer_is_typed_again_to_the_same_values() -> None:
     stored = answered_text(s, result, "__sent_hash")
     rows = store_rows(stored, question="q", task_id="t", job_id="j", sync_name="s", endpoint="people", tier="low",
                       answered_at=datetime.now(timezone.utc))  # fmt: skip
-    assert rows.num_rows == 2 and set(rows.column("task_id").to_pylist()) == {"t"}
+    assert rows.num_rows == 3 and set(rows.column("task_id").to_pylist()) == {"t"}
     # two new keys take them, as the store's SQL hands them over
     by_hash = dict(zip(stored.column("input_hash").to_pylist(), stored.column("answer").to_pylist(), strict=True))
     taking = pa.table({"id": [10, 11], HASH_COLUMN: ["h1", "h2"], ANSWER: [by_hash["h1"], by_hash["h2"]]})
@@ -155,9 +156,15 @@ def test_a_stored_answer_is_typed_again_to_the_same_values() -> None:
         assert got.column(column).to_pylist() == result.column(column).slice(0, 2).to_pylist(), column
 
 
-def test_nothing_is_stored_of_a_result_without_answers() -> None:
-    empty = _typed_result().slice(2, 1)  # the failed row only
-    assert answered_text(spec(), empty, "__sent_hash").num_rows == 0
+def test_a_failed_answer_taken_is_a_failed_row_again() -> None:
+    s = spec()
+    stored = answered_text(s, _typed_result().slice(2, 1), "__sent_hash")  # the failed row only
+    assert stored.column("status").to_pylist() == ["failed"]
+    taking = pa.table({"id": [30], HASH_COLUMN: ["h3"], ANSWER: stored.column("answer")})
+    parsed = parse_result(
+        with_answer_columns(s, taking, ["id"]), key_types={"id": pa.int64()}, struct=s.struct, field_confidence=True
+    )
+    assert parsed.table.column("_sixtyfour_status").to_pylist() == ["failed"]
 
 
 # --- the SQL -----------------------------------------------------------------------------------------------------
@@ -179,16 +186,17 @@ def test_the_newest_answer_within_max_age_answers_new_rows_and_old_ones_are_prun
             hashes = dict(session.fetchall(f"SELECT name, {adapter.row_hash_sql(['name'])} FROM src WHERE id < 5"))
         now = datetime.now(timezone.utc)
         stored = [
-            ("ada", '{"email": "old@x"}', "t-old", now - timedelta(days=3)),
-            ("ada", '{"email": "new@x"}', "t-new", now - timedelta(days=1)),
-            ("bob", '{"email": "bob@x"}', "t-bob", now - timedelta(days=10)),  # older than max_age
-            ("cy", '{"email": "cy@x"}', "t-cy", now),
+            ("ada", '{"email": "old@x"}', "t-old", now - timedelta(days=3), "enriched"),
+            ("ada", '{"email": "new@x"}', "t-new", now - timedelta(days=1), "enriched"),
+            ("ada", '{"email": null}', "t-failed", now, "failed"),  # a later failure takes nothing back
+            ("bob", '{"email": "bob@x"}', "t-bob", now - timedelta(days=10), "enriched"),  # older than max_age
+            ("cy", '{"email": "cy@x"}', "t-cy", now, "enriched"),
         ]
         rows = [
-            {"question": "q" if name != "cy" else "another", "input_hash": hashes[name], "answer": answer,
-             "task_id": task, "job_id": task, "sync_name": "s", "endpoint": "people", "tier": "low",
-             "answered_at": at}
-            for name, answer, task, at in stored
+            {"question": "q" if name != "cy" else "another", "input_hash": hashes[name], "status": status,
+             "answer": answer, "task_id": task, "job_id": task, "sync_name": "s", "endpoint": "people",
+             "tier": "low", "answered_at": at}
+            for name, answer, task, at, status in stored
         ]  # fmt: skip
         with adapter.session() as session:
             session.insert(ledger.answers, rows)

@@ -38,6 +38,7 @@ from sixtyfour_sync.warehouse.session import Session
 from sixtyfour_sync.warehouse.sql import catalog, ddl, select, upsert
 from sixtyfour_sync.warehouse.sql.identifiers import Names
 from sixtyfour_sync.warehouse.types import (
+    AlsoWrite,
     Capabilities,
     Column,
     EnsureResult,
@@ -413,19 +414,24 @@ class Adapter(SqlMethods, ABC, Generic[ConfigT]):
         parts: Sequence[UpsertPart],
         *,
         before_commit: Callable[[Session], None] | None = None,
+        also: Sequence[AlsoWrite] = (),
     ) -> UpsertResult:
-        """Upsert every part and run ``before_commit`` in ONE transaction; any failure changes nothing.
+        """Upsert every part, write ``also`` and run ``before_commit`` in ONE transaction; any failure changes
+        nothing.
 
         For existing keys only each part's ``set_columns`` are written (guarded ones where their guard
         allows); new keys are inserted with the key and ``set_columns`` (other columns NULL). Keys within
         a part are deduplicated (last occurrence wins); a NULL key part raises :class:`DataError` before
-        anything is written.
+        anything is written. The result counts ``table``'s rows.
         """
         prepared = [prepare_part(self.names, table, key, p) for p in parts]
+        others = [(w.table, prepare_part(self.names, w.table, w.key, p)) for w in also for p in w.parts]
         with self.session() as s:
             result = UpsertResult()
             for part in prepared:
                 result += self._upsert_prepared(s, table, part)
+            for other, part in others:
+                self._upsert_prepared(s, other, part)
             if before_commit is not None:
                 before_commit(s)
         return result

@@ -55,6 +55,7 @@ from sixtyfour_sync.warehouse.parts import PreparedPart, prepare_part
 from sixtyfour_sync.warehouse.session import Session
 from sixtyfour_sync.warehouse.sql.identifiers import Names
 from sixtyfour_sync.warehouse.types import (
+    AlsoWrite,
     Capabilities,
     Column,
     EnsureResult,
@@ -455,34 +456,38 @@ class BigQueryAdapter(Adapter["BigQueryTarget"]):
         parts: Sequence[UpsertPart],
         *,
         before_commit: Callable[[Session], None] | None = None,
+        also: Sequence[AlsoWrite] = (),
     ) -> UpsertResult:
-        """Stage every part (outside the transaction), then MERGE all + ``before_commit`` in ONE transaction."""
+        """Stage every part (outside the transaction), then MERGE all, write ``also`` and run ``before_commit`` in
+        ONE transaction."""
         if self._session is not None:
             raise WarehouseError(
                 "bigquery: upsert called inside an open session; staging cannot run inside a transaction",
                 hint="call adapter.upsert(..., before_commit=...) outside any session",
             )
-        prepared = [prepare_part(self.names, table, key, p) for p in parts]
-        existing = self.get_columns(table) if any(p.data.num_rows for p in prepared) else {}
-        json_stored = {n for n, t in existing.items() if t is LogicalType.JSON}
+        writes = [(table, list(key), [prepare_part(self.names, table, key, p) for p in parts])]
+        writes += [(w.table, list(w.key), [prepare_part(self.names, w.table, w.key, p) for p in w.parts]) for w in also]
         stages: list[str] = []
         try:
-            staged: list[tuple[PreparedPart, str]] = []
+            staged: list[tuple[TableRef, list[str], PreparedPart, str, set[str]]] = []
             with tempfile.TemporaryDirectory(prefix="sixtyfour-bq-") as tmp:
-                for p in prepared:
-                    stage = self._load_stage(table, p.data, Path(tmp), stages) if p.data.num_rows else ""
-                    staged.append((p, stage))
+                for into, into_key, prepared in writes:
+                    existing = self.get_columns(into) if any(p.data.num_rows for p in prepared) else {}
+                    json_stored = {n for n, t in existing.items() if t is LogicalType.JSON}
+                    for p in prepared:
+                        stage = self._load_stage(into, p.data, Path(tmp), stages) if p.data.num_rows else ""
+                        json_cols = {c for c in p.set_columns if (self.find_column(existing, c) or "") in json_stored}
+                        staged.append((into, into_key, p, stage, json_cols))
             result = UpsertResult()
             with self.session() as s:
                 assert isinstance(s, BigQuerySession)
-                for p, stage in staged:
+                for into, into_key, p, stage, json_cols in staged:
                     if not stage:
-                        result += UpsertResult(duplicates_dropped=p.duplicates_dropped)
-                        continue
-                    json_cols = frozenset(
-                        c for c in p.set_columns if (self.find_column(existing, c) or "") in json_stored
-                    )
-                    result += self._apply_part(s, table, key, p, stage, json_cols)
+                        done = UpsertResult(duplicates_dropped=p.duplicates_dropped)
+                    else:
+                        done = self._apply_part(s, into, into_key, p, stage, frozenset(json_cols))
+                    if into is table:
+                        result += done
                 if before_commit is not None:
                     before_commit(s)
             return result

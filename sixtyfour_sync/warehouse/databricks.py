@@ -50,6 +50,7 @@ from sixtyfour_sync.warehouse.session import Session
 from sixtyfour_sync.warehouse.sql.identifiers import Names
 from sixtyfour_sync.warehouse.sql.placeholders import placeholder_positions
 from sixtyfour_sync.warehouse.types import (
+    AlsoWrite,
     Capabilities,
     Column,
     LogicalType,
@@ -419,9 +420,13 @@ class DatabricksAdapter(Adapter["DatabricksTarget"]):
         parts: Sequence[UpsertPart],
         *,
         before_commit: Callable[[Session], None] | None = None,
+        also: Sequence[AlsoWrite] = (),
     ) -> UpsertResult:
-        """MERGE every part (each commits on its own), then run ``before_commit`` (see the module docstring)."""
+        """MERGE every part and write ``also`` (each commits on its own), then run ``before_commit`` (see the module
+        docstring)."""
         result = self._upsert_parts(table, key, parts)
+        for w in also:
+            self._upsert_parts(w.table, w.key, w.parts)
         if before_commit is not None:
             with self.session() as s:
                 before_commit(s)

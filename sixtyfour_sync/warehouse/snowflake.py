@@ -59,7 +59,15 @@ from sixtyfour_sync.warehouse.snowflake_arrow import arrow_batches, parquet_read
 from sixtyfour_sync.warehouse.snowflake_auth import INSTALL_HINT, OAuthTokens, connect_kwargs, load_private_key
 from sixtyfour_sync.warehouse.sql import catalog, upsert
 from sixtyfour_sync.warehouse.sql.identifiers import Names
-from sixtyfour_sync.warehouse.types import Capabilities, LogicalType, Quoting, TableRef, UpsertPart, UpsertResult
+from sixtyfour_sync.warehouse.types import (
+    AlsoWrite,
+    Capabilities,
+    LogicalType,
+    Quoting,
+    TableRef,
+    UpsertPart,
+    UpsertResult,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -425,43 +433,60 @@ class SnowflakeAdapter(Adapter[SnowflakeTarget]):
         parts: Sequence[UpsertPart],
         *,
         before_commit: Callable[[Session], None] | None = None,
+        also: Sequence[AlsoWrite] = (),
     ) -> UpsertResult:
-        """Stage every part (outside the transaction), then MERGE all + ``before_commit`` in ONE transaction."""
+        """Stage every part (outside the transaction), then MERGE all, write ``also`` and run ``before_commit`` in
+        ONE transaction."""
         if self._session is not None:
             raise WarehouseError(
                 "snowflake: upsert called inside an open session; staging DDL would commit it",
                 hint="call adapter.upsert(..., before_commit=...) outside any session",
             )
-        prepared = [prepare_part(self.names, table, key, p) for p in parts]
-        json_of = self._json_columns(table, prepared)
+        writes = [(table, [prepare_part(self.names, table, key, p) for p in parts])]
+        writes += [(w.table, [prepare_part(self.names, w.table, w.key, p) for p in w.parts]) for w in also]
         stages: list[str] = []
         try:
-            with tempfile.TemporaryDirectory(prefix="sixtyfour-sf-") as tmp:
-                loaded: list[tuple[str, PreparedPart]] = []
-                for part in prepared:
-                    if part.insert_only and part.data.num_rows:
-                        part = PreparedPart(
-                            apply_insert_guards(part),
-                            part.key,
-                            part.set_columns,
-                            {},
-                            True,
-                            part.duplicates_dropped,
-                            adjusted=part.adjusted,
-                        )
-                    stage_sql = self._load_stage(table, part.data, Path(tmp), stages) if part.data.num_rows else ""
-                    loaded.append((stage_sql, part))
             result = UpsertResult()
+            applied: list[
+                tuple[TableRef, list[tuple[str, PreparedPart]], Callable[[Sequence[str]], frozenset[str]]]
+            ] = []
+            for into, prepared in writes:
+                applied.append((into, self._load_parts(into, prepared, stages), self._json_columns(into, prepared)))
             with self.session() as s:
-                for stage_sql, part in loaded:
-                    result += UpsertResult(duplicates_dropped=part.duplicates_dropped, adjusted=part.adjusted)
-                    if stage_sql:
-                        result += self._merge_part(s, table, stage_sql, part, json_of(part.set_columns))
+                for into, loaded, json_of in applied:
+                    for stage_sql, part in loaded:
+                        done = UpsertResult(duplicates_dropped=part.duplicates_dropped, adjusted=part.adjusted)
+                        if stage_sql:
+                            done += self._merge_part(s, into, stage_sql, part, json_of(part.set_columns))
+                        if into is table:
+                            result += done
                 if before_commit is not None:
                     before_commit(s)
             return result
         finally:
             self._drop_stages(stages)
+
+    def _load_parts(
+        self, table: TableRef, prepared: Sequence[PreparedPart], stages: list[str]
+    ) -> list[tuple[str, PreparedPart]]:
+        """Load each part into a staging table (outside any transaction): the stage's SQL ("" for a part without
+        rows) and the part as it is merged."""
+        loaded: list[tuple[str, PreparedPart]] = []
+        with tempfile.TemporaryDirectory(prefix="sixtyfour-sf-") as tmp:
+            for part in prepared:
+                if part.insert_only and part.data.num_rows:
+                    part = PreparedPart(
+                        apply_insert_guards(part),
+                        part.key,
+                        part.set_columns,
+                        {},
+                        True,
+                        part.duplicates_dropped,
+                        adjusted=part.adjusted,
+                    )
+                stage_sql = self._load_stage(table, part.data, Path(tmp), stages) if part.data.num_rows else ""
+                loaded.append((stage_sql, part))
+        return loaded
 
     def _merge_part(
         self, s: Session, table: TableRef, stage_sql: str, part: PreparedPart, json_cols: frozenset[str]

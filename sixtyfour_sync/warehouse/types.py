@@ -240,6 +240,16 @@ class UpsertPart:
 
 
 @dataclass(frozen=True)
+class AlsoWrite:
+    """Rows an upsert writes into another table in the same transaction (inserted or upserted by ``key``), such as
+    the ledger's copy of what the upsert writes; their counts are not the upsert's."""
+
+    table: TableRef
+    key: Sequence[str]
+    parts: Sequence[UpsertPart]
+
+
+@dataclass(frozen=True)
 class UpsertResult:
     """Row counts of one upsert."""
 

@@ -21,6 +21,8 @@ from sixtyfour_sync.errors import ConfigError
 from tests.e2e.conftest import E2EProject
 from tests.e2e.warehouses import Warehouse, make_duckdb, make_mariadb, make_postgres
 
+#: ``reuse: false``: a test may ask the same people again under keys of another type, and what is checked is
+#: that each key is sent and lands exactly (a stored answer would answer them without sending).
 MODEL = """\
 syncs:
   - name: enrich_keyed
@@ -34,6 +36,7 @@ syncs:
     target:
       table: keyed_enriched
     chunk_rows: {chunk_rows}
+    reuse: false
 """
 
 TWO_53 = 2**53

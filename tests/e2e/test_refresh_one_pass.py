@@ -219,7 +219,8 @@ def test_a_primary_key_spares_the_key_count(
     wh.execute("DROP TABLE {t:keyed}")
     wh.execute("CREATE TABLE {t:keyed} (k INTEGER PRIMARY KEY, name VARCHAR(100))")
     wh.executemany("INSERT INTO {t:keyed} VALUES (?, ?)", [(i, f"Person {i}") for i in range(1, 7)])
-    assert _run(wh.project).syncs[0].rows_sent == 1  # row 2 is back to its first inputs: asked again
+    back = _run(wh.project).syncs[0]  # row 2 is back to its first inputs: their answer is in the store
+    assert (back.rows_sent, back.rows_reused) == (0, 1)
     assert counted == ["count"] and one_pass[-1] == "one pass"
 
 

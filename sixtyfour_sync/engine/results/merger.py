@@ -22,7 +22,7 @@ from sixtyfour_sync.engine.ledger.tables import utcnow
 from sixtyfour_sync.engine.results import quarantine, result_files
 from sixtyfour_sync.engine.results.target_table import ensure_target
 from sixtyfour_sync.engine.results.upsert import MergePlan, counts
-from sixtyfour_sync.engine.reuse.store import write_answers
+from sixtyfour_sync.engine.reuse.store import answer_writes
 from sixtyfour_sync.engine.rows.files import SpilledTable
 from sixtyfour_sync.engine.rows.select import KEY_PREFIX_COLUMN
 from sixtyfour_sync.engine.steps.new_fields import through_statements
@@ -114,8 +114,6 @@ class Merger:
             for _, _, plan in batch:
                 stamps.update(ctx.spec.stamp_definitions(plan.missing_columns))
             ctx.ledger.record_specs(ctx.name, stamps, session)  # what the stamps merged below stand for
-            # the answers, kept for a key asking the same question later (engine/reuse/): stored with their merge
-            write_answers(ctx, [(t, plan) for t, _, plan in batch], session, now=utcnow())
             for t, got, plan in batch:
                 d.record_completed(t, session)
                 if t.state is S.COMPLETED:
@@ -130,7 +128,12 @@ class Merger:
 
         try:
             written = ctx.adapter.upsert(
-                ctx.target, list(ctx.spec.source.key), _combine(batch), before_commit=ledger_write
+                ctx.target,
+                list(ctx.spec.source.key),
+                _combine(batch),
+                before_commit=ledger_write,
+                # the answers, kept for a key asking the same question later (engine/reuse/), with their merge
+                also=answer_writes(ctx, [(t, plan) for t, _, plan in batch], now=utcnow()),
             )
         except (WarehouseError, pa.ArrowException) as exc:
             for (t, _, _), was, charge in zip(batch, before, held, strict=True):  # rolled back: as it was

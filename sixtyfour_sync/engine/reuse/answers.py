@@ -48,15 +48,39 @@ def answered_text(spec: SyncSpec, returned: pa.Table, hash_column: str) -> pa.Ta
     answered = returned.filter(pc.is_valid(returned.column(hash_column)))
     if not answered.num_rows:
         return empty
-    pack = ", ".join(f"{ident(c)} := CAST({ident(c)} AS VARCHAR)" for c in values)
-    h, status = ident(hash_column), ident(STATUS)
-    with registered(answered.select([hash_column, STATUS, *values])) as (con, (name,)):
-        table = con.sql(
-            f"SELECT CAST({h} AS VARCHAR) AS input_hash, CAST({status} AS VARCHAR) AS status, "
-            f"CAST(to_json(struct_pack({pack})) AS VARCHAR) AS answer FROM {name} "
-            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {h} ORDER BY {status} = 'enriched' DESC) = 1"
-        ).to_arrow_table()
-    return table.cast(empty.schema)
+    # one answer per input hash, an enriched one first (Arrow: no window over every column of a wide answer)
+    answered = answered.take(pc.sort_indices(pc.not_equal(answered.column(STATUS), "enriched")))
+    hashes = answered.column(hash_column).cast(pa.string())
+    answered = answered.take(pc.index_in(pc.unique(hashes), value_set=hashes))
+    objects = [_json_objects(answered.select(group)) for group in _groups(values)]
+    answer = objects[0] if len(objects) == 1 else _joined(objects)
+    return pa.table(
+        {
+            "input_hash": answered.column(hash_column).cast(pa.string()),
+            "status": answered.column(STATUS),
+            "answer": answer,
+        }
+    ).cast(empty.schema)
+
+
+def _groups(values: Sequence[str], size: int = 100) -> list[list[str]]:
+    """The values in groups a JSON object is built of at a time (a result of 1,600 columns within DuckDB's cap)."""
+    return [list(values[i : i + size]) for i in range(0, len(values), size)]
+
+
+def _json_objects(table: pa.Table) -> pa.ChunkedArray:
+    """One JSON object per row of ``table``: each column's value as its text (NULL as ``null``)."""
+    pack = ", ".join(f"{ident(c)} := CAST({ident(c)} AS VARCHAR)" for c in table.column_names)
+    with registered(table) as (con, (name,)):
+        out = con.sql(f"SELECT CAST(to_json(struct_pack({pack})) AS VARCHAR) AS j FROM {name}").to_arrow_table()
+    return out.column("j")
+
+
+def _joined(objects: Sequence[pa.ChunkedArray]) -> pa.ChunkedArray:
+    """JSON objects of the same rows joined into one (``{"a": 1}`` and ``{"b": 2}`` give ``{"a": 1,"b": 2}``)."""
+    inner = [pc.utf8_slice_codeunits(o, 1, -1) for o in objects]
+    body = pc.binary_join_element_wise(*inner, ",")
+    return pc.binary_join_element_wise("{", body, "}", "")
 
 
 def store_rows(
@@ -97,7 +121,10 @@ def with_answer_columns(spec: SyncSpec, rows: pa.Table | pa.RecordBatch, key: Se
     each value of the answer as text (a JSON value as its JSON text), for the result parser to type."""
     table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
     values = answer_values(spec)
-    picked = ", ".join(ident(k) for k in key)
-    extracted = ", ".join(f"json_extract_string({ident(ANSWER)}, {json_path(c)}) AS {ident(c)}" for c in values)
-    with registered(table.select([*key, ANSWER])) as (con, (name,)):
-        return con.sql(f"SELECT {picked}, {extracted} FROM {name}").to_arrow_table()
+    columns: dict[str, pa.ChunkedArray] = {k: table.column(k) for k in key}
+    for group in _groups(values):
+        extracted = ", ".join(f"json_extract_string({ident(ANSWER)}, {json_path(c)}) AS {ident(c)}" for c in group)
+        with registered(table.select([ANSWER])) as (con, (name,)):
+            part = con.sql(f"SELECT {extracted} FROM {name}").to_arrow_table()
+        columns.update({c: part.column(c) for c in group})
+    return pa.table(columns)

@@ -16,7 +16,7 @@ from sixtyfour_sync.engine.reuse.answers import store_rows
 from sixtyfour_sync.engine.reuse.sql import has_answers_sql, prune_sql, reusable_sql
 from sixtyfour_sync.engine.rows.select import Selection
 from sixtyfour_sync.warehouse.session import Session
-from sixtyfour_sync.warehouse.types import UpsertPart
+from sixtyfour_sync.warehouse.types import AlsoWrite, UpsertPart
 
 if TYPE_CHECKING:
     from sixtyfour_sync.engine.context import SyncContext
@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ReuseFacts",
+    "answer_writes",
     "has_answers",
     "prune_answers",
     "read_reusable",
     "record_reuse",
     "stores_job_answers",
-    "write_answers",
 ]
 
 #: The store's columns, in the table's order.
@@ -50,12 +50,11 @@ def stores_job_answers(ctx: SyncContext, t: Tracked) -> bool:
     )
 
 
-def write_answers(
-    ctx: SyncContext, batch: Sequence[tuple[Tracked, MergePlan]], session: Session, *, now: datetime
-) -> int:
-    """Append the enriched answers of the merged jobs to the store, in the merge's transaction; the rows written."""
+def answer_writes(ctx: SyncContext, batch: Sequence[tuple[Tracked, MergePlan]], *, now: datetime) -> list[AlsoWrite]:
+    """The store's rows for the answers of the jobs a merge writes, to be written in its transaction (``also`` of
+    :meth:`Adapter.upsert`): appended, several jobs answering one question in one batch keeping the last."""
     if ctx.question is None:
-        return 0
+        return []
     spec = ctx.spec
     tables = [
         store_rows(
@@ -72,12 +71,10 @@ def write_answers(
         if plan.answers is not None and plan.answers.num_rows
     ]
     if not tables:
-        return 0
+        return []
     rows = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     part = UpsertPart(rows, [c for c in _STORE if c not in ("question", "input_hash")], insert_only=True)
-    # several jobs of one batch may answer one question (a key held back, asked again): the last one stays
-    ctx.adapter._upsert_in_session(session, ctx.ledger.answers, ["question", "input_hash"], [part])
-    return int(rows.num_rows)
+    return [AlsoWrite(ctx.ledger.answers, ["question", "input_hash"], [part])]
 
 
 def has_answers(ledger: Ledger, question: str) -> bool:

@@ -167,6 +167,23 @@ def test_a_failed_answer_taken_is_a_failed_row_again() -> None:
     assert parsed.table.column("_sixtyfour_status").to_pylist() == ["failed"]
 
 
+def test_a_wide_answer_is_stored_and_read_back_whole() -> None:
+    wide = spec(struct={f"f{i:03d}": f"Field {i}" for i in range(250)}, field_confidence=False)
+    result = pa.table(
+        {
+            "id": [1, 2],
+            **{f"f{i:03d}": [f"v{i}", None if i % 2 else f"w{i}"] for i in range(250)},
+            "_sixtyfour_status": ["enriched", "enriched"],
+            "__sent_hash": ["a", "b"],
+        }
+    )
+    stored = answered_text(wide, result, "__sent_hash")
+    taking = pa.table({"id": [7, 8], HASH_COLUMN: ["a", "b"], ANSWER: stored.column("answer")})
+    back = with_answer_columns(wide, taking, ["id"])
+    for i in range(250):
+        assert back.column(f"f{i:03d}").to_pylist() == result.column(f"f{i:03d}").to_pylist()
+
+
 # --- the SQL -----------------------------------------------------------------------------------------------------
 
 

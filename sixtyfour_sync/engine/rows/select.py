@@ -621,7 +621,7 @@ def questions_may_repeat(sync: SyncSpec, inputs: Sequence[str]) -> bool:
 def inputs_repeat_sql(adapter: Adapter, inputs: Sequence[str], source_sql: str) -> str:
     """``SELECT`` how many source rows may repeat another's inputs, by the dialect's cheap hash (rows with
     distinct hashes have distinct inputs; 0: none does); "" where the dialect has no cheap hash."""
-    template = adapter.dialect.bucket_hash
+    template = adapter.dialect.repeat_hash or adapter.dialect.bucket_hash
     if template is None or not inputs:
         return ""
     cols = ", ".join(f"c.{adapter.quote(c, what='source column')}" for c in inputs)

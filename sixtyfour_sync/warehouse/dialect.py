@@ -87,6 +87,15 @@ class Dialect:
     #: buckets that are sorted one at a time; None: the warehouse sorts the whole selection itself (its own
     #: memory, not this process's).
     bucket_hash: str | None = None
+    #: A deterministic hash of ``{}`` (comma-separated expressions), equal for rows with equal values, for the one
+    #: count that tells whether two source rows may share their inputs (engine/rows/select.py
+    #: ``inputs_repeat_sql``); None: :attr:`bucket_hash`, and where neither is set the rows are always grouped.
+    repeat_hash: str | None = None
+    #: Whether the selection finds the first key of each question with one GROUP BY over the key and question
+    #: alone, joined back to the rows it reads once (a ``MATERIALIZED`` CTE), instead of a window that sorts every
+    #: column (DuckDB: 10% less CPU for the grouped selection at 1M rows). Needs a warehouse that computes such a
+    #: CTE once; elsewhere the window.
+    groups_by_join: bool = False
     #: Whether text (and JSON) values cannot hold a NUL character (PostgreSQL): it is removed before the upsert.
     text_forbids_nul: bool = False
     #: Whether an UPDATE or DELETE names its table by an alias (``UPDATE t AS x``) for the columns its subqueries
@@ -123,6 +132,7 @@ DUCKDB = Dialect(
     update_style="rowid",
     insert_if_absent="on_conflict",
     bucket_hash="hash({})",
+    groups_by_join=True,
 )
 
 POSTGRES = Dialect(
@@ -138,6 +148,10 @@ POSTGRES = Dialect(
     add_column_if_not_exists=True,
     insert_if_absent="on_conflict",
     text_forbids_nul=True,
+    # the record's text hashed to 64 bits: rows asking the same question have the same text in every input (their
+    # input hash is made of it), so the same record text. Counting 1M rows' takes 0.7 s; the grouped selection
+    # of a source whose rows all have inputs of their own cost 3 s more than the plain key order
+    repeat_hash="hashtextextended(CAST(ROW({}) AS TEXT), 0)",
 )
 
 SNOWFLAKE = Dialect(

@@ -329,3 +329,37 @@ def test_jsonb_key_operator_next_to_parameters(pg: PostgresAdapter) -> None:
     assert dollar == [("a ? b", 5)]
     got = [r["id"] for b in pg.stream(f"SELECT id FROM {t} WHERE data ? 'vip' AND id < ?", [3]) for r in b.to_pylist()]
     assert got == [1]
+
+
+def test_the_repeat_check_finds_rows_sharing_their_inputs_whatever_their_types(pg: PostgresAdapter) -> None:
+    """The one count that lets a first run keep the plain key order (engine/rows/select.py inputs_repeat_sql):
+    0 only when no two rows share their inputs; rows with the same inputs, NULLs included, are found, and types
+    without a hash of their own (json, arrays, floats) are counted by their text."""
+    from sixtyfour_sync.engine.rows.select import inputs_repeat_sql
+
+    table = TableRef("src")
+    with pg.session() as s:
+        s.execute(f"CREATE TABLE {pg.table_sql(table)} (id INT, name TEXT, info JSON, tags TEXT[], score FLOAT8)")
+        s.execute(
+            f"INSERT INTO {pg.table_sql(table)} VALUES (1, 'a', '{{\"x\": 1}}', '{{p,q}}', 0.1), "
+            "(2, 'a', '{\"x\": 2}', '{p,q}', 0.1), (3, NULL, NULL, NULL, NULL), (4, '', '[]', '{}', -0.0), "
+            "(5, 'a,b', NULL, '{p}', 1e300)"
+        )
+    source = f"SELECT * FROM {pg.table_sql(table)}"
+    inputs = ["name", "info", "tags", "score"]
+
+    def repeats(where: str = "") -> int:
+        with pg.session() as s:
+            row = s.fetchone(inputs_repeat_sql(pg, inputs, source + where))
+        return int(row[0]) if row else -1
+
+    assert repeats() == 0
+    with pg.session() as s:
+        s.execute(f"INSERT INTO {pg.table_sql(table)} SELECT 6, name, info, tags, score FROM {pg.table_sql(table)} "
+                  "WHERE id = 3")  # fmt: skip
+    assert repeats() == 1  # two rows of NULL inputs ask the same question
+    with pg.session() as s:
+        s.execute(f"INSERT INTO {pg.table_sql(table)} SELECT 7, name, info, tags, score FROM {pg.table_sql(table)} "
+                  "WHERE id = 1")  # fmt: skip
+    assert repeats() == 2
+    assert repeats(" WHERE id <> 6 AND id <> 7") == 0

@@ -276,10 +276,10 @@ def _grouped_sql(
         filtered = f" WHERE {where}" if where else ""
         return f"SELECT {outer} FROM ({rows}) {adapter.subquery_alias('r')}{filtered} ORDER BY {order}"
     good = " AND ".join([f"r.{q(KEY_ROWS_COLUMN)} = 1", *(f"r.{q(k)} IS NOT NULL" for k in key)])
-    window = (
-        f"OVER (PARTITION BY CASE WHEN {good} THEN r.{q(HASH_COLUMN)} ELSE r.{q(KEY_HASH_COLUMN)} END "
-        f"ORDER BY {', '.join(f'r.{q(k)}' for k in key)})"
-    )
+    question = f"CASE WHEN {good} THEN r.{q(HASH_COLUMN)} ELSE r.{q(KEY_HASH_COLUMN)} END"
+    if adapter.dialect.groups_by_join and len(key) == 1:
+        return _grouped_by_join_sql(adapter, rows, key[0], columns, transport, question=question, where=where)
+    window = f"OVER (PARTITION BY {question} ORDER BY {', '.join(f'r.{q(k)}' for k in key)})"
     firsts = [f"__sixtyfour_first_{i}" for i in range(len(key))]
     grouped = (
         "SELECT r.*"
@@ -290,6 +290,36 @@ def _grouped_sql(
     outer = _outer_columns(adapter, "g", columns, transport)
     order = ", ".join(f"g.{q(c)}" for c in [*firsts, *key])
     return f"SELECT {outer} FROM ({grouped}) {adapter.subquery_alias('g')} ORDER BY {order}"
+
+
+def _grouped_by_join_sql(
+    adapter: Adapter,
+    rows: str,
+    key: str,
+    columns: Sequence[str],
+    transport: Sequence[tuple[str, str]],
+    *,
+    question: str,
+    where: str,
+) -> str:
+    """:func:`_grouped_sql`'s order for a one-column key, without the window: the rows are read once (a
+    materialized CTE), the first key of each question is one ``MIN`` per question over the question and key
+    alone, joined back, and the rows are sorted once by (first key, key). The window sorted every column of the
+    rows by question; this hashes two. ``MIN`` skips NULL keys as the window's ``FIRST_VALUE`` (nulls last) did:
+    a question of good keys has none, and the rows of a NULL key share one question of their own."""
+    q = adapter.quote
+    first, asked, firsts = "__sixtyfour_first_0", "__sixtyfour_question", "__sixtyfour_firsts"
+    read = "__sixtyfour_rows"
+    body = f"SELECT r.*, {question} AS {q(asked)} FROM ({rows}) {adapter.subquery_alias('r')}" + (
+        f" WHERE {where}" if where else ""
+    )
+    grouped = (
+        f"WITH {q(read)} AS MATERIALIZED ({body}), {q(firsts)} AS (SELECT f.{q(asked)}, MIN(f.{q(key)}) AS "
+        f"{q(first)} FROM {q(read)} f GROUP BY f.{q(asked)}) SELECT r.*, m.{q(first)} FROM {q(read)} r JOIN "
+        f"{q(firsts)} m ON r.{q(asked)} = m.{q(asked)}"
+    )
+    outer = _outer_columns(adapter, "g", columns, transport)
+    return f"SELECT {outer} FROM ({grouped}) {adapter.subquery_alias('g')} ORDER BY g.{q(first)}, g.{q(key)}"
 
 
 def _hashed_sql(
@@ -591,7 +621,7 @@ def questions_may_repeat(sync: SyncSpec, inputs: Sequence[str]) -> bool:
 def inputs_repeat_sql(adapter: Adapter, inputs: Sequence[str], source_sql: str) -> str:
     """``SELECT`` how many source rows may repeat another's inputs, by the dialect's cheap hash (rows with
     distinct hashes have distinct inputs; 0: none does); "" where the dialect has no cheap hash."""
-    template = adapter.dialect.bucket_hash
+    template = adapter.dialect.repeat_hash or adapter.dialect.bucket_hash
     if template is None or not inputs:
         return ""
     cols = ", ".join(f"c.{adapter.quote(c, what='source column')}" for c in inputs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -231,5 +232,60 @@ def test_a_rebuilt_file_asks_once_per_question_unless_its_job_had_every_row_ask(
         assert once is not None and every is not None
         assert [json.loads(line)["id"] for line in once.path.read_text().splitlines()] == [1, 2]
         assert [json.loads(line)["id"] for line in every.path.read_text().splitlines()] == [1, 2, 3]
+    finally:
+        adapter.close()
+
+
+def test_the_group_by_form_orders_the_rows_as_the_window_does(tmp_path: Path) -> None:
+    """DuckDB finds each question's first key with one GROUP BY joined back (``groups_by_join``); the window the
+    other warehouses use gives the same rows in the same order: on a first run, and against an existing target
+    (new and changed rows), with NULL and repeated keys among them, in buckets."""
+    import dataclasses
+
+    from sixtyfour_sync.config.models import SyncSpec
+    from sixtyfour_sync.config.profiles import parse_target_config
+    from sixtyfour_sync.engine.rows.select import build_selection
+    from sixtyfour_sync.warehouse.duckdb import DuckDBAdapter
+    from sixtyfour_sync.warehouse.types import TableRef
+
+    spec = SyncSpec.model_validate(
+        {
+            "name": "s",
+            "endpoint": "people",
+            "source": {"table": "src", "key": "id", "columns": ["name"]},
+            "struct": {"email": "Email"},
+            "target": {"table": "out"},
+        }
+    )
+    adapter = DuckDBAdapter(parse_target_config({"type": "duckdb", "path": str(tmp_path / "w.duckdb")}))
+    try:
+        with adapter.session() as s:
+            s.execute("CREATE TABLE src AS SELECT i AS id, 'n' || (i * 7 % 23) AS name FROM range(1, 200) t(i)")
+            s.execute("INSERT INTO src VALUES (5, 'n1'), (NULL, 'n2'), (NULL, 'n3')")
+            s.execute(
+                "CREATE TABLE out AS SELECT id, CAST(NULL AS VARCHAR) AS email, 'enriched' AS _sixtyfour_status, "
+                "md5(name) AS _sixtyfour_input_hash, 'h' AS _sixtyfour_spec_hash, now() AS _sixtyfour_enriched_at "
+                "FROM src WHERE id % 3 = 0"
+            )
+        target = TableRef("out", "main")
+        columns = adapter.get_columns(target)
+
+        def rows(by_join: bool, target_columns: Any, bucket: tuple[int, int] | None) -> list[tuple[Any, ...]]:
+            adapter.__dict__["dialect"] = dataclasses.replace(DuckDBAdapter.dialect, groups_by_join=by_join)
+            try:
+                sel = build_selection(adapter, spec, source_sql="SELECT * FROM src", inputs=["name"], target=target,
+                                      target_columns=target_columns, spec_hash="h", bucket=bucket)  # fmt: skip
+                assert ("MATERIALIZED" in sel.sql) is by_join
+                with adapter.session() as s:
+                    return s.fetchall(sel.sql)
+            finally:
+                del adapter.__dict__["dialect"]
+
+        for target_columns in (None, columns):
+            for bucket in (None, (0, 2), (1, 2)):
+                joined, windowed = rows(True, target_columns, bucket), rows(False, target_columns, bucket)
+                assert [r[0] for r in joined] == [r[0] for r in windowed]
+                assert sorted(map(str, joined)) == sorted(map(str, windowed))  # the rows of one bad key tie
+                assert len({r[0] for r in joined}) > 10
     finally:
         adapter.close()

@@ -15,6 +15,8 @@ The engine runs through the Python API with the client's 10-submissions-a-minute
 Printed per row: wall and CPU seconds, peak RSS, rows/s, rows/s excluding the time an API request was in
 flight, the emulator's own CPU and peak RSS, and the 1-minute load average at start and end; then the
 ratios engine/raw and script/engine. ``bench/plot_pipeline.py`` draws docs/benchmarks.png from the JSON.
+``engine_unstored`` is the engine with ``reuse: false`` (the answer store neither written nor read): beside
+``engine`` it prints what keeping every answer in the ledger costs a first run (engine_over_unstored).
 
 The scheduled refresh (``--things noop one_pct diff``, any of them): one first engine run (``full``, shown,
 its wall the base of "1% of a full run") enriches a copy of the source; then, ``--repeat`` rounds on that
@@ -48,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline_stages as st
 
 ROOT = Path(__file__).resolve().parents[1]
-THINGS = ("raw", "script", "engine", "refresh", *st.REFRESH_THINGS)
+THINGS = ("raw", "script", "engine", "engine_unstored", "refresh", *st.REFRESH_THINGS)
 DEFAULT_THINGS = ("raw", "script", "engine", "refresh")
 POLL_SECONDS = 0.1
 
@@ -314,6 +316,12 @@ def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 name = f"engine_dup{round(dup['dup_share'] * 100)}_over_engine"
                 entry[f"{name}_cpu"] = round(dup["cpu_s"] / by["engine"]["cpu_s"], 3)
                 entry[f"{name}_rss"] = round(dup["peak_rss_mb"] / by["engine"]["peak_rss_mb"], 3)
+        if "engine" in by and "engine_unstored" in by:  # what keeping every answer in the store costs
+            entry["engine_over_unstored_cpu"] = round(by["engine"]["cpu_s"] / by["engine_unstored"]["cpu_s"], 3)
+            entry["engine_over_unstored_wall"] = round(by["engine"]["wall_s"] / by["engine_unstored"]["wall_s"], 3)
+            entry["engine_over_unstored_rss"] = round(
+                by["engine"]["peak_rss_mb"] / by["engine_unstored"]["peak_rss_mb"], 3
+            )
         if "engine" in by and "raw" in by:
             entry["engine_over_raw_wall"] = round(by["engine"]["wall_s"] / by["raw"]["wall_s"], 2)
             entry["engine_over_raw_cpu"] = round(by["engine"]["cpu_s"] / by["raw"]["cpu_s"], 2)

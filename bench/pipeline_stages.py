@@ -325,7 +325,10 @@ def write_project(spec: dict[str, Any]) -> Path:
     """A sixtyfour-sync project for the engine: the model above, a profile for the backend."""
     project = Path(spec["work"]) / "project"
     (project / "models").mkdir(parents=True, exist_ok=True)
-    (project / "models" / "bench.yml").write_text(MODEL)
+    # ``engine_unstored``: the engine with the answer store off, to show what storing the answers costs
+    (project / "models" / "bench.yml").write_text(
+        MODEL + ("    reuse: false\n" if spec["thing"] == "engine_unstored" else "")
+    )
     if spec["backend"] == "duckdb":
         profile = f"      type: duckdb\n      path: {spec['db']}\n"
         if spec.get("duckdb_memory_limit"):

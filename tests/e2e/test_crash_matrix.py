@@ -80,6 +80,11 @@ def test_killed_then_resumed_equals_a_clean_run(
     project.write_model(chunk_rows=50)
     if mode not in ("new", "shared"):
         assert api.run(project.dir, api_key=project.api_key, api_url=project.url, env=project.env).exit_code == 0
+        if mode in ("max_age", "retry_failed_after"):
+            # long enough that rows the killed run merged are not stale again when the resume selects (a resume
+            # that first finishes the jobs in flight can take a few seconds on a loaded machine)
+            project.write_model(chunk_rows=50, extra=f"  {mode}: {AGE}s\n")
+            time.sleep(AGE + 0.1)
     if mode == "reuse":  # new keys: 52 asking what the leads asked (the store has it), 30 with inputs of their own
         wh.execute(
             "INSERT INTO {t:leads} SELECT 1000 + lead_id, first_name, last_name, company, domain, 'XX' "
@@ -89,11 +94,6 @@ def test_killed_then_resumed_equals_a_clean_run(
             "INSERT INTO {t:leads} SELECT 2000 + lead_id, first_name, last_name, company, 'new-' || domain, 'XX' "
             "FROM {t:leads} WHERE lead_id <= 30"
         )
-        if mode in ("max_age", "retry_failed_after"):
-            # long enough that rows the killed run merged are not stale again when the resume selects (a resume
-            # that first finishes the jobs in flight can take a few seconds on a loaded machine)
-            project.write_model(chunk_rows=50, extra=f"  {mode}: {AGE}s\n")
-            time.sleep(AGE + 0.1)
     # the reference: a clean run of the same project, from the same state, against the same emulator
     clean = tmp_path / "clean"
     clean.mkdir()

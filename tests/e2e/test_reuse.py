@@ -141,7 +141,11 @@ def test_reuse_false_and_full_refresh_pay_again(project: E2EProject, wh: Warehou
     assert off.syncs[0].rows_reused == 0 and off.syncs[0].rows_sent == 20
     assert rows_at(emu) == 50
     # a sync with reuse off stores nothing either: the store holds the leads' answers only
-    assert {r[0] for r in wh.query("SELECT DISTINCT sync_name FROM {t:_sixtyfour_sync_answers}")} == {"enrich_leads"}
+    stored_by = wh.query(
+        "SELECT DISTINCT j.sync_name FROM {t:_sixtyfour_sync_answers} a JOIN {t:_sixtyfour_sync_jobs} j "
+        "ON j.job_id = a.job_id"
+    )
+    assert {r[0] for r in stored_by} == {"enrich_leads"}
     # --full-refresh asks every row again, stored answers or not
     write_contacts(project)
     wh.execute("DROP TABLE {t:contacts_enriched}")
@@ -159,13 +163,16 @@ def test_a_max_age_refresh_never_reuses_and_old_answers_are_neither_taken_nor_ke
     run(project, api_key, "enrich_leads")
     assert rows_at(emu) == 20
     # the answers grow old in the store and in the target
-    wh.execute("UPDATE {t:_sixtyfour_sync_answers} SET answered_at = answered_at - INTERVAL '3 days'")
+    wh.execute("UPDATE {t:_sixtyfour_sync_jobs} SET merged_at = merged_at - INTERVAL '3 days'")
     setup_contacts(wh, of=range(1, 11))
     write_contacts(project, extra="reuse:\n  max_age: 2d\n")
     contacts = run(project, api_key, "enrich_contacts")
     assert contacts.syncs[0].rows_reused == 0 and rows_at(emu) == 30  # older than reuse.max_age: asked
     # the run pruned what no sync of the project would take (older than the longest reuse.max_age)
-    stored = wh.query("SELECT sync_name, COUNT(*) FROM {t:_sixtyfour_sync_answers} GROUP BY sync_name")
+    stored = wh.query(
+        "SELECT j.sync_name, COUNT(*) FROM {t:_sixtyfour_sync_answers} a JOIN {t:_sixtyfour_sync_jobs} j "
+        "ON j.job_id = a.job_id GROUP BY j.sync_name"
+    )
     assert dict(stored) == {"enrich_contacts": 10}
     # a max_age refresh asks for newer answers than those it has: never from the store
     project.write_model(extra="  max_age: 1d\n")  # refresh.max_age (the line goes under refresh:)
@@ -179,15 +186,17 @@ def test_the_store_holds_only_the_fields_asked(project: E2EProject, wh: Warehous
     setup_leads(wh, 10)
     project.write_model()
     run(project, api_key, "enrich_leads")
-    rows = wh.query("SELECT status, answer, task_id, tier, endpoint FROM {t:_sixtyfour_sync_answers}")
+    rows = wh.query(
+        "SELECT a.answer, j.task_id, j.tier, j.question FROM {t:_sixtyfour_sync_answers} a "
+        "JOIN {t:_sixtyfour_sync_jobs} j ON j.job_id = a.job_id"
+    )
     target = answers(wh, "leads_enriched", "lead_id")
-    assert sorted(r[0] for r in rows) == sorted(v[4] for v in target.values())  # every answer, enriched or failed
-    for status, answer, task_id, tier, endpoint in rows:
-        values = json.loads(answer)
-        assert set(values) == {"email", "title", "employee_count", "email_confidence", "title_confidence",
-                               "employee_count_confidence"}  # fmt: skip
-        assert task_id and tier == "low" and endpoint == "people"
-        assert (status == "failed") == all(v is None for k, v in values.items() if not k.endswith("_confidence"))
+    assert len(rows) == len(target)  # every answer, enriched or failed
+    assert sorted("failed" if r[0] is None else "enriched" for r in rows) == sorted(v[4] for v in target.values())
+    for answer, task_id, tier, question in rows:
+        assert task_id and tier == "low" and question
+        if answer is not None:  # the three fields, then their confidences: nothing else of the row
+            assert len(json.loads(answer)) == 6
 
 
 @pytest.mark.parametrize("point", ["reusing", "reused"])
@@ -230,7 +239,11 @@ def test_an_answer_not_merged_is_never_taken(project: E2EProject, wh: Warehouse,
     # the contacts asked for themselves; the leads' job is merged by the leads' next run, and stored then
     leads = run(project, api_key, "enrich_leads")
     assert leads.syncs[0].resumed.jobs >= 1
-    assert wh.query("SELECT COUNT(*) FROM {t:_sixtyfour_sync_answers} WHERE sync_name = 'enrich_leads'")[0][0] > 0
+    stored = wh.query(
+        "SELECT COUNT(*) FROM {t:_sixtyfour_sync_answers} a JOIN {t:_sixtyfour_sync_jobs} j ON j.job_id = a.job_id "
+        "WHERE j.sync_name = 'enrich_leads'"
+    )
+    assert stored[0][0] > 0
     assert rows_at(emu) == 40
 
 

@@ -106,6 +106,9 @@ _JOB_COLUMNS = [
     Column("finished_by", T),
     #: A "new fields" job: the fields it asked (comma-separated); NULL for a job asking the whole struct.
     Column("fields", T),
+    #: The question whose answers the job's merge kept in the answer store (engine/reuse/question.py); NULL when
+    #: it kept none.
+    Column("question", T),
     #: Where the job's answers go: the target table, qualified as the warehouse names it; with the profile's
     #: target and the project, for people reading the ledger. Targets sharing a ledger keep apart by it.
     Column("target", T),
@@ -195,23 +198,12 @@ _EVALUATION_COLUMNS = [
     Column("would_gate", B),
     Column("evaluated_at", TS),
 ]
-#: The answer store (engine/reuse/): one row per question answered and merged: the question (a hash of the
-#: endpoint, tier, struct, options and input column names: engine/reuse/question.py), the input hash, whether the
-#: API enriched the row or could not (``enriched``/``failed``), the answer's fields and confidences as a JSON object
-#: of their text forms, and who answered it when. Written in the transaction that merges the answer; no primary
-#: key (an answer asked again is a row more; the newest enriched one wins).
-ANSWER_COLUMNS = [
-    Column("question", T),
-    Column("input_hash", T),
-    Column("status", T),
-    Column("answer", T),
-    Column("task_id", T),
-    Column("job_id", T),
-    Column("sync_name", T),
-    Column("endpoint", T),
-    Column("tier", T),
-    Column("answered_at", TS),
-]
+#: The answer store (engine/reuse/): one row per answer merged, by the job that got it and its input hash, and the
+#: answer: the fields' and confidences' text as a JSON array in the order of the struct (then the confidences),
+#: NULL when the API returned the row and could not enrich it. What the answer answered (its question), the task,
+#: tier and time are the job's (``_sixtyfour_sync_jobs``: ``question``, ``task_id``, ``tier``, ``merged_at``).
+#: Written in the transaction that merges the answer; no primary key (appended to, read by question and hash).
+ANSWER_COLUMNS = [Column("job_id", T), Column("input_hash", T), Column("answer", T)]
 #: Rows a run answered from the store instead of asking: which run and sync, how many rows and questions, at
 #: what price per question (None: unknown) and what that saved; written in the transaction that merges them.
 _REUSE_COLUMNS = [

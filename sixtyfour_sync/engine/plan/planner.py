@@ -249,7 +249,8 @@ def _reusable(
     if not has_answers(r.ledger, question):
         return 0, 0
     age = int(spec.reuse_max_age.total_seconds())
-    sql, params = count_reusable_sql(adapter, selection(), r.ledger.answers, question=question, max_age_seconds=age)
+    answers, jobs = r.ledger.answers, r.ledger.jobs
+    sql, params = count_reusable_sql(adapter, selection(), answers, jobs, question=question, max_age_seconds=age)
     with adapter.session() as s:
         row = s.fetchone(sql, params)
     return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)

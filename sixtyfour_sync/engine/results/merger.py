@@ -22,7 +22,7 @@ from sixtyfour_sync.engine.ledger.tables import utcnow
 from sixtyfour_sync.engine.results import quarantine, result_files
 from sixtyfour_sync.engine.results.target_table import ensure_target
 from sixtyfour_sync.engine.results.upsert import MergePlan, counts
-from sixtyfour_sync.engine.reuse.store import answer_writes
+from sixtyfour_sync.engine.reuse.store import answer_writes, stored_question
 from sixtyfour_sync.engine.rows.files import SpilledTable
 from sixtyfour_sync.engine.rows.select import KEY_PREFIX_COLUMN
 from sixtyfour_sync.engine.steps.new_fields import through_statements
@@ -123,6 +123,7 @@ class Merger:
                     S.MERGED,
                     session=session,
                     missing_columns=",".join(plan.missing_columns) or None,
+                    question=stored_question(ctx, plan),
                     **counts(plan),
                 )
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from sixtyfour_sync.engine.ledger.store import Ledger
-from sixtyfour_sync.engine.ledger.tables import ANSWER_COLUMNS
 from sixtyfour_sync.engine.reuse.answers import store_rows
 from sixtyfour_sync.engine.reuse.sql import has_answers_sql, prune_sql, reusable_sql
 from sixtyfour_sync.engine.rows.select import Selection
@@ -30,11 +29,11 @@ __all__ = [
     "prune_answers",
     "read_reusable",
     "record_reuse",
+    "stored_question",
     "stores_job_answers",
 ]
 
 #: The store's columns, in the table's order.
-_STORE = [c.name for c in ANSWER_COLUMNS]
 
 
 def stores_job_answers(ctx: SyncContext, t: Tracked) -> bool:
@@ -52,29 +51,25 @@ def stores_job_answers(ctx: SyncContext, t: Tracked) -> bool:
 
 def answer_writes(ctx: SyncContext, batch: Sequence[tuple[Tracked, MergePlan]], *, now: datetime) -> list[AlsoWrite]:
     """The store's rows for the answers of the jobs a merge writes, to be written in its transaction (``also`` of
-    :meth:`Adapter.upsert`): appended, several jobs answering one question in one batch keeping the last."""
+    :meth:`Adapter.upsert`)."""
     if ctx.question is None:
         return []
-    spec = ctx.spec
     tables = [
-        store_rows(
-            plan.answers,
-            question=ctx.question,
-            task_id=t.task_id,
-            job_id=t.job_id,
-            sync_name=spec.name,
-            endpoint=spec.endpoint,
-            tier=spec.tier,
-            answered_at=plan.answered_at or now,
-        )
+        store_rows(plan.answers, job_id=t.job_id)
         for t, plan in batch
         if plan.answers is not None and plan.answers.num_rows
     ]
     if not tables:
         return []
     rows = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    part = UpsertPart(rows, [c for c in _STORE if c not in ("question", "input_hash")], insert_only=True)
-    return [AlsoWrite(ctx.ledger.answers, ["question", "input_hash"], [part])]
+    # appended: an answer asked again is a row more (the reader takes the newest), so no key is looked up
+    part = UpsertPart(rows, ["answer"], insert_only=True, unique_keys=True)
+    return [AlsoWrite(ctx.ledger.answers, ["job_id", "input_hash"], [part])]
+
+
+def stored_question(ctx: SyncContext, plan: MergePlan) -> str | None:
+    """The question a merged job's row records (``_sixtyfour_sync_jobs.question``): its answers' in the store."""
+    return ctx.question if plan.answers is not None and plan.answers.num_rows else None
 
 
 def has_answers(ledger: Ledger, question: str) -> bool:
@@ -83,7 +78,7 @@ def has_answers(ledger: Ledger, question: str) -> bool:
     if not ledger.exists():
         return False
     with a.session() as s:
-        return s.fetchone(has_answers_sql(a, ledger.answers), [question]) is not None
+        return s.fetchone(has_answers_sql(a, ledger.jobs), [question]) is not None
 
 
 def read_reusable(
@@ -91,7 +86,9 @@ def read_reusable(
 ) -> Iterator[pa.RecordBatch]:
     """The selection's rows a stored answer answers, with it (engine/reuse/sql.py), streamed."""
     a = ledger.adapter
-    sql, params = reusable_sql(a, selection, ledger.answers, question=question, max_age_seconds=max_age_seconds)
+    sql, params = reusable_sql(
+        a, selection, ledger.answers, ledger.jobs, question=question, max_age_seconds=max_age_seconds
+    )
     yield from a.stream(sql, params, batch_rows=batch_rows)
 
 
@@ -144,4 +141,5 @@ def prune_answers(ledger: Ledger, *, max_age_seconds: int) -> int:
         return 0
     ledger.guard()
     with ledger.adapter.session() as s:
-        return max(0, s.execute_count(prune_sql(ledger.adapter, ledger.answers, max_age_seconds=max_age_seconds)))
+        sql = prune_sql(ledger.adapter, ledger.answers, ledger.jobs, max_age_seconds=max_age_seconds)
+        return max(0, s.execute_count(sql))

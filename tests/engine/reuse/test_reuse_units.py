@@ -128,23 +128,23 @@ def _typed_result() -> pa.Table:
     )
 
 
-def test_every_answer_is_stored_once_per_input_hash_with_the_fields_asked() -> None:
+def test_every_answer_is_stored_with_the_fields_asked_and_nothing_else() -> None:
     out = answered_text(spec(), _typed_result(), "__sent_hash")
-    got = dict(zip(out.column("input_hash").to_pylist(), out.column("status").to_pylist(), strict=True))
-    assert got == {"h1": "enriched", "h2": "enriched", "h3": "failed"}  # a failed answer is an answer too
+    got = dict(zip(out.column("input_hash").to_pylist(), out.column("answer").to_pylist(), strict=True))
+    assert set(got) == {"h1", "h2", "h3"}
+    assert got["h3"] is None  # the API returned the row and could not enrich it: an answer with no values
     import json
 
-    for text in out.column("answer").to_pylist():
-        assert set(json.loads(text)) == set(STRUCT) | {f"{f}_confidence" for f in STRUCT}
+    values = json.loads(got["h1"])  # the struct's fields, then their confidences, each as its text
+    assert len(values) == 2 * len(STRUCT) and values[:2] == ["a@x.com", "12"]
 
 
 def test_a_stored_answer_is_typed_again_to_the_same_values() -> None:
     s = spec()
     result = _typed_result()
     stored = answered_text(s, result, "__sent_hash")
-    rows = store_rows(stored, question="q", task_id="t", job_id="j", sync_name="s", endpoint="people", tier="low",
-                      answered_at=datetime.now(timezone.utc))  # fmt: skip
-    assert rows.num_rows == 3 and set(rows.column("task_id").to_pylist()) == {"t"}
+    rows = store_rows(stored, job_id="j")
+    assert rows.num_rows == 4 and rows.column_names == ["job_id", "input_hash", "answer"]  # one per row answered
     # two new keys take them, as the store's SQL hands them over
     by_hash = dict(zip(stored.column("input_hash").to_pylist(), stored.column("answer").to_pylist(), strict=True))
     taking = pa.table({"id": [10, 11], HASH_COLUMN: ["h1", "h2"], ANSWER: [by_hash["h1"], by_hash["h2"]]})
@@ -159,7 +159,7 @@ def test_a_stored_answer_is_typed_again_to_the_same_values() -> None:
 def test_a_failed_answer_taken_is_a_failed_row_again() -> None:
     s = spec()
     stored = answered_text(s, _typed_result().slice(2, 1), "__sent_hash")  # the failed row only
-    assert stored.column("status").to_pylist() == ["failed"]
+    assert stored.column("answer").to_pylist() == [None]
     taking = pa.table({"id": [30], HASH_COLUMN: ["h3"], ANSWER: stored.column("answer")})
     parsed = parse_result(
         with_answer_columns(s, taking, ["id"]), key_types={"id": pa.int64()}, struct=s.struct, field_confidence=True
@@ -202,29 +202,30 @@ def test_the_newest_answer_within_max_age_answers_new_rows_and_old_ones_are_prun
         with adapter.session() as session:
             hashes = dict(session.fetchall(f"SELECT name, {adapter.row_hash_sql(['name'])} FROM src WHERE id < 5"))
         now = datetime.now(timezone.utc)
-        stored = [
-            ("ada", '{"email": "old@x"}', "t-old", now - timedelta(days=3), "enriched"),
-            ("ada", '{"email": "new@x"}', "t-new", now - timedelta(days=1), "enriched"),
-            ("ada", '{"email": null}', "t-failed", now, "failed"),  # a later failure takes nothing back
-            ("bob", '{"email": "bob@x"}', "t-bob", now - timedelta(days=10), "enriched"),  # older than max_age
-            ("cy", '{"email": "cy@x"}', "t-cy", now, "enriched"),
+        stored = [  # (inputs, answer, job and task, merged, question)
+            ("ada", '["old@x"]', "t-old", now - timedelta(days=3), "q"),
+            ("ada", '["new@x"]', "t-new", now - timedelta(days=1), "q"),
+            ("ada", None, "t-failed", now, "q"),  # a later failure takes nothing back
+            ("bob", '["bob@x"]', "t-bob", now - timedelta(days=10), "q"),  # older than max_age
+            ("cy", '["cy@x"]', "t-cy", now, "another"),
         ]
-        rows = [
-            {"question": "q" if name != "cy" else "another", "input_hash": hashes[name], "status": status,
-             "answer": answer, "task_id": task, "job_id": task, "sync_name": "s", "endpoint": "people",
-             "tier": "low", "answered_at": at}
-            for name, answer, task, at, status in stored
-        ]  # fmt: skip
         with adapter.session() as session:
-            session.insert(ledger.answers, rows)
-        sql, params = reusable_sql(adapter, sel, ledger.answers, question="q", max_age_seconds=5 * 86400)
+            session.insert(
+                ledger.answers, [{"job_id": t, "input_hash": hashes[n], "answer": a} for n, a, t, _, _ in stored]
+            )
+            session.insert(ledger.jobs, [
+                {"job_id": t, "run_id": "r", "sync_name": "s", "state": "merged", "task_id": t, "tier": "low",
+                 "merged_at": at, "question": q}
+                for _, _, t, at, q in stored
+            ])  # fmt: skip
+        sql, params = reusable_sql(adapter, sel, ledger.answers, ledger.jobs, question="q", max_age_seconds=5 * 86400)
         with adapter.session() as session:
             found = {r[0]: (r[-4], r[-3]) for r in session.fetchall(sql, params)}
-        # ada's two keys take the newest answer; bob's is too old; cy's answers another question; NULL inputs none
+        # ada's two keys take the newest enriched answer; bob's is too old; cy's answers another question
         assert {k: v[1] for k, v in found.items()} == {1: "t-new", 2: "t-new"}
         assert '"new@x"' in found[1][0]
         with adapter.session() as session:
-            deleted = session.execute_count(prune_sql(adapter, ledger.answers, max_age_seconds=2 * 86400))
+            deleted = session.execute_count(prune_sql(adapter, ledger.answers, ledger.jobs, max_age_seconds=2 * 86400))
         assert deleted == 2  # the 3- and 10-day-old answers
     finally:
         adapter.close()

@@ -185,9 +185,10 @@ class SyncRunner(TargetSteps, ResumeSteps, ReuseSteps, SubmitSteps):
         self.price = None if price is None else price.cents_per_row
         self.prepared = True
 
-    def _selections(self, *, buckets: int = 1, probe: bool = False) -> list[Selection]:
+    def _selections(self, *, buckets: int = 1, probe: bool = False, stored: str | None = None) -> list[Selection]:
         """The selection, as ``buckets`` queries over disjoint sets of keys (one when the dialect sorts all);
-        ``probe``: one unordered query that does not count rows per key (see ``SubmitSteps._probe``)."""
+        ``probe``: one unordered query that does not count rows per key (see ``SubmitSteps._probe``); ``stored``:
+        joined to the answer store's answers (see ``ReuseSteps``)."""
         ctx = self.ctx
         a = ctx.adapter
         if self.target_columns is None:
@@ -216,6 +217,7 @@ class SyncRunner(TargetSteps, ResumeSteps, ReuseSteps, SubmitSteps):
                 failed_current=failed_current,
                 key_types=ctx.key_specs,
                 probe=probe,
+                stored=stored,
                 **self.step.selection_args(),
                 group_questions=self.group_questions,
             )

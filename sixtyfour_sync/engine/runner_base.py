@@ -127,13 +127,21 @@ class RunnerBase:
 
     # what each part asks of the others
 
-    def _selections(self, *, buckets: int = 1, probe: bool = False) -> list[Selection]:  # pragma: no cover
+    def _selections(  # pragma: no cover
+        self, *, buckets: int = 1, probe: bool = False, stored: str | None = None
+    ) -> list[Selection]:
         raise NotImplementedError
 
     def _field_changes(self, columns: Mapping[str, Any]) -> FieldChanges | None:  # pragma: no cover
         raise NotImplementedError
 
-    def _take_stored(self, source_rows: int, read: list[pa.RecordBatch] | None) -> list[pa.RecordBatch] | None:
+    def _take_stored(self, source_rows: int) -> None:
+        raise NotImplementedError  # pragma: no cover - ReuseSteps'
+
+    def _stored(self) -> str | None:
+        raise NotImplementedError  # pragma: no cover - ReuseSteps'
+
+    def _split_stored(self, batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
         raise NotImplementedError  # pragma: no cover - ReuseSteps'
 
     def _loop(self) -> None:  # pragma: no cover - SyncRunner's

@@ -17,9 +17,17 @@ from sixtyfour_sync.engine.results.target_table import ensure_target
 from sixtyfour_sync.engine.results.upsert import plan_merge
 from sixtyfour_sync.engine.reuse.answers import with_answer_columns
 from sixtyfour_sync.engine.reuse.question import takes_answers
-from sixtyfour_sync.engine.reuse.sql import ANSWER_TASK, ANSWERED_AT
-from sixtyfour_sync.engine.reuse.store import ReuseFacts, has_answers, read_reusable, record_reuse
-from sixtyfour_sync.engine.rows.select import HASH_COLUMN, KEY_HASH_COLUMN, bucket_count, drop_held
+from sixtyfour_sync.engine.reuse.store import ReuseFacts, has_answers, read_reusable, record_reuse, stored_relation
+from sixtyfour_sync.engine.rows.extract import denormalize
+from sixtyfour_sync.engine.rows.select import (
+    ANSWER_JOB,
+    ANSWER_TASK,
+    ANSWERED_AT,
+    HASH_COLUMN,
+    STORED_COLUMNS,
+    bucket_count,
+    drop_held,
+)
 from sixtyfour_sync.engine.runner_base import RunnerBase
 from sixtyfour_sync.errors import WarehouseBusyError, WarehouseError
 from sixtyfour_sync.warehouse.session import Session
@@ -30,59 +38,64 @@ __all__ = ["ReuseSteps"]
 class ReuseSteps(RunnerBase):
     """The runner's stored answers."""
 
-    def _take_stored(self, source_rows: int, read: list[pa.RecordBatch] | None) -> list[pa.RecordBatch] | None:
-        """Merge the stored answers the step's rows can take; return ``read`` (the one pass's rows, when read)
-        without the rows answered so."""
+    def _stored(self) -> str | None:
+        """The store's answers the step's rows may take (the relation its selection joins), or None: the step takes
+        none (``reuse: false``, ``--full-refresh``, a step after the own pass) or the store has none to this
+        question."""
         ctx = self.ctx
-        if ctx.question is None or not takes_answers(
-            ctx.spec, own_pass=self.step.own_pass, full_refresh=self.full_refresh
-        ):
-            return read
-        if read is not None and not any(b.num_rows for b in read):
-            return read  # nothing to ask: nothing to look up
+        own = self.step.own_pass
+        if ctx.question is None or not takes_answers(ctx.spec, own_pass=own, full_refresh=self.full_refresh):
+            return None
         if not has_answers(ctx.ledger, ctx.question):
-            return read
-        held = ctx.ledger.held_keys(ctx.name, sorted(HOLDS_ROWS), ctx.target_id)
+            return None
+        return stored_relation(ctx.ledger, ctx.spec, ctx.question)
+
+    def _take_stored(self, source_rows: int) -> None:
+        """Before the selection: merge the stored answers the step's rows take (the selection joined to the store,
+        in buckets as it is read); the selection that follows no longer selects them."""
+        ctx = self.ctx
+        stored = self._stored()
+        if stored is None:
+            return
         grouped, self.group_questions = self.group_questions, False  # key order: grouping is the asking's business
         try:
-            if read is not None:
-                selections = self._selections(probe=True)
-            else:
-                selections = self._selections(buckets=bucket_count(ctx.adapter, source_rows))
+            selections = self._selections(buckets=bucket_count(ctx.adapter, source_rows), stored=stored)
         finally:
             self.group_questions = grouped
-        price = resolve_price(ctx.spec, ctx.ledger, ctx.settings.prices)
-        cents = None if price is None else price.cents_per_row
-        taken: list[pa.Array] = []
+        held = ctx.ledger.held_keys(ctx.name, sorted(HOLDS_ROWS), ctx.target_id)
+        took = False
         for selection in selections:
-            for batch in read_reusable(
-                ctx.ledger,
-                selection,
-                question=ctx.question,
-                max_age_seconds=int(ctx.spec.reuse_max_age.total_seconds()),
-                batch_rows=ctx.settings.batch_rows,
-            ):
-                batch = drop_held(batch, held)
-                if not batch.num_rows or not self._merge_stored(batch, cents):
-                    continue
-                taken.append(batch.column(KEY_HASH_COLUMN).cast(pa.string()))
+            for raw in read_reusable(ctx.ledger, selection, batch_rows=ctx.settings.batch_rows):
+                batch = drop_held(denormalize(ctx.adapter, raw), held)
+                took = (batch.num_rows > 0 and self._merge_stored(batch)) or took
                 if self.stop_reason is not None or ctx.stop.requested:
                     break
-        if not taken:
-            return read
-        self.target_columns = None  # the target may have just been made, or widened: the selection reads it again
-        if read is None:
-            return None
-        done = pa.chunked_array(taken, type=pa.string()).combine_chunks()
-        kept = [
-            b.filter(pc.invert(pc.is_in(b.column(KEY_HASH_COLUMN).cast(pa.string()), value_set=done))) for b in read
-        ]
-        return [b for b in kept if b.num_rows]
+        if took:
+            self.target_columns = None  # the target may have just been made, or widened: the selection reads it again
 
-    def _merge_stored(self, batch: pa.RecordBatch, price: float | None) -> bool:
+    def _split_stored(self, batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+        """The one pass's rows (read with the store joined): merge those that take a stored answer; return the others
+        as the selection gives them."""
+        ctx = self.ctx
+        held = ctx.ledger.held_keys(ctx.name, sorted(HOLDS_ROWS), ctx.target_id)
+        rest: list[pa.RecordBatch] = []
+        for raw in batches:
+            batch = denormalize(ctx.adapter, raw)  # the names as the sync spells them (Snowflake's are upper case)
+            taking = pc.is_valid(batch.column(ANSWER_JOB))
+            answered = drop_held(batch.filter(taking), held)
+            others = batch.filter(pc.invert(taking))
+            if answered.num_rows and not self._merge_stored(answered):
+                others = batch  # the target refused them: every row is asked
+            plain = others.drop_columns(list(STORED_COLUMNS))
+            if plain.num_rows:
+                rest.append(plain)
+        return rest
+
+    def _merge_stored(self, batch: pa.RecordBatch) -> bool:
         """Merge one batch of rows with their stored answers, and record it, in one transaction; False (and the
         rows left to be asked) when the target refused them."""
         ctx, spec = self.ctx, self.ctx.spec
+        price = resolve_price(spec, ctx.ledger, ctx.settings.prices)
         key = list(spec.source.key)
         now = utcnow()
         try:
@@ -110,7 +123,7 @@ class ReuseSteps(RunnerBase):
             question=ctx.question or "",
             rows=plan.rows,
             questions=questions,
-            price_cents_per_row=price,
+            price_cents_per_row=None if price is None else price.cents_per_row,
         )
 
         def record(session: Session) -> None:

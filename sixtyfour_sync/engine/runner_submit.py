@@ -64,7 +64,9 @@ class SubmitSteps(RunnerBase):
             if not self.result.jobs:
                 self.result.status = "nothing_to_do"
             return
-        read = self._take_stored(source_rows, self._probe(source_rows))
+        read = self._probe(source_rows)
+        if read is None:
+            self._take_stored(source_rows)  # before the selection, which then no longer selects the rows answered
         if read is None:
             self.group_questions = self._questions_may_repeat()
         selections = self._selections(buckets=1 if read is not None else bucket_count(a, source_rows))
@@ -113,7 +115,8 @@ class SubmitSteps(RunnerBase):
         if not self._keys_unique():
             return None
         self.group_questions = questions_may_repeat(ctx.spec, self.inputs)  # grouping the few selected rows is cheap
-        probe = self._selections(probe=True)[0]
+        stored = self._stored()  # the rows that take a stored answer are told in the same pass
+        probe = self._selections(probe=True, stored=stored)[0]
         batches: list[pa.RecordBatch] = []
         rows = 0
         for raw in a.stream(
@@ -123,7 +126,7 @@ class SubmitSteps(RunnerBase):
             if rows > PROBE_ROWS:
                 return None  # many rows need work: the full selection reads them in bounded memory
             batches.append(raw)
-        return batches
+        return self._split_stored(batches) if stored is not None else batches
 
     def _keys_unique(self) -> bool:
         """Whether the source holds each key once: a table's primary key or unique constraint on exactly the key

@@ -122,3 +122,14 @@ def test_cli_run_then_nothing_to_do_then_changed_rows(project: E2EProject, cloud
     assert len(project.emulator.submissions) == submitted + 1
     status = run_cli(project, "status")
     assert status.returncode == 0, status.stderr
+    # the four rows back to their first inputs: their answers are in the answer store, taken without a call
+    with cloud.adapter.session() as s:
+        for row in lead_rows(4):
+            s.execute(
+                f"UPDATE {cloud.adapter.table_sql(TableRef('leads'))} SET {cloud.adapter.quote('company')} = ? "
+                f"WHERE {cloud.adapter.quote('lead_id')} = ?",
+                [row[3], row[0]],
+            )
+    back = run_cli(project, "run", "--yes")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert len(project.emulator.submissions) == submitted + 1 and "4 row(s) took a stored answer" in back.stdout

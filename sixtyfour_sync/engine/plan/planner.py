@@ -27,7 +27,7 @@ from sixtyfour_sync.engine.plan.questions import count_questions, priced_by_ques
 from sixtyfour_sync.engine.plan.step import Step
 from sixtyfour_sync.engine.reuse.question import question_id, takes_answers
 from sixtyfour_sync.engine.reuse.sql import count_reusable_sql
-from sixtyfour_sync.engine.reuse.store import has_answers
+from sixtyfour_sync.engine.reuse.store import has_answers, stored_relation
 from sixtyfour_sync.engine.rows.extract import ScanStats, denormalize, missing_key
 from sixtyfour_sync.engine.rows.select import (
     KEY_ROWS_COLUMN,
@@ -166,7 +166,7 @@ def plan_sync(
     r = _read(adapter, loaded, ref_table, full_refresh)
     common = r.common(spec)
 
-    def own_selection(bucket: tuple[int, int] | None = None) -> Selection:
+    def own_selection(bucket: tuple[int, int] | None = None, stored: str | None = None) -> Selection:
         # exactly the run's own pass (runner.SyncRunner._selections): the rows the new-fields steps ask are not in it
         return build_selection(
             adapter,
@@ -176,6 +176,7 @@ def plan_sync(
             bucket=bucket,
             not_whole=r.changes.not_whole if r.changes else (),
             failed_current=r.changes.failed_current if r.changes else (),
+            stored=stored,
         )
 
     report = adapter.key_report(r.source_sql, spec.source.key)
@@ -239,20 +240,22 @@ def plan_sync(
 
 
 def _reusable(
-    adapter: Adapter, spec: SyncSpec, r: _Reads, selection: Callable[[], Selection], full_refresh: bool
+    adapter: Adapter,
+    spec: SyncSpec,
+    r: _Reads,
+    selection: Callable[..., Selection],
+    full_refresh: bool,
 ) -> tuple[int, int]:
-    """Of the own pass's rows, those a stored answer would answer, and the questions among them (the run's
-    engine/runner_reuse.py takes the same rows, by the same SQL)."""
+    """Of the own pass's rows, those a stored answer would answer, and the questions among them: the selection
+    joined to the store, as the run joins it (engine/runner_reuse.py)."""
     if not r.has_ledger or not takes_answers(spec, own_pass=True, full_refresh=full_refresh):
         return 0, 0
     question = question_id(spec, r.inputs or list(spec.source.key))
     if not has_answers(r.ledger, question):
         return 0, 0
-    age = int(spec.reuse_max_age.total_seconds())
-    answers, jobs = r.ledger.answers, r.ledger.jobs
-    sql, params = count_reusable_sql(adapter, selection(), answers, jobs, question=question, max_age_seconds=age)
+    joined = selection(stored=stored_relation(r.ledger, spec, question))
     with adapter.session() as s:
-        row = s.fetchone(sql, params)
+        row = s.fetchone(count_reusable_sql(adapter, joined), list(joined.params))
     return (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
 
 

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.ledger.localdb import ident, registered
-from sixtyfour_sync.engine.reuse.sql import ANSWER
+from sixtyfour_sync.engine.rows.select import ANSWER
 
 __all__ = ["answer_values", "answered_text", "store_rows", "with_answer_columns"]
 

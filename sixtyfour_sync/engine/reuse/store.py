@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from sixtyfour_sync.config.models import SyncSpec
 from sixtyfour_sync.engine.ledger.store import Ledger
 from sixtyfour_sync.engine.reuse.answers import store_rows
-from sixtyfour_sync.engine.reuse.sql import has_answers_sql, prune_sql, reusable_sql
+from sixtyfour_sync.engine.reuse.sql import has_answers_sql, matched_sql, prune_sql, stored_answers_sql
 from sixtyfour_sync.engine.rows.select import Selection
 from sixtyfour_sync.warehouse.session import Session
 from sixtyfour_sync.warehouse.types import AlsoWrite, UpsertPart
@@ -30,6 +31,7 @@ __all__ = [
     "read_reusable",
     "record_reuse",
     "stored_question",
+    "stored_relation",
     "stores_job_answers",
 ]
 
@@ -81,15 +83,17 @@ def has_answers(ledger: Ledger, question: str) -> bool:
         return s.fetchone(has_answers_sql(a, ledger.jobs), [question]) is not None
 
 
-def read_reusable(
-    ledger: Ledger, selection: Selection, *, question: str, max_age_seconds: int, batch_rows: int
-) -> Iterator[pa.RecordBatch]:
-    """The selection's rows a stored answer answers, with it (engine/reuse/sql.py), streamed."""
-    a = ledger.adapter
-    sql, params = reusable_sql(
-        a, selection, ledger.answers, ledger.jobs, question=question, max_age_seconds=max_age_seconds
+def stored_relation(ledger: Ledger, spec: SyncSpec, question: str) -> str:
+    """The store's answers to ``question`` a sync takes (within its ``reuse.max_age``): what its selection joins."""
+    max_age = int(spec.reuse_max_age.total_seconds())
+    return stored_answers_sql(ledger.adapter, ledger.answers, ledger.jobs, question=question, max_age_seconds=max_age)
+
+
+def read_reusable(ledger: Ledger, selection: Selection, *, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The rows of a selection joined to the store that take a stored answer, with it, streamed."""
+    yield from ledger.adapter.stream(
+        matched_sql(ledger.adapter, selection), list(selection.params), batch_rows=batch_rows
     )
-    yield from a.stream(sql, params, batch_rows=batch_rows)
 
 
 class ReuseFacts:

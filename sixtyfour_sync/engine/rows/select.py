@@ -38,6 +38,11 @@ from sixtyfour_sync.warehouse.sql.identifiers import strip_sql
 from sixtyfour_sync.warehouse.types import LogicalType, TableRef
 
 __all__ = [
+    "ANSWER",
+    "ANSWERED_AT",
+    "ANSWER_JOB",
+    "ANSWER_TASK",
+    "ANSWER_TIER",
     "ASKS_COLUMN",
     "DELIBERATE",
     "EXISTS_COLUMN",
@@ -47,6 +52,8 @@ __all__ = [
     "KEY_ROWS_COLUMN",
     "REASONS",
     "REASON_COLUMN",
+    "REUSABLE_REASONS",
+    "STORED_COLUMNS",
     "Selection",
     "answered_at_sql",
     "bucket_count",
@@ -80,6 +87,20 @@ KEY_ROWS_COLUMN = "_sixtyfour_key_rows"
 #: that those sharing inputs come together, the first first; the reader sets the flag (engine/rows/extract.py).
 ASKS_COLUMN = ASKS
 REASONS = ("new", "changed", "stale", "failed_retry", "refresh", "escalate", "new_fields")
+#: The reasons a row may take a stored answer for (the answer store, engine/reuse/): it was never answered, its
+#: inputs or the question changed, or its answer failed (then only an enriched answer). Not ``stale`` (a
+#: ``max_age`` refresh asks for a newer answer than the one it has), nor ``refresh`` (``--full-refresh`` /
+#: ``when: always`` ask again on purpose), nor the steps' own reasons.
+REUSABLE_REASONS = ("new", "changed", "failed_retry")
+#: What a selection joined to the answer store (``build_selection(stored=...)``) carries of the stored answer a
+#: row takes: the answer (NULL: the API could not enrich it), the task and job that got it, its tier and time. A
+#: row without one has them all NULL.
+ANSWER = "__sixtyfour_answer"
+ANSWER_TASK = "__sixtyfour_answer_task"
+ANSWER_JOB = "__sixtyfour_answer_job"
+ANSWER_TIER = "__sixtyfour_answer_tier"
+ANSWERED_AT = "__sixtyfour_answered_at"
+STORED_COLUMNS = (ANSWER, ANSWER_TASK, ANSWER_JOB, ANSWER_TIER, ANSWERED_AT)
 #: Reasons that ask a question again on purpose: their files get a run-specific Idempotency-Key.
 DELIBERATE = frozenset({"stale", "failed_retry", "refresh"})
 
@@ -157,6 +178,7 @@ def build_selection(
     key_types: Mapping[str, KeyType] | None = None,
     group_questions: bool = True,
     probe: bool = False,
+    stored: str | None = None,
 ) -> Selection:
     """The selection query for a sync (``target_columns`` None: the target table does not exist yet).
 
@@ -177,9 +199,14 @@ def build_selection(
     ``_sixtyfour_key_rows`` is 1), for a source whose keys were checked unique (:func:`repeated_keys_sql`): a
     refresh that changes few rows reads the source once, as a plain diff would (engine/runner_submit.py). Only
     the rows selected are grouped and sorted, and the key hash is computed for them alone.
+
+    ``stored``: the answer store's answers to the sync's question (engine/reuse/sql.py ``stored_answers_sql``):
+    each row that may take one (:data:`REUSABLE_REASONS`, a good key) carries the best of them in
+    :data:`STORED_COLUMNS`, in the same pass; the rows keep their order.
     """
     q = adapter.quote
     key = list(sync.source.key)
+    extra = STORED_COLUMNS if stored is not None else ()
     asked = list(inputs)
     hashed, inputs = _hashed_sql(adapter, key, asked, source_sql=source_sql, bucket=bucket, by_inputs=group_questions)
     out_cols = ", ".join(f"s.{q(c)}" for c in [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN])
@@ -194,7 +221,9 @@ def build_selection(
             f"SELECT {out_cols}, {reason} AS {q(REASON_COLUMN)}, {adapter.dialect.false_literal} AS "
             f"{q(EXISTS_COLUMN)} FROM ({hashed}) {adapter.subquery_alias('s')}"
         )
-        sql = _grouped_sql(adapter, rows, key, inputs, transport, where="", group=group_questions)
+        if stored is not None:
+            rows = _with_stored(adapter, rows, key, inputs, stored)
+        sql = _grouped_sql(adapter, rows, key, inputs, transport, where="", group=group_questions, extra=extra)
         return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
 
     col = _target_column(adapter, target_columns)
@@ -237,8 +266,47 @@ def build_selection(
     kept = (
         f"SELECT {_keyed_columns(adapter, key, inputs, ())} FROM ({joined}) {adapter.subquery_alias('r')} WHERE {where}"
     )
-    sql = _grouped_sql(adapter, kept, key, inputs, transport, where="", group=group_questions)
+    if stored is not None:
+        kept = _with_stored(adapter, kept, key, inputs, stored)
+    sql = _grouped_sql(adapter, kept, key, inputs, transport, where="", group=group_questions, extra=extra)
     return Selection(sql=sql, key=key, inputs=list(inputs), hashed_sql=hashed, transport=transport)
+
+
+def _with_stored(adapter: Adapter, rows: str, key: Sequence[str], inputs: Sequence[str], stored: str) -> str:
+    """``rows`` (the selected rows, with their key hash) each with the stored answer it takes, if any: joined by
+    the input hash for a row with a good key and a reason in :data:`REUSABLE_REASONS` (a failed row due a retry
+    only to an enriched answer); of several answers, an enriched one first (a later failure does not take back
+    what an earlier answer found), then the newest."""
+    q = adapter.quote
+    k, a, m = "k", "a", "m"
+    reasons = ", ".join(f"'{r}'" for r in REUSABLE_REASONS)
+    eligible = " AND ".join(
+        [
+            f"{a}.{q('input_hash')} = {k}.{q(HASH_COLUMN)}",
+            f"{k}.{q(REASON_COLUMN)} IN ({reasons})",
+            f"({k}.{q(REASON_COLUMN)} <> 'failed_retry' OR {a}.{q('answer')} IS NOT NULL)",
+            f"{k}.{q(KEY_ROWS_COLUMN)} = 1",
+            *(f"{k}.{q(c)} IS NOT NULL" for c in key),
+        ]
+    )
+    best = (
+        f"CASE WHEN {a}.{q('answer')} IS NOT NULL THEN 0 ELSE 1 END, {a}.{q('answered_at')} DESC, "
+        f"{a}.{q('job_id')} DESC"
+    )
+    carried = [*key, *inputs, HASH_COLUMN, KEY_ROWS_COLUMN, REASON_COLUMN, EXISTS_COLUMN, KEY_HASH_COLUMN]
+    joined = (
+        f"SELECT {', '.join(f'{k}.{q(c)}' for c in carried)}, {a}.{q('answer')} AS {q(ANSWER)}, "
+        f"{a}.{q('task_id')} AS {q(ANSWER_TASK)}, {a}.{q('job_id')} AS {q(ANSWER_JOB)}, "
+        f"{a}.{q('tier')} AS {q(ANSWER_TIER)}, {a}.{q('answered_at')} AS {q(ANSWERED_AT)}, "
+        f"ROW_NUMBER() OVER (PARTITION BY {k}.{q(KEY_HASH_COLUMN)} ORDER BY {best}) AS {q('__sixtyfour_rn')} "
+        f"FROM ({rows}) {adapter.subquery_alias(k)} LEFT JOIN ({stored}) {adapter.subquery_alias(a)} ON {eligible}"
+    )
+    # a row with no answer is one row (every row of a NULL or repeated key among them); of a row's answers, one
+    out = ", ".join(f"{m}.{q(c)}" for c in [*carried, *STORED_COLUMNS])
+    return (
+        f"SELECT {out} FROM ({joined}) {adapter.subquery_alias(m)} "
+        f"WHERE {m}.{q(ANSWER_JOB)} IS NULL OR {m}.{q('__sixtyfour_rn')} = 1"
+    )
 
 
 def repeated_keys_sql(adapter: Adapter, sync: SyncSpec, source_sql: str) -> str:
@@ -260,16 +328,17 @@ def _grouped_sql(
     *,
     where: str,
     group: bool = True,
+    extra: Sequence[str] = (),
 ) -> str:
     """The selection's rows (``rows``, alias ``r``, filtered by ``where``) in the order files are written: by the
-    first key of the rows sharing the row's inputs, then by key.
+    first key of the rows sharing the row's inputs, then by key; with the ``extra`` columns ``rows`` carries.
 
     Rows with a good key are grouped by their input hash: the first of a group (in key order) asks the question,
     the others follow it and take its answer. A row with a NULL or duplicated key (never sent) is a group of its
     own key, so the rows of one key stay together, as the key checks read them. ``group`` False: key order.
     """
     q = adapter.quote
-    columns = [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, REASON_COLUMN, EXISTS_COLUMN]
+    columns = [*key, *inputs, HASH_COLUMN, KEY_HASH_COLUMN, KEY_ROWS_COLUMN, REASON_COLUMN, EXISTS_COLUMN, *extra]
     if not group:
         outer = _outer_columns(adapter, "r", columns, transport)
         order = ", ".join(f"r.{q(k)}" for k in key)

@@ -17,8 +17,8 @@ from sixtyfour_sync.engine.ledger.store import Ledger
 from sixtyfour_sync.engine.results.parse import parse_result
 from sixtyfour_sync.engine.reuse.answers import answered_text, store_rows, with_answer_columns
 from sixtyfour_sync.engine.reuse.question import question_id, stores_answers, takes_answers
-from sixtyfour_sync.engine.reuse.sql import ANSWER, prune_sql, reusable_sql
-from sixtyfour_sync.engine.rows.select import HASH_COLUMN, build_selection
+from sixtyfour_sync.engine.reuse.sql import matched_sql, prune_sql, stored_answers_sql
+from sixtyfour_sync.engine.rows.select import ANSWER, HASH_COLUMN, build_selection
 from sixtyfour_sync.errors import ConfigError
 from sixtyfour_sync.warehouse.duckdb import DuckDBAdapter
 from sixtyfour_sync.warehouse.types import TableRef
@@ -196,9 +196,10 @@ def test_the_newest_answer_within_max_age_answers_new_rows_and_old_ones_are_prun
         with adapter.session() as session:
             session.execute("CREATE TABLE src (id INTEGER, name VARCHAR)")
             session.execute("INSERT INTO src VALUES (1, 'ada'), (2, 'ada'), (3, 'bob'), (4, 'cy'), (5, NULL)")
+        stored = stored_answers_sql(adapter, ledger.answers, ledger.jobs, question="q", max_age_seconds=5 * 86400)
         sel = build_selection(adapter, s, source_sql="SELECT * FROM src", inputs=["name"],
                               target=TableRef("out", "main"), target_columns=None, spec_hash=s.spec_hash(),
-                              group_questions=False)  # fmt: skip
+                              group_questions=False, stored=stored)  # fmt: skip
         with adapter.session() as session:
             hashes = dict(session.fetchall(f"SELECT name, {adapter.row_hash_sql(['name'])} FROM src WHERE id < 5"))
         now = datetime.now(timezone.utc)
@@ -218,9 +219,12 @@ def test_the_newest_answer_within_max_age_answers_new_rows_and_old_ones_are_prun
                  "merged_at": at, "question": q}
                 for _, _, t, at, q in stored
             ])  # fmt: skip
-        sql, params = reusable_sql(adapter, sel, ledger.answers, ledger.jobs, question="q", max_age_seconds=5 * 86400)
         with adapter.session() as session:
-            found = {r[0]: (r[-4], r[-3]) for r in session.fetchall(sql, params)}
+            every = session.fetchall(sel.sql)
+            found = {r[0]: r for r in session.fetchall(matched_sql(adapter, sel))}
+        assert [r[0] for r in every] == [1, 2, 3, 4, 5]  # every row, in key order, each once
+        # the stored columns come last: the answer, the task that got it, its job, tier and time
+        found = {k: (str(v[-5]), v[-4]) for k, v in found.items()}
         # ada's two keys take the newest enriched answer; bob's is too old; cy's answers another question
         assert {k: v[1] for k, v in found.items()} == {1: "t-new", 2: "t-new"}
         assert '"new@x"' in found[1][0]

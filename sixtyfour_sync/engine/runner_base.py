@@ -141,7 +141,7 @@ class RunnerBase:
     def _stored(self) -> str | None:
         raise NotImplementedError  # pragma: no cover - ReuseSteps'
 
-    def _split_stored(self, batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    def _split_stored(self, batches: list[pa.RecordBatch], *, probe: bool) -> list[pa.RecordBatch]:
         raise NotImplementedError  # pragma: no cover - ReuseSteps'
 
     def _loop(self) -> None:  # pragma: no cover - SyncRunner's

@@ -20,11 +20,10 @@ from sixtyfour_sync.engine.reuse.question import takes_answers
 from sixtyfour_sync.engine.reuse.store import ReuseFacts, has_answers, read_reusable, record_reuse, stored_relation
 from sixtyfour_sync.engine.rows.extract import denormalize
 from sixtyfour_sync.engine.rows.select import (
-    ANSWER_JOB,
     ANSWER_TASK,
     ANSWERED_AT,
     HASH_COLUMN,
-    STORED_COLUMNS,
+    KEY_HASH_COLUMN,
     bucket_count,
     drop_held,
 )
@@ -73,22 +72,35 @@ class ReuseSteps(RunnerBase):
         if took:
             self.target_columns = None  # the target may have just been made, or widened: the selection reads it again
 
-    def _split_stored(self, batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
-        """The one pass's rows (read with the store joined): merge those that take a stored answer; return the others
-        as the selection gives them."""
+    def _split_stored(self, batches: list[pa.RecordBatch], *, probe: bool) -> list[pa.RecordBatch]:
+        """Rows a selection read into memory (the one pass, ``probe``, or a small source's whole selection), less
+        those that take a stored answer (merged here): when the store holds answers to the question, the same
+        selection joined to them is read once more for the rows that take one. (Joined in the first read, a refresh
+        with nothing to do would pay for reading the store.)"""
         ctx = self.ctx
+        stored = self._stored()
+        if stored is None:
+            return batches
+        grouped, self.group_questions = self.group_questions, False  # key order: grouping is the asking's business
+        try:
+            selection = self._selections(probe=probe, stored=stored)[0]
+        finally:
+            self.group_questions = grouped
         held = ctx.ledger.held_keys(ctx.name, sorted(HOLDS_ROWS), ctx.target_id)
-        rest: list[pa.RecordBatch] = []
+        taken: list[pa.Array] = []
+        for raw in read_reusable(ctx.ledger, selection, batch_rows=ctx.settings.batch_rows):
+            batch = drop_held(denormalize(ctx.adapter, raw), held)
+            if batch.num_rows and self._merge_stored(batch):
+                taken.append(batch.column(KEY_HASH_COLUMN).cast(pa.string()))
+        if not taken:
+            return batches
+        done = pa.chunked_array(taken, type=pa.string()).combine_chunks()
+        rest = []
         for raw in batches:
             batch = denormalize(ctx.adapter, raw)  # the names as the sync spells them (Snowflake's are upper case)
-            taking = pc.is_valid(batch.column(ANSWER_JOB))
-            answered = drop_held(batch.filter(taking), held)
-            others = batch.filter(pc.invert(taking))
-            if answered.num_rows and not self._merge_stored(answered):
-                others = batch  # the target refused them: every row is asked
-            plain = others.drop_columns(list(STORED_COLUMNS))
-            if plain.num_rows:
-                rest.append(plain)
+            kept = batch.filter(pc.invert(pc.is_in(batch.column(KEY_HASH_COLUMN).cast(pa.string()), value_set=done)))
+            if kept.num_rows:
+                rest.append(kept)
         return rest
 
     def _merge_stored(self, batch: pa.RecordBatch) -> bool:

@@ -66,9 +66,11 @@ class SubmitSteps(RunnerBase):
             return
         read = self._probe(source_rows)
         if read is None:
-            self._take_stored(source_rows)  # before the selection, which then no longer selects the rows answered
-        if read is None:
             self.group_questions = self._questions_may_repeat()
+            if source_rows <= PROBE_ROWS and a.table_exists(ctx.target):
+                read = self._read_small()  # a small source's refresh: read once, the store looked up for its rows
+            else:
+                self._take_stored(source_rows)  # before the selection, which then no longer selects those rows
         selections = self._selections(buckets=1 if read is not None else bucket_count(a, source_rows))
         held = ctx.ledger.held_keys(ctx.name, sorted(HOLDS_ROWS), ctx.target_id) if ctx.ledger.exists() else None
         self.scan = ScanStats(tuple(spec.source.key), source_rows=source_rows)
@@ -115,8 +117,7 @@ class SubmitSteps(RunnerBase):
         if not self._keys_unique():
             return None
         self.group_questions = questions_may_repeat(ctx.spec, self.inputs)  # grouping the few selected rows is cheap
-        stored = self._stored()  # the rows that take a stored answer are told in the same pass
-        probe = self._selections(probe=True, stored=stored)[0]
+        probe = self._selections(probe=True)[0]
         batches: list[pa.RecordBatch] = []
         rows = 0
         for raw in a.stream(
@@ -126,7 +127,15 @@ class SubmitSteps(RunnerBase):
             if rows > PROBE_ROWS:
                 return None  # many rows need work: the full selection reads them in bounded memory
             batches.append(raw)
-        return self._split_stored(batches) if stored is not None else batches
+        return self._split_stored(batches, probe=True) if any(b.num_rows for b in batches) else batches
+
+    def _read_small(self) -> list[pa.RecordBatch]:
+        """The whole selection of a source of at most :data:`PROBE_ROWS` rows, read once into memory, less the rows
+        that take a stored answer (merged here): a refresh with nothing to do reads nothing more."""
+        ctx, a = self.ctx, self.ctx.adapter
+        selection = self._selections()[0]
+        batches = list(a.stream(selection.sql, list(selection.params), batch_rows=ctx.settings.batch_rows))
+        return self._split_stored(batches, probe=False) if any(b.num_rows for b in batches) else batches
 
     def _keys_unique(self) -> bool:
         """Whether the source holds each key once: a table's primary key or unique constraint on exactly the key

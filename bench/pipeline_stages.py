@@ -327,7 +327,7 @@ def write_project(spec: dict[str, Any]) -> Path:
     (project / "models").mkdir(parents=True, exist_ok=True)
     # ``engine_unstored``: the engine with the answer store off, to show what storing the answers costs
     (project / "models" / "bench.yml").write_text(
-        MODEL + ("    reuse: false\n" if spec["thing"] == "engine_unstored" else "")
+        MODEL + ("    reuse: false\n" if spec.get("thing") == "engine_unstored" else "")
     )
     if spec["backend"] == "duckdb":
         profile = f"      type: duckdb\n      path: {spec['db']}\n"

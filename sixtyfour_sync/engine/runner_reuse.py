@@ -4,6 +4,8 @@ take that answer, merged as a result file is, each merge recorded with its rows 
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -17,13 +19,20 @@ from sixtyfour_sync.engine.results.target_table import ensure_target
 from sixtyfour_sync.engine.results.upsert import plan_merge
 from sixtyfour_sync.engine.reuse.answers import with_answer_columns
 from sixtyfour_sync.engine.reuse.question import takes_answers
+from sixtyfour_sync.engine.reuse.sql import lookup_sql
 from sixtyfour_sync.engine.reuse.store import ReuseFacts, has_answers, read_reusable, record_reuse, stored_relation
 from sixtyfour_sync.engine.rows.extract import denormalize
 from sixtyfour_sync.engine.rows.select import (
+    ANSWER,
+    ANSWER_JOB,
     ANSWER_TASK,
+    ANSWER_TIER,
     ANSWERED_AT,
     HASH_COLUMN,
     KEY_HASH_COLUMN,
+    KEY_ROWS_COLUMN,
+    REASON_COLUMN,
+    REUSABLE_REASONS,
     bucket_count,
     drop_held,
 )
@@ -81,6 +90,9 @@ class ReuseSteps(RunnerBase):
         stored = self._stored()
         if stored is None:
             return batches
+        lookup = lookup_sql(ctx.adapter, stored)
+        if lookup is not None:  # by the rows' input hashes, in one statement: no second read of the source
+            return self._look_up_stored(batches, lookup)
         grouped, self.group_questions = self.group_questions, False  # key order: grouping is the asking's business
         try:
             selection = self._selections(probe=probe, stored=stored)[0]
@@ -101,6 +113,45 @@ class ReuseSteps(RunnerBase):
             kept = batch.filter(pc.invert(pc.is_in(batch.column(KEY_HASH_COLUMN).cast(pa.string()), value_set=done)))
             if kept.num_rows:
                 rest.append(kept)
+        return rest
+
+    def _look_up_stored(self, batches: list[pa.RecordBatch], lookup: str) -> list[pa.RecordBatch]:
+        """:meth:`_split_stored` by the rows' input hashes: the store's answers to those hashes in one statement, the
+        best for each picked here by the rule the joined selection follows (engine/rows/select.py ``_with_stored``)."""
+        ctx, key = self.ctx, list(self.ctx.spec.source.key)
+        rows = [denormalize(ctx.adapter, b) for b in batches]
+        masks = [_may_take(b, key) for b in rows]
+        asked = [b.column(HASH_COLUMN).filter(m).cast(pa.string()) for b, m in zip(rows, masks, strict=True)]
+        hashes = pc.unique(pa.chunked_array(asked, type=pa.string())).to_pylist() if asked else []
+        if not hashes:
+            return rows
+        found = [
+            denormalize(ctx.adapter, b)
+            for b in ctx.adapter.stream(lookup, [json.dumps(hashes)], batch_rows=ctx.settings.batch_rows)
+        ]
+        answers = pa.Table.from_batches(found) if found else None
+        if answers is None or not answers.num_rows:
+            return rows
+        best = _best_answers(answers)
+        held = ctx.ledger.held_keys(ctx.name, sorted(HOLDS_ROWS), ctx.target_id)
+        rest: list[pa.RecordBatch] = []
+        for batch, mask in zip(rows, masks, strict=True):
+            where = pc.index_in(batch.column(HASH_COLUMN).cast(pa.string()), value_set=best.column("input_hash"))
+            answer = best.column("answer").take(where)
+            # a failed row due a retry takes only an enriched answer (a failed one is what it has)
+            retry = pc.equal(batch.column(REASON_COLUMN), "failed_retry")
+            takes = pc.and_(pc.and_(mask, pc.is_valid(where)), pc.or_(pc.invert(retry), pc.is_valid(answer)))
+            takes = pc.fill_null(takes, False)
+            taking = _with_answers(batch.filter(takes), best.take(where.filter(takes)))
+            taking = drop_held(taking, held)
+            merged = bool(taking.num_rows) and self._merge_stored(taking)
+            if merged:
+                done = taking.column(KEY_HASH_COLUMN).cast(pa.string())
+                batch = batch.filter(
+                    pc.invert(pc.is_in(batch.column(KEY_HASH_COLUMN).cast(pa.string()), value_set=done))
+                )
+            if batch.num_rows:
+                rest.append(batch)
         return rest
 
     def _merge_stored(self, batch: pa.RecordBatch) -> bool:
@@ -181,3 +232,43 @@ def _as_answered(data: pa.Table, batch: pa.RecordBatch, spec: SyncSpec) -> pa.Ta
         values = batch.column(source).take(where)
         data = data.set_column(i, data.schema.field(name), values.cast(typ))
     return data
+
+
+def _may_take(batch: pa.RecordBatch, key: list[str]) -> pa.Array:
+    """The rows of a selection that may take a stored answer: a reason in ``REUSABLE_REASONS`` and a good key."""
+    mask = pc.is_in(batch.column(REASON_COLUMN), value_set=pa.array(REUSABLE_REASONS))
+    rows = batch.column(KEY_ROWS_COLUMN)
+    mask = pc.and_(mask, pc.equal(rows.cast(pa.int64()), 1))
+    for k in key:
+        mask = pc.and_(mask, pc.is_valid(batch.column(k)))
+    return pc.fill_null(mask, False)
+
+
+def _best_answers(answers: pa.Table) -> pa.Table:
+    """One answer per input hash: an enriched one first (a later failure takes nothing back), then the newest."""
+    failed = pc.is_null(answers.column("answer"))
+    order = pc.sort_indices(
+        pa.table({"failed": failed, "at": answers.column("answered_at"), "job": answers.column("job_id")}),
+        sort_keys=[("failed", "ascending"), ("at", "descending"), ("job", "descending")],
+    )
+    ranked = answers.take(order)
+    hashes = ranked.column("input_hash").cast(pa.string())
+    first = pc.index_in(pc.unique(hashes), value_set=hashes)
+    best = ranked.take(first)
+    return best.set_column(
+        best.schema.get_field_index("input_hash"), "input_hash", best.column("input_hash").cast(pa.string())
+    )
+
+
+def _with_answers(batch: pa.RecordBatch, best: pa.Table) -> pa.RecordBatch:
+    """``batch``'s rows with the columns of the stored answer each takes (``best``: one row per row of ``batch``)."""
+    columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+    for name, source in (
+        (ANSWER, "answer"),
+        (ANSWER_TASK, "task_id"),
+        (ANSWER_JOB, "job_id"),
+        (ANSWER_TIER, "tier"),
+        (ANSWERED_AT, "answered_at"),
+    ):
+        columns[name] = best.column(source).combine_chunks()
+    return pa.RecordBatch.from_pydict(columns)

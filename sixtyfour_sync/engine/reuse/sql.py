@@ -6,7 +6,14 @@ from sixtyfour_sync.engine.rows.select import ANSWER_JOB, HASH_COLUMN, Selection
 from sixtyfour_sync.warehouse.adapter import Adapter
 from sixtyfour_sync.warehouse.types import TableRef
 
-__all__ = ["count_reusable_sql", "has_answers_sql", "matched_sql", "prune_sql", "stored_answers_sql"]
+__all__ = [
+    "count_reusable_sql",
+    "has_answers_sql",
+    "lookup_sql",
+    "matched_sql",
+    "prune_sql",
+    "stored_answers_sql",
+]
 
 
 def stored_answers_sql(
@@ -24,6 +31,16 @@ def stored_answers_sql(
         f"JOIN {adapter.table_sql(jobs)} {j} ON {j}.{q('job_id')} = {x}.{q('job_id')} "
         f"WHERE {j}.{q('question')} = {asked} AND {age} <= {int(max_age_seconds)}"
     )
+
+
+def lookup_sql(adapter: Adapter, stored: str) -> str | None:
+    """The stored answers (``stored``: :func:`stored_answers_sql`) to the input hashes of one parameter, a JSON
+    array of text: every answer to each (the caller picks); None where the warehouse takes no such parameter."""
+    values = adapter.dialect.json_text_values
+    if values is None:
+        return None
+    q = adapter.quote
+    return f"SELECT * FROM ({stored}) {adapter.subquery_alias('a')} WHERE a.{q('input_hash')} IN ({values})"
 
 
 def matched_sql(adapter: Adapter, selection: Selection) -> str:

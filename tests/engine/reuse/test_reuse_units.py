@@ -233,3 +233,35 @@ def test_the_newest_answer_within_max_age_answers_new_rows_and_old_ones_are_prun
         assert deleted == 2  # the 3- and 10-day-old answers
     finally:
         adapter.close()
+
+
+def test_the_lookup_by_hashes_picks_as_the_joined_selection_does() -> None:
+    from sixtyfour_sync.engine.runner_reuse import _best_answers
+
+    now = datetime.now(timezone.utc)
+    answers = pa.table(
+        {
+            "input_hash": ["a", "a", "a", "b", "b"],
+            "answer": ['["old"]', '["new"]', None, None, None],
+            "job_id": ["j1", "j2", "j3", "j4", "j5"],
+            "task_id": ["t1", "t2", "t3", "t4", "t5"],
+            "tier": ["low"] * 5,
+            "answered_at": [now - timedelta(days=2), now - timedelta(days=1), now, now - timedelta(hours=1), now],
+        }
+    )
+    best = {r["input_hash"]: r["task_id"] for r in _best_answers(answers).to_pylist()}
+    # a: the newest enriched answer, though a failure came after it; b: only failures, the newest of them
+    assert best == {"a": "t2", "b": "t5"}
+
+
+def test_the_lookup_sql_is_offered_where_a_json_list_parameter_is_read(tmp_path: Path) -> None:
+    from sixtyfour_sync.engine.reuse.sql import lookup_sql
+
+    adapter = DuckDBAdapter(parse_target_config({"type": "duckdb", "path": str(tmp_path / "w.duckdb")}))
+    try:
+        sql = lookup_sql(adapter, "SELECT 'x' AS input_hash UNION ALL SELECT 'y' UNION ALL SELECT 'z'")
+        assert sql is not None
+        with adapter.session() as session:
+            assert sorted(r[0] for r in session.fetchall(sql, ['["x", "z", "w"]'])) == ["x", "z"]
+    finally:
+        adapter.close()

@@ -186,7 +186,7 @@ class ReuseSteps(RunnerBase):
             question=ctx.question or "",
             rows=plan.rows,
             questions=questions,
-            price_cents_per_row=None if price is None else price.cents_per_row,
+            price=None if price is None else price.cents_per_row,
         )
 
         def record(session: Session) -> None:

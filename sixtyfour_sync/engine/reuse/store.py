@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -96,22 +97,18 @@ def read_reusable(ledger: Ledger, selection: Selection, *, batch_rows: int) -> I
     )
 
 
+@dataclass(frozen=True)
 class ReuseFacts:
     """What one merge of stored answers records (a row of ``_sixtyfour_sync_reuses``)."""
 
-    def __init__(
-        self,
-        *,
-        run_id: str,
-        sync_name: str,
-        target: str,
-        question: str,
-        rows: int,
-        questions: int,
-        price_cents_per_row: float | None,
-    ) -> None:
-        self.run_id, self.sync_name, self.target, self.question = run_id, sync_name, target, question
-        self.rows, self.questions, self.price = rows, questions, price_cents_per_row
+    run_id: str
+    sync_name: str
+    target: str
+    question: str
+    rows: int
+    questions: int
+    #: The price per question known when the answers were taken; None: unknown.
+    price: float | None
 
     @property
     def saved_cents(self) -> float | None:
